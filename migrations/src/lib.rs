@@ -1,0 +1,124 @@
+//! Database migrations (sea-orm-migration): one module per service schema. Every service schema
+//! gets its own `outbox` and `inbox` from [`messaging_tables_sql`], so the DDL of the event
+//! backbone lives in one place.
+
+use sea_orm_migration::{
+    MigrationTrait, MigratorTrait,
+    sea_orm::{ConnectionTrait, Database, DbBackend, DbErr, Statement},
+};
+
+/// Runs every service's migrations in order.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        Vec::new()
+    }
+}
+
+/// DDL for `<schema>.outbox` and `<schema>.inbox`, idempotent.
+///
+/// The outbox trigger NOTIFYs `<schema>_outbox` once per inserting statement; NOTIFY is
+/// transactional, so the relay wakes only when the rows are committed and visible.
+pub fn messaging_tables_sql(schema: &str) -> String {
+    format!(
+        r#"
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.outbox (
+    seq        bigserial PRIMARY KEY,
+    id         uuid NOT NULL UNIQUE,
+    subject    text NOT NULL,
+    headers    jsonb NOT NULL DEFAULT '[]',
+    body       bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.inbox (
+    consumer   text NOT NULL,
+    event_id   uuid NOT NULL,
+    handled_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+CREATE OR REPLACE FUNCTION {schema}.outbox_notify() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('{schema}_outbox', '');
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox;
+CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify();
+"#
+    )
+}
+
+/// Creates the schema and its messaging tables (used by each service's first migration).
+pub async fn create_messaging_tables(db: &impl ConnectionTrait, schema: &str) -> Result<(), DbErr> {
+    if !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || schema.is_empty() {
+        return Err(DbErr::Custom(format!("invalid schema name {schema:?}")));
+    }
+    db.execute_unprepared(&messaging_tables_sql(schema)).await?;
+    Ok(())
+}
+
+/// Splits `postgres://host/db?x` into (`postgres://host/postgres?x`, `db`).
+pub fn maintenance_url(url: &str) -> Result<(String, String), DbErr> {
+    let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+    let (server, name) = head
+        .rsplit_once('/')
+        .filter(|(server, name)| server.contains("://") && !server.ends_with('/') && !name.is_empty())
+        .ok_or_else(|| DbErr::Custom(format!("database URL names no database: {url}")))?;
+    let mut admin = format!("{server}/postgres");
+    if let Some(q) = query {
+        admin.push('?');
+        admin.push_str(q);
+    }
+    Ok((admin, name.to_owned()))
+}
+
+/// Creates the database `url` names if it does not exist yet.
+pub async fn create_database_if_missing(url: &str) -> Result<(), DbErr> {
+    let (admin_url, name) = maintenance_url(url)?;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(DbErr::Custom(format!("refusing to create database with name {name:?}")));
+    }
+    let admin = Database::connect(admin_url).await?;
+    let exists = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            [name.clone().into()],
+        ))
+        .await?
+        .is_some();
+    if !exists {
+        // A concurrent creator wins the race; that is as good as creating it ourselves.
+        if let Err(e) = admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await
+            && !e.to_string().contains("already exists")
+        {
+            return Err(e);
+        }
+    }
+    admin.close().await
+}
+
+/// Creates the database if needed and applies every pending migration.
+pub async fn migrate(url: &str) -> Result<(), DbErr> {
+    create_database_if_missing(url).await?;
+    let db = Database::connect(url).await?;
+    Migrator::up(&db, None).await?;
+    db.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_url_swaps_the_database() {
+        assert_eq!(
+            maintenance_url("postgres://u@h:5432/ticketing?sslmode=disable").unwrap(),
+            ("postgres://u@h:5432/postgres?sslmode=disable".into(), "ticketing".into())
+        );
+        assert!(maintenance_url("postgres://h:5432").is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! Every event of DESIGN §4, with its stream and subject. Payloads are camelCase JSON.
+
+use crate::{ChargeId, ConcertId, Event, PaymentId, ReservationId, ScheduleId, SeatNo, Stream, UserId, Won};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+macro_rules! event {
+    ($name:ident, $stream:expr, $subject:literal) => {
+        impl Event for $name {
+            const TYPE: &'static str = stringify!($name);
+            const STREAM: Stream = $stream;
+            const SUBJECT: &'static str = $subject;
+        }
+    };
+}
+
+/// A seat and its price, as announced with a new schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatPrice {
+    pub seat_no: SeatNo,
+    pub price: Won,
+}
+
+/// A concert was added to the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcertCreated {
+    pub concert_id: ConcertId,
+    pub name: String,
+    pub host: String,
+}
+event!(ConcertCreated, Stream::Catalog, "catalog.concert.created");
+
+/// A concert's name or host changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcertUpdated {
+    pub concert_id: ConcertId,
+    pub name: String,
+    pub host: String,
+}
+event!(ConcertUpdated, Stream::Catalog, "catalog.concert.updated");
+
+/// A schedule with its seats was added; the seat service builds its inventory from this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleCreated {
+    pub schedule_id: ScheduleId,
+    pub concert_id: ConcertId,
+    pub starts_at: DateTime<Utc>,
+    pub seats: Vec<SeatPrice>,
+}
+event!(ScheduleCreated, Stream::Catalog, "catalog.schedule.created");
+
+/// A user asked to hold seats; the saga starts here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationRequested {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+    pub queue_token: String,
+}
+event!(ReservationRequested, Stream::Reservation, "reservation.requested");
+
+/// The reservation asks the wallet to pay for held seats before `pay_by`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequested {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub pay_by: DateTime<Utc>,
+}
+event!(PaymentRequested, Stream::Reservation, "reservation.payment_requested");
+
+/// The reservation is paid and final.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationCompleted {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub concert_id: ConcertId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+    pub amount: Won,
+    pub queue_token: String,
+}
+event!(ReservationCompleted, Stream::Reservation, "reservation.completed");
+
+/// Why a reservation ended without seats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationFailureReason {
+    SeatUnavailable,
+    PaymentFailed,
+    Expired,
+    Cancelled,
+    Timeout,
+}
+
+/// The reservation ended without seats; seats it held are released, the queue token restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationFailed {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+    pub reason: ReservationFailureReason,
+    pub queue_token: String,
+}
+event!(ReservationFailed, Stream::Reservation, "reservation.failed");
+
+/// Money taken for a reservation that did not complete must go back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundRequested {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+}
+event!(RefundRequested, Stream::Reservation, "reservation.refund_requested");
+
+/// Every requested seat is held for the reservation until `held_until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatReserved {
+    pub reservation_id: ReservationId,
+    pub concert_id: ConcertId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+    pub amount: Won,
+    pub held_until: DateTime<Utc>,
+}
+event!(SeatReserved, Stream::Seat, "seat.reserved");
+
+/// Why seats could not be held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatRejectReason {
+    Taken,
+    NotFound,
+}
+
+/// None of the requested seats were held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatReservationRejected {
+    pub reservation_id: ReservationId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+    pub reason: SeatRejectReason,
+}
+event!(SeatReservationRejected, Stream::Seat, "seat.rejected");
+
+/// Seats held for the reservation are available again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatsReleased {
+    pub reservation_id: ReservationId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+}
+event!(SeatsReleased, Stream::Seat, "seat.released");
+
+/// The last seat of a schedule was sold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoldOut {
+    pub schedule_id: ScheduleId,
+    pub concert_id: ConcertId,
+    pub sold_out_at: DateTime<Utc>,
+    pub seconds_to_sell_out: i64,
+}
+event!(SoldOut, Stream::Seat, "seat.sold_out");
+
+/// A wallet was topped up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeCompleted {
+    pub charge_id: ChargeId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub balance: Won,
+}
+event!(ChargeCompleted, Stream::Wallet, "wallet.charge.completed");
+
+/// A reservation was paid from the wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentCompleted {
+    pub payment_id: PaymentId,
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub balance: Won,
+}
+event!(PaymentCompleted, Stream::Wallet, "wallet.payment.completed");
+
+/// Why a payment was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentFailureReason {
+    InsufficientBalance,
+    DeadlinePassed,
+}
+
+/// The wallet refused to pay; nothing was debited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentFailed {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub reason: PaymentFailureReason,
+}
+event!(PaymentFailed, Stream::Wallet, "wallet.payment.failed");
+
+/// A payment was returned to the wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    pub payment_id: PaymentId,
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub balance: Won,
+}
+event!(PaymentRefunded, Stream::Wallet, "wallet.payment.refunded");
+
+/// A message a consumer could not handle, kept on `dlq.<service>` so nothing is lost.
+/// It is published as-is (not in an envelope): it must be writable even when the original
+/// could not be read at all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub original_subject: String,
+    pub stream_sequence: u64,
+    /// The envelope id, when the body could be read that far.
+    pub event_id: Option<String>,
+    /// The envelope type, when known.
+    pub event_type: Option<String>,
+    pub consumer: String,
+    pub deliveries: u64,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+    /// The original headers, so a replay carries the same trace context.
+    pub original_headers: Vec<(String, String)>,
+    /// The original body, base64 (standard alphabet), so bytes that are not UTF-8 survive.
+    pub original_body: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Envelope, EventId, ReservationId};
+    use serde_json::json;
+
+    #[test]
+    fn payloads_are_camel_case_with_screaming_reasons() {
+        let e = ReservationFailed {
+            reservation_id: ReservationId::new(),
+            user_id: UserId::new(),
+            schedule_id: ScheduleId::new(),
+            seat_nos: vec![SeatNo(3)],
+            reason: ReservationFailureReason::SeatUnavailable,
+            queue_token: "q".into(),
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["seatNos"], json!([3]));
+        assert_eq!(v["reason"], json!("SEAT_UNAVAILABLE"));
+        assert!(v.get("queueToken").is_some());
+    }
+
+    #[test]
+    fn envelope_round_trips_through_raw_json() {
+        let env = Envelope::new(
+            "seat",
+            ReservationId::new(),
+            SeatsReleased {
+                reservation_id: ReservationId::new(),
+                schedule_id: ScheduleId::new(),
+                seat_nos: vec![SeatNo(1)],
+            },
+        );
+        let text = serde_json::to_string(&env).unwrap();
+        assert!(text.contains("\"type\":\"SeatsReleased\""));
+        assert!(text.contains("\"occurredAt\""));
+        let raw: Envelope<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(raw.clone().decode::<SeatsReleased>().unwrap(), env);
+        assert!(raw.decode::<SoldOut>().is_err());
+    }
+
+    #[test]
+    fn caused_by_carries_the_correlation() {
+        let first = Envelope::new(
+            "a",
+            ReservationId::new(),
+            RefundRequested { reservation_id: ReservationId::new(), user_id: UserId::new(), amount: Won(1) },
+        );
+        let next = Envelope::new(
+            "b",
+            EventId::new().0,
+            PaymentFailed {
+                reservation_id: ReservationId::new(),
+                user_id: UserId::new(),
+                amount: Won(1),
+                reason: PaymentFailureReason::DeadlinePassed,
+            },
+        )
+        .caused_by(&first.meta());
+        assert_eq!(next.causation_id, Some(first.id));
+        assert_eq!(next.correlation_id, first.correlation_id);
+    }
+}

@@ -1,0 +1,63 @@
+//! One NATS connection and JetStream context, with the namespace every subject goes through.
+
+use crate::MessagingError;
+use async_nats::{connection::State, jetstream};
+use contracts::Namespace;
+use futures::future::BoxFuture;
+use platform::http::ReadinessCheck;
+use std::time::Duration;
+
+/// Acks a JetStream context lets be outstanding. Publishers must keep fewer un-awaited publish
+/// futures than this, or they wait on themselves (DESIGN §8).
+pub const MAX_ACK_INFLIGHT: usize = 2048;
+
+/// The NATS side of a process.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub ns: Namespace,
+}
+
+impl Bus {
+    /// Connects (retrying in the background after the first success) and builds the context.
+    pub async fn connect(url: &str, ns: Namespace) -> Result<Self, MessagingError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("ticketing")
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|e| MessagingError::Connect { url: url.to_owned(), message: e.to_string() })?;
+        // retry_on_initial_connect returns at once; wait (bounded) so a bad URL fails loudly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while client.connection_state() != State::Connected {
+            if tokio::time::Instant::now() > deadline {
+                return Err(MessagingError::Connect { url: url.to_owned(), message: "no connection within 10 s".into() });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(10))
+            .max_ack_inflight(MAX_ACK_INFLIGHT)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        Ok(Self { client, js, ns })
+    }
+}
+
+impl ReadinessCheck for Bus {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            match self.client.connection_state() {
+                State::Connected => Ok(()),
+                other => Err(format!("connection {other:?}")),
+            }
+        })
+    }
+}

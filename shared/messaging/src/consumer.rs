@@ -1,0 +1,348 @@
+//! Idempotent consumers: a durable pull consumer per `(service, stream)`; each message's effect
+//! is applied exactly once (Postgres inbox row or Redis script, in the same transaction as the
+//! effect), acked only after that commit, NAKed with a delay on transient errors, and sent to the
+//! dead-letter stream (then `Term`ed) when it cannot be decoded, fails permanently, or fails on
+//! its last delivery. A supervisor recreates the consumer and its message stream after errors.
+
+use crate::{Bus, MessagingError, dlq};
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::{PullConsumer, pull},
+};
+use contracts::{DecodeError, Envelope, EnvelopeMeta, Event, Stream};
+use futures::{StreamExt, TryStreamExt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait};
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// An event as a handler sees it: the decoded envelope (payload still raw) and where it came from.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    /// The subject without namespace prefix, e.g. `seat.reserved`.
+    pub subject: String,
+    pub envelope: Envelope<serde_json::Value>,
+    pub stream_sequence: u64,
+    /// 1 on first delivery.
+    pub deliveries: u64,
+}
+
+impl Incoming {
+    /// The envelope without its payload.
+    pub fn meta(&self) -> EnvelopeMeta {
+        self.envelope.meta()
+    }
+
+    /// The event type, e.g. `SeatReserved`.
+    pub fn kind(&self) -> &str {
+        &self.envelope.kind
+    }
+
+    /// Decodes the payload as `E`; a mismatch is permanent (the message goes to the DLQ).
+    pub fn decode<E: Event>(&self) -> Result<Envelope<E>, HandleError> {
+        self.envelope.clone().decode::<E>().map_err(HandleError::from)
+    }
+}
+
+/// How handling a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Worth retrying later (a database or network hiccup, a lock conflict).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed (malformed payload, impossible state); goes to the DLQ at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<DbErr> for HandleError {
+    fn from(e: DbErr) -> Self {
+        HandleError::Transient(format!("database: {e}"))
+    }
+}
+
+impl From<DecodeError> for HandleError {
+    fn from(e: DecodeError) -> Self {
+        HandleError::Permanent(e.to_string())
+    }
+}
+
+impl From<redis::RedisError> for HandleError {
+    fn from(e: redis::RedisError) -> Self {
+        HandleError::Transient(format!("redis: {e}"))
+    }
+}
+
+/// Whether an effect was applied now or had been applied before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    Duplicate,
+}
+
+/// A service's reaction to events, run inside the transaction that also records the event id.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies the event's effect through `txn`. Writing outbox rows through `txn` makes the
+    /// follow-up events part of the same commit.
+    fn handle<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        msg: &'a Incoming,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+}
+
+/// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and
+/// [`crate::RedisInbox`]; the consumer loop is the same for both.
+pub trait Apply: Send + Sync + 'static {
+    /// Applies the effect unless `consumer` has applied this event before.
+    fn apply<'a>(
+        &'a self,
+        consumer: &'a str,
+        msg: &'a Incoming,
+    ) -> impl Future<Output = Result<Applied, HandleError>> + Send + 'a;
+}
+
+/// The Postgres flavour: `(consumer, event id)` goes into `<schema>.inbox` in the handler's
+/// transaction, so a redelivered event finds its row and changes nothing.
+pub struct PgInbox<H> {
+    db: DatabaseConnection,
+    schema: String,
+    handler: H,
+}
+
+impl<H: Handler> PgInbox<H> {
+    /// Runs `handler` against `db`, recording events in `<schema>.inbox`.
+    pub fn new(db: DatabaseConnection, schema: &str, handler: H) -> Self {
+        Self { db, schema: schema.to_owned(), handler }
+    }
+}
+
+impl<H: Handler> Apply for PgInbox<H> {
+    async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
+        let txn = self.db.begin().await?;
+        let inserted = txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "INSERT INTO {}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    self.schema
+                ),
+                [consumer.into(), msg.envelope.id.0.into()],
+            ))
+            .await?;
+        if inserted.rows_affected() == 0 {
+            txn.rollback().await?;
+            return Ok(Applied::Duplicate);
+        }
+        self.handler.handle(&txn, msg).await?;
+        txn.commit().await?;
+        Ok(Applied::Done)
+    }
+}
+
+/// One durable consumer: who consumes, from which stream, and how hard it retries.
+#[derive(Clone, Debug)]
+pub struct ConsumerSpec {
+    pub service: String,
+    pub stream: Stream,
+    /// Unprefixed subject filter; the whole stream when `None`.
+    pub filter_subject: Option<String>,
+    /// JetStream settings (durable name and filter are filled in by [`ConsumerSpec::ensure`]).
+    pub config: pull::Config,
+    /// NAK delay after the n-th failed delivery (the last entry repeats).
+    pub nak_delays: Vec<Duration>,
+    /// Messages handled at once.
+    pub concurrency: usize,
+}
+
+impl ConsumerSpec {
+    /// The consumer declared for `(service, stream)` in `nats/consumers.json`.
+    pub fn declared(service: &str, stream: Stream) -> Result<Self, MessagingError> {
+        let entry = crate::definitions::consumer_entries()?
+            .into_iter()
+            .find(|e| e.service == service && e.stream == stream.name())
+            .ok_or_else(|| {
+                MessagingError::NotFound(format!("no consumer {service}__{stream} in nats/consumers.json"))
+            })?;
+        Self::new(service, stream, entry.filter_subject.as_deref())
+    }
+
+    /// A consumer with the shared defaults (for tools and tests; services use [`Self::declared`]).
+    pub fn new(service: &str, stream: Stream, filter_subject: Option<&str>) -> Result<Self, MessagingError> {
+        Ok(Self {
+            service: service.to_owned(),
+            stream,
+            filter_subject: filter_subject.map(str::to_owned),
+            config: crate::definitions::consumer_defaults()?,
+            nak_delays: [100, 500, 2_000, 5_000, 10_000].map(Duration::from_millis).to_vec(),
+            concurrency: 32,
+        })
+    }
+
+    /// `<service>__<STREAM>`.
+    pub fn name(&self) -> String {
+        format!("{}__{}", self.service, self.stream.name())
+    }
+
+    /// Creates the durable consumer if it does not exist, and returns it.
+    pub async fn ensure(&self, bus: &Bus) -> Result<PullConsumer, MessagingError> {
+        let mut config = self.config.clone();
+        config.durable_name = Some(self.name());
+        config.filter_subject = self.filter_subject.as_deref().map(|f| bus.ns.subject(f)).unwrap_or_default();
+        let stream =
+            bus.js.get_stream(bus.ns.stream(self.stream)).await.map_err(|e| MessagingError::js("get stream", e))?;
+        stream.get_or_create_consumer(&self.name(), config).await.map_err(|e| MessagingError::js("create consumer", e))
+    }
+
+    fn nak_delay(&self, deliveries: u64) -> Duration {
+        let i = usize::try_from(deliveries.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.nak_delays.get(i).or(self.nak_delays.last()).copied().unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// Runs one consumer until `shutdown`: recreates the consumer and its message stream after
+/// errors (bounded backoff), finishes in-flight messages on shutdown and acks nothing unfinished.
+pub async fn run_consumer<A: Apply>(bus: Bus, spec: ConsumerSpec, apply: Arc<A>, shutdown: CancellationToken) {
+    let name = spec.name();
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        match consume(&bus, &spec, &apply, &shutdown).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                tracing::warn!(consumer = %name, error = %e, ?pause, "consumer stream failed; recreating it");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(consumer = %name, "stopped: shutdown requested");
+}
+
+async fn consume<A: Apply>(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    apply: &Arc<A>,
+    shutdown: &CancellationToken,
+) -> Result<(), MessagingError> {
+    let consumer = spec.ensure(bus).await?;
+    let messages = consumer
+        .stream()
+        .max_messages_per_batch(spec.concurrency.max(1) * 4)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| MessagingError::js("pull messages", e))?;
+    let name = spec.name();
+    messages
+        .take_until(shutdown.clone().cancelled_owned())
+        .map_err(|e| MessagingError::js("receive message", e))
+        .try_for_each_concurrent(spec.concurrency.max(1), |msg| {
+            let name = name.as_str();
+            async move {
+                process(bus, spec, name, apply.as_ref(), msg).await;
+                Ok(())
+            }
+        })
+        .await
+}
+
+async fn process<A: Apply>(bus: &Bus, spec: &ConsumerSpec, name: &str, apply: &A, msg: jetstream::Message) {
+    let (stream_sequence, deliveries) = match msg.info() {
+        Ok(info) => (info.stream_sequence, u64::try_from(info.delivered).unwrap_or(1)),
+        Err(e) => {
+            tracing::warn!(consumer = %name, error = %e, "message without JetStream metadata; ignoring it");
+            return;
+        }
+    };
+    let max_deliver = u64::try_from(spec.config.max_deliver).unwrap_or(u64::MAX);
+    let envelope = match serde_json::from_slice::<Envelope<serde_json::Value>>(&msg.payload) {
+        Ok(env) => env,
+        Err(e) => {
+            let reason = format!("undecodable envelope: {e}");
+            return settle_dead(bus, spec, name, &msg, None, &reason, deliveries).await;
+        }
+    };
+    let subject = bus.ns.subject("");
+    let incoming = Incoming {
+        subject: msg.subject.as_str().strip_prefix(subject.as_str()).unwrap_or(msg.subject.as_str()).to_owned(),
+        envelope,
+        stream_sequence,
+        deliveries,
+    };
+    let span = tracing::info_span!(
+        "consume",
+        consumer = %name,
+        event_type = %incoming.envelope.kind,
+        event_id = %incoming.envelope.id,
+        deliveries,
+        otel.kind = "consumer",
+    );
+    if let Some(headers) = &msg.headers {
+        platform::telemetry::set_parent_from(
+            &span,
+            headers.iter().filter_map(|(k, v)| v.first().map(|v| (k.as_ref(), v.as_str()))),
+        );
+    }
+    let outcome = apply.apply(name, &incoming).instrument(span.clone()).await;
+    let _entered = span.enter();
+    let meta = incoming.meta();
+    match outcome {
+        Ok(applied) => {
+            metrics::counter!("events_handled_total", "consumer" => name.to_owned(), "outcome" => match applied {
+                Applied::Done => "applied",
+                Applied::Duplicate => "duplicate",
+            })
+            .increment(1);
+            if let Err(e) = msg.ack().await {
+                // The effect is committed; a redelivery will be a no-op.
+                tracing::warn!(error = %e, "ack failed after commit");
+            }
+        }
+        Err(HandleError::Permanent(reason)) => {
+            settle_dead(bus, spec, name, &msg, Some(&meta), &reason, deliveries).await;
+        }
+        Err(HandleError::Transient(reason)) if deliveries >= max_deliver => {
+            let reason = format!("{reason} (still failing on delivery {deliveries} of {max_deliver})");
+            settle_dead(bus, spec, name, &msg, Some(&meta), &reason, deliveries).await;
+        }
+        Err(HandleError::Transient(reason)) => {
+            metrics::counter!("events_retried_total", "consumer" => name.to_owned()).increment(1);
+            let delay = spec.nak_delay(deliveries);
+            tracing::info!(%reason, ?delay, "handler failed; will retry");
+            if let Err(e) = msg.ack_with(AckKind::Nak(Some(delay))).await {
+                tracing::warn!(error = %e, "NAK failed; the message comes back after ack_wait");
+            }
+        }
+    }
+}
+
+/// Writes the dead letter, then `Term`s the message. If the dead letter cannot be written the
+/// message is NAKed instead, so it is never lost.
+async fn settle_dead(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    name: &str,
+    msg: &jetstream::Message,
+    meta: Option<&EnvelopeMeta>,
+    reason: &str,
+    deliveries: u64,
+) {
+    match dlq::dead_letter(bus, &spec.service, name, msg, meta, reason, deliveries).await {
+        Ok(()) => {
+            metrics::counter!("events_dead_lettered_total", "consumer" => name.to_owned()).increment(1);
+            tracing::error!(consumer = %name, %reason, "message sent to the dead-letter stream");
+            if let Err(e) = msg.ack_with(AckKind::Term).await {
+                tracing::warn!(error = %e, "Term failed; a redelivery will be dead-lettered again");
+            }
+        }
+        Err(e) => {
+            tracing::error!(consumer = %name, error = %e, %reason, "cannot write dead letter; retrying the message");
+            let _ = msg.ack_with(AckKind::Nak(Some(spec.nak_delay(deliveries)))).await;
+        }
+    }
+}

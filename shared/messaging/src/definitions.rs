@@ -1,0 +1,155 @@
+//! Stream and consumer definitions from `nats/` (embedded at build time), and `apply`, which
+//! makes the server match them under a namespace. Idempotent: run at every service start.
+
+use crate::{Bus, ConsumerSpec, MessagingError};
+use async_nats::jetstream::{
+    consumer,
+    context::GetStreamErrorKind,
+    ErrorCode,
+    stream,
+};
+use contracts::{Namespace, Stream};
+use serde::Deserialize;
+
+/// The stream definition file of `stream`, as committed in `nats/streams/`.
+pub fn stream_source(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Catalog => include_str!("../../../nats/streams/CATALOG.json"),
+        Stream::Reservation => include_str!("../../../nats/streams/RESERVATION.json"),
+        Stream::Seat => include_str!("../../../nats/streams/SEAT.json"),
+        Stream::Wallet => include_str!("../../../nats/streams/WALLET.json"),
+        Stream::Dlq => include_str!("../../../nats/streams/DLQ.json"),
+    }
+}
+
+const CONSUMERS: &str = include_str!("../../../nats/consumers.json");
+
+/// `stream`'s configuration with the namespace applied to its name and subjects.
+pub fn stream_config(stream: Stream, ns: &Namespace) -> Result<stream::Config, MessagingError> {
+    let file = format!("streams/{}.json", stream.name());
+    let mut cfg: stream::Config = serde_json::from_str(stream_source(stream))
+        .map_err(|e| MessagingError::Definition { file: file.clone(), message: e.to_string() })?;
+    if cfg.name != stream.name() {
+        return Err(MessagingError::Definition { file, message: format!("name {:?} must be {}", cfg.name, stream.name()) });
+    }
+    if cfg.subjects != [format!("{}.>", stream.domain())] {
+        return Err(MessagingError::Definition {
+            file,
+            message: format!("subjects must be [\"{}.>\"]", stream.domain()),
+        });
+    }
+    cfg.name = ns.stream(stream);
+    cfg.subjects = vec![ns.stream_subjects(stream)];
+    Ok(cfg)
+}
+
+#[derive(Deserialize)]
+struct ConsumersFile {
+    defaults: consumer::pull::Config,
+    consumers: Vec<ConsumerEntry>,
+}
+
+/// One `(service, stream)` consumer of `nats/consumers.json`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ConsumerEntry {
+    pub service: String,
+    pub stream: String,
+    /// Unprefixed subject filter; the whole stream when absent.
+    #[serde(default)]
+    pub filter_subject: Option<String>,
+}
+
+fn consumers_file() -> Result<ConsumersFile, MessagingError> {
+    serde_json::from_str(CONSUMERS)
+        .map_err(|e| MessagingError::Definition { file: "consumers.json".into(), message: e.to_string() })
+}
+
+/// The defaults every durable consumer starts from.
+pub fn consumer_defaults() -> Result<consumer::pull::Config, MessagingError> {
+    Ok(consumers_file()?.defaults)
+}
+
+/// Every consumer declared in `nats/consumers.json`.
+pub fn consumer_entries() -> Result<Vec<ConsumerEntry>, MessagingError> {
+    let file = consumers_file()?;
+    for entry in &file.consumers {
+        if Stream::from_name(&entry.stream).is_none() {
+            return Err(MessagingError::Definition {
+                file: "consumers.json".into(),
+                message: format!("{} names unknown stream {}", entry.service, entry.stream),
+            });
+        }
+    }
+    Ok(file.consumers)
+}
+
+/// Creates or updates every stream, then every declared consumer.
+pub async fn apply(bus: &Bus) -> Result<(), MessagingError> {
+    for stream in Stream::ALL {
+        apply_stream(bus, stream).await?;
+    }
+    for entry in consumer_entries()? {
+        let spec = ConsumerSpec::declared(&entry.service, stream_of(&entry)?)?;
+        spec.ensure(bus).await?;
+    }
+    Ok(())
+}
+
+fn stream_of(entry: &ConsumerEntry) -> Result<Stream, MessagingError> {
+    Stream::from_name(&entry.stream)
+        .ok_or_else(|| MessagingError::NotFound(format!("stream {} of consumer {}", entry.stream, entry.service)))
+}
+
+/// Creates `stream` under the bus namespace, or updates it to match its definition.
+pub async fn apply_stream(bus: &Bus, stream: Stream) -> Result<(), MessagingError> {
+    let cfg = stream_config(stream, &bus.ns)?;
+    match bus.js.get_stream(&cfg.name).await {
+        Ok(_) => {
+            bus.js.update_stream(cfg).await.map_err(|e| MessagingError::js("update stream", e))?;
+        }
+        Err(e)
+            if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            bus.js.create_stream(cfg).await.map_err(|e| MessagingError::js("create stream", e))?;
+        }
+        Err(e) => return Err(MessagingError::js("look up stream", e)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stream_definition_parses_and_matches_the_contract() {
+        let ns = Namespace::new("p").unwrap();
+        for s in Stream::ALL {
+            let cfg = stream_config(s, &ns).unwrap();
+            assert_eq!(cfg.name, format!("p_{}", s.name()));
+            assert_eq!(cfg.subjects, vec![format!("p.{}.>", s.domain())]);
+            assert!(cfg.duplicate_window.as_secs() >= 60, "{s}: dedup window too short");
+        }
+    }
+
+    #[test]
+    fn the_streams_folder_holds_exactly_the_contract_streams() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../nats/streams");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().trim_end_matches(".json").to_owned())
+            .collect();
+        files.sort();
+        let mut names: Vec<String> = Stream::ALL.iter().map(|s| s.name().to_owned()).collect();
+        names.sort();
+        assert_eq!(files, names);
+    }
+
+    #[test]
+    fn consumer_defaults_are_explicit_ack_with_bounded_delivery() {
+        let d = consumer_defaults().unwrap();
+        assert_eq!(d.ack_policy, consumer::AckPolicy::Explicit);
+        assert!(d.max_deliver > d.backoff.len() as i64, "max_deliver must exceed the backoff steps");
+        consumer_entries().unwrap();
+    }
+}

@@ -1,0 +1,115 @@
+//! The dead-letter stream: messages a consumer could not handle, with the reason, kept until an
+//! operator replays them (`ticketing dlq list`, `ticketing dlq replay <seq>`).
+
+use crate::{Bus, MessagingError};
+use async_nats::{HeaderMap, jetstream::message::PublishMessage};
+use base64::Engine;
+use chrono::Utc;
+use contracts::{DeadLetter, EnvelopeMeta, HEADER_MSG_ID, HEADER_TYPE, Stream};
+
+/// Publishes a dead letter for `msg` on `dlq.<service>` and waits for JetStream to store it.
+pub(crate) async fn dead_letter(
+    bus: &Bus,
+    service: &str,
+    consumer: &str,
+    msg: &async_nats::jetstream::Message,
+    meta: Option<&EnvelopeMeta>,
+    reason: &str,
+    deliveries: u64,
+) -> Result<(), MessagingError> {
+    let stream_sequence = msg.info().map(|i| i.stream_sequence).unwrap_or_default();
+    let original_headers = msg
+        .headers
+        .as_ref()
+        .map(|h| h.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))).collect())
+        .unwrap_or_default();
+    let letter = DeadLetter {
+        original_subject: msg.subject.to_string(),
+        stream_sequence,
+        event_id: meta.map(|m| m.id.to_string()),
+        event_type: meta.map(|m| m.kind.clone()),
+        consumer: consumer.to_owned(),
+        deliveries,
+        reason: reason.to_owned(),
+        failed_at: Utc::now(),
+        original_headers,
+        original_body: base64::engine::general_purpose::STANDARD.encode(&msg.payload),
+    };
+    let body = serde_json::to_vec(&letter).map_err(|e| MessagingError::js("encode dead letter", e))?;
+    let mut headers = HeaderMap::new();
+    // One dead letter per consumer and original message, however often this runs.
+    headers.insert(HEADER_MSG_ID, format!("dlq:{consumer}:{stream_sequence}").as_str());
+    headers.insert(HEADER_TYPE, "DeadLetter");
+    bus.js
+        .send_publish(bus.ns.dlq_subject(service), PublishMessage::build().payload(body.into()).headers(headers))
+        .await
+        .map_err(|e| MessagingError::js("publish dead letter", e))?
+        .await
+        .map_err(|e| MessagingError::js("dead letter ack", e))?;
+    Ok(())
+}
+
+/// The dead letters in the stream, oldest first, at most `limit`, with their DLQ sequence.
+pub async fn list(bus: &Bus, limit: usize) -> Result<Vec<(u64, DeadLetter)>, MessagingError> {
+    let mut stream =
+        bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let state = stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        if out.len() >= limit {
+            break;
+        }
+        match stream.get_raw_message(seq).await {
+            Ok(m) => match serde_json::from_slice::<DeadLetter>(&m.payload) {
+                Ok(letter) => out.push((seq, letter)),
+                Err(e) => tracing::warn!(seq, error = %e, "unreadable dead letter"),
+            },
+            // Deleted (replayed) sequences leave gaps.
+            Err(_) => continue,
+        }
+    }
+    Ok(out)
+}
+
+/// How many dead letters are waiting.
+pub async fn count(bus: &Bus) -> Result<u64, MessagingError> {
+    let mut stream =
+        bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    Ok(stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.messages)
+}
+
+/// Republishes dead letter `seq` to its original subject with its original headers and body,
+/// then removes it from the DLQ. The new publish gets its own `Nats-Msg-Id` so the stream's
+/// dedup window does not swallow it; consumers still dedupe by the envelope id in their inbox.
+pub async fn replay(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
+    let stream =
+        bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let m = stream
+        .get_raw_message(seq)
+        .await
+        .map_err(|e| MessagingError::NotFound(format!("dead letter {seq}: {e}")))?;
+    let letter: DeadLetter = serde_json::from_slice(&m.payload)
+        .map_err(|e| MessagingError::NotFound(format!("dead letter {seq} is unreadable: {e}")))?;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&letter.original_body)
+        .map_err(|e| MessagingError::NotFound(format!("dead letter {seq} body: {e}")))?;
+    let mut headers = HeaderMap::new();
+    for (k, v) in &letter.original_headers {
+        if k != HEADER_MSG_ID {
+            headers.append(k.as_str(), v.as_str());
+        }
+    }
+    let original_id = letter.event_id.clone().unwrap_or_else(|| format!("seq{}", letter.stream_sequence));
+    headers.insert(HEADER_MSG_ID, format!("{original_id}:replay:{seq}").as_str());
+    bus.js
+        .send_publish(letter.original_subject.clone(), PublishMessage::build().payload(body.into()).headers(headers))
+        .await
+        .map_err(|e| MessagingError::js("replay publish", e))?
+        .await
+        .map_err(|e| MessagingError::js("replay ack", e))?;
+    stream.delete_message(seq).await.map_err(|e| MessagingError::js("delete replayed dead letter", e))?;
+    Ok(letter)
+}

@@ -1,0 +1,19 @@
+//! The event backbone (DESIGN §1-§2, §4, §8): JetStream setup from the definitions in `nats/`,
+//! the transactional outbox and its relay, idempotent consumers (Postgres inbox or Redis script)
+//! with NAK-with-delay and a dead-letter stream, and W3C trace propagation through all of it.
+
+mod bus;
+mod consumer;
+pub mod definitions;
+pub mod dlq;
+mod error;
+mod outbox;
+mod redis_inbox;
+mod relay;
+
+pub use bus::Bus;
+pub use consumer::{Applied, Apply, ConsumerSpec, HandleError, Handler, Incoming, PgInbox, run_consumer};
+pub use error::MessagingError;
+pub use outbox::Outbox;
+pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
+pub use relay::Relay;

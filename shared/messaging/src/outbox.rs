@@ -1,0 +1,59 @@
+//! The transactional outbox: an event is a row written in the same transaction as the state
+//! change it announces. Nothing is published unless that transaction commits; the relay
+//! publishes committed rows afterwards (DESIGN §1, §8).
+
+use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+/// Writes events into one service's `<schema>.outbox`.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    schema: String,
+    ns: Namespace,
+}
+
+impl Outbox {
+    /// The outbox of `schema`, publishing under namespace `ns`.
+    pub fn new(schema: &str, ns: Namespace) -> Self {
+        Self { schema: schema.to_owned(), ns }
+    }
+
+    /// The schema whose `outbox` table this writes.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Adds `event` to the outbox through `conn`, which should be the transaction that makes the
+    /// change the event announces. The current span's trace context travels with the row.
+    pub async fn push<E: Event>(&self, conn: &impl ConnectionTrait, event: &Envelope<E>) -> Result<(), DbErr> {
+        self.push_all(conn, std::slice::from_ref(event)).await
+    }
+
+    /// Adds several events of one type in one statement.
+    pub async fn push_all<E: Event>(&self, conn: &impl ConnectionTrait, events: &[Envelope<E>]) -> Result<(), DbErr> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let subject = self.ns.subject(E::SUBJECT);
+        let mut headers = platform::telemetry::current_trace_headers();
+        headers.push((HEADER_TYPE.to_owned(), E::TYPE.to_owned()));
+        let headers = serde_json::to_value(&headers).map_err(|e| DbErr::Custom(e.to_string()))?;
+
+        let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) VALUES ", self.schema);
+        let mut values: Vec<Value> = Vec::with_capacity(events.len() * 4);
+        for (i, event) in events.iter().enumerate() {
+            let body = serde_json::to_vec(event).map_err(|e| DbErr::Custom(e.to_string()))?;
+            let n = i * 4;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            values.push(event.id.0.into());
+            values.push(subject.clone().into());
+            values.push(headers.clone().into());
+            values.push(body.into());
+        }
+        conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! The Redis flavour of the idempotent consumer, for services whose state lives in Redis:
+//! the event id is recorded by the same Lua script that applies the effect, so the two happen
+//! together or not at all (a script runs atomically).
+
+use crate::{Applied, HandleError, Incoming, consumer::Apply};
+use contracts::Namespace;
+use std::future::Future;
+
+/// How long an event id is remembered; far beyond any redelivery or dedup window.
+pub const INBOX_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// A Lua effect wrapped with the inbox check: `KEYS[1]` is the inbox key and `ARGV[1]` its TTL,
+/// so the effect's own keys start at `KEYS[2]` and its arguments at `ARGV[2]`. The script
+/// answers 1 when it applied the effect and 0 when the event had been applied before.
+pub struct IdempotentScript(redis::Script);
+
+impl IdempotentScript {
+    /// Wraps `effect` (a Lua chunk; it must validate before it writes, since Redis does not roll
+    /// back a script that fails halfway).
+    pub fn new(effect: &str) -> Self {
+        Self(redis::Script::new(&format!(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n\
+             local function effect()\n{effect}\nend\n\
+             effect()\n\
+             redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])\n\
+             return 1"
+        )))
+    }
+
+    /// An invocation with the inbox key and TTL in place; add the effect's keys and args.
+    pub fn prepare(&self, inbox_key: &str) -> redis::ScriptInvocation<'_> {
+        let mut inv = self.0.prepare_invoke();
+        inv.key(inbox_key).arg(INBOX_TTL_SECS);
+        inv
+    }
+}
+
+/// A service's reaction to events whose effect is one [`IdempotentScript`] call.
+pub trait RedisHandler: Send + Sync + 'static {
+    /// Applies the effect; must run an [`IdempotentScript`] prepared with `inbox_key` and report
+    /// its answer (1 → `Done`, 0 → `Duplicate`).
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut deadpool_redis::Connection,
+        inbox_key: &'a str,
+        msg: &'a Incoming,
+    ) -> impl Future<Output = Result<Applied, HandleError>> + Send + 'a;
+}
+
+/// Runs a [`RedisHandler`] with inbox keys `P:inbox:<consumer>:<event id>`.
+pub struct RedisInbox<H> {
+    pool: deadpool_redis::Pool,
+    ns: Namespace,
+    handler: H,
+}
+
+impl<H: RedisHandler> RedisInbox<H> {
+    /// Runs `handler` against `pool`, with inbox keys under `ns`.
+    pub fn new(pool: deadpool_redis::Pool, ns: Namespace, handler: H) -> Self {
+        Self { pool, ns, handler }
+    }
+}
+
+impl<H: RedisHandler> Apply for RedisInbox<H> {
+    async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
+        let mut conn = self.pool.get().await.map_err(|e| HandleError::Transient(format!("redis pool: {e}")))?;
+        let key = self.ns.redis_key(&format!("inbox:{consumer}:{}", msg.envelope.id));
+        self.handler.handle(&mut conn, &key, msg).await
+    }
+}
+
+/// Reads a script's answer as [`Applied`].
+pub fn applied(answer: i64) -> Applied {
+    if answer == 1 { Applied::Done } else { Applied::Duplicate }
+}

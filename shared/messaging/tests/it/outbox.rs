@@ -1,0 +1,89 @@
+use crate::support::{env, outbox, outbox_rows, sample};
+use contracts::Stream;
+use messaging::Relay;
+use sea_orm::TransactionTrait;
+use std::time::Duration;
+use testkit::eventually;
+
+#[tokio::test]
+async fn event_of_a_rolled_back_transaction_is_never_published() {
+    let env = env().await;
+    let txn = env.db.begin().await.unwrap();
+    outbox(&env).push(&txn, &sample()).await.unwrap();
+    txn.rollback().await.unwrap();
+
+    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn committed_event_is_published_exactly_once() {
+    let env = env().await;
+    let txn = env.db.begin().await.unwrap();
+    outbox(&env).push(&txn, &sample()).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 1);
+    assert_eq!(outbox_rows(&env).await, 0);
+}
+
+#[tokio::test]
+async fn relay_killed_between_ack_and_commit_republishes_as_a_dedup_hit() {
+    let env = env().await;
+    let txn = env.db.begin().await.unwrap();
+    outbox(&env).push_all(&txn, &[sample(), sample(), sample()]).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    assert_eq!(relay.publish_batch_then_crash().await.unwrap(), 3);
+    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 3);
+    assert_eq!(outbox_rows(&env).await, 3, "the crashed relay marked nothing");
+
+    // A new relay publishes the same rows again: JetStream drops them as duplicates.
+    assert_eq!(relay.drain().await.unwrap(), 3);
+    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 3);
+    assert_eq!(outbox_rows(&env).await, 0);
+}
+
+#[tokio::test]
+async fn two_relays_at_once_publish_each_event_once() {
+    let env = env().await;
+    let ob = outbox(&env);
+    for _ in 0..20 {
+        let txn = env.db.begin().await.unwrap();
+        let events: Vec<_> = (0..50).map(|_| sample()).collect();
+        ob.push_all(&txn, &events).await.unwrap();
+        txn.commit().await.unwrap();
+    }
+    let mut a = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let mut b = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    a.batch = 37;
+    b.batch = 37;
+    let (na, nb) = tokio::join!(a.drain(), b.drain());
+    let (na, nb) = (na.unwrap(), nb.unwrap());
+    assert_eq!(na + nb, 1000, "relays published {na} + {nb}");
+    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 1000);
+    assert_eq!(outbox_rows(&env).await, 0);
+}
+
+#[tokio::test]
+async fn notify_wakes_the_relay_without_waiting_for_the_poll() {
+    let env = env().await;
+    let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    relay.poll = Duration::from_secs(3600);
+    tokio::spawn(relay.run(env.shutdown.clone()));
+    // Let the relay's first (empty) drain pass and its LISTEN start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let txn = env.db.begin().await.unwrap();
+    outbox(&env).push(&txn, &sample()).await.unwrap();
+    txn.commit().await.unwrap();
+    eventually("the notified relay to publish", Duration::from_secs(10), || async {
+        (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
+    })
+    .await;
+}

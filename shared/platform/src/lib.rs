@@ -1,0 +1,13 @@
+//! What every service stands on: configuration, telemetry, problem+json errors, JWT identity,
+//! health/readiness/metrics routes, pools, the HTTP server and graceful shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod pools;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError, Secret};
+pub use problem::Problem;

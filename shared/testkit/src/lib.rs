@@ -1,0 +1,255 @@
+//! Test isolation (DESIGN §10): every test gets a fresh migrated database, its own NATS prefix
+//! (so its own streams), its own Redis key prefix, and binds port 0. Everything it made is
+//! removed when the environment is dropped, and leftovers of crashed runs are swept later, so
+//! no test depends on what an earlier run left on the shared servers.
+
+use anyhow::Context as _;
+use contracts::{Namespace, Stream};
+use messaging::Bus;
+use platform::{Config, Secret};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use std::{future::Future, net::SocketAddr, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// The JWT secret every test environment signs with.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// Environments older than this belong to crashed runs and are swept.
+const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
+
+fn server_urls() -> (String, String, String) {
+    let var = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_owned());
+    (
+        var("TICKETING_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        var("TICKETING_NATS_URL", "nats://127.0.0.1:4222"),
+        var("TICKETING_REDIS_URL", "redis://127.0.0.1:6379"),
+    )
+}
+
+/// One test's private slice of Postgres, NATS and Redis.
+pub struct TestEnv {
+    /// The test's own database (migrated).
+    pub db: DatabaseConnection,
+    pub database_url: String,
+    pub bus: Bus,
+    pub redis: deadpool_redis::Pool,
+    /// The namespace of this test's streams, subjects and Redis keys.
+    pub ns: Namespace,
+    /// A configuration that points at this environment.
+    pub config: Config,
+    /// Cancelled on drop: background tasks spawned for the test stop with it.
+    pub shutdown: CancellationToken,
+    admin_url: String,
+    db_name: String,
+    nats_url: String,
+    redis_url: String,
+}
+
+impl TestEnv {
+    /// Creates the database (migrated), the streams under a fresh prefix, and the Redis pool.
+    pub async fn new() -> anyhow::Result<Self> {
+        let _ = platform::telemetry::init("test", None);
+        let (admin_url, nats_url, redis_url) = server_urls();
+        let now = chrono_secs();
+        let name = format!("tk_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let ns = Namespace::new(&name)?;
+
+        let admin = Database::connect(&admin_url).await.context("connect to Postgres (is scripts/dev-stack running?)")?;
+        sweep_databases(&admin, now).await;
+        admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+        admin.close().await?;
+        let database_url = replace_database(&admin_url, &name);
+        migrations::migrate(&database_url).await.context("migrate the test database")?;
+        let db = platform::pools::connect_db(&database_url, 10).await?;
+
+        let bus = Bus::connect(&nats_url, ns.clone()).await.context("connect to NATS (is scripts/dev-stack running?)")?;
+        sweep_streams(&bus, now).await;
+        messaging::definitions::apply(&bus).await?;
+
+        let redis = platform::pools::connect_redis(&redis_url).await?;
+        let config = Config::from_lookup(|k| match k {
+            "TICKETING_DATABASE_URL" => Some(database_url.clone()),
+            "TICKETING_NATS_URL" => Some(nats_url.clone()),
+            "TICKETING_REDIS_URL" => Some(redis_url.clone()),
+            "TICKETING_JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
+            "TICKETING_PREFIX" => Some(name.clone()),
+            "TICKETING_HTTP_ADDR" => Some("127.0.0.1:0".to_owned()),
+            _ => None,
+        })?;
+        Ok(Self {
+            db,
+            database_url,
+            bus,
+            redis,
+            ns,
+            config,
+            shutdown: CancellationToken::new(),
+            admin_url,
+            db_name: name,
+            nats_url,
+            redis_url,
+        })
+    }
+
+    /// Creates `schema` with its outbox and inbox (for tests of the messaging layer itself).
+    pub async fn messaging_schema(&self, schema: &str) -> anyhow::Result<()> {
+        migrations::create_messaging_tables(&self.db, schema).await?;
+        Ok(())
+    }
+
+    /// The JWT keys of this environment.
+    pub fn jwt(&self) -> platform::auth::JwtKeys {
+        platform::auth::JwtKeys::new(&Secret::new(TEST_JWT_SECRET))
+    }
+
+    /// Serves `router` (finished with the shared middleware) on 127.0.0.1:0 until the
+    /// environment is dropped; returns its base URL.
+    pub async fn spawn_app(&self, router: axum::Router) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(platform::http::serve(listener, platform::http::finish(router), shutdown));
+        Ok(format!("http://{addr}"))
+    }
+
+    /// Counts the messages stored in one of this environment's streams.
+    pub async fn stream_messages(&self, stream: Stream) -> anyhow::Result<u64> {
+        let mut s = self.bus.js.get_stream(self.ns.stream(stream)).await?;
+        Ok(s.info().await?.state.messages)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let (admin_url, name, nats_url, redis_url) =
+            (self.admin_url.clone(), self.db_name.clone(), self.nats_url.clone(), self.redis_url.clone());
+        // Drop runs inside the test's runtime; clean up on a thread of our own and wait for it,
+        // so the test process does not exit before its database and streams are gone.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                }
+                if let Ok(ns) = Namespace::new(&name)
+                    && let Ok(bus) = Bus::connect(&nats_url, ns.clone()).await
+                {
+                    for stream in Stream::ALL {
+                        let _ = bus.js.delete_stream(ns.stream(stream)).await;
+                    }
+                }
+                if let Ok(pool) = platform::pools::connect_redis(&redis_url).await {
+                    delete_redis_prefix(&pool, &name).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Polls `check` every 20 ms until it yields a value or `timeout` passes; then panics naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn chrono_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+}
+
+/// The creation time encoded in a `tk_<secs>_<rand>` name.
+fn created_at(name: &str) -> Option<u64> {
+    name.strip_prefix("tk_")?.split('_').next()?.parse().ok()
+}
+
+fn is_stale(name: &str, now: u64) -> bool {
+    created_at(name).is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs())
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (head, query) = url.split_once('?').map_or((url, None), |(h, q)| (h, Some(q)));
+    let server = head.rsplit_once('/').map_or(head, |(s, _)| s);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+async fn sweep_databases(admin: &DatabaseConnection, now: u64) {
+    let Ok(rows) = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT datname FROM pg_database WHERE datname LIKE 'tk\\_%'",
+        ))
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        if let Ok(name) = row.try_get::<String>("", "datname")
+            && is_stale(&name, now)
+        {
+            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        }
+    }
+}
+
+async fn sweep_streams(bus: &Bus, now: u64) {
+    use futures::StreamExt;
+    let names: Vec<String> = bus.js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
+    for name in names.into_iter().filter(|n| is_stale(n, now)) {
+        let _ = bus.js.delete_stream(&name).await;
+    }
+}
+
+async fn delete_redis_prefix(pool: &deadpool_redis::Pool, prefix: &str) {
+    let Ok(mut conn) = pool.get().await else { return };
+    let pattern = format!("{prefix}:*");
+    let mut cursor: u64 = 0;
+    loop {
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await
+        else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_names_are_recognised() {
+        assert!(is_stale("tk_100_abcd", 100 + 3 * 3600));
+        assert!(!is_stale("tk_100_abcd", 200));
+        assert!(!is_stale("ticketing", 10_000_000));
+        assert!(!is_stale("SEAT", 10_000_000));
+    }
+
+    #[test]
+    fn database_is_replaced_in_the_url() {
+        assert_eq!(replace_database("postgres://u@h/postgres?x=1", "tk"), "postgres://u@h/tk?x=1");
+        assert_eq!(replace_database("postgres://u@h/postgres", "tk"), "postgres://u@h/tk");
+    }
+}
