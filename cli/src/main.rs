@@ -1,1 +1,132 @@
-fn main() {}
+//! `ticketing`: one binary for every process of the system (DESIGN §2).
+
+mod commands;
+mod runtime;
+mod services;
+
+use clap::{Parser, Subcommand};
+use std::{net::SocketAddr, process::ExitCode};
+
+#[derive(Parser)]
+#[command(name = "ticketing", version, about = "Concert ticketing: a choreography saga over NATS JetStream")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process on one port (the developer default).
+    Up {
+        /// Listen address (default: TICKETING_HTTP_ADDR, 0.0.0.0:8080).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// Run the named services in one process (one per pod in Kubernetes).
+    Serve {
+        /// Services to run; see `ticketing services`.
+        #[arg(required = true)]
+        services: Vec<String>,
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+    },
+    /// List the services this binary can run.
+    Services,
+    /// Create the database if missing and apply every migration.
+    Migrate,
+    /// JetStream streams and consumers.
+    Nats {
+        #[command(subcommand)]
+        command: NatsCommand,
+    },
+    /// The dead-letter stream.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Mint a development identity token.
+    Token {
+        /// The user's UUID (the token's `sub`).
+        #[arg(long)]
+        user: uuid::Uuid,
+        /// Give the token role admin.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum NatsCommand {
+    /// Create or update every stream and consumer defined in nats/ (idempotent).
+    Apply,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Show dead letters, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Republish one dead letter to its original subject and remove it from the DLQ.
+    Replay {
+        /// The dead letter's sequence, as `dlq list` shows it.
+        seq: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match platform::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ticketing: {e}");
+            eprintln!("ticketing: set the variables above (see README.md, Configuration) and start again");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ticketing: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ticketing: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
+    match command {
+        Command::Up { addr } => {
+            let all: Vec<String> = services::SERVICES.iter().map(|s| s.name.to_owned()).collect();
+            commands::serve(config, &all, addr, "ticketing").await
+        }
+        Command::Serve { services, addr } => {
+            let name = services.join("+");
+            commands::serve(config, &services, addr, &name).await
+        }
+        Command::Services => {
+            if services::SERVICES.is_empty() {
+                println!("no services yet: `up` serves only /healthz, /readyz and /metrics");
+            }
+            for s in services::SERVICES {
+                println!("{:<16} {}", s.name, s.about);
+            }
+            Ok(())
+        }
+        Command::Migrate => commands::migrate(&config).await,
+        Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
+        Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,
+        Command::Dlq { command: DlqCommand::Replay { seq } } => commands::dlq_replay(&config, seq).await,
+        Command::Token { user, admin, ttl_secs } => commands::token(&config, user, admin, ttl_secs),
+    }
+}

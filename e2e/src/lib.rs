@@ -1,1 +1,4 @@
+//! Scenarios and load runs against a running system: processes the harness starts on port 0
+//! with a test environment of their own, or any deployment named by `E2E_BASE_URL`.
 
+pub mod harness;

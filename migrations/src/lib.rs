@@ -53,7 +53,8 @@ CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
 
 /// Creates the schema and its messaging tables (used by each service's first migration).
 pub async fn create_messaging_tables(db: &impl ConnectionTrait, schema: &str) -> Result<(), DbErr> {
-    if !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || schema.is_empty() {
+    if !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || schema.is_empty()
+    {
         return Err(DbErr::Custom(format!("invalid schema name {schema:?}")));
     }
     db.execute_unprepared(&messaging_tables_sql(schema)).await?;

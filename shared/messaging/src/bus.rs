@@ -34,7 +34,10 @@ impl Bus {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while client.connection_state() != State::Connected {
             if tokio::time::Instant::now() > deadline {
-                return Err(MessagingError::Connect { url: url.to_owned(), message: "no connection within 10 s".into() });
+                return Err(MessagingError::Connect {
+                    url: url.to_owned(),
+                    message: "no connection within 10 s".into(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

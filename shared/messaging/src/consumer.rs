@@ -11,7 +11,9 @@ use async_nats::jetstream::{
 };
 use contracts::{DecodeError, Envelope, EnvelopeMeta, Event, Stream};
 use futures::{StreamExt, TryStreamExt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+};
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -189,9 +191,15 @@ impl ConsumerSpec {
         let mut config = self.config.clone();
         config.durable_name = Some(self.name());
         config.filter_subject = self.filter_subject.as_deref().map(|f| bus.ns.subject(f)).unwrap_or_default();
-        let stream =
-            bus.js.get_stream(bus.ns.stream(self.stream)).await.map_err(|e| MessagingError::js("get stream", e))?;
-        stream.get_or_create_consumer(&self.name(), config).await.map_err(|e| MessagingError::js("create consumer", e))
+        let stream = bus
+            .js
+            .get_stream(bus.ns.stream(self.stream))
+            .await
+            .map_err(|e| MessagingError::js("get stream", e))?;
+        stream
+            .get_or_create_consumer(&self.name(), config)
+            .await
+            .map_err(|e| MessagingError::js("create consumer", e))
     }
 
     fn nak_delay(&self, deliveries: u64) -> Duration {
@@ -202,7 +210,12 @@ impl ConsumerSpec {
 
 /// Runs one consumer until `shutdown`: recreates the consumer and its message stream after
 /// errors (bounded backoff), finishes in-flight messages on shutdown and acks nothing unfinished.
-pub async fn run_consumer<A: Apply>(bus: Bus, spec: ConsumerSpec, apply: Arc<A>, shutdown: CancellationToken) {
+pub async fn run_consumer<A: Apply>(
+    bus: Bus,
+    spec: ConsumerSpec,
+    apply: Arc<A>,
+    shutdown: CancellationToken,
+) {
     let name = spec.name();
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
@@ -269,7 +282,12 @@ async fn process<A: Apply>(bus: &Bus, spec: &ConsumerSpec, name: &str, apply: &A
     };
     let subject = bus.ns.subject("");
     let incoming = Incoming {
-        subject: msg.subject.as_str().strip_prefix(subject.as_str()).unwrap_or(msg.subject.as_str()).to_owned(),
+        subject: msg
+            .subject
+            .as_str()
+            .strip_prefix(subject.as_str())
+            .unwrap_or(msg.subject.as_str())
+            .to_owned(),
         envelope,
         stream_sequence,
         deliveries,

@@ -2,12 +2,7 @@
 //! makes the server match them under a namespace. Idempotent: run at every service start.
 
 use crate::{Bus, ConsumerSpec, MessagingError};
-use async_nats::jetstream::{
-    consumer,
-    context::GetStreamErrorKind,
-    ErrorCode,
-    stream,
-};
+use async_nats::jetstream::{ErrorCode, consumer, context::GetStreamErrorKind, stream};
 use contracts::{Namespace, Stream};
 use serde::Deserialize;
 
@@ -30,7 +25,10 @@ pub fn stream_config(stream: Stream, ns: &Namespace) -> Result<stream::Config, M
     let mut cfg: stream::Config = serde_json::from_str(stream_source(stream))
         .map_err(|e| MessagingError::Definition { file: file.clone(), message: e.to_string() })?;
     if cfg.name != stream.name() {
-        return Err(MessagingError::Definition { file, message: format!("name {:?} must be {}", cfg.name, stream.name()) });
+        return Err(MessagingError::Definition {
+            file,
+            message: format!("name {:?} must be {}", cfg.name, stream.name()),
+        });
     }
     if cfg.subjects != [format!("{}.>", stream.domain())] {
         return Err(MessagingError::Definition {
@@ -96,8 +94,9 @@ pub async fn apply(bus: &Bus) -> Result<(), MessagingError> {
 }
 
 fn stream_of(entry: &ConsumerEntry) -> Result<Stream, MessagingError> {
-    Stream::from_name(&entry.stream)
-        .ok_or_else(|| MessagingError::NotFound(format!("stream {} of consumer {}", entry.stream, entry.service)))
+    Stream::from_name(&entry.stream).ok_or_else(|| {
+        MessagingError::NotFound(format!("stream {} of consumer {}", entry.stream, entry.service))
+    })
 }
 
 /// Creates `stream` under the bus namespace, or updates it to match its definition.
@@ -107,8 +106,7 @@ pub async fn apply_stream(bus: &Bus, stream: Stream) -> Result<(), MessagingErro
         Ok(_) => {
             bus.js.update_stream(cfg).await.map_err(|e| MessagingError::js("update stream", e))?;
         }
-        Err(e)
-            if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+        Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
         {
             bus.js.create_stream(cfg).await.map_err(|e| MessagingError::js("create stream", e))?;
         }

@@ -21,7 +21,9 @@ pub(crate) async fn dead_letter(
     let original_headers = msg
         .headers
         .as_ref()
-        .map(|h| h.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))).collect())
+        .map(|h| {
+            h.iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.to_string(), v.to_string()))).collect()
+        })
         .unwrap_or_default();
     let letter = DeadLetter {
         original_subject: msg.subject.to_string(),
@@ -41,7 +43,10 @@ pub(crate) async fn dead_letter(
     headers.insert(HEADER_MSG_ID, format!("dlq:{consumer}:{stream_sequence}").as_str());
     headers.insert(HEADER_TYPE, "DeadLetter");
     bus.js
-        .send_publish(bus.ns.dlq_subject(service), PublishMessage::build().payload(body.into()).headers(headers))
+        .send_publish(
+            bus.ns.dlq_subject(service),
+            PublishMessage::build().payload(body.into()).headers(headers),
+        )
         .await
         .map_err(|e| MessagingError::js("publish dead letter", e))?
         .await
@@ -51,8 +56,11 @@ pub(crate) async fn dead_letter(
 
 /// The dead letters in the stream, oldest first, at most `limit`, with their DLQ sequence.
 pub async fn list(bus: &Bus, limit: usize) -> Result<Vec<(u64, DeadLetter)>, MessagingError> {
-    let mut stream =
-        bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let mut stream = bus
+        .js
+        .get_stream(bus.ns.stream(Stream::Dlq))
+        .await
+        .map_err(|e| MessagingError::js("get DLQ stream", e))?;
     let state = stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.clone();
     let mut out = Vec::new();
     if state.messages == 0 {
@@ -76,8 +84,11 @@ pub async fn list(bus: &Bus, limit: usize) -> Result<Vec<(u64, DeadLetter)>, Mes
 
 /// How many dead letters are waiting.
 pub async fn count(bus: &Bus) -> Result<u64, MessagingError> {
-    let mut stream =
-        bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let mut stream = bus
+        .js
+        .get_stream(bus.ns.stream(Stream::Dlq))
+        .await
+        .map_err(|e| MessagingError::js("get DLQ stream", e))?;
     Ok(stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.messages)
 }
 
@@ -85,8 +96,11 @@ pub async fn count(bus: &Bus) -> Result<u64, MessagingError> {
 /// then removes it from the DLQ. The new publish gets its own `Nats-Msg-Id` so the stream's
 /// dedup window does not swallow it; consumers still dedupe by the envelope id in their inbox.
 pub async fn replay(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
-    let stream =
-        bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let stream = bus
+        .js
+        .get_stream(bus.ns.stream(Stream::Dlq))
+        .await
+        .map_err(|e| MessagingError::js("get DLQ stream", e))?;
     let m = stream
         .get_raw_message(seq)
         .await
@@ -105,7 +119,10 @@ pub async fn replay(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
     let original_id = letter.event_id.clone().unwrap_or_else(|| format!("seq{}", letter.stream_sequence));
     headers.insert(HEADER_MSG_ID, format!("{original_id}:replay:{seq}").as_str());
     bus.js
-        .send_publish(letter.original_subject.clone(), PublishMessage::build().payload(body.into()).headers(headers))
+        .send_publish(
+            letter.original_subject.clone(),
+            PublishMessage::build().payload(body.into()).headers(headers),
+        )
         .await
         .map_err(|e| MessagingError::js("replay publish", e))?
         .await

@@ -25,12 +25,20 @@ impl Outbox {
 
     /// Adds `event` to the outbox through `conn`, which should be the transaction that makes the
     /// change the event announces. The current span's trace context travels with the row.
-    pub async fn push<E: Event>(&self, conn: &impl ConnectionTrait, event: &Envelope<E>) -> Result<(), DbErr> {
+    pub async fn push<E: Event>(
+        &self,
+        conn: &impl ConnectionTrait,
+        event: &Envelope<E>,
+    ) -> Result<(), DbErr> {
         self.push_all(conn, std::slice::from_ref(event)).await
     }
 
     /// Adds several events of one type in one statement.
-    pub async fn push_all<E: Event>(&self, conn: &impl ConnectionTrait, events: &[Envelope<E>]) -> Result<(), DbErr> {
+    pub async fn push_all<E: Event>(
+        &self,
+        conn: &impl ConnectionTrait,
+        events: &[Envelope<E>],
+    ) -> Result<(), DbErr> {
         if events.is_empty() {
             return Ok(());
         }

@@ -63,7 +63,8 @@ impl<H: RedisHandler> RedisInbox<H> {
 
 impl<H: RedisHandler> Apply for RedisInbox<H> {
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
-        let mut conn = self.pool.get().await.map_err(|e| HandleError::Transient(format!("redis pool: {e}")))?;
+        let mut conn =
+            self.pool.get().await.map_err(|e| HandleError::Transient(format!("redis pool: {e}")))?;
         let key = self.ns.redis_key(&format!("inbox:{consumer}:{}", msg.envelope.id));
         self.handler.handle(&mut conn, &key, msg).await
     }

@@ -7,7 +7,9 @@ use crate::{Bus, MessagingError};
 use async_nats::{HeaderMap, jetstream::message::PublishMessage};
 use contracts::HEADER_MSG_ID;
 use futures::{StreamExt, TryStreamExt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
+};
 use sqlx::postgres::PgListener;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +61,8 @@ impl Relay {
                 Ok(_) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    metrics::counter!("outbox_relay_errors_total", "schema" => self.schema.clone()).increment(1);
+                    metrics::counter!("outbox_relay_errors_total", "schema" => self.schema.clone())
+                        .increment(1);
                     let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
                     tracing::warn!(task = %name, error = %e, ?pause, "publishing the outbox failed; retrying");
                     tokio::select! {
@@ -156,7 +159,8 @@ impl Relay {
         let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         txn.execute_unprepared(&format!("DELETE FROM {}.outbox WHERE seq IN ({list})", self.schema)).await?;
         txn.commit().await?;
-        metrics::counter!("outbox_published_total", "schema" => self.schema.clone()).increment(seqs.len() as u64);
+        metrics::counter!("outbox_published_total", "schema" => self.schema.clone())
+            .increment(seqs.len() as u64);
         if duplicates > 0 {
             metrics::counter!("outbox_duplicate_acks_total", "schema" => self.schema.clone())
                 .increment(duplicates as u64);
@@ -169,8 +173,13 @@ impl Relay {
             "SELECT seq, id, subject, headers, body FROM {}.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
             self.schema
         );
-        let rows =
-            txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [i64::from(self.batch).into()])).await?;
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                [i64::from(self.batch).into()],
+            ))
+            .await?;
         rows.into_iter()
             .map(|r| {
                 let headers: serde_json::Value = r.try_get("", "headers")?;

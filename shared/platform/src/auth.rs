@@ -50,7 +50,12 @@ impl JwtKeys {
     }
 
     /// Mints a token valid for `ttl` (for `ticketing token` and tests).
-    pub fn mint(&self, user: UserId, role: Role, ttl: Duration) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn mint(
+        &self,
+        user: UserId,
+        role: Role,
+        ttl: Duration,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims { sub: user, role, exp: chrono::Utc::now().timestamp().saturating_add(ttl) };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
@@ -93,7 +98,11 @@ where
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(|| {
-                Problem::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "the Authorization header must be Bearer <token>")
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "the Authorization header must be Bearer <token>",
+                )
             })?;
         let claims = JwtKeys::from_ref(state).verify(token.trim())?;
         Ok(Identity { user_id: claims.sub, role: claims.role })
@@ -144,7 +153,8 @@ mod tests {
         let t = other.mint(UserId::new(), Role::User, Duration::from_secs(60)).unwrap();
         assert_eq!(k.verify(&t).unwrap_err().code, "INVALID_TOKEN");
 
-        let claims = Claims { sub: UserId::new(), role: Role::User, exp: chrono::Utc::now().timestamp() - 3600 };
+        let claims =
+            Claims { sub: UserId::new(), role: Role::User, exp: chrono::Utc::now().timestamp() - 3600 };
         let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap();
         let p = k.verify(&expired).unwrap_err();
         assert!(p.detail.contains("expired"), "{p}");

@@ -231,10 +231,8 @@ impl Config {
         {
             r.fail("TICKETING_EXTERNAL_DATA_URL", "expected an http:// or https:// URL");
         }
-        let external_data = ExternalData {
-            url: external_url,
-            secret: r.raw("TICKETING_EXTERNAL_DATA_SECRET").map(Secret),
-        };
+        let external_data =
+            ExternalData { url: external_url, secret: r.raw("TICKETING_EXTERNAL_DATA_SECRET").map(Secret) };
         let otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT");
 
         if !r.problems.is_empty() {

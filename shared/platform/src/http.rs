@@ -40,7 +40,9 @@ impl ReadinessCheck for DatabaseConnection {
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) })
+        Box::pin(
+            async move { self.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) },
+        )
     }
 }
 
@@ -120,7 +122,8 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
         .map(|(name, r)| (name.to_owned(), json!(r.err().unwrap_or_else(|| "ok".to_owned()))))
         .collect();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks}))).into_response()
+    (status, Json(json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks})))
+        .into_response()
 }
 
 async fn metrics_text() -> impl IntoResponse {
@@ -161,7 +164,8 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     let status = res.status().as_u16().to_string();
     metrics::histogram!("http_request_duration_seconds", "method" => method.clone(), "route" => route.clone(), "status" => status.clone())
         .record(started.elapsed().as_secs_f64());
-    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status).increment(1);
+    metrics::counter!("http_requests_total", "method" => method, "route" => route, "status" => status)
+        .increment(1);
     res
 }
 
@@ -178,6 +182,10 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 }
 
 /// Serves `router` until `shutdown` is cancelled, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }

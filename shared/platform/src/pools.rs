@@ -39,7 +39,9 @@ pub async fn connect_redis(url: &str) -> Result<deadpool_redis::Pool, RedisSetup
         .build()
         .map_err(|e| RedisSetupError::Config(e.to_string()))?;
     let mut conn = pool.get().await.map_err(|e| RedisSetupError::Unreachable(e.to_string()))?;
-    let _: String =
-        redis::cmd("PING").query_async(&mut conn).await.map_err(|e| RedisSetupError::Unreachable(e.to_string()))?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| RedisSetupError::Unreachable(e.to_string()))?;
     Ok(pool)
 }

@@ -18,7 +18,8 @@ pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 const STALE_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 fn server_urls() -> (String, String, String) {
-    let var = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_owned());
+    let var =
+        |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_owned());
     (
         var("TICKETING_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
         var("TICKETING_NATS_URL", "nats://127.0.0.1:4222"),
@@ -54,7 +55,9 @@ impl TestEnv {
         let name = format!("tk_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let ns = Namespace::new(&name)?;
 
-        let admin = Database::connect(&admin_url).await.context("connect to Postgres (is scripts/dev-stack running?)")?;
+        let admin = Database::connect(&admin_url)
+            .await
+            .context("connect to Postgres (is scripts/dev-stack running?)")?;
         sweep_databases(&admin, now).await;
         admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
         admin.close().await?;
@@ -62,7 +65,9 @@ impl TestEnv {
         migrations::migrate(&database_url).await.context("migrate the test database")?;
         let db = platform::pools::connect_db(&database_url, 10).await?;
 
-        let bus = Bus::connect(&nats_url, ns.clone()).await.context("connect to NATS (is scripts/dev-stack running?)")?;
+        let bus = Bus::connect(&nats_url, ns.clone())
+            .await
+            .context("connect to NATS (is scripts/dev-stack running?)")?;
         sweep_streams(&bus, now).await;
         messaging::definitions::apply(&bus).await?;
 
@@ -130,7 +135,9 @@ impl Drop for TestEnv {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async move {
                 if let Ok(admin) = Database::connect(&admin_url).await {
-                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
                 }
                 if let Ok(ns) = Namespace::new(&name)
                     && let Ok(bus) = Bus::connect(&nats_url, ns.clone()).await
@@ -167,7 +174,10 @@ where
 }
 
 fn chrono_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// The creation time encoded in a `tk_<secs>_<rand>` name.
@@ -202,7 +212,8 @@ async fn sweep_databases(admin: &DatabaseConnection, now: u64) {
         if let Ok(name) = row.try_get::<String>("", "datname")
             && is_stale(&name, now)
         {
-            let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+            let _ =
+                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
         }
     }
 }
@@ -220,8 +231,14 @@ async fn delete_redis_prefix(pool: &deadpool_redis::Pool, prefix: &str) {
     let pattern = format!("{prefix}:*");
     let mut cursor: u64 = 0;
     loop {
-        let Ok((next, keys)): Result<(u64, Vec<String>), _> =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await
+        let Ok((next, keys)): Result<(u64, Vec<String>), _> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
         else {
             return;
         };

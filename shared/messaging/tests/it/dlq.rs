@@ -24,7 +24,11 @@ async fn a_handler_that_always_fails_ends_in_the_dlq_after_max_deliver() {
     assert_eq!(letter.event_type.as_deref(), Some("SeatsReleased"));
     assert_eq!(letter.consumer, "probe__SEAT");
     assert_eq!(letter.deliveries, 3);
-    assert!(letter.reason.contains("induced failure") && letter.reason.contains("delivery 3 of 3"), "{}", letter.reason);
+    assert!(
+        letter.reason.contains("induced failure") && letter.reason.contains("delivery 3 of 3"),
+        "{}",
+        letter.reason
+    );
     assert_eq!(recorder.attempts(event.id.0), 3);
     assert_eq!(applied(&env, event.id.0).await, 0, "failed attempts left no effect");
 }
@@ -49,7 +53,11 @@ async fn an_undecodable_message_goes_straight_to_the_dlq_and_replay_republishes_
 
     let replayed = dlq::replay(&env.bus, *seq).await.unwrap();
     assert_eq!(replayed.original_body, letter.original_body);
-    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 2, "the replay is a new message on the subject");
+    assert_eq!(
+        env.stream_messages(Stream::Seat).await.unwrap(),
+        2,
+        "the replay is a new message on the subject"
+    );
     // Still undecodable, so it comes back as a new dead letter; the replayed one is gone.
     let again = eventually("the replayed message dead-lettered again", Duration::from_secs(10), || async {
         let l = dlq::list(&env.bus, 10).await.unwrap();

@@ -1,5 +1,7 @@
 //! Integration tests of the event backbone against real Postgres, NATS and Redis.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
+
 mod consumer;
 mod dlq;
 mod outbox;

@@ -1,0 +1,119 @@
+//! The subcommands: thin wrappers over the library crates.
+
+use crate::{runtime::Runtime, services};
+use anyhow::Context as _;
+use base64::Engine;
+use messaging::Bus;
+use platform::{
+    Config,
+    auth::{JwtKeys, Role},
+    http::Readiness,
+};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+/// Runs services on one listener until SIGTERM, then drains requests and background tasks.
+pub async fn serve(
+    config: Config,
+    names: &[String],
+    addr: Option<SocketAddr>,
+    process: &str,
+) -> anyhow::Result<()> {
+    let defs = services::resolve(names)?;
+    let telemetry = platform::telemetry::init(process, config.otlp_endpoint.as_deref())?;
+    let addr = addr.unwrap_or(config.http_addr);
+    let shutdown = platform::shutdown::on_signal();
+    let rt = Runtime::connect(config, shutdown.clone()).await?;
+
+    let mut router = axum::Router::new();
+    for def in &defs {
+        router = router.merge((def.start)(&rt).await.with_context(|| format!("starting {}", def.name))?);
+    }
+    let readiness = Readiness::default()
+        .with(Arc::new(rt.db.clone()))
+        .with(Arc::new(rt.bus.clone()))
+        .with(Arc::new(rt.redis.clone()));
+    let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)));
+
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let names: Vec<_> = defs.iter().map(|d| d.name).collect();
+    // Printed (not only logged) so scripts and the e2e harness can find a port-0 listener.
+    println!("ticketing listening on http://{bound} services={}", names.join(","));
+    tracing::info!(%bound, services = ?names, "serving");
+    platform::http::serve(listener, app, shutdown.clone()).await?;
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(25), rt.drain()).await.is_err() {
+        tracing::warn!("background tasks did not stop within 25 s; exiting anyway");
+    }
+    telemetry.shutdown();
+    Ok(())
+}
+
+/// Creates the database if missing and applies migrations.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    migrations::migrate(config.database_url.expose()).await.context("migrating the database")?;
+    println!("database migrated");
+    Ok(())
+}
+
+async fn bus(config: &Config) -> anyhow::Result<Bus> {
+    Ok(Bus::connect(&config.nats_url, config.prefix.clone()).await?)
+}
+
+/// Creates or updates streams and consumers.
+pub async fn nats_apply(config: &Config) -> anyhow::Result<()> {
+    let bus = bus(config).await?;
+    messaging::definitions::apply(&bus).await?;
+    for stream in contracts::Stream::ALL {
+        println!("stream {} ok", bus.ns.stream(stream));
+    }
+    for entry in messaging::definitions::consumer_entries()? {
+        println!("consumer {}__{} ok", entry.service, entry.stream);
+    }
+    Ok(())
+}
+
+/// Prints dead letters.
+pub async fn dlq_list(config: &Config, limit: usize) -> anyhow::Result<()> {
+    let bus = bus(config).await?;
+    let letters = messaging::dlq::list(&bus, limit).await?;
+    if letters.is_empty() {
+        println!("no dead letters");
+        return Ok(());
+    }
+    for (seq, l) in letters {
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&l.original_body)
+            .map(|b| String::from_utf8_lossy(&b).chars().take(200).collect::<String>())
+            .unwrap_or_else(|_| "<unreadable>".into());
+        println!(
+            "#{seq} {} consumer={} subject={} seq={} type={} id={} deliveries={}\n    reason: {}\n    body: {body}",
+            l.failed_at.to_rfc3339(),
+            l.consumer,
+            l.original_subject,
+            l.stream_sequence,
+            l.event_type.as_deref().unwrap_or("-"),
+            l.event_id.as_deref().unwrap_or("-"),
+            l.deliveries,
+            l.reason,
+        );
+    }
+    Ok(())
+}
+
+/// Republishes one dead letter.
+pub async fn dlq_replay(config: &Config, seq: u64) -> anyhow::Result<()> {
+    let bus = bus(config).await?;
+    let letter = messaging::dlq::replay(&bus, seq).await?;
+    println!("replayed dead letter #{seq} to {}", letter.original_subject);
+    Ok(())
+}
+
+/// Prints a signed identity token.
+pub fn token(config: &Config, user: uuid::Uuid, admin: bool, ttl_secs: u64) -> anyhow::Result<()> {
+    let role = if admin { Role::Admin } else { Role::User };
+    let token = JwtKeys::new(&config.jwt_secret).mint(user.into(), role, Duration::from_secs(ttl_secs))?;
+    println!("{token}");
+    Ok(())
+}

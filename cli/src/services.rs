@@ -1,0 +1,37 @@
+//! The services this binary can run. Each registers a name and a `start` that spawns its
+//! workers on the runtime and returns its router; `up` mounts them all on one port, `serve`
+//! the chosen ones, so a path means the same thing in one process and behind the ingress.
+
+use crate::runtime::Runtime;
+use axum::Router;
+use futures::future::BoxFuture;
+
+/// One service of DESIGN §3.
+pub struct ServiceDef {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Spawns the service's consumers, relay and tickers; returns its routes.
+    pub start: fn(&Runtime) -> BoxFuture<'_, anyhow::Result<Router>>,
+}
+
+/// Every service, in start order. Services are added here as they are built.
+pub const SERVICES: &[ServiceDef] = &[];
+
+/// Looks up services by name, naming the unknown ones and the known ones in the error.
+pub fn resolve(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {
+    let mut out = Vec::new();
+    for name in names {
+        match SERVICES.iter().find(|s| s.name == name) {
+            Some(s) if !out.iter().any(|o: &&ServiceDef| o.name == s.name) => out.push(s),
+            Some(_) => {}
+            None => {
+                let known: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
+                anyhow::bail!(
+                    "unknown service {name:?}; this binary has: {}",
+                    if known.is_empty() { "none yet".to_owned() } else { known.join(", ") }
+                );
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,125 @@
+//! The `ticketing` binary as a user runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
+
+use e2e::harness::{Process, command};
+use std::{process::Command, time::Duration};
+use testkit::{TEST_JWT_SECRET, TestEnv, eventually};
+
+/// The binary with no `TICKETING_*` variables from the caller's environment.
+fn ticketing() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TICKETING_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// The binary configured for a test environment.
+fn ticketing_for(env: &TestEnv) -> Command {
+    command(std::path::Path::new(env!("CARGO_BIN_EXE_ticketing")), env)
+}
+
+#[test]
+fn a_missing_required_variable_stops_the_process_naming_it() {
+    let out = ticketing().arg("migrate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TICKETING_JWT_SECRET: is required"), "{err}");
+}
+
+#[test]
+fn malformed_variables_are_each_named() {
+    let out = ticketing()
+        .arg("up")
+        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+        .env("TICKETING_HOLD_SECS", "five")
+        .env("TICKETING_REDIS_URL", "localhost:6379")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TICKETING_HOLD_SECS: expected a whole number of seconds"), "{err}");
+    assert!(err.contains("TICKETING_REDIS_URL"), "{err}");
+}
+
+#[test]
+fn token_mints_a_verifiable_admin_token() {
+    let user = uuid::Uuid::now_v7();
+    let out = ticketing()
+        .args(["token", "--user", &user.to_string(), "--admin"])
+        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    let keys = platform::auth::JwtKeys::new(&platform::Secret::new(TEST_JWT_SECRET));
+    let claims = keys.verify(token.trim()).unwrap();
+    assert_eq!(claims.sub.0, user);
+    assert_eq!(claims.role, platform::auth::Role::Admin);
+}
+
+#[test]
+fn serve_refuses_an_unknown_service_naming_it() {
+    let out =
+        ticketing().args(["serve", "nope"]).env("TICKETING_JWT_SECRET", TEST_JWT_SECRET).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service \"nope\""));
+}
+
+#[tokio::test]
+async fn up_serves_ops_routes_and_stops_cleanly_on_sigterm() {
+    let env = TestEnv::new().await.unwrap();
+    let mut cmd = ticketing_for(&env);
+    cmd.arg("up");
+    let mut running = Process::spawn(cmd).unwrap();
+    let url = running.url.clone();
+    let http = reqwest::Client::new();
+
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value =
+        http.get(format!("{url}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    for dep in ["postgres", "nats", "redis"] {
+        assert_eq!(ready["checks"][dep], "ok", "{ready}");
+    }
+    let missing = http.get(format!("{url}/nowhere")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = missing.json().await.unwrap();
+    assert_eq!(problem["code"], "ROUTE_NOT_FOUND");
+    let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
+
+    running.terminate().unwrap();
+    let status = eventually("the process to exit after SIGTERM", Duration::from_secs(30), || {
+        let status = running.child.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn nats_apply_and_dlq_list_work_against_a_namespace() {
+    let env = TestEnv::new().await.unwrap();
+    let mut cmd = ticketing_for(&env);
+    let out = cmd.args(["nats", "apply"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("stream {}_DLQ ok", env.ns)), "{text}");
+
+    let mut cmd = ticketing_for(&env);
+    let out = cmd.args(["dlq", "list"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no dead letters");
+
+    let mut cmd = ticketing_for(&env);
+    let out = cmd.args(["dlq", "replay", "99"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dead letter 99"));
+}
