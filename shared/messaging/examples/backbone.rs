@@ -28,7 +28,11 @@ fn event() -> Envelope<SeatsReleased> {
     Envelope::new(
         "bench",
         reservation_id,
-        SeatsReleased { reservation_id, schedule_id: ScheduleId::new(), seat_nos: vec![SeatNo(1), SeatNo(2)] },
+        SeatsReleased {
+            reservation_id,
+            schedule_id: ScheduleId::new(),
+            seat_nos: vec![SeatNo(1), SeatNo(2)],
+        },
     )
 }
 
