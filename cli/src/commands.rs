@@ -1,9 +1,9 @@
 //! The subcommands: thin wrappers over the library crates.
 
-use crate::{runtime::Runtime, services};
+use crate::services;
 use anyhow::Context as _;
 use base64::Engine;
-use messaging::Bus;
+use messaging::{Bus, Runtime};
 use platform::{
     Config,
     auth::{JwtKeys, Role},

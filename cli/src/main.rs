@@ -1,7 +1,6 @@
 //! `ticketing`: one binary for every process of the system (DESIGN §2).
 
 mod commands;
-mod runtime;
 mod services;
 
 use clap::{Parser, Subcommand};

@@ -2,9 +2,9 @@
 //! workers on the runtime and returns its router; `up` mounts them all on one port, `serve`
 //! the chosen ones, so a path means the same thing in one process and behind the ingress.
 
-use crate::runtime::Runtime;
 use axum::Router;
 use futures::future::BoxFuture;
+use messaging::Runtime;
 
 /// One service of DESIGN §3.
 pub struct ServiceDef {

@@ -1,5 +1,5 @@
 //! Database migrations (sea-orm-migration): one module per service schema. Every service schema
-//! gets its own `outbox` and `inbox` from [`messaging_tables_sql`], so the DDL of the event
+//! gets its own `outbox`, `inbox` and `idempotency` from [`service_schema_sql`], so the DDL of the event
 //! backbone lives in one place.
 
 use sea_orm_migration::{
@@ -7,20 +7,30 @@ use sea_orm_migration::{
     sea_orm::{ConnectionTrait, Database, DbBackend, DbErr, Statement},
 };
 
+mod m20261121_000001_concert;
+mod m20261121_000002_seat;
+mod m20261121_000003_reservation;
+mod m20261121_000004_wallet;
+
 /// Runs every service's migrations in order.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        Vec::new()
+        vec![
+            Box::new(m20261121_000001_concert::Migration),
+            Box::new(m20261121_000002_seat::Migration),
+            Box::new(m20261121_000003_reservation::Migration),
+            Box::new(m20261121_000004_wallet::Migration),
+        ]
     }
 }
 
-/// DDL for `<schema>.outbox` and `<schema>.inbox`, idempotent.
+/// DDL every service schema has: `outbox`, `inbox` and `idempotency`; idempotent.
 ///
 /// The outbox trigger NOTIFYs `<schema>_outbox` once per inserting statement; NOTIFY is
 /// transactional, so the relay wakes only when the rows are committed and visible.
-pub fn messaging_tables_sql(schema: &str) -> String {
+pub fn service_schema_sql(schema: &str) -> String {
     format!(
         r#"
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -47,17 +57,27 @@ $$ LANGUAGE plpgsql;
 DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox;
 CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify();
+CREATE TABLE IF NOT EXISTS {schema}.idempotency (
+    user_id      uuid NOT NULL,
+    key          text NOT NULL,
+    request_hash bytea NOT NULL,
+    status       smallint NOT NULL,
+    body         jsonb NOT NULL,
+    location     text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, key)
+);
 "#
     )
 }
 
-/// Creates the schema and its messaging tables (used by each service's first migration).
-pub async fn create_messaging_tables(db: &impl ConnectionTrait, schema: &str) -> Result<(), DbErr> {
+/// Creates the schema with its outbox, inbox and idempotency tables (each service's first migration).
+pub async fn create_service_schema(db: &impl ConnectionTrait, schema: &str) -> Result<(), DbErr> {
     if !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') || schema.is_empty()
     {
         return Err(DbErr::Custom(format!("invalid schema name {schema:?}")));
     }
-    db.execute_unprepared(&messaging_tables_sql(schema)).await?;
+    db.execute_unprepared(&service_schema_sql(schema)).await?;
     Ok(())
 }
 

@@ -75,15 +75,24 @@ impl From<redis::RedisError> for HandleError {
     }
 }
 
-/// Whether an effect was applied now or had been applied before.
+/// Whether an effect was applied now, had been applied before, or does not concern the consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     Done,
     Duplicate,
+    /// The consumer does not handle this event type (no transaction, no inbox row).
+    Ignored,
 }
 
 /// A service's reaction to events, run inside the transaction that also records the event id.
 pub trait Handler: Send + Sync + 'static {
+    /// Whether this handler reacts to events of type `kind`. A consumer sees every event of its
+    /// stream (NATS 2.9 has no multi-filter consumers); the others are acked without a transaction.
+    fn handles(&self, kind: &str) -> bool {
+        let _ = kind;
+        true
+    }
+
     /// Applies the event's effect through `txn`. Writing outbox rows through `txn` makes the
     /// follow-up events part of the same commit.
     fn handle<'a>(
@@ -121,6 +130,9 @@ impl<H: Handler> PgInbox<H> {
 
 impl<H: Handler> Apply for PgInbox<H> {
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
+        if !self.handler.handles(msg.kind()) {
+            return Ok(Applied::Ignored);
+        }
         let txn = self.db.begin().await?;
         let inserted = txn
             .execute_raw(Statement::from_sql_and_values(
@@ -314,6 +326,7 @@ async fn process<A: Apply>(bus: &Bus, spec: &ConsumerSpec, name: &str, apply: &A
             metrics::counter!("events_handled_total", "consumer" => name.to_owned(), "outcome" => match applied {
                 Applied::Done => "applied",
                 Applied::Duplicate => "duplicate",
+                Applied::Ignored => "ignored",
             })
             .increment(1);
             if let Err(e) = msg.ack().await {

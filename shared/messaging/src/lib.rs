@@ -10,6 +10,7 @@ mod error;
 mod outbox;
 mod redis_inbox;
 mod relay;
+mod runtime;
 
 pub use bus::Bus;
 pub use consumer::{Applied, Apply, ConsumerSpec, HandleError, Handler, Incoming, PgInbox, run_consumer};
@@ -17,3 +18,4 @@ pub use error::MessagingError;
 pub use outbox::Outbox;
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
+pub use runtime::Runtime;

@@ -37,6 +37,12 @@ impl IdempotentScript {
 
 /// A service's reaction to events whose effect is one [`IdempotentScript`] call.
 pub trait RedisHandler: Send + Sync + 'static {
+    /// Whether this handler reacts to events of type `kind` (see [`crate::Handler::handles`]).
+    fn handles(&self, kind: &str) -> bool {
+        let _ = kind;
+        true
+    }
+
     /// Applies the effect; must run an [`IdempotentScript`] prepared with `inbox_key` and report
     /// its answer (1 → `Done`, 0 → `Duplicate`).
     fn handle<'a>(
@@ -63,6 +69,9 @@ impl<H: RedisHandler> RedisInbox<H> {
 
 impl<H: RedisHandler> Apply for RedisInbox<H> {
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
+        if !self.handler.handles(msg.kind()) {
+            return Ok(Applied::Ignored);
+        }
         let mut conn =
             self.pool.get().await.map_err(|e| HandleError::Transient(format!("redis pool: {e}")))?;
         let key = self.ns.redis_key(&format!("inbox:{consumer}:{}", msg.envelope.id));

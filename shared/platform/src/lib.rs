@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod idempotency;
+pub mod paging;
 pub mod pools;
 pub mod problem;
 pub mod shutdown;

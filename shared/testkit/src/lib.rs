@@ -96,9 +96,9 @@ impl TestEnv {
         })
     }
 
-    /// Creates `schema` with its outbox and inbox (for tests of the messaging layer itself).
+    /// Creates `schema` with its outbox, inbox and idempotency tables (for tests of shared layers).
     pub async fn messaging_schema(&self, schema: &str) -> anyhow::Result<()> {
-        migrations::create_messaging_tables(&self.db, schema).await?;
+        migrations::create_service_schema(&self.db, schema).await?;
         Ok(())
     }
 

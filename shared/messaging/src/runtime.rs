@@ -1,0 +1,75 @@
+//! What a serving process holds: configuration, pools, the bus, and its named background tasks.
+//! Services start their relays, consumers and tickers through it, so every task is named,
+//! stops on the one shutdown token, and is waited for before the process exits.
+
+use crate::{Bus, ConsumerSpec, MessagingError, Relay, consumer::Apply, run_consumer};
+use platform::Config;
+use sea_orm::DatabaseConnection;
+use std::{future::Future, sync::Arc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Shared by every service a process runs.
+#[derive(Clone)]
+pub struct Runtime {
+    pub config: Config,
+    pub db: DatabaseConnection,
+    pub bus: Bus,
+    pub redis: deadpool_redis::Pool,
+    pub shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Runtime {
+    /// Connects to Postgres, NATS and Redis, and makes the streams match `nats/`.
+    pub async fn connect(config: Config, shutdown: CancellationToken) -> Result<Self, MessagingError> {
+        let db = platform::pools::connect_db_from(&config).await.map_err(|e| MessagingError::Connect {
+            url: "TICKETING_DATABASE_URL".into(),
+            message: format!("cannot reach Postgres ({e}); is scripts/dev-stack running?"),
+        })?;
+        let bus = Bus::connect(&config.nats_url, config.prefix.clone()).await?;
+        crate::definitions::apply(&bus).await?;
+        let redis = platform::pools::connect_redis(config.redis_url.expose()).await.map_err(|e| {
+            MessagingError::Connect { url: "TICKETING_REDIS_URL".into(), message: e.to_string() }
+        })?;
+        Ok(Self::from_parts(config, db, bus, redis, shutdown))
+    }
+
+    /// A runtime over connections that already exist (tests).
+    pub fn from_parts(
+        config: Config,
+        db: DatabaseConnection,
+        bus: Bus,
+        redis: deadpool_redis::Pool,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self { config, db, bus, redis, shutdown, tasks: TaskTracker::new() }
+    }
+
+    /// Runs a named background task until it ends; `task` must stop when `shutdown` is cancelled.
+    pub fn spawn(&self, name: &str, task: impl Future<Output = ()> + Send + 'static) {
+        let name = name.to_owned();
+        self.tasks.spawn(async move {
+            tracing::info!(task = %name, "started");
+            task.await;
+            tracing::info!(task = %name, "ended");
+        });
+    }
+
+    /// Publishes `<schema>.outbox` until shutdown.
+    pub fn spawn_relay(&self, schema: &str) {
+        let relay = Relay::new(self.db.clone(), self.bus.clone(), schema);
+        self.spawn(&format!("relay[{schema}]"), relay.run(self.shutdown.clone()));
+    }
+
+    /// Runs a durable consumer until shutdown.
+    pub fn spawn_consumer<A: Apply>(&self, spec: ConsumerSpec, apply: A) {
+        let name = format!("consumer[{}]", spec.name());
+        self.spawn(&name, run_consumer(self.bus.clone(), spec, Arc::new(apply), self.shutdown.clone()));
+    }
+
+    /// Waits for every background task to finish (after shutdown was requested).
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

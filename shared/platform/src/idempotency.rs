@@ -1,0 +1,206 @@
+//! `Idempotency-Key` (DESIGN §6): the first response is stored in `<schema>.idempotency` (created by
+//! `migrations::create_service_schema`) in the
+//! same transaction as the effect, and replayed for the same user, key and request
+//! (`Idempotent-Replayed: true`). The same key with another request is refused (422); a request
+//! whose twin is still running waits for it up to the lock timeout, then gets 409.
+
+use crate::{Problem, auth::Identity};
+use axum::{
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use futures::future::BoxFuture;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// Set on replayed answers.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// A validated `Idempotency-Key` (1-255 visible ASCII characters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Validates a key.
+    pub fn parse(raw: &str) -> Result<Self, Problem> {
+        let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Problem::validation("Idempotency-Key must be 1-255 visible ASCII characters"))
+        }
+    }
+}
+
+/// `Option<IdempotencyKey>` from the request headers; a malformed key is a 400.
+#[derive(Clone, Debug, Default)]
+pub struct MaybeKey(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeKey {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get(HEADER) {
+            None => Ok(MaybeKey(None)),
+            Some(v) => {
+                let raw = v.to_str().map_err(|_| Problem::validation("Idempotency-Key must be ASCII"))?;
+                Ok(MaybeKey(Some(IdempotencyKey::parse(raw)?)))
+            }
+        }
+    }
+}
+
+/// An answer that can be stored and replayed byte for byte.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub location: Option<String>,
+}
+
+impl StoredResponse {
+    /// A JSON answer.
+    pub fn json(status: StatusCode, body: &impl Serialize) -> Result<Self, Problem> {
+        let body = serde_json::to_value(body).map_err(|e| Problem::internal(&e))?;
+        Ok(Self { status: status.as_u16(), body, location: None })
+    }
+
+    /// Adds a `Location` header.
+    pub fn with_location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    fn into_response_with(self, replayed: bool) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let mut res = (status, axum::Json(self.body)).into_response();
+        let headers: &mut HeaderMap = res.headers_mut();
+        if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, loc);
+        }
+        if replayed {
+            headers.insert(REPLAYED, HeaderValue::from_static("true"));
+        }
+        res
+    }
+}
+
+impl IntoResponse for StoredResponse {
+    fn into_response(self) -> Response {
+        self.into_response_with(false)
+    }
+}
+
+/// The effect of a request: runs in the transaction that also stores its answer.
+pub type Effect<'t> = BoxFuture<'t, Result<StoredResponse, Problem>>;
+
+/// Runs `effect` in a transaction; with a key, stores its answer in the same transaction, or
+/// replays the stored answer. `request` identifies what was asked (method, path, body).
+/// A failed effect stores nothing, so the caller may retry with the same key.
+pub async fn run<F>(
+    db: &DatabaseConnection,
+    schema: &str,
+    who: &Identity,
+    key: &MaybeKey,
+    request: &[&[u8]],
+    effect: F,
+) -> Result<Response, Problem>
+where
+    F: for<'t> FnOnce(&'t DatabaseTransaction) -> Effect<'t>,
+{
+    let txn = db.begin().await.map_err(|e| Problem::internal(&e))?;
+    let Some(key) = &key.0 else {
+        let answer = effect(&txn).await?;
+        txn.commit().await.map_err(|e| Problem::internal(&e))?;
+        return Ok(answer.into_response());
+    };
+    let hash = request
+        .iter()
+        .fold(Sha256::new(), |h, part| h.chain_update(part).chain_update([0u8]))
+        .finalize()
+        .to_vec();
+    // A twin request holds the key's row lock until it commits; wait for it, but not forever.
+    txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await.map_err(|e| Problem::internal(&e))?;
+    let claimed = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(
+                "INSERT INTO {schema}.idempotency (user_id, key, request_hash, status, body) VALUES ($1, $2, $3, 0, 'null')
+                 ON CONFLICT DO NOTHING"
+            ),
+            [who.user_id.0.into(), key.0.clone().into(), hash.clone().into()],
+        ))
+        .await
+        .map_err(in_progress_or_internal)?;
+    if claimed.rows_affected() == 0 {
+        txn.rollback().await.map_err(|e| Problem::internal(&e))?;
+        return replay(db, schema, who, key, &hash).await;
+    }
+    let answer = effect(&txn).await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("UPDATE {schema}.idempotency SET status = $3, body = $4, location = $5 WHERE user_id = $1 AND key = $2"),
+        [
+            who.user_id.0.into(),
+            key.0.clone().into(),
+            i16::try_from(answer.status).unwrap_or(200).into(),
+            answer.body.clone().into(),
+            answer.location.clone().into(),
+        ],
+    ))
+    .await
+    .map_err(|e| Problem::internal(&e))?;
+    txn.commit().await.map_err(|e| Problem::internal(&e))?;
+    Ok(answer.into_response())
+}
+
+async fn replay(
+    db: &DatabaseConnection,
+    schema: &str,
+    who: &Identity,
+    key: &IdempotencyKey,
+    hash: &[u8],
+) -> Result<Response, Problem> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT request_hash, status, body, location FROM {schema}.idempotency WHERE user_id = $1 AND key = $2"),
+            [who.user_id.0.into(), key.0.clone().into()],
+        ))
+        .await
+        .map_err(|e| Problem::internal(&e))?
+        .ok_or_else(|| in_progress())?;
+    let stored_hash: Vec<u8> = row.try_get("", "request_hash").map_err(|e| Problem::internal(&e))?;
+    if stored_hash != hash {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used for a different request; use a new key",
+        ));
+    }
+    let status: i16 = row.try_get("", "status").map_err(|e| Problem::internal(&e))?;
+    let answer = StoredResponse {
+        status: u16::try_from(status).unwrap_or(200),
+        body: row.try_get("", "body").map_err(|e| Problem::internal(&e))?,
+        location: row.try_get("", "location").map_err(|e| Problem::internal(&e))?,
+    };
+    Ok(answer.into_response_with(true))
+}
+
+fn in_progress() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_IN_PROGRESS",
+        "a request with this Idempotency-Key is still running; retry shortly",
+    )
+}
+
+fn in_progress_or_internal(e: DbErr) -> Problem {
+    if e.to_string().contains("lock timeout") { in_progress() } else { Problem::internal(&e) }
+}

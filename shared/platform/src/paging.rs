@@ -1,0 +1,94 @@
+//! Cursor pagination (`limit` 1-100, `startingAfter`, `{data, hasMore}`) and `Prefer: wait=N`.
+
+use crate::Problem;
+use axum::{
+    extract::FromRequestParts,
+    http::{header::HeaderName, request::Parts},
+};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Query parameters of a list route.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<u32>,
+    pub starting_after: Option<uuid::Uuid>,
+}
+
+impl PageQuery {
+    /// The page size, validated (default 20).
+    pub fn limit(&self) -> Result<u64, Problem> {
+        match self.limit {
+            None => Ok(20),
+            Some(n @ 1..=100) => Ok(u64::from(n)),
+            Some(_) => Err(Problem::validation("limit must be between 1 and 100")),
+        }
+    }
+}
+
+/// `{data, hasMore}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paged<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+impl<T> Paged<T> {
+    /// From `limit + 1` fetched rows: the extra row only tells that there is more.
+    pub fn from_overfetch(mut rows: Vec<T>, limit: u64) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        Self { data: rows, has_more }
+    }
+}
+
+/// The longest `Prefer: wait` honoured.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// `Prefer: wait=N` (RFC 7240), capped at 10 s; `None` when absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreferWait(pub Option<Duration>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let prefer = HeaderName::from_static("prefer");
+        for value in parts.headers.get_all(prefer) {
+            let Ok(text) = value.to_str() else { continue };
+            for pref in text.split(',') {
+                if let Some(n) = pref.trim().strip_prefix("wait=") {
+                    let secs: u64 = n
+                        .trim()
+                        .parse()
+                        .map_err(|_| Problem::validation("Prefer: wait must be whole seconds"))?;
+                    return Ok(PreferWait(Some(Duration::from_secs(secs).min(MAX_WAIT))));
+                }
+            }
+        }
+        Ok(PreferWait(None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overfetch_sets_has_more() {
+        let p = Paged::from_overfetch(vec![1, 2, 3], 2);
+        assert_eq!((p.data, p.has_more), (vec![1, 2], true));
+        let p = Paged::from_overfetch(vec![1, 2], 2);
+        assert!(!p.has_more);
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(PageQuery::default().limit().unwrap(), 20);
+        assert!(PageQuery { limit: Some(0), starting_after: None }.limit().is_err());
+        assert!(PageQuery { limit: Some(101), starting_after: None }.limit().is_err());
+    }
+}
