@@ -26,7 +26,7 @@ pub async fn serve(
 
     let mut router = axum::Router::new();
     for def in &defs {
-        router = router.merge((def.start)(&rt).await.with_context(|| format!("starting {}", def.name))?);
+        router = router.merge((def.start)(&rt).with_context(|| format!("starting {}", def.name))?);
     }
     let readiness = Readiness::default()
         .with(Arc::new(rt.db.clone()))

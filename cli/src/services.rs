@@ -3,7 +3,6 @@
 //! the chosen ones, so a path means the same thing in one process and behind the ingress.
 
 use axum::Router;
-use futures::future::BoxFuture;
 use messaging::Runtime;
 
 /// One service of DESIGN §3.
@@ -11,11 +10,15 @@ pub struct ServiceDef {
     pub name: &'static str,
     pub about: &'static str,
     /// Spawns the service's consumers, relay and tickers; returns its routes.
-    pub start: fn(&Runtime) -> BoxFuture<'_, anyhow::Result<Router>>,
+    pub start: fn(&Runtime) -> anyhow::Result<Router>,
 }
 
 /// Every service, in start order. Services are added here as they are built.
-pub const SERVICES: &[ServiceDef] = &[];
+pub const SERVICES: &[ServiceDef] = &[ServiceDef {
+    name: wallet::NAME,
+    about: "prepaid wallets: charges, payments, refunds",
+    start: |rt| Ok(wallet::start(rt)?),
+}];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.
 pub fn resolve(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {

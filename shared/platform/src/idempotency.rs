@@ -175,7 +175,7 @@ async fn replay(
         ))
         .await
         .map_err(|e| Problem::internal(&e))?
-        .ok_or_else(|| in_progress())?;
+        .ok_or_else(in_progress)?;
     let stored_hash: Vec<u8> = row.try_get("", "request_hash").map_err(|e| Problem::internal(&e))?;
     if stored_hash != hash {
         return Err(Problem::new(

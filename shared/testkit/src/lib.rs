@@ -117,6 +117,89 @@ impl TestEnv {
         Ok(format!("http://{addr}"))
     }
 
+    /// A service runtime over this environment's connections (its tasks stop on drop).
+    pub fn runtime(&self) -> messaging::Runtime {
+        messaging::Runtime::from_parts(
+            self.config.clone(),
+            self.db.clone(),
+            self.bus.clone(),
+            self.redis.clone(),
+            self.shutdown.clone(),
+        )
+    }
+
+    /// Publishes raw bytes to an (unprefixed) subject with the given `Nats-Msg-Id`.
+    pub async fn publish_raw(&self, subject: &str, msg_id: &str, body: Vec<u8>) -> anyhow::Result<()> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(contracts::HEADER_MSG_ID, msg_id);
+        self.bus
+            .js
+            .send_publish(
+                self.ns.subject(subject),
+                async_nats::jetstream::message::PublishMessage::build().payload(body.into()).headers(headers),
+            )
+            .await?
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes an event on its subject as another service would (message id = event id).
+    pub async fn publish<E: contracts::Event>(&self, event: &contracts::Envelope<E>) -> anyhow::Result<()> {
+        self.publish_raw(E::SUBJECT, &event.id.to_string(), serde_json::to_vec(event)?).await
+    }
+
+    /// Every event stored in one of this environment's streams, oldest first.
+    pub async fn events(
+        &self,
+        stream: Stream,
+    ) -> anyhow::Result<Vec<contracts::Envelope<serde_json::Value>>> {
+        let mut s = self.bus.js.get_stream(self.ns.stream(stream)).await?;
+        let state = s.info().await?.state.clone();
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return Ok(out);
+        }
+        for seq in state.first_sequence..=state.last_sequence {
+            if let Ok(m) = s.get_raw_message(seq).await {
+                out.push(serde_json::from_slice(&m.payload)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The payloads of every `E` in its stream, oldest first.
+    pub async fn events_of<E: contracts::Event>(&self) -> anyhow::Result<Vec<E>> {
+        let events = self.events(E::STREAM).await?;
+        events.into_iter().filter(|e| e.kind == E::TYPE).map(|e| Ok(e.decode::<E>()?.payload)).collect()
+    }
+
+    /// Waits (bounded) until the consumers of `schema` have handled event `id`: the sync point
+    /// for asserting that an event changed nothing.
+    pub async fn wait_handled(&self, schema: &str, id: contracts::EventId) {
+        let sql = format!("SELECT 1 AS one FROM {schema}.inbox WHERE event_id = $1");
+        eventually(&format!("{schema} to handle event {id}"), Duration::from_secs(15), || {
+            let stmt = sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                sql.clone(),
+                [id.0.into()],
+            );
+            async move { self.db.query_one_raw(stmt).await.ok().flatten().map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// A bearer token for `user` (role user).
+    pub fn user_token(&self, user: contracts::UserId) -> String {
+        self.jwt().mint(user, platform::auth::Role::User, Duration::from_secs(3600)).unwrap_or_default()
+    }
+
+    /// A bearer token with role admin.
+    pub fn admin_token(&self) -> String {
+        self.jwt()
+            .mint(contracts::UserId::new(), platform::auth::Role::Admin, Duration::from_secs(3600))
+            .unwrap_or_default()
+    }
+
     /// Counts the messages stored in one of this environment's streams.
     pub async fn stream_messages(&self, stream: Stream) -> anyhow::Result<u64> {
         let mut s = self.bus.js.get_stream(self.ns.stream(stream)).await?;

@@ -1,7 +1,6 @@
 //! Shared fixtures: a probe schema with an effect table, a sample event, and a counting handler.
 
-use async_nats::{HeaderMap, jetstream::message::PublishMessage};
-use contracts::{Envelope, Event, HEADER_MSG_ID, ReservationId, ScheduleId, SeatNo, SeatsReleased, Stream};
+use contracts::{Envelope, Event, ReservationId, ScheduleId, SeatNo, SeatsReleased, Stream};
 use messaging::{ConsumerSpec, HandleError, Handler, Incoming, Outbox};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use std::{
@@ -79,18 +78,10 @@ pub async fn outbox_rows(env: &TestEnv) -> i64 {
 
 /// Publishes raw bytes to an (unprefixed) subject with the given message id.
 pub async fn publish_raw(env: &TestEnv, subject: &str, msg_id: &str, body: Vec<u8>) {
-    let mut headers = HeaderMap::new();
-    headers.insert(HEADER_MSG_ID, msg_id);
-    env.bus
-        .js
-        .send_publish(env.ns.subject(subject), PublishMessage::build().payload(body.into()).headers(headers))
-        .await
-        .expect("publish")
-        .await
-        .expect("ack");
+    env.publish_raw(subject, msg_id, body).await.expect("publish");
 }
 
-/// Publishes an envelope directly (not through the outbox) under its own subject.
+/// Publishes an envelope directly (not through the outbox) with the given message id.
 pub async fn publish_event<E: Event>(env: &TestEnv, event: &Envelope<E>, msg_id: &str) {
     publish_raw(env, E::SUBJECT, msg_id, serde_json::to_vec(event).expect("json")).await;
 }

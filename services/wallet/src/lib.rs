@@ -1,0 +1,60 @@
+//! wallet: prepaid wallets. Users top them up over HTTP; `PaymentRequested` debits atomically
+//! (never below zero, at most one payment per reservation, never after `payBy`) and
+//! `RefundRequested` gives a payment back exactly once.
+
+mod domain;
+mod handlers;
+mod http;
+mod store;
+
+use axum::{Router, extract::FromRef};
+use contracts::Stream;
+use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
+use platform::auth::JwtKeys;
+use sea_orm::DatabaseConnection;
+
+/// The service name (consumer names, event `source`).
+pub const NAME: &str = "wallet";
+/// The Postgres schema it owns.
+pub const SCHEMA: &str = "wallet";
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+    pub jwt: JwtKeys,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+impl AppState {
+    /// State over a runtime's connections.
+    pub fn new(rt: &Runtime) -> Self {
+        Self {
+            db: rt.db.clone(),
+            outbox: Outbox::new(SCHEMA, rt.config.prefix.clone()),
+            jwt: JwtKeys::new(&rt.config.jwt_secret),
+        }
+    }
+}
+
+/// The wallet routes.
+pub fn router(state: AppState) -> Router {
+    http::routes().with_state(state)
+}
+
+/// Starts the relay and the payment consumer; returns the routes.
+pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+    let state = AppState::new(rt);
+    rt.spawn_relay(SCHEMA);
+    rt.spawn_consumer(
+        ConsumerSpec::declared(NAME, Stream::Reservation)?,
+        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Payments { outbox: state.outbox.clone() }),
+    );
+    Ok(router(state))
+}

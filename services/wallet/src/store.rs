@@ -1,0 +1,122 @@
+//! The wallet's queries. Every balance change is one statement, so no lock is held across
+//! round trips and the balance can never go below zero.
+
+use crate::domain::PaymentStatus;
+use contracts::{ChargeId, PaymentId, ReservationId, UserId, Won};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// Adds `amount`; creates the wallet on first use. Returns the new balance.
+pub async fn credit(db: &impl ConnectionTrait, user: UserId, amount: Won) -> Result<Won, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "INSERT INTO wallet.wallets (user_id, balance) VALUES ($1, $2)
+             ON CONFLICT (user_id) DO UPDATE SET balance = wallet.wallets.balance + EXCLUDED.balance, updated_at = now()
+             RETURNING balance",
+            [user.0.into(), amount.0.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotInserted)?;
+    Ok(Won(row.try_get("", "balance")?))
+}
+
+/// Takes `amount` if the balance covers it; `None` (and no change) if it does not.
+pub async fn debit(db: &impl ConnectionTrait, user: UserId, amount: Won) -> Result<Option<Won>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "UPDATE wallet.wallets SET balance = balance - $2, updated_at = now()
+             WHERE user_id = $1 AND balance >= $2 RETURNING balance",
+            [user.0.into(), amount.0.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get("", "balance").map(Won)).transpose()
+}
+
+/// The current balance (0 for a wallet never charged).
+pub async fn balance(db: &impl ConnectionTrait, user: UserId) -> Result<Won, DbErr> {
+    let row = db
+        .query_one_raw(stmt("SELECT balance FROM wallet.wallets WHERE user_id = $1", [user.0.into()]))
+        .await?;
+    Ok(Won(row.map(|r| r.try_get("", "balance")).transpose()?.unwrap_or(0)))
+}
+
+/// Records a top-up.
+pub async fn insert_charge(
+    db: &impl ConnectionTrait,
+    id: ChargeId,
+    user: UserId,
+    amount: Won,
+    balance_after: Won,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO wallet.charges (id, user_id, amount, balance_after) VALUES ($1, $2, $3, $4)",
+        [id.0.into(), user.0.into(), amount.0.into(), balance_after.0.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The status of a reservation's payment, locked for the rest of the transaction.
+pub async fn payment_status(
+    db: &impl ConnectionTrait,
+    reservation: ReservationId,
+) -> Result<Option<PaymentStatus>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT status FROM wallet.payments WHERE reservation_id = $1 FOR UPDATE",
+            [reservation.0.into()],
+        ))
+        .await?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let s: String = r.try_get("", "status")?;
+            PaymentStatus::parse(&s)
+                .map(Some)
+                .ok_or_else(|| DbErr::Custom(format!("unknown payment status {s}")))
+        }
+    }
+}
+
+/// Records a reservation's payment (or its void). The unique reservation id makes a second
+/// payment for the same reservation impossible.
+pub async fn insert_payment(
+    db: &impl ConnectionTrait,
+    id: PaymentId,
+    reservation: ReservationId,
+    user: UserId,
+    amount: Won,
+    status: PaymentStatus,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status) VALUES ($1, $2, $3, $4, $5)",
+        [id.0.into(), reservation.0.into(), user.0.into(), amount.0.into(), status.as_str().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A completed payment, now marked refunded: `(payment, user, amount)`.
+pub async fn mark_refunded(
+    db: &impl ConnectionTrait,
+    reservation: ReservationId,
+) -> Result<Option<(PaymentId, UserId, Won)>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "UPDATE wallet.payments SET status = 'REFUNDED', refunded_at = now()
+             WHERE reservation_id = $1 AND status = 'COMPLETED' RETURNING id, user_id, amount",
+            [reservation.0.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok((
+            PaymentId(r.try_get("", "id")?),
+            UserId(r.try_get("", "user_id")?),
+            Won(r.try_get("", "amount")?),
+        ))
+    })
+    .transpose()
+}
