@@ -54,8 +54,9 @@ impl Process {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
+            let listening =
+                lines.by_ref().find(|l| l.as_ref().map_or(true, |l| l.starts_with("ticketing listening on")));
+            let _ = tx.send(listening);
             // Keep draining so the process never blocks on a full pipe.
             for _ in lines {}
         });

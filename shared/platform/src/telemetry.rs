@@ -55,7 +55,7 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,async_nats=warn,tower_http=warn"));
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().compact())
+        .with(tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr))
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
         .try_init();
     Ok(Telemetry { provider })
