@@ -57,6 +57,19 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the demo concert through the concert service's own code (its outbox announces it).
+pub async fn seed(config: &Config) -> anyhow::Result<()> {
+    let db = platform::pools::connect_db_from(config).await.context("cannot reach Postgres")?;
+    let outbox = messaging::Outbox::new(concert::SCHEMA, config.prefix.clone());
+    let (concert, schedules) = concert::seed_demo(&db, &outbox).await.map_err(|p| anyhow::anyhow!("{p}"))?;
+    println!("concert  {concert}");
+    for s in schedules {
+        println!("schedule {s}");
+    }
+    println!("(the concert service's relay publishes them when it runs; seats appear soon after)");
+    Ok(())
+}
+
 async fn bus(config: &Config) -> anyhow::Result<Bus> {
     Ok(Bus::connect(&config.nats_url, config.prefix.clone()).await?)
 }

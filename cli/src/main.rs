@@ -33,6 +33,8 @@ enum Command {
     Services,
     /// Create the database if missing and apply every migration.
     Migrate,
+    /// Create a demo concert with two schedules of 50 seats, to book at once.
+    Seed,
     /// JetStream streams and consumers.
     Nats {
         #[command(subcommand)]
@@ -123,6 +125,7 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => commands::migrate(&config).await,
+        Command::Seed => commands::seed(&config).await,
         Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
         Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,
         Command::Dlq { command: DlqCommand::Replay { seq } } => commands::dlq_replay(&config, seq).await,

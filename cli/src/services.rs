@@ -14,11 +14,18 @@ pub struct ServiceDef {
 }
 
 /// Every service, in start order. Services are added here as they are built.
-pub const SERVICES: &[ServiceDef] = &[ServiceDef {
-    name: wallet::NAME,
-    about: "prepaid wallets: charges, payments, refunds",
-    start: |rt| Ok(wallet::start(rt)?),
-}];
+pub const SERVICES: &[ServiceDef] = &[
+    ServiceDef {
+        name: concert::NAME,
+        about: "the catalog: concerts and schedules",
+        start: |rt| Ok(concert::start(rt)?),
+    },
+    ServiceDef {
+        name: wallet::NAME,
+        about: "prepaid wallets: charges, payments, refunds",
+        start: |rt| Ok(wallet::start(rt)?),
+    },
+];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.
 pub fn resolve(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {

@@ -1,0 +1,144 @@
+//! The catalog's rules, without IO.
+
+use chrono::{DateTime, Utc};
+use contracts::{SeatNo, SeatPrice, Won};
+use serde::{Deserialize, Serialize};
+
+/// Seats a schedule may have.
+pub const MAX_SEATS: i32 = 50;
+/// The most one seat may cost.
+pub const MAX_PRICE: i64 = 10_000_000;
+
+/// A concert's name or host: trimmed, 1-200 characters.
+pub fn label(field: &str, raw: &str) -> Result<String, String> {
+    let v = raw.trim();
+    if v.is_empty() || v.chars().count() > 200 {
+        return Err(format!("{field} must be 1-200 characters"));
+    }
+    Ok(v.to_owned())
+}
+
+/// One seat of a schedule request.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeatSpec {
+    pub seat_no: i32,
+    pub price: i64,
+}
+
+/// `{startsAt, seatCount?=50, price}` or `{startsAt, seats: [{seatNo, price}]}`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleRequest {
+    pub starts_at: DateTime<Utc>,
+    pub seat_count: Option<i32>,
+    pub price: Option<i64>,
+    pub seats: Option<Vec<SeatSpec>>,
+}
+
+fn price(raw: i64) -> Result<Won, String> {
+    if (1..=MAX_PRICE).contains(&raw) {
+        Ok(Won(raw))
+    } else {
+        Err(format!("price must be 1-{MAX_PRICE} won"))
+    }
+}
+
+/// The seats a schedule request describes, validated: 1-50 seats numbered 1-50, each once,
+/// each with a price, starting in the future.
+pub fn plan_schedule(req: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<SeatPrice>, String> {
+    if req.starts_at <= now {
+        return Err("startsAt must be in the future".into());
+    }
+    let seats = match (&req.seats, req.price) {
+        (Some(_), Some(_)) => return Err("give either price (with seatCount) or seats, not both".into()),
+        (None, None) => return Err("give price (with an optional seatCount) or seats".into()),
+        (None, Some(p)) => {
+            let count = req.seat_count.unwrap_or(MAX_SEATS);
+            if !(1..=MAX_SEATS).contains(&count) {
+                return Err(format!("seatCount must be 1-{MAX_SEATS}"));
+            }
+            let p = price(p)?;
+            (1..=count).map(|n| SeatPrice { seat_no: SeatNo(n), price: p }).collect::<Vec<_>>()
+        }
+        (Some(list), None) => {
+            if list.is_empty() || list.len() > MAX_SEATS as usize {
+                return Err(format!("seats must list 1-{MAX_SEATS} seats"));
+            }
+            if let Some(count) = req.seat_count
+                && usize::try_from(count).ok() != Some(list.len())
+            {
+                return Err("seatCount does not match the number of seats".into());
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for s in list {
+                if !(1..=MAX_SEATS).contains(&s.seat_no) {
+                    return Err(format!("seatNo {} is outside 1-{MAX_SEATS}", s.seat_no));
+                }
+                if out.iter().any(|o: &SeatPrice| o.seat_no.0 == s.seat_no) {
+                    return Err(format!("seatNo {} is listed twice", s.seat_no));
+                }
+                out.push(SeatPrice { seat_no: SeatNo(s.seat_no), price: price(s.price)? });
+            }
+            out.sort_by_key(|s| s.seat_no);
+            out
+        }
+    };
+    Ok(seats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn req(seat_count: Option<i32>, price: Option<i64>, seats: Option<Vec<(i32, i64)>>) -> ScheduleRequest {
+        ScheduleRequest {
+            starts_at: Utc::now() + Duration::days(1),
+            seat_count,
+            price,
+            seats: seats.map(|s| s.into_iter().map(|(seat_no, price)| SeatSpec { seat_no, price }).collect()),
+        }
+    }
+
+    #[test]
+    fn a_uniform_price_makes_fifty_seats_by_default() {
+        let seats = plan_schedule(&req(None, Some(50_000), None), Utc::now()).unwrap();
+        assert_eq!(seats.len(), 50);
+        assert_eq!(seats[49], SeatPrice { seat_no: SeatNo(50), price: Won(50_000) });
+    }
+
+    #[test]
+    fn listed_seats_are_checked() {
+        assert!(plan_schedule(&req(None, None, Some(vec![(1, 10), (2, 20)])), Utc::now()).is_ok());
+        for bad in [
+            req(None, None, Some(vec![(1, 10), (1, 20)])),
+            req(None, None, Some(vec![(51, 10)])),
+            req(None, None, Some(vec![(0, 10)])),
+            req(None, None, Some(vec![(1, 0)])),
+            req(None, None, Some(vec![])),
+            req(Some(3), None, Some(vec![(1, 10)])),
+            req(None, Some(10), Some(vec![(1, 10)])),
+            req(None, None, None),
+            req(Some(51), Some(10), None),
+            req(Some(0), Some(10), None),
+            req(None, Some(MAX_PRICE + 1), None),
+        ] {
+            assert!(plan_schedule(&bad, Utc::now()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn schedules_start_in_the_future() {
+        let mut r = req(None, Some(10), None);
+        r.starts_at = Utc::now() - Duration::minutes(1);
+        assert!(plan_schedule(&r, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn labels_are_trimmed_and_bounded() {
+        assert_eq!(label("name", "  Rock  ").unwrap(), "Rock");
+        assert!(label("name", "   ").is_err());
+        assert!(label("name", &"x".repeat(201)).is_err());
+    }
+}

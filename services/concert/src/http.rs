@@ -1,0 +1,171 @@
+//! The catalog routes: browsing for everyone, changes for admins.
+
+use crate::{
+    AppState, NAME, domain,
+    domain::ScheduleRequest,
+    store::{self, Concert, Schedule},
+};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use chrono::Utc;
+use contracts::{
+    ConcertCreated, ConcertId, ConcertUpdated, Envelope, ScheduleCreated, ScheduleId, SeatPrice,
+};
+use messaging::Outbox;
+use platform::{
+    Problem,
+    auth::Admin,
+    paging::{PageQuery, Paged},
+    problem::{ApiJson, ApiPath, ApiQuery},
+};
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use serde::{Deserialize, Serialize};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/concerts", get(list_concerts).post(create_concert))
+        .route("/concerts/{id}", get(get_concert).put(update_concert))
+        .route("/concerts/{id}/schedules", get(list_schedules).post(create_schedule))
+}
+
+/// `{name, host}`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConcertRequest {
+    pub name: String,
+    pub host: String,
+}
+
+fn internal(e: sea_orm::DbErr) -> Problem {
+    Problem::internal(&e)
+}
+
+async fn list_concerts(
+    State(s): State<AppState>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Paged<Concert>>, Problem> {
+    let limit = page.limit()?;
+    let rows = store::list_concerts(&s.db, page.starting_after, limit + 1).await.map_err(internal)?;
+    Ok(Json(Paged::from_overfetch(rows, limit)))
+}
+
+async fn get_concert(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<ConcertId>,
+) -> Result<Json<Concert>, Problem> {
+    store::get_concert(&s.db, id)
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("the concert"))
+}
+
+async fn list_schedules(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<ConcertId>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Paged<Schedule>>, Problem> {
+    let limit = page.limit()?;
+    if store::get_concert(&s.db, id).await.map_err(internal)?.is_none() {
+        return Err(Problem::not_found("the concert"));
+    }
+    let rows = store::list_schedules(&s.db, id, page.starting_after, limit + 1).await.map_err(internal)?;
+    Ok(Json(Paged::from_overfetch(rows, limit)))
+}
+
+/// Creates a concert and its announcement in `txn`.
+pub(crate) async fn create_concert_in(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    name: &str,
+    host: &str,
+) -> Result<ConcertId, Problem> {
+    let concert = Concert {
+        id: ConcertId::new(),
+        name: domain::label("name", name).map_err(Problem::validation)?,
+        host: domain::label("host", host).map_err(Problem::validation)?,
+    };
+    store::insert_concert(txn, &concert).await.map_err(internal)?;
+    let event = ConcertCreated { concert_id: concert.id, name: concert.name, host: concert.host };
+    outbox.push(txn, &Envelope::new(NAME, concert.id, event)).await.map_err(internal)?;
+    Ok(concert.id)
+}
+
+async fn create_concert(
+    State(s): State<AppState>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<ConcertRequest>,
+) -> Result<Response, Problem> {
+    let txn = s.db.begin().await.map_err(internal)?;
+    let id = create_concert_in(&txn, &s.outbox, &body.name, &body.host).await?;
+    let concert = store::get_concert(&txn, id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| Problem::not_found("the concert"))?;
+    txn.commit().await.map_err(internal)?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/concerts/{id}"))], Json(concert)).into_response())
+}
+
+async fn update_concert(
+    State(s): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<ConcertId>,
+    ApiJson(body): ApiJson<ConcertRequest>,
+) -> Result<Json<Concert>, Problem> {
+    let concert = Concert {
+        id,
+        name: domain::label("name", &body.name).map_err(Problem::validation)?,
+        host: domain::label("host", &body.host).map_err(Problem::validation)?,
+    };
+    let txn = s.db.begin().await.map_err(internal)?;
+    if !store::update_concert(&txn, &concert).await.map_err(internal)? {
+        return Err(Problem::not_found("the concert"));
+    }
+    let event = ConcertUpdated { concert_id: id, name: concert.name.clone(), host: concert.host.clone() };
+    s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await.map_err(internal)?;
+    txn.commit().await.map_err(internal)?;
+    Ok(Json(concert))
+}
+
+/// Creates a validated schedule and its announcement in `txn`.
+pub(crate) async fn create_schedule_in(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    concert: ConcertId,
+    req: &ScheduleRequest,
+    seats: Vec<SeatPrice>,
+) -> Result<Schedule, Problem> {
+    let schedule = Schedule {
+        id: ScheduleId::new(),
+        concert_id: concert,
+        starts_at: req.starts_at,
+        seat_count: i32::try_from(seats.len()).unwrap_or(i32::MAX),
+    };
+    store::insert_schedule(txn, &schedule).await.map_err(internal)?;
+    let event =
+        ScheduleCreated { schedule_id: schedule.id, concert_id: concert, starts_at: req.starts_at, seats };
+    outbox.push(txn, &Envelope::new(NAME, schedule.id, event)).await.map_err(internal)?;
+    Ok(schedule)
+}
+
+async fn create_schedule(
+    State(s): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<ConcertId>,
+    ApiJson(body): ApiJson<ScheduleRequest>,
+) -> Result<Response, Problem> {
+    let seats = domain::plan_schedule(&body, Utc::now()).map_err(Problem::validation)?;
+    let txn = s.db.begin().await.map_err(internal)?;
+    if store::get_concert(&txn, id).await.map_err(internal)?.is_none() {
+        return Err(Problem::not_found("the concert"));
+    }
+    let schedule = create_schedule_in(&txn, &s.outbox, id, &body, seats).await?;
+    txn.commit().await.map_err(internal)?;
+    let location = format!("/concerts/{id}/schedules/{}", schedule.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(schedule)).into_response())
+}

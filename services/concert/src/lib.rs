@@ -1,0 +1,83 @@
+//! concert: the catalog. Admins create concerts and schedules; everyone browses them. Every
+//! change is announced (ConcertCreated/Updated, ScheduleCreated with its seats and prices).
+
+mod domain;
+mod http;
+mod store;
+
+pub use domain::{ScheduleRequest, SeatSpec};
+
+use axum::{Router, extract::FromRef};
+use messaging::{MessagingError, Outbox, Runtime};
+use platform::auth::JwtKeys;
+use sea_orm::DatabaseConnection;
+
+/// The service name (event `source`).
+pub const NAME: &str = "concert";
+/// The Postgres schema it owns.
+pub const SCHEMA: &str = "concert";
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+    pub jwt: JwtKeys,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+impl AppState {
+    /// State over a runtime's connections.
+    pub fn new(rt: &Runtime) -> Self {
+        Self {
+            db: rt.db.clone(),
+            outbox: Outbox::new(SCHEMA, rt.config.prefix.clone()),
+            jwt: JwtKeys::new(&rt.config.jwt_secret),
+        }
+    }
+}
+
+/// The catalog routes.
+pub fn router(state: AppState) -> Router {
+    http::routes().with_state(state)
+}
+
+/// Starts the relay; returns the routes.
+pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+    rt.spawn_relay(SCHEMA);
+    Ok(router(AppState::new(rt)))
+}
+
+/// Creates the demo concert with two schedules of 50 seats (`ticketing seed`), so a newcomer
+/// can book at once. Returns the concert and schedule ids.
+pub async fn seed_demo(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+) -> Result<(contracts::ConcertId, Vec<contracts::ScheduleId>), platform::Problem> {
+    use chrono::{Duration, Utc};
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await.map_err(|e| platform::Problem::internal(&e))?;
+    let concert = http::create_concert_in(&txn, outbox, "Demo Night", "Ticketing Live").await?;
+    let mut schedules = Vec::new();
+    for days in [7, 8] {
+        let request = ScheduleRequest {
+            starts_at: Utc::now() + Duration::days(days),
+            seat_count: Some(50),
+            price: None,
+            seats: Some(
+                (1..=50)
+                    .map(|n| SeatSpec { seat_no: n, price: if n <= 10 { 150_000 } else { 90_000 } })
+                    .collect(),
+            ),
+        };
+        let plan = domain::plan_schedule(&request, Utc::now()).map_err(platform::Problem::validation)?;
+        schedules.push(http::create_schedule_in(&txn, outbox, concert, &request, plan).await?.id);
+    }
+    txn.commit().await.map_err(|e| platform::Problem::internal(&e))?;
+    Ok((concert, schedules))
+}

@@ -1,0 +1,115 @@
+//! The catalog's queries.
+
+use chrono::{DateTime, Utc};
+use contracts::{ConcertId, ScheduleId};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use serde::Serialize;
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// A concert as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Concert {
+    pub id: ConcertId,
+    pub name: String,
+    pub host: String,
+}
+
+/// A schedule as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub id: ScheduleId,
+    pub concert_id: ConcertId,
+    pub starts_at: DateTime<Utc>,
+    pub seat_count: i32,
+}
+
+fn concert(r: &QueryResult) -> Result<Concert, DbErr> {
+    Ok(Concert {
+        id: ConcertId(r.try_get("", "id")?),
+        name: r.try_get("", "name")?,
+        host: r.try_get("", "host")?,
+    })
+}
+
+fn schedule(r: &QueryResult) -> Result<Schedule, DbErr> {
+    Ok(Schedule {
+        id: ScheduleId(r.try_get("", "id")?),
+        concert_id: ConcertId(r.try_get("", "concert_id")?),
+        starts_at: r.try_get("", "starts_at")?,
+        seat_count: r.try_get("", "seat_count")?,
+    })
+}
+
+pub async fn insert_concert(db: &impl ConnectionTrait, c: &Concert) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO concert.concerts (id, name, host) VALUES ($1, $2, $3)",
+        [c.id.0.into(), c.name.clone().into(), c.host.clone().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Renames a concert; `false` when it does not exist.
+pub async fn update_concert(db: &impl ConnectionTrait, c: &Concert) -> Result<bool, DbErr> {
+    let r = db
+        .execute_raw(stmt(
+            "UPDATE concert.concerts SET name = $2, host = $3, updated_at = now() WHERE id = $1",
+            [c.id.0.into(), c.name.clone().into(), c.host.clone().into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn get_concert(db: &impl ConnectionTrait, id: ConcertId) -> Result<Option<Concert>, DbErr> {
+    db.query_one_raw(stmt("SELECT id, name, host FROM concert.concerts WHERE id = $1", [id.0.into()]))
+        .await?
+        .as_ref()
+        .map(concert)
+        .transpose()
+}
+
+/// Concerts in creation order after the cursor, `limit` of them.
+pub async fn list_concerts(
+    db: &impl ConnectionTrait,
+    after: Option<uuid::Uuid>,
+    limit: u64,
+) -> Result<Vec<Concert>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT id, name, host FROM concert.concerts WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            [after.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter().map(concert).collect()
+}
+
+pub async fn insert_schedule(db: &impl ConnectionTrait, s: &Schedule) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO concert.schedules (id, concert_id, starts_at, seat_count) VALUES ($1, $2, $3, $4)",
+        [s.id.0.into(), s.concert_id.0.into(), s.starts_at.into(), s.seat_count.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A concert's schedules in creation order after the cursor.
+pub async fn list_schedules(
+    db: &impl ConnectionTrait,
+    concert: ConcertId,
+    after: Option<uuid::Uuid>,
+    limit: u64,
+) -> Result<Vec<Schedule>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT id, concert_id, starts_at, seat_count FROM concert.schedules
+             WHERE concert_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            [concert.0.into(), after.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter().map(schedule).collect()
+}
