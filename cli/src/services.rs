@@ -21,6 +21,11 @@ pub const SERVICES: &[ServiceDef] = &[
         start: |rt| Ok(concert::start(rt)?),
     },
     ServiceDef {
+        name: seat::NAME,
+        about: "seat inventory: holds, sales, releases, sell-outs",
+        start: |rt| Ok(seat::start(rt)?),
+    },
+    ServiceDef {
         name: wallet::NAME,
         about: "prepaid wallets: charges, payments, refunds",
         start: |rt| Ok(wallet::start(rt)?),

@@ -1,0 +1,49 @@
+//! seat: the inventory. Builds seats from ScheduleCreated; holds all requested seats or none
+//! for a ReservationRequested; sells them on ReservationCompleted and releases them on
+//! ReservationFailed (only the failed reservation's own seats); announces SoldOut once.
+
+mod domain;
+mod handlers;
+mod http;
+mod store;
+
+use axum::Router;
+use contracts::Stream;
+use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
+use sea_orm::DatabaseConnection;
+use std::time::Duration;
+
+/// The service name (consumer names, event `source`).
+pub const NAME: &str = "seat";
+/// The Postgres schema it owns.
+pub const SCHEMA: &str = "seat";
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+}
+
+/// The seat routes.
+pub fn router(state: AppState) -> Router {
+    http::routes().with_state(state)
+}
+
+/// Starts the relay and both consumers; returns the routes.
+pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+    let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
+    rt.spawn_relay(SCHEMA);
+    rt.spawn_consumer(
+        ConsumerSpec::declared(NAME, Stream::Catalog)?,
+        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),
+    );
+    rt.spawn_consumer(
+        ConsumerSpec::declared(NAME, Stream::Reservation)?,
+        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Reservations { outbox, hold: hold_time(rt) }),
+    );
+    Ok(router(AppState { db: rt.db.clone() }))
+}
+
+fn hold_time(rt: &Runtime) -> Duration {
+    rt.config.saga.hold
+}
