@@ -21,6 +21,11 @@ pub const SERVICES: &[ServiceDef] = &[
         start: |rt| Ok(concert::start(rt)?),
     },
     ServiceDef {
+        name: reservation::NAME,
+        about: "the saga: reservations, deadlines, compensations",
+        start: |rt| Ok(reservation::start(rt)?),
+    },
+    ServiceDef {
         name: seat::NAME,
         about: "seat inventory: holds, sales, releases, sell-outs",
         start: |rt| Ok(seat::start(rt)?),

@@ -5,7 +5,7 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use contracts::{ChargeCompleted, ChargeId, Envelope, UserId, Won};
@@ -70,6 +70,7 @@ async fn charge_wallet(
         })
     })
     .await
+    .map(IntoResponse::into_response)
 }
 
 /// The balance cap is a check constraint; hitting it is the caller's problem, not ours.

@@ -97,6 +97,19 @@ impl IntoResponse for StoredResponse {
     }
 }
 
+/// The answer of an idempotent request: new, or replayed from the first one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub stored: StoredResponse,
+    pub replayed: bool,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        self.stored.into_response_with(self.replayed)
+    }
+}
+
 /// The effect of a request: runs in the transaction that also stores its answer.
 pub type Effect<'t> = BoxFuture<'t, Result<StoredResponse, Problem>>;
 
@@ -110,15 +123,15 @@ pub async fn run<F>(
     key: &MaybeKey,
     request: &[&[u8]],
     effect: F,
-) -> Result<Response, Problem>
+) -> Result<Answer, Problem>
 where
     F: for<'t> FnOnce(&'t DatabaseTransaction) -> Effect<'t>,
 {
     let txn = db.begin().await.map_err(|e| Problem::internal(&e))?;
     let Some(key) = &key.0 else {
-        let answer = effect(&txn).await?;
+        let stored = effect(&txn).await?;
         txn.commit().await.map_err(|e| Problem::internal(&e))?;
-        return Ok(answer.into_response());
+        return Ok(Answer { stored, replayed: false });
     };
     let hash = request
         .iter()
@@ -157,7 +170,7 @@ where
     .await
     .map_err(|e| Problem::internal(&e))?;
     txn.commit().await.map_err(|e| Problem::internal(&e))?;
-    Ok(answer.into_response())
+    Ok(Answer { stored: answer, replayed: false })
 }
 
 async fn replay(
@@ -166,7 +179,7 @@ async fn replay(
     who: &Identity,
     key: &IdempotencyKey,
     hash: &[u8],
-) -> Result<Response, Problem> {
+) -> Result<Answer, Problem> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -190,7 +203,7 @@ async fn replay(
         body: row.try_get("", "body").map_err(|e| Problem::internal(&e))?,
         location: row.try_get("", "location").map_err(|e| Problem::internal(&e))?,
     };
-    Ok(answer.into_response_with(true))
+    Ok(Answer { stored: answer, replayed: true })
 }
 
 fn in_progress() -> Problem {

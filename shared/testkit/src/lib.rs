@@ -119,8 +119,29 @@ impl TestEnv {
 
     /// A service runtime over this environment's connections (its tasks stop on drop).
     pub fn runtime(&self) -> messaging::Runtime {
+        self.runtime_with(&[])
+    }
+
+    /// This environment's configuration with some variables overridden (e.g. short holds).
+    pub fn config_with(&self, overrides: &[(&str, &str)]) -> Config {
+        Config::from_lookup(|k| {
+            overrides.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned()).or_else(|| match k {
+                "TICKETING_DATABASE_URL" => Some(self.database_url.clone()),
+                "TICKETING_NATS_URL" => Some(self.nats_url.clone()),
+                "TICKETING_REDIS_URL" => Some(self.redis_url.clone()),
+                "TICKETING_JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
+                "TICKETING_PREFIX" => Some(self.db_name.clone()),
+                "TICKETING_HTTP_ADDR" => Some("127.0.0.1:0".to_owned()),
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|e| panic!("test configuration: {e}"))
+    }
+
+    /// A service runtime with some configuration overridden.
+    pub fn runtime_with(&self, overrides: &[(&str, &str)]) -> messaging::Runtime {
         messaging::Runtime::from_parts(
-            self.config.clone(),
+            self.config_with(overrides),
             self.db.clone(),
             self.bus.clone(),
             self.redis.clone(),

@@ -1,0 +1,351 @@
+//! The reservation state machine (DESIGN §5) as one pure function: `decide(reservation, input)`
+//! gives the next state and the events to emit, or says why an action is refused. Handlers,
+//! HTTP routes and the deadline sweeper all go through it.
+
+use chrono::{DateTime, Duration, Utc};
+use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
+
+/// Where a reservation is in the saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Held,
+    Paying,
+    Confirmed,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl Status {
+    /// The stored and API form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Held => "HELD",
+            Status::Paying => "PAYING",
+            Status::Confirmed => "CONFIRMED",
+            Status::Failed => "FAILED",
+            Status::Expired => "EXPIRED",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Reads the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Status::Pending,
+            Status::Held,
+            Status::Paying,
+            Status::Confirmed,
+            Status::Failed,
+            Status::Expired,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    /// No transition leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Confirmed | Status::Failed | Status::Expired | Status::Cancelled)
+    }
+
+    /// A terminal state in which the seats are not the user's.
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, Status::Failed | Status::Expired | Status::Cancelled)
+    }
+}
+
+/// A reservation as the decision needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: ReservationId,
+    pub user_id: UserId,
+    pub schedule_id: ScheduleId,
+    pub concert_id: ConcertId,
+    pub seat_nos: Vec<SeatNo>,
+    pub status: Status,
+    pub amount: Option<Won>,
+    pub held_until: Option<DateTime<Utc>>,
+    pub failure_reason: Option<ReservationFailureReason>,
+    pub queue_token: String,
+    pub paid: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Something that happened to a reservation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    SeatReserved {
+        amount: Won,
+        held_until: DateTime<Utc>,
+    },
+    SeatRejected,
+    PaymentCompleted,
+    PaymentFailed,
+    PaymentRefunded,
+    /// The user asks to pay.
+    Pay {
+        now: DateTime<Utc>,
+    },
+    /// The user cancels.
+    Cancel,
+    /// The sweeper looks at the clocks.
+    Tick {
+        now: DateTime<Utc>,
+        pay_grace: Duration,
+        request_timeout: Duration,
+    },
+}
+
+/// An event the decision asks to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Emit {
+    PaymentRequested { pay_by: DateTime<Utc> },
+    Completed,
+    Failed(ReservationFailureReason),
+    RefundRequested { amount: Won },
+}
+
+/// Why the user's action is refused (the reservation is unchanged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Payment needs HELD.
+    NotPayable(Status),
+    /// The hold ran out before the user paid.
+    HoldExpired,
+    /// Cancelling needs HELD.
+    NotCancellable(Status),
+}
+
+/// The outcome: the reservation after the input, and what to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub next: Reservation,
+    pub emit: Vec<Emit>,
+}
+
+impl Decision {
+    /// Whether anything changes or is published.
+    pub fn is_noop(&self, before: &Reservation) -> bool {
+        self.emit.is_empty() && self.next == *before
+    }
+}
+
+fn fail(r: &Reservation, status: Status, reason: ReservationFailureReason, mut emit: Vec<Emit>) -> Decision {
+    let next = Reservation { status, failure_reason: Some(reason), ..r.clone() };
+    emit.insert(0, Emit::Failed(reason));
+    Decision { next, emit }
+}
+
+/// The state machine.
+pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
+    use Status::*;
+    let same = || Decision { next: r.clone(), emit: Vec::new() };
+    Ok(match (r.status, input) {
+        (Pending, Input::SeatReserved { amount, held_until }) => Decision {
+            next: Reservation {
+                status: Held,
+                amount: Some(amount),
+                held_until: Some(held_until),
+                ..r.clone()
+            },
+            emit: Vec::new(),
+        },
+        // The seats were held for a reservation that already ended: release them again.
+        (Failed | Expired | Cancelled, Input::SeatReserved { .. }) => Decision {
+            next: r.clone(),
+            emit: vec![Emit::Failed(r.failure_reason.unwrap_or(ReservationFailureReason::Timeout))],
+        },
+        (Pending, Input::SeatRejected) => {
+            fail(r, Failed, ReservationFailureReason::SeatUnavailable, Vec::new())
+        }
+
+        (Held, Input::Pay { now }) => match r.held_until {
+            Some(until) if now < until => Decision {
+                next: Reservation { status: Paying, ..r.clone() },
+                emit: vec![Emit::PaymentRequested { pay_by: until }],
+            },
+            _ => return Err(Refusal::HoldExpired),
+        },
+        (status, Input::Pay { .. }) => return Err(Refusal::NotPayable(status)),
+
+        (Paying, Input::PaymentCompleted) => Decision {
+            next: Reservation { status: Confirmed, paid: true, ..r.clone() },
+            emit: vec![Emit::Completed],
+        },
+        // Money arrived for a reservation that already ended: give it back.
+        (Failed | Expired | Cancelled, Input::PaymentCompleted) => Decision {
+            next: Reservation { paid: true, ..r.clone() },
+            emit: vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
+        },
+        (Paying, Input::PaymentFailed) => {
+            fail(r, Failed, ReservationFailureReason::PaymentFailed, Vec::new())
+        }
+
+        (Held, Input::Cancel) => fail(r, Cancelled, ReservationFailureReason::Cancelled, Vec::new()),
+        (status, Input::Cancel) => return Err(Refusal::NotCancellable(status)),
+
+        (Held, Input::Tick { now, .. }) if r.held_until.is_some_and(|u| now >= u) => {
+            fail(r, Expired, ReservationFailureReason::Expired, Vec::new())
+        }
+        // A payment in flight keeps the seats until payBy + grace; then the wallet is asked to
+        // refund in case it debited after all.
+        (Paying, Input::Tick { now, pay_grace, .. })
+            if r.held_until.is_some_and(|u| now >= u + pay_grace) =>
+        {
+            fail(
+                r,
+                Expired,
+                ReservationFailureReason::Expired,
+                vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
+            )
+        }
+        (Pending, Input::Tick { now, request_timeout, .. }) if now >= r.created_at + request_timeout => {
+            fail(r, Failed, ReservationFailureReason::Timeout, Vec::new())
+        }
+        _ => same(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reservation(status: Status) -> Reservation {
+        let now = Utc::now();
+        Reservation {
+            id: ReservationId::new(),
+            user_id: UserId::new(),
+            schedule_id: ScheduleId::new(),
+            concert_id: ConcertId::new(),
+            seat_nos: vec![SeatNo(1), SeatNo(2)],
+            status,
+            amount: (status != Status::Pending).then_some(Won(5000)),
+            held_until: (status != Status::Pending).then_some(now + Duration::seconds(300)),
+            failure_reason: match status {
+                Status::Failed => Some(ReservationFailureReason::SeatUnavailable),
+                Status::Expired => Some(ReservationFailureReason::Expired),
+                Status::Cancelled => Some(ReservationFailureReason::Cancelled),
+                _ => None,
+            },
+            queue_token: "q".into(),
+            paid: false,
+            created_at: now,
+        }
+    }
+
+    fn tick(now: DateTime<Utc>) -> Input {
+        Input::Tick { now, pay_grace: Duration::seconds(30), request_timeout: Duration::seconds(30) }
+    }
+
+    #[test]
+    fn the_happy_path() {
+        let r = reservation(Status::Pending);
+        let until = Utc::now() + Duration::seconds(300);
+        let held = decide(&r, Input::SeatReserved { amount: Won(7000), held_until: until }).unwrap().next;
+        assert_eq!((held.status, held.amount, held.held_until), (Status::Held, Some(Won(7000)), Some(until)));
+        let paying = decide(&held, Input::Pay { now: Utc::now() }).unwrap();
+        assert_eq!(paying.next.status, Status::Paying);
+        assert_eq!(paying.emit, vec![Emit::PaymentRequested { pay_by: until }]);
+        let done = decide(&paying.next, Input::PaymentCompleted).unwrap();
+        assert_eq!((done.next.status, done.next.paid), (Status::Confirmed, true));
+        assert_eq!(done.emit, vec![Emit::Completed]);
+    }
+
+    #[test]
+    fn rejections_and_payment_failures_fail_with_their_reason() {
+        let d = decide(&reservation(Status::Pending), Input::SeatRejected).unwrap();
+        assert_eq!(d.next.status, Status::Failed);
+        assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::SeatUnavailable)]);
+        let d = decide(&reservation(Status::Paying), Input::PaymentFailed).unwrap();
+        assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::PaymentFailed)]);
+    }
+
+    #[test]
+    fn paying_needs_a_live_hold() {
+        let held = reservation(Status::Held);
+        let late = held.held_until.unwrap() + Duration::seconds(1);
+        assert_eq!(decide(&held, Input::Pay { now: late }), Err(Refusal::HoldExpired));
+        for s in [Status::Pending, Status::Paying, Status::Confirmed, Status::Failed, Status::Expired] {
+            assert_eq!(decide(&reservation(s), Input::Pay { now: Utc::now() }), Err(Refusal::NotPayable(s)));
+        }
+    }
+
+    #[test]
+    fn only_held_reservations_can_be_cancelled() {
+        let d = decide(&reservation(Status::Held), Input::Cancel).unwrap();
+        assert_eq!(d.next.status, Status::Cancelled);
+        assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::Cancelled)]);
+        assert_eq!(
+            decide(&reservation(Status::Paying), Input::Cancel),
+            Err(Refusal::NotCancellable(Status::Paying))
+        );
+    }
+
+    #[test]
+    fn holds_expire_but_payments_in_flight_wait_for_the_grace() {
+        let held = reservation(Status::Held);
+        let until = held.held_until.unwrap();
+        assert!(decide(&held, tick(until - Duration::seconds(1))).unwrap().is_noop(&held));
+        let d = decide(&held, tick(until)).unwrap();
+        assert_eq!(
+            (d.next.status, d.emit.clone()),
+            (Status::Expired, vec![Emit::Failed(ReservationFailureReason::Expired)])
+        );
+
+        let paying = reservation(Status::Paying);
+        let until = paying.held_until.unwrap();
+        assert!(decide(&paying, tick(until + Duration::seconds(29))).unwrap().is_noop(&paying));
+        let d = decide(&paying, tick(until + Duration::seconds(30))).unwrap();
+        assert_eq!(d.next.status, Status::Expired);
+        assert_eq!(
+            d.emit,
+            vec![
+                Emit::Failed(ReservationFailureReason::Expired),
+                Emit::RefundRequested { amount: Won(5000) }
+            ]
+        );
+        // The payment's outcome wins while it is within the grace.
+        let d = decide(&paying, Input::PaymentCompleted).unwrap();
+        assert_eq!(d.next.status, Status::Confirmed);
+    }
+
+    #[test]
+    fn pending_times_out() {
+        let p = reservation(Status::Pending);
+        assert!(decide(&p, tick(p.created_at + Duration::seconds(29))).unwrap().is_noop(&p));
+        let d = decide(&p, tick(p.created_at + Duration::seconds(30))).unwrap();
+        assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::Timeout)]);
+    }
+
+    #[test]
+    fn late_events_compensate() {
+        for s in [Status::Failed, Status::Expired, Status::Cancelled] {
+            let r = reservation(s);
+            let d = decide(&r, Input::PaymentCompleted).unwrap();
+            assert_eq!(d.next.status, s);
+            assert_eq!(d.emit, vec![Emit::RefundRequested { amount: Won(5000) }]);
+            let d = decide(&r, Input::SeatReserved { amount: Won(1), held_until: Utc::now() }).unwrap();
+            assert_eq!(d.emit, vec![Emit::Failed(r.failure_reason.unwrap())]);
+        }
+    }
+
+    #[test]
+    fn duplicates_and_out_of_order_events_change_nothing() {
+        let confirmed = reservation(Status::Confirmed);
+        for input in [
+            Input::PaymentCompleted,
+            Input::PaymentFailed,
+            Input::SeatRejected,
+            Input::PaymentRefunded,
+            tick(Utc::now() + Duration::days(1)),
+        ] {
+            assert!(decide(&confirmed, input).unwrap().is_noop(&confirmed));
+        }
+        let held = reservation(Status::Held);
+        assert!(decide(&held, Input::SeatRejected).unwrap().is_noop(&held));
+        assert!(decide(&held, Input::PaymentFailed).unwrap().is_noop(&held));
+    }
+}

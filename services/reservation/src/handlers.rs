@@ -1,0 +1,79 @@
+//! Reactions to the catalog, the seat service and the wallet.
+
+use crate::{
+    domain::Input,
+    saga::{self, ApplyError},
+    store,
+};
+use contracts::{
+    Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
+    SeatReservationRejected, SeatReserved,
+};
+use messaging::{HandleError, Handler, Incoming, Outbox};
+use sea_orm::DatabaseTransaction;
+
+/// Keeps the projection of schedules that requests are validated against.
+pub struct Catalog;
+
+impl Handler for Catalog {
+    fn handles(&self, kind: &str) -> bool {
+        kind == ScheduleCreated::TYPE
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        let e = msg.decode::<ScheduleCreated>()?.payload;
+        let seats: Vec<_> = e.seats.iter().map(|s| s.seat_no).collect();
+        store::upsert_schedule(txn, e.schedule_id, e.concert_id, &seats).await?;
+        Ok(())
+    }
+}
+
+/// Moves reservations along on the seat service's and the wallet's answers.
+pub struct Saga {
+    pub outbox: Outbox,
+}
+
+const KINDS: [&str; 5] = [
+    SeatReserved::TYPE,
+    SeatReservationRejected::TYPE,
+    PaymentCompleted::TYPE,
+    PaymentFailed::TYPE,
+    PaymentRefunded::TYPE,
+];
+
+impl Handler for Saga {
+    fn handles(&self, kind: &str) -> bool {
+        KINDS.contains(&kind)
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        let (id, input): (ReservationId, Input) = match msg.kind() {
+            SeatReserved::TYPE => {
+                let e = msg.decode::<SeatReserved>()?.payload;
+                (e.reservation_id, Input::SeatReserved { amount: e.amount, held_until: e.held_until })
+            }
+            SeatReservationRejected::TYPE => {
+                (msg.decode::<SeatReservationRejected>()?.payload.reservation_id, Input::SeatRejected)
+            }
+            PaymentCompleted::TYPE => {
+                (msg.decode::<PaymentCompleted>()?.payload.reservation_id, Input::PaymentCompleted)
+            }
+            PaymentFailed::TYPE => {
+                (msg.decode::<PaymentFailed>()?.payload.reservation_id, Input::PaymentFailed)
+            }
+            PaymentRefunded::TYPE => {
+                (msg.decode::<PaymentRefunded>()?.payload.reservation_id, Input::PaymentRefunded)
+            }
+            _ => return Ok(()),
+        };
+        let meta = msg.meta();
+        match saga::apply(txn, &self.outbox, id, input, Some(msg.kind()), Some(&meta)).await {
+            Ok(_) => Ok(()),
+            // Reservations commit before their first event is published, so this is a bug
+            // upstream or a foreign event: keep it in the DLQ.
+            Err(ApplyError::NotFound) => Err(HandleError::Permanent(format!("no reservation {id}"))),
+            Err(ApplyError::Refused(r)) => Err(HandleError::Permanent(format!("event refused: {r:?}"))),
+            Err(ApplyError::Db(e)) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! reservation: the saga. A reservation is PENDING until the seat service answers, HELD until
+//! paid (or expired, or cancelled), PAYING until the wallet answers, then CONFIRMED; every
+//! failure ends FAILED/EXPIRED/CANCELLED with a ReservationFailed that releases its seats, and
+//! money that arrives too late is refunded. The service owns the deadline, so a payment that
+//! started in time is never cut off by the seat service.
+
+mod domain;
+mod handlers;
+mod http;
+mod saga;
+mod store;
+mod sweeper;
+
+pub use domain::{Status, decide};
+
+use axum::{Router, extract::FromRef};
+use contracts::Stream;
+use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
+use platform::auth::JwtKeys;
+use sea_orm::DatabaseConnection;
+use std::time::Duration;
+
+/// The service name (consumer names, event `source`).
+pub const NAME: &str = "reservation";
+/// The Postgres schema it owns.
+pub const SCHEMA: &str = "reservation";
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+    pub jwt: JwtKeys,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+/// The reservation routes.
+pub fn router(state: AppState) -> Router {
+    http::routes().with_state(state)
+}
+
+/// Starts the relay, the consumers and the deadline sweeper; returns the routes.
+pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+    let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
+    rt.spawn_relay(SCHEMA);
+    rt.spawn_consumer(
+        ConsumerSpec::declared(NAME, Stream::Catalog)?,
+        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),
+    );
+    for stream in [Stream::Seat, Stream::Wallet] {
+        rt.spawn_consumer(
+            ConsumerSpec::declared(NAME, stream)?,
+            PgInbox::new(rt.db.clone(), SCHEMA, handlers::Saga { outbox: outbox.clone() }),
+        );
+    }
+    // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
+    let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    rt.spawn(
+        "sweeper[reservation]",
+        sweeper::run(rt.db.clone(), outbox.clone(), rt.config.saga.clone(), every, rt.shutdown.clone()),
+    );
+    Ok(router(AppState { db: rt.db.clone(), outbox, jwt: JwtKeys::new(&rt.config.jwt_secret) }))
+}

@@ -1,0 +1,131 @@
+//! Applying a decision: the one path by which a reservation changes. It locks the row, asks
+//! `decide`, saves with compare-and-set, appends the timeline and writes the resulting events
+//! to the outbox, all in the caller's transaction.
+
+use crate::{
+    NAME,
+    domain::{self, Decision, Emit, Input, Refusal, Reservation},
+    store,
+};
+use contracts::{
+    Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
+    ReservationFailed, ReservationId,
+};
+use messaging::Outbox;
+use sea_orm::{DatabaseTransaction, DbErr};
+
+/// Why applying an input did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("reservation not found")]
+    NotFound,
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Applies `input` to reservation `id`: `seen` names the event type that brought it (for the
+/// timeline), `cause` links emitted events to it. Returns the reservation afterwards.
+pub async fn apply(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    id: ReservationId,
+    input: Input,
+    seen: Option<&str>,
+    cause: Option<&EnvelopeMeta>,
+) -> Result<Reservation, ApplyError> {
+    let current = store::lock(txn, id).await?.ok_or(ApplyError::NotFound)?;
+    let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
+    persist(txn, outbox, &current, &decision, seen, cause).await?;
+    Ok(decision.next)
+}
+
+/// Saves a decision taken on the locked `current`.
+pub async fn persist(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    current: &Reservation,
+    decision: &Decision,
+    seen: Option<&str>,
+    cause: Option<&EnvelopeMeta>,
+) -> Result<(), DbErr> {
+    if decision.next != *current && !store::save(txn, current.status, &decision.next).await? {
+        // The row is locked, so its status cannot have moved; fail loudly rather than emit.
+        return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));
+    }
+    let mut kinds: Vec<&str> = seen.into_iter().collect();
+    for emit in &decision.emit {
+        kinds.push(publish(txn, outbox, &decision.next, emit, cause).await?);
+    }
+    store::record(txn, current.id, &kinds).await
+}
+
+async fn publish(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    r: &Reservation,
+    emit: &Emit,
+    cause: Option<&EnvelopeMeta>,
+) -> Result<&'static str, DbErr> {
+    async fn push<E: Event>(
+        txn: &DatabaseTransaction,
+        outbox: &Outbox,
+        r: &Reservation,
+        payload: E,
+        cause: Option<&EnvelopeMeta>,
+    ) -> Result<&'static str, DbErr> {
+        let mut envelope = Envelope::new(NAME, r.id, payload);
+        if let Some(cause) = cause {
+            envelope = envelope.caused_by(cause);
+        }
+        outbox.push(txn, &envelope).await?;
+        Ok(E::TYPE)
+    }
+    match emit {
+        Emit::PaymentRequested { pay_by } => {
+            let amount = r.amount.unwrap_or_default();
+            push(
+                txn,
+                outbox,
+                r,
+                PaymentRequested { reservation_id: r.id, user_id: r.user_id, amount, pay_by: *pay_by },
+                cause,
+            )
+            .await
+        }
+        Emit::Completed => {
+            let payload = ReservationCompleted {
+                reservation_id: r.id,
+                user_id: r.user_id,
+                concert_id: r.concert_id,
+                schedule_id: r.schedule_id,
+                seat_nos: r.seat_nos.clone(),
+                amount: r.amount.unwrap_or_default(),
+                queue_token: r.queue_token.clone(),
+            };
+            push(txn, outbox, r, payload, cause).await
+        }
+        Emit::Failed(reason) => {
+            let payload = ReservationFailed {
+                reservation_id: r.id,
+                user_id: r.user_id,
+                schedule_id: r.schedule_id,
+                seat_nos: r.seat_nos.clone(),
+                reason: *reason,
+                queue_token: r.queue_token.clone(),
+            };
+            push(txn, outbox, r, payload, cause).await
+        }
+        Emit::RefundRequested { amount } => {
+            push(
+                txn,
+                outbox,
+                r,
+                RefundRequested { reservation_id: r.id, user_id: r.user_id, amount: *amount },
+                cause,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The reservation service's queries.
+
+use crate::domain::{Reservation, Status};
+use chrono::{DateTime, Utc};
+use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use serde::Serialize;
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+const COLUMNS: &str = "id, user_id, schedule_id, concert_id, seat_nos, status, amount, held_until, failure_reason, \
+                       queue_token, paid, created_at";
+
+fn reason_str(r: ReservationFailureReason) -> String {
+    serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn reservation(r: &QueryResult) -> Result<Reservation, DbErr> {
+    let status: String = r.try_get("", "status")?;
+    let reason: Option<String> = r.try_get("", "failure_reason")?;
+    Ok(Reservation {
+        id: ReservationId(r.try_get("", "id")?),
+        user_id: UserId(r.try_get("", "user_id")?),
+        schedule_id: ScheduleId(r.try_get("", "schedule_id")?),
+        concert_id: ConcertId(r.try_get("", "concert_id")?),
+        seat_nos: r.try_get::<Vec<i32>>("", "seat_nos")?.into_iter().map(SeatNo).collect(),
+        status: Status::parse(&status).ok_or_else(|| DbErr::Custom(format!("unknown status {status}")))?,
+        amount: r.try_get::<Option<i64>>("", "amount")?.map(Won),
+        held_until: r.try_get("", "held_until")?,
+        failure_reason: reason.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
+        queue_token: r.try_get("", "queue_token")?,
+        paid: r.try_get("", "paid")?,
+        created_at: r.try_get("", "created_at")?,
+    })
+}
+
+/// Records a schedule's concert and seat numbers (from ScheduleCreated).
+pub async fn upsert_schedule(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    concert: ConcertId,
+    seats: &[SeatNo],
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO reservation.schedules (schedule_id, concert_id, seat_nos) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        [schedule.0.into(), concert.0.into(), seats.iter().map(|s| s.0).collect::<Vec<i32>>().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A known schedule's concert and seat numbers.
+pub async fn schedule(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+) -> Result<Option<(ConcertId, Vec<SeatNo>)>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT concert_id, seat_nos FROM reservation.schedules WHERE schedule_id = $1",
+            [schedule.0.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok((
+            ConcertId(r.try_get("", "concert_id")?),
+            r.try_get::<Vec<i32>>("", "seat_nos")?.into_iter().map(SeatNo).collect(),
+        ))
+    })
+    .transpose()
+}
+
+pub async fn insert(db: &impl ConnectionTrait, r: &Reservation) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            r.id.0.into(),
+            r.user_id.0.into(),
+            r.schedule_id.0.into(),
+            r.concert_id.0.into(),
+            r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>().into(),
+            r.status.as_str().into(),
+            r.queue_token.clone().into(),
+            r.created_at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A reservation, locked until the transaction ends.
+pub async fn lock(db: &impl ConnectionTrait, id: ReservationId) -> Result<Option<Reservation>, DbErr> {
+    db.query_one_raw(stmt(
+        &format!("SELECT {COLUMNS} FROM reservation.reservations WHERE id = $1 FOR UPDATE"),
+        [id.0.into()],
+    ))
+    .await?
+    .as_ref()
+    .map(reservation)
+    .transpose()
+}
+
+/// A reservation, if it is `user`'s.
+pub async fn get(
+    db: &impl ConnectionTrait,
+    id: ReservationId,
+    user: UserId,
+) -> Result<Option<Reservation>, DbErr> {
+    db.query_one_raw(stmt(
+        &format!("SELECT {COLUMNS} FROM reservation.reservations WHERE id = $1 AND user_id = $2"),
+        [id.0.into(), user.0.into()],
+    ))
+    .await?
+    .as_ref()
+    .map(reservation)
+    .transpose()
+}
+
+/// The user's reservations, newest first, before the cursor.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    user: UserId,
+    before: Option<uuid::Uuid>,
+    limit: u64,
+) -> Result<Vec<Reservation>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM reservation.reservations
+                 WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            ),
+            [user.0.into(), before.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter().map(reservation).collect()
+}
+
+/// Compare-and-set: writes `next` only if the row is still in `expected`.
+pub async fn save(db: &impl ConnectionTrait, expected: Status, next: &Reservation) -> Result<bool, DbErr> {
+    let r = db
+        .execute_raw(stmt(
+            "UPDATE reservation.reservations
+             SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
+             WHERE id = $1 AND status = $2",
+            [
+                next.id.0.into(),
+                expected.as_str().into(),
+                next.status.as_str().into(),
+                next.amount.map(|w| w.0).into(),
+                next.held_until.into(),
+                next.failure_reason.map(reason_str).into(),
+                next.paid.into(),
+            ],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// One line of a reservation's timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Appends timeline entries (event types seen or emitted) in order.
+pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]) -> Result<(), DbErr> {
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    db.execute_raw(stmt(
+        "INSERT INTO reservation.timeline (reservation_id, type) SELECT $1, k FROM unnest($2::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
+        [id.0.into(), kinds.iter().map(|k| (*k).to_owned()).collect::<Vec<String>>().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A reservation's timeline, oldest first.
+pub async fn timeline(db: &impl ConnectionTrait, id: ReservationId) -> Result<Vec<TimelineEntry>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT type, at FROM reservation.timeline WHERE reservation_id = $1 ORDER BY seq",
+            [id.0.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok(TimelineEntry { kind: r.try_get("", "type")?, at: r.try_get("", "at")? }))
+        .collect()
+}
+
+/// Open reservations whose clock has run out, locked (skipping rows another sweeper holds).
+pub async fn lock_due(
+    db: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    pay_grace: chrono::Duration,
+    request_timeout: chrono::Duration,
+    limit: i64,
+) -> Result<Vec<Reservation>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM reservation.reservations
+                 WHERE (status = 'PENDING' AND created_at <= $2)
+                    OR (status = 'HELD' AND held_until <= $1)
+                    OR (status = 'PAYING' AND held_until <= $3)
+                 ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED"
+            ),
+            [now.into(), (now - request_timeout).into(), (now - pay_grace).into(), limit.into()],
+        ))
+        .await?;
+    rows.iter().map(reservation).collect()
+}

@@ -1,0 +1,156 @@
+use crate::Service;
+use chrono::{Duration as Span, Utc};
+use contracts::{ReservationId, ScheduleId, UserId};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_request_is_accepted_pending_and_announced() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let (status, body) = s
+        .call(Method::POST, "/reservations", user, Some(json!({"scheduleId": s.schedule, "seatNos": [3, 1]})))
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(body["status"], "PENDING");
+    let id: ReservationId = body["id"].as_str().unwrap().parse().unwrap();
+    let r = s.get(user, id).await;
+    assert_eq!(r["seatNos"], json!([1, 3]));
+    assert_eq!(r["concertId"], json!(s.concert));
+    assert_eq!(r["timeline"][0]["type"], "ReservationRequested");
+    let requested =
+        testkit::eventually("ReservationRequested", std::time::Duration::from_secs(10), || async {
+            s.requested().await.pop()
+        })
+        .await;
+    assert_eq!((requested.reservation_id, requested.user_id), (id, user));
+}
+
+#[tokio::test]
+async fn bad_requests_get_problems_and_create_nothing() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let cases = [
+        (json!({"scheduleId": s.schedule, "seatNos": []}), 400),
+        (json!({"scheduleId": s.schedule, "seatNos": [1, 2, 3, 4, 5]}), 400),
+        (json!({"scheduleId": s.schedule, "seatNos": [2, 2]}), 400),
+        (json!({"scheduleId": s.schedule, "seatNos": [51]}), 400),
+        (json!({"scheduleId": s.schedule, "seatNos": [0]}), 400),
+        (json!({"scheduleId": s.schedule, "seatNos": ["1"]}), 400),
+        (json!({"scheduleId": s.schedule, "seatNos": [1], "price": 0}), 400),
+        (json!({"scheduleId": "nope", "seatNos": [1]}), 400),
+        (json!({"seatNos": [1]}), 400),
+        (json!({"scheduleId": ScheduleId::new(), "seatNos": [1]}), 404),
+    ];
+    for (body, expected) in cases {
+        let (status, problem) = s.call(Method::POST, "/reservations", user, Some(body.clone())).await;
+        assert_eq!(status, expected, "{body}: {problem}");
+        assert!(problem["code"].is_string());
+    }
+    let (_, list) = s.call(Method::GET, "/reservations", user, None).await;
+    assert!(list["data"].as_array().unwrap().is_empty());
+    assert!(s.requested().await.is_empty());
+}
+
+#[tokio::test]
+async fn other_users_reservations_are_invisible() {
+    let s = Service::start().await;
+    let (owner, other) = (UserId::new(), UserId::new());
+    let id = s.held(owner, 1, Span::minutes(5)).await;
+    for (method, path) in [
+        (Method::GET, format!("/reservations/{id}")),
+        (Method::POST, format!("/reservations/{id}/payment")),
+        (Method::DELETE, format!("/reservations/{id}")),
+    ] {
+        let (status, problem) = s.call(method.clone(), &path, other, None).await;
+        assert_eq!(status, 404, "{method} {path}: {problem}");
+    }
+    assert_eq!(s.get(owner, id).await["status"], "HELD");
+    let anonymous = s.http.get(format!("{}/reservations/{id}", s.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_makes_one_reservation() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let body = json!({"scheduleId": s.schedule, "seatNos": [9]});
+    let key = [("Idempotency-Key", "r-1")];
+    let (a, first) = s.call_with(Method::POST, "/reservations", user, Some(body.clone()), &key).await;
+    let (b, second) = s.call_with(Method::POST, "/reservations", user, Some(body), &key).await;
+    assert_eq!((a, b), (202, 202));
+    assert_eq!(first["id"], second["id"]);
+    let (status, _) = s
+        .call_with(
+            Method::POST,
+            "/reservations",
+            user,
+            Some(json!({"scheduleId": s.schedule, "seatNos": [8]})),
+            &key,
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (_, list) = s.call(Method::GET, "/reservations", user, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_with_the_settled_reservation() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let played = async {
+        let r = testkit::eventually("a request", std::time::Duration::from_secs(10), || async {
+            s.requested().await.pop()
+        })
+        .await;
+        s.seats_held(r.reservation_id, &[4], Utc::now() + Span::minutes(5)).await;
+    };
+    let asked = s.call_with(
+        Method::POST,
+        "/reservations",
+        user,
+        Some(json!({"scheduleId": s.schedule, "seatNos": [4]})),
+        &[("Prefer", "wait=8")],
+    );
+    let ((status, body), ()) = tokio::join!(asked, played);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "HELD");
+    assert_eq!(body["amount"], 1000);
+
+    // Nothing settles a second one: the wait ends with 202 and the reservation as it is.
+    let (status, body) = s
+        .call_with(
+            Method::POST,
+            "/reservations",
+            user,
+            Some(json!({"scheduleId": s.schedule, "seatNos": [5]})),
+            &[("Prefer", "wait=1")],
+        )
+        .await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("PENDING")));
+}
+
+#[tokio::test]
+async fn own_reservations_are_listed_newest_first_across_pages() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let mut ids = Vec::new();
+    for seat in 1..=5 {
+        ids.push(s.reserve(user, &[seat]).await.to_string());
+    }
+    s.reserve(UserId::new(), &[6]).await;
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = s.call(Method::GET, &format!("/reservations?limit=2{cursor}"), user, None).await;
+        for r in page["data"].as_array().unwrap() {
+            seen.push(r["id"].as_str().unwrap().to_owned());
+        }
+        if page["hasMore"] == false {
+            break;
+        }
+        cursor = format!("&startingAfter={}", seen.last().unwrap());
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+}

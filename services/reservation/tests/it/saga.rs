@@ -1,0 +1,103 @@
+use crate::Service;
+use chrono::{Duration as Span, Utc};
+use contracts::{
+    PaymentRequested, ReservationCompleted, ReservationFailed, ReservationFailureReason, SeatNo, UserId, Won,
+};
+use reqwest::Method;
+use std::time::Duration;
+use testkit::eventually;
+
+#[tokio::test]
+async fn held_paid_confirmed() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let id = s.reserve(user, &[1, 2]).await;
+    let until = Utc::now() + Span::minutes(5);
+    s.seats_held(id, &[1, 2], until).await;
+    let held = s.wait_status(user, id, "HELD").await;
+    assert_eq!(held["amount"], 2000);
+
+    let (status, body) = s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
+    assert_eq!((status, body["status"].as_str()), (202, Some("PAYING")));
+    let asked = eventually("PaymentRequested", Duration::from_secs(10), || async {
+        s.env.events_of::<PaymentRequested>().await.unwrap().pop()
+    })
+    .await;
+    assert_eq!((asked.reservation_id, asked.user_id, asked.amount), (id, user, Won(2000)));
+    assert_eq!(asked.pay_by.timestamp_millis(), until.timestamp_millis(), "payBy is the hold deadline");
+
+    s.paid(id, user).await;
+    let done = s.wait_status(user, id, "CONFIRMED").await;
+    let completed = eventually("ReservationCompleted", Duration::from_secs(10), || async {
+        s.env.events_of::<ReservationCompleted>().await.unwrap().pop()
+    })
+    .await;
+    assert_eq!(completed.seat_nos, vec![SeatNo(1), SeatNo(2)]);
+    assert_eq!(completed.concert_id, s.concert);
+    let timeline: Vec<&str> =
+        done["timeline"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        timeline,
+        vec![
+            "ReservationRequested",
+            "SeatReserved",
+            "PaymentRequested",
+            "PaymentCompleted",
+            "ReservationCompleted"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_hold_fails_the_reservation() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let id = s.reserve(user, &[1]).await;
+    s.seats_rejected(id).await;
+    let r = s.wait_status(user, id, "FAILED").await;
+    assert_eq!(r["failureReason"], "SEAT_UNAVAILABLE");
+    let failed = eventually("ReservationFailed", Duration::from_secs(10), || async {
+        s.env.events_of::<ReservationFailed>().await.unwrap().pop()
+    })
+    .await;
+    assert_eq!((failed.reservation_id, failed.reason), (id, ReservationFailureReason::SeatUnavailable));
+}
+
+#[tokio::test]
+async fn a_failed_payment_fails_the_reservation_and_releases_the_seats() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let id = s.held(user, 3, Span::minutes(5)).await;
+    s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
+    s.payment_failed(id, user).await;
+    let r = s.wait_status(user, id, "FAILED").await;
+    assert_eq!(r["failureReason"], "PAYMENT_FAILED");
+    let failed = eventually("ReservationFailed", Duration::from_secs(10), || async {
+        s.env.events_of::<ReservationFailed>().await.unwrap().pop()
+    })
+    .await;
+    assert_eq!(
+        (failed.reason, failed.seat_nos.clone()),
+        (ReservationFailureReason::PaymentFailed, vec![SeatNo(3)])
+    );
+}
+
+#[tokio::test]
+async fn paying_twice_asks_the_wallet_once() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let id = s.held(user, 1, Span::minutes(5)).await;
+    let path = format!("/reservations/{id}/payment");
+    let (a, b) =
+        tokio::join!(s.call(Method::POST, &path, user, None), s.call(Method::POST, &path, user, None));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [202, 409]);
+    eventually("PaymentRequested", Duration::from_secs(10), || async {
+        (!s.env.events_of::<PaymentRequested>().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    s.paid(id, user).await;
+    s.wait_status(user, id, "CONFIRMED").await;
+    assert_eq!(s.env.events_of::<PaymentRequested>().await.unwrap().len(), 1);
+}
