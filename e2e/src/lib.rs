@@ -1,4 +1,8 @@
 //! Scenarios and load runs against a running system: processes the harness starts on port 0
-//! with a test environment of their own, or any deployment named by `E2E_BASE_URL`.
+//! with a test environment of their own (one per service, behind an in-test ingress), or any
+//! deployment named by `E2E_BASE_URL`.
 
+pub mod api;
+pub mod cluster;
 pub mod harness;
+pub mod invariants;

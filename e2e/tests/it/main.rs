@@ -1,9 +1,42 @@
-//! End-to-end scenarios over HTTP only.
+//! End-to-end scenarios over HTTP only, one process per service behind an in-test ingress.
+//! Every scenario ends with the shared invariant checker (DESIGN §10).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
 
-use e2e::harness::System;
+mod compensations;
+mod concurrency;
+mod faults;
+mod happy;
+mod input;
+
+use e2e::{
+    api::Api,
+    cluster::Cluster,
+    harness::System,
+    invariants::{self, DeadLetters},
+};
 use testkit::TestEnv;
+
+/// A running system for one scenario.
+pub struct Scenario {
+    pub env: TestEnv,
+    pub cluster: Cluster,
+    pub api: Api,
+}
+
+impl Scenario {
+    pub async fn start(overrides: &[(&str, &str)]) -> Self {
+        let env = TestEnv::new().await.unwrap();
+        let cluster = Cluster::start(&env, overrides).await.unwrap();
+        let api = Api::new(&cluster.base_url, env.jwt());
+        Self { env, cluster, api }
+    }
+
+    /// The invariants hold once the system has settled.
+    pub async fn check(&self, dead_letters: DeadLetters) {
+        invariants::check(&self.env.db, &self.env.bus, dead_letters).await.unwrap();
+    }
+}
 
 #[tokio::test]
 async fn the_system_is_ready_and_answers_unknown_routes_with_problems() {

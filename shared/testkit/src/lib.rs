@@ -188,10 +188,16 @@ impl TestEnv {
         Ok(out)
     }
 
-    /// The payloads of every `E` in its stream, oldest first.
+    /// The payloads of every distinct `E` in its stream, oldest first; a copy published again
+    /// with the same event id is the same event and counts once.
     pub async fn events_of<E: contracts::Event>(&self) -> anyhow::Result<Vec<E>> {
+        let mut seen = std::collections::HashSet::new();
         let events = self.events(E::STREAM).await?;
-        events.into_iter().filter(|e| e.kind == E::TYPE).map(|e| Ok(e.decode::<E>()?.payload)).collect()
+        events
+            .into_iter()
+            .filter(|e| e.kind == E::TYPE && seen.insert(e.id))
+            .map(|e| Ok(e.decode::<E>()?.payload))
+            .collect()
     }
 
     /// Waits (bounded) until the consumers of `schema` have handled event `id`: the sync point
@@ -219,6 +225,14 @@ impl TestEnv {
         self.jwt()
             .mint(contracts::UserId::new(), platform::auth::Role::Admin, Duration::from_secs(3600))
             .unwrap_or_default()
+    }
+
+    /// Serves `router` as it is (no shared middleware) on 127.0.0.1:0; returns its base URL.
+    pub async fn spawn_raw(&self, router: axum::Router) -> anyhow::Result<String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        tokio::spawn(platform::http::serve(listener, router, self.shutdown.clone()));
+        Ok(format!("http://{addr}"))
     }
 
     /// Counts the messages stored in one of this environment's streams.

@@ -1,0 +1,229 @@
+//! A small client for the public HTTP API, as a user or an admin would call it.
+
+use anyhow::Context as _;
+use contracts::{ConcertId, ReservationId, ScheduleId, UserId};
+use platform::auth::{JwtKeys, Role};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::{collections::BTreeMap, time::Duration};
+
+/// An answer: status, JSON body (or null) and headers.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+/// The API of one deployment.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+    jwt: JwtKeys,
+}
+
+impl Api {
+    /// A client for `base`, minting tokens with `jwt`.
+    pub fn new(base: &str, jwt: JwtKeys) -> Self {
+        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new(), jwt }
+    }
+
+    /// A bearer token for a user.
+    pub fn token(&self, user: UserId) -> String {
+        self.jwt.mint(user, Role::User, Duration::from_secs(3600)).unwrap_or_default()
+    }
+
+    /// A bearer token with role admin.
+    pub fn admin(&self) -> String {
+        self.jwt.mint(UserId::new(), Role::Admin, Duration::from_secs(3600)).unwrap_or_default()
+    }
+
+    /// Sends a request; `body` as JSON when given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Answer> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await?;
+        Ok(Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), headers })
+    }
+
+    /// Sends a raw body (for malformed input).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<Answer> {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        Ok(Answer { status, body: res.json().await.unwrap_or(Value::Null), headers })
+    }
+
+    /// Creates a concert with one schedule of `seats` seats at `price`, and waits until the
+    /// seat service and the reservation service both know it.
+    pub async fn schedule(&self, seats: i32, price: i64) -> anyhow::Result<(ConcertId, ScheduleId)> {
+        let admin = self.admin();
+        let c = self
+            .send(
+                Method::POST,
+                "/concerts",
+                Some(&admin),
+                Some(json!({"name": "E2E", "host": "harness"})),
+                &[],
+            )
+            .await?;
+        anyhow::ensure!(c.status == 201, "create concert: {:?}", c);
+        let concert: ConcertId = c.body["id"].as_str().context("concert id")?.parse()?;
+        let starts = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+        let s = self
+            .send(
+                Method::POST,
+                &format!("/concerts/{concert}/schedules"),
+                Some(&admin),
+                Some(json!({"startsAt": starts, "seatCount": seats, "price": price})),
+                &[],
+            )
+            .await?;
+        anyhow::ensure!(s.status == 201, "create schedule: {:?}", s);
+        let schedule: ScheduleId = s.body["id"].as_str().context("schedule id")?.parse()?;
+        self.eventually("the seats to appear", || async {
+            Ok(self.seats(schedule).await?.len() == seats as usize)
+        })
+        .await?;
+        Ok((concert, schedule))
+    }
+
+    /// Seat number → status.
+    pub async fn seats(&self, schedule: ScheduleId) -> anyhow::Result<BTreeMap<i64, String>> {
+        let a = self.send(Method::GET, &format!("/schedules/{schedule}/seats"), None, None, &[]).await?;
+        if a.status == 404 {
+            return Ok(BTreeMap::new());
+        }
+        let seats = a.body["seats"].as_array().context("seats")?;
+        Ok(seats
+            .iter()
+            .filter_map(|s| Some((s["seatNo"].as_i64()?, s["status"].as_str()?.to_owned())))
+            .collect())
+    }
+
+    /// Tops up a wallet; returns the balance.
+    pub async fn charge(&self, user: UserId, amount: i64) -> anyhow::Result<i64> {
+        let a = self
+            .send(
+                Method::POST,
+                "/wallets/me/charges",
+                Some(&self.token(user)),
+                Some(json!({"amount": amount})),
+                &[],
+            )
+            .await?;
+        anyhow::ensure!(a.status == 200, "charge: {:?}", a);
+        a.body["balance"].as_i64().context("balance")
+    }
+
+    pub async fn balance(&self, user: UserId) -> anyhow::Result<i64> {
+        let a = self.send(Method::GET, "/wallets/me", Some(&self.token(user)), None, &[]).await?;
+        a.body["balance"].as_i64().context("balance")
+    }
+
+    /// `POST /reservations` with `Prefer: wait=<wait>`.
+    pub async fn reserve(
+        &self,
+        user: UserId,
+        schedule: ScheduleId,
+        seats: &[i32],
+        wait: u64,
+    ) -> anyhow::Result<Answer> {
+        let prefer = format!("wait={wait}");
+        self.send(
+            Method::POST,
+            "/reservations",
+            Some(&self.token(user)),
+            Some(json!({"scheduleId": schedule, "seatNos": seats})),
+            &[("Prefer", prefer.as_str())],
+        )
+        .await
+    }
+
+    /// `POST /reservations/{id}/payment` with `Prefer: wait=<wait>`.
+    pub async fn pay(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {
+        let prefer = format!("wait={wait}");
+        self.send(
+            Method::POST,
+            &format!("/reservations/{id}/payment"),
+            Some(&self.token(user)),
+            None,
+            &[("Prefer", prefer.as_str())],
+        )
+        .await
+    }
+
+    pub async fn reservation(&self, user: UserId, id: ReservationId) -> anyhow::Result<Value> {
+        let a = self
+            .send(Method::GET, &format!("/reservations/{id}"), Some(&self.token(user)), None, &[])
+            .await?;
+        anyhow::ensure!(a.status == 200, "get reservation: {:?}", a);
+        Ok(a.body)
+    }
+
+    /// Waits (up to 30 s) for the reservation to reach `status`.
+    pub async fn wait_status(&self, user: UserId, id: ReservationId, status: &str) -> anyhow::Result<Value> {
+        let mut last = Value::Null;
+        for _ in 0..1500 {
+            last = self.reservation(user, id).await?;
+            if last["status"] == status {
+                return Ok(last);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("reservation {id} never became {status}; last: {last}")
+    }
+
+    /// Polls `check` (up to 30 s).
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<bool>>,
+    {
+        for _ in 0..1500 {
+            if check().await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("timed out waiting for {what}")
+    }
+}
+
+/// The reservation id of an answer.
+pub fn id_of(a: &Answer) -> anyhow::Result<ReservationId> {
+    Ok(a.body["id"].as_str().with_context(|| format!("no id in {:?}", a))?.parse()?)
+}

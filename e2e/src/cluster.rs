@@ -1,0 +1,115 @@
+//! One `ticketing serve <svc>` process per service, behind an in-test ingress that routes the
+//! path prefixes of DESIGN §3 the way the Kubernetes ingress does. Services can be stopped and
+//! started again mid-scenario.
+
+use crate::harness::{Process, binary, command};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+use testkit::TestEnv;
+
+/// Which service answers a path prefix.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/concerts", "concert"),
+    ("/schedules", "seat"),
+    ("/reservations", "reservation"),
+    ("/wallets", "wallet"),
+];
+
+/// The services a cluster runs.
+pub const SERVICES: &[&str] = &["concert", "seat", "reservation", "wallet"];
+
+type Upstreams = Arc<RwLock<HashMap<&'static str, String>>>;
+
+/// Running services and the ingress in front of them.
+pub struct Cluster {
+    /// The ingress: `http://127.0.0.1:<port>`.
+    pub base_url: String,
+    upstreams: Upstreams,
+    processes: HashMap<&'static str, Process>,
+    overrides: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Starts every service against `env`, with configuration `overrides` (e.g. short holds).
+    pub async fn start(env: &TestEnv, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let upstreams: Upstreams = Arc::default();
+        let router =
+            axum::Router::new().fallback(forward).with_state((upstreams.clone(), reqwest::Client::new()));
+        let base_url = env.spawn_raw(router).await?;
+        let mut cluster = Self {
+            base_url,
+            upstreams,
+            processes: HashMap::new(),
+            overrides: overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        for service in SERVICES {
+            cluster.start_service(env, service)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts (or restarts) one service and points the ingress at it.
+    pub fn start_service(&mut self, env: &TestEnv, service: &'static str) -> anyhow::Result<()> {
+        let mut cmd = command(&binary(), env);
+        for (k, v) in &self.overrides {
+            cmd.env(k, v);
+        }
+        cmd.args(["serve", service]);
+        let process = Process::spawn(cmd)?;
+        self.upstreams.write().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(service, process.url.clone());
+        self.processes.insert(service, process);
+        Ok(())
+    }
+
+    /// Stops one service the way Kubernetes does (SIGTERM), and waits for it to exit.
+    pub async fn stop_service(&mut self, service: &'static str) -> anyhow::Result<()> {
+        if let Some(mut p) = self.processes.remove(service) {
+            p.terminate()?;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while p.child.try_wait()?.is_none() {
+                anyhow::ensure!(tokio::time::Instant::now() < deadline, "{service} did not stop within 30 s");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        self.upstreams.write().map_err(|_| anyhow::anyhow!("poisoned"))?.remove(service);
+        Ok(())
+    }
+}
+
+async fn forward(State((upstreams, http)): State<(Upstreams, reqwest::Client)>, req: Request) -> Response {
+    let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let service = ROUTES.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, s)| *s);
+    let upstream = service.and_then(|s| upstreams.read().ok().and_then(|u| u.get(s).cloned()));
+    let Some(upstream) = upstream else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no upstream for this path").into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let mut out = http.request(parts.method, format!("{upstream}{path}")).body(body);
+    for (k, v) in &parts.headers {
+        if k != "host" {
+            out = out.header(k, v);
+        }
+    }
+    match out.send().await {
+        Ok(res) => {
+            let mut builder = Response::builder().status(res.status());
+            for (k, v) in res.headers() {
+                builder = builder.header(k, v);
+            }
+            let bytes = res.bytes().await.unwrap_or_default();
+            builder.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+    }
+}

@@ -1,0 +1,90 @@
+use crate::Scenario;
+use chrono::{DateTime, Utc};
+use contracts::{PaymentRefunded, PaymentRequested, RefundRequested, UserId};
+use e2e::{api::id_of, invariants::DeadLetters};
+use std::time::Duration;
+use testkit::eventually;
+
+/// Scenario 3: the hold (2 s here) runs out → EXPIRED → seats AVAILABLE; a later pay is refused.
+#[tokio::test]
+async fn hold_expiry() {
+    let s = Scenario::start(&[("TICKETING_HOLD_SECS", "2")]).await;
+    let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
+    let user = UserId::new();
+    s.api.charge(user, 50_000).await.unwrap();
+    let id = id_of(&s.api.reserve(user, schedule, &[5], 10).await.unwrap()).unwrap();
+    let r = s.api.wait_status(user, id, "EXPIRED").await.unwrap();
+    assert_eq!(r["failureReason"], "EXPIRED");
+    s.api
+        .eventually("seat 5 released", || async { Ok(s.api.seats(schedule).await?[&5] == "AVAILABLE") })
+        .await
+        .unwrap();
+    let late = s.api.pay(user, id, 0).await.unwrap();
+    assert_eq!((late.status, late.body["code"].as_str()), (409, Some("NOT_PAYABLE")));
+    assert_eq!(s.api.balance(user).await.unwrap(), 50_000);
+    s.check(DeadLetters::None).await;
+}
+
+/// Pays while the wallet is down, then lets the wallet debit (before payBy) while the
+/// reservation service is down, so the PaymentCompleted reaches the reservation only after
+/// the deadline. Returns the user, reservation and the hold deadline.
+async fn payment_answered_late(s: &mut Scenario) -> (UserId, contracts::ReservationId, DateTime<Utc>) {
+    let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
+    let user = UserId::new();
+    s.api.charge(user, 30_000).await.unwrap();
+    let held = s.api.reserve(user, schedule, &[1], 10).await.unwrap();
+    let id = id_of(&held).unwrap();
+    let until: DateTime<Utc> = serde_json::from_value(held.body["heldUntil"].clone()).unwrap();
+
+    s.cluster.stop_service("wallet").await.unwrap();
+    let paying = s.api.pay(user, id, 0).await.unwrap();
+    assert_eq!(paying.body["status"], "PAYING", "{:?}", paying);
+    eventually("PaymentRequested published", Duration::from_secs(10), || async {
+        (!s.env.events_of::<PaymentRequested>().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    s.cluster.stop_service("reservation").await.unwrap();
+    s.cluster.start_service(&s.env, "wallet").unwrap();
+    s.api
+        .eventually("the wallet to debit", || async { Ok(s.api.balance(user).await? == 20_000) })
+        .await
+        .unwrap();
+    assert!(Utc::now() < until, "the wallet must have paid before payBy for this scenario");
+    (user, id, until)
+}
+
+/// Scenario 4a: a payment in flight at the deadline wins while within the grace.
+#[tokio::test]
+async fn payment_in_flight_at_the_deadline_wins() {
+    let mut s = Scenario::start(&[("TICKETING_HOLD_SECS", "6"), ("TICKETING_PAY_GRACE_SECS", "30")]).await;
+    let (user, id, until) = payment_answered_late(&mut s).await;
+    eventually("the hold deadline to pass", Duration::from_secs(10), || async {
+        (Utc::now() > until).then_some(())
+    })
+    .await;
+    s.cluster.start_service(&s.env, "reservation").unwrap();
+    s.api.wait_status(user, id, "CONFIRMED").await.unwrap();
+    assert_eq!(s.api.balance(user).await.unwrap(), 20_000);
+    assert!(s.env.events_of::<RefundRequested>().await.unwrap().is_empty());
+    s.check(DeadLetters::None).await;
+}
+
+/// Scenario 4b: a PaymentCompleted that arrives after EXPIRED produces exactly one refund.
+#[tokio::test]
+async fn payment_completed_after_expiry_is_refunded_once() {
+    let mut s = Scenario::start(&[("TICKETING_HOLD_SECS", "6"), ("TICKETING_PAY_GRACE_SECS", "1")]).await;
+    let (user, id, until) = payment_answered_late(&mut s).await;
+    eventually("payBy + grace to pass", Duration::from_secs(15), || async {
+        (Utc::now() > until + chrono::Duration::milliseconds(1200)).then_some(())
+    })
+    .await;
+    s.cluster.start_service(&s.env, "reservation").unwrap();
+    let r = s.api.wait_status(user, id, "EXPIRED").await.unwrap();
+    assert_eq!(r["failureReason"], "EXPIRED");
+    s.api.eventually("the refund", || async { Ok(s.api.balance(user).await? == 30_000) }).await.unwrap();
+    s.check(DeadLetters::None).await;
+    // Expiry asked for a refund, and so did the late PaymentCompleted; the wallet refunded once.
+    assert_eq!(s.env.events_of::<RefundRequested>().await.unwrap().len(), 2);
+    assert_eq!(s.env.events_of::<PaymentRefunded>().await.unwrap().len(), 1);
+    assert_eq!(s.api.balance(user).await.unwrap(), 30_000);
+}

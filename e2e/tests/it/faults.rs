@@ -1,0 +1,137 @@
+use crate::Scenario;
+use chrono::Utc;
+use contracts::{
+    ConcertId, Envelope, PaymentFailed, PaymentFailureReason, ReservationFailed, ReservationFailureReason,
+    SeatNo, SeatReserved, SeatsReleased, Stream, UserId, Won,
+};
+use e2e::{api::id_of, invariants::DeadLetters};
+use reqwest::Method;
+
+/// Scenario 8: duplicate and reordered events injected on the subjects: no double debit, no
+/// double release.
+#[tokio::test]
+async fn duplicate_and_reordered_events_change_nothing() {
+    let s = Scenario::start(&[]).await;
+    let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
+    let user = UserId::new();
+    s.api.charge(user, 50_000).await.unwrap();
+    let paid = id_of(&s.api.reserve(user, schedule, &[1], 10).await.unwrap()).unwrap();
+    s.api.pay(user, paid, 10).await.unwrap();
+    s.api.wait_status(user, paid, "CONFIRMED").await.unwrap();
+    let cancelled = id_of(&s.api.reserve(user, schedule, &[2], 10).await.unwrap()).unwrap();
+    let c = s
+        .api
+        .send(Method::DELETE, &format!("/reservations/{cancelled}"), Some(&s.api.token(user)), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(c.body["status"], "CANCELLED");
+    s.api
+        .eventually("seat 2 released", || async { Ok(s.api.seats(schedule).await?[&2] == "AVAILABLE") })
+        .await
+        .unwrap();
+    s.check(DeadLetters::None).await;
+
+    // Duplicates: every event the saga produced, published again as copies with new message
+    // ids (a producer that republished after a crash); consumers drop them by event id.
+    for stream in [Stream::Reservation, Stream::Seat, Stream::Wallet] {
+        for (i, event) in s.env.events(stream).await.unwrap().into_iter().enumerate() {
+            let subject = match event.kind.as_str() {
+                "ReservationRequested" => "reservation.requested",
+                "PaymentRequested" => "reservation.payment_requested",
+                "ReservationFailed" => "reservation.failed",
+                "ReservationCompleted" => "reservation.completed",
+                "SeatReserved" => "seat.reserved",
+                "SeatsReleased" => "seat.released",
+                "PaymentCompleted" => "wallet.payment.completed",
+                "ChargeCompleted" => "wallet.charge.completed",
+                _ => continue,
+            };
+            s.env
+                .publish_raw(subject, &format!("copy-{stream}-{i}"), serde_json::to_vec(&event).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    // Reordered: answers that arrive after the reservation moved on (new events, not copies).
+    let schedule_id = schedule;
+    let late_hold = Envelope::new(
+        "seat",
+        cancelled,
+        SeatReserved {
+            reservation_id: cancelled,
+            concert_id: ConcertId::new(),
+            schedule_id,
+            seat_nos: vec![SeatNo(2)],
+            amount: Won(10_000),
+            held_until: Utc::now() + chrono::Duration::minutes(5),
+        },
+    );
+    s.env.publish(&late_hold).await.unwrap();
+    let late_failure = Envelope::new(
+        "wallet",
+        paid,
+        PaymentFailed {
+            reservation_id: paid,
+            user_id: user,
+            amount: Won(10_000),
+            reason: PaymentFailureReason::InsufficientBalance,
+        },
+    );
+    s.env.publish(&late_failure).await.unwrap();
+
+    s.check(DeadLetters::None).await;
+    assert_eq!(s.api.balance(user).await.unwrap(), 40_000, "debited once");
+    let released: Vec<_> = s
+        .env
+        .events_of::<SeatsReleased>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.reservation_id == cancelled)
+        .collect();
+    assert_eq!(released.len(), 1, "released once");
+    let seats = s.api.seats(schedule).await.unwrap();
+    assert_eq!((seats[&1].as_str(), seats[&2].as_str()), ("SOLD", "AVAILABLE"));
+    assert_eq!(s.api.reservation(user, paid).await.unwrap()["status"], "CONFIRMED");
+    assert_eq!(s.api.reservation(user, cancelled).await.unwrap()["status"], "CANCELLED");
+    // The late hold made the cancelled reservation announce its failure again (so a real hold
+    // would have been released); there was nothing to release.
+    let failures = s.env.events_of::<ReservationFailed>().await.unwrap();
+    assert_eq!(
+        failures
+            .iter()
+            .filter(|f| f.reservation_id == cancelled && f.reason == ReservationFailureReason::Cancelled)
+            .count(),
+        2
+    );
+}
+
+/// Scenario 9: the seat service is stopped mid-saga and restarted: the saga completes, or
+/// times out and compensates.
+#[tokio::test]
+async fn seat_service_restarted_mid_saga() {
+    let mut s = Scenario::start(&[("TICKETING_REQUEST_TIMEOUT_SECS", "3")]).await;
+    let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
+    let user = UserId::new();
+    s.api.charge(user, 50_000).await.unwrap();
+
+    // Down briefly: the request waits in the stream and completes.
+    s.cluster.stop_service("seat").await.unwrap();
+    let first = s.api.reserve(user, schedule, &[1], 1).await.unwrap();
+    assert_eq!((first.status, first.body["status"].as_str()), (202, Some("PENDING")));
+    s.cluster.start_service(&s.env, "seat").unwrap();
+    let first = id_of(&first).unwrap();
+    s.api.wait_status(user, first, "HELD").await.unwrap();
+    assert_eq!(s.api.pay(user, first, 10).await.unwrap().body["status"], "CONFIRMED");
+
+    // Down past the request timeout: the reservation fails, and the late hold is released.
+    s.cluster.stop_service("seat").await.unwrap();
+    let second = id_of(&s.api.reserve(user, schedule, &[2], 0).await.unwrap()).unwrap();
+    let r = s.api.wait_status(user, second, "FAILED").await.unwrap();
+    assert_eq!(r["failureReason"], "TIMEOUT");
+    s.cluster.start_service(&s.env, "seat").unwrap();
+    s.check(DeadLetters::None).await;
+    let seats = s.api.seats(schedule).await.unwrap();
+    assert_eq!((seats[&1].as_str(), seats[&2].as_str()), ("SOLD", "AVAILABLE"));
+    assert_eq!(s.api.balance(user).await.unwrap(), 40_000);
+}

@@ -1,0 +1,45 @@
+use crate::Scenario;
+use contracts::UserId;
+use e2e::{api::id_of, invariants::DeadLetters};
+
+/// Scenario 1: charge → hold 2 seats → pay → CONFIRMED; seats SOLD; balance reduced by their price.
+#[tokio::test]
+async fn happy_path() {
+    let s = Scenario::start(&[]).await;
+    let (_, schedule) = s.api.schedule(50, 10_000).await.unwrap();
+    let user = UserId::new();
+    assert_eq!(s.api.charge(user, 50_000).await.unwrap(), 50_000);
+
+    let held = s.api.reserve(user, schedule, &[1, 2], 10).await.unwrap();
+    assert_eq!(held.status, 200, "{:?}", held);
+    assert_eq!(held.body["status"], "HELD");
+    assert_eq!(held.body["amount"], 20_000);
+    let id = id_of(&held).unwrap();
+
+    let paid = s.api.pay(user, id, 10).await.unwrap();
+    assert_eq!((paid.status, paid.body["status"].as_str()), (200, Some("CONFIRMED")), "{:?}", paid);
+    let seats = s.api.seats(schedule).await.unwrap();
+    assert_eq!((seats[&1].as_str(), seats[&2].as_str(), seats[&3].as_str()), ("SOLD", "SOLD", "AVAILABLE"));
+    assert_eq!(s.api.balance(user).await.unwrap(), 30_000);
+    s.check(DeadLetters::None).await;
+}
+
+/// Scenario 2: insufficient balance → FAILED(PAYMENT_FAILED) → seats AVAILABLE again.
+#[tokio::test]
+async fn insufficient_balance() {
+    let s = Scenario::start(&[]).await;
+    let (_, schedule) = s.api.schedule(50, 10_000).await.unwrap();
+    let user = UserId::new();
+    s.api.charge(user, 5_000).await.unwrap();
+    let held = s.api.reserve(user, schedule, &[3], 10).await.unwrap();
+    let id = id_of(&held).unwrap();
+    let paid = s.api.pay(user, id, 10).await.unwrap();
+    assert_eq!(paid.body["status"], "FAILED", "{:?}", paid);
+    assert_eq!(paid.body["failureReason"], "PAYMENT_FAILED");
+    s.api
+        .eventually("seat 3 released", || async { Ok(s.api.seats(schedule).await?[&3] == "AVAILABLE") })
+        .await
+        .unwrap();
+    assert_eq!(s.api.balance(user).await.unwrap(), 5_000);
+    s.check(DeadLetters::None).await;
+}

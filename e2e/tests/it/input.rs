@@ -1,0 +1,134 @@
+use crate::Scenario;
+use contracts::UserId;
+use e2e::{api::id_of, invariants::DeadLetters};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A request and the status it must get: method, path, bearer token, JSON body, status.
+type Case<'a> = (Method, String, Option<&'a str>, Option<Value>, u16);
+
+/// Scenario 10: bad input on every route gets problem+json and changes nothing.
+#[tokio::test]
+async fn bad_input_on_every_route_changes_nothing() {
+    let s = Scenario::start(&[]).await;
+    let (concert, schedule) = s.api.schedule(10, 10_000).await.unwrap();
+    let (user, other) = (UserId::new(), UserId::new());
+    s.api.charge(user, 20_000).await.unwrap();
+    let held = s.api.reserve(user, schedule, &[1], 10).await.unwrap();
+    let id = id_of(&held).unwrap();
+    let (token, other_token, admin) = (s.api.token(user), s.api.token(other), s.api.admin());
+    let nobody = uuid::Uuid::now_v7();
+
+    let cases: Vec<Case> = vec![
+        // wallet
+        (Method::POST, "/wallets/me/charges".into(), Some(&token), Some(json!({"amount": -5})), 400),
+        (Method::POST, "/wallets/me/charges".into(), Some(&token), Some(json!({"amount": 0})), 400),
+        (Method::POST, "/wallets/me/charges".into(), Some(&token), Some(json!({"amount": 10_000_001})), 400),
+        (Method::POST, "/wallets/me/charges".into(), Some(&token), Some(json!({"amount": 9.99})), 400),
+        (
+            Method::POST,
+            "/wallets/me/charges".into(),
+            Some(&token),
+            Some(json!({"amount": 5, "to": "x"})),
+            400,
+        ),
+        (Method::POST, "/wallets/me/charges".into(), None, Some(json!({"amount": 5})), 401),
+        (Method::GET, "/wallets/me".into(), None, None, 401),
+        // reservations
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(&token),
+            Some(json!({"scheduleId": schedule, "seatNos": [11]})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(&token),
+            Some(json!({"scheduleId": schedule, "seatNos": [2, 3, 4, 5, 6]})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(&token),
+            Some(json!({"scheduleId": schedule, "seatNos": []})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(&token),
+            Some(json!({"scheduleId": schedule, "seatNos": [3, 3]})),
+            400,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            Some(&token),
+            Some(json!({"scheduleId": nobody, "seatNos": [1]})),
+            404,
+        ),
+        (
+            Method::POST,
+            "/reservations".into(),
+            None,
+            Some(json!({"scheduleId": schedule, "seatNos": [2]})),
+            401,
+        ),
+        (Method::GET, format!("/reservations/{id}"), Some(&other_token), None, 404),
+        (Method::POST, format!("/reservations/{id}/payment"), Some(&other_token), None, 404),
+        (Method::DELETE, format!("/reservations/{id}"), Some(&other_token), None, 404),
+        (Method::GET, "/reservations/not-an-id".into(), Some(&token), None, 400),
+        (Method::POST, format!("/reservations/{nobody}/payment"), Some(&token), None, 404),
+        (Method::GET, "/reservations?limit=1000".into(), Some(&token), None, 400),
+        // catalog and seats
+        (Method::POST, "/concerts".into(), Some(&token), Some(json!({"name": "X", "host": "Y"})), 403),
+        (Method::POST, "/concerts".into(), Some(&admin), Some(json!({"name": "", "host": "Y"})), 400),
+        (
+            Method::PUT,
+            format!("/concerts/{concert}"),
+            Some(&token),
+            Some(json!({"name": "X", "host": "Y"})),
+            403,
+        ),
+        (
+            Method::POST,
+            format!("/concerts/{concert}/schedules"),
+            Some(&admin),
+            Some(json!({"startsAt": "2020-01-01T00:00:00Z", "price": 5})),
+            400,
+        ),
+        (Method::GET, format!("/concerts/{nobody}"), None, None, 404),
+        (Method::GET, format!("/schedules/{nobody}/seats"), None, None, 404),
+        (Method::GET, format!("/schedules/{schedule}/seats?status=FREE"), None, None, 400),
+    ];
+    for (method, path, token, body, expected) in cases {
+        let a = s.api.send(method.clone(), &path, token, body.clone(), &[]).await.unwrap();
+        assert_eq!(a.status, expected, "{method} {path} {body:?}: {:?}", a.body);
+        assert_eq!(a.headers["content-type"], "application/problem+json", "{method} {path}");
+        assert!(a.body["code"].is_string() && a.body["detail"].is_string(), "{method} {path}: {:?}", a.body);
+    }
+    for path in ["/wallets/me/charges", "/reservations", "/concerts"] {
+        let t = if path == "/concerts" { &admin } else { &token };
+        let a = s.api.send_raw(Method::POST, path, t, "application/json", "{not json".into()).await.unwrap();
+        assert_eq!((a.status, a.body["code"].as_str()), (400, Some("MALFORMED_JSON")), "{path}");
+    }
+
+    // Nothing changed.
+    assert_eq!(s.api.balance(user).await.unwrap(), 20_000);
+    assert_eq!(s.api.balance(other).await.unwrap(), 0);
+    assert_eq!(s.api.reservation(user, id).await.unwrap()["status"], "HELD");
+    let mine = s.api.send(Method::GET, "/reservations", Some(&token), None, &[]).await.unwrap();
+    assert_eq!(mine.body["data"].as_array().unwrap().len(), 1);
+    let concerts = s.api.send(Method::GET, "/concerts", None, None, &[]).await.unwrap();
+    assert_eq!(concerts.body["data"].as_array().unwrap().len(), 1);
+    let seats = s.api.seats(schedule).await.unwrap();
+    assert_eq!(seats.values().filter(|v| *v == "AVAILABLE").count(), 9);
+
+    let cancel =
+        s.api.send(Method::DELETE, &format!("/reservations/{id}"), Some(&token), None, &[]).await.unwrap();
+    assert_eq!(cancel.body["status"], "CANCELLED");
+    s.check(DeadLetters::None).await;
+}
