@@ -14,10 +14,14 @@ pub fn binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("TICKETING_BIN") {
         return PathBuf::from(bin);
     }
-    // Test binaries live in target/<profile>/deps; the binary in target/<profile>.
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(|dir| dir.join("ticketing")))
+    // Beside this executable (a bench binary in target/<profile>), or one folder up (test
+    // binaries live in target/<profile>/deps).
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("ticketing"))
+        .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| PathBuf::from("ticketing"))
 }
 

@@ -53,16 +53,27 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     Ok(router(AppState::new(rt)))
 }
 
+/// The demo concert's name.
+pub const DEMO_NAME: &str = "Demo Night";
+
 /// Creates the demo concert with two schedules of 50 seats (`ticketing seed`), so a newcomer
-/// can book at once. Returns the concert and schedule ids.
+/// can book at once; if it exists already, changes nothing. Returns the concert and schedule ids.
 pub async fn seed_demo(
     db: &DatabaseConnection,
     outbox: &Outbox,
 ) -> Result<(contracts::ConcertId, Vec<contracts::ScheduleId>), platform::Problem> {
     use chrono::{Duration, Utc};
     use sea_orm::TransactionTrait;
+    if let Some(existing) =
+        store::find_concert_by_name(db, DEMO_NAME).await.map_err(|e| platform::Problem::internal(&e))?
+    {
+        let schedules = store::list_schedules(db, existing, None, 100)
+            .await
+            .map_err(|e| platform::Problem::internal(&e))?;
+        return Ok((existing, schedules.into_iter().map(|s| s.id).collect()));
+    }
     let txn = db.begin().await.map_err(|e| platform::Problem::internal(&e))?;
-    let concert = http::create_concert_in(&txn, outbox, "Demo Night", "Ticketing Live").await?;
+    let concert = http::create_concert_in(&txn, outbox, DEMO_NAME, "Ticketing Live").await?;
     let mut schedules = Vec::new();
     for days in [7, 8] {
         let request = ScheduleRequest {

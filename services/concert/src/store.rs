@@ -73,6 +73,17 @@ pub async fn get_concert(db: &impl ConnectionTrait, id: ConcertId) -> Result<Opt
         .transpose()
 }
 
+/// The oldest concert with this exact name.
+pub async fn find_concert_by_name(db: &impl ConnectionTrait, name: &str) -> Result<Option<ConcertId>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT id FROM concert.concerts WHERE name = $1 ORDER BY id LIMIT 1",
+            [name.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get("", "id").map(ConcertId)).transpose()
+}
+
 /// Concerts in creation order after the cursor, `limit` of them.
 pub async fn list_concerts(
     db: &impl ConnectionTrait,

@@ -210,3 +210,21 @@ async fn bad_catalog_requests_get_problems_and_change_nothing() {
     let (_, schedules) = c.send(reqwest::Method::GET, &sched, None, None).await;
     assert!(schedules["data"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_demo_seed_creates_bookable_schedules_once() {
+    let c = Catalog::start().await;
+    let outbox = messaging::Outbox::new(concert::SCHEMA, c.env.ns.clone());
+    let (concert, schedules) = concert::seed_demo(&c.env.db, &outbox).await.unwrap();
+    assert_eq!(schedules.len(), 2);
+    let again = concert::seed_demo(&c.env.db, &outbox).await.unwrap();
+    assert_eq!(again, (concert, schedules));
+    let (_, list) = c.send(reqwest::Method::GET, "/concerts", None, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let created = eventually("two ScheduleCreated", Duration::from_secs(10), || async {
+        let s = c.env.events_of::<ScheduleCreated>().await.unwrap();
+        (s.len() == 2).then_some(s)
+    })
+    .await;
+    assert!(created.iter().all(|s| s.seats.len() == 50));
+}
