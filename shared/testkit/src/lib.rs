@@ -277,6 +277,60 @@ where
     }
 }
 
+/// What the app at `url` contradicts in its OpenAPI document `doc`: every documented operation
+/// must be routed (a request to it, with a fresh UUID for each path parameter and no credentials
+/// or body, is answered with anything but `404 ROUTE_NOT_FOUND` or `405`), and `served_at` must
+/// serve `doc` itself. Empty when they agree.
+pub async fn openapi_drift(
+    url: &str,
+    served_at: &str,
+    doc: &utoipa::openapi::OpenApi,
+) -> anyhow::Result<Vec<String>> {
+    use reqwest::Method;
+    let http = reqwest::Client::new();
+    let mut drift = Vec::new();
+    if doc.paths.paths.is_empty() {
+        drift.push("the document lists no paths".to_owned());
+    }
+    for (path, item) in &doc.paths.paths {
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') && seg.ends_with('}') {
+                    uuid::Uuid::new_v4().to_string()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::PUT, &item.put),
+            (Method::POST, &item.post),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+            (Method::HEAD, &item.head),
+            (Method::OPTIONS, &item.options),
+            (Method::TRACE, &item.trace),
+        ];
+        for (method, _) in operations.into_iter().filter(|(_, op)| op.is_some()) {
+            let res = http.request(method.clone(), format!("{url}{concrete}")).send().await?;
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if status == 405 || body["code"] == "ROUTE_NOT_FOUND" {
+                drift
+                    .push(format!("{method} {path} is documented but not routed (answered {status} {body})"));
+            }
+        }
+    }
+    let served: serde_json::Value = http.get(format!("{url}{served_at}")).send().await?.json().await?;
+    if served != serde_json::to_value(doc)? {
+        drift.push(format!("{served_at} does not serve the document"));
+    }
+    Ok(drift)
+}
+
 fn chrono_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
