@@ -32,7 +32,8 @@ pub async fn serve(
         .with(Arc::new(rt.db.clone()))
         .with(Arc::new(rt.bus.clone()))
         .with(Arc::new(rt.redis.clone()));
-    let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)));
+    let docs = platform::http::docs_router(openapi(&defs));
+    let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)).merge(docs));
 
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -48,6 +49,23 @@ pub async fn serve(
     }
     telemetry.shutdown();
     Ok(())
+}
+
+/// One OpenAPI document for the services a process runs: each service's paths and schemas.
+fn openapi(defs: &[&services::ServiceDef]) -> utoipa::openapi::OpenApi {
+    let names: Vec<_> = defs.iter().map(|d| d.name).collect();
+    let info = utoipa::openapi::InfoBuilder::new()
+        .title("ticketing")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(format!(
+            "The HTTP API of the services this process runs: {}. Errors are `application/problem+json`.",
+            names.join(", ")
+        )))
+        .build();
+    defs.iter().fold(utoipa::openapi::OpenApiBuilder::new().info(info).build(), |mut doc, def| {
+        doc.merge((def.openapi)());
+        doc
+    })
 }
 
 /// Creates the database if missing and applies migrations.
@@ -129,4 +147,29 @@ pub fn token(config: &Config, user: uuid::Uuid, admin: bool, ttl_secs: u64) -> a
     let token = JwtKeys::new(&config.jwt_secret).mint(user.into(), role, Duration::from_secs(ttl_secs))?;
     println!("{token}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_merged_document_has_every_service_and_unique_operation_ids() {
+        let defs: Vec<_> = services::SERVICES.iter().collect();
+        let doc = serde_json::to_value(openapi(&defs)).unwrap();
+        let tags: Vec<_> = doc["tags"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+        for def in &defs {
+            assert!(tags.contains(&serde_json::json!(def.name)), "{} has no tag", def.name);
+        }
+        let mut ids: Vec<_> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values().map(|op| op["operationId"].to_string()))
+            .collect();
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "operation ids repeat: {ids:?}");
+    }
 }

@@ -11,6 +11,8 @@ pub struct ServiceDef {
     pub about: &'static str,
     /// Spawns the service's consumers, relay and tickers; returns its routes.
     pub start: fn(&Runtime) -> anyhow::Result<Router>,
+    /// The OpenAPI document of its routes.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
 }
 
 /// Every service, in start order. Services are added here as they are built.
@@ -19,21 +21,25 @@ pub const SERVICES: &[ServiceDef] = &[
         name: concert::NAME,
         about: "the catalog: concerts and schedules",
         start: |rt| Ok(concert::start(rt)?),
+        openapi: concert::openapi,
     },
     ServiceDef {
         name: reservation::NAME,
         about: "the saga: reservations, deadlines, compensations",
         start: |rt| Ok(reservation::start(rt)?),
+        openapi: reservation::openapi,
     },
     ServiceDef {
         name: seat::NAME,
         about: "seat inventory: holds, sales, releases, sell-outs",
         start: |rt| Ok(seat::start(rt)?),
+        openapi: seat::openapi,
     },
     ServiceDef {
         name: wallet::NAME,
         about: "prepaid wallets: charges, payments, refunds",
         start: |rt| Ok(wallet::start(rt)?),
+        openapi: wallet::openapi,
     },
 ];
 

@@ -105,6 +105,29 @@ async fn up_serves_ops_routes_and_stops_cleanly_on_sigterm() {
 }
 
 #[tokio::test]
+async fn up_serves_one_openapi_document_and_a_docs_page() {
+    let env = TestEnv::new().await.unwrap();
+    let mut cmd = ticketing_for(&env);
+    cmd.arg("up");
+    let running = Process::spawn(cmd).unwrap();
+    let url = running.url.clone();
+    let http = reqwest::Client::new();
+
+    let doc: serde_json::Value =
+        http.get(format!("{url}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    for path in ["/reservations", "/wallets/me/charges", "/concerts", "/schedules/{id}/seats"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from {}", doc["paths"]);
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+
+    let docs = http.get(format!("{url}/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("/openapi.json") && page.contains("swagger-ui"), "{page}");
+}
+
+#[tokio::test]
 async fn nats_apply_and_dlq_list_work_against_a_namespace() {
     let env = TestEnv::new().await.unwrap();
     let mut cmd = ticketing_for(&env);

@@ -19,20 +19,31 @@ pub fn label(field: &str, raw: &str) -> Result<String, String> {
 }
 
 /// One seat of a schedule request.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeatSpec {
+    /// 1-50, each seat once.
+    #[schema(minimum = 1, maximum = 50)]
     pub seat_no: i32,
+    /// In won, 1-10,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub price: i64,
 }
 
 /// `{startsAt, seatCount?=50, price}` or `{startsAt, seats: [{seatNo, price}]}`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"startsAt": "2030-05-01T19:00:00Z", "seatCount": 50, "price": 90000}))]
 pub struct ScheduleRequest {
+    /// When the performance starts; must be in the future.
     pub starts_at: DateTime<Utc>,
+    /// With `price`: seats 1..=seatCount (1-50, default 50), all at that price.
+    #[schema(minimum = 1, maximum = 50)]
     pub seat_count: Option<i32>,
+    /// With `seatCount`: the price of every seat, in won (1-10,000,000).
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub price: Option<i64>,
+    /// Instead of `seatCount` and `price`: each seat with its own price.
     pub seats: Option<Vec<SeatSpec>>,
 }
 
@@ -133,6 +144,23 @@ mod tests {
         let mut r = req(None, Some(10), None);
         r.starts_at = Utc::now() - Duration::minutes(1);
         assert!(plan_schedule(&r, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn the_documented_bounds_are_the_rules() {
+        use utoipa::PartialSchema;
+        let request = serde_json::to_value(ScheduleRequest::schema()).unwrap();
+        let seat = serde_json::to_value(SeatSpec::schema()).unwrap();
+        let max_seats = i64::from(MAX_SEATS);
+        for (schema, field, max) in [
+            (&request, "seatCount", max_seats),
+            (&request, "price", MAX_PRICE),
+            (&seat, "seatNo", max_seats),
+            (&seat, "price", MAX_PRICE),
+        ] {
+            assert_eq!(schema["properties"][field]["minimum"], 1, "{field}");
+            assert_eq!(schema["properties"][field]["maximum"], max, "{field}");
+        }
     }
 
     #[test]

@@ -20,11 +20,21 @@ use messaging::Outbox;
 use platform::{
     Problem,
     auth::Admin,
+    openapi::{BadRequest, Forbidden, Internal, NotFound, Shared, Unauthenticated, UnsupportedMediaType},
     paging::{PageQuery, Paged},
     problem::{ApiJson, ApiPath, ApiQuery},
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
+
+/// The catalog's OpenAPI document: every route below, with its schemas.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_concerts, create_concert, get_concert, update_concert, list_schedules, create_schedule),
+    tags((name = NAME, description = "The catalog: concerts and their schedules. Everyone browses; admins change.")),
+    modifiers(&Shared)
+)]
+pub(crate) struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -34,10 +44,12 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `{name, host}`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConcertRequest {
+    /// 1-200 characters (trimmed).
     pub name: String,
+    /// Who puts it on; 1-200 characters (trimmed).
     pub host: String,
 }
 
@@ -45,6 +57,18 @@ fn internal(e: sea_orm::DbErr) -> Problem {
     Problem::internal(&e)
 }
 
+/// Lists concerts, oldest first.
+#[utoipa::path(
+    get,
+    path = "/concerts",
+    tag = NAME,
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of concerts.", body = Paged<Concert>),
+        (status = 400, response = BadRequest),
+        (status = 500, response = Internal),
+    )
+)]
 async fn list_concerts(
     State(s): State<AppState>,
     ApiQuery(page): ApiQuery<PageQuery>,
@@ -54,6 +78,19 @@ async fn list_concerts(
     Ok(Json(Paged::from_overfetch(rows, limit)))
 }
 
+/// Shows one concert.
+#[utoipa::path(
+    get,
+    path = "/concerts/{id}",
+    tag = NAME,
+    params(("id" = ConcertId, Path, description = "The concert.")),
+    responses(
+        (status = 200, description = "The concert.", body = Concert),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
 async fn get_concert(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<ConcertId>,
@@ -65,6 +102,19 @@ async fn get_concert(
         .ok_or_else(|| Problem::not_found("the concert"))
 }
 
+/// Lists a concert's schedules, oldest first.
+#[utoipa::path(
+    get,
+    path = "/concerts/{id}/schedules",
+    tag = NAME,
+    params(("id" = ConcertId, Path, description = "The concert."), PageQuery),
+    responses(
+        (status = 200, description = "One page of the concert's schedules.", body = Paged<Schedule>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
 async fn list_schedules(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<ConcertId>,
@@ -96,6 +146,23 @@ pub(crate) async fn create_concert_in(
     Ok(concert.id)
 }
 
+/// Adds a concert to the catalog and announces it (`ConcertCreated`). Admins only.
+#[utoipa::path(
+    post,
+    path = "/concerts",
+    tag = NAME,
+    request_body = ConcertRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created.", body = Concert,
+            headers(("Location" = String, description = "`/concerts/{id}`"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+    )
+)]
 async fn create_concert(
     State(s): State<AppState>,
     _admin: Admin,
@@ -111,6 +178,24 @@ async fn create_concert(
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/concerts/{id}"))], Json(concert)).into_response())
 }
 
+/// Renames a concert or changes its host, and announces it (`ConcertUpdated`). Admins only.
+#[utoipa::path(
+    put,
+    path = "/concerts/{id}",
+    tag = NAME,
+    params(("id" = ConcertId, Path, description = "The concert.")),
+    request_body = ConcertRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The concert as it is now.", body = Concert),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+    )
+)]
 async fn update_concert(
     State(s): State<AppState>,
     _admin: Admin,
@@ -153,6 +238,26 @@ pub(crate) async fn create_schedule_in(
     Ok(schedule)
 }
 
+/// Adds a schedule with its seats and prices, and announces it (`ScheduleCreated`); the seat
+/// service builds the inventory from that. Admins only.
+#[utoipa::path(
+    post,
+    path = "/concerts/{id}/schedules",
+    tag = NAME,
+    params(("id" = ConcertId, Path, description = "The concert.")),
+    request_body = ScheduleRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created.", body = Schedule,
+            headers(("Location" = String, description = "`/concerts/{id}/schedules/{scheduleId}`"))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = Internal),
+    )
+)]
 async fn create_schedule(
     State(s): State<AppState>,
     _admin: Admin,

@@ -42,9 +42,14 @@ impl AppState {
     }
 }
 
-/// The catalog routes.
+/// The catalog's OpenAPI document (served at `GET /openapi/concert.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::Api as utoipa::OpenApi>::openapi()
+}
+
+/// The catalog routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state)
+    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
 }
 
 /// Starts the relay; returns the routes.

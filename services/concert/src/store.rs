@@ -10,21 +10,23 @@ fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
 }
 
 /// A concert as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Concert {
     pub id: ConcertId,
     pub name: String,
+    /// Who puts it on.
     pub host: String,
 }
 
 /// A schedule as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     pub id: ScheduleId,
     pub concert_id: ConcertId,
     pub starts_at: DateTime<Utc>,
+    /// How many seats it has (numbered from 1).
     pub seat_count: i32,
 }
 

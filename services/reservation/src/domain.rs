@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
 
 /// Where a reservation is in the saga.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = ReservationStatus, rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
     Held,
@@ -212,6 +213,17 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_states_are_the_stored_ones() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(Status::schema()).unwrap();
+        let documented = schema["enum"].as_array().unwrap();
+        assert!(!documented.is_empty());
+        for v in documented.iter().filter_map(|v| v.as_str()) {
+            assert_eq!(Status::parse(v).map(Status::as_str), Some(v));
+        }
+    }
 
     fn reservation(status: Status) -> Reservation {
         let now = Utc::now();

@@ -23,16 +23,30 @@ use platform::{
     Problem,
     auth::Identity,
     idempotency::{self, MaybeKey, StoredResponse},
+    openapi::{BadRequest, Internal, NotFound, Shared, Unauthenticated, UnsupportedMediaType},
     paging::{PageQuery, Paged, PreferWait},
-    problem::{ApiJson, ApiPath, ApiQuery},
+    problem::{ApiJson, ApiPath, ApiQuery, PROBLEM_JSON},
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use utoipa::openapi::{
+    ObjectBuilder, Type,
+    path::{Parameter, ParameterIn},
+};
 
 /// Seats one reservation may hold.
 pub const MAX_SEATS: usize = 4;
 /// The queue token header (checked by the waiting-room guard).
-pub const QUEUE_TOKEN: &str = "x-queue-token";
+pub const QUEUE_TOKEN: &str = "X-Queue-Token";
+
+/// The reservation service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create_reservation, list_reservations, get_reservation, cancel_reservation, pay_reservation),
+    tags((name = NAME, description = "The saga: hold up to 4 seats, pay for them before the hold ends, or cancel.")),
+    modifiers(&Shared)
+)]
+pub(crate) struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,28 +55,59 @@ pub fn routes() -> Router<AppState> {
         .route("/reservations/{id}/payment", post(pay_reservation))
 }
 
+/// Documents the [`QUEUE_TOKEN`] header that `create_reservation` reads.
+struct QueueTokenHeader;
+
+impl utoipa::IntoParams for QueueTokenHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![platform::openapi::header_parameter(
+            QUEUE_TOKEN,
+            false,
+            "The waiting room's admission token; it travels with the reservation, so a failed one gives it back",
+            ObjectBuilder::new().schema_type(Type::String).build(),
+        )]
+    }
+}
+
 /// `{scheduleId, seatNos}`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReservationRequest {
     pub schedule_id: ScheduleId,
+    /// 1-4 different seats of the schedule.
+    #[schema(min_items = 1, max_items = 4)]
     pub seat_nos: Vec<i32>,
 }
 
+/// What `POST /reservations` and `POST /reservations/{id}/payment` answer at once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ReservationAccepted)]
+struct Accepted {
+    id: ReservationId,
+    #[schema(value_type = Status)]
+    status: &'static str,
+}
+
 /// A reservation as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Reservation)]
 pub struct View {
     id: ReservationId,
     user_id: UserId,
+    #[schema(value_type = Status)]
     status: &'static str,
     schedule_id: ScheduleId,
     concert_id: ConcertId,
     seat_nos: Vec<SeatNo>,
+    /// What the held seats cost, once they are held.
     amount: Option<Won>,
+    /// The payment deadline, while the seats are held.
     held_until: Option<DateTime<Utc>>,
+    /// Why it ended without seats, if it did.
     failure_reason: Option<ReservationFailureReason>,
     created_at: DateTime<Utc>,
+    /// What happened, in order (not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     timeline: Option<Vec<TimelineEntry>>,
 }
@@ -133,6 +178,36 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
     Ok(seats)
 }
 
+/// Asks to hold 1-4 seats of a schedule (`ReservationRequested`). The reservation is PENDING
+/// until the seat service answers: HELD (pay before `heldUntil`) or FAILED.
+#[utoipa::path(
+    post,
+    path = "/reservations",
+    tag = NAME,
+    params(
+        MaybeKey,
+        PreferWait,
+        QueueTokenHeader,
+    ),
+    request_body = ReservationRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted and PENDING (`{id, status}`, with `Location`); with `Prefer: wait`, \
+            the reservation as it stands when the wait ended.", body = Accepted,
+            headers(("Location" = String, description = "`/reservations/{id}`"))),
+        (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "This Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+    )
+)]
 async fn create_reservation(
     State(s): State<AppState>,
     who: Identity,
@@ -175,17 +250,38 @@ async fn create_reservation(
             };
             outbox.push(txn, &Envelope::new(NAME, r.id, requested)).await.map_err(internal)?;
             store::record(txn, r.id, &["ReservationRequested"]).await.map_err(internal)?;
-            Ok(StoredResponse::json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({"id": r.id, "status": "PENDING"}),
-            )?
-            .with_location(format!("/reservations/{}", r.id)))
+            Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
+                .with_location(format!("/reservations/{}", r.id)))
         })
     })
     .await?;
     settle(&s, who, answer, wait, |st| st != Status::Pending).await
 }
 
+/// Pays for a HELD reservation from the caller's wallet (`PaymentRequested`). It is PAYING until
+/// the wallet answers: CONFIRMED, or FAILED with the seats released.
+#[utoipa::path(
+    post,
+    path = "/reservations/{id}/payment",
+    tag = NAME,
+    params(("id" = ReservationId, Path, description = "The reservation."), MaybeKey, PreferWait),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted and PAYING (`{id, status}`, with `Location`); with `Prefer: wait`, \
+            the reservation as it stands when the wait ended.", body = Accepted,
+            headers(("Location" = String, description = "`/reservations/{id}`"))),
+        (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The hold has ended (`HOLD_EXPIRED`), the reservation is not HELD (`NOT_PAYABLE`), \
+            or a request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "This Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+    )
+)]
 async fn pay_reservation(
     State(s): State<AppState>,
     who: Identity,
@@ -203,11 +299,8 @@ async fn pay_reservation(
             let r = saga::apply(txn, &outbox, id, Input::Pay { now: Utc::now() }, None, None)
                 .await
                 .map_err(apply_problem)?;
-            Ok(StoredResponse::json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({"id": r.id, "status": r.status.as_str()}),
-            )?
-            .with_location(format!("/reservations/{id}")))
+            Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
+                .with_location(format!("/reservations/{id}")))
         })
     })
     .await?;
@@ -247,6 +340,21 @@ async fn settle(
     }
 }
 
+/// Shows one of the caller's reservations, with its timeline.
+#[utoipa::path(
+    get,
+    path = "/reservations/{id}",
+    tag = NAME,
+    params(("id" = ReservationId, Path, description = "The reservation.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The reservation.", body = View),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
 async fn get_reservation(
     State(s): State<AppState>,
     who: Identity,
@@ -260,6 +368,20 @@ async fn get_reservation(
     Ok(Json(View::of(r, Some(timeline))))
 }
 
+/// Lists the caller's reservations, oldest first (without timelines).
+#[utoipa::path(
+    get,
+    path = "/reservations",
+    tag = NAME,
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of the caller's reservations.", body = Paged<View>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 500, response = Internal),
+    )
+)]
 async fn list_reservations(
     State(s): State<AppState>,
     who: Identity,
@@ -274,6 +396,23 @@ async fn list_reservations(
     }))
 }
 
+/// Cancels a HELD reservation: it ends CANCELLED and its seats are released.
+#[utoipa::path(
+    delete,
+    path = "/reservations/{id}",
+    tag = NAME,
+    params(("id" = ReservationId, Path, description = "The reservation.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cancelled reservation, with its timeline.", body = View),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 409, description = "Only a HELD reservation can be cancelled (`NOT_CANCELLABLE`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+    )
+)]
 async fn cancel_reservation(
     State(s): State<AppState>,
     who: Identity,
@@ -293,6 +432,20 @@ async fn cancel_reservation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_queue_token_is_read_whatever_the_header_case() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-queue-token", axum::http::HeaderValue::from_static("q"));
+        assert_eq!(headers.get(QUEUE_TOKEN).unwrap(), "q");
+    }
+
+    #[test]
+    fn the_documented_seat_limit_is_the_rule() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ReservationRequest::schema()).unwrap();
+        assert_eq!(schema["properties"]["seatNos"]["maxItems"], MAX_SEATS);
+    }
 
     #[test]
     fn seat_lists_are_checked_against_the_schedule() {

@@ -39,9 +39,14 @@ impl FromRef<AppState> for JwtKeys {
     }
 }
 
-/// The reservation routes.
+/// The reservation service's OpenAPI document (served at `GET /openapi/reservation.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::Api as utoipa::OpenApi>::openapi()
+}
+
+/// The reservation routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state)
+    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
 }
 
 /// Starts the relay, the consumers and the deadline sweeper; returns the routes.

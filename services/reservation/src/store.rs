@@ -159,8 +159,9 @@ pub async fn save(db: &impl ConnectionTrait, expected: Status, next: &Reservatio
 }
 
 /// One line of a reservation's timeline.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
+    /// The event seen or emitted, e.g. `SeatReserved`.
     #[serde(rename = "type")]
     pub kind: String,
     pub at: DateTime<Utc>,

@@ -3,7 +3,8 @@
 use contracts::{ReservationId, SeatNo, SeatRejectReason, Won};
 
 /// A seat's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SeatStatus {
     Available,
     Held,
@@ -71,6 +72,16 @@ pub fn decide_hold(reservation: ReservationId, requested: &[SeatNo], found: &[Se
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_states_are_the_stored_ones() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(SeatStatus::schema()).unwrap();
+        let documented: Vec<&str> =
+            schema["enum"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        let stored = [SeatStatus::Available, SeatStatus::Held, SeatStatus::Sold].map(SeatStatus::as_str);
+        assert_eq!(documented, stored);
+    }
 
     fn seat(n: i32, status: SeatStatus, by: Option<ReservationId>) -> Seat {
         Seat { seat_no: SeatNo(n), price: Won(100 * i64::from(n)), status, reservation_id: by }

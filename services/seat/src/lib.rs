@@ -24,9 +24,14 @@ pub struct AppState {
     pub db: DatabaseConnection,
 }
 
-/// The seat routes.
+/// The seat service's OpenAPI document (served at `GET /openapi/seat.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::Api as utoipa::OpenApi>::openapi()
+}
+
+/// The seat routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state)
+    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
 }
 
 /// Starts the relay and both consumers; returns the routes.

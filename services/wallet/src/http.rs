@@ -13,28 +13,59 @@ use platform::{
     Problem,
     auth::Identity,
     idempotency::{self, MaybeKey, StoredResponse},
-    problem::ApiJson,
+    openapi::{BadRequest, Internal, Shared, Unauthenticated, UnsupportedMediaType},
+    problem::{ApiJson, PROBLEM_JSON},
 };
 use serde::{Deserialize, Serialize};
+
+/// The wallet service's OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(get_wallet, charge_wallet),
+    tags((name = NAME, description = "Prepaid wallets: top up the caller's own; reservations are paid from it.")),
+    modifiers(&Shared)
+)]
+pub(crate) struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/wallets/me", get(get_wallet)).route("/wallets/me/charges", post(charge_wallet))
 }
 
 /// A top-up.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChargeRequest {
+    /// In won, 1-10,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub amount: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// The balance after a top-up.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Charged {
+    balance: Won,
+}
+
+/// The caller's wallet.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Wallet {
     user_id: UserId,
     balance: Won,
 }
 
+/// Shows the caller's balance (0 for a wallet never topped up).
+#[utoipa::path(
+    get,
+    path = "/wallets/me",
+    tag = NAME,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's wallet.", body = Wallet),
+        (status = 401, response = Unauthenticated),
+        (status = 500, response = Internal),
+    )
+)]
 async fn get_wallet(
     State(state): State<AppState>,
     who: Identity,
@@ -45,6 +76,27 @@ async fn get_wallet(
     ))
 }
 
+/// Tops up the caller's wallet (`ChargeCompleted`).
+#[utoipa::path(
+    post,
+    path = "/wallets/me/charges",
+    tag = NAME,
+    params(MaybeKey),
+    request_body = ChargeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Charged.", body = Charged),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 409, description = "A request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "The balance would pass 1,000,000,000,000 won (`BALANCE_LIMIT`), or this \
+            Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+    )
+)]
 async fn charge_wallet(
     State(state): State<AppState>,
     who: Identity,
@@ -66,7 +118,7 @@ async fn charge_wallet(
                 .push(txn, &Envelope::new(NAME, who.user_id, event))
                 .await
                 .map_err(|e| Problem::internal(&e))?;
-            StoredResponse::json(StatusCode::OK, &serde_json::json!({ "balance": balance }))
+            StoredResponse::json(StatusCode::OK, &Charged { balance })
         })
     })
     .await
@@ -83,5 +135,18 @@ fn balance_problem(e: sea_orm::DbErr) -> Problem {
         )
     } else {
         Problem::internal(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_charge_bounds_are_the_rule() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ChargeRequest::schema()).unwrap();
+        assert_eq!(schema["properties"]["amount"]["minimum"], 1);
+        assert_eq!(schema["properties"]["amount"]["maximum"], domain::MAX_CHARGE.0);
     }
 }

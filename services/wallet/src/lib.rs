@@ -43,9 +43,14 @@ impl AppState {
     }
 }
 
-/// The wallet routes.
+/// The wallet service's OpenAPI document (served at `GET /openapi/wallet.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::Api as utoipa::OpenApi>::openapi()
+}
+
+/// The wallet routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state)
+    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
 }
 
 /// Starts the relay and the payment consumer; returns the routes.

@@ -91,7 +91,7 @@ pub struct ReservationCompleted {
 event!(ReservationCompleted, Stream::Reservation, "reservation.completed");
 
 /// Why a reservation ended without seats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationFailureReason {
     SeatUnavailable,

@@ -8,7 +8,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{Method, StatusCode, Uri},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::{Html, IntoResponse, Response},
     routing::get,
 };
 use futures::future::BoxFuture;
@@ -130,6 +130,32 @@ async fn metrics_text() -> impl IntoResponse {
     let handle = metrics_handle();
     handle.run_upkeep();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+/// Serves a document as JSON at `path`.
+fn document_route(path: &str, doc: utoipa::openapi::OpenApi) -> Router {
+    let doc = Arc::new(doc);
+    Router::new().route(
+        path,
+        get(move || {
+            let doc = Arc::clone(&doc);
+            async move { Json(&*doc).into_response() }
+        }),
+    )
+}
+
+/// `GET /openapi/<service>.json`: one service's own OpenAPI document.
+pub fn openapi_router(service: &str, doc: utoipa::openapi::OpenApi) -> Router {
+    document_route(&format!("/openapi/{service}.json"), doc)
+}
+
+/// The `/docs` page: Swagger UI (from the `swagger-ui-dist` CDN) over `/openapi.json`.
+pub const DOCS_PAGE: &str = include_str!("docs.html");
+
+/// `GET /openapi.json` (the document of everything the process serves) and `GET /docs`
+/// (Swagger UI over it).
+pub fn docs_router(doc: utoipa::openapi::OpenApi) -> Router {
+    document_route("/openapi.json", doc).route("/docs", get(|| async { Html(DOCS_PAGE) }))
 }
 
 /// Wraps an application router with what every service gets: request spans (children of the

@@ -56,6 +56,24 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeKey {
     }
 }
 
+impl utoipa::IntoParams for MaybeKey {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![crate::openapi::header_parameter(
+            "Idempotency-Key",
+            false,
+            "Makes a retry safe: the first answer for this user and key is replayed \
+             (`Idempotent-Replayed: true`); the same key with another request is refused (422)",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .build(),
+        )]
+    }
+}
+
 /// An answer that can be stored and replayed byte for byte.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredResponse {

@@ -9,10 +9,14 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Query parameters of a list route.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page size, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
     pub starting_after: Option<uuid::Uuid>,
 }
 
@@ -28,10 +32,12 @@ impl PageQuery {
 }
 
 /// `{data, hasMore}`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Paged<T> {
+    /// One page of items, in order.
     pub data: Vec<T>,
+    /// Whether a page follows (ask with `startingAfter` = the last item's id).
     pub has_more: bool,
 }
 
@@ -70,6 +76,23 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
             }
         }
         Ok(PreferWait(None))
+    }
+}
+
+impl utoipa::IntoParams for PreferWait {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![crate::openapi::header_parameter(
+            "Prefer",
+            false,
+            "`wait=N`: answer once the outcome is known (200) or after N seconds (at most 10), \
+             whichever comes first, instead of at once (202)",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .examples([serde_json::json!("wait=5")])
+                .build(),
+        )]
     }
 }
 

@@ -12,13 +12,25 @@ use serde::{Deserialize, Serialize};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// `{type, title, status, detail, code}`; `code` is what clients match on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:ticketing:problem:not-found",
+    "title": "Not Found",
+    "status": 404,
+    "detail": "the concert was not found",
+    "code": "NOT_FOUND"
+}))]
 pub struct Problem {
+    /// `urn:ticketing:problem:<code in kebab case>`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The status's reason phrase.
     pub title: String,
+    /// The HTTP status.
     pub status: u16,
+    /// What went wrong, for a person.
     pub detail: String,
+    /// What went wrong, for a program: stable, SCREAMING_SNAKE_CASE.
     pub code: String,
 }
 

@@ -200,18 +200,30 @@ impl TestEnv {
             .collect()
     }
 
-    /// Waits (bounded) until the consumers of `schema` have handled event `id`: the sync point
-    /// for asserting that an event changed nothing.
+    /// Waits (bounded) until the consumers of `schema` have handled event `id` and everything
+    /// its handling announced has left the outbox: the sync point for asserting that an event
+    /// changed nothing (or what it published).
     pub async fn wait_handled(&self, schema: &str, id: contracts::EventId) {
-        let sql = format!("SELECT 1 AS one FROM {schema}.inbox WHERE event_id = $1");
-        eventually(&format!("{schema} to handle event {id}"), Duration::from_secs(15), || {
-            let stmt = sea_orm::Statement::from_sql_and_values(
-                sea_orm::DbBackend::Postgres,
-                sql.clone(),
-                [id.0.into()],
-            );
-            async move { self.db.query_one_raw(stmt).await.ok().flatten().map(|_| ()) }
-        })
+        let handled = format!("SELECT 1 AS one FROM {schema}.inbox WHERE event_id = $1");
+        let pending = format!("SELECT count(*) AS n FROM {schema}.outbox");
+        eventually(
+            &format!("{schema} to handle event {id} and publish its effects"),
+            Duration::from_secs(15),
+            || {
+                let handled = sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Postgres,
+                    handled.clone(),
+                    [id.0.into()],
+                );
+                let pending = sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, pending.clone());
+                async move {
+                    self.db.query_one_raw(handled).await.ok().flatten()?;
+                    let n: i64 =
+                        self.db.query_one_raw(pending).await.ok().flatten()?.try_get("", "n").ok()?;
+                    (n == 0).then_some(())
+                }
+            },
+        )
         .await;
     }
 
@@ -289,6 +301,60 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What the app at `url` contradicts in its OpenAPI document `doc`: every documented operation
+/// must be routed (a request to it, with a fresh UUID for each path parameter and no credentials
+/// or body, is answered with anything but `404 ROUTE_NOT_FOUND` or `405`), and `served_at` must
+/// serve `doc` itself. Empty when they agree.
+pub async fn openapi_drift(
+    url: &str,
+    served_at: &str,
+    doc: &utoipa::openapi::OpenApi,
+) -> anyhow::Result<Vec<String>> {
+    use reqwest::Method;
+    let http = reqwest::Client::new();
+    let mut drift = Vec::new();
+    if doc.paths.paths.is_empty() {
+        drift.push("the document lists no paths".to_owned());
+    }
+    for (path, item) in &doc.paths.paths {
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') && seg.ends_with('}') {
+                    uuid::Uuid::new_v4().to_string()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::PUT, &item.put),
+            (Method::POST, &item.post),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+            (Method::HEAD, &item.head),
+            (Method::OPTIONS, &item.options),
+            (Method::TRACE, &item.trace),
+        ];
+        for (method, _) in operations.into_iter().filter(|(_, op)| op.is_some()) {
+            let res = http.request(method.clone(), format!("{url}{concrete}")).send().await?;
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if status == 405 || body["code"] == "ROUTE_NOT_FOUND" {
+                drift
+                    .push(format!("{method} {path} is documented but not routed (answered {status} {body})"));
+            }
+        }
+    }
+    let served: serde_json::Value = http.get(format!("{url}{served_at}")).send().await?.json().await?;
+    if served != serde_json::to_value(doc)? {
+        drift.push(format!("{served_at} does not serve the document"));
+    }
+    Ok(drift)
 }
 
 fn chrono_secs() -> u64 {

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
 
+mod openapi;
+
 use chrono::{Duration as Span, Utc};
 use contracts::{ConcertCreated, ConcertUpdated, ScheduleCreated, SeatNo, UserId, Won};
 use serde_json::{Value, json};

@@ -5,6 +5,7 @@
 
 mod compensations;
 mod http;
+mod openapi;
 mod saga;
 
 use chrono::{DateTime, Duration as Span, Utc};

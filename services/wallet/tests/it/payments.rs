@@ -105,9 +105,11 @@ async fn a_payment_is_refunded_exactly_once() {
     })
     .await;
 
-    w.env.publish(&refund(reservation, user, 2000)).await.unwrap();
+    let first = refund(reservation, user, 2000);
+    w.env.publish(&first).await.unwrap();
     let again = refund(reservation, user, 2000);
     w.env.publish(&again).await.unwrap();
+    w.env.wait_handled("wallet", first.id).await;
     w.env.wait_handled("wallet", again.id).await;
     let refunds = w.env.events_of::<PaymentRefunded>().await.unwrap();
     assert_eq!(refunds.len(), 1);
