@@ -18,6 +18,12 @@ pub struct ServiceDef {
 /// Every service, in start order. Services are added here as they are built.
 pub const SERVICES: &[ServiceDef] = &[
     ServiceDef {
+        name: queue::NAME,
+        about: "the waiting room: queue tokens, fair admission",
+        start: |rt| Ok(queue::start(rt)?),
+        openapi: queue::openapi,
+    },
+    ServiceDef {
         name: concert::NAME,
         about: "the catalog: concerts and schedules",
         start: |rt| Ok(concert::start(rt)?),

@@ -5,7 +5,11 @@ use contracts::{ConcertId, ReservationId, ScheduleId, UserId};
 use platform::auth::{JwtKeys, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 /// An answer: status, JSON body (or null) and headers.
 #[derive(Debug)]
@@ -15,18 +19,25 @@ pub struct Answer {
     pub headers: reqwest::header::HeaderMap,
 }
 
-/// The API of one deployment.
+/// The API of one deployment. Booking calls go through the waiting room like a client's:
+/// join, wait until ACTIVE, send `X-Queue-Token`.
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
     http: reqwest::Client,
     jwt: JwtKeys,
+    tokens: Arc<Mutex<HashMap<UserId, String>>>,
 }
 
 impl Api {
     /// A client for `base`, minting tokens with `jwt`.
     pub fn new(base: &str, jwt: JwtKeys) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new(), jwt }
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            jwt,
+            tokens: Arc::default(),
+        }
     }
 
     /// A bearer token for a user.
@@ -71,17 +82,20 @@ impl Api {
         method: Method,
         path: &str,
         token: &str,
+        headers: &[(&str, &str)],
         content_type: &str,
         body: String,
     ) -> anyhow::Result<Answer> {
-        let res = self
+        let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await?;
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         Ok(Answer { status, body: res.json().await.unwrap_or(Value::Null), headers })
@@ -154,7 +168,36 @@ impl Api {
         a.body["balance"].as_i64().context("balance")
     }
 
-    /// `POST /reservations` with `Prefer: wait=<wait>`.
+    /// The user's queue token, once ACTIVE: joins (again, if the last one was spent) and polls.
+    pub async fn admitted(&self, user: UserId) -> anyhow::Result<String> {
+        let known = self.tokens.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.get(&user).cloned();
+        let bearer = self.token(user);
+        let mut token = match known {
+            Some(t) => t,
+            None => self.join(user).await?,
+        };
+        for _ in 0..1500 {
+            let a =
+                self.send(Method::GET, &format!("/queue/tokens/{token}"), Some(&bearer), None, &[]).await?;
+            match a.body["status"].as_str() {
+                Some("ACTIVE") => return Ok(token),
+                Some("WAITING") => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => token = self.join(user).await?,
+            }
+        }
+        anyhow::bail!("{user} was never admitted")
+    }
+
+    /// `POST /queue/tokens`: the user's live token (remembered for later calls).
+    pub async fn join(&self, user: UserId) -> anyhow::Result<String> {
+        let a = self.send(Method::POST, "/queue/tokens", Some(&self.token(user)), None, &[]).await?;
+        anyhow::ensure!(a.status == 201 || a.status == 200, "join: {:?}", a);
+        let token = a.body["token"].as_str().context("token")?.to_owned();
+        self.tokens.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(user, token.clone());
+        Ok(token)
+    }
+
+    /// `POST /reservations` with `Prefer: wait=<wait>`, admitted first.
     pub async fn reserve(
         &self,
         user: UserId,
@@ -162,26 +205,26 @@ impl Api {
         seats: &[i32],
         wait: u64,
     ) -> anyhow::Result<Answer> {
-        let prefer = format!("wait={wait}");
+        let (prefer, queue) = (format!("wait={wait}"), self.admitted(user).await?);
         self.send(
             Method::POST,
             "/reservations",
             Some(&self.token(user)),
             Some(json!({"scheduleId": schedule, "seatNos": seats})),
-            &[("Prefer", prefer.as_str())],
+            &[("Prefer", prefer.as_str()), ("X-Queue-Token", queue.as_str())],
         )
         .await
     }
 
-    /// `POST /reservations/{id}/payment` with `Prefer: wait=<wait>`.
+    /// `POST /reservations/{id}/payment` with `Prefer: wait=<wait>`, admitted first.
     pub async fn pay(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {
-        let prefer = format!("wait={wait}");
+        let (prefer, queue) = (format!("wait={wait}"), self.admitted(user).await?);
         self.send(
             Method::POST,
             &format!("/reservations/{id}/payment"),
             Some(&self.token(user)),
             None,
-            &[("Prefer", prefer.as_str())],
+            &[("Prefer", prefer.as_str()), ("X-Queue-Token", queue.as_str())],
         )
         .await
     }

@@ -17,6 +17,7 @@ use testkit::TestEnv;
 
 /// Which service answers a path prefix.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("/queue", "queue"),
     ("/concerts", "concert"),
     ("/schedules", "seat"),
     ("/reservations", "reservation"),
@@ -24,7 +25,12 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// The services a cluster runs.
-pub const SERVICES: &[&str] = &["concert", "seat", "reservation", "wallet"];
+pub const SERVICES: &[&str] = &["queue", "concert", "seat", "reservation", "wallet"];
+
+/// Settings every cluster starts with (a scenario's overrides win): the waiting room admits
+/// quickly, so scenarios about the saga do not wait on it.
+pub const DEFAULTS: &[(&str, &str)] =
+    &[("TICKETING_QUEUE_TICK_MS", "50"), ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000")];
 
 type Upstreams = Arc<RwLock<HashMap<&'static str, String>>>;
 
@@ -48,7 +54,12 @@ impl Cluster {
             base_url,
             upstreams,
             processes: HashMap::new(),
-            overrides: overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            // Later settings win when the command's environment is built.
+            overrides: DEFAULTS
+                .iter()
+                .chain(overrides)
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         for service in SERVICES {
             cluster.start_service(env, service)?;

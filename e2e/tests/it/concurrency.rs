@@ -92,18 +92,13 @@ async fn repeated_posts_with_one_key_take_effect_once() {
     let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
     let user = UserId::new();
     let token = s.api.token(user);
+    let queue = s.api.admitted(user).await.unwrap();
     let post = |path: &'static str, body: Option<serde_json::Value>, key: &'static str| {
-        let token = token.clone();
-        let api = s.api.clone();
+        let (token, queue, api) = (token.clone(), queue.clone(), s.api.clone());
         async move {
-            api.send(
-                Method::POST,
-                path,
-                Some(&token),
-                body,
-                &[("Idempotency-Key", key), ("Prefer", "wait=10")],
-            )
-            .await
+            let headers =
+                [("Idempotency-Key", key), ("Prefer", "wait=10"), ("X-Queue-Token", queue.as_str())];
+            api.send(Method::POST, path, Some(&token), body, &headers).await
         }
     };
     for _ in 0..3 {

@@ -7,6 +7,11 @@ use serde_json::{Value, json};
 /// A request and the status it must get: method, path, bearer token, JSON body, status.
 type Case<'a> = (Method, String, Option<&'a str>, Option<Value>, u16);
 
+/// Booking routes also need the caller's ACTIVE queue token.
+fn booking(method: &Method, path: &str) -> bool {
+    *method == Method::POST && (path == "/reservations" || path.ends_with("/payment"))
+}
+
 /// Scenario 10: bad input on every route gets problem+json and changes nothing.
 #[tokio::test]
 async fn bad_input_on_every_route_changes_nothing() {
@@ -17,6 +22,7 @@ async fn bad_input_on_every_route_changes_nothing() {
     let held = s.api.reserve(user, schedule, &[1], 10).await.unwrap();
     let id = id_of(&held).unwrap();
     let (token, other_token, admin) = (s.api.token(user), s.api.token(other), s.api.admin());
+    let (queue, other_queue) = (s.api.admitted(user).await.unwrap(), s.api.admitted(other).await.unwrap());
     let nobody = uuid::Uuid::now_v7();
 
     let cases: Vec<Case> = vec![
@@ -105,14 +111,36 @@ async fn bad_input_on_every_route_changes_nothing() {
         (Method::GET, format!("/schedules/{schedule}/seats?status=FREE"), None, None, 400),
     ];
     for (method, path, token, body, expected) in cases {
-        let a = s.api.send(method.clone(), &path, token, body.clone(), &[]).await.unwrap();
+        let holder = if token == Some(other_token.as_str()) { &other_queue } else { &queue };
+        let headers: Vec<(&str, &str)> =
+            if booking(&method, &path) { vec![("X-Queue-Token", holder.as_str())] } else { Vec::new() };
+        let a = s.api.send(method.clone(), &path, token, body.clone(), &headers).await.unwrap();
         assert_eq!(a.status, expected, "{method} {path} {body:?}: {:?}", a.body);
         assert_eq!(a.headers["content-type"], "application/problem+json", "{method} {path}");
         assert!(a.body["code"].is_string() && a.body["detail"].is_string(), "{method} {path}: {:?}", a.body);
     }
+    // The waiting room's guard on the booking routes.
+    let book = json!({"scheduleId": schedule, "seatNos": [2]});
+    for (headers, status, code) in [
+        (vec![], 401, "QUEUE_TOKEN_REQUIRED"),
+        (vec![("X-Queue-Token", other_queue.as_str())], 403, "QUEUE_TOKEN_FOREIGN"),
+        (vec![("X-Queue-Token", "0190a0a0-0000-7000-8000-000000000000")], 401, "QUEUE_TOKEN_UNKNOWN"),
+    ] {
+        let a = s
+            .api
+            .send(Method::POST, "/reservations", Some(&token), Some(book.clone()), &headers)
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.body["code"].as_str()), (status, Some(code)), "{headers:?}");
+    }
     for path in ["/wallets/me/charges", "/reservations", "/concerts"] {
         let t = if path == "/concerts" { &admin } else { &token };
-        let a = s.api.send_raw(Method::POST, path, t, "application/json", "{not json".into()).await.unwrap();
+        let headers = [("X-Queue-Token", queue.as_str())];
+        let a = s
+            .api
+            .send_raw(Method::POST, path, t, &headers, "application/json", "{not json".into())
+            .await
+            .unwrap();
         assert_eq!((a.status, a.body["code"].as_str()), (400, Some("MALFORMED_JSON")), "{path}");
     }
 

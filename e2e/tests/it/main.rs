@@ -8,6 +8,7 @@ mod concurrency;
 mod faults;
 mod happy;
 mod input;
+mod waiting_room;
 
 use e2e::{
     api::Api,

@@ -10,7 +10,7 @@ use crate::{
 use axum::{
     Json, Router,
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -26,18 +26,13 @@ use platform::{
     openapi::{BadRequest, Internal, NotFound, Shared, Unauthenticated, UnsupportedMediaType},
     paging::{PageQuery, Paged, PreferWait},
     problem::{ApiJson, ApiPath, ApiQuery, PROBLEM_JSON},
+    queue_guard::QueueTicket,
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use utoipa::openapi::{
-    ObjectBuilder, Type,
-    path::{Parameter, ParameterIn},
-};
 
 /// Seats one reservation may hold.
 pub const MAX_SEATS: usize = 4;
-/// The queue token header (checked by the waiting-room guard).
-pub const QUEUE_TOKEN: &str = "X-Queue-Token";
 
 /// The reservation service's OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -53,20 +48,6 @@ pub fn routes() -> Router<AppState> {
         .route("/reservations", post(create_reservation).get(list_reservations))
         .route("/reservations/{id}", get(get_reservation).delete(cancel_reservation))
         .route("/reservations/{id}/payment", post(pay_reservation))
-}
-
-/// Documents the [`QUEUE_TOKEN`] header that `create_reservation` reads.
-struct QueueTokenHeader;
-
-impl utoipa::IntoParams for QueueTokenHeader {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![platform::openapi::header_parameter(
-            QUEUE_TOKEN,
-            false,
-            "The waiting room's admission token; it travels with the reservation, so a failed one gives it back",
-            ObjectBuilder::new().schema_type(Type::String).build(),
-        )]
-    }
 }
 
 /// `{scheduleId, seatNos}`.
@@ -184,11 +165,7 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
     post,
     path = "/reservations",
     tag = NAME,
-    params(
-        MaybeKey,
-        PreferWait,
-        QueueTokenHeader,
-    ),
+    params(MaybeKey, PreferWait, QueueTicket),
     request_body = ReservationRequest,
     security(("bearer" = [])),
     responses(
@@ -197,7 +174,10 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
             headers(("Location" = String, description = "`/reservations/{id}`"))),
         (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
+        (status = 401, description = "No or a bad bearer token, or no known `X-Queue-Token` (`QUEUE_TOKEN_REQUIRED`, \
+            `QUEUE_TOKEN_UNKNOWN`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
+            (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "A request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
@@ -210,20 +190,27 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
 )]
 async fn create_reservation(
     State(s): State<AppState>,
-    who: Identity,
+    ticket: QueueTicket,
     key: MaybeKey,
     wait: PreferWait,
-    headers: HeaderMap,
     ApiJson(body): ApiJson<ReservationRequest>,
 ) -> Result<Response, Problem> {
+    let request = serde_json::to_vec(&body).map_err(internal)?;
+    let request: [&[u8]; 2] = [b"POST /reservations", &request];
+    // A retry of a request that went through is answered as before, even if the queue token
+    // has been spent since.
+    if let Some(answer) = idempotency::stored(&s.db, SCHEMA, &ticket.identity, &key, &request).await? {
+        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Pending).await;
+    }
+    let admitted = ticket.admit().await?;
+    let who = admitted.identity;
     let (concert_id, schedule_seats) = store::schedule(&s.db, body.schedule_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
     let seats = validate_seats(&body.seat_nos, &schedule_seats)?;
-    let queue_token = headers.get(QUEUE_TOKEN).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let request = serde_json::to_vec(&body).map_err(internal)?;
-    let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &[b"POST /reservations", &request], |txn| {
+    let queue_token = admitted.token.unwrap_or_default();
+    let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &request, |txn| {
         let outbox = s.outbox.clone();
         Box::pin(async move {
             let r = Reservation {
@@ -264,7 +251,7 @@ async fn create_reservation(
     post,
     path = "/reservations/{id}/payment",
     tag = NAME,
-    params(("id" = ReservationId, Path, description = "The reservation."), MaybeKey, PreferWait),
+    params(("id" = ReservationId, Path, description = "The reservation."), MaybeKey, PreferWait, QueueTicket),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted and PAYING (`{id, status}`, with `Location`); with `Prefer: wait`, \
@@ -272,7 +259,10 @@ async fn create_reservation(
             headers(("Location" = String, description = "`/reservations/{id}`"))),
         (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
+        (status = 401, description = "No or a bad bearer token, or no known `X-Queue-Token` (`QUEUE_TOKEN_REQUIRED`, \
+            `QUEUE_TOKEN_UNKNOWN`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
+            (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, response = NotFound),
         (status = 409, description = "The hold has ended (`HOLD_EXPIRED`), the reservation is not HELD (`NOT_PAYABLE`), \
             or a request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
@@ -284,12 +274,18 @@ async fn create_reservation(
 )]
 async fn pay_reservation(
     State(s): State<AppState>,
-    who: Identity,
+    ticket: QueueTicket,
     key: MaybeKey,
     wait: PreferWait,
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Response, Problem> {
     let path = format!("POST /reservations/{id}/payment");
+    if let Some(answer) =
+        idempotency::stored(&s.db, SCHEMA, &ticket.identity, &key, &[path.as_bytes()]).await?
+    {
+        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Paying).await;
+    }
+    let who = ticket.admit().await?.identity;
     let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &[path.as_bytes()], |txn| {
         let outbox = s.outbox.clone();
         Box::pin(async move {
@@ -432,13 +428,6 @@ async fn cancel_reservation(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_queue_token_is_read_whatever_the_header_case() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-queue-token", axum::http::HeaderValue::from_static("q"));
-        assert_eq!(headers.get(QUEUE_TOKEN).unwrap(), "q");
-    }
 
     #[test]
     fn the_documented_seat_limit_is_the_rule() {

@@ -16,7 +16,7 @@ pub use domain::{Status, decide};
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
-use platform::auth::JwtKeys;
+use platform::{auth::JwtKeys, queue_guard::QueueGate};
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
 
@@ -31,6 +31,14 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
     pub jwt: JwtKeys,
+    /// The waiting-room guard of the booking routes.
+    pub gate: QueueGate,
+}
+
+impl FromRef<AppState> for QueueGate {
+    fn from_ref(state: &AppState) -> Self {
+        state.gate.clone()
+    }
 }
 
 impl FromRef<AppState> for JwtKeys {
@@ -69,5 +77,6 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         "sweeper[reservation]",
         sweeper::run(rt.db.clone(), outbox.clone(), rt.config.saga.clone(), every, rt.shutdown.clone()),
     );
-    Ok(router(AppState { db: rt.db.clone(), outbox, jwt: JwtKeys::new(&rt.config.jwt_secret) }))
+    let gate = QueueGate::new(rt.redis.clone(), &rt.config.prefix, !rt.config.queue.dev_skip_token);
+    Ok(router(AppState { db: rt.db.clone(), outbox, jwt: JwtKeys::new(&rt.config.jwt_secret), gate }))
 }

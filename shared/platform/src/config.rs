@@ -69,6 +69,9 @@ pub struct QueueSettings {
     pub tick: Duration,
     pub active_ttl: Duration,
     pub restore_min: Duration,
+    /// Development only: booking routes accept requests without an ACTIVE queue token
+    /// (`TICKETING_DEV_SKIP_QUEUE_TOKEN=true`). Off unless set.
+    pub dev_skip_token: bool,
 }
 
 /// The external data platform that completed reservations are delivered to.
@@ -221,6 +224,7 @@ impl Config {
             tick: r.millis("TICKETING_QUEUE_TICK_MS", 1000),
             active_ttl: r.secs("TICKETING_QUEUE_ACTIVE_TTL_SECS", 600),
             restore_min: r.secs("TICKETING_QUEUE_RESTORE_MIN_SECS", 60),
+            dev_skip_token: r.parsed("TICKETING_DEV_SKIP_QUEUE_TOKEN", false, "true or false"),
         };
         if queue.tick < Duration::from_millis(10) {
             r.fail("TICKETING_QUEUE_TICK_MS", "must be at least 10");
@@ -304,6 +308,17 @@ mod tests {
         ] {
             assert!(e.names(var), "{var} not named in {e}");
         }
+    }
+
+    #[test]
+    fn the_queue_token_bypass_is_off_unless_asked_for() {
+        assert!(!read(&[("TICKETING_JWT_SECRET", SECRET)]).unwrap().queue.dev_skip_token);
+        let on =
+            read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true")]).unwrap();
+        assert!(on.queue.dev_skip_token);
+        let bad =
+            read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_DEV_SKIP_QUEUE_TOKEN", "yes")]).unwrap_err();
+        assert!(bad.names("TICKETING_DEV_SKIP_QUEUE_TOKEN"));
     }
 
     #[test]

@@ -151,11 +151,7 @@ where
         txn.commit().await.map_err(|e| Problem::internal(&e))?;
         return Ok(Answer { stored, replayed: false });
     };
-    let hash = request
-        .iter()
-        .fold(Sha256::new(), |h, part| h.chain_update(part).chain_update([0u8]))
-        .finalize()
-        .to_vec();
+    let hash = fingerprint(request);
     // A twin request holds the key's row lock until it commits; wait for it, but not forever.
     txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await.map_err(|e| Problem::internal(&e))?;
     let claimed = txn
@@ -171,7 +167,7 @@ where
         .map_err(in_progress_or_internal)?;
     if claimed.rows_affected() == 0 {
         txn.rollback().await.map_err(|e| Problem::internal(&e))?;
-        return replay(db, schema, who, key, &hash).await;
+        return lookup(db, schema, who, key, &hash).await?.ok_or_else(in_progress);
     }
     let answer = effect(&txn).await?;
     txn.execute_raw(Statement::from_sql_and_values(
@@ -191,14 +187,34 @@ where
     Ok(Answer { stored: answer, replayed: false })
 }
 
-async fn replay(
+/// The answer stored for this user, key and request, if the first request has finished: a
+/// handler may replay it before checks that only a new request must pass (a spent queue token).
+/// The same key with another request is 422, as in [`run`].
+pub async fn stored(
+    db: &DatabaseConnection,
+    schema: &str,
+    who: &Identity,
+    key: &MaybeKey,
+    request: &[&[u8]],
+) -> Result<Option<Answer>, Problem> {
+    match &key.0 {
+        None => Ok(None),
+        Some(key) => lookup(db, schema, who, key, &fingerprint(request)).await,
+    }
+}
+
+fn fingerprint(request: &[&[u8]]) -> Vec<u8> {
+    request.iter().fold(Sha256::new(), |h, part| h.chain_update(part).chain_update([0u8])).finalize().to_vec()
+}
+
+async fn lookup(
     db: &DatabaseConnection,
     schema: &str,
     who: &Identity,
     key: &IdempotencyKey,
     hash: &[u8],
-) -> Result<Answer, Problem> {
-    let row = db
+) -> Result<Option<Answer>, Problem> {
+    let Some(row) = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!("SELECT request_hash, status, body, location FROM {schema}.idempotency WHERE user_id = $1 AND key = $2"),
@@ -206,7 +222,9 @@ async fn replay(
         ))
         .await
         .map_err(|e| Problem::internal(&e))?
-        .ok_or_else(in_progress)?;
+    else {
+        return Ok(None);
+    };
     let stored_hash: Vec<u8> = row.try_get("", "request_hash").map_err(|e| Problem::internal(&e))?;
     if stored_hash != hash {
         return Err(Problem::new(
@@ -221,7 +239,7 @@ async fn replay(
         body: row.try_get("", "body").map_err(|e| Problem::internal(&e))?,
         location: row.try_get("", "location").map_err(|e| Problem::internal(&e))?,
     };
-    Ok(Answer { stored: answer, replayed: true })
+    Ok(Some(Answer { stored: answer, replayed: true }))
 }
 
 fn in_progress() -> Problem {

@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod paging;
 pub mod pools;
 pub mod problem;
+pub mod queue_guard;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
 
 mod compensations;
+mod guard;
 mod http;
 mod openapi;
 mod saga;
@@ -32,10 +33,15 @@ impl Service {
         Self::start_with(&[]).await
     }
 
-    /// Starts the service with configuration overrides, and announces a 50-seat schedule.
+    /// Starts the service with configuration overrides, and announces a 50-seat schedule. These
+    /// tests play the saga, so the waiting-room guard is bypassed unless an override says
+    /// otherwise (the guard has tests of its own, and `guard.rs` checks it is wired).
     pub async fn start_with(overrides: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await.unwrap();
-        let url = env.spawn_app(reservation::start(&env.runtime_with(overrides)).unwrap()).await.unwrap();
+        // The first setting of a variable wins, so overrides go first.
+        let mut all = overrides.to_vec();
+        all.push(("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"));
+        let url = env.spawn_app(reservation::start(&env.runtime_with(&all)).unwrap()).await.unwrap();
         let (schedule, concert) = (ScheduleId::new(), ConcertId::new());
         let seats = (1..=50).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(1000) }).collect();
         let created = Envelope::new(

@@ -1,0 +1,77 @@
+//! queue: the waiting room (DESIGN §7). Users join and get a token that waits in FIFO order
+//! (an INCR sequence as score, so no ties); an admission tick, one replica at a time under a
+//! Redis lease, makes the next tokens ACTIVE at a controlled rate up to a capacity. Booking
+//! routes accept only ACTIVE tokens (`platform::queue_guard`). A completed reservation spends
+//! its token at once; a failed one restores it.
+
+mod domain;
+mod handlers;
+mod http;
+mod scripts;
+pub mod store;
+pub mod ticker;
+
+use axum::{Router, extract::FromRef};
+use contracts::Stream;
+use messaging::{ConsumerSpec, MessagingError, RedisInbox, Runtime};
+use platform::{auth::JwtKeys, config::QueueSettings, queue_guard::QueueKeys};
+
+pub use domain::{TokenStatus, eta_seconds};
+
+/// The service name (consumer names).
+pub const NAME: &str = "queue";
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub redis: deadpool_redis::Pool,
+    pub keys: QueueKeys,
+    pub settings: QueueSettings,
+    pub jwt: JwtKeys,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+impl AppState {
+    /// State over a runtime's connections.
+    pub fn new(rt: &Runtime) -> Self {
+        Self {
+            redis: rt.redis.clone(),
+            keys: QueueKeys::new(&rt.config.prefix),
+            settings: rt.config.queue.clone(),
+            jwt: JwtKeys::new(&rt.config.jwt_secret),
+        }
+    }
+}
+
+/// The queue service's OpenAPI document (served at `GET /openapi/queue.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::Api as utoipa::OpenApi>::openapi()
+}
+
+/// The waiting-room routes, and their document.
+pub fn router(state: AppState) -> Router {
+    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+}
+
+/// Starts the admission ticker and the token consumer; returns the routes.
+pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+    let state = AppState::new(rt);
+    rt.spawn(
+        "ticker[queue]",
+        ticker::run(state.redis.clone(), state.keys.clone(), state.settings.clone(), rt.shutdown.clone()),
+    );
+    rt.spawn_consumer(
+        ConsumerSpec::declared(NAME, Stream::Reservation)?,
+        RedisInbox::new(
+            state.redis.clone(),
+            rt.config.prefix.clone(),
+            handlers::Tokens { keys: state.keys.clone(), settings: state.settings.clone() },
+        ),
+    );
+    Ok(router(state))
+}

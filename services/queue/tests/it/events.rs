@@ -1,0 +1,152 @@
+use crate::{base_ms, conn, keys};
+use contracts::{
+    ConcertId, Envelope, ReservationCompleted, ReservationFailed, ReservationFailureReason, ReservationId,
+    ScheduleId, SeatNo, UserId, Won,
+};
+use queue::{TokenStatus, store};
+use testkit::TestEnv;
+
+fn completed(user: UserId, token: &str) -> Envelope<ReservationCompleted> {
+    let r = ReservationId::new();
+    Envelope::new(
+        "reservation",
+        r,
+        ReservationCompleted {
+            reservation_id: r,
+            user_id: user,
+            concert_id: ConcertId::new(),
+            schedule_id: ScheduleId::new(),
+            seat_nos: vec![SeatNo(1)],
+            amount: Won(1),
+            queue_token: token.to_owned(),
+        },
+    )
+}
+
+fn failed(user: UserId, token: &str) -> Envelope<ReservationFailed> {
+    let r = ReservationId::new();
+    Envelope::new(
+        "reservation",
+        r,
+        ReservationFailed {
+            reservation_id: r,
+            user_id: user,
+            schedule_id: ScheduleId::new(),
+            seat_nos: vec![SeatNo(1)],
+            reason: ReservationFailureReason::PaymentFailed,
+            queue_token: token.to_owned(),
+        },
+    )
+}
+
+/// The queue service with capacity 1, admitting 1 per tick (ticks driven by the test).
+async fn start() -> TestEnv {
+    let env = TestEnv::new().await.unwrap();
+    let rt = env.runtime_with(&[
+        ("TICKETING_QUEUE_MAX_ACTIVE", "1"),
+        ("TICKETING_QUEUE_ADMIT_PER_TICK", "1"),
+        ("TICKETING_QUEUE_TICK_MS", "3600000"),
+        ("TICKETING_QUEUE_RESTORE_MIN_SECS", "60"),
+    ]);
+    let _routes = queue::start(&rt).unwrap();
+    env
+}
+
+async fn status(env: &TestEnv, token: &str) -> store::Token {
+    store::poll(&mut conn(env).await, &keys(env), token, chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn handled(env: &TestEnv, event_id: contracts::EventId) {
+    let key = env.ns.redis_key(&format!("inbox:queue__RESERVATION:{event_id}"));
+    testkit::eventually("the queue to handle the event", std::time::Duration::from_secs(10), || {
+        let (pool, key) = (env.redis.clone(), key.clone());
+        async move {
+            let n: i64 =
+                redis::cmd("EXISTS").arg(&key).query_async(&mut pool.get().await.ok()?).await.ok()?;
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_completed_reservation_spends_the_token_and_frees_its_slot() {
+    let env = start().await;
+    let (keys, s) = (keys(&env), crate::settings(1, 1));
+    let mut c = conn(&env).await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    store::tick(&mut c, &keys, &s, now).await.unwrap();
+    assert_eq!(status(&env, &a).await.status, TokenStatus::Active);
+    assert_eq!(status(&env, &b).await.position, 1);
+
+    let done = completed(alice, &a);
+    env.publish(&done).await.unwrap();
+    handled(&env, done.id).await;
+    assert_eq!(status(&env, &a).await.status, TokenStatus::Expired);
+    // The same event again (a redelivered copy) changes nothing, and a late failure of an older
+    // reservation does not bring a spent token back.
+    env.publish_raw("reservation.completed", "copy", serde_json::to_vec(&done).unwrap()).await.unwrap();
+    let late = failed(alice, &a);
+    env.publish(&late).await.unwrap();
+    handled(&env, late.id).await;
+    assert_eq!(status(&env, &a).await.status, TokenStatus::Expired);
+    // The freed slot goes to bob on the next tick.
+    store::tick(&mut c, &keys, &s, now + 1000).await.unwrap();
+    assert_eq!(status(&env, &b).await.status, TokenStatus::Active);
+    assert_eq!(store::sizes(&mut c, &keys).await.unwrap(), (0, 1));
+}
+
+#[tokio::test]
+async fn a_failed_reservation_restores_the_token() {
+    let env = start().await;
+    let (keys, s) = (keys(&env), crate::settings(1, 1));
+    let mut c = conn(&env).await;
+    let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    store::tick(&mut c, &keys, &s, now).await.unwrap();
+
+    // Live token with little active time left: it keeps at least restoreMin (60 s).
+    redis::cmd("HSET")
+        .arg(keys.token(&a))
+        .arg("activeUntil")
+        .arg(now + 5_000)
+        .query_async::<()>(&mut c)
+        .await
+        .unwrap();
+    redis::cmd("ZADD").arg(&keys.active).arg(now + 5_000).arg(&a).query_async::<()>(&mut c).await.unwrap();
+    let f = failed(alice, &a);
+    env.publish(&f).await.unwrap();
+    handled(&env, f.id).await;
+    let t = status(&env, &a).await;
+    assert_eq!(t.status, TokenStatus::Active);
+    assert!(t.active_until.unwrap() >= now + 59_000, "kept at least a minute");
+    let kept = t.active_until;
+    env.publish_raw("reservation.failed", "copy", serde_json::to_vec(&f).unwrap()).await.unwrap();
+
+    // An expired token goes back to the head of the waiting queue.
+    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let (carol_token, _, _) = store::join(&mut c, &keys, carol, base_ms()).await.unwrap();
+    // Alice's active time runs out (the reservation took too long), and the ticker expires it.
+    let past = chrono::Utc::now().timestamp_millis() - 1;
+    redis::cmd("ZADD").arg(&keys.active).arg(past).arg(&a).query_async::<()>(&mut c).await.unwrap();
+    store::tick(&mut c, &keys, &s, now + 3_600_000).await.unwrap();
+    assert_eq!(status(&env, &a).await.status, TokenStatus::Expired);
+    let again = failed(alice, &a);
+    env.publish(&again).await.unwrap();
+    handled(&env, again.id).await;
+    let t = status(&env, &a).await;
+    // The tick that expired alice gave her slot to bob; alice is now ahead of carol.
+    assert_eq!(status(&env, &b).await.status, TokenStatus::Active);
+    assert_eq!((t.status, t.position), (TokenStatus::Waiting, 1), "back at the head");
+    assert_eq!(status(&env, &carol_token).await.position, 2);
+    assert!(kept.is_some());
+    // Joining again finds the restored token: no re-queuing.
+    assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap(), (a, false, 1));
+}
