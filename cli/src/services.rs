@@ -47,6 +47,18 @@ pub const SERVICES: &[ServiceDef] = &[
         start: |rt| Ok(wallet::start(rt)?),
         openapi: wallet::openapi,
     },
+    ServiceDef {
+        name: ranking::NAME,
+        about: "read side: concert and sell-out rankings",
+        start: |rt| Ok(ranking::start(rt)?),
+        openapi: ranking::openapi,
+    },
+    ServiceDef {
+        name: wallet_history::NAME,
+        about: "read side: each user's wallet history",
+        start: |rt| Ok(wallet_history::start(rt)?),
+        openapi: wallet_history::openapi,
+    },
 ];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.

@@ -197,8 +197,8 @@ impl Api {
         Ok(token)
     }
 
-    /// `POST /reservations` with `Prefer: wait=<wait>`, admitted first.
-    pub async fn reserve(
+    /// `POST /reservations` with `Prefer: wait=<wait>`, admitted first; the answer as it comes.
+    pub async fn reserve_raw(
         &self,
         user: UserId,
         schedule: ScheduleId,
@@ -216,8 +216,21 @@ impl Api {
         .await
     }
 
-    /// `POST /reservations/{id}/payment` with `Prefer: wait=<wait>`, admitted first.
-    pub async fn pay(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {
+    /// Reserves and answers the settled reservation (HELD or FAILED): `Prefer: wait` first, then
+    /// polling if the wait ended before the saga did (a slow machine is not a failure).
+    pub async fn reserve(
+        &self,
+        user: UserId,
+        schedule: ScheduleId,
+        seats: &[i32],
+        wait: u64,
+    ) -> anyhow::Result<Answer> {
+        let answer = self.reserve_raw(user, schedule, seats, wait).await?;
+        self.settled(user, answer, "PENDING").await
+    }
+
+    /// `POST /reservations/{id}/payment` with `Prefer: wait=<wait>`, admitted first; the answer as it comes.
+    pub async fn pay_raw(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {
         let (prefer, queue) = (format!("wait={wait}"), self.admitted(user).await?);
         self.send(
             Method::POST,
@@ -227,6 +240,29 @@ impl Api {
             &[("Prefer", prefer.as_str()), ("X-Queue-Token", queue.as_str())],
         )
         .await
+    }
+
+    /// Pays and answers the settled reservation (CONFIRMED, FAILED or EXPIRED), polling after
+    /// the `Prefer: wait` if needed.
+    pub async fn pay(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {
+        let answer = self.pay_raw(user, id, wait).await?;
+        self.settled(user, answer, "PAYING").await
+    }
+
+    /// A 202 whose reservation is still `unsettled` is followed until it is not (up to 60 s).
+    async fn settled(&self, user: UserId, answer: Answer, unsettled: &str) -> anyhow::Result<Answer> {
+        if answer.status != 202 {
+            return Ok(answer);
+        }
+        let id = id_of(&answer)?;
+        for _ in 0..3000 {
+            let r = self.reservation(user, id).await?;
+            if r["status"] != unsettled {
+                return Ok(Answer { status: 200, body: r, headers: answer.headers });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("reservation {id} stayed {unsettled} for a minute")
     }
 
     pub async fn reservation(&self, user: UserId, id: ReservationId) -> anyhow::Result<Value> {

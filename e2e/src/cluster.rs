@@ -21,16 +21,25 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/concerts", "concert"),
     ("/schedules", "seat"),
     ("/reservations", "reservation"),
+    ("/rankings", "ranking"),
+    // More specific first: the history is its own service.
+    ("/wallets/me/history", "wallet-history"),
     ("/wallets", "wallet"),
 ];
 
 /// The services a cluster runs.
-pub const SERVICES: &[&str] = &["queue", "concert", "seat", "reservation", "wallet"];
+pub const SERVICES: &[&str] =
+    &["queue", "concert", "seat", "reservation", "wallet", "wallet-history", "ranking"];
 
 /// Settings every cluster starts with (a scenario's overrides win): the waiting room admits
 /// quickly, so scenarios about the saga do not wait on it.
-pub const DEFAULTS: &[(&str, &str)] =
-    &[("TICKETING_QUEUE_TICK_MS", "50"), ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000")];
+/// Each process keeps a small Postgres pool, so a cluster stays well inside the server's
+/// connection limit.
+pub const DEFAULTS: &[(&str, &str)] = &[
+    ("TICKETING_QUEUE_TICK_MS", "50"),
+    ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
+    ("TICKETING_DATABASE_MAX_CONNECTIONS", "8"),
+];
 
 type Upstreams = Arc<RwLock<HashMap<&'static str, String>>>;
 

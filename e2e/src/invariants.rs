@@ -70,7 +70,7 @@ pub async fn quiesce(db: &DatabaseConnection, bus: &Bus, timeout: Duration) -> a
 pub async fn check(db: &DatabaseConnection, bus: &Bus, dead_letters: DeadLetters) -> anyhow::Result<()> {
     quiesce(db, bus, Duration::from_secs(60)).await?;
     let mut violations = Vec::new();
-    let checks: [(&str, &str); 6] = [
+    let checks: [(&str, &str); 7] = [
         (
             "a SOLD seat without exactly one CONFIRMED reservation that owns it",
             "SELECT s.schedule_id || '#' || s.seat_no AS v FROM seat.seats s
@@ -105,6 +105,14 @@ pub async fn check(db: &DatabaseConnection, bus: &Bus, dead_letters: DeadLetters
              FROM (SELECT * FROM wallet.payments WHERE status = 'COMPLETED') p
              FULL JOIN (SELECT * FROM reservation.reservations WHERE status = 'CONFIRMED') r ON r.id = p.reservation_id
              WHERE p.reservation_id IS NULL OR r.id IS NULL OR p.amount <> r.amount",
+        ),
+        (
+            "a wallet whose history does not end at its balance",
+            "SELECT w.user_id || ': history ends at ' || COALESCE(h.balance_after::text, 'nothing') || ', wallet holds ' || w.balance AS v
+             FROM wallet.wallets w
+             LEFT JOIN LATERAL (SELECT balance_after FROM wallet_history.entries e
+                                WHERE e.user_id = w.user_id ORDER BY e.id DESC LIMIT 1) h ON true
+             WHERE h.balance_after IS DISTINCT FROM w.balance",
         ),
         (
             "a reservation left open",

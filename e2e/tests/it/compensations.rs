@@ -19,7 +19,7 @@ async fn hold_expiry() {
         .eventually("seat 5 released", || async { Ok(s.api.seats(schedule).await?[&5] == "AVAILABLE") })
         .await
         .unwrap();
-    let late = s.api.pay(user, id, 0).await.unwrap();
+    let late = s.api.pay_raw(user, id, 0).await.unwrap();
     assert_eq!((late.status, late.body["code"].as_str()), (409, Some("NOT_PAYABLE")));
     assert_eq!(s.api.balance(user).await.unwrap(), 50_000);
     s.check(DeadLetters::None).await;
@@ -37,7 +37,7 @@ async fn payment_answered_late(s: &mut Scenario) -> (UserId, contracts::Reservat
     let until: DateTime<Utc> = serde_json::from_value(held.body["heldUntil"].clone()).unwrap();
 
     s.cluster.stop_service("wallet").await.unwrap();
-    let paying = s.api.pay(user, id, 0).await.unwrap();
+    let paying = s.api.pay_raw(user, id, 0).await.unwrap();
     assert_eq!(paying.body["status"], "PAYING", "{:?}", paying);
     eventually("PaymentRequested published", Duration::from_secs(10), || async {
         (!s.env.events_of::<PaymentRequested>().await.unwrap().is_empty()).then_some(())

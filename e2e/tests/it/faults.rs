@@ -117,7 +117,7 @@ async fn seat_service_restarted_mid_saga() {
 
     // Down briefly: the request waits in the stream and completes.
     s.cluster.stop_service("seat").await.unwrap();
-    let first = s.api.reserve(user, schedule, &[1], 1).await.unwrap();
+    let first = s.api.reserve_raw(user, schedule, &[1], 1).await.unwrap();
     assert_eq!((first.status, first.body["status"].as_str()), (202, Some("PENDING")));
     s.cluster.start_service(&s.env, "seat").unwrap();
     let first = id_of(&first).unwrap();
@@ -126,7 +126,7 @@ async fn seat_service_restarted_mid_saga() {
 
     // Down past the request timeout: the reservation fails, and the late hold is released.
     s.cluster.stop_service("seat").await.unwrap();
-    let second = id_of(&s.api.reserve(user, schedule, &[2], 0).await.unwrap()).unwrap();
+    let second = id_of(&s.api.reserve_raw(user, schedule, &[2], 0).await.unwrap()).unwrap();
     let r = s.api.wait_status(user, second, "FAILED").await.unwrap();
     assert_eq!(r["failureReason"], "TIMEOUT");
     s.cluster.start_service(&s.env, "seat").unwrap();

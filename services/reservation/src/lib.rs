@@ -60,23 +60,30 @@ pub fn router(state: AppState) -> Router {
 /// Starts the relay, the consumers and the deadline sweeper; returns the routes.
 pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
+    let catalog = ConsumerSpec::declared(NAME, Stream::Catalog)?;
+    let answers =
+        [ConsumerSpec::declared(NAME, Stream::Seat)?, ConsumerSpec::declared(NAME, Stream::Wallet)?];
     rt.spawn_relay(SCHEMA);
-    rt.spawn_consumer(
-        ConsumerSpec::declared(NAME, Stream::Catalog)?,
-        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),
-    );
-    for stream in [Stream::Seat, Stream::Wallet] {
-        rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, stream)?,
-            PgInbox::new(rt.db.clone(), SCHEMA, handlers::Saga { outbox: outbox.clone() }),
-        );
-    }
     // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
     let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    rt.spawn(
-        "sweeper[reservation]",
-        sweeper::run(rt.db.clone(), outbox.clone(), rt.config.saga.clone(), every, rt.shutdown.clone()),
-    );
+    let (db, clocks, task_rt, saga_outbox) =
+        (rt.db.clone(), rt.config.saga.clone(), rt.clone(), outbox.clone());
+    // After an outage, deadlines that passed while the service was down are settled before the
+    // consumers take the answers that queued up meanwhile: a payment whose answer arrives after
+    // payBy + grace is refunded, never confirmed, however the restart happens to be timed.
+    rt.spawn("sweeper[reservation]", async move {
+        if let Err(e) = sweeper::sweep(&db, &saga_outbox, &clocks).await {
+            tracing::warn!(error = %e, "first deadline sweep failed; consumers start anyway");
+        }
+        task_rt.spawn_consumer(catalog, PgInbox::new(db.clone(), SCHEMA, handlers::Catalog));
+        for spec in answers {
+            task_rt.spawn_consumer(
+                spec,
+                PgInbox::new(db.clone(), SCHEMA, handlers::Saga { outbox: saga_outbox.clone() }),
+            );
+        }
+        sweeper::run(db, saga_outbox, clocks, every, task_rt.shutdown.clone()).await;
+    });
     let gate = QueueGate::new(rt.redis.clone(), &rt.config.prefix, !rt.config.queue.dev_skip_token);
     Ok(router(AppState { db: rt.db.clone(), outbox, jwt: JwtKeys::new(&rt.config.jwt_secret), gate }))
 }

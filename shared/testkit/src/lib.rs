@@ -227,6 +227,21 @@ impl TestEnv {
         .await;
     }
 
+    /// Waits (bounded) until the Redis consumer `consumer` (`<service>__<STREAM>`) has applied
+    /// event `id`: its inbox key exists.
+    pub async fn wait_redis_handled(&self, consumer: &str, id: contracts::EventId) {
+        let key = self.ns.redis_key(&format!("inbox:{consumer}:{id}"));
+        eventually(&format!("{consumer} to handle event {id}"), Duration::from_secs(15), || {
+            let (pool, key) = (self.redis.clone(), key.clone());
+            async move {
+                let mut conn = pool.get().await.ok()?;
+                let n: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.ok()?;
+                (n == 1).then_some(())
+            }
+        })
+        .await;
+    }
+
     /// A bearer token for `user` (role user).
     pub fn user_token(&self, user: contracts::UserId) -> String {
         self.jwt().mint(user, platform::auth::Role::User, Duration::from_secs(3600)).unwrap_or_default()

@@ -60,16 +60,7 @@ async fn status(env: &TestEnv, token: &str) -> store::Token {
 }
 
 async fn handled(env: &TestEnv, event_id: contracts::EventId) {
-    let key = env.ns.redis_key(&format!("inbox:queue__RESERVATION:{event_id}"));
-    testkit::eventually("the queue to handle the event", std::time::Duration::from_secs(10), || {
-        let (pool, key) = (env.redis.clone(), key.clone());
-        async move {
-            let n: i64 =
-                redis::cmd("EXISTS").arg(&key).query_async(&mut pool.get().await.ok()?).await.ok()?;
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    env.wait_redis_handled("queue__RESERVATION", event_id).await;
 }
 
 #[tokio::test]

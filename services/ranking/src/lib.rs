@@ -1,0 +1,61 @@
+//! ranking: the read side's leaderboards, in Redis. Concerts are ranked by confirmed seats over
+//! all time and over a sliding window (per-minute buckets of the sale's own time, so a replayed
+//! event lands in the right minute); sold-out schedules by how fast they sold out. Names come
+//! from the catalog's events, never from the concert service's tables. Every effect runs in
+//! the Redis inbox script, so a redelivered event counts once.
+
+mod domain;
+mod handlers;
+mod http;
+mod keys;
+
+use axum::{Router, extract::FromRef};
+use contracts::Stream;
+use messaging::{ConsumerSpec, MessagingError, RedisInbox, Runtime};
+use platform::auth::JwtKeys;
+
+pub use domain::Window;
+pub use keys::Keys;
+
+/// The service name (consumer names).
+pub const NAME: &str = "ranking";
+
+/// What the HTTP handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub redis: deadpool_redis::Pool,
+    pub keys: Keys,
+    pub jwt: JwtKeys,
+}
+
+impl FromRef<AppState> for JwtKeys {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+/// The service's OpenAPI document (served at `GET /openapi/ranking.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::Api as utoipa::OpenApi>::openapi()
+}
+
+/// The ranking routes, and their document.
+pub fn router(state: AppState) -> Router {
+    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+}
+
+/// Starts the three consumers; returns the routes.
+pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+    let keys = Keys::new(&rt.config.prefix);
+    for stream in [Stream::Catalog, Stream::Reservation, Stream::Seat] {
+        rt.spawn_consumer(
+            ConsumerSpec::declared(NAME, stream)?,
+            RedisInbox::new(
+                rt.redis.clone(),
+                rt.config.prefix.clone(),
+                handlers::Rankings { keys: keys.clone() },
+            ),
+        );
+    }
+    Ok(router(AppState { redis: rt.redis.clone(), keys, jwt: JwtKeys::new(&rt.config.jwt_secret) }))
+}

@@ -1,0 +1,97 @@
+//! The history's queries.
+
+use chrono::{DateTime, Utc};
+use contracts::{EventId, ReservationId, UserId, Won};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use serde::Serialize;
+
+/// What moved the balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Kind {
+    Charge,
+    Payment,
+    Refund,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Charge => "CHARGE",
+            Kind::Payment => "PAYMENT",
+            Kind::Refund => "REFUND",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Kind::Charge, Kind::Payment, Kind::Refund].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One history entry.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// The id of the wallet event that made this entry.
+    pub id: EventId,
+    pub kind: Kind,
+    /// Always positive; `kind` says which way it moved.
+    pub amount: Won,
+    pub balance_after: Won,
+    pub reservation_id: Option<ReservationId>,
+    /// When the wallet made the change.
+    pub at: DateTime<Utc>,
+    #[serde(skip)]
+    pub user_id: UserId,
+}
+
+/// Appends an entry; a second copy of the same event changes nothing.
+pub async fn append(db: &impl ConnectionTrait, e: &Entry) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        [
+            e.id.0.into(),
+            e.user_id.0.into(),
+            e.kind.as_str().into(),
+            e.amount.0.into(),
+            e.balance_after.0.into(),
+            e.reservation_id.map(|r| r.0).into(),
+            e.at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The user's entries, newest first, older than the cursor.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    user: UserId,
+    before: Option<uuid::Uuid>,
+    limit: u64,
+) -> Result<Vec<Entry>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, user_id, kind, amount, balance_after, reservation_id, at FROM wallet_history.entries
+             WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+            [user.0.into(), before.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let kind: String = r.try_get("", "kind")?;
+            Ok(Entry {
+                id: EventId(r.try_get("", "id")?),
+                user_id: UserId(r.try_get("", "user_id")?),
+                kind: Kind::parse(&kind).ok_or_else(|| DbErr::Custom(format!("unknown kind {kind}")))?,
+                amount: Won(r.try_get("", "amount")?),
+                balance_after: Won(r.try_get("", "balance_after")?),
+                reservation_id: r.try_get::<Option<uuid::Uuid>>("", "reservation_id")?.map(ReservationId),
+                at: r.try_get("", "at")?,
+            })
+        })
+        .collect()
+}
