@@ -1,0 +1,415 @@
+//! Load scenarios against the whole system on this machine (figures, not tests).
+//!
+//! `cargo build --release -p ticketing -p e2e && $CARGO_TARGET_DIR/release/load <scenario> [n]`
+//! - `flash-sale [users=10000]`: every user joins the waiting room, is admitted at the configured
+//!   rate, and races for the 50 seats of one schedule (retrying other seats until sold out);
+//!   each winner pays. Expect exactly 50 CONFIRMED and no 5xx.
+//! - `throughput [seconds per step=10]`: many schedules, no contention; concurrency doubles from
+//!   8 until `POST /reservations` → HELD p99 passes 100 ms; prints holds/s and sagas/s per step
+//!   and the knee. The queue guard is bypassed here (each finished saga spends its token; this
+//!   scenario measures the saga, flash-sale measures the waiting room).
+//! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
+//!
+//! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
+//! sends load only to 127.0.0.1, and ends with the invariant checker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary")]
+
+use contracts::{ScheduleId, UserId};
+use e2e::{
+    api::{Api, id_of},
+    harness::{Process, binary, command},
+    invariants::{self, DeadLetters},
+};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rand::seq::IndexedRandom;
+use reqwest::Method;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use testkit::TestEnv;
+
+/// Latency per step and errors by kind.
+#[derive(Default)]
+struct Stats {
+    steps: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    requests: AtomicU64,
+}
+
+impl Stats {
+    fn record(&self, step: &'static str, took: Duration) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut steps = self.steps.lock().unwrap();
+        let h = steps.entry(step).or_insert_with(|| Histogram::new_with_bounds(1, 120_000_000, 3).unwrap());
+        let _ = h.record(took.as_micros().max(1) as u64);
+    }
+
+    fn error(&self, kind: String) {
+        *self.errors.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    fn print(&self, elapsed: Duration) {
+        println!(
+            "  requests: {} ({:.0}/s)",
+            self.requests.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
+        );
+        for (step, h) in self.steps.lock().unwrap().iter() {
+            let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            println!(
+                "  {step:<22} n={:>7}  p50 {:>7.1} ms  p90 {:>7.1} ms  p99 {:>7.1} ms  max {:>7.1} ms",
+                h.len(),
+                ms(0.5),
+                ms(0.9),
+                ms(0.99),
+                h.max() as f64 / 1000.0
+            );
+        }
+        let errors = self.errors.lock().unwrap();
+        if errors.is_empty() {
+            println!("  errors: none");
+        }
+        for (kind, n) in errors.iter() {
+            println!("  error {kind}: {n}");
+        }
+    }
+}
+
+/// Times `request` as `step`; a status error is counted by kind, and so is a transport error.
+async fn timed(
+    stats: &Stats,
+    step: &'static str,
+    request: impl std::future::Future<Output = anyhow::Result<e2e::api::Answer>>,
+) -> Option<e2e::api::Answer> {
+    let started = Instant::now();
+    match request.await {
+        Ok(a) => {
+            stats.record(step, started.elapsed());
+            if a.status >= 400 {
+                let code = a.body["code"].as_str().unwrap_or("?").to_owned();
+                stats.error(format!("{step} {} {code}", a.status));
+            }
+            Some(a)
+        }
+        Err(e) => {
+            stats.error(format!("{step} transport: {e}"));
+            None
+        }
+    }
+}
+
+struct System {
+    env: TestEnv,
+    api: Api,
+    _process: Process,
+}
+
+async fn start(overrides: &[(&str, &str)]) -> System {
+    let env = TestEnv::new().await.unwrap();
+    let mut cmd = command(&binary(), &env);
+    cmd.env("RUST_LOG", "warn");
+    for (k, v) in overrides {
+        cmd.env(k, v);
+    }
+    cmd.arg("up");
+    let process = Process::spawn(cmd).unwrap();
+    let api = Api::new(&process.url, env.jwt());
+    System { env, api, _process: process }
+}
+
+async fn charge_all(api: &Api, users: &[UserId], amount: i64) {
+    futures::stream::iter(users.iter().copied())
+        .map(|u| async move { api.charge(u, amount).await.unwrap() })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+async fn flash_sale(users: usize) {
+    let sys = start(&[
+        ("TICKETING_QUEUE_MAX_ACTIVE", "2000"),
+        ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
+        ("TICKETING_QUEUE_TICK_MS", "200"),
+    ])
+    .await;
+    let api = &sys.api;
+    let (_, schedule) = api.schedule(50, 10_000).await.unwrap();
+    let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();
+    charge_all(api, &ids, 10_000).await;
+    println!("flash-sale: {users} users, 50 seats, waiting room admits 1000 per 200 ms up to 2000 active");
+
+    let stats = Arc::new(Stats::default());
+    let confirmed = Arc::new(AtomicU64::new(0));
+    let first_admitted = Arc::new(Mutex::new(None::<Instant>));
+    let started = Instant::now();
+    futures::stream::iter(ids.iter().copied())
+        .map(|user| {
+            let (stats, confirmed, first_admitted) =
+                (stats.clone(), confirmed.clone(), first_admitted.clone());
+            async move { buyer(api, &stats, user, schedule, &confirmed, &first_admitted).await }
+        })
+        .buffer_unordered(users)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed();
+    let after_admission = first_admitted.lock().unwrap().map(|t| t.elapsed()).unwrap_or_default();
+    println!(
+        "  all {users} users answered in {:.2} s ({:.2} s after the first admission)",
+        elapsed.as_secs_f64(),
+        after_admission.as_secs_f64()
+    );
+    println!("  CONFIRMED: {}", confirmed.load(Ordering::Relaxed));
+    stats.print(elapsed);
+    invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
+    println!("  invariants hold");
+}
+
+async fn buyer(
+    api: &Api,
+    stats: &Stats,
+    user: UserId,
+    schedule: ScheduleId,
+    confirmed: &AtomicU64,
+    first_admitted: &Mutex<Option<Instant>>,
+) {
+    let bearer = api.token(user);
+    let Some(joined) =
+        timed(stats, "join", api.send(Method::POST, "/queue/tokens", Some(&bearer), None, &[])).await
+    else {
+        return;
+    };
+    let token = joined.body["token"].as_str().unwrap_or_default().to_owned();
+    loop {
+        let Some(t) = timed(
+            stats,
+            "poll",
+            api.send(Method::GET, &format!("/queue/tokens/{token}"), Some(&bearer), None, &[]),
+        )
+        .await
+        else {
+            return;
+        };
+        if t.body["status"] == "ACTIVE" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    first_admitted.lock().unwrap().get_or_insert_with(Instant::now);
+    let headers = [("X-Queue-Token", token.as_str()), ("Prefer", "wait=10")];
+    for _ in 0..60 {
+        let Some(map) = timed(
+            stats,
+            "seats",
+            api.send(Method::GET, &format!("/schedules/{schedule}/seats?status=AVAILABLE"), None, None, &[]),
+        )
+        .await
+        else {
+            return;
+        };
+        let free: Vec<i64> = map.body["seats"]
+            .as_array()
+            .map(|s| s.iter().filter_map(|x| x["seatNo"].as_i64()).collect())
+            .unwrap_or_default();
+        let Some(seat) = free.choose(&mut rand::rng()).copied() else {
+            return; // sold out
+        };
+        let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
+        let Some(held) = timed(
+            stats,
+            "reserve",
+            api.send(Method::POST, "/reservations", Some(&bearer), Some(body), &headers),
+        )
+        .await
+        else {
+            return;
+        };
+        if held.body["status"] != "HELD" {
+            continue; // someone was faster; try another seat
+        }
+        let Ok(id) = id_of(&held) else { return };
+        if let Some(paid) = timed(
+            stats,
+            "pay",
+            api.send(Method::POST, &format!("/reservations/{id}/payment"), Some(&bearer), None, &headers),
+        )
+        .await
+            && paid.body["status"] == "CONFIRMED"
+        {
+            confirmed.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
+}
+
+async fn throughput(seconds: u64) {
+    let sys =
+        start(&[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), ("TICKETING_DATABASE_MAX_CONNECTIONS", "40")])
+            .await;
+    let api = &sys.api;
+    let schedules_needed = 400;
+    println!(
+        "throughput: {seconds} s per step, one seat per saga on {schedules_needed} schedules of 50 (no contention), queue guard bypassed"
+    );
+    let mut schedules = Vec::new();
+    for _ in 0..schedules_needed {
+        schedules.push(api.schedule(50, 1_000).await.unwrap().1);
+    }
+    let seats: Arc<Vec<(ScheduleId, i32)>> =
+        Arc::new(schedules.iter().flat_map(|s| (1..=50).map(move |n| (*s, n))).collect());
+    let next = Arc::new(AtomicU64::new(0));
+    let mut concurrency = 8;
+    let mut knee = None;
+    while concurrency <= 512 && (next.load(Ordering::Relaxed) as usize) < seats.len() {
+        let users: Vec<UserId> = (0..concurrency).map(|_| UserId::new()).collect();
+        charge_all(api, &users, 1_000_000_000).await;
+        let stats = Arc::new(Stats::default());
+        let (holds, sagas) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let started = Instant::now();
+        let workers = users.into_iter().map(|user| {
+            let (stats, holds, sagas, seats, next) =
+                (stats.clone(), holds.clone(), sagas.clone(), seats.clone(), next.clone());
+            async move {
+                let bearer = api.token(user);
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some((schedule, seat)) = seats.get(i).copied() else { return };
+                    let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
+                    let Some(held) = timed(
+                        &stats,
+                        "reserve -> HELD",
+                        api.send(
+                            Method::POST,
+                            "/reservations",
+                            Some(&bearer),
+                            Some(body),
+                            &[("Prefer", "wait=10")],
+                        ),
+                    )
+                    .await
+                    else {
+                        continue;
+                    };
+                    if held.body["status"] != "HELD" {
+                        continue;
+                    }
+                    holds.fetch_add(1, Ordering::Relaxed);
+                    let Ok(id) = id_of(&held) else { continue };
+                    if let Some(paid) = timed(
+                        &stats,
+                        "pay -> CONFIRMED",
+                        api.send(
+                            Method::POST,
+                            &format!("/reservations/{id}/payment"),
+                            Some(&bearer),
+                            None,
+                            &[("Prefer", "wait=10")],
+                        ),
+                    )
+                    .await
+                        && paid.body["status"] == "CONFIRMED"
+                    {
+                        sagas.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        futures::future::join_all(workers).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let p99 = stats
+            .steps
+            .lock()
+            .unwrap()
+            .get("reserve -> HELD")
+            .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        println!(
+            "  concurrency {concurrency:>3}: {:>6.0} holds/s  {:>6.0} sagas/s  reserve->HELD p99 {p99:>6.1} ms",
+            holds.load(Ordering::Relaxed) as f64 / elapsed,
+            sagas.load(Ordering::Relaxed) as f64 / elapsed
+        );
+        stats.print(Duration::from_secs_f64(elapsed));
+        if p99 > 100.0 {
+            knee = Some(concurrency);
+            break;
+        }
+        concurrency *= 2;
+    }
+    match knee {
+        Some(c) => println!("  knee: p99 passed 100 ms at concurrency {c}"),
+        None => println!("  knee: not reached (p99 stayed under 100 ms)"),
+    }
+    invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
+    println!("  invariants hold");
+}
+
+async fn polling(users: usize) {
+    // Nobody is admitted: every poll is a waiting user asking for its position.
+    let sys = start(&[("TICKETING_QUEUE_ADMIT_PER_TICK", "1"), ("TICKETING_QUEUE_TICK_MS", "3600000")]).await;
+    let api = &sys.api;
+    println!("polling: {users} waiting users poll their position");
+    let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();
+    let stats = Arc::new(Stats::default());
+    let tokens: Vec<(String, String)> = futures::stream::iter(ids.iter().copied())
+        .map(|u| {
+            let stats = stats.clone();
+            async move {
+                let bearer = api.token(u);
+                let a =
+                    timed(&stats, "join", api.send(Method::POST, "/queue/tokens", Some(&bearer), None, &[]))
+                        .await
+                        .unwrap();
+                (bearer, a.body["token"].as_str().unwrap_or_default().to_owned())
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let started = Instant::now();
+    futures::stream::iter(tokens.iter())
+        .map(|(bearer, token)| {
+            let stats = stats.clone();
+            async move {
+                timed(
+                    &stats,
+                    "poll",
+                    api.send(Method::GET, &format!("/queue/tokens/{token}"), Some(bearer), None, &[]),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed();
+    println!(
+        "  {users} polls in {:.2} s = {:.0} polls/s",
+        elapsed.as_secs_f64(),
+        users as f64 / elapsed.as_secs_f64()
+    );
+    stats.print(elapsed);
+    invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
+    println!("  invariants hold");
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n = |default: usize| args.get(1).and_then(|a| a.parse().ok()).unwrap_or(default);
+    match args.first().map(String::as_str) {
+        Some("flash-sale") => flash_sale(n(10_000)).await,
+        Some("throughput") => throughput(n(10) as u64).await,
+        Some("polling") => polling(n(100_000)).await,
+        _ => {
+            eprintln!("usage: load flash-sale [users] | throughput [seconds per step] | polling [users]");
+            std::process::exit(2);
+        }
+    }
+}
