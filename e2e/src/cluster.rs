@@ -22,10 +22,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/schedules", "seat"),
     ("/reservations", "reservation"),
     ("/wallets", "wallet"),
+    ("/external-data", "external-data"),
 ];
 
 /// The services a cluster runs.
-pub const SERVICES: &[&str] = &["queue", "concert", "seat", "reservation", "wallet"];
+pub const SERVICES: &[&str] = &["queue", "concert", "seat", "reservation", "wallet", "external-data"];
 
 /// Settings every cluster starts with (a scenario's overrides win): the waiting room admits
 /// quickly, so scenarios about the saga do not wait on it.

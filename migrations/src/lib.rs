@@ -11,6 +11,7 @@ mod m20261121_000001_concert;
 mod m20261121_000002_seat;
 mod m20261121_000003_reservation;
 mod m20261121_000004_wallet;
+mod m20261121_000005_external_data;
 
 /// Runs every service's migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_seat::Migration),
             Box::new(m20261121_000003_reservation::Migration),
             Box::new(m20261121_000004_wallet::Migration),
+            Box::new(m20261121_000005_external_data::Migration),
         ]
     }
 }
