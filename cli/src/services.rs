@@ -59,6 +59,12 @@ pub const SERVICES: &[ServiceDef] = &[
         start: |rt| Ok(wallet_history::start(rt)?),
         openapi: wallet_history::openapi,
     },
+    ServiceDef {
+        name: external_data::NAME,
+        about: "delivers completed reservations to the external data platform",
+        start: |rt| Ok(external_data::start(rt)?),
+        openapi: external_data::openapi,
+    },
 ];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.

@@ -25,11 +25,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     // More specific first: the history is its own service.
     ("/wallets/me/history", "wallet-history"),
     ("/wallets", "wallet"),
+    ("/external-data", "external-data"),
 ];
 
 /// The services a cluster runs.
 pub const SERVICES: &[&str] =
-    &["queue", "concert", "seat", "reservation", "wallet", "wallet-history", "ranking"];
+    &["queue", "concert", "seat", "reservation", "wallet", "wallet-history", "ranking", "external-data"];
 
 /// Settings every cluster starts with (a scenario's overrides win): the waiting room admits
 /// quickly, so scenarios about the saga do not wait on it.

@@ -11,6 +11,7 @@ mod m20261121_000001_concert;
 mod m20261121_000002_seat;
 mod m20261121_000003_reservation;
 mod m20261121_000004_wallet;
+mod m20261121_000005_external_data;
 mod m20261121_000006_wallet_history;
 
 /// Runs every service's migrations in order.
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_seat::Migration),
             Box::new(m20261121_000003_reservation::Migration),
             Box::new(m20261121_000004_wallet::Migration),
+            Box::new(m20261121_000005_external_data::Migration),
             Box::new(m20261121_000006_wallet_history::Migration),
         ]
     }

@@ -77,9 +77,14 @@ pub struct QueueSettings {
 /// The external data platform that completed reservations are delivered to.
 #[derive(Clone, Debug)]
 pub struct ExternalData {
+    /// Where deliveries are POSTed; none means they are recorded but not sent.
     pub url: Option<String>,
+    /// The HMAC-SHA256 key deliveries are signed with; always set when `url` is.
     pub secret: Option<Secret>,
 }
+
+/// The shortest accepted `TICKETING_EXTERNAL_DATA_SECRET`, in bytes.
+pub const MIN_EXTERNAL_DATA_SECRET: usize = 16;
 
 /// One variable that is missing or malformed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -235,8 +240,20 @@ impl Config {
         {
             r.fail("TICKETING_EXTERNAL_DATA_URL", "expected an http:// or https:// URL");
         }
-        let external_data =
-            ExternalData { url: external_url, secret: r.raw("TICKETING_EXTERNAL_DATA_SECRET").map(Secret) };
+        let external_secret = r.raw("TICKETING_EXTERNAL_DATA_SECRET");
+        match &external_secret {
+            // Unsigned deliveries would let anyone who finds the platform's endpoint forge them.
+            None if external_url.is_some() => r.fail(
+                "TICKETING_EXTERNAL_DATA_SECRET",
+                "is required when TICKETING_EXTERNAL_DATA_URL is set (every delivery is signed with it)",
+            ),
+            Some(s) if s.len() < MIN_EXTERNAL_DATA_SECRET => r.fail(
+                "TICKETING_EXTERNAL_DATA_SECRET",
+                format!("must be at least {MIN_EXTERNAL_DATA_SECRET} bytes"),
+            ),
+            _ => {}
+        }
+        let external_data = ExternalData { url: external_url, secret: external_secret.map(Secret) };
         let otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT");
 
         if !r.problems.is_empty() {
@@ -319,6 +336,41 @@ mod tests {
         let bad =
             read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_DEV_SKIP_QUEUE_TOKEN", "yes")]).unwrap_err();
         assert!(bad.names("TICKETING_DEV_SKIP_QUEUE_TOKEN"));
+    }
+
+    #[test]
+    fn an_external_data_url_needs_a_long_enough_secret() {
+        let url = ("TICKETING_EXTERNAL_DATA_URL", "http://127.0.0.1:9000/hooks");
+        let unsigned = read(&[("TICKETING_JWT_SECRET", SECRET), url]).unwrap_err();
+        assert!(unsigned.names("TICKETING_EXTERNAL_DATA_SECRET"), "{unsigned}");
+        assert!(unsigned.to_string().contains("required when TICKETING_EXTERNAL_DATA_URL is set"));
+
+        let short =
+            read(&[("TICKETING_JWT_SECRET", SECRET), url, ("TICKETING_EXTERNAL_DATA_SECRET", "short")])
+                .unwrap_err();
+        assert!(short.names("TICKETING_EXTERNAL_DATA_SECRET"), "{short}");
+        assert!(short.to_string().contains("at least 16 bytes"));
+
+        let bad_url = read(&[
+            ("TICKETING_JWT_SECRET", SECRET),
+            ("TICKETING_EXTERNAL_DATA_URL", "ftp://example.com"),
+            ("TICKETING_EXTERNAL_DATA_SECRET", "0123456789abcdef"),
+        ])
+        .unwrap_err();
+        assert!(bad_url.names("TICKETING_EXTERNAL_DATA_URL"), "{bad_url}");
+
+        let ok = read(&[
+            ("TICKETING_JWT_SECRET", SECRET),
+            url,
+            ("TICKETING_EXTERNAL_DATA_SECRET", "0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(ok.external_data.url.as_deref(), Some(url.1));
+        assert_eq!(ok.external_data.secret.as_ref().map(Secret::expose), Some("0123456789abcdef"));
+        assert!(!format!("{ok:?}").contains("0123456789abcdef"));
+
+        let off = read(&[("TICKETING_JWT_SECRET", SECRET)]).unwrap();
+        assert!(off.external_data.url.is_none() && off.external_data.secret.is_none());
     }
 
     #[test]

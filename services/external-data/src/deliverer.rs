@@ -1,0 +1,207 @@
+//! The delivery worker: claims due deliveries, POSTs them signed to the platform several at a
+//! time, and records each outcome. Safe with many replicas: a claim is a short lease taken with
+//! `FOR UPDATE SKIP LOCKED` and committed before the HTTP call, and an outcome is recorded only
+//! if the lease still holds. A worker that dies mid-attempt leaves a row that is due again when
+//! its lease ends, so every delivery is sent at least once; the receiver dedupes copies by
+//! `X-Ticketing-Delivery`.
+
+use crate::{
+    domain::{self, AttemptResult, DeliverySettings, Next, Signer},
+    store::{self, Claimed},
+};
+use chrono::Utc;
+use reqwest::header::CONTENT_TYPE;
+use sea_orm::DatabaseConnection;
+use std::{error::Error as _, sync::Arc, time::Duration};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The worker's task name.
+pub const TASK: &str = "deliverer[external-data]";
+/// The delivery's id; the same on every attempt, so the receiver can drop copies.
+pub const HEADER_DELIVERY: &str = "X-Ticketing-Delivery";
+/// When this attempt was signed, in unix seconds.
+pub const HEADER_TIMESTAMP: &str = "X-Ticketing-Timestamp";
+/// `v1=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub const HEADER_SIGNATURE: &str = "X-Ticketing-Signature";
+
+/// How much of a failed answer's body goes into the delivery log.
+const DETAIL_BYTES: usize = 200;
+
+/// Where deliveries go and how they are signed.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: reqwest::Url,
+    pub signer: Signer,
+}
+
+struct Worker {
+    db: DatabaseConnection,
+    http: reqwest::Client,
+    target: Target,
+    settings: DeliverySettings,
+}
+
+/// Runs until `shutdown`. Without a target it only says so, once, and waits: deliveries keep
+/// being recorded as PENDING and go out once a URL is configured and the service restarts.
+/// On shutdown it stops claiming and lets the attempts in flight finish (each is bounded by the
+/// timeout), so their outcomes are recorded rather than left to the lease.
+pub async fn run(
+    db: DatabaseConnection,
+    http: reqwest::Client,
+    target: Option<Target>,
+    settings: DeliverySettings,
+    shutdown: CancellationToken,
+) {
+    let Some(target) = target else {
+        tracing::warn!(
+            task = TASK,
+            "TICKETING_EXTERNAL_DATA_URL is not set: completed reservations are recorded as PENDING \
+             and nothing is delivered until it is set"
+        );
+        shutdown.cancelled().await;
+        tracing::info!(task = TASK, "stopped: shutdown requested");
+        return;
+    };
+    let worker = Arc::new(Worker { db, http, target, settings });
+    let concurrency = worker.settings.concurrency.max(1);
+    let mut in_flight = JoinSet::new();
+    let mut failures = 0u32;
+    loop {
+        while let Some(done) = in_flight.try_join_next() {
+            log_panic(done);
+        }
+        let free = concurrency.saturating_sub(in_flight.len());
+        let mut pause = worker.settings.poll;
+        if free > 0 {
+            let limit = u64::try_from(free).unwrap_or(u64::MAX);
+            match store::claim_due(&worker.db, limit, worker.settings.lease()).await {
+                Ok(claimed) => {
+                    failures = 0;
+                    // A full batch means more may be due: look again at once if slots remain.
+                    if claimed.len() == free {
+                        pause = Duration::ZERO;
+                    }
+                    for claim in claimed {
+                        in_flight.spawn(deliver(worker.clone(), claim));
+                    }
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    pause = worker.settings.poll.saturating_mul(2u32.pow(failures.min(5)));
+                    tracing::warn!(task = TASK, error = %e, ?pause, "claiming due deliveries failed; retrying");
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+            // A finished attempt frees a slot: claim the next due delivery without waiting.
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        log_panic(done);
+    }
+    tracing::info!(task = TASK, "stopped: shutdown requested");
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(task = TASK, error = %e, "a delivery attempt panicked; it is retried when its lease ends");
+    }
+}
+
+/// One attempt of one claimed delivery, and its outcome recorded.
+async fn deliver(worker: Arc<Worker>, claim: Claimed) {
+    let result = attempt(&worker, &claim).await;
+    let next = domain::decide(&worker.settings, claim.attempts, &result, rand::random::<f64>());
+    let attempt = claim.attempts.saturating_add(1);
+    match store::record(&worker.db, &claim, &result, next).await {
+        Ok(true) => {
+            let outcome = match next {
+                Next::Delivered => {
+                    tracing::info!(delivery = %claim.id, attempt, "delivered");
+                    "delivered"
+                }
+                Next::RetryIn(wait) => {
+                    tracing::warn!(delivery = %claim.id, attempt, error = ?result.error(), ?wait, "delivery attempt failed; retrying");
+                    "retry"
+                }
+                Next::Failed => {
+                    tracing::error!(delivery = %claim.id, attempt, error = ?result.error(), "delivery failed after its last attempt");
+                    "failed"
+                }
+            };
+            metrics::counter!("external_data_attempts_total", "outcome" => outcome).increment(1);
+        }
+        Ok(false) => tracing::info!(
+            delivery = %claim.id,
+            "outcome not recorded: the lease ran out and the delivery was claimed again"
+        ),
+        Err(e) => tracing::warn!(
+            delivery = %claim.id, error = %e,
+            "could not record the outcome; the delivery is attempted again when its lease ends"
+        ),
+    }
+}
+
+/// POSTs the payload, signed, within the timeout.
+async fn attempt(worker: &Worker, claim: &Claimed) -> AttemptResult {
+    let body = match serde_json::to_vec(&claim.payload) {
+        Ok(b) => b,
+        Err(e) => return AttemptResult::NoAnswer { error: format!("cannot encode the body: {e}") },
+    };
+    // Signed at each attempt, so the timestamp says when this copy was sent.
+    let timestamp = Utc::now().timestamp();
+    let signature = worker.target.signer.sign(timestamp, &body);
+    let sent = worker
+        .http
+        .post(worker.target.url.clone())
+        .timeout(worker.settings.timeout)
+        .header(CONTENT_TYPE, "application/json")
+        .header(HEADER_DELIVERY, claim.id.to_string())
+        .header(HEADER_TIMESTAMP, timestamp.to_string())
+        .header(HEADER_SIGNATURE, signature)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Err(e) => AttemptResult::NoAnswer { error: describe(&e, worker.settings.timeout) },
+        Ok(mut res) => {
+            let status = res.status();
+            let detail = if status.is_success() { None } else { start_of_body(&mut res).await };
+            AttemptResult::Answered { status: status.as_u16(), detail }
+        }
+    }
+}
+
+/// The first bytes of an answer (read within the same timeout), for the delivery log.
+async fn start_of_body(res: &mut reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    while bytes.len() < DETAIL_BYTES {
+        match res.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let text: String = text.chars().take(DETAIL_BYTES).collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// A transport error as the delivery log shows it: the cause chain, and timeouts said plainly.
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {timeout:?}");
+    }
+    let mut text = if e.is_connect() { format!("cannot connect: {e}") } else { e.to_string() };
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

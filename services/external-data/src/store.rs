@@ -1,0 +1,225 @@
+//! The delivery log's queries. Every state change is one statement guarded by the state it
+//! expects (compare-and-set), so a worker whose lease ran out, or an admin retry racing the
+//! worker, can never overwrite a newer outcome.
+
+use crate::domain::{AttemptResult, DeliveryId, DeliveryStatus, Next};
+use chrono::{DateTime, Utc};
+use contracts::{EventId, ReservationId};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use serde::Serialize;
+use std::time::Duration;
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+fn millis(d: Duration) -> Value {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).into()
+}
+
+/// A delivery as the admin routes show it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// Also sent as `X-Ticketing-Delivery` on every attempt.
+    pub id: DeliveryId,
+    /// The ReservationCompleted event delivered.
+    pub event_id: EventId,
+    pub reservation_id: ReservationId,
+    pub status: DeliveryStatus,
+    /// Attempts made since the delivery was recorded or last retried by an admin.
+    pub attempts: i32,
+    /// What went wrong on the last failed attempt (HTTP status and the start of the answer, or
+    /// the timeout or connection error).
+    pub last_error: Option<String>,
+    /// The HTTP status of the last answer, if there was one.
+    pub last_status: Option<i32>,
+    /// When the next attempt is due (or the running attempt's lease ends); PENDING only.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, event_id, reservation_id, status, attempts, last_error, last_status, \
+                       next_attempt_at, delivered_at, created_at";
+
+fn delivery(r: &QueryResult) -> Result<Delivery, DbErr> {
+    let raw: String = r.try_get("", "status")?;
+    let status =
+        DeliveryStatus::parse(&raw).ok_or_else(|| DbErr::Custom(format!("unknown delivery status {raw}")))?;
+    Ok(Delivery {
+        id: DeliveryId(r.try_get("", "id")?),
+        event_id: EventId(r.try_get("", "event_id")?),
+        reservation_id: ReservationId(r.try_get("", "reservation_id")?),
+        status,
+        attempts: r.try_get("", "attempts")?,
+        last_error: r.try_get("", "last_error")?,
+        last_status: r.try_get("", "last_status")?,
+        next_attempt_at: (status == DeliveryStatus::Pending)
+            .then(|| r.try_get("", "next_attempt_at"))
+            .transpose()?,
+        delivered_at: r.try_get("", "delivered_at")?,
+        created_at: r.try_get("", "created_at")?,
+    })
+}
+
+/// Records a PENDING delivery due now; `false` when this event already has one.
+pub async fn insert_pending(
+    db: &impl ConnectionTrait,
+    id: DeliveryId,
+    event: EventId,
+    reservation: ReservationId,
+    payload: serde_json::Value,
+) -> Result<bool, DbErr> {
+    let r = db
+        .execute_raw(stmt(
+            "INSERT INTO external_data.deliveries (id, event_id, reservation_id, payload, status)
+             VALUES ($1, $2, $3, $4, 'PENDING') ON CONFLICT (event_id) DO NOTHING",
+            [id.0.into(), event.0.into(), reservation.0.into(), payload.into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A due delivery, leased to the worker that claimed it.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub id: DeliveryId,
+    /// The body to send (the ReservationCompleted payload).
+    pub payload: serde_json::Value,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The `next_attempt_at` the claim set: the token the outcome is recorded against.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// Claims up to `limit` due PENDING deliveries by pushing their `next_attempt_at` `lease` into
+/// the future, in one autocommitted statement: no transaction stays open across the HTTP call,
+/// and `SKIP LOCKED` lets other replicas claim other rows at the same time.
+pub async fn claim_due(
+    db: &impl ConnectionTrait,
+    limit: u64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "WITH due AS (
+                 SELECT id FROM external_data.deliveries
+                 WHERE status = 'PENDING' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE external_data.deliveries d
+             SET next_attempt_at = now() + $2::bigint * interval '1 millisecond', updated_at = now()
+             FROM due WHERE d.id = due.id
+             RETURNING d.id, d.payload, d.attempts, d.next_attempt_at",
+            [i64::try_from(limit).unwrap_or(i64::MAX).into(), millis(lease)],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let attempts: i32 = r.try_get("", "attempts")?;
+            Ok(Claimed {
+                id: DeliveryId(r.try_get("", "id")?),
+                payload: r.try_get("", "payload")?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                lease_until: r.try_get("", "next_attempt_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Records an attempt's outcome, if the claim still holds (same attempt count and lease); `false`
+/// when another worker took the row over after the lease ran out, or an admin changed it.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    claim: &Claimed,
+    result: &AttemptResult,
+    next: Next,
+) -> Result<bool, DbErr> {
+    let guard = "WHERE id = $1 AND status = 'PENDING' AND attempts = $2 AND next_attempt_at = $3";
+    let key = [
+        claim.id.0.into(),
+        i32::try_from(claim.attempts).unwrap_or(i32::MAX).into(),
+        claim.lease_until.into(),
+        result.status().map(i32::from).into(),
+        result.error().into(),
+    ];
+    let statement = match next {
+        Next::Delivered => stmt(
+            &format!(
+                "UPDATE external_data.deliveries SET status = 'DELIVERED', attempts = attempts + 1,
+                 last_status = $4, last_error = $5, delivered_at = now(), updated_at = now() {guard}"
+            ),
+            key,
+        ),
+        Next::RetryIn(wait) => stmt(
+            &format!(
+                "UPDATE external_data.deliveries SET attempts = attempts + 1, last_status = $4,
+                 last_error = $5, next_attempt_at = now() + $6::bigint * interval '1 millisecond',
+                 updated_at = now() {guard}"
+            ),
+            key.into_iter().chain([millis(wait)]),
+        ),
+        Next::Failed => stmt(
+            &format!(
+                "UPDATE external_data.deliveries SET status = 'FAILED', attempts = attempts + 1,
+                 last_status = $4, last_error = $5, updated_at = now() {guard}"
+            ),
+            key,
+        ),
+    };
+    Ok(db.execute_raw(statement).await?.rows_affected() == 1)
+}
+
+/// Deliveries newest first, after the cursor (an id of the previous page), `limit` of them.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    status: Option<DeliveryStatus>,
+    after: Option<uuid::Uuid>,
+    limit: u64,
+) -> Result<Vec<Delivery>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM external_data.deliveries
+                 WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)
+                 ORDER BY id DESC LIMIT $3"
+            ),
+            [
+                status.map(|s| s.as_str().to_owned()).into(),
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter().map(delivery).collect()
+}
+
+/// One delivery.
+pub async fn get(db: &impl ConnectionTrait, id: DeliveryId) -> Result<Option<Delivery>, DbErr> {
+    db.query_one_raw(stmt(
+        &format!("SELECT {COLUMNS} FROM external_data.deliveries WHERE id = $1"),
+        [id.0.into()],
+    ))
+    .await?
+    .as_ref()
+    .map(delivery)
+    .transpose()
+}
+
+/// Makes a FAILED delivery PENDING again, due now, with a fresh attempt budget; `None` when it
+/// is not FAILED (or does not exist). The last error stays until the next attempt replaces it.
+pub async fn retry(db: &impl ConnectionTrait, id: DeliveryId) -> Result<Option<Delivery>, DbErr> {
+    db.query_one_raw(stmt(
+        &format!(
+            "UPDATE external_data.deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = now(),
+             updated_at = now() WHERE id = $1 AND status = 'FAILED' RETURNING {COLUMNS}"
+        ),
+        [id.0.into()],
+    ))
+    .await?
+    .as_ref()
+    .map(delivery)
+    .transpose()
+}
