@@ -36,11 +36,23 @@ use std::{
 use testkit::TestEnv;
 
 /// Latency per step and errors by kind.
-#[derive(Default)]
 struct Stats {
     steps: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, u64>>,
     requests: AtomicU64,
+    /// Requests in flight at once: users are many, connections are not.
+    inflight: tokio::sync::Semaphore,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            steps: Mutex::default(),
+            errors: Mutex::default(),
+            requests: AtomicU64::default(),
+            inflight: tokio::sync::Semaphore::new(256),
+        }
+    }
 }
 
 impl Stats {
@@ -88,6 +100,7 @@ async fn timed(
     step: &'static str,
     request: impl std::future::Future<Output = anyhow::Result<e2e::api::Answer>>,
 ) -> Option<e2e::api::Answer> {
+    let Ok(_permit) = stats.inflight.acquire().await else { return None };
     let started = Instant::now();
     match request.await {
         Ok(a) => {
@@ -199,7 +212,9 @@ async fn buyer(
         if t.body["status"] == "ACTIVE" {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Poll at the pace the waiting room suggests, as a well-behaved client does.
+        let eta_ms = t.body["etaSeconds"].as_u64().unwrap_or(0) * 1000;
+        tokio::time::sleep(Duration::from_millis((eta_ms / 2).clamp(200, 2000))).await;
     }
     first_admitted.lock().unwrap().get_or_insert_with(Instant::now);
     let headers = [("X-Queue-Token", token.as_str()), ("Prefer", "wait=10")];

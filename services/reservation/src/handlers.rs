@@ -4,6 +4,7 @@ use crate::{
     domain::Input,
     saga::{self, ApplyError},
     store,
+    waiters::Waiters,
 };
 use contracts::{
     Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
@@ -29,8 +30,11 @@ impl Handler for Catalog {
 }
 
 /// Moves reservations along on the seat service's and the wallet's answers.
+#[derive(Clone)]
 pub struct Saga {
     pub outbox: Outbox,
+    /// Requests waiting (`Prefer: wait`) for reservations this handler moves.
+    pub waiters: Waiters,
 }
 
 const KINDS: [&str; 5] = [
@@ -44,6 +48,15 @@ const KINDS: [&str; 5] = [
 impl Handler for Saga {
     fn handles(&self, kind: &str) -> bool {
         KINDS.contains(&kind)
+    }
+
+    fn after_commit(&self, msg: &Incoming) {
+        // Every event this handler takes names its reservation.
+        if let Some(id) =
+            msg.envelope.payload.get("reservationId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
+        {
+            self.waiters.notify(id);
+        }
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {

@@ -6,6 +6,7 @@ use crate::{
     domain::{Input, Refusal, Reservation, Status},
     saga::{self, ApplyError},
     store::{self, TimelineEntry},
+    waiters::RECHECK,
 };
 use axum::{
     Json, Router,
@@ -29,7 +30,6 @@ use platform::{
     queue_guard::QueueTicket,
 };
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// Seats one reservation may hold.
 pub const MAX_SEATS: usize = 4;
@@ -318,7 +318,12 @@ async fn settle(
         return Ok(answer.into_response());
     };
     let deadline = tokio::time::Instant::now() + limit;
+    let watch = s.waiters.watch(id);
     loop {
+        // Armed before the read, so a change committed in between still wakes us.
+        let notified = watch.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         let r = store::get(&s.db, id, who.user_id)
             .await
             .map_err(internal)?
@@ -332,7 +337,8 @@ async fn settle(
             }
             return Ok(res);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let wake = deadline.min(tokio::time::Instant::now() + RECHECK);
+        let _ = tokio::time::timeout_at(wake, notified).await;
     }
 }
 

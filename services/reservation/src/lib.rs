@@ -10,6 +10,7 @@ mod http;
 mod saga;
 mod store;
 mod sweeper;
+mod waiters;
 
 pub use domain::{Status, decide};
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// The waiting-room guard of the booking routes.
     pub gate: QueueGate,
+    /// Requests waiting (`Prefer: wait`) for their reservation to settle.
+    pub waiters: waiters::Waiters,
 }
 
 impl FromRef<AppState> for QueueGate {
@@ -66,24 +69,35 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     rt.spawn_relay(SCHEMA);
     // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
     let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let (db, clocks, task_rt, saga_outbox) =
-        (rt.db.clone(), rt.config.saga.clone(), rt.clone(), outbox.clone());
+    let waiters = waiters::Waiters::default();
+    let sweeper = sweeper::Sweeper {
+        db: rt.db.clone(),
+        outbox: outbox.clone(),
+        clocks: rt.config.saga.clone(),
+        waiters: waiters.clone(),
+    };
+    let task_rt = rt.clone();
+    let saga = handlers::Saga { outbox: outbox.clone(), waiters: waiters.clone() };
     // After an outage, deadlines that passed while the service was down are settled before the
     // consumers take the answers that queued up meanwhile: a payment whose answer arrives after
     // payBy + grace is refunded, never confirmed, however the restart happens to be timed.
     rt.spawn("sweeper[reservation]", async move {
-        if let Err(e) = sweeper::sweep(&db, &saga_outbox, &clocks).await {
+        if let Err(e) = sweeper.sweep().await {
             tracing::warn!(error = %e, "first deadline sweep failed; consumers start anyway");
         }
+        let db = sweeper.db.clone();
         task_rt.spawn_consumer(catalog, PgInbox::new(db.clone(), SCHEMA, handlers::Catalog));
-        for spec in answers {
-            task_rt.spawn_consumer(
-                spec,
-                PgInbox::new(db.clone(), SCHEMA, handlers::Saga { outbox: saga_outbox.clone() }),
-            );
-        }
-        sweeper::run(db, saga_outbox, clocks, every, task_rt.shutdown.clone()).await;
+        let [seat, wallet] = answers;
+        task_rt.spawn_consumer(seat, PgInbox::new(db.clone(), SCHEMA, saga.clone()));
+        task_rt.spawn_consumer(wallet, PgInbox::new(db, SCHEMA, saga));
+        sweeper.run(every, task_rt.shutdown.clone()).await;
     });
     let gate = QueueGate::new(rt.redis.clone(), &rt.config.prefix, !rt.config.queue.dev_skip_token);
-    Ok(router(AppState { db: rt.db.clone(), outbox, jwt: JwtKeys::new(&rt.config.jwt_secret), gate }))
+    Ok(router(AppState {
+        db: rt.db.clone(),
+        outbox,
+        jwt: JwtKeys::new(&rt.config.jwt_secret),
+        gate,
+        waiters,
+    }))
 }

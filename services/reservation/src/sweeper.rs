@@ -2,6 +2,7 @@
 //! requests the seat service never answered. Safe with many replicas: due rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, and every change is a compare-and-set through `decide`.
 
+use crate::waiters::Waiters;
 use crate::{
     domain::{self, Input},
     saga, store,
@@ -16,57 +17,62 @@ use tokio_util::sync::CancellationToken;
 /// Rows handled per sweep transaction.
 const BATCH: i64 = 200;
 
-/// Runs until `shutdown`, sweeping every `every`.
-pub async fn run(
-    db: DatabaseConnection,
-    outbox: Outbox,
-    clocks: SagaClocks,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut failures = 0u32;
-    loop {
-        let pause = match sweep(&db, &outbox, &clocks).await {
-            Ok(n) if n as i64 == BATCH => Duration::ZERO,
-            Ok(_) => {
-                failures = 0;
-                every
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(error = %e, "deadline sweep failed; retrying");
-                every * 2u32.pow(failures.min(5))
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
-        }
-    }
-    tracing::info!(task = "sweeper[reservation]", "stopped: shutdown requested");
+/// Sweeps the reservation schema's open reservations.
+#[derive(Clone)]
+pub struct Sweeper {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+    pub clocks: SagaClocks,
+    /// Woken for every reservation a sweep changes.
+    pub waiters: Waiters,
 }
 
-/// One pass: returns how many reservations changed.
-pub async fn sweep(
-    db: &DatabaseConnection,
-    outbox: &Outbox,
-    clocks: &SagaClocks,
-) -> Result<usize, sea_orm::DbErr> {
-    let now = Utc::now();
-    let grace = chrono::Duration::from_std(clocks.pay_grace).unwrap_or_default();
-    let timeout = chrono::Duration::from_std(clocks.request_timeout).unwrap_or_default();
-    let txn = db.begin().await?;
-    let due = store::lock_due(&txn, now, grace, timeout, BATCH).await?;
-    let mut changed = 0;
-    for r in &due {
-        let tick = Input::Tick { now, pay_grace: grace, request_timeout: timeout };
-        let Ok(decision) = domain::decide(r, tick) else { continue };
-        if decision.is_noop(r) {
-            continue;
+impl Sweeper {
+    /// Runs until `shutdown`, sweeping every `every` (at once again while a sweep fills its batch).
+    pub async fn run(self, every: Duration, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let pause = match self.sweep().await {
+                Ok(n) if n as i64 == BATCH => Duration::ZERO,
+                Ok(_) => {
+                    failures = 0;
+                    every
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, "deadline sweep failed; retrying");
+                    every * 2u32.pow(failures.min(5))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
+            }
         }
-        saga::persist(&txn, outbox, r, &decision, None, None).await?;
-        changed += 1;
+        tracing::info!(task = "sweeper[reservation]", "stopped: shutdown requested");
     }
-    txn.commit().await?;
-    Ok(changed)
+
+    /// One pass: returns how many reservations changed.
+    pub async fn sweep(&self) -> Result<usize, sea_orm::DbErr> {
+        let now = Utc::now();
+        let grace = chrono::Duration::from_std(self.clocks.pay_grace).unwrap_or_default();
+        let timeout = chrono::Duration::from_std(self.clocks.request_timeout).unwrap_or_default();
+        let txn = self.db.begin().await?;
+        let due = store::lock_due(&txn, now, grace, timeout, BATCH).await?;
+        let mut changed = Vec::new();
+        for r in &due {
+            let tick = Input::Tick { now, pay_grace: grace, request_timeout: timeout };
+            let Ok(decision) = domain::decide(r, tick) else { continue };
+            if decision.is_noop(r) {
+                continue;
+            }
+            saga::persist(&txn, &self.outbox, r, &decision, None, None).await?;
+            changed.push(r.id);
+        }
+        txn.commit().await?;
+        for id in &changed {
+            self.waiters.notify(*id);
+        }
+        Ok(changed.len())
+    }
 }

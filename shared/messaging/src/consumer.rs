@@ -100,6 +100,12 @@ pub trait Handler: Send + Sync + 'static {
         txn: &'a DatabaseTransaction,
         msg: &'a Incoming,
     ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+
+    /// Runs once the effect of `msg` is committed (and visible to other connections): the place
+    /// to wake in-process waiters. Not run for duplicates or failures.
+    fn after_commit(&self, msg: &Incoming) {
+        let _ = msg;
+    }
 }
 
 /// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and
@@ -150,6 +156,7 @@ impl<H: Handler> Apply for PgInbox<H> {
         }
         self.handler.handle(&txn, msg).await?;
         txn.commit().await?;
+        self.handler.after_commit(msg);
         Ok(Applied::Done)
     }
 }
