@@ -1,0 +1,1015 @@
+#!/usr/bin/env python3
+"""Checks the deployment against the code it deploys, without a cluster (run by scripts/check-deploy).
+
+The manifests, as `kubectl kustomize` renders each overlay, and the Dockerfile are held against
+the sources of truth in the repository:
+
+- the `ticketing` binary: its subcommands (`--help`, `help <sub>`) and its services
+  (`ticketing services`, i.e. SERVICES in cli/src/services.rs);
+- shared/platform/src/config.rs: every TICKETING_* variable it reads, which of them are required
+  and which are URLs;
+- e2e/src/cluster.rs: ROUTES, the path prefixes of the in-test ingress;
+- rust-toolchain.toml and nats/nats-server.conf.
+
+Every problem is reported, each naming the object at fault; the exit status is 1 if there was any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The services that take a flash sale's traffic get an HPA and a PodDisruptionBudget (issue 6).
+HOT_SERVICES = {"queue", "reservation", "seat"}
+# config.rs refuses a delivery URL without its signing secret; the manifests must not set one
+# without the other (checked below by name, so a rename in config.rs is caught).
+EXTERNAL_URL, EXTERNAL_SECRET = "TICKETING_EXTERNAL_DATA_URL", "TICKETING_EXTERNAL_DATA_SECRET"
+JWT_SECRET = "TICKETING_JWT_SECRET"
+MIN_JWT_SECRET, MIN_EXTERNAL_SECRET = 32, 16
+# Where the manifests list the TICKETING_* variables they leave at their defaults on purpose.
+DEFAULTED_ANNOTATION = "ticketing.dev/defaulted"
+# The ingress controller's namespace in both kind's manifest and minikube's addon.
+INGRESS_NAMESPACE = "ingress-nginx"
+# A path that catches what no service prefix does (ops routes, problem+json 404s).
+CATCH_ALL = "/"
+DEFAULT_PORTS = {
+    "postgres": 5432,
+    "postgresql": 5432,
+    "nats": 4222,
+    "tls": 4222,
+    "redis": 6379,
+    "rediss": 6379,
+}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, where: str, what: str) -> None:
+        self.items.append(f"{where}: {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources of truth
+
+
+@dataclass
+class Binary:
+    """What the built `ticketing` binary says about itself."""
+
+    commands: dict[str, set[str] | None]  # subcommand -> its own subcommands, if it has any
+    services: list[str]
+
+
+def clap_commands(help_text: str) -> set[str]:
+    """The names under clap's `Commands:` heading, without clap's own `help`."""
+    names: set[str] = set()
+    in_commands = False
+    for line in help_text.splitlines():
+        if line.strip() == "Commands:":
+            in_commands = True
+            continue
+        if in_commands:
+            if not line.strip():
+                break
+            names.add(line.split()[0])
+    names.discard("help")
+    return names
+
+
+def run_binary(binary: Path, *args: str) -> str:
+    # Every command but --help reads the configuration, which needs a JWT secret; nothing else
+    # from this machine's environment should change what the binary prints.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env[JWT_SECRET] = "check-deploy-" + "x" * MIN_JWT_SECRET
+    out = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=60)
+    if out.returncode != 0:
+        raise SystemExit(f"check-deploy: `ticketing {' '.join(args)}` failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def read_binary(binary: Path) -> Binary:
+    commands: dict[str, set[str] | None] = {}
+    for name in sorted(clap_commands(run_binary(binary, "--help"))):
+        nested = clap_commands(run_binary(binary, "help", name))
+        commands[name] = nested or None
+    services = [line.split()[0] for line in run_binary(binary, "services").splitlines() if line.strip()]
+    if not commands or not services:
+        raise SystemExit("check-deploy: could not read the binary's subcommands or services")
+    return Binary(commands, services)
+
+
+@dataclass
+class ConfigVars:
+    read: set[str]
+    required: set[str]
+    urls: set[str]
+
+
+def read_config() -> ConfigVars:
+    path = ROOT / "shared/platform/src/config.rs"
+    text = path.read_text().split("#[cfg(test)]")[0]
+    read = set(re.findall(r'"(TICKETING_[A-Z0-9_]+)"', text))
+    required = set(re.findall(r'\.required\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
+    urls = set(re.findall(r'\.url\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
+    # If these fail, config.rs changed shape and this parser needs to follow it.
+    for what, ok in [
+        (f"{JWT_SECRET} among the required variables", JWT_SECRET in required),
+        ("URL variables (r.url(...))", bool(urls)),
+        (f"{EXTERNAL_URL} and {EXTERNAL_SECRET}", {EXTERNAL_URL, EXTERNAL_SECRET} <= read),
+    ]:
+        if not ok:
+            raise SystemExit(f"check-deploy: found no {what} in {path.relative_to(ROOT)}")
+    return ConfigVars(read, required, urls)
+
+
+def read_routes() -> list[tuple[str, str]]:
+    path = ROOT / "e2e/src/cluster.rs"
+    block = re.search(r"pub const ROUTES[^=]*=\s*&\[(.*?)\];", path.read_text(), re.S)
+    routes = re.findall(r'\(\s*"([^"]+)"\s*,\s*"([^"]+)"\s*\)', block.group(1)) if block else []
+    if not routes:
+        raise SystemExit(f"check-deploy: found no ROUTES in {path.relative_to(ROOT)}")
+    return routes
+
+
+def toolchain_channel() -> str:
+    return tomllib.loads((ROOT / "rust-toolchain.toml").read_text())["toolchain"]["channel"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Dockerfile
+
+
+@dataclass
+class Stage:
+    image: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, rest = line.partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        if keyword == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            name = words[2] if len(words) >= 3 and words[1].lower() == "as" else None
+            stages.append(Stage(substitute(words[0], global_args), name))
+            continue
+        if keyword == "ARG" and not stages:
+            key, _, default = rest.partition("=")
+            global_args[key] = default
+            continue
+        if not stages:
+            continue
+        stage = stages[-1]
+        if keyword == "ARG":
+            key, _, default = rest.partition("=")
+            stage.env[key] = default or global_args.get(key, "")
+        elif keyword == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                stage.env[key] = substitute(value, stage.env)
+        stage.instructions.append((keyword, substitute(rest, stage.env)))
+    return stages
+
+
+def exec_form(value: str) -> list[str] | None:
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return None
+    return parsed if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed) else None
+
+
+def cargo_builds(run: str) -> list[list[str]]:
+    """The argument lists of every `cargo build` in a RUN command."""
+    lexer = shlex.shlex(run, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    words = list(lexer)
+    builds = []
+    for i in range(len(words) - 1):
+        if words[i] == "cargo" and words[i + 1] == "build":
+            args = []
+            for w in words[i + 2 :]:
+                if w in {"&&", "||", ";", "|", "&"}:
+                    break
+                args.append(w)
+            builds.append(args)
+    return builds
+
+
+def check_dockerfile(p: Problems, binary: Binary) -> int | None:
+    """Checks the Dockerfile; returns the runtime stage's numeric UID when it has one."""
+    where = "Dockerfile"
+    path = ROOT / "Dockerfile"
+    if not path.is_file():
+        p.add(where, "missing")
+        return None
+    stages = parse_dockerfile(path.read_text())
+    if len(stages) < 2:
+        p.add(where, "expected a build stage and a runtime stage")
+        return None
+    runtime = stages[-1]
+    copies = [rest for kw, rest in runtime.instructions if kw == "COPY" and "--from=" in rest]
+    from_names = {re.search(r"--from=(\S+)", c).group(1) for c in copies}  # type: ignore[union-attr]
+    builders = [s for s in stages[:-1] if s.name in from_names]
+    if len(builders) != 1:
+        p.add(where, "the runtime stage should COPY --from exactly one build stage")
+        return None
+    builder = builders[0]
+
+    channel = toolchain_channel()
+    m = re.fullmatch(r"(?:docker\.io/(?:library/)?)?rust:([0-9.]+)(?:-(\w+))?", builder.image)
+    if not m:
+        p.add(where, f"build stage image {builder.image!r} is not an official rust:<version>-<distro> image")
+    elif m.group(1) != channel:
+        p.add(where, f"build stage uses Rust {m.group(1)}, rust-toolchain.toml says {channel}")
+    if builder.env.get("RUSTUP_TOOLCHAIN", channel) != channel:
+        p.add(
+            where,
+            f"RUSTUP_TOOLCHAIN={builder.env['RUSTUP_TOOLCHAIN']} differs from rust-toolchain.toml ({channel})",
+        )
+    builds = [b for kw, rest in builder.instructions if kw == "RUN" for b in cargo_builds(rest)]
+    if len(builds) != 1:
+        p.add(where, f"expected one `cargo build` in the build stage, found {len(builds)}")
+    for args in builds:
+        for flag in ("--release", "--locked"):
+            if flag not in args:
+                p.add(where, f"`cargo build` lacks {flag}")
+        if (
+            not any(args[i : i + 2] == ["--bin", "ticketing"] for i in range(len(args)))
+            and "--bin=ticketing" not in args
+        ):
+            p.add(where, "`cargo build` does not name `--bin ticketing`")
+        # The tests build with the default features (scripts/test); the image must run the same code.
+        for a in args:
+            if a in {"-F", "--features", "--all-features", "--no-default-features"} or a.startswith(
+                "--features="
+            ):
+                p.add(
+                    where,
+                    f"`cargo build` sets features ({a}); the tests build with the default features only",
+                )
+
+    rm = re.fullmatch(r"(?:docker\.io/(?:library/)?)?debian:(\w+)-slim", runtime.image)
+    if not rm:
+        p.add(where, f"runtime image {runtime.image!r} is not debian:<codename>-slim")
+    elif m and m.group(2) and m.group(2) != rm.group(1):
+        p.add(
+            where,
+            f"built on {m.group(2)} but runs on {rm.group(1)}: the binary needs the glibc it was linked with",
+        )
+
+    users = [rest for kw, rest in runtime.instructions if kw == "USER"]
+    uid: int | None = None
+    if not users:
+        p.add(where, "the runtime stage sets no USER: it would run as root")
+    else:
+        user = users[-1].split(":")[0]
+        if user in {"root", "0"}:
+            p.add(where, f"the runtime stage runs as {user}")
+        elif not user.isdigit():
+            p.add(where, f"USER {user}: use a numeric UID so Kubernetes can enforce runAsNonRoot")
+        else:
+            uid = int(user)
+
+    entry = [exec_form(rest) for kw, rest in runtime.instructions if kw == "ENTRYPOINT"]
+    if not entry or entry[-1] != ["ticketing"]:
+        p.add(where, 'the runtime ENTRYPOINT must be the exec form ["ticketing"]')
+    cmd = [exec_form(rest) for kw, rest in runtime.instructions if kw == "CMD"]
+    if not cmd or not cmd[-1]:
+        p.add(where, "the runtime stage has no exec-form CMD")
+    else:
+        check_command(p, where + " CMD", cmd[-1], binary)
+
+    ignore = ROOT / ".dockerignore"
+    patterns = (
+        {line.strip().strip("/") for line in ignore.read_text().splitlines()} if ignore.is_file() else set()
+    )
+    for needed in ("target", ".git"):
+        if needed not in patterns:
+            p.add(".dockerignore", f"does not keep {needed}/ out of the build context")
+    return uid
+
+
+def check_command(p: Problems, where: str, args: list[str], binary: Binary) -> None:
+    """`args` (after the `ticketing` entrypoint) must name what the binary has."""
+    if not args:
+        p.add(where, "runs `ticketing` without a subcommand")
+        return
+    sub, rest = args[0], args[1:]
+    if sub not in binary.commands:
+        p.add(
+            where,
+            f"`ticketing {sub}`: the binary has no such subcommand (it has {', '.join(sorted(binary.commands))})",
+        )
+        return
+    nested = binary.commands[sub]
+    if nested is not None and (not rest or rest[0] not in nested):
+        got = rest[0] if rest else "nothing"
+        p.add(where, f"`ticketing {sub} {got}`: expected one of {', '.join(sorted(nested))}")
+    if sub == "serve":
+        names = [a for a in rest if not a.startswith("-")]
+        if not names:
+            p.add(where, "`ticketing serve` names no service")
+        for name in names:
+            if name not in binary.services:
+                p.add(where, f"`ticketing serve {name}`: the binary has no such service")
+
+
+# ---------------------------------------------------------------------------------------------
+# The rendered manifests
+
+
+def matches(selector: dict | None, labels: dict) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+@dataclass
+class Pod:
+    """A workload's pod template."""
+
+    owner: str  # Kind/name
+    kind: str
+    name: str
+    workload: dict
+    labels: dict
+    spec: dict
+
+    def containers(self) -> list[dict]:
+        return (self.spec.get("initContainers") or []) + (self.spec.get("containers") or [])
+
+
+@dataclass
+class EnvVar:
+    value: str | None  # None: not known before run time
+    source: str  # configmap | secret | literal | reference | field
+
+
+class Render:
+    def __init__(self, docs: list[dict]) -> None:
+        self.docs = [d for d in docs if d]
+        self.by_kind: dict[str, dict[str, dict]] = {}
+        for d in self.docs:
+            self.by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+        self.pods = [
+            Pod(
+                f"{d['kind']}/{d['metadata']['name']}",
+                d["kind"],
+                d["metadata"]["name"],
+                d,
+                d["spec"]["template"].get("metadata", {}).get("labels") or {},
+                d["spec"]["template"]["spec"],
+            )
+            for d in self.docs
+            if d["kind"] in WORKLOADS
+        ]
+
+    def get(self, kind: str, name: str) -> dict | None:
+        return self.by_kind.get(kind, {}).get(name)
+
+    def secret_data(self, name: str) -> dict[str, str] | None:
+        s = self.get("Secret", name)
+        if s is None:
+            return None
+        data = {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
+        data.update(s.get("stringData") or {})
+        return data
+
+    def selected_pods(self, service: dict) -> list[Pod]:
+        selector = service["spec"].get("selector")
+        if not selector:
+            return []
+        return [pod for pod in self.pods if matches({"matchLabels": selector}, pod.labels)]
+
+
+def is_ticketing(container: dict) -> bool:
+    image = container.get("image", "")
+    repo = re.split(r"[@]", image)[0]
+    repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
+    return repo.rsplit("/", 1)[-1] == "ticketing"
+
+
+def expand(value: str, env: dict[str, EnvVar]) -> str | None:
+    """Kubernetes' $(VAR) expansion; None when a referenced value is not known before run time."""
+    unknown = False
+
+    def one(m: re.Match) -> str:
+        nonlocal unknown
+        var = env.get(m.group(1))
+        if var is None:
+            return m.group(0)  # Kubernetes leaves unresolvable references as they are
+        if var.value is None:
+            unknown = True
+            return ""
+        return var.value
+
+    out = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", one, value)
+    return None if unknown else out
+
+
+def label_field(path: str, labels: dict) -> str | None:
+    m = re.fullmatch(r"metadata\.labels\['([^']+)'\]", path)
+    return labels.get(m.group(1)) if m else None
+
+
+def container_env(
+    p: Problems, where: str, render: Render, pod: Pod, c: dict
+) -> tuple[dict[str, EnvVar], set[str]]:
+    """The container's environment as Kubernetes builds it, and its ConfigMaps' defaulted variables."""
+    env: dict[str, EnvVar] = {}
+    defaulted: set[str] = set()
+    for ef in c.get("envFrom") or []:
+        prefix = ef.get("prefix", "")
+        if "configMapRef" in ef:
+            name = ef["configMapRef"]["name"]
+            cm = render.get("ConfigMap", name)
+            if cm is None:
+                if not ef["configMapRef"].get("optional"):
+                    p.add(where, f"envFrom ConfigMap {name} is not in the manifests")
+                continue
+            for k, v in (cm.get("data") or {}).items():
+                env[prefix + k] = EnvVar(v, "configmap")
+            defaulted |= set(
+                ((cm["metadata"].get("annotations") or {}).get(DEFAULTED_ANNOTATION) or "").split()
+            )
+        if "secretRef" in ef:
+            name = ef["secretRef"]["name"]
+            data = render.secret_data(name)
+            if data is None:
+                if not ef["secretRef"].get("optional"):
+                    p.add(where, f"envFrom Secret {name} is not in the manifests")
+                continue
+            for k, v in data.items():
+                env[prefix + k] = EnvVar(v, "secret")
+    for e in c.get("env") or []:
+        name = e["name"]
+        if "value" in e:
+            # A value built from references ($(VAR)) is as secret as what it refers to.
+            source = "reference" if re.search(r"\$\(\w+\)", e["value"]) else "literal"
+            env[name] = EnvVar(expand(e["value"], env), source)
+            continue
+        vf = e.get("valueFrom") or {}
+        if "secretKeyRef" in vf:
+            ref = vf["secretKeyRef"]
+            data = render.secret_data(ref["name"])
+            if data is None or ref["key"] not in data:
+                p.add(
+                    where,
+                    f"{name} refers to Secret {ref['name']} key {ref['key']}, which the manifests do not have",
+                )
+                continue
+            env[name] = EnvVar(data[ref["key"]], "secret")
+        elif "configMapKeyRef" in vf:
+            ref = vf["configMapKeyRef"]
+            cm = render.get("ConfigMap", ref["name"])
+            if cm is None or ref["key"] not in (cm.get("data") or {}):
+                p.add(
+                    where,
+                    f"{name} refers to ConfigMap {ref['name']} key {ref['key']}, which the manifests do not have",
+                )
+                continue
+            env[name] = EnvVar(cm["data"][ref["key"]], "configmap")
+        elif "fieldRef" in vf:
+            env[name] = EnvVar(label_field(vf["fieldRef"]["fieldPath"], pod.labels), "field")
+        else:
+            env[name] = EnvVar(None, "field")
+    return env, defaulted
+
+
+def service_port(service: dict, port: dict) -> dict | None:
+    for sp in service["spec"].get("ports") or []:
+        if ("name" in port and sp.get("name") == port["name"]) or (
+            "number" in port and sp.get("port") == port["number"]
+        ):
+            return sp
+    return None
+
+
+def target_reachable(render: Render, service: dict, sp: dict) -> bool:
+    """Whether the Service's port lands on a container port of a pod it selects."""
+    target = sp.get("targetPort", sp["port"])
+    for pod in render.selected_pods(service):
+        for c in pod.spec.get("containers") or []:
+            for cp in c.get("ports") or []:
+                if target in (cp.get("name"), cp.get("containerPort")):
+                    return True
+    return False
+
+
+def check_url(p: Problems, where: str, var: str, url: str, render: Render, namespace: str) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    short = host.split(".")[0]
+    if host not in {
+        short,
+        f"{short}.{namespace}",
+        f"{short}.{namespace}.svc",
+        f"{short}.{namespace}.svc.cluster.local",
+    }:
+        p.add(where, f"{var}={url}: the host is not a Service of namespace {namespace}")
+        return
+    service = render.get("Service", short)
+    if service is None:
+        p.add(where, f"{var}: no Service named {short} in the manifests")
+        return
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    sp = service_port(service, {"number": port})
+    if sp is None:
+        p.add(where, f"{var}: Service {short} has no port {port}")
+    elif not target_reachable(render, service, sp):
+        p.add(where, f"{var}: Service {short} port {port} reaches no container port of a pod it selects")
+    if parts.scheme.startswith("postgres"):
+        # The server's own settings decide which user, password and database exist.
+        for pod in render.selected_pods(service):
+            for c in pod.spec.get("containers") or []:
+                # The server's own env problems are not this container's; they are not reported here.
+                server_env, _ = container_env(Problems(), pod.owner, render, pod, c)
+                expected = {
+                    "POSTGRES_USER": unquote(parts.username or ""),
+                    "POSTGRES_PASSWORD": unquote(parts.password or ""),
+                    "POSTGRES_DB": parts.path.lstrip("/"),
+                }
+                for key, value in expected.items():
+                    have = server_env.get(key)
+                    if have is not None and have.value is not None and have.value != value:
+                        p.add(where, f"{var}: {key} of {pod.owner} differs from the URL's")
+
+
+def http_port(env: dict[str, EnvVar]) -> int:
+    addr = env.get("TICKETING_HTTP_ADDR")
+    if addr is None or addr.value is None:
+        return 8080  # config.rs's default
+    return int(addr.value.rsplit(":", 1)[1])
+
+
+def check_ticketing_container(
+    p: Problems,
+    where: str,
+    render: Render,
+    pod: Pod,
+    c: dict,
+    binary: Binary,
+    config: ConfigVars,
+    namespace: str,
+) -> list[str]:
+    """Checks one container running the binary; returns its resolved arguments."""
+    command = c.get("command")
+    if command and command != ["ticketing"]:
+        p.add(where, f"command {command} replaces the image's ENTRYPOINT (ticketing)")
+    env, defaulted = container_env(p, where, render, pod, c)
+    args = []
+    for a in c.get("args") or []:
+        value = expand(a, env)
+        if value is None or re.search(r"\$\(\w+\)", value):
+            p.add(where, f"argument {a!r} is not known before the pod runs")
+            value = a
+        args.append(value)
+    check_command(p, where, args, binary)
+
+    for var in sorted(config.required):
+        if not (env.get(var) and env[var].value):
+            p.add(where, f"{var} is required by config.rs and not set")
+    jwt = env.get(JWT_SECRET)
+    if jwt and jwt.value is not None:
+        if jwt.source != "secret":
+            p.add(where, f"{JWT_SECRET} must come from a Secret, not a {jwt.source}")
+        if len(jwt.value.encode()) < MIN_JWT_SECRET:
+            p.add(where, f"{JWT_SECRET} is shorter than {MIN_JWT_SECRET} bytes")
+    for var in sorted(config.urls):
+        v = env.get(var)
+        if v is None:
+            p.add(where, f"{var} is not set: its default points at 127.0.0.1, not at the cluster")
+        elif v.value is not None:
+            check_url(p, where, var, v.value, render, namespace)
+    if EXTERNAL_URL in env and EXTERNAL_SECRET not in env:
+        p.add(where, f"{EXTERNAL_URL} is set without {EXTERNAL_SECRET}: the process would refuse to start")
+    external = env.get(EXTERNAL_SECRET)
+    if external and external.value is not None:
+        if external.source != "secret":
+            p.add(where, f"{EXTERNAL_SECRET} must come from a Secret, not a {external.source}")
+        if len(external.value.encode()) < MIN_EXTERNAL_SECRET:
+            p.add(where, f"{EXTERNAL_SECRET} is shorter than {MIN_EXTERNAL_SECRET} bytes")
+    db = env.get("TICKETING_DATABASE_URL")
+    if db and db.value and urlsplit(db.value).password and db.source in {"configmap", "literal"}:
+        p.add(where, f"TICKETING_DATABASE_URL holds a password in a {db.source}: keep it in a Secret")
+
+    for var in sorted(v for v in env if v.startswith("TICKETING_") and v not in config.read):
+        p.add(where, f"{var} is set but config.rs reads no such variable")
+    for var in sorted(defaulted - config.read):
+        p.add(where, f"{DEFAULTED_ANNOTATION} lists {var}, which config.rs does not read")
+    # Required and URL variables were reported above when missing.
+    for var in sorted(config.read - set(env) - defaulted - config.required - config.urls):
+        p.add(where, f"{var} (read by config.rs) is neither set nor listed in {DEFAULTED_ANNOTATION}")
+
+    if args and args[0] in {"serve", "up"}:
+        port = http_port(env)
+        ports = {cp.get("name"): cp.get("containerPort") for cp in c.get("ports") or []}
+        if ports.get("http") != port:
+            p.add(
+                where,
+                f"listens on {port} (TICKETING_HTTP_ADDR) but its port named http is {ports.get('http')}",
+            )
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            get = (c.get(probe) or {}).get("httpGet") or {}
+            if get.get("path") != path or get.get("port") not in {"http", port}:
+                p.add(where, f"{probe} should GET {path} on the http port")
+    return args
+
+
+def check_security(p: Problems, pod: Pod, image_uid: int | None) -> None:
+    pod_sc = pod.spec.get("securityContext") or {}
+    if pod.spec.get("automountServiceAccountToken") is not False:
+        p.add(pod.owner, "mounts a service-account token it never uses (automountServiceAccountToken)")
+    for c in pod.containers():
+        where = f"{pod.owner} container {c['name']}"
+        sc = c.get("securityContext") or {}
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            p.add(where, "runAsNonRoot is not true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            p.add(where, "runs as UID 0")
+        seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+        if seccomp != "RuntimeDefault":
+            p.add(where, f"seccompProfile is {seccomp}, not RuntimeDefault")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            p.add(where, "allowPrivilegeEscalation is not false")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            p.add(where, "readOnlyRootFilesystem is not true")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            p.add(where, "does not drop ALL capabilities")
+        if (sc.get("capabilities") or {}).get("add"):
+            p.add(where, "adds capabilities")
+        resources = c.get("resources") or {}
+        for kind in ("requests", "limits"):
+            for res in ("cpu", "memory"):
+                if res not in (resources.get(kind) or {}):
+                    p.add(where, f"no {res} {kind[:-1]}")
+        uid = sc.get("runAsUser", pod_sc.get("runAsUser"))
+        if is_ticketing(c) and image_uid is not None and uid is not None and uid != image_uid:
+            p.add(where, f"runAsUser {uid} differs from the image's USER {image_uid}")
+
+
+def policy_selects(policy: dict, pod: Pod) -> bool:
+    return matches(policy["spec"].get("podSelector") or {}, pod.labels)
+
+
+def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
+    policies = list(render.by_kind.get("NetworkPolicy", {}).values())
+    default_deny = [
+        np
+        for np in policies
+        if np["spec"].get("podSelector") in ({}, None)
+        and set(np["spec"].get("policyTypes") or []) == {"Ingress", "Egress"}
+        and not np["spec"].get("ingress")
+        and not np["spec"].get("egress")
+    ]
+    if not default_deny:
+        p.add("NetworkPolicy", "no default-deny policy (podSelector {}, Ingress and Egress, no rules)")
+    backend_names = {"nats", "postgres", "redis"}
+    for pod in render.pods:
+        if pod.labels.get("app.kubernetes.io/component") not in {"service", "setup"}:
+            continue
+        service = pod.labels.get("app.kubernetes.io/name")
+        is_service = pod.labels.get("app.kubernetes.io/component") == "service"
+        for np in policies:
+            if not policy_selects(np, pod):
+                continue
+            where = f"NetworkPolicy/{np['metadata']['name']} on {pod.owner}"
+            for rule in np["spec"].get("ingress") or []:
+                for peer in rule.get("from") or [{}]:
+                    ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+                    if set(peer) != {"namespaceSelector"} or ns != {
+                        "kubernetes.io/metadata.name": INGRESS_NAMESPACE
+                    }:
+                        p.add(
+                            where,
+                            f"admits traffic from {peer or 'anywhere'}; only the {INGRESS_NAMESPACE} namespace may reach a service",
+                        )
+                if not is_service:
+                    p.add(where, "admits traffic to a pod that serves none")
+            for rule in np["spec"].get("egress") or []:
+                for peer in rule.get("to") or [{}]:
+                    if "ipBlock" in peer:
+                        ports = {pt.get("port") for pt in rule.get("ports") or []}
+                        if service != "external-data" or not ports or not ports <= {80, 443}:
+                            p.add(
+                                where,
+                                f"lets {service} leave the cluster ({peer['ipBlock'].get('cidr')}, ports {sorted(ports) or 'all'}); only external-data may, on 80/443",
+                            )
+                        continue
+                    ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+                    target = (peer.get("podSelector") or {}).get("matchLabels") or {}
+                    dns = ns == {"kubernetes.io/metadata.name": "kube-system"} and target == {
+                        "k8s-app": "kube-dns"
+                    }
+                    if not dns and (
+                        "namespaceSelector" in peer
+                        or target.get("app.kubernetes.io/name") not in backend_names
+                    ):
+                        p.add(
+                            where,
+                            f"lets {service} reach {peer or 'anywhere'}; services may reach only NATS, Postgres, Redis and DNS",
+                        )
+    # Each backend takes traffic only from ticketing processes, and only on the ports it names.
+    ticketing_pods = [
+        q for q in render.pods if q.labels.get("app.kubernetes.io/component") in {"service", "setup"}
+    ]
+    for pod in render.pods:
+        name = pod.labels.get("app.kubernetes.io/name")
+        if name not in backend_names:
+            continue
+        for np in policies:
+            if not policy_selects(np, pod):
+                continue
+            where = f"NetworkPolicy/{np['metadata']['name']} on {pod.owner}"
+            for rule in np["spec"].get("ingress") or []:
+                if not rule.get("ports"):
+                    p.add(where, f"admits traffic to every port of {name}")
+                for peer in rule.get("from") or [{}]:
+                    selector = peer.get("podSelector")
+                    selected = [
+                        q for q in render.pods if selector is not None and matches(selector, q.labels)
+                    ]
+                    if (
+                        set(peer) != {"podSelector"}
+                        or not selected
+                        or not all(q in ticketing_pods for q in selected)
+                    ):
+                        p.add(where, f"admits {peer or 'anyone'}: only ticketing pods may reach {name}")
+
+
+def check_render(
+    p: Problems,
+    overlay: str,
+    docs: list[dict],
+    binary: Binary,
+    config: ConfigVars,
+    routes: list[tuple[str, str]],
+    image_uid: int | None,
+) -> dict[str, int]:
+    render = Render(docs)
+    pf = Problems()  # collected per overlay, prefixed below
+
+    namespaces = list(render.by_kind.get("Namespace", {}))
+    namespace = namespaces[0] if len(namespaces) == 1 else "ticketing"
+    if len(namespaces) != 1:
+        pf.add("Namespace", f"expected one Namespace, found {namespaces}")
+    for d in render.docs:
+        if d["kind"] != "Namespace" and d["metadata"].get("namespace") != namespace:
+            pf.add(f"{d['kind']}/{d['metadata']['name']}", f"not in namespace {namespace}")
+
+    # Which service each Deployment serves, from its resolved command.
+    serves: dict[str, str] = {}  # Deployment name -> service (one per pod in Kubernetes)
+    for pod in render.pods:
+        for c in pod.containers():
+            if not is_ticketing(c):
+                continue
+            where = f"{pod.owner} container {c['name']}"
+            args = check_ticketing_container(pf, where, render, pod, c, binary, config, namespace)
+            if pod.kind == "Deployment" and args[:1] == ["serve"]:
+                if len(args) != 2:
+                    pf.add(
+                        where,
+                        f"runs `ticketing {' '.join(args)}`: one service per Deployment, so each scales and fails alone",
+                    )
+                else:
+                    serves[pod.name] = args[1]
+            if pod.spec.get("enableServiceLinks") is not False:
+                pf.add(
+                    pod.owner,
+                    "enableServiceLinks is not false: Service links would add TICKETING_*_PORT variables",
+                )
+        check_security(pf, pod, image_uid)
+
+    for service in render.by_kind.get("Service", {}).values():
+        if not render.selected_pods(service):
+            pf.add(f"Service/{service['metadata']['name']}", "selects no pod")
+        for sp in service["spec"].get("ports") or []:
+            if not target_reachable(render, service, sp):
+                pf.add(
+                    f"Service/{service['metadata']['name']}", f"port {sp['port']} reaches no container port"
+                )
+
+    # service name -> Services that reach its Deployment
+    services_of: dict[str, set[str]] = {}
+    deployments = render.by_kind.get("Deployment", {})
+    for svc in render.by_kind.get("Service", {}).values():
+        for pod in render.selected_pods(svc):
+            if pod.kind == "Deployment" and pod.name in serves:
+                services_of.setdefault(serves[pod.name], set()).add(svc["metadata"]["name"])
+
+    ingresses = list(render.by_kind.get("Ingress", {}).values())
+    paths: list[tuple[str, str, str]] = []  # (path, Service name, ticketing service)
+    for ing in ingresses:
+        where = f"Ingress/{ing['metadata']['name']}"
+        if ing["spec"].get("ingressClassName") != "nginx":
+            pf.add(where, "ingressClassName is not nginx")
+        for rule in ing["spec"].get("rules") or []:
+            for hp in (rule.get("http") or {}).get("paths") or []:
+                path, backend = hp["path"], hp["backend"].get("service") or {}
+                if hp.get("pathType") != "Prefix":
+                    pf.add(where, f"{path}: pathType {hp.get('pathType')}, expected Prefix")
+                svc = render.get("Service", backend.get("name", ""))
+                if svc is None:
+                    pf.add(
+                        where,
+                        f"{path} points at Service {backend.get('name')}, which the manifests do not have",
+                    )
+                    continue
+                sp = service_port(svc, backend.get("port") or {})
+                if sp is None:
+                    pf.add(
+                        where,
+                        f"{path} points at port {backend.get('port')} of Service {backend['name']}, which it does not have",
+                    )
+                    continue
+                owners = {
+                    serves.get(pod.name) for pod in render.selected_pods(svc) if pod.kind == "Deployment"
+                }
+                owners.discard(None)
+                if len(owners) != 1:
+                    pf.add(
+                        where,
+                        f"{path}: Service {backend['name']} does not reach exactly one ticketing service ({sorted(owners)})",
+                    )
+                    continue
+                paths.append((path, backend["name"], owners.pop()))
+
+    routed = [(path, svc) for path, _, svc in paths if path != CATCH_ALL]
+    expected = list(routes)
+    for route in sorted(set(expected) - set(routed)):
+        pf.add(
+            "Ingress", f"ROUTES in e2e/src/cluster.rs sends {route[0]} to {route[1]}; the Ingress does not"
+        )
+    for route in sorted(set(routed) - set(expected)):
+        pf.add("Ingress", f"sends {route[0]} to {route[1]}; ROUTES in e2e/src/cluster.rs does not")
+    order = [path for path, _, _ in paths]
+    for i, path in enumerate(order):
+        for later in order[i + 1 :]:
+            if later != path and later.startswith(path.rstrip("/") + "/"):
+                pf.add("Ingress", f"{later} comes after {path}: list more specific paths first")
+
+    for name in binary.services:
+        where = f"service {name}"
+        deps = [d for d, s in serves.items() if s == name]
+        if not deps:
+            pf.add(where, f"no Deployment runs `ticketing serve {name}`")
+        if not services_of.get(name):
+            pf.add(where, "no Service reaches its Deployment")
+        if not any(svc == name for path, _, svc in paths if path != CATCH_ALL):
+            pf.add(where, "no Ingress path leads to it")
+        if name in HOT_SERVICES:
+            for dep in deps:
+                hpas = [
+                    h
+                    for h in render.by_kind.get("HorizontalPodAutoscaler", {}).values()
+                    if h["spec"]["scaleTargetRef"].get("kind") == "Deployment"
+                    and h["spec"]["scaleTargetRef"]["name"] == dep
+                ]
+                if not hpas:
+                    pf.add(where, f"hot service without a HorizontalPodAutoscaler for Deployment/{dep}")
+                for h in hpas:
+                    if h["apiVersion"] != "autoscaling/v2" or not any(
+                        (m.get("resource") or {}).get("name") == "cpu" for m in h["spec"].get("metrics") or []
+                    ):
+                        pf.add(
+                            f"HorizontalPodAutoscaler/{h['metadata']['name']}",
+                            "should be autoscaling/v2 on CPU",
+                        )
+                    if h["spec"].get("minReplicas", 1) < 2:
+                        pf.add(
+                            f"HorizontalPodAutoscaler/{h['metadata']['name']}",
+                            "minReplicas below 2 leaves a PodDisruptionBudget nothing to keep",
+                        )
+                if hpas and "replicas" in deployments[dep]["spec"]:
+                    pf.add(
+                        f"Deployment/{dep}",
+                        "sets replicas although an HPA scales it: every apply would reset the HPA's count",
+                    )
+                pod = next(q for q in render.pods if q.kind == "Deployment" and q.name == dep)
+                if not any(
+                    matches(b["spec"].get("selector"), pod.labels)
+                    for b in render.by_kind.get("PodDisruptionBudget", {}).values()
+                ):
+                    pf.add(where, "hot service without a PodDisruptionBudget")
+
+    check_network_policies(pf, render, namespace)
+    check_nats_config(pf, render)
+
+    for item in pf.items:
+        p.items.append(f"{overlay}: {item}")
+    return {kind: len(objs) for kind, objs in render.by_kind.items()}
+
+
+def check_nats_copy(p: Problems) -> None:
+    # kustomize reads no file outside its root, so the manifests carry a copy of the one source.
+    copy = ROOT / "k8s/base/nats/nats-server.conf"
+    if not copy.is_file() or copy.read_text() != (ROOT / "nats/nats-server.conf").read_text():
+        p.add(
+            str(copy.relative_to(ROOT)),
+            "differs from nats/nats-server.conf (the one source): cp nats/nats-server.conf k8s/base/nats/",
+        )
+
+
+def check_nats_config(p: Problems, render: Render) -> None:
+    source = (ROOT / "nats/nats-server.conf").read_text()
+    sts = render.get("StatefulSet", "nats")
+    if sts is None:
+        p.add("NATS", "no StatefulSet named nats")
+        return
+    spec = sts["spec"]["template"]["spec"]
+    mounted = [v["configMap"]["name"] for v in spec.get("volumes") or [] if "configMap" in v]
+    confs = [
+        (render.get("ConfigMap", name) or {}).get("data", {}).get("nats-server.conf") for name in mounted
+    ]
+    if source not in confs:
+        p.add("StatefulSet/nats", "mounts no ConfigMap whose nats-server.conf equals nats/nats-server.conf")
+    if not sts["spec"].get("volumeClaimTemplates"):
+        p.add("StatefulSet/nats", "has no volume for the JetStream store")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", required=True, type=Path, help="the built ticketing binary")
+    parser.add_argument(
+        "renders", nargs="+", metavar="OVERLAY=FILE", help="`kubectl kustomize` output per overlay"
+    )
+    args = parser.parse_args()
+
+    binary = read_binary(args.bin)
+    config = read_config()
+    routes = read_routes()
+    p = Problems()
+    image_uid = check_dockerfile(p, binary)
+    check_nats_copy(p)
+    summaries = []
+    for item in args.renders:
+        overlay, _, path = item.partition("=")
+        docs = list(yaml.safe_load_all(Path(path).read_text()))
+        counts = check_render(p, overlay, docs, binary, config, routes, image_uid)
+        summaries.append(f"{overlay}: {sum(counts.values())} objects")
+
+    if p.items:
+        for item in p.items:
+            print(f"check-deploy: {item}", file=sys.stderr)
+        print(f"check-deploy: {len(p.items)} problem(s)", file=sys.stderr)
+        return 1
+    print(
+        f"check-deploy: manifests match the code ({'; '.join(summaries)}; {len(binary.services)} "
+        f"services, {len(routes)} routes, {len(config.read)} TICKETING_* variables); Dockerfile ok"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
