@@ -147,7 +147,7 @@ async fn charge_all(api: &Api, users: &[UserId], amount: i64) {
 
 async fn flash_sale(users: usize) {
     let sys = start(&[
-        ("TICKETING_QUEUE_MAX_ACTIVE", "2000"),
+        ("TICKETING_QUEUE_MAX_ACTIVE", "5000"),
         ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
         ("TICKETING_QUEUE_TICK_MS", "200"),
     ])
@@ -156,7 +156,7 @@ async fn flash_sale(users: usize) {
     let (_, schedule) = api.schedule(50, 10_000).await.unwrap();
     let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();
     charge_all(api, &ids, 10_000).await;
-    println!("flash-sale: {users} users, 50 seats, waiting room admits 1000 per 200 ms up to 2000 active");
+    println!("flash-sale: {users} users, 50 seats, waiting room admits 1000 per 200 ms up to 5000 active");
 
     let stats = Arc::new(Stats::default());
     let confirmed = Arc::new(AtomicU64::new(0));
@@ -217,7 +217,28 @@ async fn buyer(
         tokio::time::sleep(Duration::from_millis((eta_ms / 2).clamp(200, 2000))).await;
     }
     first_admitted.lock().unwrap().get_or_insert_with(Instant::now);
-    let headers = [("X-Queue-Token", token.as_str()), ("Prefer", "wait=10")];
+    if !book(api, stats, &bearer, &token, schedule, confirmed).await {
+        // Done without a booking (sold out): give the slot back, as a client that closes the
+        // page would (a completed booking spends the token by itself).
+        timed(
+            stats,
+            "leave",
+            api.send(Method::DELETE, &format!("/queue/tokens/{token}"), Some(&bearer), None, &[]),
+        )
+        .await;
+    }
+}
+
+/// Races for a free seat until one is held and paid (true) or none is left (false).
+async fn book(
+    api: &Api,
+    stats: &Stats,
+    bearer: &str,
+    token: &str,
+    schedule: ScheduleId,
+    confirmed: &AtomicU64,
+) -> bool {
+    let headers = [("X-Queue-Token", token), ("Prefer", "wait=10")];
     for _ in 0..60 {
         let Some(map) = timed(
             stats,
@@ -226,41 +247,43 @@ async fn buyer(
         )
         .await
         else {
-            return;
+            return false;
         };
         let free: Vec<i64> = map.body["seats"]
             .as_array()
             .map(|s| s.iter().filter_map(|x| x["seatNo"].as_i64()).collect())
             .unwrap_or_default();
         let Some(seat) = free.choose(&mut rand::rng()).copied() else {
-            return; // sold out
+            return false; // sold out
         };
         let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
         let Some(held) = timed(
             stats,
             "reserve",
-            api.send(Method::POST, "/reservations", Some(&bearer), Some(body), &headers),
+            api.send(Method::POST, "/reservations", Some(bearer), Some(body), &headers),
         )
         .await
         else {
-            return;
+            return false;
         };
         if held.body["status"] != "HELD" {
             continue; // someone was faster; try another seat
         }
-        let Ok(id) = id_of(&held) else { return };
+        let Ok(id) = id_of(&held) else { return false };
         if let Some(paid) = timed(
             stats,
             "pay",
-            api.send(Method::POST, &format!("/reservations/{id}/payment"), Some(&bearer), None, &headers),
+            api.send(Method::POST, &format!("/reservations/{id}/payment"), Some(bearer), None, &headers),
         )
         .await
             && paid.body["status"] == "CONFIRMED"
         {
             confirmed.fetch_add(1, Ordering::Relaxed);
+            return true;
         }
-        return;
+        return false;
     }
+    false
 }
 
 async fn throughput(seconds: u64) {

@@ -33,10 +33,11 @@ async fn fifty_users_race_for_one_seat() {
     let w = winners[0];
     let paid = s.api.pay(users[w], id_of(&answers[w]).unwrap(), 10).await.unwrap();
     assert_eq!(paid.body["status"], "CONFIRMED");
+    // Settled first: the seat service sells on ReservationCompleted, after CONFIRMED.
+    s.check(DeadLetters::None).await;
     let seats = s.api.seats(schedule).await.unwrap();
     assert_eq!(seats.values().filter(|v| *v == "SOLD").count(), 1);
     assert_eq!(seats[&7], "SOLD");
-    s.check(DeadLetters::None).await;
 }
 
 /// Scenario 6: two reservations asking for overlapping seat sets: never a partial hold.

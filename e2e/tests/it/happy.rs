@@ -20,8 +20,14 @@ async fn happy_path() {
 
     let paid = s.api.pay(user, id, 10).await.unwrap();
     assert_eq!((paid.status, paid.body["status"].as_str()), (200, Some("CONFIRMED")), "{:?}", paid);
-    let seats = s.api.seats(schedule).await.unwrap();
-    assert_eq!((seats[&1].as_str(), seats[&2].as_str(), seats[&3].as_str()), ("SOLD", "SOLD", "AVAILABLE"));
+    // The seat service sells on ReservationCompleted, just after the reservation is CONFIRMED.
+    s.api
+        .eventually("seats 1 and 2 sold", || async {
+            let seats = s.api.seats(schedule).await?;
+            Ok((seats[&1].as_str(), seats[&2].as_str(), seats[&3].as_str()) == ("SOLD", "SOLD", "AVAILABLE"))
+        })
+        .await
+        .unwrap();
     assert_eq!(s.api.balance(user).await.unwrap(), 30_000);
 
     // The read side: the user's history and the concert's place in the ranking.
