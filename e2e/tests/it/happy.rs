@@ -3,11 +3,44 @@ use contracts::UserId;
 use e2e::{api::id_of, invariants::DeadLetters};
 use reqwest::Method;
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 
-/// Scenario 1: charge → hold 2 seats → pay → CONFIRMED; seats SOLD; balance reduced by their price.
+/// A stand-in for the external data platform: records every delivery it receives.
+async fn receiver(env: &testkit::TestEnv) -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
+    let got: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let record = got.clone();
+    let app = axum::Router::new().route(
+        "/deliveries",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
+            let record = record.clone();
+            async move {
+                let id = headers
+                    .get("x-ticketing-delivery")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                record.lock().unwrap().push((id, body.0));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    (format!("{}/deliveries", env.spawn_raw(app).await.unwrap()), got)
+}
+
+/// Scenario 1: charge → hold 2 seats → pay → CONFIRMED; seats SOLD; balance reduced by their
+/// price; the read side shows the history, the ranking change and the delivery.
 #[tokio::test]
 async fn happy_path() {
-    let s = Scenario::start(&[]).await;
+    let env = testkit::TestEnv::new().await.unwrap();
+    let (platform_url, delivered) = receiver(&env).await;
+    let s = Scenario::start_in(
+        env,
+        &[
+            ("TICKETING_EXTERNAL_DATA_URL", &platform_url),
+            ("TICKETING_EXTERNAL_DATA_SECRET", "e2e-external-secret-0123"),
+        ],
+    )
+    .await;
     let (concert, schedule) = s.api.schedule(50, 10_000).await.unwrap();
     let user = UserId::new();
     assert_eq!(s.api.charge(user, 50_000).await.unwrap(), 50_000);
@@ -61,6 +94,17 @@ async fn happy_path() {
         })
         .await
         .unwrap();
+    let id = id_of(&held).unwrap();
+    s.api
+        .eventually("the delivery to the external platform", || async {
+            Ok(delivered.lock().unwrap().iter().any(|(_, body)| body["reservationId"] == json!(id)))
+        })
+        .await
+        .unwrap();
+    let deliveries = delivered.lock().unwrap().clone();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert!(!deliveries[0].0.is_empty(), "each delivery names itself");
+    assert_eq!(deliveries[0].1["seatNos"], json!([1, 2]));
     s.check(DeadLetters::None).await;
 }
 

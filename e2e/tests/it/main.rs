@@ -27,7 +27,11 @@ pub struct Scenario {
 
 impl Scenario {
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
-        let env = TestEnv::new().await.unwrap();
+        Self::start_in(TestEnv::new().await.unwrap(), overrides).await
+    }
+
+    /// Starts the cluster in an environment the scenario prepared (e.g. with a receiver in it).
+    pub async fn start_in(env: TestEnv, overrides: &[(&str, &str)]) -> Self {
         let cluster = Cluster::start(&env, overrides).await.unwrap();
         let api = Api::new(&cluster.base_url, env.jwt());
         Self { env, cluster, api }
