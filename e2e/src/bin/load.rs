@@ -118,10 +118,11 @@ async fn timed(
     }
 }
 
+/// Fields drop in order: the server stops before its database and streams are removed.
 struct System {
+    _process: Process,
     env: TestEnv,
     api: Api,
-    _process: Process,
 }
 
 async fn start(overrides: &[(&str, &str)]) -> System {
@@ -134,7 +135,7 @@ async fn start(overrides: &[(&str, &str)]) -> System {
     cmd.arg("up");
     let process = Process::spawn(cmd).unwrap();
     let api = Api::new(&process.url, env.jwt());
-    System { env, api, _process: process }
+    System { _process: process, env, api }
 }
 
 async fn charge_all(api: &Api, users: &[UserId], amount: i64) {
@@ -306,7 +307,7 @@ async fn throughput(seconds: u64) {
     let mut knee = None;
     while concurrency <= 512 && (next.load(Ordering::Relaxed) as usize) < seats.len() {
         let users: Vec<UserId> = (0..concurrency).map(|_| UserId::new()).collect();
-        charge_all(api, &users, 1_000_000_000).await;
+        charge_all(api, &users, 10_000_000).await;
         let stats = Arc::new(Stats::default());
         let (holds, sagas) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let deadline = Instant::now() + Duration::from_secs(seconds);
