@@ -3,16 +3,47 @@
 //! backbone lives in one place.
 
 use sea_orm_migration::{
-    MigrationTrait, MigratorTrait,
+    MigrationName, MigrationTrait, MigratorTrait, SchemaManager,
     sea_orm::{ConnectionTrait, Database, DbBackend, DbErr, Statement},
 };
 
-mod m20261121_000001_concert;
-mod m20261121_000002_seat;
-mod m20261121_000003_reservation;
-mod m20261121_000004_wallet;
-mod m20261121_000005_external_data;
-mod m20261121_000006_wallet_history;
+/// A service schema's first migration: its outbox, inbox and idempotency tables, then its own
+/// DDL (from `sql/<schema>.sql`). The name is what `seaql_migrations` records, so it never changes.
+struct ServiceSchema {
+    name: &'static str,
+    schema: &'static str,
+    sql: &'static str,
+}
+
+impl ServiceSchema {
+    fn boxed(name: &'static str, schema: &'static str, sql: &'static str) -> Box<dyn MigrationTrait> {
+        Box::new(Self { name, schema, sql })
+    }
+}
+
+impl MigrationName for ServiceSchema {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for ServiceSchema {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        create_service_schema(db, self.schema).await?;
+        db.execute_unprepared(self.sql).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+            .await?;
+        Ok(())
+    }
+}
 
 /// Runs every service's migrations in order.
 pub struct Migrator;
@@ -20,12 +51,24 @@ pub struct Migrator;
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(m20261121_000001_concert::Migration),
-            Box::new(m20261121_000002_seat::Migration),
-            Box::new(m20261121_000003_reservation::Migration),
-            Box::new(m20261121_000004_wallet::Migration),
-            Box::new(m20261121_000005_external_data::Migration),
-            Box::new(m20261121_000006_wallet_history::Migration),
+            ServiceSchema::boxed("m20261121_000001_concert", "concert", include_str!("sql/concert.sql")),
+            ServiceSchema::boxed("m20261121_000002_seat", "seat", include_str!("sql/seat.sql")),
+            ServiceSchema::boxed(
+                "m20261121_000003_reservation",
+                "reservation",
+                include_str!("sql/reservation.sql"),
+            ),
+            ServiceSchema::boxed("m20261121_000004_wallet", "wallet", include_str!("sql/wallet.sql")),
+            ServiceSchema::boxed(
+                "m20261121_000005_external_data",
+                "external_data",
+                include_str!("sql/external_data.sql"),
+            ),
+            ServiceSchema::boxed(
+                "m20261121_000006_wallet_history",
+                "wallet_history",
+                include_str!("sql/wallet_history.sql"),
+            ),
         ]
     }
 }

@@ -1,26 +1,4 @@
-//! Schema `wallet`: Prepaid wallets, their charges, and one payment per reservation.
-
-use sea_orm_migration::{prelude::*, sea_orm::ConnectionTrait};
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[sea_orm_migration::async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        crate::create_service_schema(db, "wallet").await?;
-        db.execute_unprepared(SQL).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared("DROP SCHEMA IF EXISTS wallet CASCADE").await?;
-        Ok(())
-    }
-}
-
-const SQL: &str = r#"
+-- Schema `wallet`: Prepaid wallets, their charges, and one payment per reservation.
 CREATE TABLE IF NOT EXISTS wallet.wallets (
     user_id    uuid PRIMARY KEY,
     balance    bigint NOT NULL CHECK (balance >= 0 AND balance <= 1000000000000),
@@ -42,4 +20,3 @@ CREATE TABLE IF NOT EXISTS wallet.payments (
     created_at     timestamptz NOT NULL DEFAULT now(),
     refunded_at    timestamptz
 );
-"#;

@@ -1,26 +1,4 @@
-//! Schema `reservation`: Reservations (the saga state), their timelines, and a projection of schedules.
-
-use sea_orm_migration::{prelude::*, sea_orm::ConnectionTrait};
-
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[sea_orm_migration::async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        crate::create_service_schema(db, "reservation").await?;
-        db.execute_unprepared(SQL).await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared("DROP SCHEMA IF EXISTS reservation CASCADE").await?;
-        Ok(())
-    }
-}
-
-const SQL: &str = r#"
+-- Schema `reservation`: Reservations (the saga state), their timelines, and a projection of schedules.
 CREATE TABLE IF NOT EXISTS reservation.schedules (
     schedule_id uuid PRIMARY KEY,
     concert_id  uuid NOT NULL,
@@ -53,4 +31,3 @@ CREATE TABLE IF NOT EXISTS reservation.timeline (
     detail         jsonb
 );
 CREATE INDEX IF NOT EXISTS timeline_by_reservation ON reservation.timeline (reservation_id, seq);
-"#;
