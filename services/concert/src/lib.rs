@@ -7,9 +7,8 @@ mod store;
 
 pub use domain::{ScheduleRequest, SeatSpec};
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use messaging::{MessagingError, Outbox, Runtime};
-use platform::auth::JwtKeys;
 use sea_orm::DatabaseConnection;
 
 /// The service name (event `source`).
@@ -17,30 +16,8 @@ pub const NAME: &str = "concert";
 /// The Postgres schema it owns.
 pub const SCHEMA: &str = "concert";
 
-/// What the HTTP handlers need.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub outbox: Outbox,
-    pub jwt: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
-}
-
-impl AppState {
-    /// State over a runtime's connections.
-    pub fn new(rt: &Runtime) -> Self {
-        Self {
-            db: rt.db.clone(),
-            outbox: Outbox::new(SCHEMA, rt.config.prefix.clone()),
-            jwt: JwtKeys::new(&rt.config.jwt_secret),
-        }
-    }
-}
+/// What the HTTP handlers need: the database, the outbox and the JWT keys.
+pub type AppState = messaging::ServiceState;
 
 /// The catalog's OpenAPI document (served at `GET /openapi/concert.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -55,7 +32,7 @@ pub fn router(state: AppState) -> Router {
 /// Starts the relay; returns the routes.
 pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     rt.spawn_relay(SCHEMA);
-    Ok(router(AppState::new(rt)))
+    Ok(router(AppState::new(rt, SCHEMA)))
 }
 
 /// The demo concert's name.

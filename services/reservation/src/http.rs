@@ -24,7 +24,10 @@ use platform::{
     Problem,
     auth::Identity,
     idempotency::{self, MaybeKey, StoredResponse},
-    openapi::{BadRequest, Internal, NotFound, Shared, Unauthenticated, UnsupportedMediaType},
+    openapi::{
+        BadRequest, BookingUnauthenticated, Internal, NotFound, QueueNotAdmitted, Shared, Unauthenticated,
+        UnsupportedMediaType,
+    },
     paging::{PageQuery, Paged, PreferWait},
     problem::{ApiJson, ApiPath, ApiQuery, PROBLEM_JSON},
     queue_guard::QueueTicket,
@@ -174,10 +177,8 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
             headers(("Location" = String, description = "`/reservations/{id}`"))),
         (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
         (status = 400, response = BadRequest),
-        (status = 401, description = "No or a bad bearer token, or no known `X-Queue-Token` (`QUEUE_TOKEN_REQUIRED`, \
-            `QUEUE_TOKEN_UNKNOWN`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
-            (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = BookingUnauthenticated),
+        (status = 403, response = QueueNotAdmitted),
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "A request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
@@ -259,10 +260,8 @@ async fn create_reservation(
             headers(("Location" = String, description = "`/reservations/{id}`"))),
         (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
         (status = 400, response = BadRequest),
-        (status = 401, description = "No or a bad bearer token, or no known `X-Queue-Token` (`QUEUE_TOKEN_REQUIRED`, \
-            `QUEUE_TOKEN_UNKNOWN`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
-            (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = BookingUnauthenticated),
+        (status = 403, response = QueueNotAdmitted),
         (status = 404, response = NotFound),
         (status = 409, description = "The hold has ended (`HOLD_EXPIRED`), the reservation is not HELD (`NOT_PAYABLE`), \
             or a request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",

@@ -7,41 +7,17 @@ mod handlers;
 mod http;
 mod store;
 
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
-use platform::auth::JwtKeys;
-use sea_orm::DatabaseConnection;
+use messaging::{ConsumerSpec, MessagingError, PgInbox, Runtime};
 
 /// The service name (consumer names, event `source`).
 pub const NAME: &str = "wallet";
 /// The Postgres schema it owns.
 pub const SCHEMA: &str = "wallet";
 
-/// What the HTTP handlers need.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub outbox: Outbox,
-    pub jwt: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
-}
-
-impl AppState {
-    /// State over a runtime's connections.
-    pub fn new(rt: &Runtime) -> Self {
-        Self {
-            db: rt.db.clone(),
-            outbox: Outbox::new(SCHEMA, rt.config.prefix.clone()),
-            jwt: JwtKeys::new(&rt.config.jwt_secret),
-        }
-    }
-}
+/// What the HTTP handlers need: the database, the outbox and the JWT keys.
+pub type AppState = messaging::ServiceState;
 
 /// The wallet service's OpenAPI document (served at `GET /openapi/wallet.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -55,7 +31,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Starts the relay and the payment consumer; returns the routes.
 pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
-    let state = AppState::new(rt);
+    let state = AppState::new(rt, SCHEMA);
     rt.spawn_relay(SCHEMA);
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,

@@ -18,4 +18,4 @@ pub use error::MessagingError;
 pub use outbox::Outbox;
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
-pub use runtime::Runtime;
+pub use runtime::{Runtime, ServiceState};

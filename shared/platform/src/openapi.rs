@@ -97,6 +97,12 @@ problem_responses! {
     Forbidden: "The caller's role may not do this (`FORBIDDEN`).",
     /// 404.
     NotFound: "The resource does not exist, or is not the caller's to see (`NOT_FOUND`).",
+    /// 401 on a booking route (the bearer token, or the waiting-room token of `queue_guard`).
+    BookingUnauthenticated: "No or a bad bearer token, or no known `X-Queue-Token` \
+        (`UNAUTHENTICATED`, `INVALID_TOKEN`, `QUEUE_TOKEN_REQUIRED`, `QUEUE_TOKEN_UNKNOWN`).",
+    /// 403 on a booking route: the waiting room has not admitted this token for this caller.
+    QueueNotAdmitted: "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
+        (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`).",
     /// 415.
     UnsupportedMediaType: "The body was not sent as `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
     /// 500.
