@@ -9,6 +9,7 @@ use sea_orm_migration::{
 
 /// A service schema's first migration: its outbox, inbox and idempotency tables, then its own
 /// DDL (from `sql/<schema>.sql`). The name is what `seaql_migrations` records, so it never changes.
+#[derive(Clone, Copy)]
 struct ServiceSchema {
     name: &'static str,
     schema: &'static str,
@@ -16,8 +17,8 @@ struct ServiceSchema {
 }
 
 impl ServiceSchema {
-    fn boxed(name: &'static str, schema: &'static str, sql: &'static str) -> Box<dyn MigrationTrait> {
-        Box::new(Self { name, schema, sql })
+    const fn new(name: &'static str, schema: &'static str, sql: &'static str) -> Self {
+        Self { name, schema, sql }
     }
 }
 
@@ -45,38 +46,72 @@ impl MigrationTrait for ServiceSchema {
     }
 }
 
+/// Brings outboxes made by earlier versions of the first migrations to today's
+/// [`service_schema_sql`]: the relay's lease column, and no NOTIFY trigger.
+struct OutboxLease;
+
+/// Each service schema's first migration, in order.
+const SERVICE_SCHEMAS: [ServiceSchema; 6] = [
+    ServiceSchema::new("m20261121_000001_concert", "concert", include_str!("sql/concert.sql")),
+    ServiceSchema::new("m20261121_000002_seat", "seat", include_str!("sql/seat.sql")),
+    ServiceSchema::new("m20261121_000003_reservation", "reservation", include_str!("sql/reservation.sql")),
+    ServiceSchema::new("m20261121_000004_wallet", "wallet", include_str!("sql/wallet.sql")),
+    ServiceSchema::new(
+        "m20261121_000005_external_data",
+        "external_data",
+        include_str!("sql/external_data.sql"),
+    ),
+    ServiceSchema::new(
+        "m20261121_000006_wallet_history",
+        "wallet_history",
+        include_str!("sql/wallet_history.sql"),
+    ),
+];
+
+impl MigrationName for OutboxLease {
+    fn name(&self) -> &str {
+        "m20261121_000007_outbox_lease"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for OutboxLease {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for ServiceSchema { schema, .. } in SERVICE_SCHEMAS {
+            manager
+                .get_connection()
+                .execute_unprepared(&format!(
+                    "ALTER TABLE {schema}.outbox ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
+                     DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox;
+                     DROP FUNCTION IF EXISTS {schema}.outbox_notify();"
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
 /// Runs every service's migrations in order.
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            ServiceSchema::boxed("m20261121_000001_concert", "concert", include_str!("sql/concert.sql")),
-            ServiceSchema::boxed("m20261121_000002_seat", "seat", include_str!("sql/seat.sql")),
-            ServiceSchema::boxed(
-                "m20261121_000003_reservation",
-                "reservation",
-                include_str!("sql/reservation.sql"),
-            ),
-            ServiceSchema::boxed("m20261121_000004_wallet", "wallet", include_str!("sql/wallet.sql")),
-            ServiceSchema::boxed(
-                "m20261121_000005_external_data",
-                "external_data",
-                include_str!("sql/external_data.sql"),
-            ),
-            ServiceSchema::boxed(
-                "m20261121_000006_wallet_history",
-                "wallet_history",
-                include_str!("sql/wallet_history.sql"),
-            ),
-        ]
+        let mut all: Vec<Box<dyn MigrationTrait>> =
+            SERVICE_SCHEMAS.iter().map(|m| Box::new(*m) as Box<dyn MigrationTrait>).collect();
+        all.push(Box::new(OutboxLease));
+        all
     }
 }
 
 /// DDL every service schema has: `outbox`, `inbox` and `idempotency`; idempotent.
 ///
-/// The outbox trigger NOTIFYs `<schema>_outbox` once per inserting statement; NOTIFY is
-/// transactional, so the relay wakes only when the rows are committed and visible.
+/// The outbox has no NOTIFY trigger: Postgres serializes the commits of all notifying
+/// transactions of a database, so writers wake their relay in-process instead
+/// (`messaging::Outbox::committed`).
 pub fn service_schema_sql(schema: &str) -> String {
     format!(
         r#"
@@ -87,7 +122,9 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox (
     subject    text NOT NULL,
     headers    jsonb NOT NULL DEFAULT '[]',
     body       bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- A relay's lease on the row while it publishes it (NULL: nobody's).
+    claimed_until timestamptz
 );
 CREATE TABLE IF NOT EXISTS {schema}.inbox (
     consumer   text NOT NULL,
@@ -95,15 +132,6 @@ CREATE TABLE IF NOT EXISTS {schema}.inbox (
     handled_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, event_id)
 );
-CREATE OR REPLACE FUNCTION {schema}.outbox_notify() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('{schema}_outbox', '');
-    RETURN NULL;
-END
-$$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox;
-CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify();
 CREATE TABLE IF NOT EXISTS {schema}.idempotency (
     user_id      uuid NOT NULL,
     key          text NOT NULL,

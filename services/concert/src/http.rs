@@ -174,7 +174,7 @@ async fn create_concert(
         .await
         .map_err(internal)?
         .ok_or_else(|| Problem::not_found("the concert"))?;
-    txn.commit().await.map_err(internal)?;
+    s.outbox.commit(txn).await.map_err(internal)?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/concerts/{id}"))], Json(concert)).into_response())
 }
 
@@ -213,7 +213,7 @@ async fn update_concert(
     }
     let event = ConcertUpdated { concert_id: id, name: concert.name.clone(), host: concert.host.clone() };
     s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await.map_err(internal)?;
-    txn.commit().await.map_err(internal)?;
+    s.outbox.commit(txn).await.map_err(internal)?;
     Ok(Json(concert))
 }
 
@@ -270,7 +270,7 @@ async fn create_schedule(
         return Err(Problem::not_found("the concert"));
     }
     let schedule = create_schedule_in(&txn, &s.outbox, id, &body, seats).await?;
-    txn.commit().await.map_err(internal)?;
+    s.outbox.commit(txn).await.map_err(internal)?;
     let location = format!("/concerts/{id}/schedules/{}", schedule.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(schedule)).into_response())
 }

@@ -71,6 +71,6 @@ pub async fn seed_demo(
         let plan = domain::plan_schedule(&request, Utc::now()).map_err(platform::Problem::validation)?;
         schedules.push(http::create_schedule_in(&txn, outbox, concert, &request, plan).await?.id);
     }
-    txn.commit().await.map_err(|e| platform::Problem::internal(&e))?;
+    outbox.commit(txn).await.map_err(|e| platform::Problem::internal(&e))?;
     Ok((concert, schedules))
 }

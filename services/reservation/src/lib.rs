@@ -88,8 +88,8 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         let db = sweeper.db.clone();
         task_rt.spawn_consumer(catalog, PgInbox::new(db.clone(), SCHEMA, handlers::Catalog));
         let [seat, wallet] = answers;
-        task_rt.spawn_consumer(seat, PgInbox::new(db.clone(), SCHEMA, saga.clone()));
-        task_rt.spawn_consumer(wallet, PgInbox::new(db, SCHEMA, saga));
+        task_rt.spawn_consumer(seat, PgInbox::publishing(db.clone(), &saga.outbox, saga.clone()));
+        task_rt.spawn_consumer(wallet, PgInbox::publishing(db, &saga.outbox, saga.clone()));
         sweeper.run(every, task_rt.shutdown.clone()).await;
     });
     let gate = QueueGate::new(rt.redis.clone(), &rt.config.prefix, !rt.config.queue.dev_skip_token);

@@ -69,7 +69,7 @@ impl Sweeper {
             saga::persist(&txn, &self.outbox, r, &decision, None, None).await?;
             changed.push(r.id);
         }
-        txn.commit().await?;
+        self.outbox.commit(txn).await?;
         for id in &changed {
             self.waiters.notify(*id);
         }

@@ -44,7 +44,11 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     );
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
-        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Reservations { outbox, hold: hold_time(rt) }),
+        PgInbox::publishing(
+            rt.db.clone(),
+            &outbox,
+            handlers::Reservations { outbox: outbox.clone(), hold: hold_time(rt) },
+        ),
     );
     Ok(router(AppState { db: rt.db.clone() }))
 }

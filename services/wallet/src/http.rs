@@ -105,6 +105,7 @@ async fn charge_wallet(
 ) -> Result<Response, Problem> {
     let amount = domain::charge_amount(body.amount).map_err(Problem::validation)?;
     let request = serde_json::to_vec(&body).map_err(|e| Problem::internal(&e))?;
+    let outbox = state.outbox.clone();
     idempotency::run(&state.db, SCHEMA, &who, &key, &[b"POST /wallets/me/charges", &request], |txn| {
         Box::pin(async move {
             let balance = store::credit(txn, who.user_id, amount).await.map_err(balance_problem)?;
@@ -113,8 +114,7 @@ async fn charge_wallet(
                 .await
                 .map_err(|e| Problem::internal(&e))?;
             let event = ChargeCompleted { charge_id, user_id: who.user_id, amount, balance };
-            state
-                .outbox
+            outbox
                 .push(txn, &Envelope::new(NAME, who.user_id, event))
                 .await
                 .map_err(|e| Problem::internal(&e))?;
@@ -122,6 +122,7 @@ async fn charge_wallet(
         })
     })
     .await
+    .inspect(|_| state.outbox.committed())
     .map(IntoResponse::into_response)
 }
 

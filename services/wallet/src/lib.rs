@@ -35,7 +35,11 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     rt.spawn_relay(SCHEMA);
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
-        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Payments { outbox: state.outbox.clone() }),
+        PgInbox::publishing(
+            rt.db.clone(),
+            &state.outbox,
+            handlers::Payments { outbox: state.outbox.clone() },
+        ),
     );
     Ok(router(state))
 }

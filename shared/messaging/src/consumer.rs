@@ -125,12 +125,21 @@ pub struct PgInbox<H> {
     db: DatabaseConnection,
     schema: String,
     handler: H,
+    /// The outbox the handler writes to, whose relay each commit wakes.
+    outbox: Option<crate::Outbox>,
 }
 
 impl<H: Handler> PgInbox<H> {
-    /// Runs `handler` against `db`, recording events in `<schema>.inbox`.
+    /// Runs `handler` against `db`, recording events in `<schema>.inbox`; for handlers that
+    /// publish nothing.
     pub fn new(db: DatabaseConnection, schema: &str, handler: H) -> Self {
-        Self { db, schema: schema.to_owned(), handler }
+        Self { db, schema: schema.to_owned(), handler, outbox: None }
+    }
+
+    /// Runs `handler`, which writes events to `outbox`, recording events in the outbox's schema's
+    /// inbox; every commit wakes the outbox's relay.
+    pub fn publishing(db: DatabaseConnection, outbox: &crate::Outbox, handler: H) -> Self {
+        Self { db, schema: outbox.schema().to_owned(), handler, outbox: Some(outbox.clone()) }
     }
 }
 
@@ -155,7 +164,10 @@ impl<H: Handler> Apply for PgInbox<H> {
             return Ok(Applied::Duplicate);
         }
         self.handler.handle(&txn, msg).await?;
-        txn.commit().await?;
+        match &self.outbox {
+            Some(outbox) => outbox.commit(txn).await?,
+            None => txn.commit().await?,
+        }
         self.handler.after_commit(msg);
         Ok(Applied::Done)
     }

@@ -3,24 +3,60 @@
 //! publishes committed rows afterwards (DESIGN §1, §8).
 
 use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+use tokio::sync::Notify;
 
 /// Writes events into one service's `<schema>.outbox`.
+///
+/// Writers wake the relay of the same outbox in this process once their transaction has
+/// committed ([`Outbox::commit`], [`Outbox::committed`]): an in-process signal rather than a
+/// `NOTIFY` in the writing transaction, because Postgres serializes the commits of every
+/// notifying transaction in a database (a global lock held through the WAL flush), which cut
+/// the seat-hold transaction to 40% of its rate. Rows no signal announces (written by another
+/// process, or left by a relay that died) are found by the relay's poll.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     schema: String,
     ns: Namespace,
+    wake: Arc<Notify>,
+}
+
+/// One wake-up signal per `(namespace, schema)` in this process, shared by its writers and its relay.
+pub(crate) fn wake_of(ns: &Namespace, schema: &str) -> Arc<Notify> {
+    static WAKES: OnceLock<Mutex<HashMap<String, Arc<Notify>>>> = OnceLock::new();
+    let key = format!("{}/{schema}", ns.as_str());
+    let mut wakes =
+        WAKES.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    wakes.entry(key).or_default().clone()
 }
 
 impl Outbox {
     /// The outbox of `schema`, publishing under namespace `ns`.
     pub fn new(schema: &str, ns: Namespace) -> Self {
-        Self { schema: schema.to_owned(), ns }
+        let wake = wake_of(&ns, schema);
+        Self { schema: schema.to_owned(), ns, wake }
     }
 
     /// The schema whose `outbox` table this writes.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// Tells this process's relay that rows were committed. Call it after every commit of a
+    /// transaction that may have pushed events (an extra call costs one empty relay check).
+    pub fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Commits `txn` and wakes the relay.
+    pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+        txn.commit().await?;
+        self.committed();
+        Ok(())
     }
 
     /// Adds `event` to the outbox through `conn`, which should be the transaction that makes the

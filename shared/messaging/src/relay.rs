@@ -1,17 +1,19 @@
 //! The outbox relay: publishes committed outbox rows to JetStream with `Nats-Msg-Id` = event id,
-//! then deletes them. Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that
-//! stays open until their acks are in, so two relays never publish the same row at once, and a
-//! relay that dies mid-batch leaves its rows to be published again (a dedup hit, not a duplicate).
+//! then deletes them. A batch is claimed in one statement (`FOR UPDATE SKIP LOCKED`, then a
+//! lease: `claimed_until`), so two relays never publish the same row at once and no transaction
+//! stays open while acks are awaited; a relay that dies mid-batch leaves its rows to be published
+//! again when the lease runs out (a dedup hit, not a duplicate). A claim or a delete that a
+//! crash loses only means the same: a republish that JetStream drops.
+//! Writers in the same process wake the relay after their commit ([`crate::Outbox::committed`]);
+//! a poll finds the rest.
 
 use crate::{Bus, MessagingError};
 use async_nats::{HeaderMap, jetstream::message::PublishMessage};
 use contracts::HEADER_MSG_ID;
 use futures::{StreamExt, TryStreamExt};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
-};
-use sqlx::postgres::PgListener;
-use std::time::Duration;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Publishes one schema's outbox.
@@ -20,12 +22,15 @@ pub struct Relay {
     db: DatabaseConnection,
     bus: Bus,
     schema: String,
+    wake: Arc<Notify>,
     /// Rows claimed per transaction.
     pub batch: u32,
     /// Publishes awaiting their ack at once; below the context's `max_ack_inflight`.
     pub window: usize,
-    /// How often the outbox is checked when no notification arrives.
+    /// How often the outbox is checked when no writer of this process signals.
     pub poll: Duration,
+    /// How long a claimed batch is this relay's; far longer than publishing a batch takes.
+    pub lease: Duration,
 }
 
 struct Row {
@@ -37,21 +42,25 @@ struct Row {
 }
 
 impl Relay {
-    /// A relay for `<schema>.outbox`.
+    /// A relay for `<schema>.outbox`, woken by this process's [`crate::Outbox`] of the same schema.
     pub fn new(db: DatabaseConnection, bus: Bus, schema: &str) -> Self {
-        Self { db, bus, schema: schema.to_owned(), batch: 500, window: 256, poll: Duration::from_millis(500) }
+        let wake = crate::outbox::wake_of(&bus.ns, schema);
+        Self {
+            db,
+            bus,
+            schema: schema.to_owned(),
+            wake,
+            batch: 500,
+            window: 256,
+            poll: Duration::from_millis(500),
+            lease: Duration::from_secs(10),
+        }
     }
 
-    /// The NOTIFY channel the outbox trigger signals.
-    pub fn channel(schema: &str) -> String {
-        format!("{schema}_outbox")
-    }
-
-    /// Runs until `shutdown`: drains the outbox whenever notified (or every `poll`), and after
-    /// errors backs off (bounded) and tries again. Logs why it stops.
+    /// Runs until `shutdown`: drains the outbox whenever a writer signals (or every `poll`), and
+    /// after errors backs off (bounded) and tries again. Logs why it stops.
     pub async fn run(self, shutdown: CancellationToken) {
         let name = format!("relay[{}]", self.schema);
-        let mut listener = self.listen().await;
         let mut failures = 0u32;
         loop {
             if shutdown.is_cancelled() {
@@ -71,48 +80,13 @@ impl Relay {
                     }
                 }
             }
-            self.wait_for_work(&mut listener, &shutdown).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = self.wake.notified() => {}
+            }
         }
         tracing::info!(task = %name, "stopped: shutdown requested");
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let pool = self.db.get_postgres_connection_pool();
-        match PgListener::connect_with(pool).await {
-            Ok(mut l) => match l.listen(&Self::channel(&self.schema)).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN failed; polling the outbox instead");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no LISTEN connection; polling the outbox instead");
-                None
-            }
-        }
-    }
-
-    async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &CancellationToken) {
-        let poll = tokio::time::sleep(self.poll);
-        match listener {
-            Some(l) => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = poll => {}
-                    n = l.recv() => if let Err(e) = n {
-                        // sqlx reconnects the listener on the next recv; the poll covers the gap.
-                        tracing::debug!(error = %e, "outbox listener interrupted");
-                    }
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = poll => {}
-                }
-            }
-        }
     }
 
     /// Publishes batches until the outbox is empty (as far as this relay can claim); returns how
@@ -128,56 +102,68 @@ impl Relay {
         }
     }
 
-    /// Claims and publishes one batch but never marks it: the same as a relay killed between its
-    /// publish acks and its commit. For tests of the dedup path.
+    /// Claims and publishes one batch but never deletes it: the same as a relay killed between
+    /// its publish acks and its delete. For tests of the dedup path.
     #[doc(hidden)]
     pub async fn publish_batch_then_crash(&self) -> Result<usize, MessagingError> {
         self.publish_batch(false).await
     }
 
     async fn publish_batch(&self, mark: bool) -> Result<usize, MessagingError> {
-        let txn = self.db.begin().await?;
-        let rows = self.claim(&txn).await?;
+        let mut rows = self.claim().await?;
         if rows.is_empty() {
-            txn.commit().await?;
             return Ok(0);
         }
-        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-        let mut duplicates = 0usize;
+        rows.sort_by_key(|r| r.seq);
+        let list = rows.iter().map(|r| r.seq.to_string()).collect::<Vec<_>>().join(",");
+        let count = rows.len();
         let acks = futures::stream::iter(rows.into_iter().map(|row| self.publish(row)))
             .buffered(self.window)
-            .try_collect::<Vec<bool>>();
-        // On a failed publish the transaction rolls back (dropped): every row stays, and those
-        // already acked become dedup hits next time.
-        for duplicate in acks.await? {
-            duplicates += usize::from(duplicate);
-        }
+            .try_collect::<Vec<bool>>()
+            .await;
+        let duplicates = match acks {
+            Ok(acks) => acks.into_iter().filter(|d| *d).count(),
+            Err(e) => {
+                // Give the rows back for the retry; those already acked become dedup hits. If
+                // this fails too, the lease runs out by itself.
+                let release =
+                    format!("UPDATE {}.outbox SET claimed_until = NULL WHERE seq IN ({list})", self.schema);
+                if let Err(release_error) = self.db.execute_unprepared(&release).await {
+                    tracing::warn!(error = %release_error, "could not release claimed outbox rows");
+                }
+                return Err(e);
+            }
+        };
         if !mark {
-            txn.rollback().await?;
-            return Ok(seqs.len());
+            return Ok(count);
         }
-        let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        txn.execute_unprepared(&format!("DELETE FROM {}.outbox WHERE seq IN ({list})", self.schema)).await?;
-        txn.commit().await?;
-        metrics::counter!("outbox_published_total", "schema" => self.schema.clone())
-            .increment(seqs.len() as u64);
+        self.db
+            .execute_unprepared(&format!("DELETE FROM {}.outbox WHERE seq IN ({list})", self.schema))
+            .await?;
+        metrics::counter!("outbox_published_total", "schema" => self.schema.clone()).increment(count as u64);
         if duplicates > 0 {
             metrics::counter!("outbox_duplicate_acks_total", "schema" => self.schema.clone())
                 .increment(duplicates as u64);
         }
-        Ok(seqs.len())
+        Ok(count)
     }
 
-    async fn claim(&self, txn: &DatabaseTransaction) -> Result<Vec<Row>, MessagingError> {
+    /// Leases up to `batch` rows nobody holds (one statement; `SKIP LOCKED` keeps two relays
+    /// claiming at once apart, the lease keeps them apart afterwards).
+    async fn claim(&self) -> Result<Vec<Row>, MessagingError> {
+        let schema = &self.schema;
         let sql = format!(
-            "SELECT seq, id, subject, headers, body FROM {}.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-            self.schema
+            "UPDATE {schema}.outbox SET claimed_until = now() + make_interval(secs => $2)
+             WHERE seq IN (SELECT seq FROM {schema}.outbox WHERE claimed_until IS NULL OR claimed_until < now()
+                           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING seq, id, subject, headers, body"
         );
-        let rows = txn
+        let rows = self
+            .db
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,
-                [i64::from(self.batch).into()],
+                [i64::from(self.batch).into(), self.lease.as_secs_f64().into()],
             ))
             .await?;
         rows.into_iter()

@@ -1,7 +1,7 @@
 use crate::support::{env, outbox, outbox_rows, sample};
 use contracts::Stream;
 use messaging::Relay;
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use std::time::Duration;
 use testkit::eventually;
 
@@ -38,12 +38,17 @@ async fn relay_killed_between_ack_and_commit_republishes_as_a_dedup_hit() {
     outbox(&env).push_all(&txn, &[sample(), sample(), sample()]).await.unwrap();
     txn.commit().await.unwrap();
 
-    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
-    assert_eq!(relay.publish_batch_then_crash().await.unwrap(), 3);
+    let mut crashed = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    crashed.lease = Duration::from_millis(300);
+    assert_eq!(crashed.publish_batch_then_crash().await.unwrap(), 3);
     assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 3);
-    assert_eq!(outbox_rows(&env).await, 3, "the crashed relay marked nothing");
+    assert_eq!(outbox_rows(&env).await, 3, "the crashed relay deleted nothing");
 
-    // A new relay publishes the same rows again: JetStream drops them as duplicates.
+    // Another relay leaves the rows alone while the lease lasts...
+    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    // ...then publishes them again: JetStream drops them as duplicates.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(relay.drain().await.unwrap(), 3);
     assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 3);
     assert_eq!(outbox_rows(&env).await, 0);
@@ -71,19 +76,65 @@ async fn two_relays_at_once_publish_each_event_once() {
 }
 
 #[tokio::test]
-async fn notify_wakes_the_relay_without_waiting_for_the_poll() {
+async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
     let env = env().await;
     let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
     relay.poll = Duration::from_secs(3600);
     tokio::spawn(relay.run(env.shutdown.clone()));
-    // Let the relay's first (empty) drain pass and its LISTEN start.
+    // Let the relay's first (empty) drain pass.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let ob = outbox(&env);
     let txn = env.db.begin().await.unwrap();
-    outbox(&env).push(&txn, &sample()).await.unwrap();
-    txn.commit().await.unwrap();
-    eventually("the notified relay to publish", Duration::from_secs(10), || async {
+    ob.push(&txn, &sample()).await.unwrap();
+    ob.commit(txn).await.unwrap();
+    eventually("the woken relay to publish", Duration::from_secs(10), || async {
         (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn rows_no_writer_announced_are_found_by_the_poll() {
+    let env = env().await;
+    let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    relay.poll = Duration::from_millis(100);
+    tokio::spawn(relay.run(env.shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // As another process (or a relay that died) leaves them: committed, no signal here.
+    let txn = env.db.begin().await.unwrap();
+    outbox(&env).push(&txn, &sample()).await.unwrap();
+    txn.commit().await.unwrap();
+    eventually("the polling relay to publish", Duration::from_secs(10), || async {
+        (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_publish_gives_the_rows_back_for_the_retry() {
+    let env = env().await;
+    // No stream takes this subject: JetStream answers the publish with an error.
+    env.db
+        .execute_unprepared(&format!(
+            "INSERT INTO probe.outbox (id, subject, body) VALUES (gen_random_uuid(), '{}', '\\x7b7d')",
+            env.ns.subject("nowhere.at.all")
+        ))
+        .await
+        .unwrap();
+    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    assert!(relay.drain().await.is_err());
+
+    let row = env
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*) AS n FROM probe.outbox WHERE claimed_until IS NULL",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1, "the row is unclaimed, not leased for 10 s");
+    assert_eq!(outbox_rows(&env).await, 1);
 }
