@@ -16,7 +16,7 @@ use std::time::Instant;
 use testkit::TestEnv;
 
 async fn commands_processed(env: &TestEnv) -> u64 {
-    let mut c = env.redis.get().await.unwrap();
+    let mut c = env.redis.clone();
     let info: String = redis::cmd("INFO").arg("stats").query_async(&mut c).await.unwrap();
     info.lines()
         .find_map(|l| l.strip_prefix("total_commands_processed:"))

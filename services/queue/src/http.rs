@@ -103,7 +103,7 @@ fn view(
     )
 )]
 async fn join_queue(State(s): State<AppState>, who: Identity) -> Result<Response, Problem> {
-    let mut conn = s.redis.get().await.map_err(unavailable)?;
+    let mut conn = s.redis.clone();
     let now = chrono::Utc::now().timestamp_millis();
     let (token, created, position) =
         store::join(&mut conn, &s.keys, who.user_id, now).await.map_err(unavailable)?;
@@ -139,7 +139,7 @@ async fn get_token(
     ApiPath(token): ApiPath<uuid::Uuid>,
 ) -> Result<Json<TokenView>, Problem> {
     let token = token.to_string();
-    let mut conn = s.redis.get().await.map_err(unavailable)?;
+    let mut conn = s.redis.clone();
     let now = chrono::Utc::now().timestamp_millis();
     let t = store::poll(&mut conn, &s.keys, &token, now)
         .await
@@ -169,7 +169,7 @@ async fn leave_queue(
     who: Identity,
     ApiPath(token): ApiPath<uuid::Uuid>,
 ) -> Result<StatusCode, Problem> {
-    let mut conn = s.redis.get().await.map_err(unavailable)?;
+    let mut conn = s.redis.clone();
     if store::leave(&mut conn, &s.keys, &token.to_string(), who.user_id).await.map_err(unavailable)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -188,7 +188,7 @@ async fn leave_queue(
     )
 )]
 async fn get_status(State(s): State<AppState>) -> Result<Json<QueueStatus>, Problem> {
-    let mut conn = s.redis.get().await.map_err(unavailable)?;
+    let mut conn = s.redis.clone();
     let (waiting, active) = store::sizes(&mut conn, &s.keys).await.map_err(unavailable)?;
     Ok(Json(QueueStatus {
         waiting,

@@ -24,7 +24,7 @@ pub const NAME: &str = "queue";
 /// What the HTTP handlers need.
 #[derive(Clone)]
 pub struct AppState {
-    pub redis: deadpool_redis::Pool,
+    pub redis: platform::pools::Redis,
     pub keys: QueueKeys,
     pub settings: QueueSettings,
     pub jwt: JwtKeys,

@@ -28,7 +28,7 @@ pub struct Token {
 /// Joins (or re-finds the live token of) `user`: `(token, created, position)`, position 0 when
 /// the live token is already active.
 pub async fn join(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     user: UserId,
     now_ms: i64,
@@ -50,7 +50,7 @@ pub async fn join(
 
 /// Reads a token; `None` when unknown.
 pub async fn poll(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     token: &str,
     now_ms: i64,
@@ -67,7 +67,7 @@ pub async fn poll(
 
 /// Leaves the waiting room; `false` when the token is not the user's.
 pub async fn leave(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     token: &str,
     user: UserId,
@@ -87,7 +87,7 @@ pub async fn leave(
 
 /// One admission tick at `now_ms`: `(expired, admitted)`.
 pub async fn tick(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     settings: &QueueSettings,
     now_ms: i64,
@@ -108,7 +108,7 @@ pub async fn tick(
 
 /// Takes the admission lease for `lease` unless another replica holds it.
 pub async fn acquire_lease(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     holder: &str,
     lease: Duration,
@@ -126,7 +126,7 @@ pub async fn acquire_lease(
 
 /// Releases the lease if this holder still has it.
 pub async fn release_lease(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     holder: &str,
 ) -> Result<(), RedisError> {
@@ -135,9 +135,6 @@ pub async fn release_lease(
 }
 
 /// `(waiting, active)` counts.
-pub async fn sizes(
-    conn: &mut deadpool_redis::Connection,
-    keys: &QueueKeys,
-) -> Result<(u64, u64), RedisError> {
+pub async fn sizes(conn: &mut platform::pools::Redis, keys: &QueueKeys) -> Result<(u64, u64), RedisError> {
     redis::pipe().zcard(&keys.waiting).zcard(&keys.active).query_async(conn).await
 }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs until `shutdown`.
 pub async fn run(
-    pool: deadpool_redis::Pool,
+    redis: platform::pools::Redis,
     keys: QueueKeys,
     settings: QueueSettings,
     shutdown: CancellationToken,
@@ -22,7 +22,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
-        if let Err(e) = tick_once(&pool, &keys, &settings, &holder).await {
+        if let Err(e) = tick_once(&redis, &keys, &settings, &holder).await {
             tracing::warn!(error = %e, "admission tick failed; trying again next tick");
         }
     }
@@ -31,12 +31,12 @@ pub async fn run(
 
 /// One tick under the lease; `None` when another replica holds it.
 pub async fn tick_once(
-    pool: &deadpool_redis::Pool,
+    redis: &platform::pools::Redis,
     keys: &QueueKeys,
     settings: &QueueSettings,
     holder: &str,
 ) -> Result<Option<(u64, u64)>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut conn = pool.get().await?;
+    let mut conn = redis.clone();
     if !store::acquire_lease(&mut conn, keys, holder, settings.tick).await? {
         return Ok(None);
     }

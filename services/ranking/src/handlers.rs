@@ -55,7 +55,7 @@ impl RedisHandler for Rankings {
 
     async fn handle(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut platform::pools::Redis,
         inbox_key: &str,
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {

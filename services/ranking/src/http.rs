@@ -79,11 +79,7 @@ fn unavailable(e: impl std::fmt::Display) -> Problem {
     Problem::unavailable("the rankings are unavailable; retry shortly")
 }
 
-async fn names(
-    conn: &mut deadpool_redis::Connection,
-    key: &str,
-    ids: &[String],
-) -> Result<Vec<String>, Problem> {
+async fn names(conn: &mut platform::pools::Redis, key: &str, ids: &[String]) -> Result<Vec<String>, Problem> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -110,7 +106,7 @@ async fn concert_ranking(
 ) -> Result<Json<ConcertRanking>, Problem> {
     let window = Window::parse(q.window.as_deref().unwrap_or("all")).map_err(Problem::validation)?;
     let limit = domain::limit(q.limit).map_err(Problem::validation)?;
-    let mut conn = s.redis.get().await.map_err(unavailable)?;
+    let mut conn = s.redis.clone();
     let top: Vec<(String, f64)> = match window {
         Window::All => redis::cmd("ZREVRANGE")
             .arg(&s.keys.confirmed)
@@ -174,7 +170,7 @@ async fn sold_out_ranking(
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<SoldOutRanking>, Problem> {
     let limit = domain::limit(q.limit).map_err(Problem::validation)?;
-    let mut conn = s.redis.get().await.map_err(unavailable)?;
+    let mut conn = s.redis.clone();
     let top: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg(&s.keys.sold_out)
         .arg(0)

@@ -23,7 +23,7 @@ pub const NAME: &str = "ranking";
 /// What the HTTP handlers need.
 #[derive(Clone)]
 pub struct AppState {
-    pub redis: deadpool_redis::Pool,
+    pub redis: platform::pools::Redis,
     pub keys: Keys,
     pub jwt: JwtKeys,
 }

@@ -47,7 +47,7 @@ pub trait RedisHandler: Send + Sync + 'static {
     /// its answer (1 → `Done`, 0 → `Duplicate`).
     fn handle<'a>(
         &'a self,
-        conn: &'a mut deadpool_redis::Connection,
+        conn: &'a mut platform::pools::Redis,
         inbox_key: &'a str,
         msg: &'a Incoming,
     ) -> impl Future<Output = Result<Applied, HandleError>> + Send + 'a;
@@ -55,15 +55,15 @@ pub trait RedisHandler: Send + Sync + 'static {
 
 /// Runs a [`RedisHandler`] with inbox keys `P:inbox:<consumer>:<event id>`.
 pub struct RedisInbox<H> {
-    pool: deadpool_redis::Pool,
+    redis: platform::pools::Redis,
     ns: Namespace,
     handler: H,
 }
 
 impl<H: RedisHandler> RedisInbox<H> {
-    /// Runs `handler` against `pool`, with inbox keys under `ns`.
-    pub fn new(pool: deadpool_redis::Pool, ns: Namespace, handler: H) -> Self {
-        Self { pool, ns, handler }
+    /// Runs `handler` against `redis`, with inbox keys under `ns`.
+    pub fn new(redis: platform::pools::Redis, ns: Namespace, handler: H) -> Self {
+        Self { redis, ns, handler }
     }
 }
 
@@ -72,8 +72,7 @@ impl<H: RedisHandler> Apply for RedisInbox<H> {
         if !self.handler.handles(msg.kind()) {
             return Ok(Applied::Ignored);
         }
-        let mut conn =
-            self.pool.get().await.map_err(|e| HandleError::Transient(format!("redis pool: {e}")))?;
+        let mut conn = self.redis.clone();
         let key = self.ns.redis_key(&format!("inbox:{consumer}:{}", msg.envelope.id));
         self.handler.handle(&mut conn, &key, msg).await
     }

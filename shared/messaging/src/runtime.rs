@@ -14,7 +14,7 @@ pub struct Runtime {
     pub config: Config,
     pub db: DatabaseConnection,
     pub bus: Bus,
-    pub redis: deadpool_redis::Pool,
+    pub redis: platform::pools::Redis,
     pub shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -39,7 +39,7 @@ impl Runtime {
         config: Config,
         db: DatabaseConnection,
         bus: Bus,
-        redis: deadpool_redis::Pool,
+        redis: platform::pools::Redis,
         shutdown: CancellationToken,
     ) -> Self {
         Self { config, db, bus, redis, shutdown, tasks: TaskTracker::new() }

@@ -46,14 +46,14 @@ impl ReadinessCheck for DatabaseConnection {
     }
 }
 
-impl ReadinessCheck for deadpool_redis::Pool {
+impl ReadinessCheck for crate::pools::Redis {
     fn name(&self) -> &'static str {
         "redis"
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let mut conn = self.get().await.map_err(|e| e.to_string())?;
+            let mut conn = self.clone();
             redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(|e| e.to_string())
         })
     }

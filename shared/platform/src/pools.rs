@@ -1,4 +1,4 @@
-//! Connection pools for Postgres (sea-orm) and Redis (deadpool).
+//! Connections: the Postgres pool (sea-orm) and the shared Redis connection.
 
 use crate::Config;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
@@ -11,6 +11,9 @@ pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConne
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
+        // Ping only connections that sat idle (sqlx's default pings on every checkout: one
+        // more round trip for each query and transaction).
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false);
     Database::connect(opts).await
 }
@@ -20,7 +23,7 @@ pub async fn connect_db_from(config: &Config) -> Result<DatabaseConnection, DbEr
     connect_db(config.database_url.expose(), config.database_max_connections).await
 }
 
-/// Why the Redis pool could not be set up.
+/// Why the Redis connection could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisSetupError {
     #[error("invalid Redis configuration: {0}")]
@@ -29,19 +32,25 @@ pub enum RedisSetupError {
     Unreachable(String),
 }
 
-/// Creates the Redis pool and checks that Redis answers.
-pub async fn connect_redis(url: &str) -> Result<deadpool_redis::Pool, RedisSetupError> {
-    let pool = deadpool_redis::Config::from_url(url)
-        .builder()
-        .map_err(|e| RedisSetupError::Config(e.to_string()))?
-        .max_size(64)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
-        .map_err(|e| RedisSetupError::Config(e.to_string()))?;
-    let mut conn = pool.get().await.map_err(|e| RedisSetupError::Unreachable(e.to_string()))?;
+/// The Redis connection of a process: one multiplexed connection that every request shares
+/// (clone it per use; clones are cheap and pipeline their commands onto the one socket), and
+/// that reconnects by itself after Redis restarts. A pool would cost each checkout a round trip
+/// (deadpool-redis pings every connection it hands out) for commands that are all short.
+pub type Redis = redis::aio::ConnectionManager;
+
+/// Connects to Redis and checks that it answers.
+pub async fn connect_redis(url: &str) -> Result<Redis, RedisSetupError> {
+    let client = redis::Client::open(url).map_err(|e| RedisSetupError::Config(e.to_string()))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        // Under a flash sale a 2-core machine can take longer than the 500 ms default to answer.
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    let mut conn = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| RedisSetupError::Unreachable(e.to_string()))?;
     let _: String = redis::cmd("PING")
         .query_async(&mut conn)
         .await
         .map_err(|e| RedisSetupError::Unreachable(e.to_string()))?;
-    Ok(pool)
+    Ok(conn)
 }

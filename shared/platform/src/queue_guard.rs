@@ -60,14 +60,14 @@ impl QueueKeys {
 /// What the guard needs: Redis, the key layout, and whether tokens are required at all.
 #[derive(Clone)]
 pub struct QueueGate {
-    redis: deadpool_redis::Pool,
+    redis: crate::pools::Redis,
     keys: QueueKeys,
     required: bool,
 }
 
 impl QueueGate {
     /// A gate; `required = false` only with `TICKETING_DEV_SKIP_QUEUE_TOKEN=true`.
-    pub fn new(redis: deadpool_redis::Pool, ns: &Namespace, required: bool) -> Self {
+    pub fn new(redis: crate::pools::Redis, ns: &Namespace, required: bool) -> Self {
         Self { redis, keys: QueueKeys::new(ns), required }
     }
 }
@@ -111,8 +111,7 @@ impl QueueTicket {
         if uuid::Uuid::parse_str(&token).is_err() {
             return Err(refuse(StatusCode::UNAUTHORIZED, "QUEUE_TOKEN_UNKNOWN", "no such queue token"));
         }
-        let mut conn =
-            gate.redis.get().await.map_err(|_| Problem::unavailable("the waiting room cannot be checked"))?;
+        let mut conn = gate.redis.clone();
         let (user, status, active_until): (Option<String>, Option<String>, Option<i64>) = redis::cmd("HMGET")
             .arg(gate.keys.token(&token))
             .arg("user")

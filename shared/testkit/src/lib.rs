@@ -33,7 +33,7 @@ pub struct TestEnv {
     pub db: DatabaseConnection,
     pub database_url: String,
     pub bus: Bus,
-    pub redis: deadpool_redis::Pool,
+    pub redis: platform::pools::Redis,
     /// The namespace of this test's streams, subjects and Redis keys.
     pub ns: Namespace,
     /// A configuration that points at this environment.
@@ -47,7 +47,7 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Creates the database (migrated), the streams under a fresh prefix, and the Redis pool.
+    /// Creates the database (migrated), the streams under a fresh prefix, and the Redis connection.
     pub async fn new() -> anyhow::Result<Self> {
         let _ = platform::telemetry::init("test", None);
         let (admin_url, nats_url, redis_url) = server_urls();
@@ -232,9 +232,9 @@ impl TestEnv {
     pub async fn wait_redis_handled(&self, consumer: &str, id: contracts::EventId) {
         let key = self.ns.redis_key(&format!("inbox:{consumer}:{id}"));
         eventually(&format!("{consumer} to handle event {id}"), Duration::from_secs(15), || {
-            let (pool, key) = (self.redis.clone(), key.clone());
+            let (redis, key) = (self.redis.clone(), key.clone());
             async move {
-                let mut conn = pool.get().await.ok()?;
+                let mut conn = redis.clone();
                 let n: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.ok()?;
                 (n == 1).then_some(())
             }
@@ -291,8 +291,8 @@ impl Drop for TestEnv {
                         let _ = bus.js.delete_stream(ns.stream(stream)).await;
                     }
                 }
-                if let Ok(pool) = platform::pools::connect_redis(&redis_url).await {
-                    delete_redis_prefix(&pool, &name).await;
+                if let Ok(redis) = platform::pools::connect_redis(&redis_url).await {
+                    delete_redis_prefix(&redis, &name).await;
                 }
             });
         });
@@ -425,8 +425,8 @@ async fn sweep_streams(bus: &Bus, now: u64) {
     }
 }
 
-async fn delete_redis_prefix(pool: &deadpool_redis::Pool, prefix: &str) {
-    let Ok(mut conn) = pool.get().await else { return };
+async fn delete_redis_prefix(redis: &platform::pools::Redis, prefix: &str) {
+    let mut conn = redis.clone();
     let pattern = format!("{prefix}:*");
     let mut cursor: u64 = 0;
     loop {

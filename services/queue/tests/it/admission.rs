@@ -56,11 +56,9 @@ async fn ticks_admit_in_fifo_order_up_to_the_capacity() {
     let mut c = conn(&env).await;
     let positions: Vec<u64> = futures::future::join_all(tokens[110..].iter().map(|t| {
         let keys = keys.clone();
-        let pool = env.redis.clone();
+        let redis = env.redis.clone();
         let t = t.clone();
-        async move {
-            store::poll(&mut pool.get().await.unwrap(), &keys, &t, later).await.unwrap().unwrap().position
-        }
+        async move { store::poll(&mut redis.clone(), &keys, &t, later).await.unwrap().unwrap().position }
     }))
     .await;
     assert_eq!(positions, (1..=40).collect::<Vec<u64>>());

@@ -10,9 +10,9 @@ async fn ten_thousand_concurrent_joins_get_positions_one_to_n_in_join_order() {
     let keys = Arc::new(keys(&env));
     let users: Vec<UserId> = (0..10_000).map(|_| UserId::new()).collect();
     let tasks = users.chunks(100).map(|chunk| {
-        let (pool, keys, chunk) = (env.redis.clone(), keys.clone(), chunk.to_vec());
+        let (redis, keys, chunk) = (env.redis.clone(), keys.clone(), chunk.to_vec());
         tokio::spawn(async move {
-            let mut conn = pool.get().await.unwrap();
+            let mut conn = redis.clone();
             let mut out = Vec::new();
             for user in chunk {
                 let (token, created, position) =

@@ -29,8 +29,8 @@ pub fn keys(env: &TestEnv) -> QueueKeys {
     QueueKeys::new(&env.ns)
 }
 
-pub async fn conn(env: &TestEnv) -> deadpool_redis::Connection {
-    env.redis.get().await.unwrap()
+pub async fn conn(env: &TestEnv) -> platform::pools::Redis {
+    env.redis.clone()
 }
 
 /// Milliseconds at the start of a tick window far from any other test's.

@@ -12,7 +12,7 @@ struct SeatCounter {
 impl RedisHandler for SeatCounter {
     async fn handle(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut platform::pools::Redis,
         inbox_key: &str,
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
@@ -52,7 +52,7 @@ async fn redis_effect_and_event_id_are_recorded_together_and_once() {
     let n: i64 = eventually("the later event applied", Duration::from_secs(10), || {
         let (pool, key, other_inbox) = (pool.clone(), key.clone(), other_inbox.clone());
         async move {
-            let mut conn = pool.get().await.ok()?;
+            let mut conn = pool.clone();
             let done: bool = redis::cmd("EXISTS").arg(&other_inbox).query_async(&mut conn).await.ok()?;
             if !done {
                 return None;
