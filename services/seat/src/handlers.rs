@@ -3,7 +3,7 @@
 use crate::{
     NAME,
     domain::{self, HoldDecision},
-    store,
+    store::{self, Read},
 };
 use chrono::Utc;
 use contracts::{
@@ -85,9 +85,19 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        let found = store::lock_seats(txn, p.schedule_id, &seats).await?;
         let requested = if seats.len() == p.seat_nos.len() { seats.as_slice() } else { &[] };
-        match domain::decide_hold(p.reservation_id, requested, &found) {
+        // In a rush most requests are for seats already taken: those are answered from the
+        // committed rows, without queueing behind the locks of the requests still in flight.
+        // Only a hold takes the locks, and decides again on what it finds then.
+        let committed = store::seats(txn, p.schedule_id, &seats, Read::Committed).await?;
+        let decision = match domain::decide_hold(p.reservation_id, requested, &committed) {
+            HoldDecision::Hold { .. } => {
+                let locked = store::seats(txn, p.schedule_id, &seats, Read::ForUpdate).await?;
+                domain::decide_hold(p.reservation_id, requested, &locked)
+            }
+            answered => answered,
+        };
+        match decision {
             HoldDecision::AlreadyHeld { .. } => Ok(()),
             HoldDecision::Reject(reason) => {
                 self.outbox

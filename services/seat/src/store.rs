@@ -59,16 +59,29 @@ fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
     })
 }
 
-/// The requested seats that exist, locked until the transaction ends.
-pub async fn lock_seats(
+/// How [`seats`] reads the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// As last committed, without waiting for anyone.
+    Committed,
+    /// Locked until the transaction ends (waits for the transactions holding them).
+    ForUpdate,
+}
+
+/// The requested seats that exist.
+pub async fn seats(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
     seats: &[SeatNo],
+    read: Read,
 ) -> Result<Vec<Seat>, DbErr> {
+    let lock = if read == Read::ForUpdate { " FOR UPDATE" } else { "" };
     let rows = db
         .query_all_raw(stmt(
-            "SELECT seat_no, price, status, reservation_id FROM seat.seats
-             WHERE schedule_id = $1 AND seat_no = ANY($2) ORDER BY seat_no FOR UPDATE",
+            &format!(
+                "SELECT seat_no, price, status, reservation_id FROM seat.seats
+                 WHERE schedule_id = $1 AND seat_no = ANY($2) ORDER BY seat_no{lock}"
+            ),
             [schedule.0.into(), nos(seats)],
         ))
         .await?;
