@@ -95,6 +95,30 @@ impl MigrationTrait for OutboxLease {
     }
 }
 
+/// A later change to one schema: DDL that is safe to run again.
+struct Change {
+    name: &'static str,
+    sql: &'static str,
+}
+
+impl MigrationName for Change {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Change {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager.get_connection().execute_unprepared(self.sql).await?;
+        Ok(())
+    }
+
+    async fn down(&self, _: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
 /// Runs every service's migrations in order.
 pub struct Migrator;
 
@@ -103,6 +127,10 @@ impl MigratorTrait for Migrator {
         let mut all: Vec<Box<dyn MigrationTrait>> =
             SERVICE_SCHEMAS.iter().map(|m| Box::new(*m) as Box<dyn MigrationTrait>).collect();
         all.push(Box::new(OutboxLease));
+        all.push(Box::new(Change {
+            name: "m20261121_000008_reservation_live_seats",
+            sql: include_str!("sql/reservation_live_seats.sql"),
+        }));
         all
     }
 }

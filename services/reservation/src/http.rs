@@ -138,6 +138,17 @@ fn refused(r: Refusal) -> Problem {
     }
 }
 
+/// A seat of the request is in someone else's live reservation. The seat service would only
+/// reject the hold: say so at once, before a saga starts (what a flash sale is mostly made of).
+/// Two requests racing past this check both reach the seat service, which decides.
+fn seat_unavailable(seat: SeatNo) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "SEAT_UNAVAILABLE",
+        format!("seat {seat} is held, being reserved, or sold; choose another"),
+    )
+}
+
 fn apply_problem(e: ApplyError) -> Problem {
     match e {
         ApplyError::NotFound => Problem::not_found("the reservation"),
@@ -181,7 +192,8 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
         (status = 403, response = QueueNotAdmitted),
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "A request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
+        (status = 409, description = "A seat is in another live reservation (`SEAT_UNAVAILABLE`), or a request with \
+            this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "This Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
@@ -214,6 +226,9 @@ async fn create_reservation(
     let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &request, |txn| {
         let outbox = s.outbox.clone();
         Box::pin(async move {
+            if let Some(seat) = store::seat_in_use(txn, body.schedule_id, &seats).await.map_err(internal)? {
+                return Err(seat_unavailable(seat));
+            }
             let r = Reservation {
                 id: ReservationId::new(),
                 user_id: who.user_id,
@@ -243,6 +258,7 @@ async fn create_reservation(
         })
     })
     .await?;
+    s.outbox.committed();
     settle(&s, who, answer, wait, |st| st != Status::Pending).await
 }
 
@@ -299,6 +315,7 @@ async fn pay_reservation(
         })
     })
     .await?;
+    s.outbox.committed();
     settle(&s, who, answer, wait, |st| st != Status::Paying).await
 }
 
@@ -426,7 +443,7 @@ async fn cancel_reservation(
     }
     let r = saga::apply(&txn, &s.outbox, id, Input::Cancel, None, None).await.map_err(apply_problem)?;
     let timeline = store::timeline(&txn, id).await.map_err(internal)?;
-    txn.commit().await.map_err(internal)?;
+    s.outbox.commit(txn).await.map_err(internal)?;
     Ok(Json(View::of(r, Some(timeline))))
 }
 

@@ -71,6 +71,26 @@ pub async fn schedule(
     .transpose()
 }
 
+/// The first of `seats` that a live reservation of the schedule covers (PENDING, HELD and not
+/// past its hold, PAYING, or CONFIRMED): someone else is holding it or about to.
+pub async fn seat_in_use(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    seats: &[SeatNo],
+) -> Result<Option<SeatNo>, DbErr> {
+    let seats: Vec<i32> = seats.iter().map(|s| s.0).collect();
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT n FROM reservation.reservations, unnest(seat_nos) AS n
+             WHERE schedule_id = $1 AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+               AND NOT (status = 'HELD' AND held_until < now()) AND n = ANY($2)
+             ORDER BY n LIMIT 1",
+            [schedule.0.into(), seats.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
+}
+
 pub async fn insert(db: &impl ConnectionTrait, r: &Reservation) -> Result<(), DbErr> {
     db.execute_raw(stmt(
         "INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)

@@ -101,3 +101,26 @@ async fn paying_twice_asks_the_wallet_once() {
     s.wait_status(user, id, "CONFIRMED").await;
     assert_eq!(s.env.events_of::<PaymentRequested>().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_seat_in_a_live_reservation_is_turned_away_at_once_until_that_one_fails() {
+    let s = Service::start().await;
+    let (first, second) = (UserId::new(), UserId::new());
+    let id = s.reserve(first, &[1, 2]).await;
+    let request = serde_json::json!({"scheduleId": s.schedule, "seatNos": [2, 3]});
+
+    let (status, body) = s.call(Method::POST, "/reservations", second, Some(request.clone())).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("SEAT_UNAVAILABLE")), "{body}");
+    let (_, mine) = s.call(Method::GET, "/reservations", second, None).await;
+    assert_eq!(mine["data"], serde_json::json!([]), "no reservation was made");
+
+    // Held, the seats stay turned away; once the first reservation fails, they are free to ask for.
+    s.seats_held(id, &[1, 2], Utc::now() + Span::minutes(5)).await;
+    s.wait_status(first, id, "HELD").await;
+    let (status, _) = s.call(Method::POST, "/reservations", second, Some(request.clone())).await;
+    assert_eq!(status, 409);
+    let (status, body) = s.call(Method::DELETE, &format!("/reservations/{id}"), first, None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("CANCELLED")), "{body}");
+    let (status, body) = s.call(Method::POST, "/reservations", second, Some(request)).await;
+    assert_eq!(status, 202, "{body}");
+}
