@@ -4,10 +4,12 @@
 //! - `flash-sale [users=10000]`: every user joins the waiting room, is admitted at the configured
 //!   rate, and races for the 50 seats of one schedule (retrying other seats until sold out);
 //!   each winner pays. Expect exactly 50 CONFIRMED and no 5xx.
-//! - `throughput [seconds per step=10]`: many schedules, no contention; concurrency doubles from
-//!   8 until `POST /reservations` → HELD p99 passes 100 ms; prints holds/s and sagas/s per step
-//!   and the knee. The queue guard is bypassed here (each finished saga spends its token; this
-//!   scenario measures the saga, flash-sale measures the waiting room).
+//! - `throughput [seconds per step=10]`: many schedules, no contention; two ramps, first holds
+//!   only (reserve → HELD), then full sagas (→ pay → CONFIRMED). Concurrency doubles from 8
+//!   until `POST /reservations` → HELD p99 passes 100 ms; each step measures `seconds` after 1 s
+//!   of warm-up and prints holds/s or sagas/s; then the knee. The queue guard is bypassed here
+//!   (each finished saga spends its token; this scenario measures the saga, flash-sale measures
+//!   the waiting room). `LOAD_CONNECTIONS` bounds requests in flight (default 256).
 //! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
@@ -15,7 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary")]
 
-use contracts::{ScheduleId, UserId};
+use contracts::{ReservationId, ScheduleId, UserId};
 use e2e::{
     api::{Api, id_of},
     harness::{Process, binary, command},
@@ -39,6 +41,8 @@ use testkit::TestEnv;
 struct Stats {
     steps: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, u64>>,
+    /// 4xx answers a user of a flash sale expects (a seat someone else reserves), by code.
+    refusals: Mutex<BTreeMap<String, u64>>,
     requests: AtomicU64,
     /// Requests in flight at once: users are many, connections are not.
     inflight: tokio::sync::Semaphore,
@@ -49,8 +53,11 @@ impl Default for Stats {
         Self {
             steps: Mutex::default(),
             errors: Mutex::default(),
+            refusals: Mutex::default(),
             requests: AtomicU64::default(),
-            inflight: tokio::sync::Semaphore::new(256),
+            inflight: tokio::sync::Semaphore::new(
+                std::env::var("LOAD_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+            ),
         }
     }
 }
@@ -84,6 +91,9 @@ impl Stats {
                 h.max() as f64 / 1000.0
             );
         }
+        for (kind, n) in self.refusals.lock().unwrap().iter() {
+            println!("  answered {kind}: {n}");
+        }
         let errors = self.errors.lock().unwrap();
         if errors.is_empty() {
             println!("  errors: none");
@@ -107,7 +117,12 @@ async fn timed(
             stats.record(step, started.elapsed());
             if a.status >= 400 {
                 let code = a.body["code"].as_str().unwrap_or("?").to_owned();
-                stats.error(format!("{step} {} {code}", a.status));
+                let kind = format!("{step} {} {code}", a.status);
+                if a.status == 409 && code == "SEAT_UNAVAILABLE" {
+                    *stats.refusals.lock().unwrap().entry(kind).or_default() += 1;
+                } else {
+                    stats.error(kind);
+                }
             }
             Some(a)
         }
@@ -287,106 +302,160 @@ async fn book(
     false
 }
 
+/// Seats of the throughput scenario, handed out one per attempt.
+struct SeatSupply {
+    seats: Vec<(ScheduleId, i32)>,
+    next: AtomicU64,
+}
+
+impl SeatSupply {
+    fn take(&self) -> Option<(ScheduleId, i32)> {
+        self.seats.get(self.next.fetch_add(1, Ordering::Relaxed) as usize).copied()
+    }
+
+    fn left(&self) -> usize {
+        self.seats.len().saturating_sub(self.next.load(Ordering::Relaxed) as usize)
+    }
+}
+
 async fn throughput(seconds: u64) {
     let sys =
         start(&[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), ("TICKETING_DATABASE_MAX_CONNECTIONS", "40")])
             .await;
     let api = &sys.api;
-    let schedules_needed = 400;
+    let schedules_needed = 800;
     println!(
-        "throughput: {seconds} s per step, one seat per saga on {schedules_needed} schedules of 50 (no contention), queue guard bypassed"
+        "throughput: {seconds} s measured per step after 1 s of warm-up, one seat per reservation on \
+         {schedules_needed} schedules of 50 (no contention), queue guard bypassed"
     );
-    let mut schedules = Vec::new();
-    for _ in 0..schedules_needed {
-        schedules.push(api.schedule(50, 1_000).await.unwrap().1);
-    }
-    let seats: Arc<Vec<(ScheduleId, i32)>> =
-        Arc::new(schedules.iter().flat_map(|s| (1..=50).map(move |n| (*s, n))).collect());
-    let next = Arc::new(AtomicU64::new(0));
-    let mut concurrency = 8;
-    let mut knee = None;
-    while concurrency <= 512 && (next.load(Ordering::Relaxed) as usize) < seats.len() {
-        let users: Vec<UserId> = (0..concurrency).map(|_| UserId::new()).collect();
-        charge_all(api, &users, 10_000_000).await;
-        let stats = Arc::new(Stats::default());
-        let (holds, sagas) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let started = Instant::now();
-        let workers = users.into_iter().map(|user| {
-            let (stats, holds, sagas, seats, next) =
-                (stats.clone(), holds.clone(), sagas.clone(), seats.clone(), next.clone());
-            async move {
-                let bearer = api.token(user);
-                while Instant::now() < deadline {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some((schedule, seat)) = seats.get(i).copied() else { return };
-                    let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
-                    let Some(held) = timed(
-                        &stats,
-                        "reserve -> HELD",
-                        api.send(
-                            Method::POST,
-                            "/reservations",
-                            Some(&bearer),
-                            Some(body),
-                            &[("Prefer", "wait=10")],
-                        ),
-                    )
-                    .await
-                    else {
-                        continue;
-                    };
-                    if held.body["status"] != "HELD" {
-                        continue;
-                    }
-                    holds.fetch_add(1, Ordering::Relaxed);
-                    let Ok(id) = id_of(&held) else { continue };
-                    if let Some(paid) = timed(
-                        &stats,
-                        "pay -> CONFIRMED",
-                        api.send(
-                            Method::POST,
-                            &format!("/reservations/{id}/payment"),
-                            Some(&bearer),
-                            None,
-                            &[("Prefer", "wait=10")],
-                        ),
-                    )
-                    .await
-                        && paid.body["status"] == "CONFIRMED"
-                    {
-                        sagas.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
-        futures::future::join_all(workers).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let p99 = stats
-            .steps
-            .lock()
-            .unwrap()
-            .get("reserve -> HELD")
-            .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0)
-            .unwrap_or(0.0);
+    let schedules: Vec<ScheduleId> = futures::stream::iter(0..schedules_needed)
+        .map(|_| async { api.schedule(50, 1_000).await.unwrap().1 })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let supply = Arc::new(SeatSupply {
+        seats: schedules.iter().flat_map(|s| (1..=50).map(move |n| (*s, n))).collect(),
+        next: AtomicU64::new(0),
+    });
+    // Full sagas first: the holds ramp leaves its seats held, and cancels them at the end.
+    let held = Mutex::new(Vec::new());
+    for pay in [true, false] {
         println!(
-            "  concurrency {concurrency:>3}: {:>6.0} holds/s  {:>6.0} sagas/s  reserve->HELD p99 {p99:>6.1} ms",
-            holds.load(Ordering::Relaxed) as f64 / elapsed,
-            sagas.load(Ordering::Relaxed) as f64 / elapsed
+            "{}",
+            if pay { "full sagas (reserve -> HELD, pay -> CONFIRMED):" } else { "holds (reserve -> HELD):" }
         );
-        stats.print(Duration::from_secs_f64(elapsed));
-        if p99 > 100.0 {
-            knee = Some(concurrency);
-            break;
+        let mut knee = None;
+        let mut concurrency = 8;
+        while concurrency <= 1024 && supply.left() > 0 {
+            let p99 = step(api, &supply, concurrency, seconds, pay, &held).await;
+            if p99 > 100.0 {
+                knee = Some(concurrency);
+                break;
+            }
+            concurrency *= 2;
         }
-        concurrency *= 2;
+        match knee {
+            Some(c) => println!("  knee: reserve -> HELD p99 passed 100 ms at concurrency {c}"),
+            None => println!("  knee: not reached (p99 stayed under 100 ms, or the seats ran out)"),
+        }
     }
-    match knee {
-        Some(c) => println!("  knee: p99 passed 100 ms at concurrency {c}"),
-        None => println!("  knee: not reached (p99 stayed under 100 ms)"),
-    }
+    let held = held.into_inner().unwrap();
+    println!("  cancelling the {} reservations the holds ramp left HELD", held.len());
+    futures::stream::iter(held)
+        .map(|(user, id): (UserId, ReservationId)| async move {
+            let path = format!("/reservations/{id}");
+            api.send(Method::DELETE, &path, Some(&api.token(user)), None, &[]).await.unwrap();
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
     invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
     println!("  invariants hold");
+}
+
+/// One step of the throughput ramp: `concurrency` users reserve (and with `pay`, pay for) one
+/// seat after another for 1 s of warm-up plus `seconds`; only what starts after the warm-up
+/// counts. Reservations left HELD go to `held`. Prints the step and answers its reserve -> HELD
+/// p99 in ms.
+async fn step(
+    api: &Api,
+    supply: &SeatSupply,
+    concurrency: usize,
+    seconds: u64,
+    pay: bool,
+    held: &Mutex<Vec<(UserId, ReservationId)>>,
+) -> f64 {
+    let users: Vec<UserId> = (0..concurrency).map(|_| UserId::new()).collect();
+    if pay {
+        charge_all(api, &users, 10_000_000).await;
+    }
+    let stats = Stats::default();
+    let (holds, sagas) = (AtomicU64::new(0), AtomicU64::new(0));
+    let measured_from = Instant::now() + Duration::from_secs(1);
+    let deadline = measured_from + Duration::from_secs(seconds);
+    let scratch = Stats::default();
+    let worker = |user: UserId| {
+        let (stats, scratch, holds, sagas) = (&stats, &scratch, &holds, &sagas);
+        async move {
+            let bearer = api.token(user);
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return;
+                }
+                let measured = now >= measured_from;
+                let stats = if measured { stats } else { scratch };
+                let Some((schedule, seat)) = supply.take() else { return };
+                let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
+                let wait = [("Prefer", "wait=10")];
+                let reserve = api.send(Method::POST, "/reservations", Some(&bearer), Some(body), &wait);
+                let Some(answer) = timed(stats, "reserve -> HELD", reserve).await else { continue };
+                if answer.body["status"] != "HELD" {
+                    continue;
+                }
+                if measured {
+                    holds.fetch_add(1, Ordering::Relaxed);
+                }
+                let Ok(id) = id_of(&answer) else { continue };
+                if !pay {
+                    held.lock().unwrap().push((user, id));
+                    continue;
+                }
+                let path = format!("/reservations/{id}/payment");
+                let payment = api.send(Method::POST, &path, Some(&bearer), None, &wait);
+                if let Some(paid) = timed(stats, "pay -> CONFIRMED", payment).await
+                    && paid.body["status"] == "CONFIRMED"
+                    && measured
+                {
+                    sagas.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    futures::future::join_all(users.into_iter().map(worker)).await;
+    let elapsed = Duration::from_secs(seconds);
+    let p99 = stats
+        .steps
+        .lock()
+        .unwrap()
+        .get("reserve -> HELD")
+        .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let per_s = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+    if pay {
+        println!(
+            "  concurrency {concurrency:>4}: {:>6.0} sagas/s ({:>6.0} holds/s)  reserve->HELD p99 {p99:>6.1} ms",
+            per_s(&sagas),
+            per_s(&holds)
+        );
+    } else {
+        println!(
+            "  concurrency {concurrency:>4}: {:>6.0} holds/s  reserve->HELD p99 {p99:>6.1} ms",
+            per_s(&holds)
+        );
+    }
+    stats.print(elapsed);
+    p99
 }
 
 async fn polling(users: usize) {
