@@ -195,7 +195,7 @@ impl Config {
 
         let database_url = r.url(
             "TICKETING_DATABASE_URL",
-            "postgres://postgres@127.0.0.1:5432/ticketing",
+            "postgres://postgres@127.0.0.1:5432/ticketing?sslmode=disable",
             &["postgres", "postgresql"],
         );
         let database_max_connections = r.positive("TICKETING_DATABASE_MAX_CONNECTIONS", 20);

@@ -21,7 +21,7 @@ fn server_urls() -> (String, String, String) {
     let var =
         |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_owned());
     (
-        var("TICKETING_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        var("TICKETING_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
         var("TICKETING_NATS_URL", "nats://127.0.0.1:4222"),
         var("TICKETING_REDIS_URL", "redis://127.0.0.1:6379"),
     )
