@@ -2,7 +2,7 @@
 
 use crate::{
     domain::Input,
-    saga::{self, ApplyError},
+    saga::{self, ApplyError, Origin},
     store,
     waiters::Waiters,
 };
@@ -80,7 +80,8 @@ impl Handler for Saga {
             _ => return Ok(()),
         };
         let meta = msg.meta();
-        match saga::apply(txn, &self.outbox, id, input, Some(msg.kind()), Some(&meta)).await {
+        match saga::apply(txn, &self.outbox, id, input, Origin::Event { kind: msg.kind(), meta: &meta }).await
+        {
             Ok(_) => Ok(()),
             // Reservations commit before their first event is published, so this is a bug
             // upstream or a foreign event: keep it in the DLQ.

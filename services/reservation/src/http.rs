@@ -4,7 +4,7 @@
 use crate::{
     AppState, NAME, SCHEMA,
     domain::{Input, Refusal, Reservation, Status},
-    saga::{self, ApplyError},
+    saga::{self, ApplyError, Origin},
     store::{self, TimelineEntry},
     waiters::RECHECK,
 };
@@ -217,7 +217,9 @@ async fn create_reservation(
     }
     let admitted = ticket.admit().await?;
     let who = admitted.identity;
-    let (concert_id, schedule_seats) = store::schedule(&s.db, body.schedule_id)
+    let (concert_id, schedule_seats) = s
+        .schedules
+        .get(&s.db, body.schedule_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
@@ -304,10 +306,8 @@ async fn pay_reservation(
     let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &[path.as_bytes()], |txn| {
         let outbox = s.outbox.clone();
         Box::pin(async move {
-            if store::get(txn, id, who.user_id).await.map_err(internal)?.is_none() {
-                return Err(Problem::not_found("the reservation"));
-            }
-            let r = saga::apply(txn, &outbox, id, Input::Pay { now: Utc::now() }, None, None)
+            let pay = Input::Pay { now: Utc::now() };
+            let r = saga::apply(txn, &outbox, id, pay, Origin::Request { user: who.user_id })
                 .await
                 .map_err(apply_problem)?;
             Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
@@ -340,13 +340,12 @@ async fn settle(
         let notified = watch.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let r = store::get(&s.db, id, who.user_id)
+        let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
             .await
             .map_err(internal)?
             .ok_or_else(|| Problem::not_found("the reservation"))?;
         if settled(r.status) || tokio::time::Instant::now() >= deadline {
             let status = if settled(r.status) { StatusCode::OK } else { StatusCode::ACCEPTED };
-            let timeline = store::timeline(&s.db, id).await.map_err(internal)?;
             let mut res = (status, Json(View::of(r, Some(timeline)))).into_response();
             if answer.replayed {
                 res.headers_mut().insert(idempotency::REPLAYED, axum::http::HeaderValue::from_static("true"));
@@ -378,11 +377,10 @@ async fn get_reservation(
     who: Identity,
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Json<View>, Problem> {
-    let r = store::get(&s.db, id, who.user_id)
+    let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
         .await
         .map_err(internal)?
         .ok_or_else(|| Problem::not_found("the reservation"))?;
-    let timeline = store::timeline(&s.db, id).await.map_err(internal)?;
     Ok(Json(View::of(r, Some(timeline))))
 }
 
@@ -438,10 +436,9 @@ async fn cancel_reservation(
 ) -> Result<Json<View>, Problem> {
     use sea_orm::TransactionTrait;
     let txn = s.db.begin().await.map_err(internal)?;
-    if store::get(&txn, id, who.user_id).await.map_err(internal)?.is_none() {
-        return Err(Problem::not_found("the reservation"));
-    }
-    let r = saga::apply(&txn, &s.outbox, id, Input::Cancel, None, None).await.map_err(apply_problem)?;
+    let r = saga::apply(&txn, &s.outbox, id, Input::Cancel, Origin::Request { user: who.user_id })
+        .await
+        .map_err(apply_problem)?;
     let timeline = store::timeline(&txn, id).await.map_err(internal)?;
     s.outbox.commit(txn).await.map_err(internal)?;
     Ok(Json(View::of(r, Some(timeline))))

@@ -36,6 +36,8 @@ pub struct AppState {
     pub gate: QueueGate,
     /// Requests waiting (`Prefer: wait`) for their reservation to settle.
     pub waiters: waiters::Waiters,
+    /// The schedules requests are checked against, as read so far.
+    pub schedules: store::Schedules,
 }
 
 impl FromRef<AppState> for QueueGate {
@@ -99,5 +101,6 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         jwt: JwtKeys::new(&rt.config.jwt_secret),
         gate,
         waiters,
+        schedules: store::Schedules::default(),
     }))
 }

@@ -9,7 +9,7 @@ use crate::{
 };
 use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
-    ReservationFailed, ReservationId,
+    ReservationFailed, ReservationId, UserId,
 };
 use messaging::Outbox;
 use sea_orm::{DatabaseTransaction, DbErr};
@@ -25,17 +25,29 @@ pub enum ApplyError {
     Db(#[from] DbErr),
 }
 
-/// Applies `input` to reservation `id`: `seen` names the event type that brought it (for the
-/// timeline), `cause` links emitted events to it. Returns the reservation afterwards.
+/// What brought an input.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// An event: its type goes into the timeline, and events emitted now name it as their cause.
+    Event { kind: &'a str, meta: &'a EnvelopeMeta },
+    /// A request of the reservation's owner (anyone else's reservation is not found).
+    Request { user: UserId },
+}
+
+/// Applies `input` to reservation `id`. Returns the reservation afterwards.
 pub async fn apply(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
     id: ReservationId,
     input: Input,
-    seen: Option<&str>,
-    cause: Option<&EnvelopeMeta>,
+    origin: Origin<'_>,
 ) -> Result<Reservation, ApplyError> {
     let current = store::lock(txn, id).await?.ok_or(ApplyError::NotFound)?;
+    let (seen, cause) = match origin {
+        Origin::Event { kind, meta } => (Some(kind), Some(meta)),
+        Origin::Request { user } if user == current.user_id => (None, None),
+        Origin::Request { .. } => return Err(ApplyError::NotFound),
+    };
     let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
     persist(txn, outbox, &current, &decision, seen, cause).await?;
     Ok(decision.next)

@@ -5,6 +5,10 @@ use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -51,8 +55,36 @@ pub async fn upsert_schedule(
     Ok(())
 }
 
+/// A schedule's concert and seat numbers as the projection holds them. They never change once
+/// announced (the projection only inserts), so each is read from the database once per process.
+#[derive(Clone, Default)]
+pub struct Schedules(Arc<RwLock<HashMap<ScheduleId, KnownSchedule>>>);
+
+/// A schedule's concert and seat numbers.
+pub type KnownSchedule = (ConcertId, Arc<[SeatNo]>);
+
+impl Schedules {
+    /// The schedule, if its announcement has arrived.
+    pub async fn get(
+        &self,
+        db: &impl ConnectionTrait,
+        id: ScheduleId,
+    ) -> Result<Option<KnownSchedule>, DbErr> {
+        if let Some(known) = self.0.read().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(Some(known));
+        }
+        // Not there yet is not remembered: the announcement may still be on its way.
+        let Some((concert, seats)) = schedule(db, id).await? else { return Ok(None) };
+        let known = (concert, Arc::<[SeatNo]>::from(seats));
+        if let Ok(mut m) = self.0.write() {
+            m.insert(id, known.clone());
+        }
+        Ok(Some(known))
+    }
+}
+
 /// A known schedule's concert and seat numbers.
-pub async fn schedule(
+async fn schedule(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
 ) -> Result<Option<(ConcertId, Vec<SeatNo>)>, DbErr> {
@@ -122,22 +154,6 @@ pub async fn lock(db: &impl ConnectionTrait, id: ReservationId) -> Result<Option
     .transpose()
 }
 
-/// A reservation, if it is `user`'s.
-pub async fn get(
-    db: &impl ConnectionTrait,
-    id: ReservationId,
-    user: UserId,
-) -> Result<Option<Reservation>, DbErr> {
-    db.query_one_raw(stmt(
-        &format!("SELECT {COLUMNS} FROM reservation.reservations WHERE id = $1 AND user_id = $2"),
-        [id.0.into(), user.0.into()],
-    ))
-    .await?
-    .as_ref()
-    .map(reservation)
-    .transpose()
-}
-
 /// The user's reservations, newest first, before the cursor.
 pub async fn list(
     db: &impl ConnectionTrait,
@@ -179,7 +195,7 @@ pub async fn save(db: &impl ConnectionTrait, expected: Status, next: &Reservatio
 }
 
 /// One line of a reservation's timeline.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     /// The event seen or emitted, e.g. `SeatReserved`.
     #[serde(rename = "type")]
@@ -201,6 +217,29 @@ pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]
 }
 
 /// A reservation's timeline, oldest first.
+/// The caller's reservation with its timeline, in one round trip.
+pub async fn get_with_timeline(
+    db: &impl ConnectionTrait,
+    id: ReservationId,
+    user: UserId,
+) -> Result<Option<(Reservation, Vec<TimelineEntry>)>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS},
+                        (SELECT coalesce(json_agg(json_build_object('type', t.type, 'at', t.at) ORDER BY t.seq), '[]')
+                         FROM reservation.timeline t WHERE t.reservation_id = r.id) AS timeline
+                 FROM reservation.reservations r WHERE id = $1 AND user_id = $2"
+            ),
+            [id.0.into(), user.0.into()],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let timeline: serde_json::Value = row.try_get("", "timeline")?;
+    let timeline = serde_json::from_value(timeline).map_err(|e| DbErr::Custom(format!("timeline: {e}")))?;
+    Ok(Some((reservation(&row)?, timeline)))
+}
+
 pub async fn timeline(db: &impl ConnectionTrait, id: ReservationId) -> Result<Vec<TimelineEntry>, DbErr> {
     let rows = db
         .query_all_raw(stmt(

@@ -3,7 +3,7 @@
 use crate::{
     NAME,
     domain::{self, HoldDecision},
-    store::{self, Read},
+    store,
 };
 use chrono::Utc;
 use contracts::{
@@ -72,7 +72,11 @@ impl Reservations {
             seat_nos: p.seat_nos.clone(),
             reason,
         };
-        let Some(concert_id) = store::concert_of(txn, p.schedule_id).await? else {
+        let requested = if seats.len() == p.seat_nos.len() { seats.as_slice() } else { &[] };
+        // In a rush most requests are for seats already taken: those are answered from the
+        // committed rows, without queueing behind the locks of the requests still in flight.
+        // Only a hold takes the locks, and decides again on what it finds then.
+        let Some((concert_id, committed)) = store::inventory(txn, p.schedule_id, &seats).await? else {
             if msg.deliveries < CATALOG_LAG_DELIVERIES {
                 return Err(HandleError::Transient(format!(
                     "schedule {} not in the inventory yet",
@@ -85,14 +89,9 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        let requested = if seats.len() == p.seat_nos.len() { seats.as_slice() } else { &[] };
-        // In a rush most requests are for seats already taken: those are answered from the
-        // committed rows, without queueing behind the locks of the requests still in flight.
-        // Only a hold takes the locks, and decides again on what it finds then.
-        let committed = store::seats(txn, p.schedule_id, &seats, Read::Committed).await?;
         let decision = match domain::decide_hold(p.reservation_id, requested, &committed) {
             HoldDecision::Hold { .. } => {
-                let locked = store::seats(txn, p.schedule_id, &seats, Read::ForUpdate).await?;
+                let locked = store::lock_seats(txn, p.schedule_id, &seats).await?;
                 domain::decide_hold(p.reservation_id, requested, &locked)
             }
             answered => answered,

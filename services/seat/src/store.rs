@@ -59,29 +59,42 @@ fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
     })
 }
 
-/// How [`seats`] reads the rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Read {
-    /// As last committed, without waiting for anyone.
-    Committed,
-    /// Locked until the transaction ends (waits for the transactions holding them).
-    ForUpdate,
-}
-
-/// The requested seats that exist.
-pub async fn seats(
+/// The schedule's concert and those of `seats` that exist, as last committed (without waiting
+/// for anyone's locks), in one round trip; `None` if the schedule is unknown.
+pub async fn inventory(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
     seats: &[SeatNo],
-    read: Read,
-) -> Result<Vec<Seat>, DbErr> {
-    let lock = if read == Read::ForUpdate { " FOR UPDATE" } else { "" };
+) -> Result<Option<(ConcertId, Vec<Seat>)>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            &format!(
-                "SELECT seat_no, price, status, reservation_id FROM seat.seats
-                 WHERE schedule_id = $1 AND seat_no = ANY($2) ORDER BY seat_no{lock}"
-            ),
+            "SELECT sc.concert_id, st.seat_no, st.price, st.status, st.reservation_id
+             FROM seat.schedules sc
+             LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id AND st.seat_no = ANY($2)
+             WHERE sc.schedule_id = $1 ORDER BY st.seat_no",
+            [schedule.0.into(), nos(seats)],
+        ))
+        .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let concert = ConcertId(first.try_get("", "concert_id")?);
+    let found = rows
+        .iter()
+        .filter(|r| r.try_get::<Option<i32>>("", "seat_no").is_ok_and(|n| n.is_some()))
+        .map(seat)
+        .collect::<Result<_, _>>()?;
+    Ok(Some((concert, found)))
+}
+
+/// The requested seats that exist, locked until the transaction ends.
+pub async fn lock_seats(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    seats: &[SeatNo],
+) -> Result<Vec<Seat>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT seat_no, price, status, reservation_id FROM seat.seats
+             WHERE schedule_id = $1 AND seat_no = ANY($2) ORDER BY seat_no FOR UPDATE",
             [schedule.0.into(), nos(seats)],
         ))
         .await?;
