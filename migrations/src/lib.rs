@@ -46,9 +46,9 @@ impl MigrationTrait for ServiceSchema {
     }
 }
 
-/// Brings outboxes made by earlier versions of the first migrations to today's
-/// [`service_schema_sql`]: the relay's lease column, and no NOTIFY trigger.
-struct OutboxLease;
+/// Drops the outbox NOTIFY trigger that earlier versions of the first migrations created (see
+/// [`service_schema_sql`]).
+struct DropOutboxNotify;
 
 /// Each service schema's first migration, in order.
 const SERVICE_SCHEMAS: [ServiceSchema; 6] = [
@@ -68,21 +68,20 @@ const SERVICE_SCHEMAS: [ServiceSchema; 6] = [
     ),
 ];
 
-impl MigrationName for OutboxLease {
+impl MigrationName for DropOutboxNotify {
     fn name(&self) -> &str {
-        "m20261121_000007_outbox_lease"
+        "m20261121_000007_drop_outbox_notify"
     }
 }
 
 #[sea_orm_migration::async_trait::async_trait]
-impl MigrationTrait for OutboxLease {
+impl MigrationTrait for DropOutboxNotify {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for ServiceSchema { schema, .. } in SERVICE_SCHEMAS {
             manager
                 .get_connection()
                 .execute_unprepared(&format!(
-                    "ALTER TABLE {schema}.outbox ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
-                     DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox;
+                    "DROP TRIGGER IF EXISTS outbox_notify ON {schema}.outbox;
                      DROP FUNCTION IF EXISTS {schema}.outbox_notify();"
                 ))
                 .await?;
@@ -126,7 +125,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut all: Vec<Box<dyn MigrationTrait>> =
             SERVICE_SCHEMAS.iter().map(|m| Box::new(*m) as Box<dyn MigrationTrait>).collect();
-        all.push(Box::new(OutboxLease));
+        all.push(Box::new(DropOutboxNotify));
         all.push(Box::new(Change {
             name: "m20261121_000008_reservation_live_seats",
             sql: include_str!("sql/reservation_live_seats.sql"),
@@ -150,9 +149,7 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox (
     subject    text NOT NULL,
     headers    jsonb NOT NULL DEFAULT '[]',
     body       bytea NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    -- A relay's lease on the row while it publishes it (NULL: nobody's).
-    claimed_until timestamptz
+    created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS {schema}.inbox (
     consumer   text NOT NULL,

@@ -125,7 +125,7 @@ async fn main() {
             outbox.push(&txn, &e).await.unwrap();
             // Register before commit so the consumer can never see the event first.
             committed.lock().unwrap().insert(e.id.0, Instant::now());
-            txn.commit().await.unwrap();
+            outbox.commit(txn).await.unwrap();
             committed.lock().unwrap().insert(e.id.0, Instant::now());
             drop(permit);
         });

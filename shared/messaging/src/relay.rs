@@ -1,9 +1,9 @@
 //! The outbox relay: publishes committed outbox rows to JetStream with `Nats-Msg-Id` = event id,
-//! then deletes them. A batch is claimed in one statement (`FOR UPDATE SKIP LOCKED`, then a
-//! lease: `claimed_until`), so two relays never publish the same row at once and no transaction
-//! stays open while acks are awaited; a relay that dies mid-batch leaves its rows to be published
-//! again when the lease runs out (a dedup hit, not a duplicate). A claim or a delete that a
-//! crash loses only means the same: a republish that JetStream drops.
+//! then deletes them. Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that
+//! stays open until their acks are in, so two relays never publish the same row at once, and a
+//! relay that dies mid-batch leaves its rows to be published again (a dedup hit, not a duplicate).
+//! (A lease column instead of the open transaction was tried: one statement less per empty
+//! check, but 35% less relay throughput and +1.5 ms per hop, from writing every claimed row.)
 //! Writers in the same process wake the relay after their commit ([`crate::Outbox::committed`]);
 //! a poll finds the rest.
 
@@ -11,7 +11,9 @@ use crate::{Bus, MessagingError};
 use async_nats::{HeaderMap, jetstream::message::PublishMessage};
 use contracts::HEADER_MSG_ID;
 use futures::{StreamExt, TryStreamExt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
+};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +31,6 @@ pub struct Relay {
     pub window: usize,
     /// How often the outbox is checked when no writer of this process signals.
     pub poll: Duration,
-    /// How long a claimed batch is this relay's; far longer than publishing a batch takes.
-    pub lease: Duration,
 }
 
 struct Row {
@@ -53,7 +53,6 @@ impl Relay {
             batch: 500,
             window: 256,
             poll: Duration::from_millis(500),
-            lease: Duration::from_secs(10),
         }
     }
 
@@ -102,44 +101,41 @@ impl Relay {
         }
     }
 
-    /// Claims and publishes one batch but never deletes it: the same as a relay killed between
-    /// its publish acks and its delete. For tests of the dedup path.
+    /// Claims and publishes one batch but never marks it: the same as a relay killed between its
+    /// publish acks and its commit. For tests of the dedup path.
     #[doc(hidden)]
     pub async fn publish_batch_then_crash(&self) -> Result<usize, MessagingError> {
         self.publish_batch(false).await
     }
 
     async fn publish_batch(&self, mark: bool) -> Result<usize, MessagingError> {
-        let mut rows = self.claim().await?;
+        let txn = self.db.begin().await?;
+        let rows = self.claim(&txn).await?;
         if rows.is_empty() {
+            txn.commit().await?;
             return Ok(0);
         }
-        rows.sort_by_key(|r| r.seq);
         let list = rows.iter().map(|r| r.seq.to_string()).collect::<Vec<_>>().join(",");
         let count = rows.len();
+        // On a failed publish the transaction rolls back (dropped): every row stays, and those
+        // already acked become dedup hits next time.
         let acks = futures::stream::iter(rows.into_iter().map(|row| self.publish(row)))
             .buffered(self.window)
             .try_collect::<Vec<bool>>()
-            .await;
-        let duplicates = match acks {
-            Ok(acks) => acks.into_iter().filter(|d| *d).count(),
-            Err(e) => {
-                // Give the rows back for the retry; those already acked become dedup hits. If
-                // this fails too, the lease runs out by itself.
-                let release =
-                    format!("UPDATE {}.outbox SET claimed_until = NULL WHERE seq IN ({list})", self.schema);
-                if let Err(release_error) = self.db.execute_unprepared(&release).await {
-                    tracing::warn!(error = %release_error, "could not release claimed outbox rows");
-                }
-                return Err(e);
-            }
-        };
+            .await?;
+        let duplicates = acks.into_iter().filter(|d| *d).count();
         if !mark {
+            txn.rollback().await?;
             return Ok(count);
         }
-        self.db
-            .execute_unprepared(&format!("DELETE FROM {}.outbox WHERE seq IN ({list})", self.schema))
-            .await?;
+        // The deletion need not wait for the WAL flush: if a crash loses it, the rows are
+        // published again and JetStream drops them as duplicates (as for a relay killed here).
+        txn.execute_unprepared(&format!(
+            "SET LOCAL synchronous_commit = off; DELETE FROM {}.outbox WHERE seq IN ({list})",
+            self.schema
+        ))
+        .await?;
+        txn.commit().await?;
         metrics::counter!("outbox_published_total", "schema" => self.schema.clone()).increment(count as u64);
         if duplicates > 0 {
             metrics::counter!("outbox_duplicate_acks_total", "schema" => self.schema.clone())
@@ -148,22 +144,17 @@ impl Relay {
         Ok(count)
     }
 
-    /// Leases up to `batch` rows nobody holds (one statement; `SKIP LOCKED` keeps two relays
-    /// claiming at once apart, the lease keeps them apart afterwards).
-    async fn claim(&self) -> Result<Vec<Row>, MessagingError> {
-        let schema = &self.schema;
+    /// Locks up to `batch` rows no other relay holds, until `txn` ends.
+    async fn claim(&self, txn: &DatabaseTransaction) -> Result<Vec<Row>, MessagingError> {
         let sql = format!(
-            "UPDATE {schema}.outbox SET claimed_until = now() + make_interval(secs => $2)
-             WHERE seq IN (SELECT seq FROM {schema}.outbox WHERE claimed_until IS NULL OR claimed_until < now()
-                           ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING seq, id, subject, headers, body"
+            "SELECT seq, id, subject, headers, body FROM {}.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+            self.schema
         );
-        let rows = self
-            .db
+        let rows = txn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,
-                [i64::from(self.batch).into(), self.lease.as_secs_f64().into()],
+                [i64::from(self.batch).into()],
             ))
             .await?;
         rows.into_iter()
