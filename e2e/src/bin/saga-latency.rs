@@ -109,7 +109,10 @@ async fn main() {
             pay_server.record(micros(done - asked)).unwrap();
         }
     }
-    println!("  {:.0} sagas/s overall", sagas as f64 / elapsed.as_secs_f64());
+    println!(
+        "  {:.0} sagas/s overall, each user's wait for admission included (throughput: `load throughput`)",
+        sagas as f64 / elapsed.as_secs_f64()
+    );
     line("client: POST /reservations -> HELD", &hold_client);
     line("client: POST .../payment -> CONFIRMED", &pay_client);
     line("server: request committed -> SeatReserved", &hold_server);
