@@ -70,39 +70,36 @@ async fn two_relays_at_once_publish_each_event_once() {
     assert_eq!(outbox_rows(&env).await, 0);
 }
 
-#[tokio::test]
-async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
+/// Runs a relay that polls every `poll`, past its first (empty) drain; then commits one event
+/// (waking the relay when `wake`) and waits for it to be published.
+async fn commit_one_with_a_relay_running(poll: Duration, wake: bool) {
     let env = env().await;
     let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
-    relay.poll = Duration::from_secs(3600);
+    relay.poll = poll;
     tokio::spawn(relay.run(env.shutdown.clone()));
-    // Let the relay's first (empty) drain pass.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let ob = outbox(&env);
     let txn = env.db.begin().await.unwrap();
     ob.push(&txn, &sample()).await.unwrap();
-    ob.commit(txn).await.unwrap();
-    eventually("the woken relay to publish", Duration::from_secs(10), || async {
+    if wake {
+        ob.commit(txn).await.unwrap();
+    } else {
+        txn.commit().await.unwrap();
+    }
+    eventually("the relay to publish", Duration::from_secs(10), || async {
         (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
     })
     .await;
 }
 
 #[tokio::test]
-async fn rows_no_writer_announced_are_found_by_the_poll() {
-    let env = env().await;
-    let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
-    relay.poll = Duration::from_millis(100);
-    tokio::spawn(relay.run(env.shutdown.clone()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
+    commit_one_with_a_relay_running(Duration::from_secs(3600), true).await;
+}
 
+#[tokio::test]
+async fn rows_no_writer_announced_are_found_by_the_poll() {
     // As another process (or a relay that died) leaves them: committed, no signal here.
-    let txn = env.db.begin().await.unwrap();
-    outbox(&env).push(&txn, &sample()).await.unwrap();
-    txn.commit().await.unwrap();
-    eventually("the polling relay to publish", Duration::from_secs(10), || async {
-        (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
-    })
-    .await;
+    commit_one_with_a_relay_running(Duration::from_millis(100), false).await;
 }
