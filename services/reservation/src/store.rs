@@ -216,7 +216,6 @@ pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]
     Ok(())
 }
 
-/// A reservation's timeline, oldest first.
 /// The caller's reservation with its timeline, in one round trip.
 pub async fn get_with_timeline(
     db: &impl ConnectionTrait,
@@ -240,6 +239,7 @@ pub async fn get_with_timeline(
     Ok(Some((reservation(&row)?, timeline)))
 }
 
+/// A reservation's timeline, oldest first.
 pub async fn timeline(db: &impl ConnectionTrait, id: ReservationId) -> Result<Vec<TimelineEntry>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
