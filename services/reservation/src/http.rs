@@ -225,42 +225,48 @@ async fn create_reservation(
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
     let seats = validate_seats(&body.seat_nos, &schedule_seats)?;
     let queue_token = admitted.token.unwrap_or_default();
-    let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &request, |txn| {
-        let outbox = s.outbox.clone();
-        Box::pin(async move {
-            if let Some(seat) = store::seat_in_use(txn, body.schedule_id, &seats).await.map_err(internal)? {
-                return Err(seat_unavailable(seat));
-            }
-            let r = Reservation {
-                id: ReservationId::new(),
-                user_id: who.user_id,
-                schedule_id: body.schedule_id,
-                concert_id,
-                seat_nos: seats,
-                status: Status::Pending,
-                amount: None,
-                held_until: None,
-                failure_reason: None,
-                queue_token,
-                paid: false,
-                created_at: Utc::now(),
-            };
-            store::insert(txn, &r).await.map_err(internal)?;
-            let requested = ReservationRequested {
-                reservation_id: r.id,
-                user_id: r.user_id,
-                schedule_id: r.schedule_id,
-                seat_nos: r.seat_nos.clone(),
-                queue_token: r.queue_token.clone(),
-            };
-            outbox.push(txn, &Envelope::new(NAME, r.id, requested)).await.map_err(internal)?;
-            store::record(txn, r.id, &["ReservationRequested"]).await.map_err(internal)?;
-            Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
+    let answer = s
+        .outbox
+        .idempotent(&s.db, &who, &key, &request, |txn| {
+            let outbox = s.outbox.clone();
+            Box::pin(async move {
+                if let Some(seat) =
+                    store::seat_in_use(txn, body.schedule_id, &seats).await.map_err(internal)?
+                {
+                    return Err(seat_unavailable(seat));
+                }
+                let r = Reservation {
+                    id: ReservationId::new(),
+                    user_id: who.user_id,
+                    schedule_id: body.schedule_id,
+                    concert_id,
+                    seat_nos: seats,
+                    status: Status::Pending,
+                    amount: None,
+                    held_until: None,
+                    failure_reason: None,
+                    queue_token,
+                    paid: false,
+                    created_at: Utc::now(),
+                };
+                store::insert(txn, &r).await.map_err(internal)?;
+                let requested = ReservationRequested {
+                    reservation_id: r.id,
+                    user_id: r.user_id,
+                    schedule_id: r.schedule_id,
+                    seat_nos: r.seat_nos.clone(),
+                    queue_token: r.queue_token.clone(),
+                };
+                outbox.push(txn, &Envelope::new(NAME, r.id, requested)).await.map_err(internal)?;
+                store::record(txn, r.id, &["ReservationRequested"]).await.map_err(internal)?;
+                Ok(StoredResponse::json(
+                    StatusCode::ACCEPTED,
+                    &Accepted { id: r.id, status: r.status.as_str() },
+                )?
                 .with_location(format!("/reservations/{}", r.id)))
+            })
         })
-    })
-    .await?;
-    s.outbox.committed();
+        .await?;
     settle(&s, who, answer, wait, |st| st != Status::Pending).await
 }
 
@@ -303,19 +309,23 @@ async fn pay_reservation(
         return settle(&s, ticket.identity, answer, wait, |st| st != Status::Paying).await;
     }
     let who = ticket.admit().await?.identity;
-    let answer = idempotency::run(&s.db, SCHEMA, &who, &key, &[path.as_bytes()], |txn| {
-        let outbox = s.outbox.clone();
-        Box::pin(async move {
-            let pay = Input::Pay { now: Utc::now() };
-            let r = saga::apply(txn, &outbox, id, pay, Origin::Request { user: who.user_id })
-                .await
-                .map_err(apply_problem)?;
-            Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
+    let answer = s
+        .outbox
+        .idempotent(&s.db, &who, &key, &[path.as_bytes()], |txn| {
+            let outbox = s.outbox.clone();
+            Box::pin(async move {
+                let pay = Input::Pay { now: Utc::now() };
+                let r = saga::apply(txn, &outbox, id, pay, Origin::Request { user: who.user_id })
+                    .await
+                    .map_err(apply_problem)?;
+                Ok(StoredResponse::json(
+                    StatusCode::ACCEPTED,
+                    &Accepted { id: r.id, status: r.status.as_str() },
+                )?
                 .with_location(format!("/reservations/{id}")))
+            })
         })
-    })
-    .await?;
-    s.outbox.committed();
+        .await?;
     settle(&s, who, answer, wait, |st| st != Status::Paying).await
 }
 

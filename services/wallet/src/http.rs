@@ -1,6 +1,6 @@
 //! `POST /wallets/me/charges`, `GET /wallets/me`.
 
-use crate::{AppState, NAME, SCHEMA, domain, store};
+use crate::{AppState, NAME, domain, store};
 use axum::{
     Json, Router,
     extract::State,
@@ -12,7 +12,7 @@ use contracts::{ChargeCompleted, ChargeId, Envelope, UserId, Won};
 use platform::{
     Problem,
     auth::Identity,
-    idempotency::{self, MaybeKey, StoredResponse},
+    idempotency::{MaybeKey, StoredResponse},
     openapi::{BadRequest, Internal, Shared, Unauthenticated, UnsupportedMediaType},
     problem::{ApiJson, PROBLEM_JSON},
 };
@@ -106,24 +106,25 @@ async fn charge_wallet(
     let amount = domain::charge_amount(body.amount).map_err(Problem::validation)?;
     let request = serde_json::to_vec(&body).map_err(|e| Problem::internal(&e))?;
     let outbox = state.outbox.clone();
-    idempotency::run(&state.db, SCHEMA, &who, &key, &[b"POST /wallets/me/charges", &request], |txn| {
-        Box::pin(async move {
-            let balance = store::credit(txn, who.user_id, amount).await.map_err(balance_problem)?;
-            let charge_id = ChargeId::new();
-            store::insert_charge(txn, charge_id, who.user_id, amount, balance)
-                .await
-                .map_err(|e| Problem::internal(&e))?;
-            let event = ChargeCompleted { charge_id, user_id: who.user_id, amount, balance };
-            outbox
-                .push(txn, &Envelope::new(NAME, who.user_id, event))
-                .await
-                .map_err(|e| Problem::internal(&e))?;
-            StoredResponse::json(StatusCode::OK, &Charged { balance })
+    state
+        .outbox
+        .idempotent(&state.db, &who, &key, &[b"POST /wallets/me/charges", &request], |txn| {
+            Box::pin(async move {
+                let balance = store::credit(txn, who.user_id, amount).await.map_err(balance_problem)?;
+                let charge_id = ChargeId::new();
+                store::insert_charge(txn, charge_id, who.user_id, amount, balance)
+                    .await
+                    .map_err(|e| Problem::internal(&e))?;
+                let event = ChargeCompleted { charge_id, user_id: who.user_id, amount, balance };
+                outbox
+                    .push(txn, &Envelope::new(NAME, who.user_id, event))
+                    .await
+                    .map_err(|e| Problem::internal(&e))?;
+                StoredResponse::json(StatusCode::OK, &Charged { balance })
+            })
         })
-    })
-    .await
-    .inspect(|_| state.outbox.committed())
-    .map(IntoResponse::into_response)
+        .await
+        .map(IntoResponse::into_response)
 }
 
 /// The balance cap is a check constraint; hitting it is the caller's problem, not ours.

@@ -3,7 +3,12 @@
 //! publishes committed rows afterwards (DESIGN §1, §8).
 
 use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use platform::{
+    Problem,
+    auth::Identity,
+    idempotency::{self, Answer, Effect, MaybeKey},
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
@@ -57,6 +62,24 @@ impl Outbox {
         txn.commit().await?;
         self.committed();
         Ok(())
+    }
+
+    /// [`platform::idempotency::run`] on this outbox's schema, waking the relay once the effect
+    /// has committed: for requests whose effect pushes events.
+    pub async fn idempotent<F>(
+        &self,
+        db: &DatabaseConnection,
+        who: &Identity,
+        key: &MaybeKey,
+        request: &[&[u8]],
+        effect: F,
+    ) -> Result<Answer, Problem>
+    where
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> Effect<'t>,
+    {
+        let answer = idempotency::run(db, &self.schema, who, key, request, effect).await?;
+        self.committed();
+        Ok(answer)
     }
 
     /// Adds `event` to the outbox through `conn`, which should be the transaction that makes the

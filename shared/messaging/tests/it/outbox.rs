@@ -1,6 +1,13 @@
 use crate::support::{env, outbox, outbox_rows, sample};
+use axum::http::StatusCode;
 use contracts::Stream;
+use contracts::UserId;
 use messaging::Relay;
+use platform::{
+    Problem,
+    auth::{Identity, Role},
+    idempotency::{IdempotencyKey, MaybeKey, StoredResponse},
+};
 use sea_orm::TransactionTrait;
 use std::time::Duration;
 use testkit::eventually;
@@ -70,9 +77,19 @@ async fn two_relays_at_once_publish_each_event_once() {
     assert_eq!(outbox_rows(&env).await, 0);
 }
 
+/// How the test's one event is committed.
+enum Commit {
+    /// `Outbox::commit`: commits and wakes the relay.
+    Waking,
+    /// A plain commit, as another process makes it: nothing wakes the relay.
+    Silent,
+    /// Through `Outbox::idempotent`, as a request with an Idempotency-Key.
+    Idempotent,
+}
+
 /// Runs a relay that polls every `poll`, past its first (empty) drain; then commits one event
-/// (waking the relay when `wake`) and waits for it to be published.
-async fn commit_one_with_a_relay_running(poll: Duration, wake: bool) {
+/// and waits for it to be published.
+async fn commit_one_with_a_relay_running(poll: Duration, commit: Commit) {
     let env = env().await;
     let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
     relay.poll = poll;
@@ -80,12 +97,25 @@ async fn commit_one_with_a_relay_running(poll: Duration, wake: bool) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let ob = outbox(&env);
-    let txn = env.db.begin().await.unwrap();
-    ob.push(&txn, &sample()).await.unwrap();
-    if wake {
-        ob.commit(txn).await.unwrap();
+    if let Commit::Idempotent = commit {
+        let who = Identity { user_id: UserId::new(), role: Role::User };
+        let key = MaybeKey(Some(IdempotencyKey::parse("k-1").unwrap()));
+        let pushing = ob.clone();
+        ob.idempotent(&env.db, &who, &key, &[b"POST /probe"], |txn| {
+            Box::pin(async move {
+                pushing.push(txn, &sample()).await.map_err(|e| Problem::internal(&e))?;
+                StoredResponse::json(StatusCode::ACCEPTED, &serde_json::json!({}))
+            })
+        })
+        .await
+        .unwrap();
     } else {
-        txn.commit().await.unwrap();
+        let txn = env.db.begin().await.unwrap();
+        ob.push(&txn, &sample()).await.unwrap();
+        match commit {
+            Commit::Waking => ob.commit(txn).await.unwrap(),
+            _ => txn.commit().await.unwrap(),
+        }
     }
     eventually("the relay to publish", Duration::from_secs(10), || async {
         (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
@@ -95,11 +125,16 @@ async fn commit_one_with_a_relay_running(poll: Duration, wake: bool) {
 
 #[tokio::test]
 async fn a_commit_wakes_the_relay_without_waiting_for_the_poll() {
-    commit_one_with_a_relay_running(Duration::from_secs(3600), true).await;
+    commit_one_with_a_relay_running(Duration::from_secs(3600), Commit::Waking).await;
+}
+
+#[tokio::test]
+async fn an_idempotent_request_wakes_the_relay_once_its_effect_committed() {
+    commit_one_with_a_relay_running(Duration::from_secs(3600), Commit::Idempotent).await;
 }
 
 #[tokio::test]
 async fn rows_no_writer_announced_are_found_by_the_poll() {
     // As another process (or a relay that died) leaves them: committed, no signal here.
-    commit_one_with_a_relay_running(Duration::from_millis(100), false).await;
+    commit_one_with_a_relay_running(Duration::from_millis(100), Commit::Silent).await;
 }
