@@ -1,5 +1,7 @@
-use crate::support::{Recorder, applied, env, ordered_spec, publish_event, sample, spec};
-use messaging::{Applied, Apply, Incoming, PgInbox, run_consumer};
+use crate::support::{Recorder, applied, env, ordered_spec, outbox, publish_event, sample, spec};
+use contracts::{ChargeCompleted, ChargeId, Envelope, Stream, UserId, Won};
+use messaging::{Applied, Apply, HandleError, Handler, Incoming, Outbox, PgInbox, Relay, run_consumer};
+use sea_orm::DatabaseTransaction;
 use std::{sync::Arc, time::Duration};
 use testkit::eventually;
 
@@ -60,4 +62,39 @@ async fn a_transient_failure_is_retried_and_then_succeeds() {
     .await;
     assert_eq!(recorder.attempts(event.id.0), 3);
     assert!(messaging::dlq::list(&env.bus, 10).await.unwrap().is_empty());
+}
+
+/// Answers every event with a `ChargeCompleted` (on the WALLET stream) through its outbox.
+struct Answering(Outbox);
+
+impl Handler for Answering {
+    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        let cause = msg.meta();
+        let answer = ChargeCompleted {
+            charge_id: ChargeId::new(),
+            user_id: UserId::new(),
+            amount: Won(1),
+            balance: Won(1),
+        };
+        self.0.push(txn, &Envelope::new("probe", cause.id, answer).caused_by(&cause)).await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_publishing_consumer_wakes_the_relay_when_its_effect_commits() {
+    let env = env().await;
+    let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    relay.poll = Duration::from_secs(3600);
+    tokio::spawn(relay.run(env.shutdown.clone()));
+    let ob = outbox(&env);
+    let inbox = Arc::new(PgInbox::publishing(env.db.clone(), &ob, Answering(ob.clone())));
+    tokio::spawn(run_consumer(env.bus.clone(), spec(), inbox, env.shutdown.clone()));
+
+    let event = sample();
+    publish_event(&env, &event, &event.id.to_string()).await;
+    eventually("the answer published without waiting for the poll", Duration::from_secs(10), || async {
+        (env.stream_messages(Stream::Wallet).await.unwrap() == 1).then_some(())
+    })
+    .await;
 }
