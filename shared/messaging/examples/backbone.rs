@@ -51,7 +51,7 @@ async fn relay_throughput(env: &TestEnv, outbox: &Outbox, n: usize, relays: usiz
     let before = env.stream_messages(Stream::Seat).await.unwrap();
     let started = Instant::now();
     let drains = (0..relays).map(|_| {
-        let relay = Relay::new(env.db.clone(), env.bus.clone(), SCHEMA);
+        let relay = Relay::new(&env.db, env.bus.clone(), SCHEMA);
         async move { relay.drain().await.unwrap() }
     });
     let published: u64 = futures::future::join_all(drains).await.into_iter().sum();
@@ -106,7 +106,7 @@ async fn main() {
         Arc::new(PgInbox::new(env.db.clone(), SCHEMA, clock)),
         env.shutdown.clone(),
     ));
-    tokio::spawn(Relay::new(env.db.clone(), env.bus.clone(), SCHEMA).run(env.shutdown.clone()));
+    tokio::spawn(Relay::new(&env.db, env.bus.clone(), SCHEMA).run(env.shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     println!("commit-to-consume latency, {rate} events/s for {secs} s (one event per transaction):");

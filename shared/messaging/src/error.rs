@@ -9,6 +9,8 @@ pub enum MessagingError {
     JetStream { operation: &'static str, message: String },
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
     #[error("invalid definition in nats/{file}: {message}")]
     Definition { file: String, message: String },
     #[error("{0}")]

@@ -11,7 +11,10 @@ use platform::{
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 use tokio::sync::Notify;
 
@@ -27,12 +30,41 @@ use tokio::sync::Notify;
 pub struct Outbox {
     schema: String,
     ns: Namespace,
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
+}
+
+/// How a process's writers of one outbox tell its relay that they committed rows.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    notify: Notify,
+    /// Commits signalled so far. The relay reads it before a claim: if it has not moved by the
+    /// time the relay would check again, every signalled row was visible to that claim, and a
+    /// pending signal is stale (no empty claim for it).
+    commits: AtomicU64,
+}
+
+impl Wake {
+    fn signal(&self) {
+        self.commits.fetch_add(1, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Commits signalled so far.
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
+    }
+
+    /// Waits until a commit after `seen` is signalled (at once if one was).
+    pub(crate) async fn after(&self, seen: u64) {
+        while self.commits() == seen {
+            self.notify.notified().await;
+        }
+    }
 }
 
 /// One wake-up signal per `(namespace, schema)` in this process, shared by its writers and its relay.
-pub(crate) fn wake_of(ns: &Namespace, schema: &str) -> Arc<Notify> {
-    static WAKES: OnceLock<Mutex<HashMap<String, Arc<Notify>>>> = OnceLock::new();
+pub(crate) fn wake_of(ns: &Namespace, schema: &str) -> Arc<Wake> {
+    static WAKES: OnceLock<Mutex<HashMap<String, Arc<Wake>>>> = OnceLock::new();
     let key = format!("{}/{schema}", ns.as_str());
     let mut wakes =
         WAKES.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -54,7 +86,7 @@ impl Outbox {
     /// Tells this process's relay that rows were committed. Call it after every commit of a
     /// transaction that may have pushed events (an extra call costs one empty relay check).
     pub fn committed(&self) {
-        self.wake.notify_one();
+        self.wake.signal();
     }
 
     /// Commits `txn` and wakes the relay.

@@ -57,7 +57,7 @@ impl Runtime {
 
     /// Publishes `<schema>.outbox` until shutdown.
     pub fn spawn_relay(&self, schema: &str) {
-        let relay = Relay::new(self.db.clone(), self.bus.clone(), schema);
+        let relay = Relay::new(&self.db, self.bus.clone(), schema);
         self.spawn(&format!("relay[{schema}]"), relay.run(self.shutdown.clone()));
     }
 

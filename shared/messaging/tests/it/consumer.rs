@@ -84,7 +84,7 @@ impl Handler for Answering {
 #[tokio::test]
 async fn a_publishing_consumer_wakes_the_relay_when_its_effect_commits() {
     let env = env().await;
-    let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let mut relay = Relay::new(&env.db, env.bus.clone(), "probe");
     relay.poll = Duration::from_secs(3600);
     tokio::spawn(relay.run(env.shutdown.clone()));
     let ob = outbox(&env);

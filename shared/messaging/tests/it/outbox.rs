@@ -8,7 +8,7 @@ use platform::{
     auth::{Identity, Role},
     idempotency::{IdempotencyKey, MaybeKey, StoredResponse},
 };
-use sea_orm::TransactionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use std::time::Duration;
 use testkit::eventually;
 
@@ -19,7 +19,7 @@ async fn event_of_a_rolled_back_transaction_is_never_published() {
     outbox(&env).push(&txn, &sample()).await.unwrap();
     txn.rollback().await.unwrap();
 
-    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let relay = Relay::new(&env.db, env.bus.clone(), "probe");
     assert_eq!(relay.drain().await.unwrap(), 0);
     assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 0);
 }
@@ -31,7 +31,7 @@ async fn committed_event_is_published_exactly_once() {
     outbox(&env).push(&txn, &sample()).await.unwrap();
     txn.commit().await.unwrap();
 
-    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let relay = Relay::new(&env.db, env.bus.clone(), "probe");
     assert_eq!(relay.drain().await.unwrap(), 1);
     assert_eq!(relay.drain().await.unwrap(), 0);
     assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 1);
@@ -45,7 +45,7 @@ async fn relay_killed_between_ack_and_commit_republishes_as_a_dedup_hit() {
     outbox(&env).push_all(&txn, &[sample(), sample(), sample()]).await.unwrap();
     txn.commit().await.unwrap();
 
-    let relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let relay = Relay::new(&env.db, env.bus.clone(), "probe");
     assert_eq!(relay.publish_batch_then_crash().await.unwrap(), 3);
     assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 3);
     assert_eq!(outbox_rows(&env).await, 3, "the crashed relay marked nothing");
@@ -66,14 +66,39 @@ async fn two_relays_at_once_publish_each_event_once() {
         ob.push_all(&txn, &events).await.unwrap();
         txn.commit().await.unwrap();
     }
-    let mut a = Relay::new(env.db.clone(), env.bus.clone(), "probe");
-    let mut b = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let mut a = Relay::new(&env.db, env.bus.clone(), "probe");
+    let mut b = Relay::new(&env.db, env.bus.clone(), "probe");
     a.batch = 37;
     b.batch = 37;
     let (na, nb) = tokio::join!(a.drain(), b.drain());
     let (na, nb) = (na.unwrap(), nb.unwrap());
     assert_eq!(na + nb, 1000, "relays published {na} + {nb}");
     assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 1000);
+    assert_eq!(outbox_rows(&env).await, 0);
+}
+
+#[tokio::test]
+async fn a_relay_whose_connection_was_cut_reconnects_on_its_next_drain() {
+    let env = env().await;
+    let relay = Relay::new(&env.db, env.bus.clone(), "probe");
+    assert_eq!(relay.drain().await.unwrap(), 0, "the relay connects");
+    let cut = env
+        .db
+        .execute_unprepared(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE application_name = 'relay[probe]' AND datname = current_database()",
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut.rows_affected(), 1, "one relay connection to cut");
+
+    let txn = env.db.begin().await.unwrap();
+    outbox(&env).push(&txn, &sample()).await.unwrap();
+    txn.commit().await.unwrap();
+    assert!(relay.drain().await.is_err(), "the cut connection fails the claim");
+    assert_eq!(outbox_rows(&env).await, 1, "the row stays");
+    assert_eq!(relay.drain().await.unwrap(), 1, "the next drain reconnects");
+    assert_eq!(env.stream_messages(Stream::Seat).await.unwrap(), 1);
     assert_eq!(outbox_rows(&env).await, 0);
 }
 
@@ -91,7 +116,7 @@ enum Commit {
 /// and waits for it to be published.
 async fn commit_one_with_a_relay_running(poll: Duration, commit: Commit) {
     let env = env().await;
-    let mut relay = Relay::new(env.db.clone(), env.bus.clone(), "probe");
+    let mut relay = Relay::new(&env.db, env.bus.clone(), "probe");
     relay.poll = poll;
     tokio::spawn(relay.run(env.shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -8,7 +8,7 @@ use tracing::Instrument;
 #[tokio::test]
 async fn the_consumer_span_has_the_producer_trace_id() {
     let env = env().await;
-    tokio::spawn(Relay::new(env.db.clone(), env.bus.clone(), "probe").run(env.shutdown.clone()));
+    tokio::spawn(Relay::new(&env.db, env.bus.clone(), "probe").run(env.shutdown.clone()));
     let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", Recorder::default()));
     tokio::spawn(run_consumer(env.bus.clone(), spec(), inbox, env.shutdown.clone()));
 
