@@ -6,7 +6,7 @@ use crate::{
     domain::{Input, Refusal, Reservation, Status},
     saga::{self, ApplyError, Origin},
     store::{self, TimelineEntry},
-    waiters::RECHECK,
+    waiters::{RECHECK, Watch},
 };
 use axum::{
     Json, Router,
@@ -17,8 +17,8 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use contracts::{
-    ConcertId, Envelope, ReservationFailureReason, ReservationId, ReservationRequested, ScheduleId, SeatNo,
-    UserId, Won,
+    ConcertId, Envelope, Event, ReservationFailureReason, ReservationId, ReservationRequested, ScheduleId,
+    SeatNo, UserId, Won,
 };
 use platform::{
     Problem,
@@ -213,7 +213,7 @@ async fn create_reservation(
     // A retry of a request that went through is answered as before, even if the queue token
     // has been spent since.
     if let Some(answer) = idempotency::stored(&s.db, SCHEMA, &ticket.identity, &key, &request).await? {
-        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Pending).await;
+        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Pending, None).await;
     }
     let admitted = ticket.admit().await?;
     let who = admitted.identity;
@@ -225,18 +225,15 @@ async fn create_reservation(
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
     let seats = validate_seats(&body.seat_nos, &schedule_seats)?;
     let queue_token = admitted.token.unwrap_or_default();
+    let id = ReservationId::new();
+    let early = wait.0.map(|_| s.waiters.watch(id));
     let answer = s
         .outbox
         .idempotent(&s.db, &who, &key, &request, |txn| {
             let outbox = s.outbox.clone();
             Box::pin(async move {
-                if let Some(seat) =
-                    store::seat_in_use(txn, body.schedule_id, &seats).await.map_err(internal)?
-                {
-                    return Err(seat_unavailable(seat));
-                }
                 let r = Reservation {
-                    id: ReservationId::new(),
+                    id,
                     user_id: who.user_id,
                     schedule_id: body.schedule_id,
                     concert_id,
@@ -249,7 +246,12 @@ async fn create_reservation(
                     paid: false,
                     created_at: Utc::now(),
                 };
-                store::insert(txn, &r).await.map_err(internal)?;
+                if let Some(seat) = store::insert_unless_taken(txn, &r, &[ReservationRequested::TYPE])
+                    .await
+                    .map_err(internal)?
+                {
+                    return Err(seat_unavailable(seat));
+                }
                 let requested = ReservationRequested {
                     reservation_id: r.id,
                     user_id: r.user_id,
@@ -258,7 +260,6 @@ async fn create_reservation(
                     queue_token: r.queue_token.clone(),
                 };
                 outbox.push(txn, &Envelope::new(NAME, r.id, requested)).await.map_err(internal)?;
-                store::record(txn, r.id, &["ReservationRequested"]).await.map_err(internal)?;
                 Ok(StoredResponse::json(
                     StatusCode::ACCEPTED,
                     &Accepted { id: r.id, status: r.status.as_str() },
@@ -267,7 +268,7 @@ async fn create_reservation(
             })
         })
         .await?;
-    settle(&s, who, answer, wait, |st| st != Status::Pending).await
+    settle(&s, who, answer, wait, |st| st != Status::Pending, early).await
 }
 
 /// Pays for a HELD reservation from the caller's wallet (`PaymentRequested`). It is PAYING until
@@ -306,9 +307,10 @@ async fn pay_reservation(
     if let Some(answer) =
         idempotency::stored(&s.db, SCHEMA, &ticket.identity, &key, &[path.as_bytes()]).await?
     {
-        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Paying).await;
+        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Paying, None).await;
     }
     let who = ticket.admit().await?.identity;
+    let early = wait.0.map(|_| s.waiters.watch(id));
     let answer = s
         .outbox
         .idempotent(&s.db, &who, &key, &[path.as_bytes()], |txn| {
@@ -326,16 +328,20 @@ async fn pay_reservation(
             })
         })
         .await?;
-    settle(&s, who, answer, wait, |st| st != Status::Paying).await
+    settle(&s, who, answer, wait, |st| st != Status::Paying, early).await
 }
 
 /// Answers at once, or with `Prefer: wait`, once the reservation settles (or the wait ends).
+/// `early` is a watch registered before the request's own commit: when the answer is that
+/// commit's (not a replay), the reservation was unsettled then, so instead of reading it at once
+/// the wait starts with the first change signalled since (one read fewer per request).
 async fn settle(
     s: &AppState,
     who: Identity,
     answer: idempotency::Answer,
     wait: PreferWait,
     settled: impl Fn(Status) -> bool,
+    early: Option<Watch>,
 ) -> Result<Response, Problem> {
     let (Some(limit), Some(id)) = (
         wait.0,
@@ -344,26 +350,32 @@ async fn settle(
         return Ok(answer.into_response());
     };
     let deadline = tokio::time::Instant::now() + limit;
-    let watch = s.waiters.watch(id);
+    let (watch, mut look) = match early {
+        Some(watch) if !answer.replayed && watch.id() == id => (watch, false),
+        _ => (s.waiters.watch(id), true),
+    };
+    let mut seen = watch.since();
     loop {
-        // Armed before the read, so a change committed in between still wakes us.
-        let notified = watch.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| Problem::not_found("the reservation"))?;
-        if settled(r.status) || tokio::time::Instant::now() >= deadline {
-            let status = if settled(r.status) { StatusCode::OK } else { StatusCode::ACCEPTED };
-            let mut res = (status, Json(View::of(r, Some(timeline)))).into_response();
-            if answer.replayed {
-                res.headers_mut().insert(idempotency::REPLAYED, axum::http::HeaderValue::from_static("true"));
+        if look {
+            // Counted before the read, so a change committed in between still wakes us.
+            seen = watch.count();
+            let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| Problem::not_found("the reservation"))?;
+            if settled(r.status) || tokio::time::Instant::now() >= deadline {
+                let status = if settled(r.status) { StatusCode::OK } else { StatusCode::ACCEPTED };
+                let mut res = (status, Json(View::of(r, Some(timeline)))).into_response();
+                if answer.replayed {
+                    res.headers_mut()
+                        .insert(idempotency::REPLAYED, axum::http::HeaderValue::from_static("true"));
+                }
+                return Ok(res);
             }
-            return Ok(res);
         }
+        look = true;
         let wake = deadline.min(tokio::time::Instant::now() + RECHECK);
-        let _ = tokio::time::timeout_at(wake, notified).await;
+        let _ = tokio::time::timeout_at(wake, watch.after(seen)).await;
     }
 }
 

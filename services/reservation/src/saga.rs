@@ -62,15 +62,19 @@ pub async fn persist(
     seen: Option<&str>,
     cause: Option<&EnvelopeMeta>,
 ) -> Result<(), DbErr> {
-    if decision.next != *current && !store::save(txn, current.status, &decision.next).await? {
-        // The row is locked, so its status cannot have moved; fail loudly rather than emit.
-        return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));
-    }
     let mut kinds: Vec<&str> = seen.into_iter().collect();
     for emit in &decision.emit {
         kinds.push(publish(txn, outbox, &decision.next, emit, cause).await?);
     }
-    store::record(txn, current.id, &kinds).await
+    if decision.next == *current {
+        return store::record(txn, current.id, &kinds).await;
+    }
+    if !store::save(txn, current.status, &decision.next, &kinds).await? {
+        // The row is locked, so its status cannot have moved; fail loudly (the transaction and
+        // the events pushed in it roll back).
+        return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));
+    }
+    Ok(())
 }
 
 async fn publish(

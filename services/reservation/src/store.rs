@@ -103,43 +103,45 @@ async fn schedule(
     .transpose()
 }
 
-/// The first of `seats` that a live reservation of the schedule covers (PENDING, HELD and not
-/// past its hold, PAYING, or CONFIRMED): someone else is holding it or about to.
-pub async fn seat_in_use(
+/// Inserts `r` with its first timeline entries `kinds`, unless one of its seats is in a live
+/// reservation of the schedule (PENDING, HELD and not past its hold, PAYING, or CONFIRMED):
+/// then nothing is written and that seat (the lowest) is returned. One round trip.
+pub async fn insert_unless_taken(
     db: &impl ConnectionTrait,
-    schedule: ScheduleId,
-    seats: &[SeatNo],
+    r: &Reservation,
+    kinds: &[&str],
 ) -> Result<Option<SeatNo>, DbErr> {
-    let seats: Vec<i32> = seats.iter().map(|s| s.0).collect();
+    let sql = format!(
+        "WITH taken AS (
+           SELECT n FROM reservation.reservations, unnest(seat_nos) AS n
+           WHERE schedule_id = $3 AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+             AND NOT (status = 'HELD' AND held_until < now()) AND n = ANY($5)
+           ORDER BY n LIMIT 1
+         ), inserted AS (
+           INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM taken)
+           RETURNING id
+         ), logged AS ({})
+         SELECT n FROM taken",
+        timeline_insert("inserted.id", "inserted, ", 9)
+    );
     let row = db
         .query_one_raw(stmt(
-            "SELECT n FROM reservation.reservations, unnest(seat_nos) AS n
-             WHERE schedule_id = $1 AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
-               AND NOT (status = 'HELD' AND held_until < now()) AND n = ANY($2)
-             ORDER BY n LIMIT 1",
-            [schedule.0.into(), seats.into()],
+            &sql,
+            [
+                r.id.0.into(),
+                r.user_id.0.into(),
+                r.schedule_id.0.into(),
+                r.concert_id.0.into(),
+                r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>().into(),
+                r.status.as_str().into(),
+                r.queue_token.clone().into(),
+                r.created_at.into(),
+                kind_list(kinds).into(),
+            ],
         ))
         .await?;
     row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
-}
-
-pub async fn insert(db: &impl ConnectionTrait, r: &Reservation) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        "INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        [
-            r.id.0.into(),
-            r.user_id.0.into(),
-            r.schedule_id.0.into(),
-            r.concert_id.0.into(),
-            r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>().into(),
-            r.status.as_str().into(),
-            r.queue_token.clone().into(),
-            r.created_at.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
 }
 
 /// A reservation, locked until the transaction ends.
@@ -173,13 +175,27 @@ pub async fn list(
     rows.iter().map(reservation).collect()
 }
 
-/// Compare-and-set: writes `next` only if the row is still in `expected`.
-pub async fn save(db: &impl ConnectionTrait, expected: Status, next: &Reservation) -> Result<bool, DbErr> {
-    let r = db
-        .execute_raw(stmt(
-            "UPDATE reservation.reservations
-             SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
-             WHERE id = $1 AND status = $2",
+/// Compare-and-set: writes `next` only if the row is still in `expected`, and then appends
+/// the timeline entries `kinds`, in one round trip.
+pub async fn save(
+    db: &impl ConnectionTrait,
+    expected: Status,
+    next: &Reservation,
+    kinds: &[&str],
+) -> Result<bool, DbErr> {
+    let sql = format!(
+        "WITH saved AS (
+           UPDATE reservation.reservations
+           SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
+           WHERE id = $1 AND status = $2
+           RETURNING id
+         ), logged AS ({})
+         SELECT count(*) AS n FROM saved",
+        timeline_insert("saved.id", "saved, ", 8)
+    );
+    let row = db
+        .query_one_raw(stmt(
+            &sql,
             [
                 next.id.0.into(),
                 expected.as_str().into(),
@@ -188,10 +204,11 @@ pub async fn save(db: &impl ConnectionTrait, expected: Status, next: &Reservatio
                 next.held_until.into(),
                 next.failure_reason.map(reason_str).into(),
                 next.paid.into(),
+                kind_list(kinds).into(),
             ],
         ))
         .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
 }
 
 /// One line of a reservation's timeline.
@@ -208,12 +225,21 @@ pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]
     if kinds.is_empty() {
         return Ok(());
     }
-    db.execute_raw(stmt(
-        "INSERT INTO reservation.timeline (reservation_id, type) SELECT $1, k FROM unnest($2::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i",
-        [id.0.into(), kinds.iter().map(|k| (*k).to_owned()).collect::<Vec<String>>().into()],
-    ))
-    .await?;
+    db.execute_raw(stmt(&timeline_insert("$1", "", 2), [id.0.into(), kind_list(kinds).into()])).await?;
     Ok(())
+}
+
+/// The statement appending the event types of text[] parameter `$param`, in order, to the
+/// timeline of the reservation `id` (an expression over `from`, e.g. a CTE's `RETURNING`).
+fn timeline_insert(id: &str, from: &str, param: usize) -> String {
+    format!(
+        "INSERT INTO reservation.timeline (reservation_id, type) \
+         SELECT {id}, k FROM {from}unnest(${param}::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i"
+    )
+}
+
+fn kind_list(kinds: &[&str]) -> Vec<String> {
+    kinds.iter().map(|k| (*k).to_owned()).collect()
 }
 
 /// The caller's reservation with its timeline, in one round trip.

@@ -3,6 +3,7 @@
 //! publishes committed rows afterwards (DESIGN §1, §8).
 
 use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
+use platform::signal::Signal;
 use platform::{
     Problem,
     auth::Identity,
@@ -11,12 +12,8 @@ use platform::{
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, OnceLock},
 };
-use tokio::sync::Notify;
 
 /// Writes events into one service's `<schema>.outbox`.
 ///
@@ -30,41 +27,14 @@ use tokio::sync::Notify;
 pub struct Outbox {
     schema: String,
     ns: Namespace,
-    wake: Arc<Wake>,
-}
-
-/// How a process's writers of one outbox tell its relay that they committed rows.
-#[derive(Debug, Default)]
-pub(crate) struct Wake {
-    notify: Notify,
-    /// Commits signalled so far. The relay reads it before a claim: if it has not moved by the
-    /// time the relay would check again, every signalled row was visible to that claim, and a
-    /// pending signal is stale (no empty claim for it).
-    commits: AtomicU64,
-}
-
-impl Wake {
-    fn signal(&self) {
-        self.commits.fetch_add(1, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    /// Commits signalled so far.
-    pub(crate) fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Acquire)
-    }
-
-    /// Waits until a commit after `seen` is signalled (at once if one was).
-    pub(crate) async fn after(&self, seen: u64) {
-        while self.commits() == seen {
-            self.notify.notified().await;
-        }
-    }
+    wake: Arc<Signal>,
 }
 
 /// One wake-up signal per `(namespace, schema)` in this process, shared by its writers and its relay.
-pub(crate) fn wake_of(ns: &Namespace, schema: &str) -> Arc<Wake> {
-    static WAKES: OnceLock<Mutex<HashMap<String, Arc<Wake>>>> = OnceLock::new();
+/// The relay reads its count before each claim: while it has not moved, every signalled row was
+/// visible to that claim.
+pub(crate) fn wake_of(ns: &Namespace, schema: &str) -> Arc<Signal> {
+    static WAKES: OnceLock<Mutex<HashMap<String, Arc<Signal>>>> = OnceLock::new();
     let key = format!("{}/{schema}", ns.as_str());
     let mut wakes =
         WAKES.get_or_init(Mutex::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -86,7 +56,7 @@ impl Outbox {
     /// Tells this process's relay that rows were committed. Call it after every commit of a
     /// transaction that may have pushed events (an extra call costs one empty relay check).
     pub fn committed(&self) {
-        self.wake.signal();
+        self.wake.raise();
     }
 
     /// Commits `txn` and wakes the relay.

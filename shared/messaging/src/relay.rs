@@ -14,10 +14,11 @@
 //! Writers in the same process wake the relay after their commit ([`crate::Outbox::committed`]);
 //! a poll finds the rest.
 
-use crate::{Bus, MessagingError, outbox::Wake};
+use crate::{Bus, MessagingError};
 use async_nats::{HeaderMap, jetstream::message::PublishMessage};
 use contracts::HEADER_MSG_ID;
 use futures::{StreamExt, TryStreamExt};
+use platform::signal::Signal;
 use sea_orm::DatabaseConnection;
 use sqlx::{Connection, PgConnection, Row as _, postgres::PgConnectOptions};
 use std::{sync::Arc, time::Duration};
@@ -33,7 +34,7 @@ pub struct Relay {
     conn: Arc<Mutex<Option<PgConnection>>>,
     bus: Bus,
     schema: String,
-    wake: Arc<Wake>,
+    wake: Arc<Signal>,
     /// Rows claimed per transaction.
     pub batch: u32,
     /// Publishes awaiting their ack at once; below the context's `max_ack_inflight`.
@@ -82,7 +83,7 @@ impl Relay {
                 break;
             }
             // Read before the claim: a commit signalled later may be one the claim missed.
-            let seen = self.wake.commits();
+            let seen = self.wake.count();
             match self.drain().await {
                 Ok(_) => failures = 0,
                 Err(e) => {

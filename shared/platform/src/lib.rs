@@ -11,6 +11,7 @@ pub mod pools;
 pub mod problem;
 pub mod queue_guard;
 pub mod shutdown;
+pub mod signal;
 pub mod telemetry;
 
 pub use config::{Config, ConfigError, Secret};
