@@ -5,10 +5,11 @@ use crate::{
     domain::{self, HoldDecision},
     store,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use contracts::{
-    Envelope, Event, ReservationCompleted, ReservationFailed, ReservationRequested, ScheduleCreated,
-    SeatRejectReason, SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut,
+    ConcertId, Envelope, Event, ReservationCompleted, ReservationFailed, ReservationRequested,
+    ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut,
+    Won,
 };
 use messaging::{HandleError, Handler, Incoming, Outbox};
 use sea_orm::DatabaseTransaction;
@@ -73,6 +74,15 @@ impl Reservations {
             reason,
         };
         let requested = if seats.len() == p.seat_nos.len() { seats.as_slice() } else { &[] };
+        let held_until = Utc::now()
+            + chrono::Duration::from_std(self.hold).map_err(|e| HandleError::Permanent(e.to_string()))?;
+        // Most requests find their seats free: one statement holds them all.
+        if !requested.is_empty()
+            && let Some((concert_id, amount)) =
+                store::hold_all_free(txn, p.schedule_id, &seats, p.reservation_id, held_until).await?
+        {
+            return self.reserved(txn, &req, concert_id, seats, amount, held_until).await;
+        }
         // In a rush most requests are for seats already taken: those are answered from the
         // committed rows, without queueing behind the locks of the requests still in flight.
         // Only a hold takes the locks, and decides again on what it finds then.
@@ -105,28 +115,37 @@ impl Reservations {
                 Ok(())
             }
             HoldDecision::Hold { amount } => {
-                let held_until = Utc::now()
-                    + chrono::Duration::from_std(self.hold)
-                        .map_err(|e| HandleError::Permanent(e.to_string()))?;
                 let held = store::hold(txn, p.schedule_id, &seats, p.reservation_id, held_until).await?;
                 if held != seats.len() as u64 {
                     // Cannot happen while the rows are locked; retry rather than hold part.
                     return Err(HandleError::Transient(format!("held {held} of {} seats", seats.len())));
                 }
-                let event = SeatReserved {
-                    reservation_id: p.reservation_id,
-                    concert_id,
-                    schedule_id: p.schedule_id,
-                    seat_nos: seats,
-                    amount,
-                    held_until,
-                };
-                self.outbox
-                    .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta()))
-                    .await?;
-                Ok(())
+                self.reserved(txn, &req, concert_id, seats, amount, held_until).await
             }
         }
+    }
+
+    /// Announces the seats `req` now holds.
+    async fn reserved(
+        &self,
+        txn: &DatabaseTransaction,
+        req: &Envelope<ReservationRequested>,
+        concert_id: ConcertId,
+        seat_nos: Vec<SeatNo>,
+        amount: Won,
+        held_until: DateTime<Utc>,
+    ) -> Result<(), HandleError> {
+        let p = &req.payload;
+        let event = SeatReserved {
+            reservation_id: p.reservation_id,
+            concert_id,
+            schedule_id: p.schedule_id,
+            seat_nos,
+            amount,
+            held_until,
+        };
+        self.outbox.push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta())).await?;
+        Ok(())
     }
 
     async fn sell(

@@ -101,6 +101,38 @@ pub async fn lock_seats(
     rows.iter().map(seat).collect()
 }
 
+/// Holds all of `seats` (sorted, distinct) for `reservation` if each exists, is AVAILABLE and
+/// is not locked by another transaction, in one round trip; otherwise holds none. Returns the
+/// schedule's concert and what the seats cost together when it held them. Skipping locked rows
+/// keeps a request for a seat someone else is taking from queueing behind that hold: it is
+/// decided afterwards from the committed rows instead.
+pub async fn hold_all_free(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    seats: &[SeatNo],
+    reservation: ReservationId,
+    until: DateTime<Utc>,
+) -> Result<Option<(ConcertId, Won)>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "WITH free AS (
+               SELECT seat_no FROM seat.seats
+               WHERE schedule_id = $1 AND seat_no = ANY($2) AND status = 'AVAILABLE'
+               ORDER BY seat_no FOR UPDATE SKIP LOCKED
+             ), held AS (
+               UPDATE seat.seats SET status = 'HELD', reservation_id = $3, held_until = $4
+               WHERE schedule_id = $1 AND seat_no IN (SELECT seat_no FROM free)
+                 AND (SELECT count(*) FROM free) = cardinality($2::int[])
+               RETURNING price
+             )
+             SELECT sc.concert_id, sum(held.price)::bigint AS amount
+             FROM held JOIN seat.schedules sc ON sc.schedule_id = $1 GROUP BY sc.concert_id",
+            [schedule.0.into(), nos(seats), reservation.0.into(), until.into()],
+        ))
+        .await?;
+    row.map(|r| Ok((ConcertId(r.try_get("", "concert_id")?), Won(r.try_get("", "amount")?)))).transpose()
+}
+
 /// Holds the seats for `reservation`; returns how many were available and now held.
 pub async fn hold(
     db: &impl ConnectionTrait,
