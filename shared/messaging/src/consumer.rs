@@ -117,6 +117,22 @@ pub trait Apply: Send + Sync + 'static {
         consumer: &'a str,
         msg: &'a Incoming,
     ) -> impl Future<Output = Result<Applied, HandleError>> + Send + 'a;
+
+    /// Applies several messages, each at most once; one outcome per message, in order. By
+    /// default one after the other, each on its own.
+    fn apply_batch<'a>(
+        &'a self,
+        consumer: &'a str,
+        msgs: &'a [Incoming],
+    ) -> impl Future<Output = Vec<Result<Applied, HandleError>>> + Send + 'a {
+        async move {
+            let mut outcomes = Vec::with_capacity(msgs.len());
+            for msg in msgs {
+                outcomes.push(self.apply(consumer, msg).await);
+            }
+            outcomes
+        }
+    }
 }
 
 /// The Postgres flavour: `(consumer, event id)` goes into `<schema>.inbox` in the handler's
@@ -143,7 +159,80 @@ impl<H: Handler> PgInbox<H> {
     }
 }
 
+impl<H: Handler> PgInbox<H> {
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+        match &self.outbox {
+            Some(outbox) => outbox.commit(txn).await,
+            None => txn.commit().await,
+        }
+    }
+
+    /// All of `msgs` in one transaction: one inbox statement, then the handler for each event
+    /// not seen before (a redelivery in the same batch counts once). Fails as a whole.
+    async fn apply_together(&self, consumer: &str, msgs: &[Incoming]) -> Result<Vec<Applied>, HandleError> {
+        let mut outcomes: Vec<Applied> = msgs
+            .iter()
+            .map(|m| if self.handler.handles(m.kind()) { Applied::Duplicate } else { Applied::Ignored })
+            .collect();
+        let ids: Vec<uuid::Uuid> = msgs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == Applied::Duplicate)
+            .map(|(m, _)| m.envelope.id.0)
+            .collect();
+        if ids.is_empty() {
+            return Ok(outcomes);
+        }
+        let txn = self.db.begin().await?;
+        let mut fresh = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "INSERT INTO {}.inbox (consumer, event_id) SELECT $1, unnest($2::uuid[]) \
+                     ON CONFLICT DO NOTHING RETURNING event_id",
+                    self.schema
+                ),
+                [consumer.into(), ids.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get::<uuid::Uuid>("", "event_id"))
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
+        for (msg, outcome) in msgs.iter().zip(outcomes.iter_mut()) {
+            if *outcome == Applied::Duplicate && fresh.remove(&msg.envelope.id.0) {
+                self.handler.handle(&txn, msg).await?;
+                *outcome = Applied::Done;
+            }
+        }
+        self.commit(txn).await?;
+        for (msg, outcome) in msgs.iter().zip(&outcomes) {
+            if *outcome == Applied::Done {
+                self.handler.after_commit(msg);
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
 impl<H: Handler> Apply for PgInbox<H> {
+    /// One transaction for the batch; if it fails, each message again on its own, so one bad
+    /// message fails (or is dead-lettered) alone.
+    async fn apply_batch(&self, consumer: &str, msgs: &[Incoming]) -> Vec<Result<Applied, HandleError>> {
+        if msgs.len() > 1 {
+            match self.apply_together(consumer, msgs).await {
+                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Err(e) => {
+                    tracing::info!(error = %e, n = msgs.len(), "batch failed; applying its messages one by one")
+                }
+            }
+        }
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            outcomes.push(self.apply(consumer, msg).await);
+        }
+        outcomes
+    }
+
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
         if !self.handler.handles(msg.kind()) {
             return Ok(Applied::Ignored);
@@ -164,10 +253,7 @@ impl<H: Handler> Apply for PgInbox<H> {
             return Ok(Applied::Duplicate);
         }
         self.handler.handle(&txn, msg).await?;
-        match &self.outbox {
-            Some(outbox) => outbox.commit(txn).await?,
-            None => txn.commit().await?,
-        }
+        self.commit(txn).await?;
         self.handler.after_commit(msg);
         Ok(Applied::Done)
     }
@@ -186,6 +272,9 @@ pub struct ConsumerSpec {
     pub nak_delays: Vec<Duration>,
     /// Messages handled at once.
     pub concurrency: usize,
+    /// Messages applied together in one transaction at most, from those already arrived; 1
+    /// applies each on its own.
+    pub batch: usize,
 }
 
 impl ConsumerSpec {
@@ -197,7 +286,14 @@ impl ConsumerSpec {
             .ok_or_else(|| {
                 MessagingError::NotFound(format!("no consumer {service}__{stream} in nats/consumers.json"))
             })?;
-        Self::new(service, stream, entry.filter_subject.as_deref())
+        let mut spec = Self::new(service, stream, entry.filter_subject.as_deref())?;
+        if let Some(batch) = entry.batch {
+            // One batch at a time: what arrives meanwhile makes the next one, so batches grow
+            // with the load instead of each message taking a transaction of its own.
+            spec.batch = batch.max(1);
+            spec.concurrency = 1;
+        }
+        Ok(spec)
     }
 
     /// A consumer with the shared defaults (for tools and tests; services use [`Self::declared`]).
@@ -209,6 +305,7 @@ impl ConsumerSpec {
             config: crate::definitions::consumer_defaults()?,
             nak_delays: [100, 500, 2_000, 5_000, 10_000].map(Duration::from_millis).to_vec(),
             concurrency: 32,
+            batch: 1,
         })
     }
 
@@ -275,40 +372,93 @@ async fn consume<A: Apply>(
     let consumer = spec.ensure(bus).await?;
     let messages = consumer
         .stream()
-        .max_messages_per_batch(spec.concurrency.max(1) * 4)
+        .max_messages_per_batch((spec.concurrency.max(1) * 4).max(spec.batch))
         .heartbeat(Duration::from_secs(5))
         .expires(Duration::from_secs(30))
         .messages()
         .await
         .map_err(|e| MessagingError::js("pull messages", e))?;
     let name = spec.name();
-    messages
-        .take_until(shutdown.clone().cancelled_owned())
-        .map_err(|e| MessagingError::js("receive message", e))
-        .try_for_each_concurrent(spec.concurrency.max(1), |msg| {
-            let name = name.as_str();
-            async move {
-                process(bus, spec, name, apply.as_ref(), msg).await;
+    let name = name.as_str();
+    let messages = messages.take_until(shutdown.clone().cancelled_owned());
+    if spec.batch <= 1 {
+        return messages
+            .map_err(|e| MessagingError::js("receive message", e))
+            .try_for_each_concurrent(spec.concurrency.max(1), |msg| async move {
+                process(bus, spec, name, apply.as_ref(), vec![msg]).await;
                 Ok(())
+            })
+            .await;
+    }
+    messages
+        .ready_chunks(spec.batch)
+        .map(Ok::<_, MessagingError>)
+        .try_for_each_concurrent(spec.concurrency.max(1), |chunk| async move {
+            let mut msgs = Vec::with_capacity(chunk.len());
+            let mut failed = None;
+            for item in chunk {
+                match item {
+                    Ok(msg) => msgs.push(msg),
+                    Err(e) => failed = Some(MessagingError::js("receive message", e)),
+                }
             }
+            process(bus, spec, name, apply.as_ref(), msgs).await;
+            failed.map_or(Ok(()), Err)
         })
         .await
 }
 
-async fn process<A: Apply>(bus: &Bus, spec: &ConsumerSpec, name: &str, apply: &A, msg: jetstream::Message) {
+/// Decodes `msgs`, applies those that decode (together, when more than one), and settles each:
+/// ack, NAK with a delay, or dead letter.
+async fn process<A: Apply>(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    name: &str,
+    apply: &A,
+    msgs: Vec<jetstream::Message>,
+) {
+    let mut incoming = Vec::with_capacity(msgs.len());
+    let mut received = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        if let Some((i, span)) = receive(bus, spec, name, &msg).await {
+            incoming.push(i);
+            received.push((msg, span));
+        }
+    }
+    let outcomes = match incoming.as_slice() {
+        [] => return,
+        [one] => vec![apply.apply(name, one).instrument(received[0].1.clone()).await],
+        many => {
+            let span = tracing::info_span!("consume batch", consumer = %name, messages = many.len());
+            apply.apply_batch(name, many).instrument(span).await
+        }
+    };
+    for ((msg, span), (incoming, outcome)) in received.into_iter().zip(incoming.iter().zip(outcomes)) {
+        settle(bus, spec, name, &msg, incoming, outcome).instrument(span).await;
+    }
+}
+
+/// The message as a handler sees it, with its span (linked to the producer's trace); `None`
+/// when it cannot be decoded (it is dead-lettered here) or lacks JetStream metadata.
+async fn receive(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    name: &str,
+    msg: &jetstream::Message,
+) -> Option<(Incoming, tracing::Span)> {
     let (stream_sequence, deliveries) = match msg.info() {
         Ok(info) => (info.stream_sequence, u64::try_from(info.delivered).unwrap_or(1)),
         Err(e) => {
             tracing::warn!(consumer = %name, error = %e, "message without JetStream metadata; ignoring it");
-            return;
+            return None;
         }
     };
-    let max_deliver = u64::try_from(spec.config.max_deliver).unwrap_or(u64::MAX);
     let envelope = match serde_json::from_slice::<Envelope<serde_json::Value>>(&msg.payload) {
         Ok(env) => env,
         Err(e) => {
             let reason = format!("undecodable envelope: {e}");
-            return settle_dead(bus, spec, name, &msg, None, &reason, deliveries).await;
+            settle_dead(bus, spec, name, msg, None, &reason, deliveries).await;
+            return None;
         }
     };
     let subject = bus.ns.subject("");
@@ -337,8 +487,20 @@ async fn process<A: Apply>(bus: &Bus, spec: &ConsumerSpec, name: &str, apply: &A
             headers.iter().filter_map(|(k, v)| v.first().map(|v| (k.as_ref(), v.as_str()))),
         );
     }
-    let outcome = apply.apply(name, &incoming).instrument(span.clone()).await;
-    let _entered = span.enter();
+    Some((incoming, span))
+}
+
+/// Acks, NAKs or dead-letters `msg` according to the outcome of applying it.
+async fn settle(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    name: &str,
+    msg: &jetstream::Message,
+    incoming: &Incoming,
+    outcome: Result<Applied, HandleError>,
+) {
+    let deliveries = incoming.deliveries;
+    let max_deliver = u64::try_from(spec.config.max_deliver).unwrap_or(u64::MAX);
     let meta = incoming.meta();
     match outcome {
         Ok(applied) => {
@@ -354,11 +516,11 @@ async fn process<A: Apply>(bus: &Bus, spec: &ConsumerSpec, name: &str, apply: &A
             }
         }
         Err(HandleError::Permanent(reason)) => {
-            settle_dead(bus, spec, name, &msg, Some(&meta), &reason, deliveries).await;
+            settle_dead(bus, spec, name, msg, Some(&meta), &reason, deliveries).await;
         }
         Err(HandleError::Transient(reason)) if deliveries >= max_deliver => {
             let reason = format!("{reason} (still failing on delivery {deliveries} of {max_deliver})");
-            settle_dead(bus, spec, name, &msg, Some(&meta), &reason, deliveries).await;
+            settle_dead(bus, spec, name, msg, Some(&meta), &reason, deliveries).await;
         }
         Err(HandleError::Transient(reason)) => {
             metrics::counter!("events_retried_total", "consumer" => name.to_owned()).increment(1);

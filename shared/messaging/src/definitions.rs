@@ -55,6 +55,10 @@ pub struct ConsumerEntry {
     /// Unprefixed subject filter; the whole stream when absent.
     #[serde(default)]
     pub filter_subject: Option<String>,
+    /// Apply up to this many arrived messages in one transaction, one batch at a time (for
+    /// read-side projections: fewer transactions under load, in exchange for latency).
+    #[serde(default)]
+    pub batch: Option<usize>,
 }
 
 fn consumers_file() -> Result<ConsumersFile, MessagingError> {

@@ -1,4 +1,7 @@
-use crate::support::{Recorder, applied, env, ordered_spec, outbox, publish_event, sample, spec};
+use crate::support::{
+    Recorder, applied, batch_spec, env, incoming, ordered_spec, outbox, publish_event, publish_raw, sample,
+    spec,
+};
 use contracts::{ChargeCompleted, ChargeId, Envelope, Stream, UserId, Won};
 use messaging::{Applied, Apply, HandleError, Handler, Incoming, Outbox, PgInbox, Relay, run_consumer};
 use sea_orm::DatabaseTransaction;
@@ -33,18 +36,79 @@ async fn a_redelivered_event_is_a_no_op() {
     let env = env().await;
     let inbox = PgInbox::new(env.db.clone(), "probe", Recorder::default());
     let event = sample();
-    let incoming = Incoming {
-        subject: "seat.released".into(),
-        envelope: serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap(),
-        stream_sequence: 1,
-        deliveries: 1,
-    };
+    let incoming = incoming(&event, 1);
     assert_eq!(inbox.apply("probe__SEAT", &incoming).await.unwrap(), Applied::Done);
     let again = Incoming { deliveries: 2, ..incoming.clone() };
     assert_eq!(inbox.apply("probe__SEAT", &again).await.unwrap(), Applied::Duplicate);
     assert_eq!(applied(&env, event.id.0).await, 1);
     // Another consumer keeps its own inbox.
     assert_eq!(inbox.apply("other__SEAT", &incoming).await.unwrap(), Applied::Done);
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_event_once_even_with_a_redelivery_inside() {
+    let env = env().await;
+    let recorder = Recorder::default();
+    let inbox = PgInbox::new(env.db.clone(), "probe", recorder.clone());
+    let (a, b, seen) = (sample(), sample(), sample());
+    assert_eq!(inbox.apply("probe__SEAT", &incoming(&seen, 1)).await.unwrap(), Applied::Done);
+
+    let batch = [incoming(&a, 1), incoming(&b, 1), incoming(&a, 2), incoming(&seen, 2)];
+    let outcomes: Vec<Applied> =
+        inbox.apply_batch("probe__SEAT", &batch).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(outcomes, [Applied::Done, Applied::Done, Applied::Duplicate, Applied::Duplicate]);
+    for event in [&a, &b, &seen] {
+        assert_eq!(applied(&env, event.id.0).await, 1);
+        assert_eq!(recorder.attempts(event.id.0), 1, "applied in one go, never retried");
+    }
+}
+
+#[tokio::test]
+async fn a_message_that_fails_in_a_batch_fails_alone() {
+    let env = env().await;
+    let (a, bad, b) = (sample(), sample(), sample());
+    let recorder = Recorder { poison: Some(bad.id.0), ..Recorder::default() };
+    let inbox = PgInbox::new(env.db.clone(), "probe", recorder.clone());
+
+    let outcomes =
+        inbox.apply_batch("probe__SEAT", &[incoming(&a, 1), incoming(&bad, 1), incoming(&b, 1)]).await;
+    assert!(matches!(outcomes[..], [Ok(Applied::Done), Err(HandleError::Permanent(_)), Ok(Applied::Done)]));
+    assert_eq!(
+        (applied(&env, a.id.0).await, applied(&env, bad.id.0).await, applied(&env, b.id.0).await),
+        (1, 0, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_batching_consumer_applies_every_event_once_and_dead_letters_the_undecodable() {
+    let env = env().await;
+    let recorder = Recorder::default();
+    let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", recorder.clone()));
+    let events: Vec<_> = (0..60).map(|_| sample()).collect();
+    for (i, event) in events.iter().enumerate() {
+        publish_event(&env, event, &event.id.to_string()).await;
+        if i == 30 {
+            publish_raw(&env, "seat.released", "garbage", b"{not json".to_vec()).await;
+        }
+    }
+    tokio::spawn(run_consumer(env.bus.clone(), batch_spec(16), inbox, env.shutdown.clone()));
+
+    eventually("every event applied", Duration::from_secs(15), || async {
+        for event in &events {
+            if applied(&env, event.id.0).await != 1 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let dead = eventually("the undecodable message dead-lettered", Duration::from_secs(10), || async {
+        let dead = messaging::dlq::list(&env.bus, 10).await.unwrap();
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert!(events.iter().all(|e| recorder.attempts(e.id.0) == 1), "no batch failed or was applied twice");
 }
 
 #[tokio::test]

@@ -46,6 +46,11 @@ pub fn spec() -> ConsumerSpec {
     spec
 }
 
+/// [`spec`] applying up to `batch` arrived messages per transaction, one batch at a time.
+pub fn batch_spec(batch: usize) -> ConsumerSpec {
+    ConsumerSpec { concurrency: 1, batch, ..spec() }
+}
+
 /// [`spec`] handling one message at a time, so messages are applied in stream order.
 pub fn ordered_spec() -> ConsumerSpec {
     ConsumerSpec { concurrency: 1, ..spec() }
@@ -86,12 +91,24 @@ pub async fn publish_event<E: Event>(env: &TestEnv, event: &Envelope<E>, msg_id:
     publish_raw(env, E::SUBJECT, msg_id, serde_json::to_vec(event).expect("json")).await;
 }
 
+/// `event` as a consumer receives it.
+pub fn incoming<E: Event>(event: &Envelope<E>, deliveries: u64) -> Incoming {
+    Incoming {
+        subject: E::SUBJECT.into(),
+        envelope: serde_json::from_value(serde_json::to_value(event).expect("json")).expect("envelope"),
+        stream_sequence: 1,
+        deliveries,
+    }
+}
+
 /// Records each event it applies (with the trace id it saw); fails the first `fail_first`
 /// deliveries of every event, transiently, or every time when `always_fail`.
 #[derive(Clone, Default)]
 pub struct Recorder {
     pub fail_first: u32,
     pub always_fail: bool,
+    /// An event that fails permanently, every time.
+    pub poison: Option<uuid::Uuid>,
     pub attempts: Arc<Mutex<HashMap<uuid::Uuid, u32>>>,
 }
 
@@ -117,6 +134,9 @@ impl Handler for Recorder {
             [event.id.0.into(), trace_id.into()],
         ))
         .await?;
+        if self.poison == Some(event.id.0) {
+            return Err(HandleError::Permanent("poisoned".into()));
+        }
         if self.always_fail || attempt <= self.fail_first {
             // The insert above is rolled back with the transaction.
             return Err(HandleError::Transient(format!("induced failure on attempt {attempt}")));
