@@ -11,7 +11,7 @@ use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
     ReservationFailed, ReservationId, UserId,
 };
-use messaging::{Outbox, OutboxRow};
+use messaging::Outbox;
 use sea_orm::{DatabaseTransaction, DbErr};
 
 /// Why applying an input did not go through.
@@ -62,52 +62,53 @@ pub async fn persist(
     seen: Option<&str>,
     cause: Option<&EnvelopeMeta>,
 ) -> Result<(), DbErr> {
-    let events = decision
-        .emit
-        .iter()
-        .map(|emit| event_row(outbox, &decision.next, emit, cause))
-        .collect::<Result<Vec<_>, _>>()?;
-    let kinds: Vec<&str> = seen.into_iter().chain(events.iter().map(|e| e.kind)).collect();
+    let mut kinds: Vec<&str> = seen.into_iter().collect();
+    for emit in &decision.emit {
+        kinds.push(publish(txn, outbox, &decision.next, emit, cause).await?);
+    }
     if decision.next == *current {
-        outbox.push_rows(txn, &events).await?;
         return store::record(txn, current.id, &kinds).await;
     }
-    if !store::save(txn, current.status, &decision.next, &kinds, outbox, &events).await? {
+    if !store::save(txn, current.status, &decision.next, &kinds).await? {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and
-        // the events written in it roll back).
+        // the events pushed in it roll back).
         return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));
     }
     Ok(())
 }
 
-/// The outbox row of what `emit` announces about `r`.
-fn event_row(
+async fn publish(
+    txn: &DatabaseTransaction,
     outbox: &Outbox,
     r: &Reservation,
     emit: &Emit,
     cause: Option<&EnvelopeMeta>,
-) -> Result<OutboxRow, DbErr> {
-    fn row<E: Event>(
+) -> Result<&'static str, DbErr> {
+    async fn push<E: Event>(
+        txn: &DatabaseTransaction,
         outbox: &Outbox,
         r: &Reservation,
         payload: E,
         cause: Option<&EnvelopeMeta>,
-    ) -> Result<OutboxRow, DbErr> {
+    ) -> Result<&'static str, DbErr> {
         let mut envelope = Envelope::new(NAME, r.id, payload);
         if let Some(cause) = cause {
             envelope = envelope.caused_by(cause);
         }
-        outbox.row(&envelope)
+        outbox.push(txn, &envelope).await?;
+        Ok(E::TYPE)
     }
     match emit {
         Emit::PaymentRequested { pay_by } => {
             let amount = r.amount.unwrap_or_default();
-            row(
+            push(
+                txn,
                 outbox,
                 r,
                 PaymentRequested { reservation_id: r.id, user_id: r.user_id, amount, pay_by: *pay_by },
                 cause,
             )
+            .await
         }
         Emit::Completed => {
             let payload = ReservationCompleted {
@@ -119,7 +120,7 @@ fn event_row(
                 amount: r.amount.unwrap_or_default(),
                 queue_token: r.queue_token.clone(),
             };
-            row(outbox, r, payload, cause)
+            push(txn, outbox, r, payload, cause).await
         }
         Emit::Failed(reason) => {
             let payload = ReservationFailed {
@@ -130,13 +131,17 @@ fn event_row(
                 reason: *reason,
                 queue_token: r.queue_token.clone(),
             };
-            row(outbox, r, payload, cause)
+            push(txn, outbox, r, payload, cause).await
         }
-        Emit::RefundRequested { amount } => row(
-            outbox,
-            r,
-            RefundRequested { reservation_id: r.id, user_id: r.user_id, amount: *amount },
-            cause,
-        ),
+        Emit::RefundRequested { amount } => {
+            push(
+                txn,
+                outbox,
+                r,
+                RefundRequested { reservation_id: r.id, user_id: r.user_id, amount: *amount },
+                cause,
+            )
+            .await
+        }
     }
 }
