@@ -4,6 +4,7 @@ use contracts::{
     PaymentRequested, ReservationCompleted, ReservationFailed, ReservationFailureReason, SeatNo, UserId, Won,
 };
 use reqwest::Method;
+use sea_orm::ConnectionTrait;
 use std::time::Duration;
 use testkit::eventually;
 
@@ -113,6 +114,16 @@ async fn a_seat_in_a_live_reservation_is_turned_away_at_once_until_that_one_fail
     assert_eq!((status, body["code"].as_str()), (409, Some("SEAT_UNAVAILABLE")), "{body}");
     let (_, mine) = s.call(Method::GET, "/reservations", second, None).await;
     assert_eq!(mine["data"], serde_json::json!([]), "no reservation was made");
+    let stray = s.env.db.query_one_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT (SELECT count(*) FROM reservation.outbox WHERE position($1 in convert_from(body, 'UTF8')) > 0)
+              + (SELECT count(*) FROM reservation.timeline
+                 WHERE reservation_id <> ALL (SELECT id FROM reservation.reservations)) AS n",
+        [second.0.to_string().into()],
+    ));
+    let stray: i64 = stray.await.unwrap().unwrap().try_get("", "n").unwrap();
+    assert_eq!(stray, 0, "no event or timeline entry of the refused request was left behind");
+    assert!(s.requested().await.iter().all(|e| e.user_id != second), "nothing was announced for it");
 
     // Held, the seats stay turned away; once the first reservation fails, they are free to ask for.
     s.seats_held(id, &[1, 2], Utc::now() + Span::minutes(5)).await;
