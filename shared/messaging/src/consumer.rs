@@ -222,7 +222,9 @@ impl<H: Handler> Apply for PgInbox<H> {
             match self.apply_together(consumer, msgs).await {
                 Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
                 Err(e) => {
-                    tracing::info!(error = %e, n = msgs.len(), "batch failed; applying its messages one by one")
+                    metrics::counter!("consumer_batches_split_total", "consumer" => consumer.to_owned())
+                        .increment(1);
+                    tracing::info!(error = %e, n = msgs.len(), "batch failed; applying its messages one by one");
                 }
             }
         }
@@ -429,6 +431,8 @@ async fn process<A: Apply>(
         [] => return,
         [one] => vec![apply.apply(name, one).instrument(received[0].1.clone()).await],
         many => {
+            metrics::histogram!("consumer_batch_messages", "consumer" => name.to_owned())
+                .record(many.len() as f64);
             let span = tracing::info_span!("consume batch", consumer = %name, messages = many.len());
             apply.apply_batch(name, many).instrument(span).await
         }
