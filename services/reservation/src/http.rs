@@ -246,12 +246,6 @@ async fn create_reservation(
                     paid: false,
                     created_at: Utc::now(),
                 };
-                if let Some(seat) = store::insert_unless_taken(txn, &r, &[ReservationRequested::TYPE])
-                    .await
-                    .map_err(internal)?
-                {
-                    return Err(seat_unavailable(seat));
-                }
                 let requested = ReservationRequested {
                     reservation_id: r.id,
                     user_id: r.user_id,
@@ -259,7 +253,14 @@ async fn create_reservation(
                     seat_nos: r.seat_nos.clone(),
                     queue_token: r.queue_token.clone(),
                 };
-                outbox.push(txn, &Envelope::new(NAME, r.id, requested)).await.map_err(internal)?;
+                let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
+                if let Some(seat) =
+                    store::insert_unless_taken(txn, &r, &[ReservationRequested::TYPE], &outbox, &[event])
+                        .await
+                        .map_err(internal)?
+                {
+                    return Err(seat_unavailable(seat));
+                }
                 Ok(StoredResponse::json(
                     StatusCode::ACCEPTED,
                     &Accepted { id: r.id, status: r.status.as_str() },

@@ -11,7 +11,7 @@ use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
     ReservationFailed, ReservationId, UserId,
 };
-use messaging::Outbox;
+use messaging::{Outbox, OutboxRow};
 use sea_orm::{DatabaseTransaction, DbErr};
 
 /// Why applying an input did not go through.
@@ -62,53 +62,52 @@ pub async fn persist(
     seen: Option<&str>,
     cause: Option<&EnvelopeMeta>,
 ) -> Result<(), DbErr> {
-    let mut kinds: Vec<&str> = seen.into_iter().collect();
-    for emit in &decision.emit {
-        kinds.push(publish(txn, outbox, &decision.next, emit, cause).await?);
-    }
+    let events = decision
+        .emit
+        .iter()
+        .map(|emit| event_row(outbox, &decision.next, emit, cause))
+        .collect::<Result<Vec<_>, _>>()?;
+    let kinds: Vec<&str> = seen.into_iter().chain(events.iter().map(|e| e.kind)).collect();
     if decision.next == *current {
+        outbox.push_rows(txn, &events).await?;
         return store::record(txn, current.id, &kinds).await;
     }
-    if !store::save(txn, current.status, &decision.next, &kinds).await? {
+    if !store::save(txn, current.status, &decision.next, &kinds, outbox, &events).await? {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and
-        // the events pushed in it roll back).
+        // the events written in it roll back).
         return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));
     }
     Ok(())
 }
 
-async fn publish(
-    txn: &DatabaseTransaction,
+/// The outbox row of what `emit` announces about `r`.
+fn event_row(
     outbox: &Outbox,
     r: &Reservation,
     emit: &Emit,
     cause: Option<&EnvelopeMeta>,
-) -> Result<&'static str, DbErr> {
-    async fn push<E: Event>(
-        txn: &DatabaseTransaction,
+) -> Result<OutboxRow, DbErr> {
+    fn row<E: Event>(
         outbox: &Outbox,
         r: &Reservation,
         payload: E,
         cause: Option<&EnvelopeMeta>,
-    ) -> Result<&'static str, DbErr> {
+    ) -> Result<OutboxRow, DbErr> {
         let mut envelope = Envelope::new(NAME, r.id, payload);
         if let Some(cause) = cause {
             envelope = envelope.caused_by(cause);
         }
-        outbox.push(txn, &envelope).await?;
-        Ok(E::TYPE)
+        outbox.row(&envelope)
     }
     match emit {
         Emit::PaymentRequested { pay_by } => {
             let amount = r.amount.unwrap_or_default();
-            push(
-                txn,
+            row(
                 outbox,
                 r,
                 PaymentRequested { reservation_id: r.id, user_id: r.user_id, amount, pay_by: *pay_by },
                 cause,
             )
-            .await
         }
         Emit::Completed => {
             let payload = ReservationCompleted {
@@ -120,7 +119,7 @@ async fn publish(
                 amount: r.amount.unwrap_or_default(),
                 queue_token: r.queue_token.clone(),
             };
-            push(txn, outbox, r, payload, cause).await
+            row(outbox, r, payload, cause)
         }
         Emit::Failed(reason) => {
             let payload = ReservationFailed {
@@ -131,17 +130,13 @@ async fn publish(
                 reason: *reason,
                 queue_token: r.queue_token.clone(),
             };
-            push(txn, outbox, r, payload, cause).await
+            row(outbox, r, payload, cause)
         }
-        Emit::RefundRequested { amount } => {
-            push(
-                txn,
-                outbox,
-                r,
-                RefundRequested { reservation_id: r.id, user_id: r.user_id, amount: *amount },
-                cause,
-            )
-            .await
-        }
+        Emit::RefundRequested { amount } => row(
+            outbox,
+            r,
+            RefundRequested { reservation_id: r.id, user_id: r.user_id, amount: *amount },
+            cause,
+        ),
     }
 }

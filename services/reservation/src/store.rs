@@ -3,6 +3,7 @@
 use crate::domain::{Reservation, Status};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
+use messaging::{Outbox, OutboxRow};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
 use std::{
@@ -110,7 +111,20 @@ pub async fn insert_unless_taken(
     db: &impl ConnectionTrait,
     r: &Reservation,
     kinds: &[&str],
+    outbox: &Outbox,
+    events: &[OutboxRow],
 ) -> Result<Option<SeatNo>, DbErr> {
+    let mut values: Vec<Value> = vec![
+        r.id.0.into(),
+        r.user_id.0.into(),
+        r.schedule_id.0.into(),
+        r.concert_id.0.into(),
+        r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>().into(),
+        r.status.as_str().into(),
+        r.queue_token.clone().into(),
+        r.created_at.into(),
+        kind_list(kinds).into(),
+    ];
     let sql = format!(
         "WITH taken AS (
            SELECT n FROM reservation.reservations, unnest(seat_nos) AS n
@@ -121,26 +135,12 @@ pub async fn insert_unless_taken(
            INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
            SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM taken)
            RETURNING id
-         ), logged AS ({})
+         ), logged AS ({}){}
          SELECT n FROM taken",
-        timeline_insert("inserted.id", "inserted, ", 9)
+        timeline_insert("inserted.id", "inserted, ", 9),
+        pushed(outbox, events, &mut values),
     );
-    let row = db
-        .query_one_raw(stmt(
-            &sql,
-            [
-                r.id.0.into(),
-                r.user_id.0.into(),
-                r.schedule_id.0.into(),
-                r.concert_id.0.into(),
-                r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>().into(),
-                r.status.as_str().into(),
-                r.queue_token.clone().into(),
-                r.created_at.into(),
-                kind_list(kinds).into(),
-            ],
-        ))
-        .await?;
+    let row = db.query_one_raw(stmt(&sql, values)).await?;
     row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
 }
 
@@ -182,32 +182,31 @@ pub async fn save(
     expected: Status,
     next: &Reservation,
     kinds: &[&str],
+    outbox: &Outbox,
+    events: &[OutboxRow],
 ) -> Result<bool, DbErr> {
+    let mut values: Vec<Value> = vec![
+        next.id.0.into(),
+        expected.as_str().into(),
+        next.status.as_str().into(),
+        next.amount.map(|w| w.0).into(),
+        next.held_until.into(),
+        next.failure_reason.map(reason_str).into(),
+        next.paid.into(),
+        kind_list(kinds).into(),
+    ];
     let sql = format!(
         "WITH saved AS (
            UPDATE reservation.reservations
            SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
            WHERE id = $1 AND status = $2
            RETURNING id
-         ), logged AS ({})
+         ), logged AS ({}){}
          SELECT count(*) AS n FROM saved",
-        timeline_insert("saved.id", "saved, ", 8)
+        timeline_insert("saved.id", "saved, ", 8),
+        pushed(outbox, events, &mut values),
     );
-    let row = db
-        .query_one_raw(stmt(
-            &sql,
-            [
-                next.id.0.into(),
-                expected.as_str().into(),
-                next.status.as_str().into(),
-                next.amount.map(|w| w.0).into(),
-                next.held_until.into(),
-                next.failure_reason.map(reason_str).into(),
-                next.paid.into(),
-                kind_list(kinds).into(),
-            ],
-        ))
-        .await?;
+    let row = db.query_one_raw(stmt(&sql, values)).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
 }
 
@@ -236,6 +235,11 @@ fn timeline_insert(id: &str, from: &str, param: usize) -> String {
         "INSERT INTO reservation.timeline (reservation_id, type) \
          SELECT {id}, k FROM {from}unnest(${param}::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i"
     )
+}
+
+/// `, <the outbox CTE>` for `events`, or nothing ([`Outbox::cte`]).
+fn pushed(outbox: &Outbox, events: &[OutboxRow], values: &mut Vec<Value>) -> String {
+    outbox.cte(events, values).map(|cte| format!(", {cte}")).unwrap_or_default()
 }
 
 fn kind_list(kinds: &[&str]) -> Vec<String> {

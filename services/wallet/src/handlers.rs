@@ -47,15 +47,6 @@ impl Payments {
                 None => Some(PaymentFailureReason::InsufficientBalance),
                 Some(balance) => {
                     let payment_id = PaymentId::new();
-                    store::insert_payment(
-                        txn,
-                        payment_id,
-                        p.reservation_id,
-                        p.user_id,
-                        p.amount,
-                        PaymentStatus::Completed,
-                    )
-                    .await?;
                     let done = PaymentCompleted {
                         payment_id,
                         reservation_id: p.reservation_id,
@@ -63,9 +54,17 @@ impl Payments {
                         amount: p.amount,
                         balance,
                     };
-                    self.outbox
-                        .push(txn, &Envelope::new(NAME, p.reservation_id, done).caused_by(&req.meta()))
-                        .await?;
+                    let done = self
+                        .outbox
+                        .row(&Envelope::new(NAME, p.reservation_id, done).caused_by(&req.meta()))?;
+                    let payment = store::Payment {
+                        id: payment_id,
+                        reservation: p.reservation_id,
+                        user: p.user_id,
+                        amount: p.amount,
+                        status: PaymentStatus::Completed,
+                    };
+                    store::insert_payment(txn, &payment, &self.outbox, &[done]).await?;
                     None
                 }
             },
@@ -94,15 +93,14 @@ impl Payments {
         match domain::decide_refund(existing) {
             RefundDecision::Nothing => Ok(()),
             RefundDecision::Void => {
-                store::insert_payment(
-                    txn,
-                    PaymentId::new(),
-                    p.reservation_id,
-                    p.user_id,
-                    contracts::Won(0),
-                    PaymentStatus::Voided,
-                )
-                .await?;
+                let void = store::Payment {
+                    id: PaymentId::new(),
+                    reservation: p.reservation_id,
+                    user: p.user_id,
+                    amount: contracts::Won(0),
+                    status: PaymentStatus::Voided,
+                };
+                store::insert_payment(txn, &void, &self.outbox, &[]).await?;
                 Ok(())
             }
             RefundDecision::Refund => {

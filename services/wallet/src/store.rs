@@ -3,6 +3,7 @@
 
 use crate::domain::PaymentStatus;
 use contracts::{ChargeId, PaymentId, ReservationId, UserId, Won};
+use messaging::{Outbox, OutboxRow};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
@@ -81,19 +82,37 @@ pub async fn payment_status(
     }
 }
 
-/// Records a reservation's payment (or its void). The unique reservation id makes a second
-/// payment for the same reservation impossible.
+/// A reservation's payment (or its void) as stored.
+pub struct Payment {
+    pub id: PaymentId,
+    pub reservation: ReservationId,
+    pub user: UserId,
+    pub amount: Won,
+    pub status: PaymentStatus,
+}
+
+/// Records a reservation's payment (or its void), with the `events` that announce it in the
+/// same round trip. The unique reservation id makes a second payment for the same reservation
+/// impossible.
 pub async fn insert_payment(
     db: &impl ConnectionTrait,
-    id: PaymentId,
-    reservation: ReservationId,
-    user: UserId,
-    amount: Won,
-    status: PaymentStatus,
+    p: &Payment,
+    outbox: &Outbox,
+    events: &[OutboxRow],
 ) -> Result<(), DbErr> {
+    let mut values: Vec<Value> = vec![
+        p.id.0.into(),
+        p.reservation.0.into(),
+        p.user.0.into(),
+        p.amount.0.into(),
+        p.status.as_str().into(),
+    ];
+    let with = outbox.cte(events, &mut values).map(|cte| format!("WITH {cte} ")).unwrap_or_default();
     db.execute_raw(stmt(
-        "INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status) VALUES ($1, $2, $3, $4, $5)",
-        [id.0.into(), reservation.0.into(), user.0.into(), amount.0.into(), status.as_str().into()],
+        &format!(
+            "{with}INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status) VALUES ($1, $2, $3, $4, $5)"
+        ),
+        values,
     ))
     .await?;
     Ok(())

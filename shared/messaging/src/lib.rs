@@ -15,7 +15,7 @@ mod runtime;
 pub use bus::Bus;
 pub use consumer::{Applied, Apply, ConsumerSpec, HandleError, Handler, Incoming, PgInbox, run_consumer};
 pub use error::MessagingError;
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OutboxRow};
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
 pub use runtime::{Runtime, ServiceState};

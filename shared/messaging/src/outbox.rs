@@ -100,29 +100,73 @@ impl Outbox {
         conn: &impl ConnectionTrait,
         events: &[Envelope<E>],
     ) -> Result<(), DbErr> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let subject = self.ns.subject(E::SUBJECT);
-        let mut headers = platform::telemetry::current_trace_headers();
-        headers.push((HEADER_TYPE.to_owned(), E::TYPE.to_owned()));
-        let headers = serde_json::to_value(&headers).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let rows = events.iter().map(|e| self.row(e)).collect::<Result<Vec<_>, _>>()?;
+        self.push_rows(conn, &rows).await
+    }
 
-        let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) VALUES ", self.schema);
-        let mut values: Vec<Value> = Vec::with_capacity(events.len() * 4);
-        for (i, event) in events.iter().enumerate() {
-            let body = serde_json::to_vec(event).map_err(|e| DbErr::Custom(e.to_string()))?;
-            let n = i * 4;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
-            values.push(event.id.0.into());
-            values.push(subject.clone().into());
-            values.push(headers.clone().into());
-            values.push(body.into());
-        }
+    /// Adds rows made by [`Outbox::row`] in one statement.
+    pub async fn push_rows(&self, conn: &impl ConnectionTrait, rows: &[OutboxRow]) -> Result<(), DbErr> {
+        let Some((sql, values)) = self.insert(rows, 1) else { return Ok(()) };
         conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
         Ok(())
     }
+
+    /// `event` as an outbox row, with the current span's trace context.
+    pub fn row<E: Event>(&self, event: &Envelope<E>) -> Result<OutboxRow, DbErr> {
+        let mut headers = platform::telemetry::current_trace_headers();
+        headers.push((HEADER_TYPE.to_owned(), E::TYPE.to_owned()));
+        Ok(OutboxRow {
+            kind: E::TYPE,
+            id: event.id.0,
+            subject: self.ns.subject(E::SUBJECT),
+            headers: serde_json::to_value(&headers).map_err(|e| DbErr::Custom(e.to_string()))?,
+            body: serde_json::to_vec(event).map_err(|e| DbErr::Custom(e.to_string()))?,
+        })
+    }
+
+    /// The `INSERT INTO <schema>.outbox ..` of `rows` and its values, numbering its parameters
+    /// from `$first`; `None` without rows. To run as a CTE (`WITH pushed AS (..)`) of the
+    /// statement that makes the change the events announce: both in one round trip.
+    pub fn insert(&self, rows: &[OutboxRow], first: usize) -> Option<(String, Vec<Value>)> {
+        if rows.is_empty() {
+            return None;
+        }
+        let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) VALUES ", self.schema);
+        let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 4);
+        for (i, row) in rows.iter().enumerate() {
+            let n = first + i * 4;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("(${}::uuid, ${}::text, ${}::jsonb, ${}::bytea)", n, n + 1, n + 2, n + 3));
+            values.push(row.id.into());
+            values.push(row.subject.clone().into());
+            values.push(row.headers.clone().into());
+            values.push(row.body.clone().into());
+        }
+        Some((sql, values))
+    }
+}
+
+impl Outbox {
+    /// `pushed AS (<insert of rows>)`, a CTE to put into the statement that makes the change the
+    /// events announce, with the rows' values appended to that statement's `values`; `None`
+    /// without rows. A data-modifying CTE runs whatever the rest of the statement does: a caller
+    /// that finds the change refused must fail its transaction, and the events go with it.
+    pub fn cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>) -> Option<String> {
+        let (sql, mut more) = self.insert(rows, values.len() + 1)?;
+        values.append(&mut more);
+        Some(format!("pushed AS ({sql})"))
+    }
+}
+
+/// One event ready for the outbox ([`Outbox::row`]).
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    /// The event type, e.g. `SeatReserved`.
+    pub kind: &'static str,
+    id: uuid::Uuid,
+    subject: String,
+    headers: serde_json::Value,
+    body: Vec<u8>,
 }
