@@ -125,14 +125,21 @@ pub trait Apply: Send + Sync + 'static {
         consumer: &'a str,
         msgs: &'a [Incoming],
     ) -> impl Future<Output = Vec<Result<Applied, HandleError>>> + Send + 'a {
-        async move {
-            let mut outcomes = Vec::with_capacity(msgs.len());
-            for msg in msgs {
-                outcomes.push(self.apply(consumer, msg).await);
-            }
-            outcomes
-        }
+        one_by_one(self, consumer, msgs)
     }
+}
+
+/// Applies each of `msgs` on its own, in order.
+async fn one_by_one<A: Apply + ?Sized>(
+    apply: &A,
+    consumer: &str,
+    msgs: &[Incoming],
+) -> Vec<Result<Applied, HandleError>> {
+    let mut outcomes = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        outcomes.push(apply.apply(consumer, msg).await);
+    }
+    outcomes
 }
 
 /// The Postgres flavour: `(consumer, event id)` goes into `<schema>.inbox` in the handler's
@@ -157,9 +164,7 @@ impl<H: Handler> PgInbox<H> {
     pub fn publishing(db: DatabaseConnection, outbox: &crate::Outbox, handler: H) -> Self {
         Self { db, schema: outbox.schema().to_owned(), handler, outbox: Some(outbox.clone()) }
     }
-}
 
-impl<H: Handler> PgInbox<H> {
     async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
         match &self.outbox {
             Some(outbox) => outbox.commit(txn).await,
@@ -168,7 +173,8 @@ impl<H: Handler> PgInbox<H> {
     }
 
     /// All of `msgs` in one transaction: one inbox statement, then the handler for each event
-    /// not seen before (a redelivery in the same batch counts once). Fails as a whole.
+    /// not seen before (a redelivery in the same batch counts once); events the handler does not
+    /// take are ignored without a transaction. Fails as a whole.
     async fn apply_together(&self, consumer: &str, msgs: &[Incoming]) -> Result<Vec<Applied>, HandleError> {
         let mut outcomes: Vec<Applied> = msgs
             .iter()
@@ -204,6 +210,11 @@ impl<H: Handler> PgInbox<H> {
                 *outcome = Applied::Done;
             }
         }
+        if !outcomes.contains(&Applied::Done) {
+            // Every event had been applied before: nothing to keep, no relay to wake.
+            txn.rollback().await?;
+            return Ok(outcomes);
+        }
         self.commit(txn).await?;
         for (msg, outcome) in msgs.iter().zip(&outcomes) {
             if *outcome == Applied::Done {
@@ -228,36 +239,12 @@ impl<H: Handler> Apply for PgInbox<H> {
                 }
             }
         }
-        let mut outcomes = Vec::with_capacity(msgs.len());
-        for msg in msgs {
-            outcomes.push(self.apply(consumer, msg).await);
-        }
-        outcomes
+        one_by_one(self, consumer, msgs).await
     }
 
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
-        if !self.handler.handles(msg.kind()) {
-            return Ok(Applied::Ignored);
-        }
-        let txn = self.db.begin().await?;
-        let inserted = txn
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!(
-                    "INSERT INTO {}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    self.schema
-                ),
-                [consumer.into(), msg.envelope.id.0.into()],
-            ))
-            .await?;
-        if inserted.rows_affected() == 0 {
-            txn.rollback().await?;
-            return Ok(Applied::Duplicate);
-        }
-        self.handler.handle(&txn, msg).await?;
-        self.commit(txn).await?;
-        self.handler.after_commit(msg);
-        Ok(Applied::Done)
+        let outcomes = self.apply_together(consumer, std::slice::from_ref(msg)).await?;
+        Ok(outcomes.first().copied().unwrap_or(Applied::Ignored))
     }
 }
 
@@ -382,18 +369,10 @@ async fn consume<A: Apply>(
         .map_err(|e| MessagingError::js("pull messages", e))?;
     let name = spec.name();
     let name = name.as_str();
-    let messages = messages.take_until(shutdown.clone().cancelled_owned());
-    if spec.batch <= 1 {
-        return messages
-            .map_err(|e| MessagingError::js("receive message", e))
-            .try_for_each_concurrent(spec.concurrency.max(1), |msg| async move {
-                process(bus, spec, name, apply.as_ref(), vec![msg]).await;
-                Ok(())
-            })
-            .await;
-    }
+    // Chunks of what has arrived, up to `batch` (of one message each when `batch` is 1).
     messages
-        .ready_chunks(spec.batch)
+        .take_until(shutdown.clone().cancelled_owned())
+        .ready_chunks(spec.batch.max(1))
         .map(Ok::<_, MessagingError>)
         .try_for_each_concurrent(spec.concurrency.max(1), |chunk| async move {
             let mut msgs = Vec::with_capacity(chunk.len());
