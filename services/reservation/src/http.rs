@@ -17,8 +17,8 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use contracts::{
-    ConcertId, Envelope, Event, ReservationFailureReason, ReservationId, ReservationRequested, ScheduleId,
-    SeatNo, UserId, Won,
+    ConcertId, Envelope, ReservationFailureReason, ReservationId, ReservationRequested, ScheduleId, SeatNo,
+    UserId, Won,
 };
 use platform::{
     Problem,
@@ -255,9 +255,7 @@ async fn create_reservation(
                 };
                 let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
                 if let Some(seat) =
-                    store::insert_unless_taken(txn, &r, &[ReservationRequested::TYPE], &outbox, &[event])
-                        .await
-                        .map_err(internal)?
+                    store::insert_unless_taken(txn, &r, &outbox, &[event]).await.map_err(internal)?
                 {
                     return Err(seat_unavailable(seat));
                 }

@@ -104,16 +104,17 @@ async fn schedule(
     .transpose()
 }
 
-/// Inserts `r` with its first timeline entries `kinds`, unless one of its seats is in a live
-/// reservation of the schedule (PENDING, HELD and not past its hold, PAYING, or CONFIRMED):
-/// then nothing is written and that seat (the lowest) is returned. One round trip.
+/// Inserts `r` with the `events` that announce it (also its first timeline entries), unless
+/// one of its seats is in a live reservation of the schedule (PENDING, HELD and not past its
+/// hold, PAYING, or CONFIRMED): then that seat (the lowest) is returned, and the caller must fail
+/// its transaction (the events are written either way). One round trip.
 pub async fn insert_unless_taken(
     db: &impl ConnectionTrait,
     r: &Reservation,
-    kinds: &[&str],
     outbox: &Outbox,
     events: &[OutboxRow],
 ) -> Result<Option<SeatNo>, DbErr> {
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
     let mut values: Vec<Value> = vec![
         r.id.0.into(),
         r.user_id.0.into(),
@@ -123,7 +124,7 @@ pub async fn insert_unless_taken(
         r.status.as_str().into(),
         r.queue_token.clone().into(),
         r.created_at.into(),
-        kind_list(kinds).into(),
+        kind_list(&kinds).into(),
     ];
     let sql = format!(
         "WITH taken AS (

@@ -146,9 +146,7 @@ impl Outbox {
         }
         Some((sql, values))
     }
-}
 
-impl Outbox {
     /// `pushed AS (<insert of rows>)`, a CTE to put into the statement that makes the change the
     /// events announce, with the rows' values appended to that statement's `values`; `None`
     /// without rows. A data-modifying CTE runs whatever the rest of the statement does: a caller
