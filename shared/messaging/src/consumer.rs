@@ -106,6 +106,48 @@ pub trait Handler: Send + Sync + 'static {
     fn after_commit(&self, msg: &Incoming) {
         let _ = msg;
     }
+
+    /// Applies the event's effect in one statement of its own (no transaction: one round trip
+    /// where the transaction takes at least four), if the handler can for this message. That
+    /// statement must include `claim`'s CTE ([`InboxClaim::cte`]), run only when the effect is
+    /// made: a repeated event then fails on the inbox's key, and nothing of the statement stays.
+    /// `Ok(true)`: applied. `Ok(false)` or an error: nothing changed, and the message is applied
+    /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart).
+    fn at_once<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        claim: &'a InboxClaim<'a>,
+        msg: &'a Incoming,
+    ) -> impl Future<Output = Result<bool, HandleError>> + Send + 'a {
+        let _ = (db, claim, msg);
+        async { Ok(false) }
+    }
+}
+
+/// A consumer's inbox row for one event, to be written by the statement that applies it
+/// ([`Handler::at_once`]).
+#[derive(Clone, Copy, Debug)]
+pub struct InboxClaim<'a> {
+    schema: &'a str,
+    consumer: &'a str,
+    event: uuid::Uuid,
+}
+
+impl InboxClaim<'_> {
+    /// `claimed AS (INSERT INTO <schema>.inbox ..)`, writing the row once per row of `from` (an
+    /// expression of the statement, e.g. a CTE's `RETURNING`, with at most one row), its values
+    /// appended to the statement's `values`. No `ON CONFLICT`: an event applied before makes the
+    /// whole statement fail.
+    pub fn cte(&self, from: &str, values: &mut Vec<sea_orm::Value>) -> String {
+        let n = values.len() + 1;
+        values.push(self.consumer.into());
+        values.push(self.event.into());
+        format!(
+            "claimed AS (INSERT INTO {}.inbox (consumer, event_id) SELECT ${n}, ${} FROM {from})",
+            self.schema,
+            n + 1
+        )
+    }
 }
 
 /// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and
@@ -242,7 +284,24 @@ impl<H: Handler> Apply for PgInbox<H> {
         one_by_one(self, consumer, msgs).await
     }
 
+    /// In one statement if the handler can ([`Handler::at_once`]), otherwise in a transaction.
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
+        if self.handler.handles(msg.kind()) {
+            let claim = InboxClaim { schema: &self.schema, consumer, event: msg.envelope.id.0 };
+            match self.handler.at_once(&self.db, &claim, msg).await {
+                Ok(true) => {
+                    metrics::counter!("consumer_applied_at_once_total", "consumer" => consumer.to_owned())
+                        .increment(1);
+                    if let Some(outbox) = &self.outbox {
+                        outbox.committed();
+                    }
+                    self.handler.after_commit(msg);
+                    return Ok(Applied::Done);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "applying at once failed; applying in a transaction"),
+            }
+        }
         let outcomes = self.apply_together(consumer, std::slice::from_ref(msg)).await?;
         Ok(outcomes.first().copied().unwrap_or(Applied::Ignored))
     }

@@ -13,7 +13,9 @@ mod relay;
 mod runtime;
 
 pub use bus::Bus;
-pub use consumer::{Applied, Apply, ConsumerSpec, HandleError, Handler, Incoming, PgInbox, run_consumer};
+pub use consumer::{
+    Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaim, Incoming, PgInbox, run_consumer,
+};
 pub use error::MessagingError;
 pub use outbox::{Outbox, OutboxRow};
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};

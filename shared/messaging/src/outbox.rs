@@ -106,7 +106,7 @@ impl Outbox {
 
     /// Adds rows made by [`Outbox::row`] in one statement.
     pub async fn push_rows(&self, conn: &impl ConnectionTrait, rows: &[OutboxRow]) -> Result<(), DbErr> {
-        let Some((sql, values)) = self.insert(rows, 1) else { return Ok(()) };
+        let Some((sql, values)) = self.insert(rows, 1, None) else { return Ok(()) };
         conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
         Ok(())
     }
@@ -125,13 +125,21 @@ impl Outbox {
     }
 
     /// The `INSERT INTO <schema>.outbox ..` of `rows` and its values, numbering its parameters
-    /// from `$first`; `None` without rows. To run as a CTE (`WITH pushed AS (..)`) of the
-    /// statement that makes the change the events announce: both in one round trip.
-    pub fn insert(&self, rows: &[OutboxRow], first: usize) -> Option<(String, Vec<Value>)> {
+    /// from `$first`; `None` without rows. With `when` (an expression of the statement, e.g. a
+    /// CTE's `RETURNING`), the rows are written only if it has a row. To run as a CTE (`WITH
+    /// pushed AS (..)`) of the statement that makes the change the events announce: both in one
+    /// round trip.
+    pub fn insert(
+        &self,
+        rows: &[OutboxRow],
+        first: usize,
+        when: Option<&str>,
+    ) -> Option<(String, Vec<Value>)> {
         if rows.is_empty() {
             return None;
         }
-        let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) VALUES ", self.schema);
+        let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) ", self.schema);
+        sql.push_str(if when.is_some() { "SELECT * FROM (VALUES " } else { "VALUES " });
         let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 4);
         for (i, row) in rows.iter().enumerate() {
             let n = first + i * 4;
@@ -144,15 +152,19 @@ impl Outbox {
             values.push(row.headers.clone().into());
             values.push(row.body.clone().into());
         }
+        if let Some(when) = when {
+            sql.push_str(&format!(") AS v WHERE EXISTS (SELECT 1 FROM {when})"));
+        }
         Some((sql, values))
     }
 
     /// `pushed AS (<insert of rows>)`, a CTE to put into the statement that makes the change the
     /// events announce, with the rows' values appended to that statement's `values`; `None`
-    /// without rows. A data-modifying CTE runs whatever the rest of the statement does: a caller
-    /// that finds the change refused must fail its transaction, and the events go with it.
-    pub fn cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>) -> Option<String> {
-        let (sql, mut more) = self.insert(rows, values.len() + 1)?;
+    /// without rows. A data-modifying CTE runs whatever the rest of the statement does: without
+    /// `when` ([`Outbox::insert`]), a caller that finds the change refused must fail its
+    /// transaction, and the events go with it.
+    pub fn cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>, when: Option<&str>) -> Option<String> {
+        let (sql, mut more) = self.insert(rows, values.len() + 1, when)?;
         values.append(&mut more);
         Some(format!("pushed AS ({sql})"))
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod idempotency;
+pub mod memo;
 pub mod openapi;
 pub mod paging;
 pub mod pools;

@@ -227,6 +227,22 @@ impl TestEnv {
         .await;
     }
 
+    /// Waits (bounded) until the durable consumer `<service>__<STREAM>` has been given every
+    /// message its filter passes and has acked each: the sync point after publishing a message
+    /// that leaves no trace (a repeat, one outside the consumer's interest).
+    pub async fn wait_consumed(&self, service: &str, stream: Stream) {
+        let name = format!("{service}__{}", stream.name());
+        eventually(&format!("{name} to handle every message"), Duration::from_secs(15), || async {
+            let stream = self.bus.js.get_stream(self.ns.stream(stream)).await.ok()?;
+            let info = stream.consumer_info(&name).await.ok()?;
+            (info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.ack_floor.consumer_sequence >= info.delivered.consumer_sequence)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// Waits (bounded) until the Redis consumer `consumer` (`<service>__<STREAM>`) has applied
     /// event `id`: its inbox key exists.
     pub async fn wait_redis_handled(&self, consumer: &str, id: contracts::EventId) {

@@ -205,17 +205,7 @@ impl Service {
 
     /// Waits until this service's consumer has acked every message its filter passed it.
     pub async fn wait_consumed(&self) {
-        let name = format!("{}__{}", external_data::NAME, Stream::Reservation.name());
-        eventually("the consumer to handle every RESERVATION message", WAIT, || async {
-            let stream = self.env.bus.js.get_stream(self.env.ns.stream(Stream::Reservation)).await.ok()?;
-            // Its filter passes only some subjects: everything it was given is acked.
-            let info = stream.consumer_info(&name).await.ok()?;
-            (info.num_pending == 0
-                && info.num_ack_pending == 0
-                && info.ack_floor.consumer_sequence >= info.delivered.consumer_sequence)
-                .then_some(())
-        })
-        .await;
+        self.env.wait_consumed(external_data::NAME, Stream::Reservation).await;
     }
 }
 

@@ -1,6 +1,6 @@
 use crate::support::{
-    Recorder, applied, batch_spec, env, incoming, ordered_spec, outbox, publish_event, publish_raw, sample,
-    spec,
+    Recorder, applied, batch_spec, env, incoming, ordered_spec, outbox, outbox_rows, publish_event,
+    publish_raw, sample, spec,
 };
 use contracts::{ChargeCompleted, ChargeId, Envelope, Stream, UserId, Won};
 use messaging::{Applied, Apply, HandleError, Handler, Incoming, Outbox, PgInbox, Relay, run_consumer};
@@ -128,19 +128,24 @@ async fn a_transient_failure_is_retried_and_then_succeeds() {
     assert!(messaging::dlq::list(&env.bus, 10).await.unwrap().is_empty());
 }
 
-/// Answers every event with a `ChargeCompleted` (on the WALLET stream) through its outbox.
+/// A `ChargeCompleted` (on the WALLET stream) answering `msg`.
+fn answer_to(msg: &Incoming) -> Envelope<ChargeCompleted> {
+    let cause = msg.meta();
+    let answer = ChargeCompleted {
+        charge_id: ChargeId::new(),
+        user_id: UserId::new(),
+        amount: Won(1),
+        balance: Won(1),
+    };
+    Envelope::new("probe", cause.id, answer).caused_by(&cause)
+}
+
+/// Answers every event through its outbox.
 struct Answering(Outbox);
 
 impl Handler for Answering {
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let cause = msg.meta();
-        let answer = ChargeCompleted {
-            charge_id: ChargeId::new(),
-            user_id: UserId::new(),
-            amount: Won(1),
-            balance: Won(1),
-        };
-        self.0.push(txn, &Envelope::new("probe", cause.id, answer).caused_by(&cause)).await?;
+        self.0.push(txn, &answer_to(msg)).await?;
         Ok(())
     }
 }
@@ -161,4 +166,92 @@ async fn a_publishing_consumer_wakes_the_relay_when_its_effect_commits() {
         (env.stream_messages(Stream::Wallet).await.unwrap() == 1).then_some(())
     })
     .await;
+}
+
+/// Applies each event in one statement (the effect row, the inbox claim and an answer in the
+/// outbox), unless told to decline; then in a transaction. Counts both ways.
+#[derive(Clone, Default)]
+struct AtOnce {
+    outbox: Option<Outbox>,
+    decline: bool,
+    at_once: Arc<std::sync::atomic::AtomicU32>,
+    in_txn: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Handler for AtOnce {
+    async fn at_once(
+        &self,
+        db: &sea_orm::DatabaseConnection,
+        claim: &messaging::InboxClaim<'_>,
+        msg: &Incoming,
+    ) -> Result<bool, HandleError> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        self.at_once.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ob = self.outbox.clone().expect("an outbox");
+        let row = ob.row(&answer_to(msg))?;
+        let mut values: Vec<sea_orm::Value> = vec![msg.envelope.id.0.into(), (!self.decline).into()];
+        let claimed = claim.cte("done", &mut values);
+        let pushed = ob.cte(&[row], &mut values, Some("done")).expect("a row");
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(
+                    "WITH done AS (INSERT INTO probe.applied (event_id, trace_id) SELECT $1, 'at once' WHERE $2 RETURNING 1),
+                     {claimed}, {pushed} SELECT count(*) AS n FROM done"
+                ),
+                values,
+            ))
+            .await?
+            .expect("a row");
+        Ok(row.try_get::<i64>("", "n")? == 1)
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        self.in_txn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO probe.applied (event_id, trace_id) VALUES ($1, 'in a transaction')",
+            [msg.envelope.id.0.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_event_applied_in_one_statement_is_claimed_in_the_inbox_with_its_answer() {
+    let env = env().await;
+    let handler = AtOnce { outbox: Some(outbox(&env)), ..AtOnce::default() };
+    let inbox = PgInbox::publishing(env.db.clone(), &outbox(&env), handler.clone());
+    let event = sample();
+    assert_eq!(inbox.apply("probe__SEAT", &incoming(&event, 1)).await.unwrap(), Applied::Done);
+    assert_eq!(applied(&env, event.id.0).await, 1);
+    assert_eq!(outbox_rows(&env).await, 1, "the answer went with the effect");
+
+    // A redelivery: the statement fails on the inbox's key and leaves nothing; the transaction
+    // then finds the event applied.
+    assert_eq!(inbox.apply("probe__SEAT", &incoming(&event, 2)).await.unwrap(), Applied::Duplicate);
+    assert_eq!(applied(&env, event.id.0).await, 1);
+    assert_eq!(outbox_rows(&env).await, 1);
+    assert_eq!(handler.at_once.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(
+        handler.in_txn.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the duplicate never reached the handler"
+    );
+}
+
+#[tokio::test]
+async fn an_event_the_handler_cannot_apply_at_once_is_applied_in_a_transaction() {
+    let env = env().await;
+    let handler = AtOnce { outbox: Some(outbox(&env)), decline: true, ..AtOnce::default() };
+    let inbox = PgInbox::publishing(env.db.clone(), &outbox(&env), handler.clone());
+    let event = sample();
+    assert_eq!(inbox.apply("probe__SEAT", &incoming(&event, 1)).await.unwrap(), Applied::Done);
+    assert_eq!(applied(&env, event.id.0).await, 1);
+    assert_eq!(outbox_rows(&env).await, 0, "a declined statement writes no answer");
+    assert_eq!(handler.in_txn.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(inbox.apply("probe__SEAT", &incoming(&event, 2)).await.unwrap(), Applied::Duplicate);
+    assert_eq!(applied(&env, event.id.0).await, 1);
 }
