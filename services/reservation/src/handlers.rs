@@ -10,8 +10,8 @@ use contracts::{
     Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
     SeatReservationRejected, SeatReserved,
 };
-use messaging::{HandleError, Handler, Incoming, Outbox};
-use sea_orm::DatabaseTransaction;
+use messaging::{HandleError, Handler, InboxClaim, Incoming, Outbox};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// Keeps the projection of schedules that requests are validated against.
 pub struct Catalog;
@@ -59,26 +59,25 @@ impl Handler for Saga {
         }
     }
 
+    async fn at_once(
+        &self,
+        db: &DatabaseConnection,
+        claim: &InboxClaim<'_>,
+        msg: &Incoming,
+    ) -> Result<bool, HandleError> {
+        let (id, input) = input_of(msg)?;
+        let meta = msg.meta();
+        let origin = Origin::Event { kind: msg.kind(), meta: &meta };
+        match saga::apply_at_once(db, &self.outbox, id, input, origin, claim).await {
+            Ok(applied) => Ok(applied.is_some()),
+            // The transaction tells a repeated event from a refused or foreign one.
+            Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(false),
+            Err(ApplyError::Db(e)) => Err(e.into()),
+        }
+    }
+
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let (id, input): (ReservationId, Input) = match msg.kind() {
-            SeatReserved::TYPE => {
-                let e = msg.decode::<SeatReserved>()?.payload;
-                (e.reservation_id, Input::SeatReserved { amount: e.amount, held_until: e.held_until })
-            }
-            SeatReservationRejected::TYPE => {
-                (msg.decode::<SeatReservationRejected>()?.payload.reservation_id, Input::SeatRejected)
-            }
-            PaymentCompleted::TYPE => {
-                (msg.decode::<PaymentCompleted>()?.payload.reservation_id, Input::PaymentCompleted)
-            }
-            PaymentFailed::TYPE => {
-                (msg.decode::<PaymentFailed>()?.payload.reservation_id, Input::PaymentFailed)
-            }
-            PaymentRefunded::TYPE => {
-                (msg.decode::<PaymentRefunded>()?.payload.reservation_id, Input::PaymentRefunded)
-            }
-            _ => return Ok(()),
-        };
+        let (id, input) = input_of(msg)?;
         let meta = msg.meta();
         match saga::apply(txn, &self.outbox, id, input, Origin::Event { kind: msg.kind(), meta: &meta }).await
         {
@@ -90,4 +89,25 @@ impl Handler for Saga {
             Err(ApplyError::Db(e)) => Err(e.into()),
         }
     }
+}
+
+/// The reservation an event of [`KINDS`] is about, and what it means for it.
+fn input_of(msg: &Incoming) -> Result<(ReservationId, Input), HandleError> {
+    Ok(match msg.kind() {
+        SeatReserved::TYPE => {
+            let e = msg.decode::<SeatReserved>()?.payload;
+            (e.reservation_id, Input::SeatReserved { amount: e.amount, held_until: e.held_until })
+        }
+        SeatReservationRejected::TYPE => {
+            (msg.decode::<SeatReservationRejected>()?.payload.reservation_id, Input::SeatRejected)
+        }
+        PaymentCompleted::TYPE => {
+            (msg.decode::<PaymentCompleted>()?.payload.reservation_id, Input::PaymentCompleted)
+        }
+        PaymentFailed::TYPE => (msg.decode::<PaymentFailed>()?.payload.reservation_id, Input::PaymentFailed),
+        PaymentRefunded::TYPE => {
+            (msg.decode::<PaymentRefunded>()?.payload.reservation_id, Input::PaymentRefunded)
+        }
+        other => return Err(HandleError::Permanent(format!("not an event of the saga: {other}"))),
+    })
 }

@@ -11,8 +11,8 @@ use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
     ReservationFailed, ReservationId, UserId,
 };
-use messaging::{Outbox, OutboxRow};
-use sea_orm::{DatabaseTransaction, DbErr};
+use messaging::{InboxClaim, Outbox, OutboxRow};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 /// Why applying an input did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +43,69 @@ pub async fn apply(
     origin: Origin<'_>,
 ) -> Result<Reservation, ApplyError> {
     let current = store::lock(txn, id).await?.ok_or(ApplyError::NotFound)?;
-    let (seen, cause) = match origin {
-        Origin::Event { kind, meta } => (Some(kind), Some(meta)),
-        Origin::Request { user } if user == current.user_id => (None, None),
-        Origin::Request { .. } => return Err(ApplyError::NotFound),
-    };
+    let (seen, cause) = origin.of(&current)?;
     let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
     persist(txn, outbox, &current, &decision, seen, cause).await?;
     Ok(decision.next)
+}
+
+/// Applies the event `input` to reservation `id` in one statement, outside a transaction:
+/// reads the row, decides, and writes the change, its timeline, its events and `claim` only if
+/// the row is still the version read. `Ok(None)` when that did not happen (the row moved on, or
+/// the decision changes nothing but the timeline): nothing was written, and the caller applies
+/// the event in a transaction instead.
+pub async fn apply_at_once(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    id: ReservationId,
+    input: Input,
+    origin: Origin<'_>,
+    claim: &InboxClaim<'_>,
+) -> Result<Option<Reservation>, ApplyError> {
+    let (current, version) = store::read(db, id).await?.ok_or(ApplyError::NotFound)?;
+    let (seen, cause) = origin.of(&current)?;
+    let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
+    if decision.next == current {
+        return Ok(None);
+    }
+    let (events, kinds) = outcome(outbox, &decision, seen, cause)?;
+    let change = store::Change {
+        expected: current.status,
+        version: Some(&version),
+        next: &decision.next,
+        kinds: &kinds,
+        events: &events,
+        claim: Some(claim),
+    };
+    Ok(store::save(db, change, outbox).await?.then_some(decision.next))
+}
+
+impl<'a> Origin<'a> {
+    /// The event type to put into the timeline and the event to name as cause, or `NotFound`
+    /// for a request of someone other than the owner of `current`.
+    fn of(self, current: &Reservation) -> Result<(Option<&'a str>, Option<&'a EnvelopeMeta>), ApplyError> {
+        match self {
+            Origin::Event { kind, meta } => Ok((Some(kind), Some(meta))),
+            Origin::Request { user } if user == current.user_id => Ok((None, None)),
+            Origin::Request { .. } => Err(ApplyError::NotFound),
+        }
+    }
+}
+
+/// The outbox rows of a decision, and the timeline entries: the event seen, then those emitted.
+fn outcome<'a>(
+    outbox: &Outbox,
+    decision: &Decision,
+    seen: Option<&'a str>,
+    cause: Option<&EnvelopeMeta>,
+) -> Result<(Vec<OutboxRow>, Vec<&'a str>), DbErr> {
+    let events = decision
+        .emit
+        .iter()
+        .map(|emit| event_row(outbox, &decision.next, emit, cause))
+        .collect::<Result<Vec<_>, _>>()?;
+    let kinds = seen.into_iter().chain(events.iter().map(|e| e.kind)).collect();
+    Ok((events, kinds))
 }
 
 /// Saves a decision taken on the locked `current`.
@@ -62,17 +117,20 @@ pub async fn persist(
     seen: Option<&str>,
     cause: Option<&EnvelopeMeta>,
 ) -> Result<(), DbErr> {
-    let events = decision
-        .emit
-        .iter()
-        .map(|emit| event_row(outbox, &decision.next, emit, cause))
-        .collect::<Result<Vec<_>, _>>()?;
-    let kinds: Vec<&str> = seen.into_iter().chain(events.iter().map(|e| e.kind)).collect();
+    let (events, kinds) = outcome(outbox, decision, seen, cause)?;
     if decision.next == *current {
         outbox.push_rows(txn, &events).await?;
         return store::record(txn, current.id, &kinds).await;
     }
-    if !store::save(txn, current.status, &decision.next, &kinds, outbox, &events).await? {
+    let change = store::Change {
+        expected: current.status,
+        version: None,
+        next: &decision.next,
+        kinds: &kinds,
+        events: &events,
+        claim: None,
+    };
+    if !store::save(txn, change, outbox).await? {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and
         // the events written in it roll back).
         return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));

@@ -3,13 +3,11 @@
 use crate::domain::{Reservation, Status};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
-use messaging::{Outbox, OutboxRow};
+use messaging::{InboxClaim, Outbox, OutboxRow};
+use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-};
+use std::sync::Arc;
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -58,8 +56,17 @@ pub async fn upsert_schedule(
 
 /// A schedule's concert and seat numbers as the projection holds them. They never change once
 /// announced (the projection only inserts), so each is read from the database once per process.
-#[derive(Clone, Default)]
-pub struct Schedules(Arc<RwLock<HashMap<ScheduleId, KnownSchedule>>>);
+#[derive(Clone)]
+pub struct Schedules(Memo<ScheduleId, KnownSchedule>);
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self(Memo::new(SCHEDULES_IN_MEMORY))
+    }
+}
+
+/// Schedules remembered at once.
+const SCHEDULES_IN_MEMORY: usize = 100_000;
 
 /// A schedule's concert and seat numbers.
 pub type KnownSchedule = (ConcertId, Arc<[SeatNo]>);
@@ -71,16 +78,11 @@ impl Schedules {
         db: &impl ConnectionTrait,
         id: ScheduleId,
     ) -> Result<Option<KnownSchedule>, DbErr> {
-        if let Some(known) = self.0.read().ok().and_then(|m| m.get(&id).cloned()) {
-            return Ok(Some(known));
-        }
-        // Not there yet is not remembered: the announcement may still be on its way.
-        let Some((concert, seats)) = schedule(db, id).await? else { return Ok(None) };
-        let known = (concert, Arc::<[SeatNo]>::from(seats));
-        if let Ok(mut m) = self.0.write() {
-            m.insert(id, known.clone());
-        }
-        Ok(Some(known))
+        let load = async {
+            let found = schedule(db, id).await?;
+            Ok(found.map(|(concert, seats)| (concert, Arc::<[SeatNo]>::from(seats))))
+        };
+        self.0.get(&id, load).await
     }
 }
 
@@ -139,10 +141,28 @@ pub async fn insert_unless_taken(
          ), logged AS ({}){}
          SELECT n FROM taken",
         timeline_insert("inserted.id", "inserted, ", 9),
-        pushed(outbox, events, &mut values),
+        pushed(outbox, events, &mut values, None),
     );
     let row = db.query_one_raw(stmt(&sql, values)).await?;
     row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
+}
+
+/// A reservation and its row version (`xmin`, which every write of the row changes), read
+/// without a lock: for a compare-and-set outside a transaction ([`save`] with `version`).
+pub async fn read(
+    db: &impl ConnectionTrait,
+    id: ReservationId,
+) -> Result<Option<(Reservation, String)>, DbErr> {
+    let Some(row) = db
+        .query_one_raw(stmt(
+            &format!("SELECT {COLUMNS}, xmin::text AS version FROM reservation.reservations WHERE id = $1"),
+            [id.0.into()],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((reservation(&row)?, row.try_get("", "version")?)))
 }
 
 /// A reservation, locked until the transaction ends.
@@ -176,36 +196,48 @@ pub async fn list(
     rows.iter().map(reservation).collect()
 }
 
-/// Compare-and-set: writes `next` only if the row is still in `expected`, and then appends
-/// the timeline entries `kinds`, in one round trip.
-pub async fn save(
-    db: &impl ConnectionTrait,
-    expected: Status,
-    next: &Reservation,
-    kinds: &[&str],
-    outbox: &Outbox,
-    events: &[OutboxRow],
-) -> Result<bool, DbErr> {
+/// A change of one reservation for [`save`].
+pub struct Change<'a> {
+    /// The status the row must still have.
+    pub expected: Status,
+    /// The row version it must still have ([`read`]); `None` when the row is locked.
+    pub version: Option<&'a str>,
+    pub next: &'a Reservation,
+    /// Timeline entries to append, in order.
+    pub kinds: &'a [&'a str],
+    /// Events announcing the change.
+    pub events: &'a [OutboxRow],
+    /// The consumer's inbox row, when the change applies an event outside a transaction.
+    pub claim: Option<&'a InboxClaim<'a>>,
+}
+
+/// Compare-and-set: writes `next` only if the row is still as expected, and then appends the
+/// timeline entries and the events (and the inbox claim), in one round trip. Nothing of it is
+/// written if the row has moved on.
+pub async fn save(db: &impl ConnectionTrait, change: Change<'_>, outbox: &Outbox) -> Result<bool, DbErr> {
+    let next = change.next;
     let mut values: Vec<Value> = vec![
         next.id.0.into(),
-        expected.as_str().into(),
+        change.expected.as_str().into(),
         next.status.as_str().into(),
         next.amount.map(|w| w.0).into(),
         next.held_until.into(),
         next.failure_reason.map(reason_str).into(),
         next.paid.into(),
-        kind_list(kinds).into(),
+        kind_list(change.kinds).into(),
+        change.version.map(str::to_owned).into(),
     ];
+    let claimed = change.claim.map(|c| format!(", {}", c.cte("saved", &mut values))).unwrap_or_default();
     let sql = format!(
         "WITH saved AS (
            UPDATE reservation.reservations
            SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
-           WHERE id = $1 AND status = $2
+           WHERE id = $1 AND status = $2 AND ($9::text IS NULL OR xmin = $9::text::xid)
            RETURNING id
-         ), logged AS ({}){}
+         ), logged AS ({}){}{claimed}
          SELECT count(*) AS n FROM saved",
         timeline_insert("saved.id", "saved, ", 8),
-        pushed(outbox, events, &mut values),
+        pushed(outbox, change.events, &mut values, Some("saved")),
     );
     let row = db.query_one_raw(stmt(&sql, values)).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
@@ -239,8 +271,8 @@ fn timeline_insert(id: &str, from: &str, param: usize) -> String {
 }
 
 /// `, <the outbox CTE>` for `events`, or nothing ([`Outbox::cte`]).
-fn pushed(outbox: &Outbox, events: &[OutboxRow], values: &mut Vec<Value>) -> String {
-    outbox.cte(events, values).map(|cte| format!(", {cte}")).unwrap_or_default()
+fn pushed(outbox: &Outbox, events: &[OutboxRow], values: &mut Vec<Value>, when: Option<&str>) -> String {
+    outbox.cte(events, values, when).map(|cte| format!(", {cte}")).unwrap_or_default()
 }
 
 fn kind_list(kinds: &[&str]) -> Vec<String> {
