@@ -11,8 +11,8 @@ use contracts::{
     ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut,
     Won,
 };
-use messaging::{HandleError, Handler, Incoming, Outbox};
-use sea_orm::DatabaseTransaction;
+use messaging::{HandleError, Handler, InboxClaim, Incoming, Outbox};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use std::time::Duration;
 
 /// Builds seat inventory from `ScheduleCreated`.
@@ -35,6 +35,7 @@ pub struct Reservations {
     pub outbox: Outbox,
     /// How long a hold lasts (the reservation service enforces it).
     pub hold: Duration,
+    pub prices: store::Prices,
 }
 
 /// Deliveries during which an unknown schedule is taken for the catalog event not having
@@ -44,6 +45,37 @@ const CATALOG_LAG_DELIVERIES: u64 = 4;
 impl Handler for Reservations {
     fn handles(&self, kind: &str) -> bool {
         [ReservationRequested::TYPE, ReservationCompleted::TYPE, ReservationFailed::TYPE].contains(&kind)
+    }
+
+    /// Most requests find their seats free: one statement holds them all and announces it. A
+    /// sale is one statement; whether it sold the schedule out is checked after its commit (and
+    /// again when it is delivered again, so a crash in between loses no announcement).
+    async fn at_once(
+        &self,
+        db: &DatabaseConnection,
+        claim: &InboxClaim<'_>,
+        msg: &Incoming,
+    ) -> Result<bool, HandleError> {
+        if msg.kind() == ReservationCompleted::TYPE {
+            let done = msg.decode::<ReservationCompleted>()?;
+            let sold =
+                store::sell(db, done.payload.schedule_id, done.payload.reservation_id, Some(claim)).await?;
+            self.announce_if_sold_out(db, &done).await?;
+            return Ok(!sold.is_empty());
+        }
+        if msg.kind() != ReservationRequested::TYPE {
+            return Ok(false);
+        }
+        let req = msg.decode::<ReservationRequested>()?;
+        let p = &req.payload;
+        let Some(seats) = distinct(&p.seat_nos) else { return Ok(false) };
+        let Some(priced) = self.prices.get(db, p.schedule_id).await? else { return Ok(false) };
+        let Some(amount) = priced.amount(&seats) else { return Ok(false) };
+        let until = self.held_until()?;
+        let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
+        let hold =
+            store::Hold { schedule: p.schedule_id, seats: &seats, reservation: p.reservation_id, until };
+        Ok(store::hold_all_free(db, &hold, &self.outbox, &[event], claim).await?)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
@@ -56,7 +88,42 @@ impl Handler for Reservations {
     }
 }
 
+/// The requested seats sorted, if there are any and none repeats.
+fn distinct(requested: &[SeatNo]) -> Option<Vec<SeatNo>> {
+    let mut seats = requested.to_vec();
+    seats.sort();
+    seats.dedup();
+    (!seats.is_empty() && seats.len() == requested.len()).then_some(seats)
+}
+
+/// The announcement that `req`'s seats are held.
+fn reserved(
+    req: &Envelope<ReservationRequested>,
+    concert_id: ConcertId,
+    seat_nos: Vec<SeatNo>,
+    amount: Won,
+    held_until: DateTime<Utc>,
+) -> Envelope<SeatReserved> {
+    let p = &req.payload;
+    let event = SeatReserved {
+        reservation_id: p.reservation_id,
+        concert_id,
+        schedule_id: p.schedule_id,
+        seat_nos,
+        amount,
+        held_until,
+    };
+    Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta())
+}
+
 impl Reservations {
+    /// When a hold made now ends.
+    fn held_until(&self) -> Result<DateTime<Utc>, HandleError> {
+        Ok(Utc::now()
+            + chrono::Duration::from_std(self.hold).map_err(|e| HandleError::Permanent(e.to_string()))?)
+    }
+
+    /// Holds the seats unless they are taken (for requests [`Handler::at_once`] did not hold).
     async fn hold(
         &self,
         txn: &DatabaseTransaction,
@@ -73,16 +140,8 @@ impl Reservations {
             seat_nos: p.seat_nos.clone(),
             reason,
         };
-        let requested = if seats.len() == p.seat_nos.len() { seats.as_slice() } else { &[] };
-        let held_until = Utc::now()
-            + chrono::Duration::from_std(self.hold).map_err(|e| HandleError::Permanent(e.to_string()))?;
-        // Most requests find their seats free: one statement holds them all.
-        if !requested.is_empty()
-            && let Some((concert_id, amount)) =
-                store::hold_all_free(txn, p.schedule_id, &seats, p.reservation_id, held_until).await?
-        {
-            return self.reserved(txn, &req, concert_id, seats, amount, held_until).await;
-        }
+        let requested = distinct(&p.seat_nos).unwrap_or_default();
+        let held_until = self.held_until()?;
         // In a rush most requests are for seats already taken: those are answered from the
         // committed rows, without queueing behind the locks of the requests still in flight.
         // Only a hold takes the locks, and decides again on what it finds then.
@@ -99,10 +158,10 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        let decision = match domain::decide_hold(p.reservation_id, requested, &committed) {
+        let decision = match domain::decide_hold(p.reservation_id, &requested, &committed) {
             HoldDecision::Hold { .. } => {
                 let locked = store::lock_seats(txn, p.schedule_id, &seats).await?;
-                domain::decide_hold(p.reservation_id, requested, &locked)
+                domain::decide_hold(p.reservation_id, &requested, &locked)
             }
             answered => answered,
         };
@@ -120,55 +179,45 @@ impl Reservations {
                     // Cannot happen while the rows are locked; retry rather than hold part.
                     return Err(HandleError::Transient(format!("held {held} of {} seats", seats.len())));
                 }
-                self.reserved(txn, &req, concert_id, seats, amount, held_until).await
+                self.outbox.push(txn, &reserved(&req, concert_id, seats, amount, held_until)).await?;
+                Ok(())
             }
         }
     }
 
-    /// Announces the seats `req` now holds.
-    async fn reserved(
-        &self,
-        txn: &DatabaseTransaction,
-        req: &Envelope<ReservationRequested>,
-        concert_id: ConcertId,
-        seat_nos: Vec<SeatNo>,
-        amount: Won,
-        held_until: DateTime<Utc>,
-    ) -> Result<(), HandleError> {
-        let p = &req.payload;
-        let event = SeatReserved {
-            reservation_id: p.reservation_id,
-            concert_id,
-            schedule_id: p.schedule_id,
-            seat_nos,
-            amount,
-            held_until,
-        };
-        self.outbox.push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta())).await?;
-        Ok(())
-    }
-
+    /// Sells the seats (for a sale [`Handler::at_once`] did not make).
     async fn sell(
         &self,
         txn: &DatabaseTransaction,
         done: Envelope<ReservationCompleted>,
     ) -> Result<(), HandleError> {
         let p = &done.payload;
-        let sold = store::sell(txn, p.schedule_id, p.reservation_id).await?;
+        let sold = store::sell(txn, p.schedule_id, p.reservation_id, None).await?;
         if sold.is_empty() {
             tracing::warn!(reservation = %p.reservation_id, "completed reservation holds no seats here");
             return Ok(());
         }
-        if let Some((concert_id, first_sold_at, sold_out_at)) = store::record_sale(txn, p.schedule_id).await?
-        {
-            let event = SoldOut {
-                schedule_id: p.schedule_id,
-                concert_id,
-                sold_out_at,
-                seconds_to_sell_out: (sold_out_at - first_sold_at).num_seconds(),
-            };
-            self.outbox.push(txn, &Envelope::new(NAME, p.schedule_id, event).caused_by(&done.meta())).await?;
-        }
+        self.announce_if_sold_out(txn, &done).await
+    }
+
+    /// Announces `SoldOut` (once) if no seat of the schedule of `done` is left unsold.
+    async fn announce_if_sold_out(
+        &self,
+        db: &impl ConnectionTrait,
+        done: &Envelope<ReservationCompleted>,
+    ) -> Result<(), HandleError> {
+        let schedule = done.payload.schedule_id;
+        let Some((concert_id, first_sold_at, sold_out_at)) = store::sold_out(db, schedule).await? else {
+            return Ok(());
+        };
+        let event = SoldOut {
+            schedule_id: schedule,
+            concert_id,
+            sold_out_at,
+            seconds_to_sell_out: (sold_out_at - first_sold_at).num_seconds(),
+        };
+        let event = self.outbox.row(&Envelope::new(NAME, schedule, event).caused_by(&done.meta()))?;
+        store::mark_sold_out(db, schedule, sold_out_at, &self.outbox, &[event]).await?;
         Ok(())
     }
 

@@ -47,7 +47,11 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         PgInbox::publishing(
             rt.db.clone(),
             &outbox,
-            handlers::Reservations { outbox: outbox.clone(), hold: hold_time(rt) },
+            handlers::Reservations {
+                outbox: outbox.clone(),
+                hold: hold_time(rt),
+                prices: store::Prices::default(),
+            },
         ),
     );
     Ok(router(AppState { db: rt.db.clone() }))

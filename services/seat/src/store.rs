@@ -4,7 +4,10 @@
 use crate::domain::{Seat, SeatStatus};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
+use messaging::{InboxClaim, Outbox, OutboxRow};
+use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use std::{collections::HashMap, sync::Arc};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -101,36 +104,107 @@ pub async fn lock_seats(
     rows.iter().map(seat).collect()
 }
 
-/// Holds all of `seats` (sorted, distinct) for `reservation` if each exists, is AVAILABLE and
-/// is not locked by another transaction, in one round trip; otherwise holds none. Returns the
-/// schedule's concert and what the seats cost together when it held them. Skipping locked rows
-/// keeps a request for a seat someone else is taking from queueing behind that hold: it is
-/// decided afterwards from the committed rows instead.
+/// A schedule's concert and seat prices. Prices never change once a schedule's seats exist
+/// (they are only inserted), so each schedule is read from the database once per process.
+#[derive(Clone)]
+pub struct Prices(Memo<ScheduleId, Arc<Priced>>);
+
+/// A schedule's concert and what each of its seats costs.
+#[derive(Debug)]
+pub struct Priced {
+    pub concert: ConcertId,
+    prices: HashMap<SeatNo, Won>,
+}
+
+impl Priced {
+    /// What `seats` cost together; `None` if one is not a seat of the schedule.
+    pub fn amount(&self, seats: &[SeatNo]) -> Option<Won> {
+        seats.iter().try_fold(Won(0), |sum, s| self.prices.get(s).map(|p| Won(sum.0 + p.0)))
+    }
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Self(Memo::new(PRICED_SCHEDULES_IN_MEMORY))
+    }
+}
+
+/// Schedules whose prices are remembered at once (50 seats each at most).
+const PRICED_SCHEDULES_IN_MEMORY: usize = 20_000;
+
+impl Prices {
+    /// The schedule's concert and prices; `None` while the schedule is unknown.
+    pub async fn get(
+        &self,
+        db: &impl ConnectionTrait,
+        schedule: ScheduleId,
+    ) -> Result<Option<Arc<Priced>>, DbErr> {
+        let load = async {
+            let rows = db
+                .query_all_raw(stmt(
+                    "SELECT sc.concert_id, st.seat_no, st.price
+                     FROM seat.schedules sc JOIN seat.seats st USING (schedule_id) WHERE sc.schedule_id = $1",
+                    [schedule.0.into()],
+                ))
+                .await?;
+            let Some(first) = rows.first() else { return Ok(None) };
+            let concert = ConcertId(first.try_get("", "concert_id")?);
+            let prices = rows
+                .iter()
+                .map(|r| Ok((SeatNo(r.try_get("", "seat_no")?), Won(r.try_get("", "price")?))))
+                .collect::<Result<_, DbErr>>()?;
+            Ok(Some(Arc::new(Priced { concert, prices })))
+        };
+        self.0.get(&schedule, load).await
+    }
+}
+
+/// Seats to hold for a reservation, and until when.
+#[derive(Clone, Copy, Debug)]
+pub struct Hold<'a> {
+    pub schedule: ScheduleId,
+    /// Sorted and distinct.
+    pub seats: &'a [SeatNo],
+    pub reservation: ReservationId,
+    pub until: DateTime<Utc>,
+}
+
+/// Holds all of the seats if each is AVAILABLE and not locked by another transaction, and
+/// writes `events` and the consumer's `claim` with them, in one statement outside a transaction;
+/// otherwise changes nothing and answers `false`. Skipping locked rows keeps a request for a
+/// seat someone else is taking from queueing behind that hold: it is decided afterwards from
+/// the committed rows instead.
 pub async fn hold_all_free(
     db: &impl ConnectionTrait,
-    schedule: ScheduleId,
-    seats: &[SeatNo],
-    reservation: ReservationId,
-    until: DateTime<Utc>,
-) -> Result<Option<(ConcertId, Won)>, DbErr> {
+    hold: &Hold<'_>,
+    outbox: &Outbox,
+    events: &[OutboxRow],
+    claim: &InboxClaim<'_>,
+) -> Result<bool, DbErr> {
+    let mut values: Vec<Value> =
+        vec![hold.schedule.0.into(), nos(hold.seats), hold.reservation.0.into(), hold.until.into()];
+    let claimed = claim.cte("done", &mut values);
+    let pushed =
+        outbox.cte(events, &mut values, Some("done")).map(|cte| format!(", {cte}")).unwrap_or_default();
     let row = db
         .query_one_raw(stmt(
-            "WITH free AS (
-               SELECT seat_no FROM seat.seats
-               WHERE schedule_id = $1 AND seat_no = ANY($2) AND status = 'AVAILABLE'
-               ORDER BY seat_no FOR UPDATE SKIP LOCKED
-             ), held AS (
-               UPDATE seat.seats SET status = 'HELD', reservation_id = $3, held_until = $4
-               WHERE schedule_id = $1 AND seat_no IN (SELECT seat_no FROM free)
-                 AND (SELECT count(*) FROM free) = cardinality($2::int[])
-               RETURNING price
-             )
-             SELECT sc.concert_id, sum(held.price)::bigint AS amount
-             FROM held JOIN seat.schedules sc ON sc.schedule_id = $1 GROUP BY sc.concert_id",
-            [schedule.0.into(), nos(seats), reservation.0.into(), until.into()],
+            &format!(
+                "WITH free AS (
+                   SELECT seat_no FROM seat.seats
+                   WHERE schedule_id = $1 AND seat_no = ANY($2) AND status = 'AVAILABLE'
+                   ORDER BY seat_no FOR UPDATE SKIP LOCKED
+                 ), held AS (
+                   UPDATE seat.seats SET status = 'HELD', reservation_id = $3, held_until = $4
+                   WHERE schedule_id = $1 AND seat_no IN (SELECT seat_no FROM free)
+                     AND (SELECT count(*) FROM free) = cardinality($2::int[])
+                   RETURNING seat_no
+                 ), done AS (SELECT 1 FROM held LIMIT 1), {claimed}{pushed}
+                 SELECT count(*) AS n FROM held"
+            ),
+            values,
         ))
         .await?;
-    row.map(|r| Ok((ConcertId(r.try_get("", "concert_id")?), Won(r.try_get("", "amount")?)))).transpose()
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.is_some_and(|n| n > 0))
 }
 
 /// Holds the seats for `reservation`; returns how many were available and now held.
@@ -151,49 +225,88 @@ pub async fn hold(
     Ok(r.rows_affected())
 }
 
-/// Sells the seats `reservation` holds; returns their numbers.
+/// Sells the seats `reservation` holds and marks the schedule's first sale (once), in one
+/// statement, with the consumer's `claim` when there is one (written only if seats were sold);
+/// returns their numbers. The schedule's row is written only by its first sale, so sales of one
+/// schedule do not queue behind each other.
 pub async fn sell(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
     reservation: ReservationId,
+    claim: Option<&InboxClaim<'_>>,
 ) -> Result<Vec<SeatNo>, DbErr> {
+    let mut values: Vec<Value> = vec![schedule.0.into(), reservation.0.into()];
+    let claimed = claim.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
     let rows = db
         .query_all_raw(stmt(
-            "UPDATE seat.seats SET status = 'SOLD', sold_at = now(), held_until = NULL
-             WHERE schedule_id = $1 AND reservation_id = $2 AND status = 'HELD' RETURNING seat_no",
-            [schedule.0.into(), reservation.0.into()],
+            &format!(
+                "WITH sold AS (
+                   UPDATE seat.seats SET status = 'SOLD', sold_at = now(), held_until = NULL
+                   WHERE schedule_id = $1 AND reservation_id = $2 AND status = 'HELD' RETURNING seat_no
+                 ), done AS (SELECT 1 FROM sold LIMIT 1), first AS (
+                   UPDATE seat.schedules SET first_sold_at = now()
+                   WHERE schedule_id = $1 AND first_sold_at IS NULL AND EXISTS (SELECT 1 FROM done)
+                 ){claimed}
+                 SELECT seat_no FROM sold"
+            ),
+            values,
         ))
         .await?;
     rows.iter().map(|r| r.try_get("", "seat_no").map(SeatNo)).collect()
 }
 
-/// Marks the schedule's first sale (once) and, when no seat is left unsold, its sell-out
-/// (once): returns `(concert, first sale, sold out at)` the moment it sells out.
-pub async fn record_sale(
+/// A schedule none of whose seats is unsold, not yet announced: `(concert, first sale, last
+/// sale)`. Read without a lock: every sale checks after its own commit, so the last of two
+/// concurrent final sales sees both.
+pub async fn sold_out(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
 ) -> Result<Option<(ConcertId, DateTime<Utc>, DateTime<Utc>)>, DbErr> {
     let row = db
         .query_one_raw(stmt(
-            "UPDATE seat.schedules SET first_sold_at = COALESCE(first_sold_at, now()),
-                 sold_out_at = CASE
-                     WHEN sold_out_at IS NULL AND NOT EXISTS
-                         (SELECT 1 FROM seat.seats WHERE schedule_id = $1 AND status <> 'SOLD')
-                     THEN now() ELSE sold_out_at END
-             WHERE schedule_id = $1
-             RETURNING concert_id, first_sold_at, sold_out_at, (sold_out_at IS NOT NULL AND sold_out_at = now()) AS just_sold_out",
+            "SELECT sc.concert_id, sc.first_sold_at,
+                    (SELECT max(sold_at) FROM seat.seats WHERE schedule_id = $1) AS last_sold_at
+             FROM seat.schedules sc
+             WHERE sc.schedule_id = $1 AND sc.sold_out_at IS NULL AND sc.first_sold_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM seat.seats WHERE schedule_id = $1 AND status <> 'SOLD')",
             [schedule.0.into()],
         ))
         .await?;
-    let Some(r) = row else { return Ok(None) };
-    if !r.try_get::<bool>("", "just_sold_out")? {
-        return Ok(None);
-    }
-    Ok(Some((
-        ConcertId(r.try_get("", "concert_id")?),
-        r.try_get("", "first_sold_at")?,
-        r.try_get("", "sold_out_at")?,
-    )))
+    row.map(|r| {
+        Ok((
+            ConcertId(r.try_get("", "concert_id")?),
+            r.try_get("", "first_sold_at")?,
+            r.try_get("", "last_sold_at")?,
+        ))
+    })
+    .transpose()
+}
+
+/// Marks the schedule sold out at `at` with the `events` announcing it, unless it is marked
+/// already (then nothing is written); whether it marked it.
+pub async fn mark_sold_out(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    at: DateTime<Utc>,
+    outbox: &Outbox,
+    events: &[OutboxRow],
+) -> Result<bool, DbErr> {
+    let mut values: Vec<Value> = vec![schedule.0.into(), at.into()];
+    let pushed =
+        outbox.cte(events, &mut values, Some("marked")).map(|cte| format!(", {cte}")).unwrap_or_default();
+    let row = db
+        .query_one_raw(stmt(
+            &format!(
+                "WITH marked AS (
+                   UPDATE seat.schedules SET sold_out_at = $2 WHERE schedule_id = $1 AND sold_out_at IS NULL
+                   RETURNING 1
+                 ){pushed}
+                 SELECT count(*) AS n FROM marked"
+            ),
+            values,
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
 }
 
 /// Releases the seats `reservation` holds; returns their numbers.

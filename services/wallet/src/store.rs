@@ -107,7 +107,7 @@ pub async fn insert_payment(
         p.amount.0.into(),
         p.status.as_str().into(),
     ];
-    let with = outbox.cte(events, &mut values).map(|cte| format!("WITH {cte} ")).unwrap_or_default();
+    let with = outbox.cte(events, &mut values, None).map(|cte| format!("WITH {cte} ")).unwrap_or_default();
     db.execute_raw(stmt(
         &format!(
             "{with}INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status) VALUES ($1, $2, $3, $4, $5)"

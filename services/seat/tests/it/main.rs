@@ -5,6 +5,7 @@
 mod openapi;
 
 use chrono::{Duration as Span, Utc};
+use contracts::Event;
 use contracts::{
     ConcertId, Envelope, ReservationCompleted, ReservationFailed, ReservationFailureReason, ReservationId,
     ReservationRequested, ScheduleCreated, ScheduleId, SeatNo, SeatPrice, SeatRejectReason,
@@ -237,4 +238,45 @@ async fn selling_the_last_seats_announces_sold_out_once() {
     let late = s.fail(schedule, r2, &[2, 3]).await;
     s.env.wait_handled("seat", late.id).await;
     assert_eq!(s.status_of(schedule, 2).await, "SOLD");
+}
+
+#[tokio::test]
+async fn a_request_delivered_again_after_its_hold_ended_holds_nothing() {
+    let s = Seats::start().await;
+    let schedule = s.schedule(5).await;
+    let (r1, request) = s.request(schedule, &[1, 2]).await;
+    s.outcomes(1).await;
+    let released = s.fail(schedule, r1, &[1, 2]).await;
+    s.env.wait_handled("seat", released.id).await;
+    assert_eq!(s.status_of(schedule, 1).await, "AVAILABLE");
+
+    // The same event again (another message id, so JetStream keeps it): the seats are free, but
+    // the event was applied before, so nothing is held and nothing announced.
+    let body = serde_json::to_vec(&request).unwrap();
+    s.env.publish_raw(ReservationRequested::SUBJECT, "the-same-request-again", body).await.unwrap();
+    s.env.wait_consumed("seat", contracts::Stream::Reservation).await;
+    assert_eq!(s.status_of(schedule, 1).await, "AVAILABLE");
+    assert_eq!(s.status_of(schedule, 2).await, "AVAILABLE");
+    assert_eq!(s.env.events_of::<SeatReserved>().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_last_seats_sold_at_the_same_time_announce_sold_out_once() {
+    let s = Seats::start().await;
+    let schedule = s.schedule(8).await;
+    let mut reservations = Vec::new();
+    for seat in 1..=8 {
+        reservations.push((s.request(schedule, &[seat]).await.0, seat));
+    }
+    s.outcomes(8).await;
+    let sales = futures::future::join_all(
+        reservations.iter().map(|(r, seat)| s.complete(schedule, *r, std::slice::from_ref(seat))),
+    )
+    .await;
+    for sale in &sales {
+        s.env.wait_handled("seat", sale.id).await;
+    }
+    let sold_out = s.env.events_of::<SoldOut>().await.unwrap();
+    assert_eq!(sold_out.len(), 1, "{sold_out:?}");
+    assert_eq!(s.seats(schedule, "?status=SOLD").await.1["seats"].as_array().unwrap().len(), 8);
 }
