@@ -8,10 +8,10 @@ use crate::{
 use chrono::Utc;
 use contracts::{
     Envelope, Event, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId, PaymentRefunded,
-    PaymentRequested, RefundRequested,
+    PaymentRequested, RefundRequested, Won,
 };
-use messaging::{HandleError, Handler, Incoming, Outbox};
-use sea_orm::DatabaseTransaction;
+use messaging::{HandleError, Handler, InboxClaim, Incoming, Outbox};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// Consumes `PaymentRequested` and `RefundRequested` from the RESERVATION stream.
 pub struct Payments {
@@ -21,6 +21,25 @@ pub struct Payments {
 impl Handler for Payments {
     fn handles(&self, kind: &str) -> bool {
         kind == PaymentRequested::TYPE || kind == RefundRequested::TYPE
+    }
+
+    /// A payment the balance covers, asked for in time, is one statement.
+    async fn at_once(
+        &self,
+        db: &DatabaseConnection,
+        claim: &InboxClaim<'_>,
+        msg: &Incoming,
+    ) -> Result<bool, HandleError> {
+        if msg.kind() != PaymentRequested::TYPE {
+            return Ok(false);
+        }
+        let req = msg.decode::<PaymentRequested>()?;
+        if domain::decide_payment(Utc::now(), req.payload.pay_by, None) != PayDecision::Debit {
+            return Ok(false);
+        }
+        // The balance in the event is the one the statement leaves.
+        let (payment, completed) = self.completed(&req, Won(0))?;
+        Ok(store::pay_at_once(db, &payment, &self.outbox, &completed, claim).await?.is_some())
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
@@ -33,6 +52,31 @@ impl Handler for Payments {
 }
 
 impl Payments {
+    /// The completed payment of `req` and its announcement, with the balance after it.
+    fn completed(
+        &self,
+        req: &Envelope<PaymentRequested>,
+        balance: Won,
+    ) -> Result<(store::Payment, messaging::OutboxRow), HandleError> {
+        let p = &req.payload;
+        let payment = store::Payment {
+            id: PaymentId::new(),
+            reservation: p.reservation_id,
+            user: p.user_id,
+            amount: p.amount,
+            status: PaymentStatus::Completed,
+        };
+        let done = PaymentCompleted {
+            payment_id: payment.id,
+            reservation_id: p.reservation_id,
+            user_id: p.user_id,
+            amount: p.amount,
+            balance,
+        };
+        let done = self.outbox.row(&Envelope::new(NAME, p.reservation_id, done).caused_by(&req.meta()))?;
+        Ok((payment, done))
+    }
+
     async fn pay(
         &self,
         txn: &DatabaseTransaction,
@@ -46,24 +90,7 @@ impl Payments {
             PayDecision::Debit => match store::debit(txn, p.user_id, p.amount).await? {
                 None => Some(PaymentFailureReason::InsufficientBalance),
                 Some(balance) => {
-                    let payment_id = PaymentId::new();
-                    let done = PaymentCompleted {
-                        payment_id,
-                        reservation_id: p.reservation_id,
-                        user_id: p.user_id,
-                        amount: p.amount,
-                        balance,
-                    };
-                    let done = self
-                        .outbox
-                        .row(&Envelope::new(NAME, p.reservation_id, done).caused_by(&req.meta()))?;
-                    let payment = store::Payment {
-                        id: payment_id,
-                        reservation: p.reservation_id,
-                        user: p.user_id,
-                        amount: p.amount,
-                        status: PaymentStatus::Completed,
-                    };
+                    let (payment, done) = self.completed(&req, balance)?;
                     store::insert_payment(txn, &payment, &self.outbox, &[done]).await?;
                     None
                 }

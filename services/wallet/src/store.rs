@@ -3,7 +3,7 @@
 
 use crate::domain::PaymentStatus;
 use contracts::{ChargeId, PaymentId, ReservationId, UserId, Won};
-use messaging::{Outbox, OutboxRow};
+use messaging::{InboxClaim, Outbox, OutboxRow, When};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
@@ -116,6 +116,47 @@ pub async fn insert_payment(
     ))
     .await?;
     Ok(())
+}
+
+/// Pays for a reservation in one statement outside a transaction, if it has no payment yet and
+/// the balance covers it: debits the wallet, records the payment (`p`, COMPLETED) and writes
+/// `completed` (its `balance` set to the balance after the debit) and the consumer's `claim`.
+/// Returns the balance after, or `None` when nothing was written.
+pub async fn pay_at_once(
+    db: &impl ConnectionTrait,
+    p: &Payment,
+    outbox: &Outbox,
+    completed: &OutboxRow,
+    claim: &InboxClaim<'_>,
+) -> Result<Option<Won>, DbErr> {
+    let mut values: Vec<Value> = vec![
+        p.id.0.into(),
+        p.reservation.0.into(),
+        p.user.0.into(),
+        p.amount.0.into(),
+        PaymentStatus::Completed.as_str().into(),
+    ];
+    let claimed = claim.cte("debited", &mut values);
+    let when = When::filling("debited", "balance", "balance");
+    let pushed = outbox.cte(std::slice::from_ref(completed), &mut values, Some(when)).unwrap_or_default();
+    let row = db
+        .query_one_raw(stmt(
+            &format!(
+                "WITH debited AS (
+                   UPDATE wallet.wallets SET balance = balance - $4, updated_at = now()
+                   WHERE user_id = $3 AND balance >= $4
+                     AND NOT EXISTS (SELECT 1 FROM wallet.payments WHERE reservation_id = $2)
+                   RETURNING balance
+                 ), paid AS (
+                   INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status)
+                   SELECT $1, $2, $3, $4, $5 FROM debited
+                 ), {claimed}, {pushed}
+                 SELECT balance FROM debited"
+            ),
+            values,
+        ))
+        .await?;
+    row.map(|r| r.try_get("", "balance").map(Won)).transpose()
 }
 
 /// A completed payment, now marked refunded: `(payment, user, amount)`.

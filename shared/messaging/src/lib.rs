@@ -17,7 +17,7 @@ pub use consumer::{
     Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaim, Incoming, PgInbox, run_consumer,
 };
 pub use error::MessagingError;
-pub use outbox::{Outbox, OutboxRow};
+pub use outbox::{Outbox, OutboxRow, When};
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
 pub use runtime::{Runtime, ServiceState};

@@ -125,21 +125,31 @@ impl Outbox {
     }
 
     /// The `INSERT INTO <schema>.outbox ..` of `rows` and its values, numbering its parameters
-    /// from `$first`; `None` without rows. With `when` (an expression of the statement, e.g. a
-    /// CTE's `RETURNING`), the rows are written only if it has a row. To run as a CTE (`WITH
-    /// pushed AS (..)`) of the statement that makes the change the events announce: both in one
-    /// round trip.
+    /// from `$first`; `None` without rows. With `when`, the rows are written only if a part of
+    /// the statement has a row ([`When`]). To run as a CTE (`WITH pushed AS (..)`) of the
+    /// statement that makes the change the events announce: both in one round trip.
     pub fn insert(
         &self,
         rows: &[OutboxRow],
         first: usize,
-        when: Option<&str>,
+        when: Option<When<'_>>,
     ) -> Option<(String, Vec<Value>)> {
         if rows.is_empty() {
             return None;
         }
         let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) ", self.schema);
-        sql.push_str(if when.is_some() { "SELECT * FROM (VALUES " } else { "VALUES " });
+        if let Some(when) = &when {
+            let body = match when.fill {
+                None => "v.body".to_owned(),
+                Some((field, column)) => format!(
+                    "convert_to(jsonb_set(convert_from(v.body, 'UTF8')::jsonb, '{{payload,{field}}}', \
+                     to_jsonb(w.{column}))::text, 'UTF8')"
+                ),
+            };
+            sql.push_str(&format!("SELECT v.id, v.subject, v.headers, {body} FROM (VALUES "));
+        } else {
+            sql.push_str("VALUES ");
+        }
         let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 4);
         for (i, row) in rows.iter().enumerate() {
             let n = first + i * 4;
@@ -153,7 +163,10 @@ impl Outbox {
             values.push(row.body.clone().into());
         }
         if let Some(when) = when {
-            sql.push_str(&format!(") AS v WHERE EXISTS (SELECT 1 FROM {when})"));
+            sql.push_str(&format!(
+                ") AS v(id, subject, headers, body), (SELECT * FROM {} LIMIT 1) AS w",
+                when.from
+            ));
         }
         Some((sql, values))
     }
@@ -161,12 +174,34 @@ impl Outbox {
     /// `pushed AS (<insert of rows>)`, a CTE to put into the statement that makes the change the
     /// events announce, with the rows' values appended to that statement's `values`; `None`
     /// without rows. A data-modifying CTE runs whatever the rest of the statement does: without
-    /// `when` ([`Outbox::insert`]), a caller that finds the change refused must fail its
-    /// transaction, and the events go with it.
-    pub fn cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>, when: Option<&str>) -> Option<String> {
+    /// `when`, a caller that finds the change refused must fail its transaction, and the events
+    /// go with it.
+    pub fn cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>, when: Option<When<'_>>) -> Option<String> {
         let (sql, mut more) = self.insert(rows, values.len() + 1, when)?;
         values.append(&mut more);
         Some(format!("pushed AS ({sql})"))
+    }
+}
+
+/// Outbox rows written only if `from` (a part of the statement, e.g. a CTE's `RETURNING`) has a
+/// row, optionally with a payload field set from that row: for an event that says what the
+/// statement computes (a balance after a debit).
+#[derive(Clone, Copy, Debug)]
+pub struct When<'a> {
+    from: &'a str,
+    fill: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> When<'a> {
+    /// If `from` has a row.
+    pub fn row_in(from: &'a str) -> Self {
+        Self { from, fill: None }
+    }
+
+    /// If `from` has a row, with the payload's `field` (a top-level key) set to that row's
+    /// `column` (as JSON).
+    pub fn filling(from: &'a str, field: &'a str, column: &'a str) -> Self {
+        Self { from, fill: Some((field, column)) }
     }
 }
 

@@ -191,7 +191,7 @@ impl Handler for AtOnce {
         let row = ob.row(&answer_to(msg))?;
         let mut values: Vec<sea_orm::Value> = vec![msg.envelope.id.0.into(), (!self.decline).into()];
         let claimed = claim.cte("done", &mut values);
-        let pushed = ob.cte(&[row], &mut values, Some("done")).expect("a row");
+        let pushed = ob.cte(&[row], &mut values, Some(messaging::When::row_in("done"))).expect("a row");
         let row = db
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
