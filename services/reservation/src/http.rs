@@ -224,50 +224,61 @@ async fn create_reservation(
         .map_err(internal)?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
     let seats = validate_seats(&body.seat_nos, &schedule_seats)?;
-    let queue_token = admitted.token.unwrap_or_default();
-    let id = ReservationId::new();
-    let early = wait.0.map(|_| s.waiters.watch(id));
-    let answer = s
-        .outbox
-        .idempotent(&s.db, &who, &key, &request, |txn| {
-            let outbox = s.outbox.clone();
-            Box::pin(async move {
-                let r = Reservation {
-                    id,
-                    user_id: who.user_id,
-                    schedule_id: body.schedule_id,
-                    concert_id,
-                    seat_nos: seats,
-                    status: Status::Pending,
-                    amount: None,
-                    held_until: None,
-                    failure_reason: None,
-                    queue_token,
-                    paid: false,
-                    created_at: Utc::now(),
-                };
-                let requested = ReservationRequested {
-                    reservation_id: r.id,
-                    user_id: r.user_id,
-                    schedule_id: r.schedule_id,
-                    seat_nos: r.seat_nos.clone(),
-                    queue_token: r.queue_token.clone(),
-                };
-                let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
-                if let Some(seat) =
-                    store::insert_unless_taken(txn, &r, &outbox, &[event]).await.map_err(internal)?
-                {
-                    return Err(seat_unavailable(seat));
-                }
-                Ok(StoredResponse::json(
-                    StatusCode::ACCEPTED,
-                    &Accepted { id: r.id, status: r.status.as_str() },
-                )?
-                .with_location(format!("/reservations/{}", r.id)))
+    let r = Reservation {
+        id: ReservationId::new(),
+        user_id: who.user_id,
+        schedule_id: body.schedule_id,
+        concert_id,
+        seat_nos: seats,
+        status: Status::Pending,
+        amount: None,
+        held_until: None,
+        failure_reason: None,
+        queue_token: admitted.token.unwrap_or_default(),
+        paid: false,
+        created_at: Utc::now(),
+    };
+    let early = wait.0.map(|_| s.waiters.watch(r.id));
+    let answer = if key.0.is_none() {
+        // One statement, no transaction: there is no answer to keep for a retry.
+        let stored = insert(&s.db, &s.outbox, &r).await?;
+        s.outbox.committed();
+        idempotency::Answer { stored, replayed: false }
+    } else {
+        let outbox = s.outbox.clone();
+        s.outbox
+            .idempotent(&s.db, &who, &key, &request, |txn| {
+                Box::pin(async move { insert(txn, &outbox, &r).await })
             })
-        })
-        .await?;
+            .await?
+    };
     settle(&s, who, answer, wait, |st| st != Status::Pending, early).await
+}
+
+/// Inserts a new reservation with its `ReservationRequested`, unless a seat is taken.
+async fn insert(
+    db: &impl sea_orm::ConnectionTrait,
+    outbox: &messaging::Outbox,
+    r: &Reservation,
+) -> Result<StoredResponse, Problem> {
+    let requested = ReservationRequested {
+        reservation_id: r.id,
+        user_id: r.user_id,
+        schedule_id: r.schedule_id,
+        seat_nos: r.seat_nos.clone(),
+        queue_token: r.queue_token.clone(),
+    };
+    let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
+    if let Some(seat) = store::insert_unless_taken(db, r, outbox, &[event]).await.map_err(internal)? {
+        return Err(seat_unavailable(seat));
+    }
+    accepted(r)
+}
+
+/// `202 {id, status}` with the reservation's `Location`.
+fn accepted(r: &Reservation) -> Result<StoredResponse, Problem> {
+    Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
+        .with_location(format!("/reservations/{}", r.id)))
 }
 
 /// Pays for a HELD reservation from the caller's wallet (`PaymentRequested`). It is PAYING until
@@ -310,20 +321,26 @@ async fn pay_reservation(
     }
     let who = ticket.admit().await?.identity;
     let early = wait.0.map(|_| s.waiters.watch(id));
+    let origin = Origin::Request { user: who.user_id };
+    // Without a key there is no answer to keep: one compare-and-set, unless the row moves meanwhile.
+    if key.0.is_none() {
+        let pay = Input::Pay { now: Utc::now() };
+        if let Some(r) =
+            saga::apply_at_once(&s.db, &s.outbox, id, pay, origin, None).await.map_err(apply_problem)?
+        {
+            s.outbox.committed();
+            let answer = idempotency::Answer { stored: accepted(&r)?, replayed: false };
+            return settle(&s, who, answer, wait, |st| st != Status::Paying, early).await;
+        }
+    }
     let answer = s
         .outbox
         .idempotent(&s.db, &who, &key, &[path.as_bytes()], |txn| {
             let outbox = s.outbox.clone();
             Box::pin(async move {
                 let pay = Input::Pay { now: Utc::now() };
-                let r = saga::apply(txn, &outbox, id, pay, Origin::Request { user: who.user_id })
-                    .await
-                    .map_err(apply_problem)?;
-                Ok(StoredResponse::json(
-                    StatusCode::ACCEPTED,
-                    &Accepted { id: r.id, status: r.status.as_str() },
-                )?
-                .with_location(format!("/reservations/{id}")))
+                let r = saga::apply(txn, &outbox, id, pay, origin).await.map_err(apply_problem)?;
+                accepted(&r)
             })
         })
         .await?;

@@ -49,18 +49,18 @@ pub async fn apply(
     Ok(decision.next)
 }
 
-/// Applies the event `input` to reservation `id` in one statement, outside a transaction:
-/// reads the row, decides, and writes the change, its timeline, its events and `claim` only if
-/// the row is still the version read. `Ok(None)` when that did not happen (the row moved on, or
-/// the decision changes nothing but the timeline): nothing was written, and the caller applies
-/// the event in a transaction instead.
+/// Applies `input` to reservation `id` outside a transaction: reads the row, decides, and in
+/// one statement writes the change, its timeline, its events and the consumer's `claim` (for an
+/// event) only if the row is still the version read. `Ok(None)` when that did not happen (the
+/// row moved on, or the decision changes nothing but the timeline): nothing was written, and the
+/// caller applies the input in a transaction instead ([`apply`]).
 pub async fn apply_at_once(
     db: &DatabaseConnection,
     outbox: &Outbox,
     id: ReservationId,
     input: Input,
     origin: Origin<'_>,
-    claim: &InboxClaim<'_>,
+    claim: Option<&InboxClaim<'_>>,
 ) -> Result<Option<Reservation>, ApplyError> {
     let (current, version) = store::read(db, id).await?.ok_or(ApplyError::NotFound)?;
     let (seen, cause) = origin.of(&current)?;
@@ -75,7 +75,7 @@ pub async fn apply_at_once(
         next: &decision.next,
         kinds: &kinds,
         events: &events,
-        claim: Some(claim),
+        claim,
     };
     Ok(store::save(db, change, outbox).await?.then_some(decision.next))
 }

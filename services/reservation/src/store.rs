@@ -3,7 +3,7 @@
 use crate::domain::{Reservation, Status};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
-use messaging::{InboxClaim, Outbox, OutboxRow};
+use messaging::{InboxClaim, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
@@ -108,8 +108,8 @@ async fn schedule(
 
 /// Inserts `r` with the `events` that announce it (also its first timeline entries), unless
 /// one of its seats is in a live reservation of the schedule (PENDING, HELD and not past its
-/// hold, PAYING, or CONFIRMED): then that seat (the lowest) is returned, and the caller must fail
-/// its transaction (the events are written either way). One round trip.
+/// hold, PAYING, or CONFIRMED): then nothing is written and that seat (the lowest) is returned.
+/// One statement.
 pub async fn insert_unless_taken(
     db: &impl ConnectionTrait,
     r: &Reservation,
@@ -141,7 +141,7 @@ pub async fn insert_unless_taken(
          ), logged AS ({}){}
          SELECT n FROM taken",
         timeline_insert("inserted.id", "inserted, ", 9),
-        pushed(outbox, events, &mut values, None),
+        pushed(outbox, events, &mut values, Some(When::row_in("inserted"))),
     );
     let row = db.query_one_raw(stmt(&sql, values)).await?;
     row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
@@ -237,7 +237,7 @@ pub async fn save(db: &impl ConnectionTrait, change: Change<'_>, outbox: &Outbox
          ), logged AS ({}){}{claimed}
          SELECT count(*) AS n FROM saved",
         timeline_insert("saved.id", "saved, ", 8),
-        pushed(outbox, change.events, &mut values, Some("saved")),
+        pushed(outbox, change.events, &mut values, Some(When::row_in("saved"))),
     );
     let row = db.query_one_raw(stmt(&sql, values)).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
@@ -271,7 +271,7 @@ fn timeline_insert(id: &str, from: &str, param: usize) -> String {
 }
 
 /// `, <the outbox CTE>` for `events`, or nothing ([`Outbox::cte`]).
-fn pushed(outbox: &Outbox, events: &[OutboxRow], values: &mut Vec<Value>, when: Option<&str>) -> String {
+fn pushed(outbox: &Outbox, events: &[OutboxRow], values: &mut Vec<Value>, when: Option<When<'_>>) -> String {
     outbox.cte(events, values, when).map(|cte| format!(", {cte}")).unwrap_or_default()
 }
 

@@ -4,7 +4,7 @@
 use crate::domain::{Seat, SeatStatus};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
-use messaging::{InboxClaim, Outbox, OutboxRow};
+use messaging::{InboxClaim, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use std::{collections::HashMap, sync::Arc};
@@ -184,8 +184,10 @@ pub async fn hold_all_free(
     let mut values: Vec<Value> =
         vec![hold.schedule.0.into(), nos(hold.seats), hold.reservation.0.into(), hold.until.into()];
     let claimed = claim.cte("done", &mut values);
-    let pushed =
-        outbox.cte(events, &mut values, Some("done")).map(|cte| format!(", {cte}")).unwrap_or_default();
+    let pushed = outbox
+        .cte(events, &mut values, Some(When::row_in("done")))
+        .map(|cte| format!(", {cte}"))
+        .unwrap_or_default();
     let row = db
         .query_one_raw(stmt(
             &format!(
@@ -292,8 +294,10 @@ pub async fn mark_sold_out(
     events: &[OutboxRow],
 ) -> Result<bool, DbErr> {
     let mut values: Vec<Value> = vec![schedule.0.into(), at.into()];
-    let pushed =
-        outbox.cte(events, &mut values, Some("marked")).map(|cte| format!(", {cte}")).unwrap_or_default();
+    let pushed = outbox
+        .cte(events, &mut values, Some(When::row_in("marked")))
+        .map(|cte| format!(", {cte}"))
+        .unwrap_or_default();
     let row = db
         .query_one_raw(stmt(
             &format!(
