@@ -36,6 +36,8 @@ pub struct Reservations {
     /// How long a hold lasts (the reservation service enforces it).
     pub hold: Duration,
     pub prices: store::Prices,
+    /// Seat maps to forget when seats of their schedule change.
+    pub maps: crate::maps::SeatMaps,
 }
 
 /// Deliveries during which an unknown schedule is taken for the catalog event not having
@@ -45,6 +47,15 @@ const CATALOG_LAG_DELIVERIES: u64 = 4;
 impl Handler for Reservations {
     fn handles(&self, kind: &str) -> bool {
         [ReservationRequested::TYPE, ReservationCompleted::TYPE, ReservationFailed::TYPE].contains(&kind)
+    }
+
+    fn after_commit(&self, msg: &Incoming) {
+        // Every event this handler takes names its schedule.
+        if let Some(schedule) =
+            msg.envelope.payload.get("scheduleId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
+        {
+            self.maps.changed(schedule);
+        }
     }
 
     /// Most requests find their seats free: one statement holds them all and announces it. A

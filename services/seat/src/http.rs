@@ -76,14 +76,17 @@ async fn list_seats(
                 .ok_or_else(|| Problem::validation("status must be AVAILABLE, HELD or SOLD"))?,
         ),
     };
-    let seats = store::list(&s.db, id, status)
+    let seats = s
+        .maps
+        .get(id, store::list(&s.db, id))
         .await
         .map_err(|e| Problem::internal(&e))?
         .ok_or_else(|| Problem::not_found("the schedule"))?;
     Ok(Json(SeatMap {
         schedule_id: id,
         seats: seats
-            .into_iter()
+            .iter()
+            .filter(|seat| status.is_none_or(|wanted| seat.status == wanted))
             .map(|s| SeatView { seat_no: s.seat_no, price: s.price, status: s.status.as_str() })
             .collect(),
     }))

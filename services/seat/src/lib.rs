@@ -5,6 +5,7 @@
 mod domain;
 mod handlers;
 mod http;
+mod maps;
 mod store;
 
 use axum::Router;
@@ -22,7 +23,13 @@ pub const SCHEMA: &str = "seat";
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// Seat maps read recently, forgotten when this process changes a seat.
+    pub maps: maps::SeatMaps,
 }
+
+/// How long a seat map read from the database is answered again (unless a seat of it changes
+/// in this process first): what a reader may miss of another replica's changes.
+const SEAT_MAP_FRESH: Duration = Duration::from_millis(100);
 
 /// The seat service's OpenAPI document (served at `GET /openapi/seat.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -37,6 +44,7 @@ pub fn router(state: AppState) -> Router {
 /// Starts the relay and both consumers; returns the routes.
 pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
+    let maps = maps::SeatMaps::new(SEAT_MAP_FRESH);
     rt.spawn_relay(SCHEMA);
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Catalog)?,
@@ -51,10 +59,11 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
                 outbox: outbox.clone(),
                 hold: hold_time(rt),
                 prices: store::Prices::default(),
+                maps: maps.clone(),
             },
         ),
     );
-    Ok(router(AppState { db: rt.db.clone() }))
+    Ok(router(AppState { db: rt.db.clone(), maps }))
 }
 
 fn hold_time(rt: &Runtime) -> Duration {

@@ -40,17 +40,6 @@ pub async fn create_schedule(
     Ok(())
 }
 
-/// The schedule's concert, if the schedule is known.
-pub async fn concert_of(db: &impl ConnectionTrait, schedule: ScheduleId) -> Result<Option<ConcertId>, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT concert_id FROM seat.schedules WHERE schedule_id = $1",
-            [schedule.0.into()],
-        ))
-        .await?;
-    row.map(|r| r.try_get("", "concert_id").map(ConcertId)).transpose()
-}
-
 fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
     let status: String = r.try_get("", "status")?;
     Ok(Seat {
@@ -332,21 +321,22 @@ pub async fn release(
     Ok(seats)
 }
 
-/// A schedule's seats for the API, optionally only those in one status; `None` if unknown.
-pub async fn list(
-    db: &impl ConnectionTrait,
-    schedule: ScheduleId,
-    status: Option<SeatStatus>,
-) -> Result<Option<Vec<Seat>>, DbErr> {
-    if concert_of(db, schedule).await?.is_none() {
-        return Ok(None);
-    }
+/// A schedule's seats, by number, in one round trip; `None` if the schedule is unknown.
+pub async fn list(db: &impl ConnectionTrait, schedule: ScheduleId) -> Result<Option<Vec<Seat>>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            "SELECT seat_no, price, status, reservation_id FROM seat.seats
-             WHERE schedule_id = $1 AND ($2::text IS NULL OR status = $2) ORDER BY seat_no",
-            [schedule.0.into(), status.map(|s| s.as_str().to_owned()).into()],
+            "SELECT st.seat_no, st.price, st.status, st.reservation_id
+             FROM seat.schedules sc LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id
+             WHERE sc.schedule_id = $1 ORDER BY st.seat_no",
+            [schedule.0.into()],
         ))
         .await?;
-    rows.iter().map(seat).collect::<Result<Vec<_>, _>>().map(Some)
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    rows.iter()
+        .filter(|r| r.try_get::<Option<i32>>("", "seat_no").is_ok_and(|n| n.is_some()))
+        .map(seat)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
