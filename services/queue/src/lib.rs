@@ -15,6 +15,7 @@ use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, MessagingError, RedisInbox, Runtime};
 use platform::{auth::JwtKeys, config::QueueSettings, queue_guard::QueueKeys};
+use std::sync::Arc;
 
 pub use domain::{TokenStatus, eta_seconds};
 
@@ -25,7 +26,8 @@ pub const NAME: &str = "queue";
 #[derive(Clone)]
 pub struct AppState {
     pub redis: platform::pools::Redis,
-    pub keys: QueueKeys,
+    /// Shared, not copied: the state is cloned for every request.
+    pub keys: Arc<QueueKeys>,
     pub settings: QueueSettings,
     pub jwt: JwtKeys,
 }
@@ -41,7 +43,7 @@ impl AppState {
     pub fn new(rt: &Runtime) -> Self {
         Self {
             redis: rt.redis.clone(),
-            keys: QueueKeys::new(&rt.config.prefix),
+            keys: Arc::new(QueueKeys::new(&rt.config.prefix)),
             settings: rt.config.queue.clone(),
             jwt: JwtKeys::new(&rt.config.jwt_secret),
         }
@@ -63,14 +65,14 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     let state = AppState::new(rt);
     rt.spawn(
         "ticker[queue]",
-        ticker::run(state.redis.clone(), state.keys.clone(), state.settings.clone(), rt.shutdown.clone()),
+        ticker::run(state.redis.clone(), (*state.keys).clone(), state.settings.clone(), rt.shutdown.clone()),
     );
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
         RedisInbox::new(
             state.redis.clone(),
             rt.config.prefix.clone(),
-            handlers::Tokens { keys: state.keys.clone(), settings: state.settings.clone() },
+            handlers::Tokens { keys: (*state.keys).clone(), settings: state.settings.clone() },
         ),
     );
     Ok(router(state))

@@ -25,8 +25,9 @@ use std::{
 /// process, or left by a relay that died) are found by the relay's poll.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    schema: String,
-    ns: Namespace,
+    // Shared, not copied: an outbox is cloned into every request's state.
+    schema: Arc<str>,
+    ns: Arc<Namespace>,
     wake: Arc<Signal>,
 }
 
@@ -45,7 +46,7 @@ impl Outbox {
     /// The outbox of `schema`, publishing under namespace `ns`.
     pub fn new(schema: &str, ns: Namespace) -> Self {
         let wake = wake_of(&ns, schema);
-        Self { schema: schema.to_owned(), ns, wake }
+        Self { schema: schema.into(), ns: Arc::new(ns), wake }
     }
 
     /// The schema whose `outbox` table this writes.

@@ -61,14 +61,15 @@ impl QueueKeys {
 #[derive(Clone)]
 pub struct QueueGate {
     redis: crate::pools::Redis,
-    keys: QueueKeys,
+    /// Shared, not copied: the gate is cloned for every booking request.
+    keys: std::sync::Arc<QueueKeys>,
     required: bool,
 }
 
 impl QueueGate {
     /// A gate; `required = false` only with `TICKETING_DEV_SKIP_QUEUE_TOKEN=true`.
     pub fn new(redis: crate::pools::Redis, ns: &Namespace, required: bool) -> Self {
-        Self { redis, keys: QueueKeys::new(ns), required }
+        Self { redis, keys: std::sync::Arc::new(QueueKeys::new(ns)), required }
     }
 }
 
