@@ -273,6 +273,9 @@ async fn the_last_seats_sold_at_the_same_time_announce_sold_out_once() {
         reservations.iter().map(|(r, seat)| s.complete(schedule, *r, std::slice::from_ref(seat))),
     )
     .await;
+    // A sale's inbox row commits before its sold-out check runs: wait until every message is
+    // acked (after its handler returned), then until what they wrote has been published.
+    s.env.wait_consumed("seat", contracts::Stream::Reservation).await;
     for sale in &sales {
         s.env.wait_handled("seat", sale.id).await;
     }
