@@ -141,7 +141,7 @@ pub async fn insert_unless_taken(
          ), logged AS ({}){}
          SELECT n FROM taken",
         timeline_insert("inserted.id", "inserted, ", 9),
-        pushed(outbox, events, &mut values, Some(When::row_in("inserted"))),
+        outbox.then_cte(events, &mut values, Some(When::row_in("inserted"))),
     );
     let row = db.query_one_raw(stmt(&sql, values)).await?;
     row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
@@ -237,7 +237,7 @@ pub async fn save(db: &impl ConnectionTrait, change: Change<'_>, outbox: &Outbox
          ), logged AS ({}){}{claimed}
          SELECT count(*) AS n FROM saved",
         timeline_insert("saved.id", "saved, ", 8),
-        pushed(outbox, change.events, &mut values, Some(When::row_in("saved"))),
+        outbox.then_cte(change.events, &mut values, Some(When::row_in("saved"))),
     );
     let row = db.query_one_raw(stmt(&sql, values)).await?;
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
@@ -268,11 +268,6 @@ fn timeline_insert(id: &str, from: &str, param: usize) -> String {
         "INSERT INTO reservation.timeline (reservation_id, type) \
          SELECT {id}, k FROM {from}unnest(${param}::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i"
     )
-}
-
-/// `, <the outbox CTE>` for `events`, or nothing ([`Outbox::cte`]).
-fn pushed(outbox: &Outbox, events: &[OutboxRow], values: &mut Vec<Value>, when: Option<When<'_>>) -> String {
-    outbox.cte(events, values, when).map(|cte| format!(", {cte}")).unwrap_or_default()
 }
 
 fn kind_list(kinds: &[&str]) -> Vec<String> {

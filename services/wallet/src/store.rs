@@ -91,6 +91,11 @@ pub struct Payment {
     pub status: PaymentStatus,
 }
 
+/// `$1..$5` of a statement inserting `p`: id, reservation, user, amount, status.
+fn payment_values(p: &Payment) -> Vec<Value> {
+    vec![p.id.0.into(), p.reservation.0.into(), p.user.0.into(), p.amount.0.into(), p.status.as_str().into()]
+}
+
 /// Records a reservation's payment (or its void), with the `events` that announce it in the
 /// same round trip. The unique reservation id makes a second payment for the same reservation
 /// impossible.
@@ -100,13 +105,7 @@ pub async fn insert_payment(
     outbox: &Outbox,
     events: &[OutboxRow],
 ) -> Result<(), DbErr> {
-    let mut values: Vec<Value> = vec![
-        p.id.0.into(),
-        p.reservation.0.into(),
-        p.user.0.into(),
-        p.amount.0.into(),
-        p.status.as_str().into(),
-    ];
+    let mut values = payment_values(p);
     let with = outbox.cte(events, &mut values, None).map(|cte| format!("WITH {cte} ")).unwrap_or_default();
     db.execute_raw(stmt(
         &format!(
@@ -119,7 +118,7 @@ pub async fn insert_payment(
 }
 
 /// Pays for a reservation in one statement outside a transaction, if it has no payment yet and
-/// the balance covers it: debits the wallet, records the payment (`p`, COMPLETED) and writes
+/// the balance covers it: debits the wallet, records the payment `p` (COMPLETED) and writes
 /// `completed` (its `balance` set to the balance after the debit) and the consumer's `claim`.
 /// Returns the balance after, or `None` when nothing was written.
 pub async fn pay_at_once(
@@ -129,16 +128,10 @@ pub async fn pay_at_once(
     completed: &OutboxRow,
     claim: &InboxClaim<'_>,
 ) -> Result<Option<Won>, DbErr> {
-    let mut values: Vec<Value> = vec![
-        p.id.0.into(),
-        p.reservation.0.into(),
-        p.user.0.into(),
-        p.amount.0.into(),
-        PaymentStatus::Completed.as_str().into(),
-    ];
+    let mut values = payment_values(p);
     let claimed = claim.cte("debited", &mut values);
     let when = When::filling("debited", "balance", "balance");
-    let pushed = outbox.cte(std::slice::from_ref(completed), &mut values, Some(when)).unwrap_or_default();
+    let pushed = outbox.then_cte(std::slice::from_ref(completed), &mut values, Some(when));
     let row = db
         .query_one_raw(stmt(
             &format!(
@@ -150,7 +143,7 @@ pub async fn pay_at_once(
                  ), paid AS (
                    INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status)
                    SELECT $1, $2, $3, $4, $5 FROM debited
-                 ), {claimed}, {pushed}
+                 ), {claimed}{pushed}
                  SELECT balance FROM debited"
             ),
             values,

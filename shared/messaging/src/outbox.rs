@@ -182,6 +182,12 @@ impl Outbox {
         values.append(&mut more);
         Some(format!("pushed AS ({sql})"))
     }
+
+    /// [`Outbox::cte`] as `, pushed AS (..)`, to follow the statement's other CTEs; empty
+    /// without rows.
+    pub fn then_cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>, when: Option<When<'_>>) -> String {
+        self.cte(rows, values, when).map(|cte| format!(", {cte}")).unwrap_or_default()
+    }
 }
 
 /// Outbox rows written only if `from` (a part of the statement, e.g. a CTE's `RETURNING`) has a
