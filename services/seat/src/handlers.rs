@@ -51,9 +51,7 @@ impl Handler for Reservations {
 
     fn after_commit(&self, msg: &Incoming) {
         // Every event this handler takes names its schedule.
-        if let Some(schedule) =
-            msg.envelope.payload.get("scheduleId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
-        {
+        if let Some(schedule) = msg.payload_field("scheduleId") {
             self.maps.changed(schedule);
         }
     }
@@ -79,7 +77,10 @@ impl Handler for Reservations {
         }
         let req = msg.decode::<ReservationRequested>()?;
         let p = &req.payload;
-        let Some(seats) = distinct(&p.seat_nos) else { return Ok(false) };
+        let (seats, distinct) = sorted(&p.seat_nos);
+        if !distinct || seats.is_empty() {
+            return Ok(false);
+        }
         let Some(priced) = self.prices.get(db, p.schedule_id).await? else { return Ok(false) };
         let Some(amount) = priced.amount(&seats) else { return Ok(false) };
         let until = self.held_until()?;
@@ -99,12 +100,13 @@ impl Handler for Reservations {
     }
 }
 
-/// The requested seats sorted, if there are any and none repeats.
-fn distinct(requested: &[SeatNo]) -> Option<Vec<SeatNo>> {
+/// The requested seats sorted and without repeats, and whether none repeated.
+fn sorted(requested: &[SeatNo]) -> (Vec<SeatNo>, bool) {
     let mut seats = requested.to_vec();
     seats.sort();
     seats.dedup();
-    (!seats.is_empty() && seats.len() == requested.len()).then_some(seats)
+    let distinct = seats.len() == requested.len();
+    (seats, distinct)
 }
 
 /// The announcement that `req`'s seats are held.
@@ -142,21 +144,20 @@ impl Reservations {
         req: Envelope<ReservationRequested>,
     ) -> Result<(), HandleError> {
         let p = &req.payload;
-        let mut seats = p.seat_nos.clone();
-        seats.sort();
-        seats.dedup();
+        let (seats, distinct) = sorted(&p.seat_nos);
+        // A request naming a seat twice is invalid, decided as one naming none.
+        let requested: &[SeatNo] = if distinct { &seats } else { &[] };
         let reject = |reason| SeatReservationRejected {
             reservation_id: p.reservation_id,
             schedule_id: p.schedule_id,
             seat_nos: p.seat_nos.clone(),
             reason,
         };
-        let requested = distinct(&p.seat_nos).unwrap_or_default();
         let held_until = self.held_until()?;
         // In a rush most requests are for seats already taken: those are answered from the
         // committed rows, without queueing behind the locks of the requests still in flight.
         // Only a hold takes the locks, and decides again on what it finds then.
-        let Some((concert_id, committed)) = store::inventory(txn, p.schedule_id, &seats).await? else {
+        let Some((concert_id, committed)) = store::inventory(txn, p.schedule_id, Some(&seats)).await? else {
             if msg.deliveries < CATALOG_LAG_DELIVERIES {
                 return Err(HandleError::Transient(format!(
                     "schedule {} not in the inventory yet",
@@ -169,10 +170,10 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        let decision = match domain::decide_hold(p.reservation_id, &requested, &committed) {
+        let decision = match domain::decide_hold(p.reservation_id, requested, &committed) {
             HoldDecision::Hold { .. } => {
                 let locked = store::lock_seats(txn, p.schedule_id, &seats).await?;
-                domain::decide_hold(p.reservation_id, &requested, &locked)
+                domain::decide_hold(p.reservation_id, requested, &locked)
             }
             answered => answered,
         };

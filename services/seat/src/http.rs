@@ -78,7 +78,9 @@ async fn list_seats(
     };
     let seats = s
         .maps
-        .get(id, store::list(&s.db, id))
+        .get(id, async {
+            Ok::<_, sea_orm::DbErr>(store::inventory(&s.db, id, None).await?.map(|(_, seats)| seats))
+        })
         .await
         .map_err(|e| Problem::internal(&e))?
         .ok_or_else(|| Problem::not_found("the schedule"))?;

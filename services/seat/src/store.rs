@@ -51,20 +51,22 @@ fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
     })
 }
 
-/// The schedule's concert and those of `seats` that exist, as last committed (without waiting
-/// for anyone's locks), in one round trip; `None` if the schedule is unknown.
+/// The schedule's concert and those of `seats` that exist (every seat with `None`), by
+/// number, as last committed (without waiting for anyone's locks), in one round trip; `None` if
+/// the schedule is unknown.
 pub async fn inventory(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
-    seats: &[SeatNo],
+    seats: Option<&[SeatNo]>,
 ) -> Result<Option<(ConcertId, Vec<Seat>)>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
             "SELECT sc.concert_id, st.seat_no, st.price, st.status, st.reservation_id
              FROM seat.schedules sc
-             LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id AND st.seat_no = ANY($2)
+             LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id
+                                    AND ($2::int[] IS NULL OR st.seat_no = ANY($2))
              WHERE sc.schedule_id = $1 ORDER BY st.seat_no",
-            [schedule.0.into(), nos(seats)],
+            [schedule.0.into(), seats.map(|s| s.iter().map(|n| n.0).collect::<Vec<i32>>()).into()],
         ))
         .await?;
     let Some(first) = rows.first() else { return Ok(None) };
@@ -129,20 +131,10 @@ impl Prices {
         schedule: ScheduleId,
     ) -> Result<Option<Arc<Priced>>, DbErr> {
         let load = async {
-            let rows = db
-                .query_all_raw(stmt(
-                    "SELECT sc.concert_id, st.seat_no, st.price
-                     FROM seat.schedules sc JOIN seat.seats st USING (schedule_id) WHERE sc.schedule_id = $1",
-                    [schedule.0.into()],
-                ))
-                .await?;
-            let Some(first) = rows.first() else { return Ok(None) };
-            let concert = ConcertId(first.try_get("", "concert_id")?);
-            let prices = rows
-                .iter()
-                .map(|r| Ok((SeatNo(r.try_get("", "seat_no")?), Won(r.try_get("", "price")?))))
-                .collect::<Result<_, DbErr>>()?;
-            Ok(Some(Arc::new(Priced { concert, prices })))
+            let found = inventory(db, schedule, None).await?;
+            Ok(found.map(|(concert, seats)| {
+                Arc::new(Priced { concert, prices: seats.iter().map(|s| (s.seat_no, s.price)).collect() })
+            }))
         };
         self.0.get(&schedule, load).await
     }
@@ -173,10 +165,7 @@ pub async fn hold_all_free(
     let mut values: Vec<Value> =
         vec![hold.schedule.0.into(), nos(hold.seats), hold.reservation.0.into(), hold.until.into()];
     let claimed = claim.cte("done", &mut values);
-    let pushed = outbox
-        .cte(events, &mut values, Some(When::row_in("done")))
-        .map(|cte| format!(", {cte}"))
-        .unwrap_or_default();
+    let pushed = outbox.then_cte(events, &mut values, Some(When::row_in("done")));
     let row = db
         .query_one_raw(stmt(
             &format!(
@@ -283,10 +272,7 @@ pub async fn mark_sold_out(
     events: &[OutboxRow],
 ) -> Result<bool, DbErr> {
     let mut values: Vec<Value> = vec![schedule.0.into(), at.into()];
-    let pushed = outbox
-        .cte(events, &mut values, Some(When::row_in("marked")))
-        .map(|cte| format!(", {cte}"))
-        .unwrap_or_default();
+    let pushed = outbox.then_cte(events, &mut values, Some(When::row_in("marked")));
     let row = db
         .query_one_raw(stmt(
             &format!(
@@ -319,24 +305,4 @@ pub async fn release(
         rows.iter().map(|r| r.try_get("", "seat_no").map(SeatNo)).collect::<Result<_, _>>()?;
     seats.sort();
     Ok(seats)
-}
-
-/// A schedule's seats, by number, in one round trip; `None` if the schedule is unknown.
-pub async fn list(db: &impl ConnectionTrait, schedule: ScheduleId) -> Result<Option<Vec<Seat>>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT st.seat_no, st.price, st.status, st.reservation_id
-             FROM seat.schedules sc LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id
-             WHERE sc.schedule_id = $1 ORDER BY st.seat_no",
-            [schedule.0.into()],
-        ))
-        .await?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    rows.iter()
-        .filter(|r| r.try_get::<Option<i32>>("", "seat_no").is_ok_and(|n| n.is_some()))
-        .map(seat)
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
 }
