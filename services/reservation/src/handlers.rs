@@ -52,9 +52,7 @@ impl Handler for Saga {
 
     fn after_commit(&self, msg: &Incoming) {
         // Every event this handler takes names its reservation.
-        if let Some(id) =
-            msg.envelope.payload.get("reservationId").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
-        {
+        if let Some(id) = msg.payload_field("reservationId") {
             self.waiters.notify(id);
         }
     }

@@ -40,6 +40,12 @@ impl Incoming {
         &self.envelope.kind
     }
 
+    /// A string field of the payload parsed as `T` (an id every event of a kind names), without
+    /// decoding the whole payload; `None` if absent or malformed.
+    pub fn payload_field<T: std::str::FromStr>(&self, field: &str) -> Option<T> {
+        self.envelope.payload.get(field)?.as_str()?.parse().ok()
+    }
+
     /// Decodes the payload as `E`; a mismatch is permanent (the message goes to the DLQ).
     pub fn decode<E: Event>(&self) -> Result<Envelope<E>, HandleError> {
         self.envelope.clone().decode::<E>().map_err(HandleError::from)
