@@ -9,7 +9,9 @@
 //!   until `POST /reservations` → HELD p99 passes 100 ms; each step measures `seconds` after 1 s
 //!   of warm-up and prints holds/s or sagas/s; then the knee. The queue guard is bypassed here
 //!   (each finished saga spends its token; this scenario measures the saga, flash-sale measures
-//!   the waiting room). `LOAD_CONNECTIONS` bounds requests in flight (default 256).
+//!   the waiting room). `LOAD_CONNECTIONS` bounds requests in flight (default 256). For a steady
+//!   load to profile: `LOAD_RAMP=holds|sagas` runs one ramp, `LOAD_CONCURRENCY` starts it at that
+//!   concurrency, `LOAD_STEPS` stops it after that many steps.
 //! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
@@ -339,14 +341,25 @@ async fn throughput(seconds: u64) {
     });
     // Full sagas first: the holds ramp leaves its seats held, and cancels them at the end.
     let held = Mutex::new(Vec::new());
-    for pay in [true, false] {
+    // `LOAD_RAMP=sagas|holds` runs one ramp; `LOAD_CONCURRENCY` starts it there (one fixed step
+    // with `LOAD_STEPS=1`): for profiling a steady load.
+    let ramps: &[bool] = match std::env::var("LOAD_RAMP").as_deref() {
+        Ok("sagas") => &[true],
+        Ok("holds") => &[false],
+        _ => &[true, false],
+    };
+    let env_n =
+        |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    for &pay in ramps {
         println!(
             "{}",
             if pay { "full sagas (reserve -> HELD, pay -> CONFIRMED):" } else { "holds (reserve -> HELD):" }
         );
         let mut knee = None;
-        let mut concurrency = 8;
-        while concurrency <= 1024 && supply.left() > 0 {
+        let mut concurrency = env_n("LOAD_CONCURRENCY", 8);
+        let mut steps = env_n("LOAD_STEPS", usize::MAX);
+        while concurrency <= 1024 && supply.left() > 0 && steps > 0 {
+            steps -= 1;
             let p99 = step(api, &supply, concurrency, seconds, pay, &held).await;
             if p99 > 100.0 {
                 knee = Some(concurrency);
@@ -356,7 +369,7 @@ async fn throughput(seconds: u64) {
         }
         match knee {
             Some(c) => println!("  knee: reserve -> HELD p99 passed 100 ms at concurrency {c}"),
-            None => println!("  knee: not reached (p99 stayed under 100 ms, or the seats ran out)"),
+            None => println!("  knee: not reached (p99 stayed under 100 ms, or the seats or steps ran out)"),
         }
     }
     let held = held.into_inner().unwrap();
