@@ -7,7 +7,8 @@
 //! Each relay keeps one connection of its own and talks to it in the simple query protocol: a
 //! batch is two round trips (`BEGIN; DELETE .. RETURNING` and `COMMIT`) where the pool's extended
 //! protocol took four (`BEGIN`, the claim, the delete, `COMMIT`). The connection runs with
-//! `synchronous_commit = off`: a delete lost in a crash republishes its rows as dedup hits.
+//! `synchronous_commit = off`: a delete lost in a crash republishes its rows as dedup hits. The
+//! claim is a prepared statement (`PREPARE` once per connection, `EXECUTE` per batch).
 //! (A lease column instead of the open transaction was tried: 35% less relay throughput and
 //! +1.5 ms per hop, from writing every claimed row.)
 //!
@@ -131,7 +132,7 @@ impl Relay {
         let mut conn = self.conn.lock().await;
         let live = match conn.take() {
             Some(live) => conn.insert(live),
-            None => conn.insert(PgConnection::connect_with(&self.options).await?),
+            None => conn.insert(self.connect().await?),
         };
         let outcome = self.publish_on(live, mark).await;
         if outcome.is_err() {
@@ -168,16 +169,25 @@ impl Relay {
         Ok(count)
     }
 
+    /// The relay's connection, with its claim prepared: planned once, not on every claim (a
+    /// simple-protocol statement is planned each time it runs, and planning the claim cost
+    /// about as much as running it).
+    async fn connect(&self) -> Result<PgConnection, MessagingError> {
+        let mut conn = PgConnection::connect_with(&self.options).await?;
+        let prepare = format!(
+            "PREPARE claim(int) AS DELETE FROM {schema}.outbox WHERE seq IN \
+             (SELECT seq FROM {schema}.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, id::text, subject, headers::text, body",
+            schema = self.schema
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(prepare)).execute(&mut conn).await?;
+        Ok(conn)
+    }
+
     /// Opens a transaction on `conn` and deletes in it up to `batch` rows no other relay holds,
     /// returning them in commit order; they stay locked until the transaction ends.
     async fn claim(&self, conn: &mut PgConnection) -> Result<Vec<Row>, MessagingError> {
-        let sql = format!(
-            "BEGIN; DELETE FROM {schema}.outbox WHERE seq IN \
-             (SELECT seq FROM {schema}.outbox ORDER BY seq LIMIT {batch} FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, id::text, subject, headers::text, body",
-            schema = self.schema,
-            batch = self.batch
-        );
+        let sql = format!("BEGIN; EXECUTE claim({})", self.batch);
         let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await?;
         let mut rows = rows
             .iter()
