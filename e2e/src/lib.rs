@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod cluster;
+pub mod cpu;
 pub mod harness;
 pub mod invariants;

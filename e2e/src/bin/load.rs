@@ -15,13 +15,16 @@
 //! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
-//! sends load only to 127.0.0.1, and ends with the invariant checker.
+//! sends load only to 127.0.0.1, and ends with the invariant checker. Throughput steps and the
+//! polling run also print the CPU each operation cost, by program (`e2e::cpu`): on a shared host
+//! that figure moves far less from run to run than the rates do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary")]
 
 use contracts::{ReservationId, ScheduleId, UserId};
 use e2e::{
     api::{Api, id_of},
+    cpu::Snapshot,
     harness::{Process, binary, command},
     invariants::{self, DeadLetters},
 };
@@ -407,6 +410,12 @@ async fn step(
     let measured_from = Instant::now() + Duration::from_secs(1);
     let deadline = measured_from + Duration::from_secs(seconds);
     let scratch = Stats::default();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measured_from.into()).await;
+        let from = Snapshot::now();
+        tokio::time::sleep_until(deadline.into()).await;
+        from.until(&Snapshot::now())
+    });
     let worker = |user: UserId| {
         let (stats, scratch, holds, sagas) = (&stats, &scratch, &holds, &sagas);
         async move {
@@ -446,6 +455,7 @@ async fn step(
         }
     };
     futures::future::join_all(users.into_iter().map(worker)).await;
+    let cpu = cpu.await.unwrap();
     let elapsed = Duration::from_secs(seconds);
     let p99 = stats
         .steps
@@ -468,6 +478,8 @@ async fn step(
         );
     }
     stats.print(elapsed);
+    let (ops, what) = if pay { (&sagas, "saga") } else { (&holds, "hold") };
+    println!("  {}", cpu.per_op(ops.load(Ordering::Relaxed), what));
     p99
 }
 
@@ -494,6 +506,7 @@ async fn polling(users: usize) {
         .collect()
         .await;
     let started = Instant::now();
+    let cpu = Snapshot::now();
     futures::stream::iter(tokens.iter())
         .map(|(bearer, token)| {
             let stats = stats.clone();
@@ -510,12 +523,14 @@ async fn polling(users: usize) {
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();
+    let cpu = cpu.until(&Snapshot::now());
     println!(
         "  {users} polls in {:.2} s = {:.0} polls/s",
         elapsed.as_secs_f64(),
         users as f64 / elapsed.as_secs_f64()
     );
     stats.print(elapsed);
+    println!("  {}", cpu.per_op(users as u64 / 1000, "1000 polls"));
     invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
     println!("  invariants hold");
 }

@@ -1,0 +1,139 @@
+//! What a load run costs the machine: CPU time by program, read from `/proc` (Linux) before and
+//! after a measured window. Unlike a rate, CPU time per operation barely moves when another
+//! tenant of the host slows the machine down, so two builds compare on it even when their rates
+//! are within the run-to-run noise.
+
+use std::{collections::BTreeMap, time::Duration};
+
+/// The programs a run is made of, as `/proc/<pid>/stat` names them.
+pub const PROGRAMS: [&str; 5] = ["postgres", "ticketing", "nats-server", "redis-server", "load"];
+
+/// Kernel ticks per second of `/proc`'s CPU times (`USER_HZ`: 100 on every Linux ABI we run on).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU ticks (user + system) used so far, summed by program, and the machine's busy and total
+/// ticks over all cores.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    by_program: BTreeMap<String, u64>,
+    busy: u64,
+    total: u64,
+}
+
+impl Snapshot {
+    /// Reads `/proc` now; empty where it cannot be read (another OS).
+    pub fn now() -> Self {
+        let mut by_program = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            if let Some((name, ticks)) = program_ticks(&stat)
+                && PROGRAMS.contains(&name)
+            {
+                *by_program.entry(name.to_owned()).or_default() += ticks;
+            }
+        }
+        let (busy, total) =
+            std::fs::read_to_string("/proc/stat").ok().and_then(|s| machine_ticks(&s)).unwrap_or((0, 0));
+        Self { by_program, busy, total }
+    }
+
+    /// What happened between `self` and `later`.
+    pub fn until(&self, later: &Snapshot) -> Usage {
+        let by_program = later
+            .by_program
+            .iter()
+            .map(|(name, t)| {
+                let used = t.saturating_sub(self.by_program.get(name).copied().unwrap_or(0));
+                (name.clone(), Duration::from_secs_f64(used as f64 / TICKS_PER_SECOND))
+            })
+            .collect();
+        let total = later.total.saturating_sub(self.total);
+        let busy = later.busy.saturating_sub(self.busy);
+        Usage { by_program, busy_share: if total == 0 { 0.0 } else { busy as f64 / total as f64 } }
+    }
+}
+
+/// CPU used over a window.
+#[derive(Clone, Debug)]
+pub struct Usage {
+    /// CPU time by program. Processes that ended inside the window are not counted.
+    pub by_program: BTreeMap<String, Duration>,
+    /// How busy all cores were together (0..1).
+    pub busy_share: f64,
+}
+
+impl Usage {
+    /// One line: CPU milliseconds per operation by program, and how busy the machine was.
+    pub fn per_op(&self, ops: u64, what: &str) -> String {
+        if ops == 0 || self.by_program.is_empty() {
+            return format!("CPU per {what}: not measured");
+        }
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0 / ops as f64;
+        let parts: Vec<String> = PROGRAMS
+            .iter()
+            .filter_map(|p| self.by_program.get(*p).map(|d| format!("{p} {:.2}", ms(d))))
+            .collect();
+        let all: f64 = self.by_program.values().map(ms).sum();
+        format!(
+            "CPU ms per {what}: {} = {all:.2}; machine {:.0}% busy",
+            parts.join(", "),
+            self.busy_share * 100.0
+        )
+    }
+}
+
+/// `(program name, user + system ticks)` of one `/proc/<pid>/stat` line. The name is in
+/// parentheses and may itself contain spaces or parentheses, so fields are counted from the last
+/// `)`: utime and stime are the 12th and 13th after it.
+fn program_ticks(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?;
+    let mut fields = stat.get(close + 1..)?.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((name, user + system))
+}
+
+/// `(busy, total)` ticks of all cores from `/proc/stat`'s `cpu` line (idle and iowait are not busy).
+fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_are_read_from_the_last_parenthesis() {
+        let line = "4242 (tokio (rt) w) S 1 2 3 0 -1 4194304 100 0 0 0 250 37 0 0 20 0 9 0";
+        assert_eq!(program_ticks(line), Some(("tokio (rt) w", 287)));
+        assert_eq!(program_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn the_machine_line_counts_idle_and_iowait_as_not_busy() {
+        let stat = "cpu  100 5 50 800 40 1 4 0 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
+        assert_eq!(machine_ticks(stat), Some((160, 1000)));
+    }
+
+    #[test]
+    fn usage_is_per_operation_and_by_program() {
+        let before = Snapshot {
+            by_program: [("postgres".to_owned(), 100), ("load".to_owned(), 10)].into(),
+            busy: 0,
+            total: 0,
+        };
+        let after = Snapshot {
+            by_program: [("postgres".to_owned(), 300), ("load".to_owned(), 30)].into(),
+            busy: 150,
+            total: 200,
+        };
+        let line = before.until(&after).per_op(1000, "hold");
+        assert_eq!(line, "CPU ms per hold: postgres 2.00, load 0.20 = 2.20; machine 75% busy");
+    }
+}
