@@ -94,8 +94,8 @@ pub async fn list_concerts(
 ) -> Result<Vec<Concert>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            "SELECT id, name, host FROM concert.concerts WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-            [after.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            "SELECT id, name, host FROM concert.concerts WHERE id > $1 ORDER BY id LIMIT $2",
+            [platform::paging::after(after).into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
         ))
         .await?;
     rows.iter().map(concert).collect()
@@ -120,8 +120,12 @@ pub async fn list_schedules(
     let rows = db
         .query_all_raw(stmt(
             "SELECT id, concert_id, starts_at, seat_count FROM concert.schedules
-             WHERE concert_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
-            [concert.0.into(), after.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+             WHERE concert_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            [
+                concert.0.into(),
+                platform::paging::after(after).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?;
     rows.iter().map(schedule).collect()

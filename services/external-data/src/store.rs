@@ -183,12 +183,12 @@ pub async fn list(
         .query_all_raw(stmt(
             &format!(
                 "SELECT {COLUMNS} FROM external_data.deliveries
-                 WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)
+                 WHERE ($1::text IS NULL OR status = $1) AND id < $2
                  ORDER BY id DESC LIMIT $3"
             ),
             [
                 status.map(|s| s.as_str().to_owned()).into(),
-                after.into(),
+                platform::paging::before(after).into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ],
         ))

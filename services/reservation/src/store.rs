@@ -188,9 +188,13 @@ pub async fn list(
         .query_all_raw(stmt(
             &format!(
                 "SELECT {COLUMNS} FROM reservation.reservations
-                 WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+                 WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
             ),
-            [user.0.into(), before.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            [
+                user.0.into(),
+                platform::paging::before(before).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?;
     rows.iter().map(reservation).collect()

@@ -76,8 +76,12 @@ pub async fn page(
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT id, user_id, kind, amount, balance_after, reservation_id, at FROM wallet_history.entries
-             WHERE user_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
-            [user.0.into(), before.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+             WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            [
+                user.0.into(),
+                platform::paging::before(before).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?;
     rows.iter()

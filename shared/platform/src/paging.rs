@@ -20,6 +20,20 @@ pub struct PageQuery {
     pub starting_after: Option<uuid::Uuid>,
 }
 
+/// The keyset bound for a newest-first page (`WHERE .. id < $n ORDER BY id DESC`): the cursor,
+/// or above every id on the first page. Never NULL, so `id < $n` stays an index condition in a
+/// generic plan (the pools plan statements once, generically), where `($n IS NULL OR id < $n)`
+/// was only a filter: every page scanned past all the ones before it.
+pub fn before(cursor: Option<uuid::Uuid>) -> uuid::Uuid {
+    cursor.unwrap_or(uuid::Uuid::max())
+}
+
+/// The keyset bound for an oldest-first page (`WHERE .. id > $n ORDER BY id`), as [`before`]:
+/// the cursor, or below every id.
+pub fn after(cursor: Option<uuid::Uuid>) -> uuid::Uuid {
+    cursor.unwrap_or(uuid::Uuid::nil())
+}
+
 impl PageQuery {
     /// The page size, validated (default 20).
     pub fn limit(&self) -> Result<u64, Problem> {
@@ -99,6 +113,14 @@ impl utoipa::IntoParams for PreferWait {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_first_page_is_bounded_beyond_every_id() {
+        let id = uuid::Uuid::now_v7();
+        assert_eq!(before(Some(id)), id);
+        assert_eq!(after(Some(id)), id);
+        assert!(before(None) > id && after(None) < id);
+    }
 
     #[test]
     fn overfetch_sets_has_more() {
