@@ -5,10 +5,11 @@
 //! not a duplicate).
 //!
 //! Each relay keeps one connection of its own and talks to it in the simple query protocol: a
-//! batch is two round trips (`BEGIN; DELETE .. RETURNING` and `COMMIT`) where the pool's extended
-//! protocol took four (`BEGIN`, the claim, the delete, `COMMIT`). The connection runs with
+//! batch is two round trips (`BEGIN; EXECUTE claim(..)`, a prepared `DELETE .. RETURNING`, and
+//! `COMMIT`) where the pool's extended protocol took four (`BEGIN`, the claim, the delete,
+//! `COMMIT`). The connection runs with
 //! `synchronous_commit = off`: a delete lost in a crash republishes its rows as dedup hits. The
-//! claim is a prepared statement (`PREPARE` once per connection, `EXECUTE` per batch).
+//! claim is prepared once per connection, so it is planned once, not on every batch.
 //! (A lease column instead of the open transaction was tried: 35% less relay throughput and
 //! +1.5 ms per hop, from writing every claimed row.)
 //!

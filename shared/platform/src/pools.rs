@@ -19,6 +19,8 @@ pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConne
         // keyed read or write whose best plan does not depend on its parameters, but the
         // planner's default (five custom plans, then a generic one only if it looks no costlier)
         // kept planning the seat hold afresh on every execution: planning cost more than running.
+        // A condition a generic plan cannot use as an index bound, `($n IS NULL OR id < $n)`,
+        // is written without the NULL (`paging::before`).
         .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_generic_plan")]));
     Database::connect(opts).await
 }
