@@ -214,9 +214,15 @@ impl<H: Handler> PgInbox<H> {
     }
 
     async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
-        match &self.outbox {
-            Some(outbox) => outbox.commit(txn).await,
-            None => txn.commit().await,
+        txn.commit().await?;
+        self.committed();
+        Ok(())
+    }
+
+    /// Wakes this process's relay of the handler's outbox (if it has one) after a commit.
+    fn committed(&self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.committed();
         }
     }
 
@@ -298,9 +304,7 @@ impl<H: Handler> Apply for PgInbox<H> {
                 Ok(true) => {
                     metrics::counter!("consumer_applied_at_once_total", "consumer" => consumer.to_owned())
                         .increment(1);
-                    if let Some(outbox) = &self.outbox {
-                        outbox.committed();
-                    }
+                    self.committed();
                     self.handler.after_commit(msg);
                     return Ok(Applied::Done);
                 }
