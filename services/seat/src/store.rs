@@ -13,8 +13,9 @@ fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-fn nos(seats: &[SeatNo]) -> Value {
-    seats.iter().map(|s| s.0).collect::<Vec<i32>>().into()
+/// Seat numbers as the `int[]` a statement takes.
+fn nos(seats: &[SeatNo]) -> Vec<i32> {
+    seats.iter().map(|s| s.0).collect()
 }
 
 /// Creates a schedule's seats (a replayed announcement changes nothing).
@@ -66,7 +67,7 @@ pub async fn inventory(
              LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id
                                     AND ($2::int[] IS NULL OR st.seat_no = ANY($2))
              WHERE sc.schedule_id = $1 ORDER BY st.seat_no",
-            [schedule.0.into(), seats.map(|s| s.iter().map(|n| n.0).collect::<Vec<i32>>()).into()],
+            [schedule.0.into(), seats.map(nos).into()],
         ))
         .await?;
     let Some(first) = rows.first() else { return Ok(None) };
@@ -89,7 +90,7 @@ pub async fn lock_seats(
         .query_all_raw(stmt(
             "SELECT seat_no, price, status, reservation_id FROM seat.seats
              WHERE schedule_id = $1 AND seat_no = ANY($2) ORDER BY seat_no FOR UPDATE",
-            [schedule.0.into(), nos(seats)],
+            [schedule.0.into(), nos(seats).into()],
         ))
         .await?;
     rows.iter().map(seat).collect()
@@ -163,7 +164,7 @@ pub async fn hold_all_free(
     claim: &InboxClaim<'_>,
 ) -> Result<bool, DbErr> {
     let mut values: Vec<Value> =
-        vec![hold.schedule.0.into(), nos(hold.seats), hold.reservation.0.into(), hold.until.into()];
+        vec![hold.schedule.0.into(), nos(hold.seats).into(), hold.reservation.0.into(), hold.until.into()];
     let claimed = claim.cte("done", &mut values);
     let pushed = outbox.then_cte(events, &mut values, Some(When::row_in("done")));
     let row = db
@@ -199,7 +200,7 @@ pub async fn hold(
         .execute_raw(stmt(
             "UPDATE seat.seats SET status = 'HELD', reservation_id = $3, held_until = $4
              WHERE schedule_id = $1 AND seat_no = ANY($2) AND status = 'AVAILABLE'",
-            [schedule.0.into(), nos(seats), reservation.0.into(), until.into()],
+            [schedule.0.into(), nos(seats).into(), reservation.0.into(), until.into()],
         ))
         .await?;
     Ok(r.rows_affected())
