@@ -241,9 +241,7 @@ async fn create_reservation(
     let early = wait.0.map(|_| s.waiters.watch(r.id));
     let answer = if key.0.is_none() {
         // One statement, no transaction: there is no answer to keep for a retry.
-        let stored = insert(&s.db, &s.outbox, &r).await?;
-        s.outbox.committed();
-        idempotency::Answer { stored, replayed: false }
+        s.outbox.answered(insert(&s.db, &s.outbox, &r).await?)
     } else {
         let outbox = s.outbox.clone();
         s.outbox
@@ -328,8 +326,7 @@ async fn pay_reservation(
         if let Some(r) =
             saga::apply_at_once(&s.db, &s.outbox, id, pay, origin, None).await.map_err(apply_problem)?
         {
-            s.outbox.committed();
-            let answer = idempotency::Answer { stored: accepted(&r)?, replayed: false };
+            let answer = s.outbox.answered(accepted(&r)?);
             return settle(&s, who, answer, wait, |st| st != Status::Paying, early).await;
         }
     }

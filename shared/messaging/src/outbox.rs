@@ -7,7 +7,7 @@ use platform::signal::Signal;
 use platform::{
     Problem,
     auth::Identity,
-    idempotency::{self, Answer, Effect, MaybeKey},
+    idempotency::{self, Answer, Effect, MaybeKey, StoredResponse},
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use std::{
@@ -83,6 +83,14 @@ impl Outbox {
         let answer = idempotency::run(db, &self.schema, who, key, request, effect).await?;
         self.committed();
         Ok(answer)
+    }
+
+    /// The answer to a request without `Idempotency-Key` whose effect has just committed
+    /// outside [`Outbox::idempotent`] (there is no answer to keep for a retry): wakes the relay,
+    /// and answers as new.
+    pub fn answered(&self, stored: StoredResponse) -> Answer {
+        self.committed();
+        Answer { stored, replayed: false }
     }
 
     /// Adds `event` to the outbox through `conn`, which should be the transaction that makes the
