@@ -163,3 +163,17 @@ async fn rows_no_writer_announced_are_found_by_the_poll() {
     // As another process (or a relay that died) leaves them: committed, no signal here.
     commit_one_with_a_relay_running(Duration::from_millis(100), Commit::Silent).await;
 }
+
+#[tokio::test]
+async fn pool_connections_plan_each_statement_once() {
+    // The handlers' statements (the seat hold first of all) would otherwise be planned afresh on
+    // every execution; see `platform::pools::connect_db`.
+    let env = env().await;
+    let row = env
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SHOW plan_cache_mode"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "plan_cache_mode").unwrap(), "force_generic_plan");
+}
