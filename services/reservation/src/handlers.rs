@@ -35,6 +35,8 @@ pub struct Saga {
     pub outbox: Outbox,
     /// Requests waiting (`Prefer: wait`) for reservations this handler moves.
     pub waiters: Waiters,
+    /// Reservations as this process last wrote them.
+    pub recent: store::Recent,
 }
 
 const KINDS: [&str; 5] = [
@@ -66,7 +68,7 @@ impl Handler for Saga {
         let (id, input) = input_of(msg)?;
         let meta = msg.meta();
         let origin = Origin::Event { kind: msg.kind(), meta: &meta };
-        match saga::apply_at_once(db, &self.outbox, id, input, origin, Some(claim)).await {
+        match saga::apply_at_once(db, &self.outbox, &self.recent, id, input, origin, Some(claim)).await {
             Ok(applied) => Ok(applied.is_some()),
             // The transaction tells a repeated event from a refused or foreign one.
             Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(false),

@@ -241,24 +241,28 @@ async fn create_reservation(
     let early = wait.0.map(|_| s.waiters.watch(r.id));
     let answer = if key.0.is_none() {
         // One statement, no transaction: there is no answer to keep for a retry.
-        s.outbox.answered(insert(&s.db, &s.outbox, &r).await?)
+        let (answer, stored) = insert(&s.db, &s.outbox, &r).await?;
+        s.recent.remember(stored.0, stored.1);
+        s.outbox.answered(answer)
     } else {
         let outbox = s.outbox.clone();
         s.outbox
             .idempotent(&s.db, &who, &key, &request, |txn| {
-                Box::pin(async move { insert(txn, &outbox, &r).await })
+                // Not remembered: the row is only stored once the transaction commits.
+                Box::pin(async move { Ok(insert(txn, &outbox, &r).await?.0) })
             })
             .await?
     };
     settle(&s, who, answer, wait, |st| st != Status::Pending, early).await
 }
 
-/// Inserts a new reservation with its `ReservationRequested`, unless a seat is taken.
+/// Inserts a new reservation with its `ReservationRequested`, unless a seat is taken; the
+/// answer, and the row as stored with its version.
 async fn insert(
     db: &impl sea_orm::ConnectionTrait,
     outbox: &messaging::Outbox,
     r: &Reservation,
-) -> Result<StoredResponse, Problem> {
+) -> Result<(StoredResponse, (Reservation, String)), Problem> {
     let requested = ReservationRequested {
         reservation_id: r.id,
         user_id: r.user_id,
@@ -267,10 +271,10 @@ async fn insert(
         queue_token: r.queue_token.clone(),
     };
     let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
-    if let Some(seat) = store::insert_unless_taken(db, r, outbox, &[event]).await.map_err(internal)? {
-        return Err(seat_unavailable(seat));
+    match store::insert_unless_taken(db, r, outbox, &[event]).await.map_err(internal)? {
+        store::Inserted::Taken(seat) => Err(seat_unavailable(seat)),
+        store::Inserted::Stored(stored, version) => Ok((accepted(r)?, (stored, version))),
     }
-    accepted(r)
 }
 
 /// `202 {id, status}` with the reservation's `Location`.
@@ -323,8 +327,9 @@ async fn pay_reservation(
     // Without a key there is no answer to keep: one compare-and-set, unless the row moves meanwhile.
     if key.0.is_none() {
         let pay = Input::Pay { now: Utc::now() };
-        if let Some(r) =
-            saga::apply_at_once(&s.db, &s.outbox, id, pay, origin, None).await.map_err(apply_problem)?
+        if let Some(r) = saga::apply_at_once(&s.db, &s.outbox, &s.recent, id, pay, origin, None)
+            .await
+            .map_err(apply_problem)?
         {
             let answer = s.outbox.answered(accepted(&r)?);
             return settle(&s, who, answer, wait, |st| st != Status::Paying, early).await;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub waiters: waiters::Waiters,
     /// The schedules requests are checked against, as read so far.
     pub schedules: store::Schedules,
+    /// Reservations as this process last wrote them.
+    pub recent: store::Recent,
 }
 
 impl FromRef<AppState> for QueueGate {
@@ -79,7 +81,8 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         waiters: waiters.clone(),
     };
     let task_rt = rt.clone();
-    let saga = handlers::Saga { outbox: outbox.clone(), waiters: waiters.clone() };
+    let recent = store::Recent::default();
+    let saga = handlers::Saga { outbox: outbox.clone(), waiters: waiters.clone(), recent: recent.clone() };
     // After an outage, deadlines that passed while the service was down are settled before the
     // consumers take the answers that queued up meanwhile: a payment whose answer arrives after
     // payBy + grace is refunded, never confirmed, however the restart happens to be timed.
@@ -102,5 +105,6 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         gate,
         waiters,
         schedules: store::Schedules::default(),
+        recent,
     }))
 }

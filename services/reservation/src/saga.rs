@@ -49,22 +49,37 @@ pub async fn apply(
     Ok(decision.next)
 }
 
-/// Applies `input` to reservation `id` outside a transaction: reads the row, decides, and in
-/// one statement writes the change, its timeline, its events and the consumer's `claim` (for an
-/// event) only if the row is still the version read. `Ok(None)` when that did not happen (the
-/// row moved on, or the decision changes nothing but the timeline): nothing was written, and the
-/// caller applies the input in a transaction instead ([`apply`]).
+/// Applies `input` to reservation `id` outside a transaction: takes the row as this process
+/// last wrote it (`recent`) or else reads it, decides, and in one statement writes the change,
+/// its timeline, its events and the consumer's `claim` (for an event) only if the row is still
+/// that version. `Ok(None)` when that did not happen (the row moved on, the decision changes
+/// nothing but the timeline, or the remembered copy refuses the input, which only the row as it
+/// stands may decide): nothing was written, and the caller applies the input in a transaction
+/// instead ([`apply`]).
 pub async fn apply_at_once(
     db: &DatabaseConnection,
     outbox: &Outbox,
+    recent: &store::Recent,
     id: ReservationId,
     input: Input,
     origin: Origin<'_>,
     claim: Option<&InboxClaim<'_>>,
 ) -> Result<Option<Reservation>, ApplyError> {
-    let (current, version) = store::read(db, id).await?.ok_or(ApplyError::NotFound)?;
-    let (seen, cause) = origin.of(&current)?;
-    let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
+    let remembered = recent.take(id);
+    let from_memory = remembered.is_some();
+    let (current, version) = match remembered {
+        Some(known) => known,
+        None => store::read(db, id).await?.ok_or(ApplyError::NotFound)?,
+    };
+    let decided = origin.of(&current).and_then(|(seen, cause)| {
+        let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
+        Ok((seen, cause, decision))
+    });
+    let (seen, cause, decision) = match decided {
+        Ok(decided) => decided,
+        Err(ApplyError::NotFound | ApplyError::Refused(_)) if from_memory => return Ok(None),
+        Err(e) => return Err(e),
+    };
     if decision.next == current {
         return Ok(None);
     }
@@ -77,7 +92,9 @@ pub async fn apply_at_once(
         events: &events,
         claim,
     };
-    Ok(store::save(db, change, outbox).await?.then_some(decision.next))
+    let Some((saved, version)) = store::save(db, change, outbox).await? else { return Ok(None) };
+    recent.remember(saved.clone(), version);
+    Ok(Some(saved))
 }
 
 impl<'a> Origin<'a> {
@@ -130,7 +147,7 @@ pub async fn persist(
         events: &events,
         claim: None,
     };
-    if !store::save(txn, change, outbox).await? {
+    if store::save(txn, change, outbox).await?.is_none() {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and
         // the events written in it roll back).
         return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));

@@ -7,7 +7,10 @@ use messaging::{InboxClaim, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -106,6 +109,14 @@ async fn schedule(
     .transpose()
 }
 
+/// What [`insert_unless_taken`] did.
+pub enum Inserted {
+    /// The reservation as stored, and its row version.
+    Stored(Reservation, String),
+    /// Nothing: this seat (the lowest taken) is in another live reservation.
+    Taken(SeatNo),
+}
+
 /// Inserts `r` with the `events` that announce it (also its first timeline entries), unless
 /// one of its seats is in a live reservation of the schedule (PENDING, HELD and not past its
 /// hold, PAYING, or CONFIRMED): then nothing is written and that seat (the lowest) is returned.
@@ -115,7 +126,7 @@ pub async fn insert_unless_taken(
     r: &Reservation,
     outbox: &Outbox,
     events: &[OutboxRow],
-) -> Result<Option<SeatNo>, DbErr> {
+) -> Result<Inserted, DbErr> {
     let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
     let mut values: Vec<Value> = vec![
         r.id.0.into(),
@@ -137,14 +148,50 @@ pub async fn insert_unless_taken(
          ), inserted AS (
            INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
            SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM taken)
-           RETURNING id
+           RETURNING {COLUMNS}, xmin::text AS version
          ), logged AS ({}){}
-         SELECT n FROM taken",
+         SELECT taken.n, inserted.* FROM (SELECT) AS one LEFT JOIN taken ON true LEFT JOIN inserted ON true",
         timeline_insert("inserted.id", "inserted, ", 9),
         outbox.then_cte(events, &mut values, Some(When::row_in("inserted"))),
     );
-    let row = db.query_one_raw(stmt(&sql, values)).await?;
-    row.map(|r| r.try_get::<i32>("", "n").map(SeatNo)).transpose()
+    let row = db
+        .query_one_raw(stmt(&sql, values))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the insert answered no row".into()))?;
+    if let Some(n) = row.try_get::<Option<i32>>("", "n")? {
+        return Ok(Inserted::Taken(SeatNo(n)));
+    }
+    Ok(Inserted::Stored(reservation(&row)?, row.try_get("", "version")?))
+}
+
+/// Reservations as this process last wrote them outside a transaction, with their row
+/// versions: a compare-and-set starts from one instead of reading the row. Only a hint, each
+/// copy used once ([`Recent::take`]): the compare-and-set refuses a copy another writer has
+/// overtaken, and the caller then reads the row.
+#[derive(Clone, Default)]
+pub struct Recent(Arc<Mutex<HashMap<ReservationId, (Reservation, String)>>>);
+
+/// Reservations remembered at once; when full, the memory starts again empty.
+const RECENT_IN_MEMORY: usize = 100_000;
+
+impl Recent {
+    /// Remembers `r` as stored with `version`, unless it can no longer change.
+    pub fn remember(&self, r: Reservation, version: String) {
+        let Ok(mut m) = self.0.lock() else { return };
+        if r.status.is_terminal() {
+            m.remove(&r.id);
+            return;
+        }
+        if m.len() >= RECENT_IN_MEMORY {
+            m.clear();
+        }
+        m.insert(r.id, (r, version));
+    }
+
+    /// The copy of `id` last remembered, forgotten as it is handed out.
+    pub fn take(&self, id: ReservationId) -> Option<(Reservation, String)> {
+        self.0.lock().ok()?.remove(&id)
+    }
 }
 
 /// A reservation and its row version (`xmin`, which every write of the row changes), read
@@ -216,9 +263,13 @@ pub struct Change<'a> {
 }
 
 /// Compare-and-set: writes `next` only if the row is still as expected, and then appends the
-/// timeline entries and the events (and the inbox claim), in one round trip. Nothing of it is
-/// written if the row has moved on.
-pub async fn save(db: &impl ConnectionTrait, change: Change<'_>, outbox: &Outbox) -> Result<bool, DbErr> {
+/// timeline entries and the events (and the inbox claim), in one round trip. Returns the row as
+/// saved and its new version; nothing of it is written if the row has moved on (`None`).
+pub async fn save(
+    db: &impl ConnectionTrait,
+    change: Change<'_>,
+    outbox: &Outbox,
+) -> Result<Option<(Reservation, String)>, DbErr> {
     let next = change.next;
     let mut values: Vec<Value> = vec![
         next.id.0.into(),
@@ -237,14 +288,14 @@ pub async fn save(db: &impl ConnectionTrait, change: Change<'_>, outbox: &Outbox
            UPDATE reservation.reservations
            SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
            WHERE id = $1 AND status = $2 AND ($9::text IS NULL OR xmin = $9::text::xid)
-           RETURNING id
+           RETURNING {COLUMNS}, xmin::text AS version
          ), logged AS ({}){}{claimed}
-         SELECT count(*) AS n FROM saved",
+         SELECT * FROM saved",
         timeline_insert("saved.id", "saved, ", 8),
         outbox.then_cte(change.events, &mut values, Some(When::row_in("saved"))),
     );
-    let row = db.query_one_raw(stmt(&sql, values)).await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
+    let Some(row) = db.query_one_raw(stmt(&sql, values)).await? else { return Ok(None) };
+    Ok(Some((reservation(&row)?, row.try_get("", "version")?)))
 }
 
 /// One line of a reservation's timeline.

@@ -135,3 +135,46 @@ async fn a_seat_in_a_live_reservation_is_turned_away_at_once_until_that_one_fail
     let (status, body) = s.call(Method::POST, "/reservations", second, Some(request)).await;
     assert_eq!(status, 202, "{body}");
 }
+
+/// Changes the row the way another replica of the service would, behind this process's back.
+async fn changed_elsewhere(s: &Service, id: contracts::ReservationId, set: &str) {
+    s.env
+        .db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            format!("UPDATE reservation.reservations SET {set} WHERE id = $1"),
+            [id.0.into()],
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_payment_is_decided_on_the_row_when_another_replica_moved_it_on() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    // This process last wrote the reservation HELD, and remembers it so.
+    let id = s.held(user, 1, Span::minutes(5)).await;
+    changed_elsewhere(&s, id, "status = 'EXPIRED', failure_reason = 'EXPIRED'").await;
+    let (status, problem) = s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("NOT_PAYABLE")), "{problem}");
+    assert_eq!(s.get(user, id).await["status"], "EXPIRED");
+    assert!(s.env.events_of::<PaymentRequested>().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_payment_the_row_allows_is_not_refused_on_an_older_copy() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    // This process wrote the reservation PENDING; another replica took the seat service's answer.
+    let id = s.reserve(user, &[1]).await;
+    changed_elsewhere(&s, id, "status = 'HELD', amount = 1000, held_until = now() + interval '5 minutes'")
+        .await;
+    let (status, body) = s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(s.get(user, id).await["status"], "PAYING");
+    eventually("PaymentRequested", Duration::from_secs(10), || async {
+        (s.env.events_of::<PaymentRequested>().await.unwrap().len() == 1).then_some(())
+    })
+    .await;
+}
