@@ -1,7 +1,8 @@
 //! What a load run costs the machine: CPU time by program, read from `/proc` (Linux) before and
-//! after a measured window. Unlike a rate, CPU time per operation barely moves when another
-//! tenant of the host slows the machine down, so two builds compare on it even when their rates
-//! are within the run-to-run noise.
+//! after a measured window. CPU time per operation moves less than a rate when another tenant of
+//! the host slows the machine down, but it moves too (caches and memory bandwidth are shared),
+//! so the line also says how much of the machine the host took away (steal): two builds compare
+//! on runs alternated close together, on the ones the host left alone.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -11,12 +12,21 @@ pub const PROGRAMS: [&str; 5] = ["postgres", "ticketing", "nats-server", "redis-
 /// Kernel ticks per second of `/proc`'s CPU times (`USER_HZ`: 100 on every Linux ABI we run on).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU ticks (user + system) used so far, summed by program, and the machine's busy and total
-/// ticks over all cores.
+/// CPU ticks (user + system) used so far, summed by program, and the machine's busy, stolen
+/// and total ticks over all cores.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     by_program: BTreeMap<String, u64>,
+    machine: Machine,
+}
+
+/// Ticks of all cores from `/proc/stat`'s `cpu` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Machine {
+    /// Neither idle nor waiting for I/O (steal included: the core was not ours to idle).
     busy: u64,
+    /// Taken by the hypervisor for other guests while this one had work.
+    stolen: u64,
     total: u64,
 }
 
@@ -32,9 +42,9 @@ impl Snapshot {
                 *by_program.entry(name.to_owned()).or_default() += ticks;
             }
         }
-        let (busy, total) =
-            std::fs::read_to_string("/proc/stat").ok().and_then(|s| machine_ticks(&s)).unwrap_or((0, 0));
-        Self { by_program, busy, total }
+        let machine =
+            std::fs::read_to_string("/proc/stat").ok().and_then(|s| machine_ticks(&s)).unwrap_or_default();
+        Self { by_program, machine }
     }
 
     /// What happened between `self` and `later`.
@@ -47,9 +57,13 @@ impl Snapshot {
                 (name.clone(), Duration::from_secs_f64(used as f64 / TICKS_PER_SECOND))
             })
             .collect();
-        let total = later.total.saturating_sub(self.total);
-        let busy = later.busy.saturating_sub(self.busy);
-        Usage { by_program, busy_share: if total == 0 { 0.0 } else { busy as f64 / total as f64 } }
+        let total = later.machine.total.saturating_sub(self.machine.total);
+        let share = |t: u64| if total == 0 { 0.0 } else { t as f64 / total as f64 };
+        Usage {
+            by_program,
+            busy_share: share(later.machine.busy.saturating_sub(self.machine.busy)),
+            stolen_share: share(later.machine.stolen.saturating_sub(self.machine.stolen)),
+        }
     }
 }
 
@@ -60,6 +74,9 @@ pub struct Usage {
     pub by_program: BTreeMap<String, Duration>,
     /// How busy all cores were together (0..1).
     pub busy_share: f64,
+    /// How much of all cores' time the host gave to other guests (0..1): a slow run with much
+    /// stolen is the host's doing.
+    pub stolen_share: f64,
 }
 
 impl Usage {
@@ -75,9 +92,10 @@ impl Usage {
             .collect();
         let all: f64 = self.by_program.values().map(ms).sum();
         format!(
-            "CPU ms per {what}: {} = {all:.2}; machine {:.0}% busy",
+            "CPU ms per {what}: {} = {all:.2}; machine {:.0}% busy, {:.0}% stolen by the host",
             parts.join(", "),
-            self.busy_share * 100.0
+            self.busy_share * 100.0,
+            self.stolen_share * 100.0
         )
     }
 }
@@ -95,13 +113,14 @@ fn program_ticks(stat: &str) -> Option<(&str, u64)> {
     Some((name, user + system))
 }
 
-/// `(busy, total)` ticks of all cores from `/proc/stat`'s `cpu` line (idle and iowait are not busy).
-fn machine_ticks(stat: &str) -> Option<(u64, u64)> {
+/// The machine's ticks from `/proc/stat`'s `cpu` line: user nice system idle iowait irq softirq
+/// steal (idle and iowait are not busy).
+fn machine_ticks(stat: &str) -> Option<Machine> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0);
     let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    Some(Machine { busy: total - at(3) - at(4), stolen: at(7), total })
 }
 
 #[cfg(test)]
@@ -116,24 +135,25 @@ mod tests {
     }
 
     #[test]
-    fn the_machine_line_counts_idle_and_iowait_as_not_busy() {
-        let stat = "cpu  100 5 50 800 40 1 4 0 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
-        assert_eq!(machine_ticks(stat), Some((160, 1000)));
+    fn the_machine_line_counts_idle_and_iowait_as_not_busy_and_reads_steal() {
+        let stat = "cpu  100 5 50 800 40 1 4 20 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
+        assert_eq!(machine_ticks(stat), Some(Machine { busy: 180, stolen: 20, total: 1020 }));
     }
 
     #[test]
     fn usage_is_per_operation_and_by_program() {
         let before = Snapshot {
             by_program: [("postgres".to_owned(), 100), ("load".to_owned(), 10)].into(),
-            busy: 0,
-            total: 0,
+            machine: Machine::default(),
         };
         let after = Snapshot {
             by_program: [("postgres".to_owned(), 300), ("load".to_owned(), 30)].into(),
-            busy: 150,
-            total: 200,
+            machine: Machine { busy: 150, stolen: 20, total: 200 },
         };
         let line = before.until(&after).per_op(1000, "hold");
-        assert_eq!(line, "CPU ms per hold: postgres 2.00, load 0.20 = 2.20; machine 75% busy");
+        assert_eq!(
+            line,
+            "CPU ms per hold: postgres 2.00, load 0.20 = 2.20; machine 75% busy, 10% stolen by the host"
+        );
     }
 }
