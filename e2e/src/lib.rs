@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod cpu;
 pub mod harness;
 pub mod invariants;
+pub mod wire;
