@@ -4,7 +4,6 @@ use crate::{
     domain::Input,
     saga::{self, ApplyError, Origin},
     store,
-    waiters::Waiters,
 };
 use contracts::{
     Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
@@ -33,10 +32,9 @@ impl Handler for Catalog {
 #[derive(Clone)]
 pub struct Saga {
     pub outbox: Outbox,
-    /// Requests waiting (`Prefer: wait`) for reservations this handler moves.
-    pub waiters: Waiters,
-    /// Reservations as this process last wrote them.
-    pub recent: store::Recent,
+    /// This process's last writes, and the requests waiting (`Prefer: wait`) for reservations
+    /// this handler moves.
+    pub local: saga::Local,
 }
 
 const KINDS: [&str; 5] = [
@@ -55,7 +53,7 @@ impl Handler for Saga {
     fn after_commit(&self, msg: &Incoming) {
         // Every event this handler takes names its reservation.
         if let Some(id) = msg.payload_field("reservationId") {
-            self.waiters.notify(id);
+            self.local.waiters.notify(id);
         }
     }
 
@@ -68,7 +66,7 @@ impl Handler for Saga {
         let (id, input) = input_of(msg)?;
         let meta = msg.meta();
         let origin = Origin::Event { kind: msg.kind(), meta: &meta };
-        match saga::apply_at_once(db, &self.outbox, &self.recent, id, input, origin, Some(claim)).await {
+        match saga::apply_at_once(db, &self.outbox, &self.local, id, input, origin, Some(claim)).await {
             Ok(applied) => Ok(applied.is_some()),
             // The transaction tells a repeated event from a refused or foreign one.
             Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(false),

@@ -213,7 +213,7 @@ async fn create_reservation(
     // A retry of a request that went through is answered as before, even if the queue token
     // has been spent since.
     if let Some(answer) = idempotency::stored(&s.db, SCHEMA, &ticket.identity, &key, &request).await? {
-        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Pending, None).await;
+        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Pending, None, None).await;
     }
     let admitted = ticket.admit().await?;
     let who = admitted.identity;
@@ -238,31 +238,33 @@ async fn create_reservation(
         paid: false,
         created_at: Utc::now(),
     };
-    let early = wait.0.map(|_| s.waiters.watch(r.id));
-    let answer = if key.0.is_none() {
+    let early = wait.0.map(|_| s.local.waiters.watch(r.id));
+    let (answer, entries) = if key.0.is_none() {
         // One statement, no transaction: there is no answer to keep for a retry.
-        let (answer, stored) = insert(&s.db, &s.outbox, &r).await?;
-        s.recent.remember(stored.0, stored.1);
-        s.outbox.answered(answer)
+        let (answer, (stored, version, entries)) = insert(&s.db, &s.outbox, &r).await?;
+        s.local.recent.remember(stored, version);
+        (s.outbox.answered(answer), Some(entries))
     } else {
         let outbox = s.outbox.clone();
-        s.outbox
+        let answer = s
+            .outbox
             .idempotent(&s.db, &who, &key, &request, |txn| {
                 // Not remembered: the row is only stored once the transaction commits.
                 Box::pin(async move { Ok(insert(txn, &outbox, &r).await?.0) })
             })
-            .await?
+            .await?;
+        (answer, None)
     };
-    settle(&s, who, answer, wait, |st| st != Status::Pending, early).await
+    settle(&s, who, answer, wait, |st| st != Status::Pending, early, entries).await
 }
 
 /// Inserts a new reservation with its `ReservationRequested`, unless a seat is taken; the
-/// answer, and the row as stored with its version.
+/// answer, and the row as stored with its version and its number of timeline entries.
 async fn insert(
     db: &impl sea_orm::ConnectionTrait,
     outbox: &messaging::Outbox,
     r: &Reservation,
-) -> Result<(StoredResponse, (Reservation, String)), Problem> {
+) -> Result<(StoredResponse, (Reservation, String, usize)), Problem> {
     let requested = ReservationRequested {
         reservation_id: r.id,
         user_id: r.user_id,
@@ -273,7 +275,7 @@ async fn insert(
     let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
     match store::insert_unless_taken(db, r, outbox, &[event]).await.map_err(internal)? {
         store::Inserted::Taken(seat) => Err(seat_unavailable(seat)),
-        store::Inserted::Stored(stored, version) => Ok((accepted(r)?, (stored, version))),
+        store::Inserted::Stored(stored, version, entries) => Ok((accepted(r)?, (stored, version, entries))),
     }
 }
 
@@ -319,20 +321,20 @@ async fn pay_reservation(
     if let Some(answer) =
         idempotency::stored(&s.db, SCHEMA, &ticket.identity, &key, &[path.as_bytes()]).await?
     {
-        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Paying, None).await;
+        return settle(&s, ticket.identity, answer, wait, |st| st != Status::Paying, None, None).await;
     }
     let who = ticket.admit().await?.identity;
-    let early = wait.0.map(|_| s.waiters.watch(id));
+    let early = wait.0.map(|_| s.local.waiters.watch(id));
     let origin = Origin::Request { user: who.user_id };
     // Without a key there is no answer to keep: one compare-and-set, unless the row moves meanwhile.
     if key.0.is_none() {
         let pay = Input::Pay { now: Utc::now() };
-        if let Some(r) = saga::apply_at_once(&s.db, &s.outbox, &s.recent, id, pay, origin, None)
+        if let Some((r, entries)) = saga::apply_at_once(&s.db, &s.outbox, &s.local, id, pay, origin, None)
             .await
             .map_err(apply_problem)?
         {
             let answer = s.outbox.answered(accepted(&r)?);
-            return settle(&s, who, answer, wait, |st| st != Status::Paying, early).await;
+            return settle(&s, who, answer, wait, |st| st != Status::Paying, early, entries).await;
         }
     }
     let answer = s
@@ -346,13 +348,15 @@ async fn pay_reservation(
             })
         })
         .await?;
-    settle(&s, who, answer, wait, |st| st != Status::Paying, early).await
+    settle(&s, who, answer, wait, |st| st != Status::Paying, early, None).await
 }
 
 /// Answers at once, or with `Prefer: wait`, once the reservation settles (or the wait ends).
 /// `early` is a watch registered before the request's own commit: when the answer is that
 /// commit's (not a replay), the reservation was unsettled then, so instead of reading it at once
-/// the wait starts with the first change signalled since (one read fewer per request).
+/// the wait starts with the first change signalled since (one read fewer per request). `own` is
+/// the length of the timeline that commit left, when known: a settled view a consumer of this
+/// process offers with a longer one is a later state, and answers without a read.
 async fn settle(
     s: &AppState,
     who: Identity,
@@ -360,6 +364,7 @@ async fn settle(
     wait: PreferWait,
     settled: impl Fn(Status) -> bool,
     early: Option<Watch>,
+    own: Option<usize>,
 ) -> Result<Response, Problem> {
     let (Some(limit), Some(id)) = (
         wait.0,
@@ -370,10 +375,18 @@ async fn settle(
     let deadline = tokio::time::Instant::now() + limit;
     let (watch, mut look) = match early {
         Some(watch) if !answer.replayed && watch.id() == id => (watch, false),
-        _ => (s.waiters.watch(id), true),
+        _ => (s.local.waiters.watch(id), true),
     };
     let mut seen = watch.since();
     loop {
+        if look
+            && let Some(view) = own.and_then(|entries| watch.offered_after(entries))
+            && settled(view.reservation.status)
+            && view.reservation.user_id == who.user_id
+        {
+            let view = View::of(view.reservation.clone(), Some(view.timeline.clone()));
+            return Ok((StatusCode::OK, Json(view)).into_response());
+        }
         if look {
             // Counted before the read, so a change committed in between still wakes us.
             seen = watch.count();

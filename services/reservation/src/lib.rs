@@ -34,12 +34,11 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// The waiting-room guard of the booking routes.
     pub gate: QueueGate,
-    /// Requests waiting (`Prefer: wait`) for their reservation to settle.
-    pub waiters: waiters::Waiters,
     /// The schedules requests are checked against, as read so far.
     pub schedules: store::Schedules,
-    /// Reservations as this process last wrote them.
-    pub recent: store::Recent,
+    /// Reservations as this process last wrote them, and requests waiting (`Prefer: wait`)
+    /// for their reservation to settle.
+    pub local: saga::Local,
 }
 
 impl FromRef<AppState> for QueueGate {
@@ -73,16 +72,15 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     rt.spawn_relay(SCHEMA);
     // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
     let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let waiters = waiters::Waiters::default();
+    let local = saga::Local::default();
     let sweeper = sweeper::Sweeper {
         db: rt.db.clone(),
         outbox: outbox.clone(),
         clocks: rt.config.saga.clone(),
-        waiters: waiters.clone(),
+        waiters: local.waiters.clone(),
     };
     let task_rt = rt.clone();
-    let recent = store::Recent::default();
-    let saga = handlers::Saga { outbox: outbox.clone(), waiters: waiters.clone(), recent: recent.clone() };
+    let saga = handlers::Saga { outbox: outbox.clone(), local: local.clone() };
     // After an outage, deadlines that passed while the service was down are settled before the
     // consumers take the answers that queued up meanwhile: a payment whose answer arrives after
     // payBy + grace is refunded, never confirmed, however the restart happens to be timed.
@@ -103,8 +101,7 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         outbox,
         jwt: JwtKeys::new(&rt.config.jwt_secret),
         gate,
-        waiters,
         schedules: store::Schedules::default(),
-        recent,
+        local,
     }))
 }

@@ -6,6 +6,7 @@ use crate::{
     NAME,
     domain::{self, Decision, Emit, Input, Refusal, Reservation},
     store,
+    waiters::{self, Waiters},
 };
 use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
@@ -49,23 +50,33 @@ pub async fn apply(
     Ok(decision.next)
 }
 
+/// What this process knows beyond the database: the reservations as it last wrote them, and
+/// the requests waiting for them to settle.
+#[derive(Clone, Default)]
+pub struct Local {
+    pub recent: store::Recent,
+    pub waiters: Waiters,
+}
+
 /// Applies `input` to reservation `id` outside a transaction: takes the row as this process
 /// last wrote it (`recent`) or else reads it, decides, and in one statement writes the change,
 /// its timeline, its events and the consumer's `claim` (for an event) only if the row is still
 /// that version. `Ok(None)` when that did not happen (the row moved on, the decision changes
 /// nothing but the timeline, or the remembered copy refuses the input, which only the row as it
 /// stands may decide): nothing was written, and the caller applies the input in a transaction
-/// instead ([`apply`]).
+/// instead ([`apply`]). When someone in this process waits on the reservation, the change also
+/// answers its whole timeline, offered to the waiters as the settled view, and its length comes
+/// back with the reservation.
 pub async fn apply_at_once(
     db: &DatabaseConnection,
     outbox: &Outbox,
-    recent: &store::Recent,
+    local: &Local,
     id: ReservationId,
     input: Input,
     origin: Origin<'_>,
     claim: Option<&InboxClaim<'_>>,
-) -> Result<Option<Reservation>, ApplyError> {
-    let remembered = recent.take(id);
+) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
+    let remembered = local.recent.take(id);
     let from_memory = remembered.is_some();
     let (current, version) = match remembered {
         Some(known) => known,
@@ -91,10 +102,16 @@ pub async fn apply_at_once(
         kinds: &kinds,
         events: &events,
         claim,
+        view: local.waiters.watched(id),
     };
-    let Some((saved, version)) = store::save(db, change, outbox).await? else { return Ok(None) };
-    recent.remember(saved.clone(), version);
-    Ok(Some(saved))
+    let Some(saved) = store::save(db, change, outbox).await? else { return Ok(None) };
+    local.recent.remember(saved.row.clone(), saved.version);
+    let entries = saved.timeline.map(|timeline| {
+        let entries = timeline.len();
+        local.waiters.offer(waiters::View { reservation: saved.row.clone(), timeline });
+        entries
+    });
+    Ok(Some((saved.row, entries)))
 }
 
 impl<'a> Origin<'a> {
@@ -146,6 +163,7 @@ pub async fn persist(
         kinds: &kinds,
         events: &events,
         claim: None,
+        view: false,
     };
     if store::save(txn, change, outbox).await?.is_none() {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and

@@ -111,8 +111,8 @@ async fn schedule(
 
 /// What [`insert_unless_taken`] did.
 pub enum Inserted {
-    /// The reservation as stored, and its row version.
-    Stored(Reservation, String),
+    /// The reservation as stored, its row version, and how many timeline entries it has.
+    Stored(Reservation, String, usize),
     /// Nothing: this seat (the lowest taken) is in another live reservation.
     Taken(SeatNo),
 }
@@ -161,7 +161,7 @@ pub async fn insert_unless_taken(
     if let Some(n) = row.try_get::<Option<i32>>("", "n")? {
         return Ok(Inserted::Taken(SeatNo(n)));
     }
-    Ok(Inserted::Stored(reservation(&row)?, row.try_get("", "version")?))
+    Ok(Inserted::Stored(reservation(&row)?, row.try_get("", "version")?, kinds.len()))
 }
 
 /// Reservations as this process last wrote them outside a transaction, with their row
@@ -260,16 +260,30 @@ pub struct Change<'a> {
     pub events: &'a [OutboxRow],
     /// The consumer's inbox row, when the change applies an event outside a transaction.
     pub claim: Option<&'a InboxClaim<'a>>,
+    /// Whether to answer the whole timeline after the change as well ([`Saved::timeline`]).
+    pub view: bool,
+}
+
+/// A reservation as a compare-and-set left it.
+pub struct Saved {
+    pub row: Reservation,
+    /// The row version the change made.
+    pub version: String,
+    /// The whole timeline after the change, when asked for ([`Change::view`]).
+    pub timeline: Option<Vec<TimelineEntry>>,
 }
 
 /// Compare-and-set: writes `next` only if the row is still as expected, and then appends the
 /// timeline entries and the events (and the inbox claim), in one round trip. Returns the row as
-/// saved and its new version; nothing of it is written if the row has moved on (`None`).
+/// saved, its new version and (when asked) its timeline; nothing of it is written if the row
+/// has moved on (`None`). The timeline is the statement's snapshot plus the entries it appends:
+/// an entry committed meanwhile by another writer also moved the row ([`record`]), and then
+/// the compare-and-set fails.
 pub async fn save(
     db: &impl ConnectionTrait,
     change: Change<'_>,
     outbox: &Outbox,
-) -> Result<Option<(Reservation, String)>, DbErr> {
+) -> Result<Option<Saved>, DbErr> {
     let next = change.next;
     let mut values: Vec<Value> = vec![
         next.id.0.into(),
@@ -281,6 +295,7 @@ pub async fn save(
         next.paid.into(),
         kind_list(change.kinds).into(),
         change.version.map(str::to_owned).into(),
+        change.view.into(),
     ];
     let claimed = change.claim.map(|c| format!(", {}", c.cte("saved", &mut values))).unwrap_or_default();
     let sql = format!(
@@ -289,13 +304,19 @@ pub async fn save(
            SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
            WHERE id = $1 AND status = $2 AND ($9::text IS NULL OR xmin = $9::text::xid)
            RETURNING {COLUMNS}, xmin::text AS version
-         ), logged AS ({}){}{claimed}
-         SELECT * FROM saved",
+         ), logged AS ({} RETURNING type, at, seq){}{claimed}
+         SELECT saved.*, CASE WHEN $10 THEN (
+           SELECT {TIMELINE_JSON}
+           FROM (SELECT type, at, seq FROM reservation.timeline WHERE reservation_id = saved.id
+                 UNION ALL SELECT type, at, seq FROM logged) t
+         ) END AS timeline
+         FROM saved",
         timeline_insert("saved.id", "saved, ", 8),
         outbox.then_cte(change.events, &mut values, Some(When::row_in("saved"))),
     );
     let Some(row) = db.query_one_raw(stmt(&sql, values)).await? else { return Ok(None) };
-    Ok(Some((reservation(&row)?, row.try_get("", "version")?)))
+    let timeline = row.try_get::<Option<serde_json::Value>>("", "timeline")?.map(timeline_of).transpose()?;
+    Ok(Some(Saved { row: reservation(&row)?, version: row.try_get("", "version")?, timeline }))
 }
 
 /// One line of a reservation's timeline.
@@ -307,12 +328,18 @@ pub struct TimelineEntry {
     pub at: DateTime<Utc>,
 }
 
-/// Appends timeline entries (event types seen or emitted) in order.
+/// Appends timeline entries (event types seen or emitted) in order. The row is touched too, so
+/// its version moves with its timeline: a compare-and-set from an earlier version fails rather
+/// than answer a view that lacks these entries.
 pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]) -> Result<(), DbErr> {
     if kinds.is_empty() {
         return Ok(());
     }
-    db.execute_raw(stmt(&timeline_insert("$1", "", 2), [id.0.into(), kind_list(kinds).into()])).await?;
+    let sql = format!(
+        "WITH touched AS (UPDATE reservation.reservations SET updated_at = now() WHERE id = $1 RETURNING id) {}",
+        timeline_insert("touched.id", "touched, ", 2)
+    );
+    db.execute_raw(stmt(&sql, [id.0.into(), kind_list(kinds).into()])).await?;
     Ok(())
 }
 
@@ -339,17 +366,24 @@ pub async fn get_with_timeline(
         .query_one_raw(stmt(
             &format!(
                 "SELECT {COLUMNS},
-                        (SELECT coalesce(json_agg(json_build_object('type', t.type, 'at', t.at) ORDER BY t.seq), '[]')
-                         FROM reservation.timeline t WHERE t.reservation_id = r.id) AS timeline
+                        (SELECT {TIMELINE_JSON} FROM reservation.timeline t WHERE t.reservation_id = r.id) AS timeline
                  FROM reservation.reservations r WHERE id = $1 AND user_id = $2"
             ),
             [id.0.into(), user.0.into()],
         ))
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let timeline: serde_json::Value = row.try_get("", "timeline")?;
-    let timeline = serde_json::from_value(timeline).map_err(|e| DbErr::Custom(format!("timeline: {e}")))?;
+    let timeline = timeline_of(row.try_get("", "timeline")?)?;
     Ok(Some((reservation(&row)?, timeline)))
+}
+
+/// A timeline as one JSON array, oldest first, from rows `t` with `type`, `at` and `seq`.
+const TIMELINE_JSON: &str =
+    "coalesce(json_agg(json_build_object('type', t.type, 'at', t.at) ORDER BY t.seq), '[]')";
+
+/// Reads a timeline answered as [`TIMELINE_JSON`].
+fn timeline_of(json: serde_json::Value) -> Result<Vec<TimelineEntry>, DbErr> {
+    serde_json::from_value(json).map_err(|e| DbErr::Custom(format!("timeline: {e}")))
 }
 
 /// A reservation's timeline, oldest first.

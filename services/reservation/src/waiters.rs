@@ -2,7 +2,13 @@
 //! reservation to settle sleeps on a per-reservation [`Signal`], which this process's consumers
 //! and sweeper signal right after they commit a change. A change committed by another replica
 //! cannot signal here, so waiters also look again every [`RECHECK`].
+//!
+//! A consumer that settles a reservation someone waits for also offers the reservation as it
+//! left it, with its timeline ([`Waiters::offer`]), so the waiter can answer without reading
+//! it again. Views are ordered by the length of their timeline (every change appends to it):
+//! a waiter takes only a view later than its own request's commit.
 
+use crate::{domain::Reservation, store::TimelineEntry};
 use contracts::ReservationId;
 use platform::signal::Signal;
 use std::{
@@ -16,26 +22,60 @@ pub const RECHECK: Duration = Duration::from_millis(250);
 
 /// The waiters of this process, by reservation.
 #[derive(Clone, Default)]
-pub struct Waiters(Arc<Mutex<HashMap<ReservationId, Arc<Signal>>>>);
+pub struct Waiters(Arc<Mutex<HashMap<ReservationId, Arc<Slot>>>>);
+
+/// A reservation as a committed change left it, with its whole timeline.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub reservation: Reservation,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// What the waiters of one reservation share.
+#[derive(Default)]
+struct Slot {
+    signal: Signal,
+    /// The latest view offered (the longest timeline).
+    offered: Mutex<Option<Arc<View>>>,
+}
 
 impl Waiters {
+    fn slot(&self, id: ReservationId) -> Option<Arc<Slot>> {
+        self.0.lock().ok().and_then(|m| m.get(&id).cloned())
+    }
+
     /// Wakes everyone waiting on `id` (after its change is committed).
     pub fn notify(&self, id: ReservationId) {
-        let signal = self.0.lock().ok().and_then(|m| m.get(&id).cloned());
-        if let Some(s) = signal {
-            s.raise();
+        if let Some(slot) = self.slot(id) {
+            slot.signal.raise();
+        }
+    }
+
+    /// Whether anyone in this process waits on `id`.
+    pub fn watched(&self, id: ReservationId) -> bool {
+        self.slot(id).is_some()
+    }
+
+    /// Hands the waiters of the reservation a view of it that a commit made (before
+    /// [`Waiters::notify`]); kept only if it is later than the one offered before.
+    pub fn offer(&self, view: View) {
+        let Some(slot) = self.slot(view.reservation.id) else { return };
+        if let Ok(mut offered) = slot.offered.lock()
+            && offered.as_ref().is_none_or(|o| o.timeline.len() < view.timeline.len())
+        {
+            *offered = Some(Arc::new(view));
         }
     }
 
     /// Registers interest in `id` until the returned guard is dropped. Registered before a
     /// request commits, it sees every change after that commit.
     pub fn watch(&self, id: ReservationId) -> Watch {
-        let signal = match self.0.lock() {
+        let slot = match self.0.lock() {
             Ok(mut m) => m.entry(id).or_default().clone(),
             Err(_) => Arc::default(),
         };
-        let since = signal.count();
-        Watch { waiters: self.clone(), id, signal, since }
+        let since = slot.signal.count();
+        Watch { waiters: self.clone(), id, slot, since }
     }
 }
 
@@ -43,7 +83,7 @@ impl Waiters {
 pub struct Watch {
     waiters: Waiters,
     id: ReservationId,
-    signal: Arc<Signal>,
+    slot: Arc<Slot>,
     since: u64,
 }
 
@@ -61,12 +101,19 @@ impl Watch {
     /// Changes signalled so far: read it before reading the reservation, then wait
     /// [`Watch::after`] it, so a change committed in between still wakes us.
     pub fn count(&self) -> u64 {
-        self.signal.count()
+        self.slot.signal.count()
     }
 
     /// Returns once a change after `seen` was signalled.
     pub async fn after(&self, seen: u64) {
-        self.signal.after(seen).await;
+        self.slot.signal.after(seen).await;
+    }
+
+    /// The latest view offered, if its timeline is longer than `entries` (the length of the
+    /// timeline the request's own commit left): a state committed after that one.
+    pub fn offered_after(&self, entries: usize) -> Option<Arc<View>> {
+        let offered = self.slot.offered.lock().ok()?.clone()?;
+        (offered.timeline.len() > entries).then_some(offered)
     }
 }
 

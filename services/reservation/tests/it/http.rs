@@ -116,6 +116,10 @@ async fn prefer_wait_answers_with_the_settled_reservation() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "HELD");
     assert_eq!(body["amount"], 1000);
+    // Handed over by the consumer that settled it, not read: the same as the stored one.
+    let id = body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(body, s.get(user, id).await);
+    assert_eq!(body["timeline"].as_array().map(Vec::len), Some(2), "{body}");
 
     // Nothing settles a second one: the wait ends with 202 and the reservation as it is.
     let (status, body) = s

@@ -178,3 +178,23 @@ async fn a_payment_the_row_allows_is_not_refused_on_an_older_copy() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn prefer_wait_on_a_payment_answers_with_the_confirmed_reservation() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let id = s.held(user, 1, Span::minutes(5)).await;
+    let played = async {
+        eventually("PaymentRequested", Duration::from_secs(10), || async {
+            (!s.env.events_of::<PaymentRequested>().await.unwrap().is_empty()).then_some(())
+        })
+        .await;
+        s.paid(id, user).await;
+    };
+    let path = format!("/reservations/{id}/payment");
+    let asked = s.call_with(Method::POST, &path, user, None, &[("Prefer", "wait=8")]);
+    let ((status, body), ()) = tokio::join!(asked, played);
+    assert_eq!((status, body["status"].as_str()), (200, Some("CONFIRMED")), "{body}");
+    // Not its own PAYING commit, nor anything earlier: the later, settled one, as stored.
+    assert_eq!(body, s.get(user, id).await);
+}
