@@ -11,7 +11,10 @@
 //!   (each finished saga spends its token; this scenario measures the saga, flash-sale measures
 //!   the waiting room). `LOAD_CONNECTIONS` bounds requests in flight (default 256). For a steady
 //!   load to profile: `LOAD_RAMP=holds|sagas` runs one ramp, `LOAD_CONCURRENCY` starts it at that
-//!   concurrency, `LOAD_STEPS` stops it after that many steps.
+//!   concurrency, `LOAD_STEPS` stops it after that many steps. `LOAD_RATE=1000` makes each step
+//!   open-loop: an attempt starts every 1/1000 s whatever the earlier ones are doing, taken in
+//!   turn by `LOAD_CONCURRENCY` users, and its latency counts from when it was due (a closed
+//!   loop waits for its answers and so never measures the queue it would have built).
 //! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
@@ -121,8 +124,19 @@ async fn timed(
     step: &'static str,
     request: impl std::future::Future<Output = anyhow::Result<e2e::api::Answer>>,
 ) -> Option<e2e::api::Answer> {
+    timed_since(stats, step, None, request).await
+}
+
+/// [`timed`], timed from `since` when given (an open-loop request's scheduled start, so that
+/// waiting for a connection counts), otherwise from when a connection is free.
+async fn timed_since(
+    stats: &Stats,
+    step: &'static str,
+    since: Option<Instant>,
+    request: impl std::future::Future<Output = anyhow::Result<e2e::api::Answer>>,
+) -> Option<e2e::api::Answer> {
     let Ok(_permit) = stats.inflight.acquire().await else { return None };
-    let started = Instant::now();
+    let started = since.unwrap_or_else(Instant::now);
     match request.await {
         Ok(a) => {
             stats.record(step, started.elapsed());
@@ -359,6 +373,8 @@ async fn throughput(seconds: u64) {
     };
     let env_n =
         |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    // `LOAD_RATE` makes every step open-loop at that many attempts per second.
+    let rate = std::env::var("LOAD_RATE").ok().and_then(|v| v.parse::<f64>().ok()).filter(|r| *r > 0.0);
     for &pay in ramps {
         println!(
             "{}",
@@ -369,7 +385,7 @@ async fn throughput(seconds: u64) {
         let mut steps = env_n("LOAD_STEPS", usize::MAX);
         while concurrency <= 1024 && supply.left() > 0 && steps > 0 {
             steps -= 1;
-            let p99 = step(api, &supply, concurrency, seconds, pay, &held).await;
+            let p99 = step(api, &supply, concurrency, rate, seconds, pay, &held).await;
             if p99 > 100.0 {
                 knee = Some(concurrency);
                 break;
@@ -397,20 +413,24 @@ async fn throughput(seconds: u64) {
 
 /// One step of the throughput ramp: `concurrency` users reserve (and with `pay`, pay for) one
 /// seat after another for 1 s of warm-up plus `seconds`; only what starts after the warm-up
-/// counts. Reservations left HELD go to `held`. Prints the step and answers its reserve -> HELD
-/// p99 in ms.
+/// counts. With `rate` (attempts per second) the step is open-loop instead: an attempt starts
+/// on schedule whether or not the earlier ones are answered (the users take turns), and its
+/// reserve -> HELD latency counts from when it was due. Reservations left HELD go to `held`.
+/// Prints the step and answers its reserve -> HELD p99 in ms.
 async fn step(
     api: &Api,
     supply: &SeatSupply,
     concurrency: usize,
+    rate: Option<f64>,
     seconds: u64,
     pay: bool,
     held: &Mutex<Vec<(UserId, ReservationId)>>,
 ) -> f64 {
-    let users: Vec<UserId> = (0..concurrency).map(|_| UserId::new()).collect();
+    let users: Vec<UserId> = (0..concurrency.max(1)).map(|_| UserId::new()).collect();
     if pay {
         charge_all(api, &users, 10_000_000).await;
     }
+    let bearers: Vec<String> = users.iter().map(|u| api.token(*u)).collect();
     let stats = Stats::default();
     let (holds, sagas) = (AtomicU64::new(0), AtomicU64::new(0));
     let measured_from = Instant::now() + Duration::from_secs(1);
@@ -422,45 +442,71 @@ async fn step(
         tokio::time::sleep_until(deadline.into()).await;
         from.until(&Snapshot::now())
     });
-    let worker = |user: UserId| {
-        let (stats, scratch, holds, sagas) = (&stats, &scratch, &holds, &sagas);
+    // One reservation by user `u` (and with `pay`, its payment), due at `due` in an open-loop
+    // step; false once the seats have run out.
+    let attempt = |u: usize, due: Option<Instant>| {
+        let (stats, scratch, holds, sagas, users, bearers) =
+            (&stats, &scratch, &holds, &sagas, &users, &bearers);
         async move {
-            let bearer = api.token(user);
-            loop {
-                let now = Instant::now();
-                if now >= deadline {
-                    return;
-                }
-                let measured = now >= measured_from;
-                let stats = if measured { stats } else { scratch };
-                let Some((schedule, seat)) = supply.take() else { return };
-                let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
-                let wait = [("Prefer", "wait=10")];
-                let reserve = api.send(Method::POST, "/reservations", Some(&bearer), Some(body), &wait);
-                let Some(answer) = timed(stats, "reserve -> HELD", reserve).await else { continue };
-                if answer.body["status"] != "HELD" {
-                    continue;
-                }
-                if measured {
-                    holds.fetch_add(1, Ordering::Relaxed);
-                }
-                let Ok(id) = id_of(&answer) else { continue };
-                if !pay {
-                    held.lock().unwrap().push((user, id));
-                    continue;
-                }
-                let path = format!("/reservations/{id}/payment");
-                let payment = api.send(Method::POST, &path, Some(&bearer), None, &wait);
-                if let Some(paid) = timed(stats, "pay -> CONFIRMED", payment).await
-                    && paid.body["status"] == "CONFIRMED"
-                    && measured
-                {
-                    sagas.fetch_add(1, Ordering::Relaxed);
-                }
+            let measured = due.unwrap_or_else(Instant::now) >= measured_from;
+            let stats = if measured { stats } else { scratch };
+            let Some((schedule, seat)) = supply.take() else { return false };
+            let bearer = bearers[u].as_str();
+            let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
+            let wait = [("Prefer", "wait=10")];
+            let reserve = api.send(Method::POST, "/reservations", Some(bearer), Some(body), &wait);
+            let Some(answer) = timed_since(stats, "reserve -> HELD", due, reserve).await else { return true };
+            if answer.body["status"] != "HELD" {
+                return true;
             }
+            if measured {
+                holds.fetch_add(1, Ordering::Relaxed);
+            }
+            let Ok(id) = id_of(&answer) else { return true };
+            if !pay {
+                held.lock().unwrap().push((users[u], id));
+                return true;
+            }
+            let path = format!("/reservations/{id}/payment");
+            let payment = api.send(Method::POST, &path, Some(bearer), None, &wait);
+            if let Some(paid) = timed(stats, "pay -> CONFIRMED", payment).await
+                && paid.body["status"] == "CONFIRMED"
+                && measured
+            {
+                sagas.fetch_add(1, Ordering::Relaxed);
+            }
+            true
         }
     };
-    futures::future::join_all(users.into_iter().map(worker)).await;
+    match rate {
+        None => {
+            let attempt = &attempt;
+            let worker =
+                |u: usize| async move { while Instant::now() < deadline && attempt(u, None).await {} };
+            futures::future::join_all((0..users.len()).map(worker)).await;
+        }
+        Some(rate) => {
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            // Attempts a late timer missed start at once: the offered rate stays the rate.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut running = futures::stream::FuturesUnordered::new();
+            let mut n = 0usize;
+            loop {
+                tokio::select! {
+                    due = ticks.tick() => {
+                        let due = due.into_std();
+                        if due >= deadline || supply.left() == 0 {
+                            break;
+                        }
+                        running.push(attempt(n % users.len(), Some(due)));
+                        n += 1;
+                    }
+                    Some(_) = running.next(), if !running.is_empty() => {}
+                }
+            }
+            while running.next().await.is_some() {}
+        }
+    }
     let cpu = cpu.await.unwrap();
     let elapsed = Duration::from_secs(seconds);
     let p99 = stats
@@ -471,17 +517,18 @@ async fn step(
         .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0)
         .unwrap_or(0.0);
     let per_s = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
+    let load = match rate {
+        None => format!("concurrency {concurrency:>4}"),
+        Some(rate) => format!("offered {rate:.0}/s by {concurrency} users"),
+    };
     if pay {
         println!(
-            "  concurrency {concurrency:>4}: {:>6.0} sagas/s ({:>6.0} holds/s)  reserve->HELD p99 {p99:>6.1} ms",
+            "  {load}: {:>6.0} sagas/s ({:>6.0} holds/s)  reserve->HELD p99 {p99:>6.1} ms",
             per_s(&sagas),
             per_s(&holds)
         );
     } else {
-        println!(
-            "  concurrency {concurrency:>4}: {:>6.0} holds/s  reserve->HELD p99 {p99:>6.1} ms",
-            per_s(&holds)
-        );
+        println!("  {load}: {:>6.0} holds/s  reserve->HELD p99 {p99:>6.1} ms", per_s(&holds));
     }
     stats.print(elapsed);
     let (ops, what) = if pay { (&sagas, "saga") } else { (&holds, "hold") };
