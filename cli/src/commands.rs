@@ -99,8 +99,8 @@ pub async fn nats_apply(config: &Config) -> anyhow::Result<()> {
     for stream in contracts::Stream::ALL {
         println!("stream {} ok", bus.ns.stream(stream));
     }
-    for entry in messaging::definitions::consumer_entries()? {
-        println!("consumer {}__{} ok", entry.service, entry.stream);
+    for spec in messaging::definitions::declared_consumers()? {
+        println!("consumer {} ok", spec.name());
     }
     Ok(())
 }

@@ -24,11 +24,9 @@ async fn rows(db: &DatabaseConnection, sql: &str) -> anyhow::Result<Vec<String>>
 }
 
 async fn consumers_idle(bus: &Bus) -> anyhow::Result<bool> {
-    for entry in definitions::consumer_entries()? {
-        let Some(stream) = contracts::Stream::from_name(&entry.stream) else { continue };
-        let name = format!("{}__{}", entry.service, entry.stream);
+    for spec in definitions::declared_consumers()? {
         let consumer: Result<async_nats::jetstream::consumer::PullConsumer, _> =
-            bus.js.get_consumer_from_stream(&name, bus.ns.stream(stream)).await;
+            bus.js.get_consumer_from_stream(&spec.name(), bus.ns.stream(spec.stream)).await;
         let Ok(mut consumer) = consumer else { continue };
         let info = consumer.info().await?;
         if info.num_pending > 0 || info.num_ack_pending > 0 {

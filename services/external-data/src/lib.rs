@@ -146,3 +146,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{Handler as _, check_filters};
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| {
+            handlers::Completed.handles(k)
+        })
+        .unwrap();
+    }
+}

@@ -77,3 +77,27 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     );
     Ok(router(state))
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{RedisHandler as _, check_filters};
+    use std::time::Duration;
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        let tokens = handlers::Tokens {
+            keys: QueueKeys::new(&contracts::Namespace::new("t").unwrap()),
+            settings: QueueSettings {
+                max_active: 1,
+                admit_per_tick: 1,
+                tick: Duration::from_secs(1),
+                active_ttl: Duration::from_secs(1),
+                restore_min: Duration::from_secs(1),
+                dev_skip_token: false,
+            },
+        };
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| tokens.handles(k))
+            .unwrap();
+    }
+}

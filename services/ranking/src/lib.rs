@@ -59,3 +59,17 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     }
     Ok(router(AppState { redis: rt.redis.clone(), keys, jwt: JwtKeys::new(&rt.config.jwt_secret) }))
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{RedisHandler as _, check_filters};
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        let rankings = handlers::Rankings { keys: Keys::new(&contracts::Namespace::new("t").unwrap()) };
+        for stream in [Stream::Catalog, Stream::Reservation, Stream::Seat] {
+            check_filters(&ConsumerSpec::declared(NAME, stream).unwrap(), |k| rankings.handles(k)).unwrap();
+        }
+    }
+}

@@ -105,3 +105,22 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         local,
     }))
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{Handler as _, check_filters};
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        let outbox = Outbox::new(SCHEMA, contracts::Namespace::new("t").unwrap());
+        let saga = handlers::Saga { outbox, local: saga::Local::default() };
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Catalog).unwrap(), |k| {
+            handlers::Catalog.handles(k)
+        })
+        .unwrap();
+        for stream in [Stream::Seat, Stream::Wallet] {
+            check_filters(&ConsumerSpec::declared(NAME, stream).unwrap(), |k| saga.handles(k)).unwrap();
+        }
+    }
+}

@@ -69,3 +69,28 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
 fn hold_time(rt: &Runtime) -> Duration {
     rt.config.saga.hold
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{Handler as _, check_filters};
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        let outbox = Outbox::new(SCHEMA, contracts::Namespace::new("t").unwrap());
+        let reservations = handlers::Reservations {
+            outbox,
+            hold: Duration::from_secs(300),
+            prices: store::Prices::default(),
+            maps: maps::SeatMaps::new(SEAT_MAP_FRESH),
+        };
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Catalog).unwrap(), |k| {
+            handlers::Catalog.handles(k)
+        })
+        .unwrap();
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| {
+            reservations.handles(k)
+        })
+        .unwrap();
+    }
+}

@@ -48,3 +48,17 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     );
     Ok(router(AppState { db: rt.db.clone(), jwt: JwtKeys::new(&rt.config.jwt_secret) }))
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{Handler as _, check_filters};
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Wallet).unwrap(), |k| {
+            handlers::History.handles(k)
+        })
+        .unwrap();
+    }
+}

@@ -43,3 +43,17 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     );
     Ok(router(state))
 }
+
+#[cfg(test)]
+mod consumer_filters {
+    use super::*;
+    use messaging::{Handler as _, Outbox, check_filters};
+
+    #[test]
+    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
+        let payments =
+            handlers::Payments { outbox: Outbox::new(SCHEMA, contracts::Namespace::new("t").unwrap()) };
+        check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| payments.handles(k))
+            .unwrap();
+    }
+}

@@ -14,6 +14,30 @@ macro_rules! event {
     };
 }
 
+/// Every event type with its stream and subject: `(TYPE, STREAM, SUBJECT)`.
+pub const ALL_EVENTS: [(&str, Stream, &str); 16] = [
+    kind::<ConcertCreated>(),
+    kind::<ConcertUpdated>(),
+    kind::<ScheduleCreated>(),
+    kind::<ReservationRequested>(),
+    kind::<PaymentRequested>(),
+    kind::<ReservationCompleted>(),
+    kind::<ReservationFailed>(),
+    kind::<RefundRequested>(),
+    kind::<SeatReserved>(),
+    kind::<SeatReservationRejected>(),
+    kind::<SeatsReleased>(),
+    kind::<SoldOut>(),
+    kind::<ChargeCompleted>(),
+    kind::<PaymentCompleted>(),
+    kind::<PaymentFailed>(),
+    kind::<PaymentRefunded>(),
+];
+
+const fn kind<E: Event>() -> (&'static str, Stream, &'static str) {
+    (E::TYPE, E::STREAM, E::SUBJECT)
+}
+
 /// A seat and its price, as announced with a new schedule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

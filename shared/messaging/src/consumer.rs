@@ -324,6 +324,9 @@ pub struct ConsumerSpec {
     pub stream: Stream,
     /// Unprefixed subject filter; the whole stream when `None`.
     pub filter_subject: Option<String>,
+    /// Set when the service consumes the stream through several consumers, one per subject:
+    /// what tells this one's name apart ([`ConsumerSpec::name`]).
+    pub part: Option<String>,
     /// JetStream settings (durable name and filter are filled in by [`ConsumerSpec::ensure`]).
     pub config: pull::Config,
     /// NAK delay after the n-th failed delivery (the last entry repeats).
@@ -336,22 +339,36 @@ pub struct ConsumerSpec {
 }
 
 impl ConsumerSpec {
-    /// The consumer declared for `(service, stream)` in `nats/consumers.json`.
-    pub fn declared(service: &str, stream: Stream) -> Result<Self, MessagingError> {
+    /// The consumers declared for `(service, stream)` in `nats/consumers.json`: one per filter
+    /// subject, so that the server delivers only the events the service handles (NATS 2.9 has
+    /// no multi-filter consumers, and a wider filter costs a delivery and an ack for each event
+    /// the handler would only ignore). Run them with one handler: they share its inbox.
+    pub fn declared(service: &str, stream: Stream) -> Result<Vec<Self>, MessagingError> {
         let entry = crate::definitions::consumer_entries()?
             .into_iter()
             .find(|e| e.service == service && e.stream == stream.name())
             .ok_or_else(|| {
                 MessagingError::NotFound(format!("no consumer {service}__{stream} in nats/consumers.json"))
             })?;
-        let mut spec = Self::new(service, stream, entry.filter_subject.as_deref())?;
-        if let Some(batch) = entry.batch {
-            // One batch at a time: what arrives meanwhile makes the next one, so batches grow
-            // with the load instead of each message taking a transaction of its own.
-            spec.batch = batch.max(1);
-            spec.concurrency = 1;
-        }
-        Ok(spec)
+        let filters: Vec<Option<&str>> = match entry.filter_subjects.as_slice() {
+            [] => vec![None],
+            subjects => subjects.iter().map(|s| Some(s.as_str())).collect(),
+        };
+        let parted = filters.len() > 1;
+        filters
+            .into_iter()
+            .map(|filter| {
+                let mut spec = Self::new(service, stream, filter)?;
+                spec.part = filter.filter(|_| parted).map(part_of);
+                if let Some(batch) = entry.batch {
+                    // One batch at a time: what arrives meanwhile makes the next one, so batches
+                    // grow with the load instead of each message taking a transaction of its own.
+                    spec.batch = batch.max(1);
+                    spec.concurrency = 1;
+                }
+                Ok(spec)
+            })
+            .collect()
     }
 
     /// A consumer with the shared defaults (for tools and tests; services use [`Self::declared`]).
@@ -360,6 +377,7 @@ impl ConsumerSpec {
             service: service.to_owned(),
             stream,
             filter_subject: filter_subject.map(str::to_owned),
+            part: None,
             config: crate::definitions::consumer_defaults()?,
             nak_delays: [100, 500, 2_000, 5_000, 10_000].map(Duration::from_millis).to_vec(),
             concurrency: 32,
@@ -367,9 +385,26 @@ impl ConsumerSpec {
         })
     }
 
-    /// `<service>__<STREAM>`.
+    /// The durable consumer's name: `<service>__<STREAM>`, followed by `__<part>` when the
+    /// service consumes the stream through one consumer per subject
+    /// (`seat__RESERVATION__requested`).
     pub fn name(&self) -> String {
+        match &self.part {
+            None => self.inbox(),
+            Some(part) => format!("{}__{part}", self.inbox()),
+        }
+    }
+
+    /// The name the service's inbox records applied events under: `<service>__<STREAM>`, the
+    /// same for every consumer of the stream, so an event is applied once per service whichever
+    /// consumer it comes through (and the names of inbox rows written before a split hold).
+    pub fn inbox(&self) -> String {
         format!("{}__{}", self.service, self.stream.name())
+    }
+
+    /// Whether this consumer is given messages published on `subject` (unprefixed).
+    pub fn receives(&self, subject: &str) -> bool {
+        self.filter_subject.as_deref().is_none_or(|filter| subject_matches(filter, subject))
     }
 
     /// Creates the durable consumer if it does not exist, and returns it.
@@ -392,6 +427,54 @@ impl ConsumerSpec {
         let i = usize::try_from(deliveries.saturating_sub(1)).unwrap_or(usize::MAX);
         self.nak_delays.get(i).or(self.nak_delays.last()).copied().unwrap_or(Duration::from_secs(1))
     }
+}
+
+/// What tells apart the consumer of `subject` among its service's consumers of the stream:
+/// the subject after the stream's first token, with `_` for dots (`reservation.payment_requested`
+/// -> `payment_requested`); consumer names hold no dots or wildcards.
+fn part_of(subject: &str) -> String {
+    let tail = subject.split_once('.').map_or(subject, |(_, tail)| tail);
+    tail.replace('.', "_").replace('>', "all").replace('*', "any")
+}
+
+/// NATS subject matching: `*` matches one token, a final `>` one or more.
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let (mut filter, mut subject) = (filter.split('.'), subject.split('.'));
+    loop {
+        match (filter.next(), subject.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some(f), Some(s)) if f == "*" || f == s => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Checks that the consumers of `specs` are given exactly the events `handles` takes, on the
+/// stream they consume: no event a handler needs is filtered out, and none it would only ignore
+/// is delivered. For each service's tests; the error names the first mismatch.
+pub fn check_filters(specs: &[ConsumerSpec], handles: impl Fn(&str) -> bool) -> Result<(), String> {
+    for spec in specs {
+        for (kind, stream, subject) in contracts::ALL_EVENTS {
+            if stream != spec.stream {
+                continue;
+            }
+            let received = specs.iter().any(|s| s.stream == spec.stream && s.receives(subject));
+            match (received, handles(kind)) {
+                (true, false) => {
+                    return Err(format!("{} is given {kind} ({subject}) but ignores it", spec.name()));
+                }
+                (false, true) => {
+                    return Err(format!(
+                        "{} handles {kind} ({subject}) but no consumer is given it",
+                        spec.inbox()
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs one consumer until `shutdown`: recreates the consumer and its message stream after
@@ -475,14 +558,16 @@ async fn process<A: Apply>(
             received.push((msg, span));
         }
     }
+    // Applied events are recorded under the service's inbox name, shared by its consumers.
+    let inbox = spec.inbox();
     let outcomes = match incoming.as_slice() {
         [] => return,
-        [one] => vec![apply.apply(name, one).instrument(received[0].1.clone()).await],
+        [one] => vec![apply.apply(&inbox, one).instrument(received[0].1.clone()).await],
         many => {
             metrics::histogram!("consumer_batch_messages", "consumer" => name.to_owned())
                 .record(many.len() as f64);
             let span = tracing::info_span!("consume batch", consumer = %name, messages = many.len());
-            apply.apply_batch(name, many).instrument(span).await
+            apply.apply_batch(&inbox, many).instrument(span).await
         }
     };
     for ((msg, span), (incoming, outcome)) in received.into_iter().zip(incoming.iter().zip(outcomes)) {

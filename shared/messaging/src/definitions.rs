@@ -52,9 +52,10 @@ struct ConsumersFile {
 pub struct ConsumerEntry {
     pub service: String,
     pub stream: String,
-    /// Unprefixed subject filter; the whole stream when absent.
+    /// Unprefixed subject filters, one durable consumer each (NATS 2.9 has no multi-filter
+    /// consumers); the whole stream when empty.
     #[serde(default)]
-    pub filter_subject: Option<String>,
+    pub filter_subjects: Vec<String>,
     /// Apply up to this many arrived messages in one transaction, one batch at a time (for
     /// read-side projections: fewer transactions under load, in exchange for latency).
     #[serde(default)]
@@ -90,11 +91,19 @@ pub async fn apply(bus: &Bus) -> Result<(), MessagingError> {
     for stream in Stream::ALL {
         apply_stream(bus, stream).await?;
     }
-    for entry in consumer_entries()? {
-        let spec = ConsumerSpec::declared(&entry.service, stream_of(&entry)?)?;
+    for spec in declared_consumers()? {
         spec.ensure(bus).await?;
     }
     Ok(())
+}
+
+/// Every durable consumer `nats/consumers.json` declares (one per filter subject).
+pub fn declared_consumers() -> Result<Vec<ConsumerSpec>, MessagingError> {
+    let mut specs = Vec::new();
+    for entry in consumer_entries()? {
+        specs.extend(ConsumerSpec::declared(&entry.service, stream_of(&entry)?)?);
+    }
+    Ok(specs)
 }
 
 fn stream_of(entry: &ConsumerEntry) -> Result<Stream, MessagingError> {
@@ -145,6 +154,32 @@ mod tests {
         let mut names: Vec<String> = Stream::ALL.iter().map(|s| s.name().to_owned()).collect();
         names.sort();
         assert_eq!(files, names);
+    }
+
+    #[test]
+    fn a_service_consuming_several_subjects_gets_a_consumer_for_each_sharing_one_inbox() {
+        let seat = ConsumerSpec::declared("seat", Stream::Reservation).unwrap();
+        let names: Vec<String> = seat.iter().map(ConsumerSpec::name).collect();
+        assert_eq!(
+            names,
+            ["seat__RESERVATION__requested", "seat__RESERVATION__completed", "seat__RESERVATION__failed"]
+        );
+        assert!(seat.iter().all(|s| s.inbox() == "seat__RESERVATION"));
+        assert!(
+            seat[0].receives("reservation.requested") && !seat[0].receives("reservation.payment_requested")
+        );
+        let one = ConsumerSpec::declared("external-data", Stream::Reservation).unwrap();
+        assert_eq!(one.iter().map(ConsumerSpec::name).collect::<Vec<_>>(), ["external-data__RESERVATION"]);
+        let reservation = ConsumerSpec::declared("reservation", Stream::Wallet).unwrap();
+        assert!(
+            reservation[0].receives("wallet.payment.failed")
+                && !reservation[0].receives("wallet.charge.completed")
+        );
+        let mut all: Vec<String> = declared_consumers().unwrap().iter().map(ConsumerSpec::name).collect();
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "consumer names are unique");
     }
 
     #[test]

@@ -61,10 +61,14 @@ impl Runtime {
         self.spawn(&format!("relay[{schema}]"), relay.run(self.shutdown.clone()));
     }
 
-    /// Runs a durable consumer until shutdown.
-    pub fn spawn_consumer<A: Apply>(&self, spec: ConsumerSpec, apply: A) {
-        let name = format!("consumer[{}]", spec.name());
-        self.spawn(&name, run_consumer(self.bus.clone(), spec, Arc::new(apply), self.shutdown.clone()));
+    /// Runs durable consumers until shutdown, all with one `apply` (the consumers of one
+    /// stream that [`ConsumerSpec::declared`] names).
+    pub fn spawn_consumer<A: Apply>(&self, specs: Vec<ConsumerSpec>, apply: A) {
+        let apply = Arc::new(apply);
+        for spec in specs {
+            let name = format!("consumer[{}]", spec.name());
+            self.spawn(&name, run_consumer(self.bus.clone(), spec, apply.clone(), self.shutdown.clone()));
+        }
     }
 
     /// Waits for every background task to finish (after shutdown was requested).

@@ -227,20 +227,23 @@ impl TestEnv {
         .await;
     }
 
-    /// Waits (bounded) until the durable consumer `<service>__<STREAM>` has been given every
-    /// message its filter passes and has acked each: the sync point after publishing a message
-    /// that leaves no trace (a repeat, one outside the consumer's interest).
+    /// Waits (bounded) until every durable consumer of `stream` that `service` declares has
+    /// been given every message its filter passes and has acked each: the sync point after
+    /// publishing a message that leaves no trace (a repeat, one outside the service's interest).
     pub async fn wait_consumed(&self, service: &str, stream: Stream) {
-        let name = format!("{service}__{}", stream.name());
-        eventually(&format!("{name} to handle every message"), Duration::from_secs(15), || async {
-            let stream = self.bus.js.get_stream(self.ns.stream(stream)).await.ok()?;
-            let info = stream.consumer_info(&name).await.ok()?;
-            (info.num_pending == 0
-                && info.num_ack_pending == 0
-                && info.ack_floor.consumer_sequence >= info.delivered.consumer_sequence)
-                .then_some(())
-        })
-        .await;
+        let specs = messaging::ConsumerSpec::declared(service, stream)
+            .unwrap_or_else(|e| panic!("declared consumers of {service}: {e}"));
+        for name in specs.iter().map(messaging::ConsumerSpec::name) {
+            eventually(&format!("{name} to handle every message"), Duration::from_secs(15), || async {
+                let stream = self.bus.js.get_stream(self.ns.stream(stream)).await.ok()?;
+                let info = stream.consumer_info(&name).await.ok()?;
+                (info.num_pending == 0
+                    && info.num_ack_pending == 0
+                    && info.ack_floor.consumer_sequence >= info.delivered.consumer_sequence)
+                    .then_some(())
+            })
+            .await;
+        }
     }
 
     /// Waits (bounded) until the Redis consumer `consumer` (`<service>__<STREAM>`) has applied
