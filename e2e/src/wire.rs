@@ -1,16 +1,18 @@
-//! A lean HTTP/1.1 client for load runs: a fixed set of keep-alive connections, each a task
-//! sending its requests one after another (as `wrk` does), with no URL to parse, no redirect or
-//! retry layer and no connection pool to look up. On two shared cores the load client competes
-//! with the server it measures: through `reqwest` each poll of the polling scenario cost the
-//! client about twice the server's CPU, and the client, not the server, set the rate.
+//! A lean HTTP/1.1 client for load runs: keep-alive connections, each sending its requests one
+//! after another (as `wrk` does), with no URL to parse and no redirect or retry layer. On two
+//! shared cores the load client competes with the server it measures: through `reqwest` each
+//! poll of the polling scenario cost the client about twice the server's CPU, and the client,
+//! not the server, set the rate. [`get_all`] sends a list of GETs over a fixed number of
+//! connections (the polling scenario); a [`Pool`] sends any request over an idle connection (the
+//! throughput scenario's reservations and payments).
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::{Request, client::conn::http1::SendRequest, header};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, client::conn::http1::SendRequest, header};
 use hyper_util::rt::TokioIo;
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -48,21 +50,25 @@ pub async fn get_all(
         .map(|_| {
             let (gets, next, done, addr) = (gets.clone(), next.clone(), done.clone(), addr.to_owned());
             tokio::spawn(async move {
-                let mut sender: Option<SendRequest<Empty<Bytes>>> = None;
+                let mut conn = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(get) = gets.get(i) else { return };
-                    let outcome = match &mut sender {
-                        Some(s) if !s.is_closed() => send(s, &addr, get).await,
-                        _ => match connect(&addr).await {
-                            Ok(s) => send(sender.insert(s), &addr, get).await,
-                            Err(e) => Err(e),
-                        },
+                    let started = Instant::now();
+                    let outcome = match send(
+                        &mut conn,
+                        &addr,
+                        Method::GET,
+                        &get.path,
+                        &[("authorization", &get.authorization)],
+                        None,
+                    )
+                    .await
+                    {
+                        Ok((status, _)) => Outcome::Answered { status, took: started.elapsed() },
+                        Err(e) => Outcome::Failed(e.to_string()),
                     };
-                    if outcome.is_err() {
-                        sender = None;
-                    }
-                    done(outcome.unwrap_or_else(|e| Outcome::Failed(e.to_string())));
+                    done(outcome);
                 }
             })
         })
@@ -73,8 +79,75 @@ pub async fn get_all(
     Ok(())
 }
 
+/// Keep-alive connections to one address, each sending one request after another: a request
+/// takes an idle connection (or opens one) and gives it back once answered.
+pub struct Pool {
+    addr: String,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl Pool {
+    /// Connections to `addr` (`host:port`), opened as requests need them.
+    pub fn new(addr: &str) -> Self {
+        Self { addr: addr.to_owned(), idle: Mutex::default() }
+    }
+
+    /// Sends one request and reads its answer to the end: `(status, body)`. A failed
+    /// connection is dropped, and the request is not retried.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let mut conn = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let answer = send(&mut conn, &self.addr, method, path, headers, body).await;
+        if let Some(conn) = conn {
+            self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
+        }
+        answer
+    }
+}
+
+/// Sends one request over `conn` (opening it first if it is `None` or closed) and reads the
+/// answer to its end; on failure `conn` is left `None`.
+async fn send(
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    addr: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Bytes>,
+) -> anyhow::Result<(u16, Bytes)> {
+    let answer = async {
+        let sender = match conn.take() {
+            Some(s) if !s.is_closed() => conn.insert(s),
+            _ => conn.insert(connect(addr).await?),
+        };
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, addr);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(body.unwrap_or_default()))?;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    }
+    .await;
+    if answer.is_err() {
+        *conn = None;
+    }
+    answer
+}
+
 /// A new HTTP/1.1 connection to `addr`, driven by a task of its own.
-async fn connect(addr: &str) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+async fn connect(addr: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -83,24 +156,43 @@ async fn connect(addr: &str) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
     Ok(sender)
 }
 
-/// Sends `get` and reads its answer to the end.
-async fn send(sender: &mut SendRequest<Empty<Bytes>>, host: &str, get: &Get) -> anyhow::Result<Outcome> {
-    let request = Request::get(get.path.as_str())
-        .header(header::HOST, host)
-        .header(header::AUTHORIZATION, get.authorization.as_str())
-        .body(Empty::new())?;
-    let started = Instant::now();
-    sender.ready().await?;
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    response.into_body().collect().await?;
-    Ok(Outcome::Answered { status, took: started.elapsed() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn a_pool_sends_bodies_and_headers_and_reuses_its_connections() {
+        let app = axum::Router::new().route(
+            "/echo",
+            axum::routing::post(|headers: axum::http::HeaderMap, body: Bytes| async move {
+                let typed = headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json");
+                let authorized = headers.get(header::AUTHORIZATION).is_some_and(|v| v == "Bearer t");
+                match (typed, authorized) {
+                    (true, true) => (axum::http::StatusCode::CREATED, body),
+                    _ => (axum::http::StatusCode::BAD_REQUEST, Bytes::new()),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let pool = Pool::new(&addr);
+        for n in 0..20 {
+            let body = Bytes::from(format!("{{\"n\":{n}}}"));
+            let answer = pool
+                .send(Method::POST, "/echo", &[("authorization", "Bearer t")], Some(body.clone()))
+                .await
+                .unwrap();
+            assert_eq!(answer, (201, body));
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), 1, "one request at a time needs one connection");
+        let at_once = (0..4).map(|_| pool.send(Method::POST, "/echo", &[], Some(Bytes::from_static(b"{}"))));
+        for answer in futures::future::join_all(at_once).await {
+            assert_eq!(answer.unwrap().0, 400, "no authorization");
+        }
+        assert!(pool.idle.lock().unwrap().len() <= 4);
+    }
 
     #[tokio::test]
     async fn every_request_is_sent_once_and_answered_with_its_status() {

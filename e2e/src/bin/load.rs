@@ -9,7 +9,8 @@
 //!   until `POST /reservations` → HELD p99 passes 100 ms; each step measures `seconds` after 1 s
 //!   of warm-up and prints holds/s or sagas/s; then the knee. The queue guard is bypassed here
 //!   (each finished saga spends its token; this scenario measures the saga, flash-sale measures
-//!   the waiting room). `LOAD_CONNECTIONS` bounds requests in flight (default 256). For a steady
+//!   the waiting room). Its requests go over the lean client (`e2e::wire::Pool`).
+//!   `LOAD_CONNECTIONS` bounds requests in flight (default 256). For a steady
 //!   load to profile: `LOAD_RAMP=holds|sagas` runs one ramp, `LOAD_CONCURRENCY` starts it at that
 //!   concurrency, `LOAD_STEPS` stops it after that many steps. `LOAD_RATE=1000` makes each step
 //!   open-loop: an attempt starts every 1/1000 s whatever the earlier ones are doing, taken in
@@ -156,6 +157,23 @@ async fn timed_since(
             None
         }
     }
+}
+
+/// Sends a request over `pool` and answers as [`Api::send`] does (without the headers).
+async fn lean(
+    pool: &wire::Pool,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> anyhow::Result<e2e::api::Answer> {
+    let body = body.map(|b| serde_json::to_vec(&b)).transpose()?.map(bytes::Bytes::from);
+    let (status, body) = pool.send(method, path, headers, body).await?;
+    Ok(e2e::api::Answer {
+        status,
+        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        headers: Default::default(),
+    })
 }
 
 /// Fields drop in order: the server stops before its database and streams are removed.
@@ -430,7 +448,9 @@ async fn step(
     if pay {
         charge_all(api, &users, 10_000_000).await;
     }
-    let bearers: Vec<String> = users.iter().map(|u| api.token(*u)).collect();
+    let authorizations: Vec<String> = users.iter().map(|u| format!("Bearer {}", api.token(*u))).collect();
+    // The lean client (`e2e::wire`): the load tool shares the two cores with what it measures.
+    let pool = wire::Pool::new(api.base.trim_start_matches("http://"));
     let stats = Stats::default();
     let (holds, sagas) = (AtomicU64::new(0), AtomicU64::new(0));
     let measured_from = Instant::now() + Duration::from_secs(1);
@@ -445,16 +465,15 @@ async fn step(
     // One reservation by user `u` (and with `pay`, its payment), due at `due` in an open-loop
     // step; false once the seats have run out.
     let attempt = |u: usize, due: Option<Instant>| {
-        let (stats, scratch, holds, sagas, users, bearers) =
-            (&stats, &scratch, &holds, &sagas, &users, &bearers);
+        let (stats, scratch, holds, sagas, users, authorizations, pool) =
+            (&stats, &scratch, &holds, &sagas, &users, &authorizations, &pool);
         async move {
             let measured = due.unwrap_or_else(Instant::now) >= measured_from;
             let stats = if measured { stats } else { scratch };
             let Some((schedule, seat)) = supply.take() else { return false };
-            let bearer = bearers[u].as_str();
+            let headers = [("authorization", authorizations[u].as_str()), ("prefer", "wait=10")];
             let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
-            let wait = [("Prefer", "wait=10")];
-            let reserve = api.send(Method::POST, "/reservations", Some(bearer), Some(body), &wait);
+            let reserve = lean(pool, Method::POST, "/reservations", &headers, Some(body));
             let Some(answer) = timed_since(stats, "reserve -> HELD", due, reserve).await else { return true };
             if answer.body["status"] != "HELD" {
                 return true;
@@ -468,7 +487,7 @@ async fn step(
                 return true;
             }
             let path = format!("/reservations/{id}/payment");
-            let payment = api.send(Method::POST, &path, Some(bearer), None, &wait);
+            let payment = lean(pool, Method::POST, &path, &headers, None);
             if let Some(paid) = timed(stats, "pay -> CONFIRMED", payment).await
                 && paid.body["status"] == "CONFIRMED"
                 && measured
