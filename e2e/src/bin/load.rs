@@ -451,6 +451,10 @@ async fn step(
     let authorizations: Vec<String> = users.iter().map(|u| format!("Bearer {}", api.token(*u))).collect();
     // The lean client (`e2e::wire`): the load tool shares the two cores with what it measures.
     let pool = wire::Pool::new(api.base.trim_start_matches("http://"));
+    // Open loop: reserve -> HELD latency by the second the attempt was due in, to see whether a
+    // tail is spread over the step or comes in bursts.
+    let by_second: Vec<Mutex<Histogram<u64>>> =
+        (0..seconds).map(|_| Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3).unwrap())).collect();
     let stats = Stats::default();
     let (holds, sagas) = (AtomicU64::new(0), AtomicU64::new(0));
     let measured_from = Instant::now() + Duration::from_secs(1);
@@ -465,8 +469,8 @@ async fn step(
     // One reservation by user `u` (and with `pay`, its payment), due at `due` in an open-loop
     // step; false once the seats have run out.
     let attempt = |u: usize, due: Option<Instant>| {
-        let (stats, scratch, holds, sagas, users, authorizations, pool) =
-            (&stats, &scratch, &holds, &sagas, &users, &authorizations, &pool);
+        let (stats, scratch, holds, sagas, users, authorizations, pool, by_second) =
+            (&stats, &scratch, &holds, &sagas, &users, &authorizations, &pool, &by_second);
         async move {
             let measured = due.unwrap_or_else(Instant::now) >= measured_from;
             let stats = if measured { stats } else { scratch };
@@ -475,6 +479,12 @@ async fn step(
             let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
             let reserve = lean(pool, Method::POST, "/reservations", &headers, Some(body));
             let Some(answer) = timed_since(stats, "reserve -> HELD", due, reserve).await else { return true };
+            if let Some(due) = due
+                && let Some(second) = due.checked_duration_since(measured_from)
+                && let Some(h) = by_second.get(second.as_secs() as usize)
+            {
+                let _ = h.lock().unwrap().record(due.elapsed().as_micros().max(1) as u64);
+            }
             if answer.body["status"] != "HELD" {
                 return true;
             }
@@ -550,6 +560,13 @@ async fn step(
         println!("  {load}: {:>6.0} holds/s  reserve->HELD p99 {p99:>6.1} ms", per_s(&holds));
     }
     stats.print(elapsed);
+    if rate.is_some() {
+        let p99s: Vec<String> = by_second
+            .iter()
+            .map(|h| format!("{:.0}", h.lock().unwrap().value_at_quantile(0.99) as f64 / 1000.0))
+            .collect();
+        println!("  reserve -> HELD p99 by second (ms): {}", p99s.join(" "));
+    }
     let (ops, what) = if pay { (&sagas, "saga") } else { (&holds, "hold") };
     println!("  {}", cpu.per_op(ops.load(Ordering::Relaxed), what));
     p99
