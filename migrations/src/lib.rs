@@ -130,6 +130,10 @@ impl MigratorTrait for Migrator {
             name: "m20261121_000008_reservation_live_seats",
             sql: include_str!("sql/reservation_live_seats.sql"),
         }));
+        all.push(Box::new(Change {
+            name: "m20261121_000009_reservation_due",
+            sql: include_str!("sql/reservation_due.sql"),
+        }));
         all
     }
 }

@@ -400,6 +400,12 @@ pub async fn timeline(db: &impl ConnectionTrait, id: ReservationId) -> Result<Ve
 }
 
 /// Open reservations whose clock has run out, locked (skipping rows another sweeper holds).
+///
+/// Each status's due rows are one range of `reservations_due`, `(status, coalesce(held_until,
+/// created_at))`, read on its own and locked by id: a condition OR-ing the three (or repeated on
+/// the locked rows) was planned, generically, as a read of every open reservation. A row a
+/// payment moved on between the read and the lock comes back as it is now; the sweeper decides
+/// on that, and a row not due is left as it is.
 pub async fn lock_due(
     db: &impl ConnectionTrait,
     now: DateTime<Utc>,
@@ -407,17 +413,80 @@ pub async fn lock_due(
     request_timeout: chrono::Duration,
     limit: i64,
 ) -> Result<Vec<Reservation>, DbErr> {
+    // `$1`: a hold's end; `$2`: a request's creation; `$3`: a payment's hold end plus grace.
+    const DUE: [(&str, &str); 3] = [("PENDING", "$2"), ("HELD", "$1"), ("PAYING", "$3")];
+    const DEADLINE: &str = "coalesce(held_until, created_at)";
+    let ranges = DUE.map(|(status, by)| {
+        format!(
+            "(SELECT id FROM reservation.reservations WHERE status = '{status}' AND {DEADLINE} <= {by} \
+             ORDER BY {DEADLINE} LIMIT $4)"
+        )
+    });
     let rows = db
         .query_all_raw(stmt(
             &format!(
                 "SELECT {COLUMNS} FROM reservation.reservations
-                 WHERE (status = 'PENDING' AND created_at <= $2)
-                    OR (status = 'HELD' AND held_until <= $1)
-                    OR (status = 'PAYING' AND held_until <= $3)
-                 ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED"
+                 WHERE id IN ({})
+                 ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED",
+                ranges.join(" UNION ALL ")
             ),
             [now.into(), (now - request_timeout).into(), (now - pay_grace).into(), limit.into()],
         ))
         .await?;
     rows.iter().map(reservation).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::TransactionTrait;
+
+    #[tokio::test]
+    async fn a_sweep_locks_what_is_due_and_nothing_else() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let now = Utc::now();
+        let (timeout, grace) = (chrono::Duration::seconds(30), chrono::Duration::seconds(10));
+        let ago = |s: i64| now - chrono::Duration::seconds(s);
+        // (status, created_at, held_until, due)
+        let rows = [
+            ("PENDING", ago(31), None, true),
+            ("PENDING", ago(29), None, false),
+            ("HELD", ago(400), Some(ago(1)), true),
+            ("HELD", ago(400), Some(now + chrono::Duration::seconds(60)), false),
+            ("PAYING", ago(400), Some(ago(11)), true),
+            ("PAYING", ago(400), Some(ago(9)), false),
+            ("CONFIRMED", ago(400), Some(ago(300)), false),
+            ("EXPIRED", ago(400), Some(ago(300)), false),
+        ];
+        let mut due = Vec::new();
+        for (status, created_at, held_until, is_due) in rows {
+            let id = uuid::Uuid::now_v7();
+            env.db
+                .execute_raw(stmt(
+                    "INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, \
+                     held_until, created_at) VALUES ($1, $2, $3, $4, '{1}', $5, $6, $7)",
+                    [
+                        id.into(),
+                        uuid::Uuid::now_v7().into(),
+                        uuid::Uuid::now_v7().into(),
+                        uuid::Uuid::now_v7().into(),
+                        status.into(),
+                        held_until.into(),
+                        created_at.into(),
+                    ],
+                ))
+                .await
+                .unwrap();
+            if is_due {
+                due.push(id);
+            }
+        }
+        let txn = env.db.begin().await.unwrap();
+        let mut locked: Vec<uuid::Uuid> =
+            lock_due(&txn, now, grace, timeout, 200).await.unwrap().iter().map(|r| r.id.0).collect();
+        locked.sort();
+        due.sort();
+        assert_eq!(locked, due);
+        assert_eq!(lock_due(&txn, now, grace, timeout, 1).await.unwrap().len(), 1, "the limit holds");
+    }
 }
