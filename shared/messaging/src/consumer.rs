@@ -454,24 +454,17 @@ fn subject_matches(filter: &str, subject: &str) -> bool {
 /// stream they consume: no event a handler needs is filtered out, and none it would only ignore
 /// is delivered. For each service's tests; the error names the first mismatch.
 pub fn check_filters(specs: &[ConsumerSpec], handles: impl Fn(&str) -> bool) -> Result<(), String> {
-    for spec in specs {
-        for (kind, stream, subject) in contracts::ALL_EVENTS {
-            if stream != spec.stream {
-                continue;
+    for (kind, stream, subject) in contracts::ALL_EVENTS {
+        let mut consumers = specs.iter().filter(|s| s.stream == stream).peekable();
+        let Some(first) = consumers.peek().map(|s| s.inbox()) else { continue };
+        match (consumers.find(|s| s.receives(subject)), handles(kind)) {
+            (Some(receiver), false) => {
+                return Err(format!("{} is given {kind} ({subject}) but ignores it", receiver.name()));
             }
-            let received = specs.iter().any(|s| s.stream == spec.stream && s.receives(subject));
-            match (received, handles(kind)) {
-                (true, false) => {
-                    return Err(format!("{} is given {kind} ({subject}) but ignores it", spec.name()));
-                }
-                (false, true) => {
-                    return Err(format!(
-                        "{} handles {kind} ({subject}) but no consumer is given it",
-                        spec.inbox()
-                    ));
-                }
-                _ => {}
+            (None, true) => {
+                return Err(format!("{first} handles {kind} ({subject}) but no consumer is given it"));
             }
+            _ => {}
         }
     }
     Ok(())
