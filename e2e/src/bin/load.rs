@@ -77,12 +77,20 @@ impl Default for Stats {
     }
 }
 
+/// Latencies in microseconds, up to two minutes.
+fn latencies() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).unwrap()
+}
+
+/// Records `took` in `h` (in microseconds).
+fn record_latency(h: &mut Histogram<u64>, took: Duration) {
+    let _ = h.record(took.as_micros().max(1) as u64);
+}
+
 impl Stats {
     fn record(&self, step: &'static str, took: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let mut steps = self.steps.lock().unwrap();
-        let h = steps.entry(step).or_insert_with(|| Histogram::new_with_bounds(1, 120_000_000, 3).unwrap());
-        let _ = h.record(took.as_micros().max(1) as u64);
+        record_latency(self.steps.lock().unwrap().entry(step).or_insert_with(latencies), took);
     }
 
     fn error(&self, kind: String) {
@@ -452,9 +460,9 @@ async fn step(
     // The lean client (`e2e::wire`): the load tool shares the two cores with what it measures.
     let pool = wire::Pool::new(api.base.trim_start_matches("http://"));
     // Open loop: reserve -> HELD latency by the second the attempt was due in, to see whether a
-    // tail is spread over the step or comes in bursts.
+    // tail is spread over the step or comes in bursts (none for a closed loop).
     let by_second: Vec<Mutex<Histogram<u64>>> =
-        (0..seconds).map(|_| Mutex::new(Histogram::new_with_bounds(1, 120_000_000, 3).unwrap())).collect();
+        (0..if rate.is_some() { seconds } else { 0 }).map(|_| Mutex::new(latencies())).collect();
     let stats = Stats::default();
     let (holds, sagas) = (AtomicU64::new(0), AtomicU64::new(0));
     let measured_from = Instant::now() + Duration::from_secs(1);
@@ -483,7 +491,7 @@ async fn step(
                 && let Some(second) = due.checked_duration_since(measured_from)
                 && let Some(h) = by_second.get(second.as_secs() as usize)
             {
-                let _ = h.lock().unwrap().record(due.elapsed().as_micros().max(1) as u64);
+                record_latency(&mut h.lock().unwrap(), due.elapsed());
             }
             if answer.body["status"] != "HELD" {
                 return true;
