@@ -350,6 +350,15 @@ impl ConsumerSpec {
             .ok_or_else(|| {
                 MessagingError::NotFound(format!("no consumer {service}__{stream} in nats/consumers.json"))
             })?;
+        Self::of_entry(&entry, stream)
+    }
+
+    /// The consumers of one `nats/consumers.json` entry, whose stream is `stream`.
+    pub(crate) fn of_entry(
+        entry: &crate::definitions::ConsumerEntry,
+        stream: Stream,
+    ) -> Result<Vec<Self>, MessagingError> {
+        let service = entry.service.as_str();
         let filters: Vec<Option<&str>> = match entry.filter_subjects.as_slice() {
             [] => vec![None],
             subjects => subjects.iter().map(|s| Some(s.as_str())).collect(),

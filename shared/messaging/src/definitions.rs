@@ -101,7 +101,7 @@ pub async fn apply(bus: &Bus) -> Result<(), MessagingError> {
 pub fn declared_consumers() -> Result<Vec<ConsumerSpec>, MessagingError> {
     let mut specs = Vec::new();
     for entry in consumer_entries()? {
-        specs.extend(ConsumerSpec::declared(&entry.service, stream_of(&entry)?)?);
+        specs.extend(ConsumerSpec::of_entry(&entry, stream_of(&entry)?)?);
     }
     Ok(specs)
 }
