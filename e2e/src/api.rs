@@ -205,15 +205,34 @@ impl Api {
         seats: &[i32],
         wait: u64,
     ) -> anyhow::Result<Answer> {
-        let (prefer, queue) = (format!("wait={wait}"), self.admitted(user).await?);
-        self.send(
-            Method::POST,
-            "/reservations",
-            Some(&self.token(user)),
-            Some(json!({"scheduleId": schedule, "seatNos": seats})),
-            &[("Prefer", prefer.as_str()), ("X-Queue-Token", queue.as_str())],
-        )
-        .await
+        let body = json!({"scheduleId": schedule, "seatNos": seats});
+        self.booking(user, "/reservations", Some(body), wait).await
+    }
+
+    /// A booking request (`POST path` with `Prefer: wait=<wait>`) with the user's ACTIVE queue
+    /// token. The waiting room spends a token when it consumes the completion of a saga made
+    /// with it, after that saga is CONFIRMED; a token seen ACTIVE just before may be spent by the
+    /// time the request arrives (403 `QUEUE_TOKEN_EXPIRED`). Then the user joins again and sends
+    /// the request once more, as a client would; the second answer is the answer.
+    async fn booking(
+        &self,
+        user: UserId,
+        path: &str,
+        body: Option<Value>,
+        wait: u64,
+    ) -> anyhow::Result<Answer> {
+        let prefer = format!("wait={wait}");
+        let mut tries = 0;
+        loop {
+            let queue = self.admitted(user).await?;
+            let headers = [("Prefer", prefer.as_str()), ("X-Queue-Token", queue.as_str())];
+            let answer =
+                self.send(Method::POST, path, Some(&self.token(user)), body.clone(), &headers).await?;
+            tries += 1;
+            if tries == 2 || answer.status != 403 || answer.body["code"] != "QUEUE_TOKEN_EXPIRED" {
+                return Ok(answer);
+            }
+        }
     }
 
     /// Reserves and answers the settled reservation (HELD or FAILED): `Prefer: wait` first, then
@@ -231,15 +250,7 @@ impl Api {
 
     /// `POST /reservations/{id}/payment` with `Prefer: wait=<wait>`, admitted first; the answer as it comes.
     pub async fn pay_raw(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {
-        let (prefer, queue) = (format!("wait={wait}"), self.admitted(user).await?);
-        self.send(
-            Method::POST,
-            &format!("/reservations/{id}/payment"),
-            Some(&self.token(user)),
-            None,
-            &[("Prefer", prefer.as_str()), ("X-Queue-Token", queue.as_str())],
-        )
-        .await
+        self.booking(user, &format!("/reservations/{id}/payment"), None, wait).await
     }
 
     /// Pays and answers the settled reservation (CONFIRMED, FAILED or EXPIRED), polling after
