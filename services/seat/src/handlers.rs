@@ -11,9 +11,9 @@ use contracts::{
     ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut,
     Won,
 };
-use messaging::{HandleError, Handler, InboxClaim, Incoming, Outbox};
+use messaging::{HandleError, Handler, InboxClaim, InboxClaims, Incoming, Outbox};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 /// Builds seat inventory from `ScheduleCreated`.
 pub struct Catalog;
@@ -72,22 +72,21 @@ impl Handler for Reservations {
             self.announce_if_sold_out(db, &done).await?;
             return Ok(!sold.is_empty());
         }
-        if msg.kind() != ReservationRequested::TYPE {
-            return Ok(false);
-        }
-        let req = msg.decode::<ReservationRequested>()?;
-        let p = &req.payload;
-        let (seats, distinct) = sorted(&p.seat_nos);
-        if !distinct || seats.is_empty() {
-            return Ok(false);
-        }
-        let Some(priced) = self.prices.get(db, p.schedule_id).await? else { return Ok(false) };
-        let Some(amount) = priced.amount(&seats) else { return Ok(false) };
-        let until = self.held_until()?;
-        let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
-        let hold =
-            store::Hold { schedule: p.schedule_id, seats: &seats, reservation: p.reservation_id, until };
-        Ok(store::hold_all_free(db, &hold, &self.outbox, &[event], claim).await?)
+        let held = self.hold_each_free(db, &claim.into(), std::slice::from_ref(msg)).await?;
+        Ok(!held.is_empty())
+    }
+
+    /// Holds, in one statement, for each request of the batch whose seats are all free and
+    /// asked for by no earlier request of it. The others (a seat taken or being taken, an unknown
+    /// schedule or seat, a malformed request) and the batch's other events go the way of
+    /// [`Handler::handle`], which decides them on the committed rows.
+    async fn at_once_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<usize>, HandleError> {
+        self.hold_each_free(db, claims, msgs).await
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
@@ -130,6 +129,44 @@ fn reserved(
 }
 
 impl Reservations {
+    /// The holds [`Handler::at_once_each`] makes of `msgs`: the positions of those made.
+    async fn hold_each_free(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<usize>, HandleError> {
+        let until = self.held_until()?;
+        let mut asked = HashSet::new();
+        let (mut holds, mut events) = (Vec::new(), Vec::new());
+        for (position, msg) in (1i64..).zip(msgs) {
+            if msg.kind() != ReservationRequested::TYPE {
+                continue;
+            }
+            let Ok(req) = msg.decode::<ReservationRequested>() else { continue };
+            let p = &req.payload;
+            let (seats, distinct) = sorted(&p.seat_nos);
+            if !distinct || seats.is_empty() || seats.iter().any(|s| asked.contains(&(p.schedule_id, *s))) {
+                continue;
+            }
+            let Some(priced) = self.prices.get(db, p.schedule_id).await? else { continue };
+            let Some(amount) = priced.amount(&seats) else { continue };
+            asked.extend(seats.iter().map(|s| (p.schedule_id, *s)));
+            let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
+            events.push((position, event));
+            holds.push(store::Hold {
+                position,
+                schedule: p.schedule_id,
+                seats,
+                reservation: p.reservation_id,
+                until,
+            });
+        }
+        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
+        let held = store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?;
+        Ok(held.into_iter().filter_map(|i| usize::try_from(i - 1).ok()).collect())
+    }
+
     /// When a hold made now ends.
     fn held_until(&self) -> Result<DateTime<Utc>, HandleError> {
         Ok(Utc::now()
@@ -252,5 +289,162 @@ impl Reservations {
             .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&failed.meta()))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use contracts::{ReservationId, ScheduleId, SeatPrice, UserId};
+    use messaging::{Applied, Apply as _, PgInbox};
+    use sea_orm::{DbBackend, Statement};
+
+    const INBOX: &str = "seat__RESERVATION";
+
+    fn incoming<E: Event>(e: &Envelope<E>) -> Incoming {
+        Incoming {
+            subject: E::SUBJECT.to_owned(),
+            envelope: serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap(),
+            stream_sequence: 1,
+            deliveries: 1,
+        }
+    }
+
+    fn request(schedule: ScheduleId, seats: &[i32]) -> Incoming {
+        let r = ReservationId::new();
+        let e = ReservationRequested {
+            reservation_id: r,
+            user_id: UserId::new(),
+            schedule_id: schedule,
+            seat_nos: seats.iter().copied().map(SeatNo).collect(),
+            queue_token: String::new(),
+        };
+        incoming(&Envelope::new("reservation", r, e))
+    }
+
+    /// `(seat, status, reservation)` of every seat of `schedule`, by number.
+    async fn seats(db: &DatabaseConnection, schedule: ScheduleId) -> Vec<(i32, String, Option<uuid::Uuid>)> {
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT seat_no, status, reservation_id FROM seat.seats WHERE schedule_id = $1 ORDER BY seat_no",
+                [schedule.0.into()],
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r.try_get("", "seat_no").unwrap(),
+                    r.try_get("", "status").unwrap(),
+                    r.try_get("", "reservation_id").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The reservation each outbox row names, with the row's event type, in outbox order.
+    async fn announced(db: &DatabaseConnection) -> Vec<(String, uuid::Uuid)> {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT convert_from(body, 'UTF8')::jsonb AS e FROM seat.outbox ORDER BY seq",
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                let e: serde_json::Value = r.try_get("", "e").unwrap();
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["payload"]["reservationId"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn reservation(msg: &Incoming) -> uuid::Uuid {
+        msg.payload_field("reservationId").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_at_once_only_what_is_free_and_asked_once_and_the_rest_is_decided_one_by_one() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let schedule = ScheduleId::new();
+        let prices: Vec<SeatPrice> =
+            (1..=6).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(100) }).collect();
+        store::create_schedule(&db, schedule, ConcertId::new(), &prices).await.unwrap();
+        let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
+        let handler = Reservations {
+            outbox: outbox.clone(),
+            hold: Duration::from_secs(300),
+            prices: store::Prices::default(),
+            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
+        };
+        let taken = request(schedule, &[6]);
+        let batch = [
+            request(schedule, &[1, 2]),
+            request(schedule, &[2, 3]), // asks for seat 2 after the first: decided afterwards
+            request(schedule, &[4]),
+            request(schedule, &[5, 6]), // seat 6 is held already
+            request(schedule, &[99]),   // no such seat
+            request(schedule, &[3, 3]), // a seat twice
+        ];
+        let ids = |msgs: &[Incoming]| msgs.iter().map(|m| m.envelope.id.0).collect::<Vec<_>>();
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, ids(std::slice::from_ref(&taken)));
+        assert_eq!(handler.at_once_each(&db, &claims, std::slice::from_ref(&taken)).await.unwrap(), [0]);
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, ids(&batch));
+        assert_eq!(handler.at_once_each(&db, &claims, &batch).await.unwrap(), [0, 2]);
+        let r = |i: usize| Some(reservation(&batch[i]));
+        assert_eq!(
+            seats(&db, schedule).await,
+            [
+                (1, "HELD".into(), r(0)),
+                (2, "HELD".into(), r(0)),
+                (3, "AVAILABLE".into(), None),
+                (4, "HELD".into(), r(2)),
+                (5, "AVAILABLE".into(), None),
+                (6, "HELD".into(), Some(reservation(&taken))),
+            ]
+        );
+
+        // Delivered again: nothing is free for the events held before, and the rest is decided
+        // in one transaction, those asking for a taken seat rejected.
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
+        let outcomes = |applied: Vec<Result<Applied, HandleError>>| -> Vec<Applied> {
+            applied.into_iter().map(Result::unwrap).collect()
+        };
+        use Applied::{Done, Duplicate};
+        assert_eq!(
+            outcomes(inbox.apply_batch(INBOX, &batch).await),
+            [Duplicate, Done, Duplicate, Done, Done, Done]
+        );
+        let reserved = |m: &Incoming| (SeatReserved::TYPE.to_owned(), reservation(m));
+        let rejected = |m: &Incoming| (SeatReservationRejected::TYPE.to_owned(), reservation(m));
+        let mut expected = vec![reserved(&taken), reserved(&batch[0]), reserved(&batch[2])];
+        expected.extend([1, 3, 4, 5].map(|i| rejected(&batch[i])));
+        assert_eq!(announced(&db).await, expected);
+
+        // An event held before whose seats are free again would be held again by the batch's
+        // statement: its inbox row makes the statement fail, and the batch is decided in a
+        // transaction instead, the event a duplicate.
+        store::release(&db, schedule, ReservationId(reservation(&batch[2]))).await.unwrap();
+        let again = [batch[2].clone(), request(schedule, &[3])];
+        assert_eq!(outcomes(inbox.apply_batch(INBOX, &again).await), [Duplicate, Done]);
+        expected.push(reserved(&again[1]));
+        assert_eq!(
+            seats(&db, schedule).await[2..4],
+            [(3, "HELD".into(), Some(reservation(&again[1]))), (4, "AVAILABLE".into(), None)]
+        );
+
+        // New requests for the seats left: held together, at once.
+        let last = [request(schedule, &[4]), request(schedule, &[5])];
+        assert_eq!(outcomes(inbox.apply_batch(INBOX, &last).await), [Done, Done]);
+        expected.extend(last.iter().map(reserved));
+        assert!(seats(&db, schedule).await.iter().all(|(_, status, _)| status == "HELD"));
+        assert_eq!(announced(&db).await, expected);
     }
 }

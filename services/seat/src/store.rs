@@ -4,7 +4,7 @@
 use crate::domain::{Seat, SeatStatus};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
-use messaging::{InboxClaim, Outbox, OutboxRow, When};
+use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use std::{collections::HashMap, sync::Arc};
@@ -142,50 +142,81 @@ impl Prices {
 }
 
 /// Seats to hold for a reservation, and until when.
-#[derive(Clone, Copy, Debug)]
-pub struct Hold<'a> {
+#[derive(Clone, Debug)]
+pub struct Hold {
+    /// The position of the request in its batch, from 1 ([`messaging::InboxClaims`]).
+    pub position: i64,
     pub schedule: ScheduleId,
     /// Sorted and distinct.
-    pub seats: &'a [SeatNo],
+    pub seats: Vec<SeatNo>,
     pub reservation: ReservationId,
     pub until: DateTime<Utc>,
 }
 
-/// Holds all of the seats if each is AVAILABLE and not locked by another transaction, and
-/// writes `events` and the consumer's `claim` with them, in one statement outside a transaction;
-/// otherwise changes nothing and answers `false`. Skipping locked rows keeps a request for a
-/// seat someone else is taking from queueing behind that hold: it is decided afterwards from
-/// the committed rows instead.
-pub async fn hold_all_free(
+/// Makes each of `holds` whose seats are all AVAILABLE and not locked by another transaction,
+/// with its `events` (keyed by position) and its inbox row of `claims`, in one statement outside
+/// a transaction; answers the positions of those made. The others change nothing. No two holds
+/// may ask for the same seat. Skipping locked rows keeps a request for a seat someone else is
+/// taking from queueing behind that hold: it is decided afterwards from the committed rows.
+pub async fn hold_each_free(
     db: &impl ConnectionTrait,
-    hold: &Hold<'_>,
+    holds: &[Hold],
     outbox: &Outbox,
-    events: &[OutboxRow],
-    claim: &InboxClaim<'_>,
-) -> Result<bool, DbErr> {
-    let mut values: Vec<Value> =
-        vec![hold.schedule.0.into(), nos(hold.seats).into(), hold.reservation.0.into(), hold.until.into()];
-    let claimed = claim.cte("done", &mut values);
-    let pushed = outbox.then_cte(events, &mut values, Some(When::row_in("done")));
-    let row = db
-        .query_one_raw(stmt(
+    events: &[(i64, &OutboxRow)],
+    claims: &InboxClaims<'_>,
+) -> Result<Vec<i64>, DbErr> {
+    if holds.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One element per seat asked for.
+    let (mut positions, mut schedules, mut seats) = (Vec::new(), Vec::new(), Vec::new());
+    for h in holds {
+        for s in &h.seats {
+            positions.push(h.position);
+            schedules.push(h.schedule.0);
+            seats.push(s.0);
+        }
+    }
+    let mut values: Vec<Value> = vec![
+        positions.into(),
+        schedules.into(),
+        seats.into(),
+        holds.iter().map(|h| h.position).collect::<Vec<_>>().into(),
+        holds.iter().map(|h| h.reservation.0).collect::<Vec<_>>().into(),
+        holds.iter().map(|h| h.until).collect::<Vec<_>>().into(),
+    ];
+    let claimed = claims.cte("done", &mut values);
+    let pushed = outbox.then_cte_each(events, &mut values, "done");
+    let rows = db
+        .query_all_raw(stmt(
             &format!(
-                "WITH free AS (
-                   SELECT seat_no FROM seat.seats
-                   WHERE schedule_id = $1 AND seat_no = ANY($2) AND status = 'AVAILABLE'
-                   ORDER BY seat_no FOR UPDATE SKIP LOCKED
+                "WITH want AS MATERIALIZED (
+                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[]) AS w(i, schedule_id, seat_no)
+                 ), free AS MATERIALIZED (
+                   SELECT schedule_id, seat_no FROM seat.seats
+                   WHERE (schedule_id, seat_no) IN (SELECT schedule_id, seat_no FROM want)
+                     AND status = 'AVAILABLE'
+                   ORDER BY schedule_id, seat_no FOR UPDATE SKIP LOCKED
+                 ), whole AS (
+                   SELECT w.i FROM want w
+                   LEFT JOIN free f ON f.schedule_id = w.schedule_id AND f.seat_no = w.seat_no
+                   GROUP BY w.i HAVING count(f.seat_no) = count(*)
                  ), held AS (
-                   UPDATE seat.seats SET status = 'HELD', reservation_id = $3, held_until = $4
-                   WHERE schedule_id = $1 AND seat_no IN (SELECT seat_no FROM free)
-                     AND (SELECT count(*) FROM free) = cardinality($2::int[])
-                   RETURNING seat_no
-                 ), done AS (SELECT 1 FROM held LIMIT 1), {claimed}{pushed}
-                 SELECT count(*) AS n FROM held"
+                   UPDATE seat.seats s SET status = 'HELD', reservation_id = r.reservation_id,
+                                           held_until = r.held_until
+                   FROM want w
+                   JOIN whole USING (i)
+                   JOIN unnest($4::bigint[], $5::uuid[], $6::timestamptz[]) AS r(i, reservation_id, held_until)
+                     USING (i)
+                   WHERE s.schedule_id = w.schedule_id AND s.seat_no = w.seat_no
+                   RETURNING w.i
+                 ), done AS (SELECT DISTINCT i FROM held), {claimed}{pushed}
+                 SELECT i FROM done ORDER BY i"
             ),
             values,
         ))
         .await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.is_some_and(|n| n > 0))
+    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
 }
 
 /// Holds the seats for `reservation`; returns how many were available and now held.

@@ -128,6 +128,21 @@ pub trait Handler: Send + Sync + 'static {
         let _ = (db, claim, msg);
         async { Ok(false) }
     }
+
+    /// [`Handler::at_once`] for several events at once: applies those it can in one statement
+    /// of its own, which must include `claims`' CTE ([`InboxClaims::cte`]) over the events it
+    /// applies, and answers their positions in `msgs`. An event applied before makes the whole
+    /// statement fail on the inbox's key, and nothing of it stays. The events not answered (all
+    /// of them on an error) are applied as [`Handler::handle`] says, in one transaction.
+    fn at_once_each<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        claims: &'a InboxClaims<'a>,
+        msgs: &'a [Incoming],
+    ) -> impl Future<Output = Result<Vec<usize>, HandleError>> + Send + 'a {
+        let _ = (db, claims, msgs);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// A consumer's inbox row for one event, to be written by the statement that applies it
@@ -156,6 +171,45 @@ impl InboxClaim<'_> {
     }
 }
 
+impl<'a> From<&InboxClaim<'a>> for InboxClaims<'a> {
+    /// The claim of one event, as a batch of one (its position is 1).
+    fn from(claim: &InboxClaim<'a>) -> Self {
+        Self { schema: claim.schema, consumer: claim.consumer, events: vec![claim.event] }
+    }
+}
+
+/// A consumer's inbox rows for a batch of events, to be written by the statement that applies
+/// some of them ([`Handler::at_once_each`]).
+#[derive(Clone, Debug)]
+pub struct InboxClaims<'a> {
+    schema: &'a str,
+    consumer: &'a str,
+    events: Vec<uuid::Uuid>,
+}
+
+impl<'a> InboxClaims<'a> {
+    /// The rows of `events` (in batch order) for `consumer`'s inbox in `<schema>.inbox`.
+    pub fn new(schema: &'a str, consumer: &'a str, events: Vec<uuid::Uuid>) -> Self {
+        Self { schema, consumer, events }
+    }
+
+    /// `claimed AS (INSERT INTO <schema>.inbox ..)`, writing the rows of the events whose
+    /// position (in the batch, from 1) is an `i` of `from` (an expression of the statement,
+    /// e.g. a CTE's `RETURNING`, with each `i` once), its values appended to the statement's
+    /// `values`. No `ON CONFLICT`: an event applied before makes the whole statement fail.
+    pub fn cte(&self, from: &str, values: &mut Vec<sea_orm::Value>) -> String {
+        let n = values.len() + 1;
+        values.push(self.consumer.into());
+        values.push(self.events.clone().into());
+        format!(
+            "claimed AS (INSERT INTO {}.inbox (consumer, event_id) SELECT ${n}, c.event_id \
+             FROM unnest(${}::uuid[]) WITH ORDINALITY AS c(event_id, i) WHERE c.i IN (SELECT i FROM {from}))",
+            self.schema,
+            n + 1
+        )
+    }
+}
+
 /// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and
 /// [`crate::RedisInbox`]; the consumer loop is the same for both.
 pub trait Apply: Send + Sync + 'static {
@@ -178,14 +232,14 @@ pub trait Apply: Send + Sync + 'static {
 }
 
 /// Applies each of `msgs` on its own, in order.
-async fn one_by_one<A: Apply + ?Sized>(
+async fn one_by_one<A: Apply + ?Sized, M: std::borrow::Borrow<Incoming> + Sync>(
     apply: &A,
     consumer: &str,
-    msgs: &[Incoming],
+    msgs: &[M],
 ) -> Vec<Result<Applied, HandleError>> {
     let mut outcomes = Vec::with_capacity(msgs.len());
     for msg in msgs {
-        outcomes.push(apply.apply(consumer, msg).await);
+        outcomes.push(apply.apply(consumer, msg.borrow()).await);
     }
     outcomes
 }
@@ -229,7 +283,7 @@ impl<H: Handler> PgInbox<H> {
     /// All of `msgs` in one transaction: one inbox statement, then the handler for each event
     /// not seen before (a redelivery in the same batch counts once); events the handler does not
     /// take are ignored without a transaction. Fails as a whole.
-    async fn apply_together(&self, consumer: &str, msgs: &[Incoming]) -> Result<Vec<Applied>, HandleError> {
+    async fn apply_together(&self, consumer: &str, msgs: &[&Incoming]) -> Result<Vec<Applied>, HandleError> {
         let mut outcomes: Vec<Applied> = msgs
             .iter()
             .map(|m| if self.handler.handles(m.kind()) { Applied::Duplicate } else { Applied::Ignored })
@@ -277,23 +331,62 @@ impl<H: Handler> PgInbox<H> {
         }
         Ok(outcomes)
     }
+
+    /// The handler's one statement for those of `msgs` it can apply so
+    /// ([`Handler::at_once_each`]); whether each was applied.
+    async fn at_once_each(&self, consumer: &str, msgs: &[Incoming]) -> Vec<bool> {
+        let mut done = vec![false; msgs.len()];
+        let claims = InboxClaims::new(&self.schema, consumer, msgs.iter().map(|m| m.envelope.id.0).collect());
+        match self.handler.at_once_each(&self.db, &claims, msgs).await {
+            Ok(applied) if !applied.is_empty() => {
+                for i in applied {
+                    if let Some(d) = done.get_mut(i) {
+                        *d = true;
+                    }
+                }
+                metrics::counter!("consumer_applied_at_once_total", "consumer" => consumer.to_owned())
+                    .increment(done.iter().filter(|d| **d).count() as u64);
+                self.committed();
+                for (msg, _) in msgs.iter().zip(&done).filter(|(_, d)| **d) {
+                    self.handler.after_commit(msg);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "applying a batch at once failed; applying it in a transaction")
+            }
+        }
+        done
+    }
 }
 
 impl<H: Handler> Apply for PgInbox<H> {
-    /// One transaction for the batch; if it fails, each message again on its own, so one bad
-    /// message fails (or is dead-lettered) alone.
+    /// What the handler can apply in one statement ([`Handler::at_once_each`]), then the rest in
+    /// one transaction; if that fails, each of the rest again on its own, so one bad message
+    /// fails (or is dead-lettered) alone.
     async fn apply_batch(&self, consumer: &str, msgs: &[Incoming]) -> Vec<Result<Applied, HandleError>> {
-        if msgs.len() > 1 {
-            match self.apply_together(consumer, msgs).await {
-                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+        if msgs.len() <= 1 {
+            return one_by_one(self, consumer, msgs).await;
+        }
+        let done = self.at_once_each(consumer, msgs).await;
+        let rest: Vec<&Incoming> = msgs.iter().zip(&done).filter(|(_, d)| !**d).map(|(m, _)| m).collect();
+        let rest = match rest.as_slice() {
+            [] => Vec::new(),
+            [one] => vec![self.apply(consumer, one).await],
+            many => match self.apply_together(consumer, many).await {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(e) => {
                     metrics::counter!("consumer_batches_split_total", "consumer" => consumer.to_owned())
                         .increment(1);
-                    tracing::info!(error = %e, n = msgs.len(), "batch failed; applying its messages one by one");
+                    tracing::info!(error = %e, n = many.len(), "batch failed; applying its messages one by one");
+                    one_by_one(self, consumer, many).await
                 }
-            }
-        }
-        one_by_one(self, consumer, msgs).await
+            },
+        };
+        let mut rest = rest.into_iter();
+        done.into_iter()
+            .map(|d| if d { Ok(Applied::Done) } else { rest.next().unwrap_or(Ok(Applied::Ignored)) })
+            .collect()
     }
 
     /// In one statement if the handler can ([`Handler::at_once`]), otherwise in a transaction.
@@ -312,7 +405,7 @@ impl<H: Handler> Apply for PgInbox<H> {
                 Err(e) => tracing::debug!(error = %e, "applying at once failed; applying in a transaction"),
             }
         }
-        let outcomes = self.apply_together(consumer, std::slice::from_ref(msg)).await?;
+        let outcomes = self.apply_together(consumer, &[msg]).await?;
         Ok(outcomes.first().copied().unwrap_or(Applied::Ignored))
     }
 }

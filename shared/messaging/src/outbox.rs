@@ -196,6 +196,35 @@ impl Outbox {
     pub fn then_cte(&self, rows: &[OutboxRow], values: &mut Vec<Value>, when: Option<When<'_>>) -> String {
         self.cte(rows, values, when).map(|cte| format!(", {cte}")).unwrap_or_default()
     }
+
+    /// `, pushed AS (..)` for a statement that applies several events at once
+    /// ([`crate::Handler::at_once_each`]): of `rows`, each keyed by the position of the event it
+    /// answers (from 1, as [`crate::InboxClaims`] counts), writes those whose key is an `i` of
+    /// `from`, in the order given; empty without rows. The rows travel as arrays, so the
+    /// statement's text (and its prepared plan) is the same whatever their number.
+    pub fn then_cte_each(&self, rows: &[(i64, &OutboxRow)], values: &mut Vec<Value>, from: &str) -> String {
+        if rows.is_empty() {
+            return String::new();
+        }
+        let n = values.len() + 1;
+        values.push(rows.iter().map(|(i, _)| *i).collect::<Vec<_>>().into());
+        values.push(rows.iter().map(|(_, r)| r.id).collect::<Vec<_>>().into());
+        values.push(rows.iter().map(|(_, r)| r.subject.clone()).collect::<Vec<_>>().into());
+        values.push(rows.iter().map(|(_, r)| r.headers.clone()).collect::<Vec<_>>().into());
+        values.push(rows.iter().map(|(_, r)| r.body.clone()).collect::<Vec<_>>().into());
+        format!(
+            ", pushed AS (INSERT INTO {}.outbox (id, subject, headers, body) \
+             SELECT v.id, v.subject, v.headers, v.body \
+             FROM unnest(${n}::bigint[], ${}::uuid[], ${}::text[], ${}::jsonb[], ${}::bytea[]) \
+             WITH ORDINALITY AS v(i, id, subject, headers, body, o) \
+             WHERE v.i IN (SELECT i FROM {from}) ORDER BY v.o)",
+            self.schema,
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4
+        )
+    }
 }
 
 /// Outbox rows written only if `from` (a part of the statement, e.g. a CTE's `RETURNING`) has a
