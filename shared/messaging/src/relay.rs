@@ -13,6 +13,13 @@
 //! (A lease column instead of the open transaction was tried: 35% less relay throughput and
 //! +1.5 ms per hop, from writing every claimed row.)
 //!
+//! The relay vacuums its outbox itself every [`Relay::vacuum_after`] rows it deleted. An outbox
+//! is a queue: every claim walks the index from its oldest entry, through the entries of every
+//! row deleted since the table was last vacuumed, and autovacuum visits a database once a
+//! minute at most (`autovacuum_naptime`): at 1,000 events per second a claim walked tens of
+//! thousands of dead entries before it. A vacuum of the few live rows and their dead
+//! neighbours is short, and does not block writers.
+//!
 //! Writers in the same process wake the relay after their commit ([`crate::Outbox::committed`]);
 //! a poll finds the rest.
 
@@ -23,7 +30,13 @@ use futures::{StreamExt, TryStreamExt};
 use platform::signal::Signal;
 use sea_orm::DatabaseConnection;
 use sqlx::{Connection, PgConnection, Row as _, postgres::PgConnectOptions};
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +56,10 @@ pub struct Relay {
     pub window: usize,
     /// How often the outbox is checked when no writer of this process signals.
     pub poll: Duration,
+    /// Rows deleted after which the relay vacuums the outbox.
+    pub vacuum_after: u64,
+    /// Rows deleted since the last vacuum.
+    deleted: Arc<AtomicU64>,
 }
 
 struct Row {
@@ -71,6 +88,8 @@ impl Relay {
             batch: 500,
             window: 256,
             poll: Duration::from_millis(500),
+            vacuum_after: 2_000,
+            deleted: Arc::default(),
         }
     }
 
@@ -161,6 +180,7 @@ impl Relay {
             return Ok(count);
         }
         sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        self.vacuum_if_due(conn, count as u64).await;
         let duplicates = acks.into_iter().filter(|d| *d).count();
         metrics::counter!("outbox_published_total", "schema" => self.schema.clone()).increment(count as u64);
         if duplicates > 0 {
@@ -170,14 +190,36 @@ impl Relay {
         Ok(count)
     }
 
+    /// Counts `deleted` rows and, once [`Relay::vacuum_after`] have been, vacuums the outbox
+    /// (skipped if another relay vacuums it already). A failed vacuum is only logged: the rows
+    /// are published, and the next one will try again.
+    async fn vacuum_if_due(&self, conn: &mut PgConnection, deleted: u64) {
+        let total = self.deleted.fetch_add(deleted, Ordering::Relaxed) + deleted;
+        if total < self.vacuum_after {
+            return;
+        }
+        self.deleted.store(0, Ordering::Relaxed);
+        // Without truncating: a queue's last pages are where rows are written, and truncating
+        // them waits for (then takes) a lock that stops every writer: 150-280 ms a vacuum
+        // against 2 ms without, measured during a run at 1,000 holds/s.
+        let sql = format!("VACUUM (SKIP_LOCKED, TRUNCATE OFF, PROCESS_TOAST OFF) {}.outbox", self.schema);
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await {
+            Ok(_) => metrics::counter!("outbox_vacuums_total", "schema" => self.schema.clone()).increment(1),
+            Err(e) => tracing::warn!(schema = %self.schema, error = %e, "vacuuming the outbox failed"),
+        }
+    }
+
     /// The relay's connection, with its claim prepared: planned once, not on every claim (a
     /// simple-protocol statement is planned each time it runs, and planning the claim cost
     /// about as much as running it).
     async fn connect(&self) -> Result<PgConnection, MessagingError> {
         let mut conn = PgConnection::connect_with(&self.options).await?;
+        // The rows are deleted by `ctid` from an array, not joined by `seq`: the join's generic
+        // plan hashed a sequential scan of the whole table (dead rows included) into every claim.
+        // A locked row keeps its `ctid`.
         let prepare = format!(
-            "PREPARE claim(int) AS DELETE FROM {schema}.outbox WHERE seq IN \
-             (SELECT seq FROM {schema}.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+            "PREPARE claim(int) AS DELETE FROM {schema}.outbox WHERE ctid = ANY(ARRAY(\
+             SELECT ctid FROM {schema}.outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)) \
              RETURNING seq, id::text, subject, headers::text, body",
             schema = self.schema
         );

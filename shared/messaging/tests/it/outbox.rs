@@ -78,6 +78,48 @@ async fn two_relays_at_once_publish_each_event_once() {
 }
 
 #[tokio::test]
+async fn a_relay_vacuums_its_outbox_after_deleting_the_rows_it_is_told_to() {
+    let env = env().await;
+    let ob = outbox(&env);
+    for _ in 0..4 {
+        let txn = env.db.begin().await.unwrap();
+        let events: Vec<_> = (0..25).map(|_| sample()).collect();
+        ob.push_all(&txn, &events).await.unwrap();
+        txn.commit().await.unwrap();
+    }
+    let mut relay = Relay::new(&env.db, env.bus.clone(), "probe");
+    relay.batch = 30;
+    relay.vacuum_after = 50;
+    assert_eq!(relay.drain().await.unwrap(), 100);
+    assert_eq!(outbox_rows(&env).await, 0);
+    // Claims of 30, 30 (60 deleted: a vacuum), 30 and 10.
+    assert_eq!(vacuums(&env, 1).await, 1);
+    let txn = env.db.begin().await.unwrap();
+    ob.push_all(&txn, &(0..10).map(|_| sample()).collect::<Vec<_>>()).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 10);
+    assert_eq!(vacuums(&env, 2).await, 2, "50 more deleted: another vacuum");
+}
+
+/// How often `probe.outbox` has been vacuumed (not by autovacuum), once that is at least `n`.
+async fn vacuums(env: &testkit::TestEnv, n: i64) -> i64 {
+    eventually(&format!("{n} vacuums of the outbox counted"), Duration::from_secs(10), || async {
+        let row = env
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'probe.outbox'::regclass",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let count: i64 = row.try_get("", "vacuum_count").unwrap();
+        (count >= n).then_some(count)
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_relay_whose_connection_was_cut_reconnects_on_its_next_drain() {
     let env = env().await;
     let relay = Relay::new(&env.db, env.bus.clone(), "probe");
