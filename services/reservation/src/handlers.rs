@@ -6,10 +6,10 @@ use crate::{
     store,
 };
 use contracts::{
-    Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
+    EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
     SeatReservationRejected, SeatReserved,
 };
-use messaging::{HandleError, Handler, InboxClaim, Incoming, Outbox};
+use messaging::{HandleError, Handler, InboxClaim, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// Keeps the projection of schedules that requests are validated against.
@@ -74,6 +74,28 @@ impl Handler for Saga {
         }
     }
 
+    /// The events of a batch on reservations this process wrote last (as it does every hold
+    /// and payment it takes), each on its own reservation, applied in one statement; the rest
+    /// as [`Handler::handle`] says.
+    async fn at_once_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let metas: Vec<EnvelopeMeta> = msgs.iter().map(Incoming::meta).collect();
+        let mut steps = Vec::with_capacity(msgs.len());
+        for ((position, msg), meta) in (1i64..).zip(msgs).zip(&metas) {
+            let Ok((id, input)) = input_of(msg) else { continue };
+            steps.push((position, id, input, Origin::Event { kind: msg.kind(), meta }));
+        }
+        match saga::apply_each_at_once(db, &self.outbox, &self.local, steps, claims).await {
+            Ok(applied) => Ok(applied),
+            Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(Vec::new()),
+            Err(ApplyError::Db(e)) => Err(e.into()),
+        }
+    }
+
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
         let (id, input) = input_of(msg)?;
         let meta = msg.meta();
@@ -108,4 +130,105 @@ fn input_of(msg: &Incoming) -> Result<(ReservationId, Input), HandleError> {
         }
         other => return Err(HandleError::Permanent(format!("not an event of the saga: {other}"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use crate::domain::{Reservation, Status};
+    use chrono::Utc;
+    use contracts::{ConcertId, Envelope, ScheduleId, SeatNo, SeatRejectReason, UserId, Won};
+    use messaging::{Applied, Apply as _, PgInbox};
+
+    const INBOX: &str = "reservation__SEAT";
+
+    fn reserved(r: &Reservation) -> Incoming {
+        let e = SeatReserved {
+            reservation_id: r.id,
+            concert_id: r.concert_id,
+            schedule_id: r.schedule_id,
+            seat_nos: r.seat_nos.clone(),
+            amount: Won(100),
+            held_until: Utc::now() + chrono::Duration::minutes(5),
+        };
+        Incoming::first_delivery(&Envelope::new("seat", r.id, e)).unwrap()
+    }
+
+    fn rejected(r: &Reservation) -> Incoming {
+        let e = SeatReservationRejected {
+            reservation_id: r.id,
+            schedule_id: r.schedule_id,
+            seat_nos: r.seat_nos.clone(),
+            reason: SeatRejectReason::Taken,
+        };
+        Incoming::first_delivery(&Envelope::new("seat", r.id, e)).unwrap()
+    }
+
+    /// A PENDING reservation of seat `seat`, stored; remembered by `saga` when `remember`.
+    async fn pending(db: &DatabaseConnection, saga: &Saga, seat: i32, remember: bool) -> Reservation {
+        let r = Reservation {
+            id: ReservationId::new(),
+            user_id: UserId::new(),
+            schedule_id: ScheduleId::new(),
+            concert_id: ConcertId::new(),
+            seat_nos: vec![SeatNo(seat)],
+            status: Status::Pending,
+            amount: None,
+            held_until: None,
+            failure_reason: None,
+            queue_token: String::new(),
+            paid: false,
+            created_at: Utc::now(),
+        };
+        let store::Inserted::Stored(stored, version, _) =
+            store::insert_unless_taken(db, &r, &saga.outbox, &[]).await.unwrap()
+        else {
+            panic!("the seat is free")
+        };
+        if remember {
+            saga.local.recent.remember(stored.clone(), version);
+        }
+        stored
+    }
+
+    async fn status(db: &DatabaseConnection, r: &Reservation) -> Status {
+        store::read(db, r.id).await.unwrap().unwrap().0.status
+    }
+
+    #[tokio::test]
+    async fn a_batch_moves_at_once_the_reservations_this_process_remembers_and_the_rest_in_a_transaction() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let saga = Saga { outbox: Outbox::new(crate::SCHEMA, env.ns.clone()), local: saga::Local::default() };
+        let (a, b, c) = (
+            pending(&db, &saga, 1, true).await,
+            pending(&db, &saga, 2, true).await,
+            pending(&db, &saga, 3, false).await,
+        );
+        let watch = saga.local.waiters.watch(b.id);
+        let first = reserved(&a);
+        let batch = [first.clone(), rejected(&b), reserved(&c), first];
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
+        // `c` is not remembered, and the event on `a` is delivered twice: only the first is
+        // applied here.
+        assert_eq!(saga.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2]);
+        assert_eq!(status(&db, &a).await, Status::Held);
+        assert_eq!(status(&db, &b).await, Status::Failed);
+        assert_eq!(status(&db, &c).await, Status::Pending);
+        let view = watch.offered_after(1).expect("the waiter on b is offered its settled view");
+        assert_eq!(view.reservation.status, Status::Failed);
+        let kinds: Vec<&str> = view.timeline.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["SeatReservationRejected", "ReservationFailed"]);
+
+        // Delivered again with the rest: the applied ones are duplicates, `c` is applied in the
+        // transaction.
+        let inbox = PgInbox::publishing(db.clone(), &saga.outbox.clone(), saga.clone());
+        let outcomes: Vec<Applied> =
+            inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
+        use Applied::{Done, Duplicate};
+        assert_eq!(outcomes, [Duplicate, Duplicate, Done, Duplicate]);
+        assert_eq!(status(&db, &c).await, Status::Held);
+    }
 }

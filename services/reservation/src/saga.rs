@@ -12,8 +12,9 @@ use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
     ReservationFailed, ReservationId, UserId,
 };
-use messaging::{InboxClaim, Outbox, OutboxRow};
+use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use std::collections::HashSet;
 
 /// Why applying an input did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +79,65 @@ pub async fn apply_at_once(
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
     let remembered = local.recent.take(id);
     let from_memory = remembered.is_some();
-    let (current, version) = match remembered {
+    let known = match remembered {
         Some(known) => known,
         None => store::read(db, id).await?.ok_or(ApplyError::NotFound)?,
     };
+    let Some(planned) = plan(outbox, local, (1, id, input, origin), known, from_memory)? else {
+        return Ok(None);
+    };
+    let claims = claim.map(InboxClaims::from);
+    let saved = save_planned(db, outbox, local, &[planned], claims.as_ref()).await?;
+    Ok(saved.into_iter().next().map(|(_, r, entries)| (r, entries)))
+}
+
+/// An input to apply to a reservation, keyed by a position (from 1, as [`InboxClaims`] counts).
+pub type Step<'a> = (i64, ReservationId, Input, Origin<'a>);
+
+/// [`apply_at_once`] for several inputs in one statement, each with the inbox row of `claims`
+/// at its position: for those on a reservation this process remembers (what it wrote last) and
+/// named by no earlier step. Answers the positions applied; the others are left to the caller
+/// (to apply in a transaction), as are all of them on an error.
+pub async fn apply_each_at_once(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    local: &Local,
+    steps: Vec<Step<'_>>,
+    claims: &InboxClaims<'_>,
+) -> Result<Vec<i64>, ApplyError> {
+    let mut named = HashSet::new();
+    let mut planned = Vec::new();
+    for step in steps {
+        if !named.insert(step.1) {
+            continue;
+        }
+        let Some(known) = local.recent.take(step.1) else { continue };
+        planned.extend(plan(outbox, local, step, known, true)?);
+    }
+    let saved = save_planned(db, outbox, local, &planned, Some(claims)).await?;
+    Ok(saved.into_iter().map(|(i, ..)| i).collect())
+}
+
+/// A decision taken on a known copy of a reservation, ready to save.
+struct Planned<'a> {
+    position: i64,
+    current: Reservation,
+    version: String,
+    next: Reservation,
+    events: Vec<OutboxRow>,
+    kinds: Vec<&'a str>,
+    view: bool,
+}
+
+/// Decides `step` on `known` (a row and its version); `None` when there is nothing to save, or
+/// the copy `from_memory` refuses the step (only the row as it stands may refuse).
+fn plan<'a>(
+    outbox: &Outbox,
+    local: &Local,
+    (position, id, input, origin): Step<'a>,
+    (current, version): (Reservation, String),
+    from_memory: bool,
+) -> Result<Option<Planned<'a>>, ApplyError> {
     let decided = origin.of(&current).and_then(|(seen, cause)| {
         let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
         Ok((seen, cause, decision))
@@ -95,23 +151,47 @@ pub async fn apply_at_once(
         return Ok(None);
     }
     let (events, kinds) = outcome(outbox, &decision, seen, cause)?;
-    let change = store::Change {
-        expected: current.status,
-        version: Some(&version),
-        next: &decision.next,
-        kinds: &kinds,
-        events: &events,
-        claim,
-        view: local.waiters.watched(id),
-    };
-    let Some(saved) = store::save(db, change, outbox).await? else { return Ok(None) };
-    local.recent.remember(saved.row.clone(), saved.version);
-    let entries = saved.timeline.map(|timeline| {
-        let entries = timeline.len();
-        local.waiters.offer(waiters::View { reservation: saved.row.clone(), timeline });
-        entries
-    });
-    Ok(Some((saved.row, entries)))
+    let view = local.waiters.watched(id);
+    Ok(Some(Planned { position, current, version, next: decision.next, events, kinds, view }))
+}
+
+/// Saves `planned` in one statement; remembers each reservation saved and offers its timeline
+/// to its waiters. Answers, by position, the reservations saved and the length of their
+/// timelines when answered.
+async fn save_planned(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    local: &Local,
+    planned: &[Planned<'_>],
+    claims: Option<&InboxClaims<'_>>,
+) -> Result<Vec<(i64, Reservation, Option<usize>)>, DbErr> {
+    let changes: Vec<(i64, store::Change<'_>)> = planned
+        .iter()
+        .map(|p| {
+            let change = store::Change {
+                expected: p.current.status,
+                version: Some(&p.version),
+                next: &p.next,
+                kinds: &p.kinds,
+                events: &p.events,
+                view: p.view,
+            };
+            (p.position, change)
+        })
+        .collect();
+    let saved = store::save(db, &changes, outbox, claims).await?;
+    Ok(saved
+        .into_iter()
+        .map(|(i, saved)| {
+            local.recent.remember(saved.row.clone(), saved.version);
+            let entries = saved.timeline.map(|timeline| {
+                let entries = timeline.len();
+                local.waiters.offer(waiters::View { reservation: saved.row.clone(), timeline });
+                entries
+            });
+            (i, saved.row, entries)
+        })
+        .collect())
 }
 
 impl<'a> Origin<'a> {
@@ -162,10 +242,9 @@ pub async fn persist(
         next: &decision.next,
         kinds: &kinds,
         events: &events,
-        claim: None,
         view: false,
     };
-    if store::save(txn, change, outbox).await?.is_none() {
+    if store::save(txn, &[(1, change)], outbox, None).await?.is_empty() {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and
         // the events written in it roll back).
         return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));

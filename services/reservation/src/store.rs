@@ -3,7 +3,7 @@
 use crate::domain::{Reservation, Status};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
-use messaging::{InboxClaim, Outbox, OutboxRow, When};
+use messaging::{InboxClaims, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
@@ -258,8 +258,6 @@ pub struct Change<'a> {
     pub kinds: &'a [&'a str],
     /// Events announcing the change.
     pub events: &'a [OutboxRow],
-    /// The consumer's inbox row, when the change applies an event outside a transaction.
-    pub claim: Option<&'a InboxClaim<'a>>,
     /// Whether to answer the whole timeline after the change as well ([`Saved::timeline`]).
     pub view: bool,
 }
@@ -273,50 +271,85 @@ pub struct Saved {
     pub timeline: Option<Vec<TimelineEntry>>,
 }
 
-/// Compare-and-set: writes `next` only if the row is still as expected, and then appends the
-/// timeline entries and the events (and the inbox claim), in one round trip. Returns the row as
-/// saved, its new version and (when asked) its timeline; nothing of it is written if the row
-/// has moved on (`None`). The timeline is the statement's snapshot plus the entries it appends:
+/// Compare-and-set of several reservations at once, each keyed by a position (from 1, as
+/// [`messaging::InboxClaims`] counts): writes each change only if its row is still as
+/// expected, and then appends its timeline entries and its events (and, with `claims`, the
+/// inbox row of the event at its position), in one round trip. Answers, by position, the rows
+/// as saved, their new versions and (when asked) their timelines; nothing of a change whose row
+/// has moved on is written. A timeline is the statement's snapshot plus the entries it appends:
 /// an entry committed meanwhile by another writer also moved the row ([`record`]), and then
-/// the compare-and-set fails.
+/// the compare-and-set fails. The changes travel as one JSON parameter, so the statement's text
+/// (and its prepared plan) is the same whatever their number; the rows are found through the
+/// array of their ids, because the plan joining them to the changes (taken for a hundred)
+/// hashed a sequential scan of the whole table.
 pub async fn save(
     db: &impl ConnectionTrait,
-    change: Change<'_>,
+    changes: &[(i64, Change<'_>)],
     outbox: &Outbox,
-) -> Result<Option<Saved>, DbErr> {
-    let next = change.next;
-    let mut values: Vec<Value> = vec![
-        next.id.0.into(),
-        change.expected.as_str().into(),
-        next.status.as_str().into(),
-        next.amount.map(|w| w.0).into(),
-        next.held_until.into(),
-        next.failure_reason.map(reason_str).into(),
-        next.paid.into(),
-        kind_list(change.kinds).into(),
-        change.version.map(str::to_owned).into(),
-        change.view.into(),
-    ];
-    let claimed = change.claim.map(|c| format!(", {}", c.cte("saved", &mut values))).unwrap_or_default();
+    claims: Option<&InboxClaims<'_>>,
+) -> Result<Vec<(i64, Saved)>, DbErr> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|(i, c)| {
+            serde_json::json!({
+                "i": i,
+                "target": c.next.id.0,
+                "expected": c.expected.as_str(),
+                "next_status": c.next.status.as_str(),
+                "next_amount": c.next.amount.map(|w| w.0),
+                "next_held_until": c.next.held_until,
+                "next_reason": c.next.failure_reason.map(reason_str),
+                "next_paid": c.next.paid,
+                "version": c.version,
+                "kinds": c.kinds,
+                "view": c.view,
+            })
+        })
+        .collect();
+    let mut values: Vec<Value> = vec![serde_json::Value::Array(rows).into()];
+    let claimed = claims.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
+    let events: Vec<(i64, &OutboxRow)> =
+        changes.iter().flat_map(|(i, c)| c.events.iter().map(move |e| (*i, e))).collect();
+    let pushed = outbox.then_cte_each(&events, &mut values, "done");
     let sql = format!(
-        "WITH saved AS (
-           UPDATE reservation.reservations
-           SET status = $3, amount = $4, held_until = $5, failure_reason = $6, paid = $7, updated_at = now()
-           WHERE id = $1 AND status = $2 AND ($9::text IS NULL OR xmin = $9::text::xid)
-           RETURNING {COLUMNS}, xmin::text AS version
-         ), logged AS ({} RETURNING type, at, seq){}{claimed}
-         SELECT saved.*, CASE WHEN $10 THEN (
+        "WITH c AS MATERIALIZED (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
+             i bigint, target uuid, expected text, next_status text, next_amount bigint,
+             next_held_until timestamptz, next_reason text, next_paid bool, version text,
+             kinds text[], view bool)
+         ), saved AS (
+           UPDATE reservation.reservations r
+           SET status = c.next_status, amount = c.next_amount, held_until = c.next_held_until,
+               failure_reason = c.next_reason, paid = c.next_paid, updated_at = now()
+           FROM c
+           WHERE r.id = ANY(ARRAY(SELECT target FROM c)) AND r.id = c.target AND r.status = c.expected
+             AND (c.version IS NULL OR r.xmin = c.version::xid)
+           RETURNING c.i, c.kinds, c.view, {COLUMNS}, r.xmin::text AS version
+         ), logged AS (
+           INSERT INTO reservation.timeline (reservation_id, type)
+           SELECT saved.id, k.type FROM saved, unnest(saved.kinds) WITH ORDINALITY AS k(type, o)
+           ORDER BY saved.i, k.o
+           RETURNING reservation_id, type, at, seq
+         ), done AS (SELECT i FROM saved){claimed}{pushed}
+         SELECT saved.*, CASE WHEN saved.view THEN (
            SELECT {TIMELINE_JSON}
            FROM (SELECT type, at, seq FROM reservation.timeline WHERE reservation_id = saved.id
-                 UNION ALL SELECT type, at, seq FROM logged) t
+                 UNION ALL SELECT type, at, seq FROM logged WHERE logged.reservation_id = saved.id) t
          ) END AS timeline
-         FROM saved",
-        timeline_insert("saved.id", "saved, ", 8),
-        outbox.then_cte(change.events, &mut values, Some(When::row_in("saved"))),
+         FROM saved ORDER BY saved.i"
     );
-    let Some(row) = db.query_one_raw(stmt(&sql, values)).await? else { return Ok(None) };
-    let timeline = row.try_get::<Option<serde_json::Value>>("", "timeline")?.map(timeline_of).transpose()?;
-    Ok(Some(Saved { row: reservation(&row)?, version: row.try_get("", "version")?, timeline }))
+    let rows = db.query_all_raw(stmt(&sql, values)).await?;
+    rows.iter()
+        .map(|row| {
+            let timeline =
+                row.try_get::<Option<serde_json::Value>>("", "timeline")?.map(timeline_of).transpose()?;
+            let saved = Saved { row: reservation(row)?, version: row.try_get("", "version")?, timeline };
+            Ok((row.try_get::<i64>("", "i")?, saved))
+        })
+        .collect()
 }
 
 /// One line of a reservation's timeline.

@@ -85,7 +85,7 @@ impl Handler for Reservations {
         db: &DatabaseConnection,
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
-    ) -> Result<Vec<usize>, HandleError> {
+    ) -> Result<Vec<i64>, HandleError> {
         self.hold_each_free(db, claims, msgs).await
     }
 
@@ -129,13 +129,13 @@ fn reserved(
 }
 
 impl Reservations {
-    /// The holds [`Handler::at_once_each`] makes of `msgs`: the positions of those made.
+    /// The holds [`Handler::at_once_each`] makes of `msgs`: the positions of those made (from 1).
     async fn hold_each_free(
         &self,
         db: &DatabaseConnection,
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
-    ) -> Result<Vec<usize>, HandleError> {
+    ) -> Result<Vec<i64>, HandleError> {
         let until = self.held_until()?;
         let mut asked = HashSet::new();
         let (mut holds, mut events) = (Vec::new(), Vec::new());
@@ -163,8 +163,7 @@ impl Reservations {
             });
         }
         let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
-        let held = store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?;
-        Ok(held.into_iter().filter_map(|i| usize::try_from(i - 1).ok()).collect())
+        Ok(store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?)
     }
 
     /// When a hold made now ends.
@@ -303,15 +302,6 @@ mod tests {
 
     const INBOX: &str = "seat__RESERVATION";
 
-    fn incoming<E: Event>(e: &Envelope<E>) -> Incoming {
-        Incoming {
-            subject: E::SUBJECT.to_owned(),
-            envelope: serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap(),
-            stream_sequence: 1,
-            deliveries: 1,
-        }
-    }
-
     fn request(schedule: ScheduleId, seats: &[i32]) -> Incoming {
         let r = ReservationId::new();
         let e = ReservationRequested {
@@ -321,7 +311,7 @@ mod tests {
             seat_nos: seats.iter().copied().map(SeatNo).collect(),
             queue_token: String::new(),
         };
-        incoming(&Envelope::new("reservation", r, e))
+        Incoming::first_delivery(&Envelope::new("reservation", r, e)).unwrap()
     }
 
     /// `(seat, status, reservation)` of every seat of `schedule`, by number.
@@ -395,9 +385,9 @@ mod tests {
         ];
         let ids = |msgs: &[Incoming]| msgs.iter().map(|m| m.envelope.id.0).collect::<Vec<_>>();
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, ids(std::slice::from_ref(&taken)));
-        assert_eq!(handler.at_once_each(&db, &claims, std::slice::from_ref(&taken)).await.unwrap(), [0]);
+        assert_eq!(handler.at_once_each(&db, &claims, std::slice::from_ref(&taken)).await.unwrap(), [1]);
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, ids(&batch));
-        assert_eq!(handler.at_once_each(&db, &claims, &batch).await.unwrap(), [0, 2]);
+        assert_eq!(handler.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 3]);
         let r = |i: usize| Some(reservation(&batch[i]));
         assert_eq!(
             seats(&db, schedule).await,

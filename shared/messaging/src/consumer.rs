@@ -30,6 +30,17 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// `event` as a consumer is given it on its first delivery: for tests and tools that apply
+    /// events without the bus.
+    pub fn first_delivery<E: Event>(event: &Envelope<E>) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            subject: E::SUBJECT.to_owned(),
+            envelope: serde_json::from_value(serde_json::to_value(event)?)?,
+            stream_sequence: 0,
+            deliveries: 1,
+        })
+    }
+
     /// The envelope without its payload.
     pub fn meta(&self) -> EnvelopeMeta {
         self.envelope.meta()
@@ -131,7 +142,7 @@ pub trait Handler: Send + Sync + 'static {
 
     /// [`Handler::at_once`] for several events at once: applies those it can in one statement
     /// of its own, which must include `claims`' CTE ([`InboxClaims::cte`]) over the events it
-    /// applies, and answers their positions in `msgs`. An event applied before makes the whole
+    /// applies, and answers their positions in `msgs` (from 1, as the statement counts them). An event applied before makes the whole
     /// statement fail on the inbox's key, and nothing of it stays. The events not answered (all
     /// of them on an error) are applied as [`Handler::handle`] says, in one transaction.
     fn at_once_each<'a>(
@@ -139,7 +150,7 @@ pub trait Handler: Send + Sync + 'static {
         db: &'a DatabaseConnection,
         claims: &'a InboxClaims<'a>,
         msgs: &'a [Incoming],
-    ) -> impl Future<Output = Result<Vec<usize>, HandleError>> + Send + 'a {
+    ) -> impl Future<Output = Result<Vec<i64>, HandleError>> + Send + 'a {
         let _ = (db, claims, msgs);
         async { Ok(Vec::new()) }
     }
@@ -339,8 +350,8 @@ impl<H: Handler> PgInbox<H> {
         let claims = InboxClaims::new(&self.schema, consumer, msgs.iter().map(|m| m.envelope.id.0).collect());
         match self.handler.at_once_each(&self.db, &claims, msgs).await {
             Ok(applied) if !applied.is_empty() => {
-                for i in applied {
-                    if let Some(d) = done.get_mut(i) {
+                for position in applied {
+                    if let Some(d) = usize::try_from(position - 1).ok().and_then(|i| done.get_mut(i)) {
                         *d = true;
                     }
                 }
