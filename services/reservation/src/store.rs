@@ -313,7 +313,7 @@ pub async fn save(
     let claimed = claims.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
     let events: Vec<(i64, &OutboxRow)> =
         changes.iter().flat_map(|(i, c)| c.events.iter().map(move |e| (*i, e))).collect();
-    let pushed = outbox.then_cte_each(&events, &mut values, "done");
+    let pushed = outbox.then_cte_each(&events, &mut values, "done", None);
     let sql = format!(
         "WITH c AS MATERIALIZED (
            SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(

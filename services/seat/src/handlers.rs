@@ -336,21 +336,13 @@ mod tests {
     }
 
     /// The reservation each outbox row names, with the row's event type, in outbox order.
-    async fn announced(db: &DatabaseConnection) -> Vec<(String, uuid::Uuid)> {
-        let rows = db
-            .query_all_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT convert_from(body, 'UTF8')::jsonb AS e FROM seat.outbox ORDER BY seq",
-            ))
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|r| {
-                let e: serde_json::Value = r.try_get("", "e").unwrap();
-                (
-                    e["type"].as_str().unwrap().to_owned(),
-                    e["payload"]["reservationId"].as_str().unwrap().parse().unwrap(),
-                )
+    async fn announced(env: &testkit::TestEnv) -> Vec<(String, uuid::Uuid)> {
+        let envelopes = env.outbox_envelopes(crate::SCHEMA).await.unwrap();
+        envelopes
+            .iter()
+            .map(|e| {
+                let reservation = e["payload"]["reservationId"].as_str().unwrap().parse().unwrap();
+                (e["type"].as_str().unwrap().to_owned(), reservation)
             })
             .collect()
     }
@@ -416,7 +408,7 @@ mod tests {
         let rejected = |m: &Incoming| (SeatReservationRejected::TYPE.to_owned(), reservation(m));
         let mut expected = vec![reserved(&taken), reserved(&batch[0]), reserved(&batch[2])];
         expected.extend([1, 3, 4, 5].map(|i| rejected(&batch[i])));
-        assert_eq!(announced(&db).await, expected);
+        assert_eq!(announced(&env).await, expected);
 
         // An event held before whose seats are free again would be held again by the batch's
         // statement: its inbox row makes the statement fail, and the batch is decided in a
@@ -435,6 +427,6 @@ mod tests {
         assert_eq!(outcomes(inbox.apply_batch(INBOX, &last).await), [Done, Done]);
         expected.extend(last.iter().map(reserved));
         assert!(seats(&db, schedule).await.iter().all(|(_, status, _)| status == "HELD"));
-        assert_eq!(announced(&db).await, expected);
+        assert_eq!(announced(&env).await, expected);
     }
 }

@@ -186,7 +186,7 @@ pub async fn hold_each_free(
         holds.iter().map(|h| h.until).collect::<Vec<_>>().into(),
     ];
     let claimed = claims.cte("done", &mut values);
-    let pushed = outbox.then_cte_each(events, &mut values, "done");
+    let pushed = outbox.then_cte_each(events, &mut values, "done", None);
     let rows = db
         .query_all_raw(stmt(
             &format!(

@@ -10,8 +10,9 @@ use contracts::{
     Envelope, Event, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId, PaymentRefunded,
     PaymentRequested, RefundRequested, Won,
 };
-use messaging::{HandleError, Handler, InboxClaim, Incoming, Outbox};
+use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use std::collections::HashSet;
 
 /// Consumes `PaymentRequested` and `RefundRequested` from the RESERVATION stream.
 pub struct Payments {
@@ -23,23 +24,37 @@ impl Handler for Payments {
         kind == PaymentRequested::TYPE || kind == RefundRequested::TYPE
     }
 
-    /// A payment the balance covers, asked for in time, is one statement.
-    async fn at_once(
+    /// The payments of a batch (or a single one) that the balance covers, asked for in time,
+    /// each of another wallet and reservation, are one statement; the rest goes the way of
+    /// [`Handler::handle`].
+    async fn at_once_each(
         &self,
         db: &DatabaseConnection,
-        claim: &InboxClaim<'_>,
-        msg: &Incoming,
-    ) -> Result<bool, HandleError> {
-        if msg.kind() != PaymentRequested::TYPE {
-            return Ok(false);
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let now = Utc::now();
+        let (mut named, mut payments, mut events) = (HashSet::new(), Vec::new(), Vec::new());
+        for (position, msg) in (1i64..).zip(msgs) {
+            if msg.kind() != PaymentRequested::TYPE {
+                continue;
+            }
+            let Ok(req) = msg.decode::<PaymentRequested>() else { continue };
+            let p = &req.payload;
+            if domain::decide_payment(now, p.pay_by, None) != PayDecision::Debit
+                || named.contains(&p.user_id.0)
+                || named.contains(&p.reservation_id.0)
+            {
+                continue;
+            }
+            named.extend([p.user_id.0, p.reservation_id.0]);
+            // The balance in the event is the one the statement leaves.
+            let (payment, completed) = self.completed(&req, Won(0))?;
+            payments.push((position, payment));
+            events.push((position, completed));
         }
-        let req = msg.decode::<PaymentRequested>()?;
-        if domain::decide_payment(Utc::now(), req.payload.pay_by, None) != PayDecision::Debit {
-            return Ok(false);
-        }
-        // The balance in the event is the one the statement leaves.
-        let (payment, completed) = self.completed(&req, Won(0))?;
-        Ok(store::pay_at_once(db, &payment, &self.outbox, &completed, claim).await?.is_some())
+        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
+        Ok(store::pay_each_at_once(db, &payments, &self.outbox, &events, claims).await?)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
@@ -149,5 +164,64 @@ impl Payments {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use contracts::{ReservationId, UserId};
+    use messaging::{Applied, Apply as _, PgInbox};
+
+    const INBOX: &str = "wallet__RESERVATION";
+
+    fn pay(user: UserId, amount: i64) -> Incoming {
+        let r = ReservationId::new();
+        let e = PaymentRequested {
+            reservation_id: r,
+            user_id: user,
+            amount: Won(amount),
+            pay_by: Utc::now() + chrono::Duration::minutes(1),
+        };
+        Incoming::first_delivery(&Envelope::new("reservation", r, e)).unwrap()
+    }
+
+    /// `(type, balance)` of each outbox row, in order (`balance` of a PaymentCompleted).
+    async fn announced(env: &testkit::TestEnv) -> Vec<(String, Option<i64>)> {
+        let envelopes = env.outbox_envelopes(crate::SCHEMA).await.unwrap();
+        envelopes
+            .iter()
+            .map(|e| (e["type"].as_str().unwrap().to_owned(), e["payload"]["balance"].as_i64()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_pays_at_once_what_each_wallet_covers_once_and_the_rest_in_a_transaction() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let (rich, poor) = (UserId::new(), UserId::new());
+        store::credit(&db, rich, Won(1_000)).await.unwrap();
+        store::credit(&db, poor, Won(50)).await.unwrap();
+        let handler = Payments { outbox: Outbox::new(crate::SCHEMA, env.ns.clone()) };
+        let batch = [pay(rich, 300), pay(poor, 100), pay(rich, 200)];
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
+        // The poor wallet does not cover its payment; the second payment from the rich wallet
+        // is left to the transaction.
+        assert_eq!(handler.at_once_each(&db, &claims, &batch).await.unwrap(), [1]);
+        assert_eq!(store::balance(&db, rich).await.unwrap(), Won(700));
+        let completed = PaymentCompleted::TYPE.to_owned();
+        assert_eq!(announced(&env).await, [(completed.clone(), Some(700))]);
+
+        // Delivered again: the first is a duplicate, the others are decided in one transaction.
+        let inbox = PgInbox::publishing(db.clone(), &handler.outbox.clone(), handler);
+        let outcomes: Vec<Applied> =
+            inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(outcomes, [Applied::Duplicate, Applied::Done, Applied::Done]);
+        assert_eq!(store::balance(&db, rich).await.unwrap(), Won(500));
+        assert_eq!(store::balance(&db, poor).await.unwrap(), Won(50));
+        let kinds: Vec<String> = announced(&env).await.into_iter().map(|(kind, _)| kind).collect();
+        assert_eq!(kinds, [completed.clone(), PaymentFailed::TYPE.to_owned(), completed]);
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::domain::PaymentStatus;
 use contracts::{ChargeId, PaymentId, ReservationId, UserId, Won};
-use messaging::{InboxClaim, Outbox, OutboxRow, When};
+use messaging::{InboxClaims, Outbox, OutboxRow};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
@@ -117,39 +117,54 @@ pub async fn insert_payment(
     Ok(())
 }
 
-/// Pays for a reservation in one statement outside a transaction, if it has no payment yet and
-/// the balance covers it: debits the wallet, records the payment `p` (COMPLETED) and writes
-/// `completed` (its `balance` set to the balance after the debit) and the consumer's `claim`.
-/// Returns the balance after, or `None` when nothing was written.
-pub async fn pay_at_once(
+/// Pays, in one statement outside a transaction, each of `payments` (COMPLETED, keyed by
+/// position as [`messaging::InboxClaims`] counts) whose reservation has no payment yet and
+/// whose wallet covers it: debits the wallet, records the payment and writes its `events`
+/// (their `balance` set to the balance after the debit) and its inbox row of `claims`. No two
+/// payments may be of the same wallet or reservation. Answers the positions paid; the others
+/// change nothing.
+pub async fn pay_each_at_once(
     db: &impl ConnectionTrait,
-    p: &Payment,
+    payments: &[(i64, Payment)],
     outbox: &Outbox,
-    completed: &OutboxRow,
-    claim: &InboxClaim<'_>,
-) -> Result<Option<Won>, DbErr> {
-    let mut values = payment_values(p);
-    let claimed = claim.cte("debited", &mut values);
-    let when = When::filling("debited", "balance", "balance");
-    let pushed = outbox.then_cte(std::slice::from_ref(completed), &mut values, Some(when));
-    let row = db
-        .query_one_raw(stmt(
+    events: &[(i64, &OutboxRow)],
+    claims: &InboxClaims<'_>,
+) -> Result<Vec<i64>, DbErr> {
+    if payments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<Value> = vec![
+        payments.iter().map(|(i, _)| *i).collect::<Vec<_>>().into(),
+        payments.iter().map(|(_, p)| p.id.0).collect::<Vec<_>>().into(),
+        payments.iter().map(|(_, p)| p.reservation.0).collect::<Vec<_>>().into(),
+        payments.iter().map(|(_, p)| p.user.0).collect::<Vec<_>>().into(),
+        payments.iter().map(|(_, p)| p.amount.0).collect::<Vec<_>>().into(),
+        payments.iter().map(|(_, p)| p.status.as_str().to_owned()).collect::<Vec<_>>().into(),
+    ];
+    let claimed = claims.cte("debited", &mut values);
+    let pushed = outbox.then_cte_each(events, &mut values, "debited", Some(("balance", "balance")));
+    let rows = db
+        .query_all_raw(stmt(
             &format!(
-                "WITH debited AS (
-                   UPDATE wallet.wallets SET balance = balance - $4, updated_at = now()
-                   WHERE user_id = $3 AND balance >= $4
-                     AND NOT EXISTS (SELECT 1 FROM wallet.payments WHERE reservation_id = $2)
-                   RETURNING balance
+                "WITH p AS MATERIALIZED (
+                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[])
+                     AS p(i, id, reservation_id, user_id, amount, status)
+                 ), debited AS (
+                   UPDATE wallet.wallets w SET balance = w.balance - p.amount, updated_at = now()
+                   FROM p
+                   WHERE w.user_id = p.user_id AND w.balance >= p.amount
+                     AND NOT EXISTS (SELECT 1 FROM wallet.payments x WHERE x.reservation_id = p.reservation_id)
+                   RETURNING p.i, p.id, p.reservation_id, p.user_id, p.amount, p.status, w.balance
                  ), paid AS (
                    INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status)
-                   SELECT $1, $2, $3, $4, $5 FROM debited
+                   SELECT id, reservation_id, user_id, amount, status FROM debited
                  ), {claimed}{pushed}
-                 SELECT balance FROM debited"
+                 SELECT i FROM debited ORDER BY i"
             ),
             values,
         ))
         .await?;
-    row.map(|r| r.try_get("", "balance").map(Won)).transpose()
+    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
 }
 
 /// A completed payment, now marked refunded: `(payment, user, amount)`.

@@ -129,15 +129,18 @@ pub trait Handler: Send + Sync + 'static {
     /// statement must include `claim`'s CTE ([`InboxClaim::cte`]), run only when the effect is
     /// made: a repeated event then fails on the inbox's key, and nothing of the statement stays.
     /// `Ok(true)`: applied. `Ok(false)` or an error: nothing changed, and the message is applied
-    /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart).
+    /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart). By
+    /// default, [`Handler::at_once_each`] with a batch of one.
     fn at_once<'a>(
         &'a self,
         db: &'a DatabaseConnection,
         claim: &'a InboxClaim<'a>,
         msg: &'a Incoming,
     ) -> impl Future<Output = Result<bool, HandleError>> + Send + 'a {
-        let _ = (db, claim, msg);
-        async { Ok(false) }
+        async move {
+            let claims = InboxClaims::from(claim);
+            Ok(!self.at_once_each(db, &claims, std::slice::from_ref(msg)).await?.is_empty())
+        }
     }
 
     /// [`Handler::at_once`] for several events at once: applies those it can in one statement

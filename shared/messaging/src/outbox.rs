@@ -148,13 +148,7 @@ impl Outbox {
         }
         let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) ", self.schema);
         if let Some(when) = &when {
-            let body = match when.fill {
-                None => "v.body".to_owned(),
-                Some((field, column)) => format!(
-                    "convert_to(jsonb_set(convert_from(v.body, 'UTF8')::jsonb, '{{payload,{field}}}', \
-                     to_jsonb(w.{column}))::text, 'UTF8')"
-                ),
-            };
+            let body = body(when.fill);
             sql.push_str(&format!("SELECT v.id, v.subject, v.headers, {body} FROM (VALUES "));
         } else {
             sql.push_str("VALUES ");
@@ -200,9 +194,18 @@ impl Outbox {
     /// `, pushed AS (..)` for a statement that applies several events at once
     /// ([`crate::Handler::at_once_each`]): of `rows`, each keyed by the position of the event it
     /// answers (from 1, as [`crate::InboxClaims`] counts), writes those whose key is an `i` of
-    /// `from`, in the order given; empty without rows. The rows travel as arrays, so the
+    /// `from` (an expression of the statement with each `i` once), in the order given; empty
+    /// without rows. The rows travel as arrays, so the
     /// statement's text (and its prepared plan) is the same whatever their number.
-    pub fn then_cte_each(&self, rows: &[(i64, &OutboxRow)], values: &mut Vec<Value>, from: &str) -> String {
+    /// With `fill`, each row's payload `field` is set to its `from` row's `column`
+    /// ([`When::filling`]).
+    pub fn then_cte_each(
+        &self,
+        rows: &[(i64, &OutboxRow)],
+        values: &mut Vec<Value>,
+        from: &str,
+        fill: Option<(&str, &str)>,
+    ) -> String {
         if rows.is_empty() {
             return String::new();
         }
@@ -214,16 +217,29 @@ impl Outbox {
         values.push(rows.iter().map(|(_, r)| r.body.clone()).collect::<Vec<_>>().into());
         format!(
             ", pushed AS (INSERT INTO {}.outbox (id, subject, headers, body) \
-             SELECT v.id, v.subject, v.headers, v.body \
+             SELECT v.id, v.subject, v.headers, {} \
              FROM unnest(${n}::bigint[], ${}::uuid[], ${}::text[], ${}::jsonb[], ${}::bytea[]) \
              WITH ORDINALITY AS v(i, id, subject, headers, body, o) \
-             WHERE v.i IN (SELECT i FROM {from}) ORDER BY v.o)",
+             JOIN {from} AS w ON w.i = v.i ORDER BY v.o)",
             self.schema,
+            body(fill),
             n + 1,
             n + 2,
             n + 3,
             n + 4
         )
+    }
+}
+
+/// The body of outbox row `v`, with its payload's `field` set to `w.<column>` when there is
+/// a fill.
+fn body(fill: Option<(&str, &str)>) -> String {
+    match fill {
+        None => "v.body".to_owned(),
+        Some((field, column)) => format!(
+            "convert_to(jsonb_set(convert_from(v.body, 'UTF8')::jsonb, '{{payload,{field}}}', \
+             to_jsonb(w.{column}))::text, 'UTF8')"
+        ),
     }
 }
 

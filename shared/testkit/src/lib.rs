@@ -200,6 +200,15 @@ impl TestEnv {
             .collect()
     }
 
+    /// The envelopes waiting in `<schema>.outbox`, in the order they were written: for tests
+    /// that run handlers without a relay.
+    pub async fn outbox_envelopes(&self, schema: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let sql = format!("SELECT convert_from(body, 'UTF8')::jsonb AS e FROM {schema}.outbox ORDER BY seq");
+        let rows =
+            self.db.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await?;
+        Ok(rows.iter().map(|r| r.try_get("", "e")).collect::<Result<_, _>>()?)
+    }
+
     /// Waits (bounded) until the consumers of `schema` have handled event `id` and everything
     /// its handling announced has left the outbox: the sync point for asserting that an event
     /// changed nothing (or what it published).
