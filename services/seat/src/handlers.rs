@@ -72,7 +72,7 @@ impl Handler for Reservations {
             self.announce_if_sold_out(db, &done).await?;
             return Ok(!sold.is_empty());
         }
-        let held = self.hold_each_free(db, &claim.into(), std::slice::from_ref(msg)).await?;
+        let held = self.at_once_each(db, &claim.into(), std::slice::from_ref(msg)).await?;
         Ok(!held.is_empty())
     }
 
@@ -86,7 +86,34 @@ impl Handler for Reservations {
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
     ) -> Result<Vec<i64>, HandleError> {
-        self.hold_each_free(db, claims, msgs).await
+        let until = self.held_until()?;
+        let mut asked = HashSet::new();
+        let (mut holds, mut events) = (Vec::new(), Vec::new());
+        for (position, msg) in (1i64..).zip(msgs) {
+            if msg.kind() != ReservationRequested::TYPE {
+                continue;
+            }
+            let Ok(req) = msg.decode::<ReservationRequested>() else { continue };
+            let p = &req.payload;
+            let (seats, distinct) = sorted(&p.seat_nos);
+            if !distinct || seats.is_empty() || seats.iter().any(|s| asked.contains(&(p.schedule_id, *s))) {
+                continue;
+            }
+            let Some(priced) = self.prices.get(db, p.schedule_id).await? else { continue };
+            let Some(amount) = priced.amount(&seats) else { continue };
+            asked.extend(seats.iter().map(|s| (p.schedule_id, *s)));
+            let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
+            events.push((position, event));
+            holds.push(store::Hold {
+                position,
+                schedule: p.schedule_id,
+                seats,
+                reservation: p.reservation_id,
+                until,
+            });
+        }
+        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
+        Ok(store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
@@ -129,43 +156,6 @@ fn reserved(
 }
 
 impl Reservations {
-    /// The holds [`Handler::at_once_each`] makes of `msgs`: the positions of those made (from 1).
-    async fn hold_each_free(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let until = self.held_until()?;
-        let mut asked = HashSet::new();
-        let (mut holds, mut events) = (Vec::new(), Vec::new());
-        for (position, msg) in (1i64..).zip(msgs) {
-            if msg.kind() != ReservationRequested::TYPE {
-                continue;
-            }
-            let Ok(req) = msg.decode::<ReservationRequested>() else { continue };
-            let p = &req.payload;
-            let (seats, distinct) = sorted(&p.seat_nos);
-            if !distinct || seats.is_empty() || seats.iter().any(|s| asked.contains(&(p.schedule_id, *s))) {
-                continue;
-            }
-            let Some(priced) = self.prices.get(db, p.schedule_id).await? else { continue };
-            let Some(amount) = priced.amount(&seats) else { continue };
-            asked.extend(seats.iter().map(|s| (p.schedule_id, *s)));
-            let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
-            events.push((position, event));
-            holds.push(store::Hold {
-                position,
-                schedule: p.schedule_id,
-                seats,
-                reservation: p.reservation_id,
-                until,
-            });
-        }
-        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
-        Ok(store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?)
-    }
-
     /// When a hold made now ends.
     fn held_until(&self) -> Result<DateTime<Utc>, HandleError> {
         Ok(Utc::now()

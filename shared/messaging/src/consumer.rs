@@ -145,8 +145,9 @@ pub trait Handler: Send + Sync + 'static {
 
     /// [`Handler::at_once`] for several events at once: applies those it can in one statement
     /// of its own, which must include `claims`' CTE ([`InboxClaims::cte`]) over the events it
-    /// applies, and answers their positions in `msgs` (from 1, as the statement counts them). An event applied before makes the whole
-    /// statement fail on the inbox's key, and nothing of it stays. The events not answered (all
+    /// applies, and answers their positions in `msgs` (from 1, as the statement counts them).
+    /// An event applied before makes the whole statement fail on the inbox's key, and nothing
+    /// of it stays. The events not answered (all
     /// of them on an error) are applied as [`Handler::handle`] says, in one transaction.
     fn at_once_each<'a>(
         &'a self,
@@ -346,6 +347,17 @@ impl<H: Handler> PgInbox<H> {
         Ok(outcomes)
     }
 
+    /// After a statement of the handler applied `applied` outside a transaction: counts them,
+    /// wakes the relay and runs their [`Handler::after_commit`].
+    fn applied_at_once(&self, consumer: &str, applied: &[&Incoming]) {
+        metrics::counter!("consumer_applied_at_once_total", "consumer" => consumer.to_owned())
+            .increment(applied.len() as u64);
+        self.committed();
+        for msg in applied {
+            self.handler.after_commit(msg);
+        }
+    }
+
     /// The handler's one statement for those of `msgs` it can apply so
     /// ([`Handler::at_once_each`]); whether each was applied.
     async fn at_once_each(&self, consumer: &str, msgs: &[Incoming]) -> Vec<bool> {
@@ -358,12 +370,9 @@ impl<H: Handler> PgInbox<H> {
                         *d = true;
                     }
                 }
-                metrics::counter!("consumer_applied_at_once_total", "consumer" => consumer.to_owned())
-                    .increment(done.iter().filter(|d| **d).count() as u64);
-                self.committed();
-                for (msg, _) in msgs.iter().zip(&done).filter(|(_, d)| **d) {
-                    self.handler.after_commit(msg);
-                }
+                let applied: Vec<&Incoming> =
+                    msgs.iter().zip(&done).filter(|(_, d)| **d).map(|(m, _)| m).collect();
+                self.applied_at_once(consumer, &applied);
             }
             Ok(_) => {}
             Err(e) => {
@@ -409,10 +418,7 @@ impl<H: Handler> Apply for PgInbox<H> {
             let claim = InboxClaim { schema: &self.schema, consumer, event: msg.envelope.id.0 };
             match self.handler.at_once(&self.db, &claim, msg).await {
                 Ok(true) => {
-                    metrics::counter!("consumer_applied_at_once_total", "consumer" => consumer.to_owned())
-                        .increment(1);
-                    self.committed();
-                    self.handler.after_commit(msg);
+                    self.applied_at_once(consumer, &[msg]);
                     return Ok(Applied::Done);
                 }
                 Ok(false) => {}

@@ -147,9 +147,8 @@ impl Outbox {
             return None;
         }
         let mut sql = format!("INSERT INTO {}.outbox (id, subject, headers, body) ", self.schema);
-        if let Some(when) = &when {
-            let body = body(when.fill);
-            sql.push_str(&format!("SELECT v.id, v.subject, v.headers, {body} FROM (VALUES "));
+        if when.is_some() {
+            sql.push_str("SELECT v.id, v.subject, v.headers, v.body FROM (VALUES ");
         } else {
             sql.push_str("VALUES ");
         }
@@ -195,10 +194,10 @@ impl Outbox {
     /// ([`crate::Handler::at_once_each`]): of `rows`, each keyed by the position of the event it
     /// answers (from 1, as [`crate::InboxClaims`] counts), writes those whose key is an `i` of
     /// `from` (an expression of the statement with each `i` once), in the order given; empty
-    /// without rows. The rows travel as arrays, so the
+    /// without rows. With `fill` (`(field, column)`), each row's payload `field` (a top-level
+    /// key) is set to its `from` row's `column` (as JSON): for an event that says what the
+    /// statement computes (a balance after a debit). The rows travel as arrays, so the
     /// statement's text (and its prepared plan) is the same whatever their number.
-    /// With `fill`, each row's payload `field` is set to its `from` row's `column`
-    /// ([`When::filling`]).
     pub fn then_cte_each(
         &self,
         rows: &[(i64, &OutboxRow)],
@@ -222,7 +221,7 @@ impl Outbox {
              WITH ORDINALITY AS v(i, id, subject, headers, body, o) \
              JOIN {from} AS w ON w.i = v.i ORDER BY v.o)",
             self.schema,
-            body(fill),
+            filled_body(fill),
             n + 1,
             n + 2,
             n + 3,
@@ -233,7 +232,7 @@ impl Outbox {
 
 /// The body of outbox row `v`, with its payload's `field` set to `w.<column>` when there is
 /// a fill.
-fn body(fill: Option<(&str, &str)>) -> String {
+fn filled_body(fill: Option<(&str, &str)>) -> String {
     match fill {
         None => "v.body".to_owned(),
         Some((field, column)) => format!(
@@ -244,24 +243,16 @@ fn body(fill: Option<(&str, &str)>) -> String {
 }
 
 /// Outbox rows written only if `from` (a part of the statement, e.g. a CTE's `RETURNING`) has a
-/// row, optionally with a payload field set from that row: for an event that says what the
-/// statement computes (a balance after a debit).
+/// row.
 #[derive(Clone, Copy, Debug)]
 pub struct When<'a> {
     from: &'a str,
-    fill: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> When<'a> {
     /// If `from` has a row.
     pub fn row_in(from: &'a str) -> Self {
-        Self { from, fill: None }
-    }
-
-    /// If `from` has a row, with the payload's `field` (a top-level key) set to that row's
-    /// `column` (as JSON).
-    pub fn filling(from: &'a str, field: &'a str, column: &'a str) -> Self {
-        Self { from, fill: Some((field, column)) }
+        Self { from }
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::support::{env, outbox, outbox_rows, sample};
+use crate::support::{commit_samples, env, outbox, outbox_rows, sample};
 use axum::http::StatusCode;
 use contracts::Stream;
 use contracts::UserId;
@@ -61,10 +61,7 @@ async fn two_relays_at_once_publish_each_event_once() {
     let env = env().await;
     let ob = outbox(&env);
     for _ in 0..20 {
-        let txn = env.db.begin().await.unwrap();
-        let events: Vec<_> = (0..50).map(|_| sample()).collect();
-        ob.push_all(&txn, &events).await.unwrap();
-        txn.commit().await.unwrap();
+        commit_samples(&env, &ob, 50).await;
     }
     let mut a = Relay::new(&env.db, env.bus.clone(), "probe");
     let mut b = Relay::new(&env.db, env.bus.clone(), "probe");
@@ -82,10 +79,7 @@ async fn a_relay_vacuums_its_outbox_after_deleting_the_rows_it_is_told_to() {
     let env = env().await;
     let ob = outbox(&env);
     for _ in 0..4 {
-        let txn = env.db.begin().await.unwrap();
-        let events: Vec<_> = (0..25).map(|_| sample()).collect();
-        ob.push_all(&txn, &events).await.unwrap();
-        txn.commit().await.unwrap();
+        commit_samples(&env, &ob, 25).await;
     }
     let mut relay = Relay::new(&env.db, env.bus.clone(), "probe");
     relay.batch = 30;
@@ -94,9 +88,7 @@ async fn a_relay_vacuums_its_outbox_after_deleting_the_rows_it_is_told_to() {
     assert_eq!(outbox_rows(&env).await, 0);
     // Claims of 30, 30 (60 deleted: a vacuum), 30 and 10.
     assert_eq!(vacuums(&env, 1).await, 1);
-    let txn = env.db.begin().await.unwrap();
-    ob.push_all(&txn, &(0..10).map(|_| sample()).collect::<Vec<_>>()).await.unwrap();
-    txn.commit().await.unwrap();
+    commit_samples(&env, &ob, 10).await;
     assert_eq!(relay.drain().await.unwrap(), 10);
     assert_eq!(vacuums(&env, 2).await, 2, "50 more deleted: another vacuum");
 }

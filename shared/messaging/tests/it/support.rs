@@ -2,7 +2,7 @@
 
 use contracts::{Envelope, Event, ReservationId, ScheduleId, SeatNo, SeatsReleased, Stream};
 use messaging::{ConsumerSpec, HandleError, Handler, Incoming, Outbox};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -93,12 +93,15 @@ pub async fn publish_event<E: Event>(env: &TestEnv, event: &Envelope<E>, msg_id:
 
 /// `event` as a consumer receives it.
 pub fn incoming<E: Event>(event: &Envelope<E>, deliveries: u64) -> Incoming {
-    Incoming {
-        subject: E::SUBJECT.into(),
-        envelope: serde_json::from_value(serde_json::to_value(event).expect("json")).expect("envelope"),
-        stream_sequence: 1,
-        deliveries,
-    }
+    Incoming { deliveries, ..Incoming::first_delivery(event).expect("envelope") }
+}
+
+/// Commits `n` sample events to the outbox in one transaction.
+pub async fn commit_samples(env: &TestEnv, ob: &Outbox, n: usize) {
+    let txn = env.db.begin().await.expect("begin");
+    let events: Vec<_> = (0..n).map(|_| sample()).collect();
+    ob.push_all(&txn, &events).await.expect("push");
+    txn.commit().await.expect("commit");
 }
 
 /// Records each event it applies (with the trace id it saw); fails the first `fail_first`
