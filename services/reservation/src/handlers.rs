@@ -183,7 +183,7 @@ mod tests {
             created_at: Utc::now(),
         };
         let store::Inserted::Stored(stored, version, _) =
-            store::insert_unless_taken(db, &r, &saga.outbox, &[]).await.unwrap()
+            store::insert_each_unless_taken(db, &[(r, vec![])], &saga.outbox).await.unwrap().remove(0)
         else {
             panic!("the seat is free")
         };

@@ -239,9 +239,11 @@ async fn create_reservation(
         created_at: Utc::now(),
     };
     let early = wait.0.map(|_| s.local.waiters.watch(r.id));
+    let new = announced(&s.outbox, r)?;
     let (answer, entries) = if key.0.is_none() {
-        // One statement, no transaction: there is no answer to keep for a retry.
-        let (answer, (stored, version, entries)) = insert(&s.db, &s.outbox, &r).await?;
+        // No transaction: there is no answer to keep for a retry. Written in one statement with
+        // the requests that arrive meanwhile.
+        let (answer, (stored, version, entries)) = inserted(s.inserts.run(new).await.map_err(internal)?)?;
         s.local.recent.remember(stored, version);
         (s.outbox.answered(answer), Some(entries))
     } else {
@@ -250,7 +252,12 @@ async fn create_reservation(
             .outbox
             .idempotent(&s.db, &who, &key, &request, |txn| {
                 // Not remembered: the row is only stored once the transaction commits.
-                Box::pin(async move { Ok(insert(txn, &outbox, &r).await?.0) })
+                Box::pin(async move {
+                    let mut done =
+                        store::insert_each_unless_taken(txn, &[new], &outbox).await.map_err(internal)?;
+                    let done = done.pop().ok_or_else(|| internal(sea_orm::DbErr::RecordNotInserted))?;
+                    Ok(inserted(done)?.0)
+                })
             })
             .await?;
         (answer, None)
@@ -258,13 +265,8 @@ async fn create_reservation(
     settle(&s, who, answer, wait, |st| st != Status::Pending, early, entries).await
 }
 
-/// Inserts a new reservation with its `ReservationRequested`, unless a seat is taken; the
-/// answer, and the row as stored with its version and its number of timeline entries.
-async fn insert(
-    db: &impl sea_orm::ConnectionTrait,
-    outbox: &messaging::Outbox,
-    r: &Reservation,
-) -> Result<(StoredResponse, (Reservation, String, usize)), Problem> {
+/// A new reservation with the `ReservationRequested` that announces it.
+fn announced(outbox: &messaging::Outbox, r: Reservation) -> Result<store::NewReservation, Problem> {
     let requested = ReservationRequested {
         reservation_id: r.id,
         user_id: r.user_id,
@@ -273,9 +275,17 @@ async fn insert(
         queue_token: r.queue_token.clone(),
     };
     let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
-    match store::insert_unless_taken(db, r, outbox, &[event]).await.map_err(internal)? {
+    Ok((r, vec![event]))
+}
+
+/// The answer to an insert, and the row as stored with its version and its number of
+/// timeline entries; `SEAT_UNAVAILABLE` when a seat was taken.
+fn inserted(done: store::Inserted) -> Result<(StoredResponse, (Reservation, String, usize)), Problem> {
+    match done {
         store::Inserted::Taken(seat) => Err(seat_unavailable(seat)),
-        store::Inserted::Stored(stored, version, entries) => Ok((accepted(r)?, (stored, version, entries))),
+        store::Inserted::Stored(stored, version, entries) => {
+            Ok((accepted(&stored)?, (stored, version, entries)))
+        }
     }
 }
 
@@ -326,12 +336,12 @@ async fn pay_reservation(
     let who = ticket.admit().await?.identity;
     let early = wait.0.map(|_| s.local.waiters.watch(id));
     let origin = Origin::Request { user: who.user_id };
-    // Without a key there is no answer to keep: one compare-and-set, unless the row moves meanwhile.
+    // Without a key there is no answer to keep: one compare-and-set (written with the other
+    // requests' that arrive meanwhile), unless the row moves meanwhile.
     if key.0.is_none() {
         let pay = Input::Pay { now: Utc::now() };
-        if let Some((r, entries)) = saga::apply_at_once(&s.db, &s.outbox, &s.local, id, pay, origin, None)
-            .await
-            .map_err(apply_problem)?
+        if let Some((r, entries)) =
+            saga::apply_requested(&s.saves, &s.local, id, pay, who.user_id).await.map_err(apply_problem)?
         {
             let answer = s.outbox.answered(accepted(&r)?);
             return settle(&s, who, answer, wait, |st| st != Status::Paying, early, entries).await;

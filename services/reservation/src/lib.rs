@@ -17,7 +17,7 @@ pub use domain::{Status, decide};
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
-use platform::{auth::JwtKeys, queue_guard::QueueGate};
+use platform::{auth::JwtKeys, combine::Combiner, queue_guard::QueueGate};
 use sea_orm::DatabaseConnection;
 use std::time::Duration;
 
@@ -25,6 +25,12 @@ use std::time::Duration;
 pub const NAME: &str = "reservation";
 /// The Postgres schema it owns.
 pub const SCHEMA: &str = "reservation";
+
+/// Writers of the requests' inserts and changes, of each: one, so that under load the
+/// requests that arrive while it writes wait to be written together.
+const WRITERS: usize = 1;
+/// Requests written in one statement at most.
+const AT_ONCE: usize = 64;
 
 /// What the HTTP handlers need.
 #[derive(Clone)]
@@ -39,6 +45,10 @@ pub struct AppState {
     /// Reservations as this process last wrote them, and requests waiting (`Prefer: wait`)
     /// for their reservation to settle.
     pub local: saga::Local,
+    /// `POST /reservations`' inserts, written together when they arrive together.
+    pub inserts: Combiner<store::Inserts>,
+    /// Requests' changes (a payment), written together when they arrive together.
+    pub saves: Combiner<saga::Saves>,
 }
 
 impl FromRef<AppState> for QueueGate {
@@ -95,6 +105,8 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         task_rt.spawn_consumer(wallet, PgInbox::publishing(db, &saga.outbox, saga.clone()));
         sweeper.run(every, task_rt.shutdown.clone()).await;
     });
+    let inserts = store::Inserts { db: rt.db.clone(), outbox: outbox.clone() };
+    let saves = saga::Saves { db: rt.db.clone(), outbox: outbox.clone(), local: local.clone() };
     let gate = QueueGate::new(rt.redis.clone(), &rt.config.prefix, !rt.config.queue.dev_skip_token);
     Ok(router(AppState {
         db: rt.db.clone(),
@@ -103,6 +115,8 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
         gate,
         schedules: store::Schedules::default(),
         local,
+        saves: Combiner::start("reservation saves", saves, WRITERS, AT_ONCE),
+        inserts: Combiner::start("reservation inserts", inserts, WRITERS, AT_ONCE),
     }))
 }
 

@@ -13,8 +13,9 @@ use contracts::{
     ReservationFailed, ReservationId, UserId,
 };
 use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow};
+use platform::combine::{Batch, Combiner};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Why applying an input did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -77,18 +78,75 @@ pub async fn apply_at_once(
     origin: Origin<'_>,
     claim: Option<&InboxClaim<'_>>,
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
-    let remembered = local.recent.take(id);
-    let from_memory = remembered.is_some();
-    let known = match remembered {
-        Some(known) => known,
-        None => store::read(db, id).await?.ok_or(ApplyError::NotFound)?,
-    };
-    let Some(planned) = plan(outbox, local, (1, id, input, origin), known, from_memory)? else {
+    let Some(planned) = plan_known(db, outbox, local, (1, id, input, origin)).await? else {
         return Ok(None);
     };
     let claims = claim.map(InboxClaims::from);
-    let saved = save_planned(db, outbox, local, &[planned], claims.as_ref()).await?;
+    let saved = save_planned(db, outbox, local, &[(1, &planned)], claims.as_ref()).await?;
     Ok(saved.into_iter().next().map(|(_, r, entries)| (r, entries)))
+}
+
+/// [`apply_at_once`] for a request of `user`'s, with its change written in one statement with
+/// the other requests' changes that are waiting meanwhile (`saves`).
+pub async fn apply_requested(
+    saves: &Combiner<Saves>,
+    local: &Local,
+    id: ReservationId,
+    input: Input,
+    user: UserId,
+) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
+    let step = (1, id, input, Origin::Request { user });
+    let Some(planned) = plan_known(&saves.batch().db, &saves.batch().outbox, local, step).await? else {
+        return Ok(None);
+    };
+    Ok(saves.run(planned).await?)
+}
+
+/// Decides `step` on the copy of its reservation this process remembers, or else on the row
+/// as read ([`plan`]).
+async fn plan_known<'a>(
+    db: &DatabaseConnection,
+    outbox: &Outbox,
+    local: &Local,
+    step: Step<'a>,
+) -> Result<Option<Planned<'a>>, ApplyError> {
+    let remembered = local.recent.take(step.1);
+    let from_memory = remembered.is_some();
+    let known = match remembered {
+        Some(known) => known,
+        None => store::read(db, step.1).await?.ok_or(ApplyError::NotFound)?,
+    };
+    plan(outbox, local, step, known, from_memory)
+}
+
+/// Requests' changes, written together when they arrive together ([`platform::combine`]);
+/// two changes of one reservation never share a statement (the second is decided on the first's
+/// copy, and its compare-and-set needs the first one's version).
+pub struct Saves {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+    pub local: Local,
+}
+
+impl Batch for Saves {
+    type Item = Planned<'static>;
+    type Output = Option<(Reservation, Option<usize>)>;
+    type Error = DbErr;
+
+    fn fits(&self, batch: &[Planned<'static>], item: &Planned<'static>) -> bool {
+        !batch.iter().any(|p| p.next.id == item.next.id)
+    }
+
+    async fn run(&self, batch: &[Planned<'static>]) -> Result<Vec<Self::Output>, DbErr> {
+        let keyed: Vec<(i64, &Planned<'_>)> = (1..).zip(batch).collect();
+        let mut saved: HashMap<i64, (Reservation, Option<usize>)> =
+            save_planned(&self.db, &self.outbox, &self.local, &keyed, None)
+                .await?
+                .into_iter()
+                .map(|(i, r, entries)| (i, (r, entries)))
+                .collect();
+        Ok(keyed.iter().map(|(i, _)| saved.remove(i)).collect())
+    }
 }
 
 /// An input to apply to a reservation, keyed by a position (from 1, as [`InboxClaims`] counts).
@@ -114,12 +172,13 @@ pub async fn apply_each_at_once(
         let Some(known) = local.recent.take(step.1) else { continue };
         planned.extend(plan(outbox, local, step, known, true)?);
     }
-    let saved = save_planned(db, outbox, local, &planned, Some(claims)).await?;
+    let keyed: Vec<(i64, &Planned<'_>)> = planned.iter().map(|p| (p.position, p)).collect();
+    let saved = save_planned(db, outbox, local, &keyed, Some(claims)).await?;
     Ok(saved.into_iter().map(|(i, ..)| i).collect())
 }
 
 /// A decision taken on a known copy of a reservation, ready to save.
-struct Planned<'a> {
+pub struct Planned<'a> {
     position: i64,
     current: Reservation,
     version: String,
@@ -155,19 +214,19 @@ fn plan<'a>(
     Ok(Some(Planned { position, current, version, next: decision.next, events, kinds, view }))
 }
 
-/// Saves `planned` in one statement; remembers each reservation saved and offers its timeline
-/// to its waiters. Answers, by position, the reservations saved and the length of their
-/// timelines when answered.
+/// Saves `planned`, each keyed by a position (with `claims`, its message's), in one statement;
+/// remembers each reservation saved and offers its timeline to its waiters. Answers, by
+/// position, the reservations saved and the length of their timelines when answered.
 async fn save_planned(
     db: &DatabaseConnection,
     outbox: &Outbox,
     local: &Local,
-    planned: &[Planned<'_>],
+    planned: &[(i64, &Planned<'_>)],
     claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<(i64, Reservation, Option<usize>)>, DbErr> {
     let changes: Vec<(i64, store::Change<'_>)> = planned
         .iter()
-        .map(|p| {
+        .map(|&(position, p)| {
             let change = store::Change {
                 expected: p.current.status,
                 version: Some(&p.version),
@@ -176,7 +235,7 @@ async fn save_planned(
                 events: &p.events,
                 view: p.view,
             };
-            (p.position, change)
+            (position, change)
         })
         .collect();
     let saved = store::save(db, &changes, outbox, claims).await?;

@@ -3,9 +3,9 @@
 use crate::domain::{Reservation, Status};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
-use messaging::{InboxClaims, Outbox, OutboxRow, When};
-use platform::memo::Memo;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use messaging::{InboxClaims, Outbox, OutboxRow};
+use platform::{combine::Batch, memo::Memo};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -117,51 +117,108 @@ pub enum Inserted {
     Taken(SeatNo),
 }
 
-/// Inserts `r` with the `events` that announce it (also its first timeline entries), unless
-/// one of its seats is in a live reservation of the schedule (PENDING, HELD and not past its
-/// hold, PAYING, or CONFIRMED): then nothing is written and that seat (the lowest) is returned.
-/// One statement.
-pub async fn insert_unless_taken(
+/// A reservation to insert, with the events that announce it (also its first timeline entries).
+pub type NewReservation = (Reservation, Vec<OutboxRow>);
+
+/// Inserts each new reservation with its events, unless one of its seats is in a live
+/// reservation of the schedule (PENDING, HELD and not past its hold, PAYING, or CONFIRMED):
+/// then nothing of it is written and that seat (the lowest) is answered. One statement; the
+/// reservations travel as one JSON parameter, so its text (and prepared plan) is the same
+/// whatever their number. Two of them asking for the same seat are not looked at against each
+/// other (both would be inserted): the caller keeps them apart ([`Inserts`]).
+pub async fn insert_each_unless_taken(
     db: &impl ConnectionTrait,
-    r: &Reservation,
+    new: &[NewReservation],
     outbox: &Outbox,
-    events: &[OutboxRow],
-) -> Result<Inserted, DbErr> {
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
-    let mut values: Vec<Value> = vec![
-        r.id.0.into(),
-        r.user_id.0.into(),
-        r.schedule_id.0.into(),
-        r.concert_id.0.into(),
-        r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>().into(),
-        r.status.as_str().into(),
-        r.queue_token.clone().into(),
-        r.created_at.into(),
-        kind_list(&kinds).into(),
-    ];
+) -> Result<Vec<Inserted>, DbErr> {
+    let rows: Vec<serde_json::Value> = new
+        .iter()
+        .zip(1_i64..)
+        .map(|((r, events), i)| {
+            serde_json::json!({
+                "i": i,
+                "id": r.id.0,
+                "user_id": r.user_id.0,
+                "schedule_id": r.schedule_id.0,
+                "concert_id": r.concert_id.0,
+                "seat_nos": r.seat_nos.iter().map(|s| s.0).collect::<Vec<i32>>(),
+                "status": r.status.as_str(),
+                "queue_token": r.queue_token,
+                "created_at": r.created_at,
+                "kinds": events.iter().map(|e| e.kind).collect::<Vec<&str>>(),
+            })
+        })
+        .collect();
+    let mut values: Vec<Value> = vec![serde_json::Value::Array(rows).into()];
+    let events: Vec<(i64, &OutboxRow)> =
+        new.iter().zip(1_i64..).flat_map(|((_, events), i)| events.iter().map(move |e| (i, e))).collect();
+    let pushed = outbox.then_cte_each(&events, &mut values, "done", None);
     let sql = format!(
-        "WITH taken AS (
-           SELECT n FROM reservation.reservations, unnest(seat_nos) AS n
-           WHERE schedule_id = $3 AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
-             AND NOT (status = 'HELD' AND held_until < now()) AND n = ANY($5)
-           ORDER BY n LIMIT 1
+        "WITH c AS MATERIALIZED (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
+             i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[],
+             status text, queue_token text, created_at timestamptz, kinds text[])
+         ), taken AS MATERIALIZED (
+           SELECT c.i, (
+             SELECT min(n) FROM reservation.reservations r, unnest(r.seat_nos) AS n
+             WHERE r.schedule_id = c.schedule_id AND r.status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+               AND NOT (r.status = 'HELD' AND r.held_until < now()) AND r.seat_nos && c.seat_nos
+               AND n = ANY(c.seat_nos)
+           ) AS n FROM c
          ), inserted AS (
            INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM taken)
+           SELECT c.id, c.user_id, c.schedule_id, c.concert_id, c.seat_nos, c.status, c.queue_token, c.created_at
+           FROM c JOIN taken ON taken.i = c.i WHERE taken.n IS NULL ORDER BY c.i
            RETURNING {COLUMNS}, xmin::text AS version
-         ), logged AS ({}){}
-         SELECT taken.n, inserted.* FROM (SELECT) AS one LEFT JOIN taken ON true LEFT JOIN inserted ON true",
-        timeline_insert("inserted.id", "inserted, ", 9),
-        outbox.then_cte(events, &mut values, Some(When::row_in("inserted"))),
+         ), done AS (
+           SELECT c.i, c.id, c.kinds FROM c JOIN inserted ON inserted.id = c.id
+         ), logged AS (
+           INSERT INTO reservation.timeline (reservation_id, type)
+           SELECT done.id, k.type FROM done, unnest(done.kinds) WITH ORDINALITY AS k(type, o) ORDER BY done.i, k.o
+         ){pushed}
+         SELECT c.i, taken.n, inserted.* FROM c JOIN taken ON taken.i = c.i
+         LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i"
     );
-    let row = db
-        .query_one_raw(stmt(&sql, values))
-        .await?
-        .ok_or_else(|| DbErr::Custom("the insert answered no row".into()))?;
-    if let Some(n) = row.try_get::<Option<i32>>("", "n")? {
-        return Ok(Inserted::Taken(SeatNo(n)));
+    let rows = db.query_all_raw(stmt(&sql, values)).await?;
+    if rows.len() != new.len() {
+        return Err(DbErr::Custom(format!(
+            "{} reservations to insert answered {} rows",
+            new.len(),
+            rows.len()
+        )));
     }
-    Ok(Inserted::Stored(reservation(&row)?, row.try_get("", "version")?, kinds.len()))
+    rows.iter()
+        .zip(new)
+        .map(|(row, (_, events))| match row.try_get::<Option<i32>>("", "n")? {
+            Some(n) => Ok(Inserted::Taken(SeatNo(n))),
+            None => Ok(Inserted::Stored(reservation(row)?, row.try_get("", "version")?, events.len())),
+        })
+        .collect()
+}
+
+/// `POST /reservations`' inserts, written together when they arrive together
+/// ([`platform::combine`]). Requests that share a seat of a schedule are never written together,
+/// so the statement's look at the live reservations (which cannot see its own inserts) is
+/// enough: the later one waits for the next statement, and then finds the seat taken.
+pub struct Inserts {
+    pub db: DatabaseConnection,
+    pub outbox: Outbox,
+}
+
+impl Batch for Inserts {
+    type Item = NewReservation;
+    type Output = Inserted;
+    type Error = DbErr;
+
+    fn fits(&self, batch: &[NewReservation], (item, _): &NewReservation) -> bool {
+        !batch.iter().any(|(r, _)| {
+            r.schedule_id == item.schedule_id && r.seat_nos.iter().any(|s| item.seat_nos.contains(s))
+        })
+    }
+
+    async fn run(&self, batch: &[NewReservation]) -> Result<Vec<Inserted>, DbErr> {
+        insert_each_unless_taken(&self.db, batch, &self.outbox).await
+    }
 }
 
 /// Reservations as this process last wrote them outside a transaction, with their row

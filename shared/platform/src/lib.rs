@@ -2,6 +2,7 @@
 //! health/readiness/metrics routes, pools, the HTTP server and graceful shutdown.
 
 pub mod auth;
+pub mod combine;
 pub mod config;
 pub mod http;
 pub mod idempotency;

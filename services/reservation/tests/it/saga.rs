@@ -1,7 +1,8 @@
 use crate::Service;
 use chrono::{Duration as Span, Utc};
 use contracts::{
-    PaymentRequested, ReservationCompleted, ReservationFailed, ReservationFailureReason, SeatNo, UserId, Won,
+    PaymentRequested, ReservationCompleted, ReservationFailed, ReservationFailureReason, ReservationId,
+    SeatNo, UserId, Won,
 };
 use reqwest::Method;
 use sea_orm::ConnectionTrait;
@@ -134,6 +135,71 @@ async fn a_seat_in_a_live_reservation_is_turned_away_at_once_until_that_one_fail
     assert_eq!((status, body["status"].as_str()), (200, Some("CANCELLED")), "{body}");
     let (status, body) = s.call(Method::POST, "/reservations", second, Some(request)).await;
     assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn requests_that_arrive_together_get_one_reservation_per_seat() {
+    let s = Service::start().await;
+    // Twenty users race for seat 7 while twenty others each ask for a seat of their own: the
+    // requests are written together as they arrive, but never two asking for one seat.
+    let racers: Vec<UserId> = (0..20).map(|_| UserId::new()).collect();
+    let loners: Vec<(UserId, i32)> = (10..30).map(|seat| (UserId::new(), seat)).collect();
+    let service = &s;
+    let ask = move |user: UserId, seat: i32| {
+        let body = serde_json::json!({"scheduleId": service.schedule, "seatNos": [seat]});
+        async move { (seat, service.call(Method::POST, "/reservations", user, Some(body)).await) }
+    };
+    let answers = futures::future::join_all(
+        racers.iter().map(|u| ask(*u, 7)).chain(loners.iter().map(|(u, seat)| ask(*u, *seat))),
+    )
+    .await;
+
+    let won: Vec<i32> =
+        answers.iter().filter(|(_, (status, _))| *status == 202).map(|(seat, _)| *seat).collect();
+    assert_eq!(won.iter().filter(|seat| **seat == 7).count(), 1, "{answers:?}");
+    assert_eq!(won.len(), 21, "every seat of its own was reserved: {answers:?}");
+    for (seat, (status, body)) in answers.iter().filter(|(_, (status, _))| *status != 202) {
+        assert_eq!((*seat, *status, body["code"].as_str()), (7, 409, Some("SEAT_UNAVAILABLE")), "{body}");
+    }
+    let requested = s.requested().await;
+    assert_eq!(requested.len(), 21, "one ReservationRequested per reservation");
+    let mut seats: Vec<i32> = requested.iter().flat_map(|e| e.seat_nos.iter().map(|n| n.0)).collect();
+    seats.sort_unstable();
+    assert_eq!(seats, [7].into_iter().chain(10..30).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn payments_that_arrive_together_are_each_asked_of_the_wallet_once() {
+    let s = Service::start().await;
+    let mut held = Vec::new();
+    for seat in 1..=8 {
+        let user = UserId::new();
+        held.push((user, s.held(user, seat, Span::minutes(5)).await));
+    }
+    // Each reservation is paid for twice at once, all of them together.
+    let service = &s;
+    let pay = move |user: UserId, id: ReservationId| async move {
+        service.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await
+    };
+    let answers =
+        futures::future::join_all(held.iter().flat_map(|(user, id)| [pay(*user, *id), pay(*user, *id)]))
+            .await;
+
+    for pair in answers.chunks(2) {
+        let mut statuses = [pair[0].0, pair[1].0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [202, 409], "{pair:?}");
+    }
+    eventually("a PaymentRequested for each", Duration::from_secs(10), || async {
+        (s.env.events_of::<PaymentRequested>().await.unwrap().len() >= held.len()).then_some(())
+    })
+    .await;
+    let asked = s.env.events_of::<PaymentRequested>().await.unwrap();
+    assert_eq!(asked.len(), held.len(), "each asked once");
+    for (user, id) in &held {
+        assert_eq!(s.get(*user, *id).await["status"], "PAYING");
+        assert!(asked.iter().any(|e| e.reservation_id == *id));
+    }
 }
 
 /// Changes the row the way another replica of the service would, behind this process's back.

@@ -1,0 +1,257 @@
+//! Write combining: requests that arrive while the ones before them are being written are
+//! written together, in one statement. A statement's fixed cost (executing a plan that touches
+//! several tables and their indexes, a commit, a round trip) is most of what a single small
+//! write costs; under load the waiting requests share it, and without load each is written at
+//! once, alone, as it would be without this.
+
+use futures::FutureExt;
+use std::{collections::VecDeque, panic::AssertUnwindSafe, sync::Arc};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// A kind of write that can be done for several requests at once.
+pub trait Batch: Send + Sync + 'static {
+    type Item: Send + Sync + 'static;
+    type Output: Send + 'static;
+    type Error: From<Unanswered> + Send + 'static;
+
+    /// Whether `item` may be written together with `batch` (say, because it names nothing an
+    /// item of the batch names). One that may not waits for a later batch, ahead of the
+    /// requests that arrived after it.
+    fn fits(&self, batch: &[Self::Item], item: &Self::Item) -> bool;
+
+    /// Writes `batch` in one go; one output per item, in order.
+    fn run(
+        &self,
+        batch: &[Self::Item],
+    ) -> impl Future<Output = Result<Vec<Self::Output>, Self::Error>> + Send;
+}
+
+/// A request a [`Combiner`] left without an answer: its writer panicked, answered fewer outputs
+/// than items, or is gone (the runtime is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the {0} writer gave no answer")]
+pub struct Unanswered(pub &'static str);
+
+impl From<Unanswered> for sea_orm::DbErr {
+    fn from(e: Unanswered) -> Self {
+        sea_orm::DbErr::Custom(e.to_string())
+    }
+}
+
+type Job<B> = (<B as Batch>::Item, oneshot::Sender<Result<<B as Batch>::Output, <B as Batch>::Error>>);
+
+/// Hands requests to writers that take, each time one is free, every request waiting that fits
+/// (up to `max`) and write them with [`Batch::run`]. When a batch fails, each of its items is
+/// written alone, so that one bad request fails only itself. The writers stop when the last
+/// clone of the combiner is dropped.
+pub struct Combiner<B: Batch> {
+    name: &'static str,
+    batch: Arc<B>,
+    tx: mpsc::UnboundedSender<Job<B>>,
+}
+
+impl<B: Batch> Clone for Combiner<B> {
+    fn clone(&self) -> Self {
+        Self { name: self.name, batch: self.batch.clone(), tx: self.tx.clone() }
+    }
+}
+
+/// What the writers share: the requests that arrived, and those left over for a later batch.
+struct Waiting<B: Batch> {
+    rx: mpsc::UnboundedReceiver<Job<B>>,
+    left: VecDeque<Job<B>>,
+}
+
+impl<B: Batch> Combiner<B> {
+    /// Starts `writers` writers (tasks named after `name`) of batches of at most `max`.
+    pub fn start(name: &'static str, batch: B, writers: usize, max: usize) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let waiting = Arc::new(Mutex::new(Waiting::<B> { rx, left: VecDeque::new() }));
+        let batch = Arc::new(batch);
+        for _ in 0..writers.max(1) {
+            let (waiting, batch) = (waiting.clone(), batch.clone());
+            tokio::spawn(async move {
+                while let Some(jobs) = take(&waiting, &*batch, max.max(1)).await {
+                    write(name, &*batch, jobs).await;
+                }
+                tracing::debug!(writer = name, "every sender is gone; the writer stops");
+            });
+        }
+        Self { name, batch, tx }
+    }
+
+    /// What it writes with.
+    pub fn batch(&self) -> &B {
+        &self.batch
+    }
+
+    /// Writes `item` with whatever else is waiting, and answers its output.
+    pub async fn run(&self, item: B::Item) -> Result<B::Output, B::Error> {
+        let (answer, answered) = oneshot::channel();
+        self.tx.send((item, answer)).map_err(|_| Unanswered(self.name))?;
+        answered.await.map_err(|_| Unanswered(self.name))?
+    }
+}
+
+/// A batch being written: its items, and where each one's output goes.
+struct Jobs<B: Batch> {
+    items: Vec<B::Item>,
+    answers: Vec<oneshot::Sender<Result<B::Output, B::Error>>>,
+}
+
+/// The next batch: waits for a first request, then takes every waiting one that fits, those
+/// left over from an earlier batch first (in their order), then the new arrivals. `None` once
+/// every sender is gone and nothing is left.
+async fn take<B: Batch>(waiting: &Mutex<Waiting<B>>, batch: &B, max: usize) -> Option<Jobs<B>> {
+    let mut w = waiting.lock().await;
+    let (item, answer) = match w.left.pop_front() {
+        Some(job) => job,
+        None => w.rx.recv().await?,
+    };
+    let mut jobs = Jobs::<B> { items: vec![item], answers: vec![answer] };
+    let mut arrived = std::mem::take(&mut w.left);
+    let mut left = VecDeque::new();
+    while jobs.items.len() < max {
+        let Some((item, answer)) = arrived.pop_front().or_else(|| w.rx.try_recv().ok()) else { break };
+        if batch.fits(&jobs.items, &item) {
+            jobs.items.push(item);
+            jobs.answers.push(answer);
+        } else {
+            left.push_back((item, answer));
+        }
+    }
+    left.append(&mut arrived);
+    w.left = left;
+    Some(jobs)
+}
+
+/// Writes `jobs` together, or each alone if that fails, and answers each.
+async fn write<B: Batch>(name: &'static str, batch: &B, jobs: Jobs<B>) {
+    let Jobs { items, answers } = jobs;
+    let failed = match run(name, batch, &items).await {
+        Ok(outputs) => {
+            for (answer, output) in answers.into_iter().zip(outputs) {
+                let _ = answer.send(Ok(output));
+            }
+            return;
+        }
+        Err(e) => e,
+    };
+    if items.len() == 1 {
+        if let Some(answer) = answers.into_iter().next() {
+            let _ = answer.send(Err(failed));
+        }
+        return;
+    }
+    drop(failed);
+    tracing::debug!(writer = name, items = items.len(), "a batch failed; each of its items is written alone");
+    for (item, answer) in items.iter().zip(answers) {
+        let alone = run(name, batch, std::slice::from_ref(item)).await;
+        let _ = answer.send(alone.and_then(|mut o| o.pop().ok_or_else(|| Unanswered(name).into())));
+    }
+}
+
+/// [`Batch::run`], with a panic or a missing output turned into an error (so the writer goes
+/// on with the next batch).
+async fn run<B: Batch>(name: &'static str, batch: &B, items: &[B::Item]) -> Result<Vec<B::Output>, B::Error> {
+    match AssertUnwindSafe(batch.run(items)).catch_unwind().await {
+        Ok(Ok(outputs)) if outputs.len() == items.len() => Ok(outputs),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(_)) | Err(_) => {
+            tracing::error!(writer = name, "a batch write panicked or answered a wrong number of outputs");
+            Err(Unanswered(name).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+    use tokio::sync::Semaphore;
+
+    /// Writes numbers: records each batch, waits for a permit per batch, fails a batch holding
+    /// 13 and panics on one holding 666; two numbers of one tens never share a batch.
+    struct Numbers {
+        batches: StdMutex<Vec<Vec<u32>>>,
+        permits: Semaphore,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Failed(String);
+
+    impl From<Unanswered> for Failed {
+        fn from(e: Unanswered) -> Self {
+            Failed(e.to_string())
+        }
+    }
+
+    impl Batch for Arc<Numbers> {
+        type Item = u32;
+        type Output = u32;
+        type Error = Failed;
+
+        fn fits(&self, batch: &[u32], item: &u32) -> bool {
+            !batch.iter().any(|n| n / 10 == item / 10)
+        }
+
+        async fn run(&self, batch: &[u32]) -> Result<Vec<u32>, Failed> {
+            self.permits.acquire().await.unwrap().forget();
+            self.batches.lock().unwrap().push(batch.to_vec());
+            assert!(!batch.contains(&666), "a writer that panics");
+            if batch.contains(&13) {
+                return Err(Failed("13 is refused".into()));
+            }
+            Ok(batch.iter().map(|n| n * 2).collect())
+        }
+    }
+
+    /// Submits `items` one after the other (each is queued before the next), then lets the
+    /// writer go; answers the outputs in the order submitted, and the batches written.
+    async fn write_all(items: &[u32]) -> (Vec<Result<u32, String>>, Vec<Vec<u32>>) {
+        let numbers = Arc::new(Numbers { batches: StdMutex::default(), permits: Semaphore::new(0) });
+        let combiner = Combiner::start("numbers", numbers.clone(), 1, 4);
+        let mut runs = Vec::new();
+        for &n in items {
+            let combiner = combiner.clone();
+            runs.push(tokio::spawn(async move { combiner.run(n).await.map_err(|e| e.0) }));
+            tokio::task::yield_now().await;
+        }
+        numbers.permits.add_permits(100);
+        let mut outputs = Vec::new();
+        for run in runs {
+            outputs.push(run.await.unwrap());
+        }
+        let batches = numbers.batches.lock().unwrap().clone();
+        (outputs, batches)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_that_wait_are_written_together_up_to_the_limit() {
+        let (outputs, batches) = write_all(&[1, 20, 30, 40, 50, 60, 70]).await;
+        assert_eq!(outputs, [2, 40, 60, 80, 100, 120, 140].map(Ok));
+        // The first is taken alone (nothing else waited yet); the rest, four at most at once.
+        assert_eq!(batches, [vec![1], vec![20, 30, 40, 50], vec![60, 70]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_that_does_not_fit_waits_for_a_later_batch_ahead_of_later_arrivals() {
+        let (outputs, batches) = write_all(&[1, 20, 21, 30, 22, 40]).await;
+        assert_eq!(outputs, [2, 40, 42, 60, 44, 80].map(Ok));
+        assert_eq!(batches, [vec![1], vec![20, 30, 40], vec![21], vec![22]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn when_a_batch_fails_each_request_is_written_alone_and_only_the_bad_one_fails() {
+        let (outputs, batches) = write_all(&[1, 13, 20, 666, 30]).await;
+        assert_eq!(outputs[0], Ok(2));
+        assert_eq!(outputs[1], Err("13 is refused".to_owned()));
+        assert_eq!(outputs[2], Ok(40));
+        assert_eq!(outputs[3], Err("the numbers writer gave no answer".to_owned()), "a panic is an error");
+        assert_eq!(outputs[4], Ok(60), "the writer goes on after a panic");
+        assert_eq!(batches, [vec![1], vec![13, 20, 666, 30], vec![13], vec![20], vec![666], vec![30]]);
+    }
+}
