@@ -13,7 +13,10 @@ use contracts::{
 };
 use messaging::{HandleError, Handler, InboxClaim, InboxClaims, Incoming, Outbox};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 /// Builds seat inventory from `ScheduleCreated`.
 pub struct Catalog;
@@ -56,31 +59,49 @@ impl Handler for Reservations {
         }
     }
 
-    /// Most requests find their seats free: one statement holds them all and announces it. A
-    /// sale is one statement; whether it sold the schedule out is checked after its commit (and
-    /// again when it is delivered again, so a crash in between loses no announcement).
+    /// A batch of one.
     async fn at_once(
         &self,
         db: &DatabaseConnection,
         claim: &InboxClaim<'_>,
         msg: &Incoming,
     ) -> Result<bool, HandleError> {
-        if msg.kind() == ReservationCompleted::TYPE {
-            let done = msg.decode::<ReservationCompleted>()?;
-            let sold =
-                store::sell(db, done.payload.schedule_id, done.payload.reservation_id, Some(claim)).await?;
-            self.announce_if_sold_out(db, &done).await?;
-            return Ok(!sold.is_empty());
-        }
-        let held = self.at_once_each(db, &claim.into(), std::slice::from_ref(msg)).await?;
-        Ok(!held.is_empty())
+        let done = self.at_once_each(db, &claim.into(), std::slice::from_ref(msg)).await?;
+        Ok(!done.is_empty())
     }
 
-    /// Holds, in one statement, for each request of the batch whose seats are all free and
-    /// asked for by no earlier request of it. The others (a seat taken or being taken, an unknown
-    /// schedule or seat, a malformed request) and the batch's other events go the way of
-    /// [`Handler::handle`], which decides them on the committed rows.
+    /// Most requests find their seats free: one statement holds, for each request of the batch
+    /// whose seats are all free and asked for by no earlier request of it, and announces it.
+    /// Another sells what the batch's completed reservations hold; whether a sale sold its
+    /// schedule out is checked after that commit (and again when it is delivered again, so a
+    /// crash in between loses no announcement). The others (a seat taken or being taken, an
+    /// unknown schedule or seat, a malformed event, a release, a sale of seats not held) go the
+    /// way of [`Handler::handle`], which decides them on the committed rows.
     async fn at_once_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let mut done = self.hold_each(db, claims, msgs).await?;
+        done.extend(self.sell_each(db, claims, msgs).await?);
+        done.sort_unstable();
+        Ok(done)
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        match msg.kind() {
+            ReservationRequested::TYPE => self.hold(txn, msg, msg.decode::<ReservationRequested>()?).await,
+            ReservationCompleted::TYPE => self.sell(txn, msg.decode::<ReservationCompleted>()?).await,
+            ReservationFailed::TYPE => self.release(txn, msg.decode::<ReservationFailed>()?).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Reservations {
+    /// The holds of [`Handler::at_once_each`]; the positions held.
+    async fn hold_each(
         &self,
         db: &DatabaseConnection,
         claims: &InboxClaims<'_>,
@@ -116,13 +137,38 @@ impl Handler for Reservations {
         Ok(store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?)
     }
 
-    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        match msg.kind() {
-            ReservationRequested::TYPE => self.hold(txn, msg, msg.decode::<ReservationRequested>()?).await,
-            ReservationCompleted::TYPE => self.sell(txn, msg.decode::<ReservationCompleted>()?).await,
-            ReservationFailed::TYPE => self.release(txn, msg.decode::<ReservationFailed>()?).await,
-            _ => Ok(()),
+    /// The sales of [`Handler::at_once_each`], each reservation's once; the positions that sold
+    /// seats, once each schedule they sold out is announced.
+    async fn sell_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let mut completed = HashMap::new();
+        let mut sales = Vec::new();
+        for (position, msg) in (1i64..).zip(msgs) {
+            if msg.kind() != ReservationCompleted::TYPE {
+                continue;
+            }
+            let Ok(done) = msg.decode::<ReservationCompleted>() else { continue };
+            let (schedule, reservation) = (done.payload.schedule_id, done.payload.reservation_id);
+            if sales.iter().any(|s: &store::Sale| s.reservation == reservation) {
+                continue;
+            }
+            sales.push(store::Sale { position, schedule, reservation });
+            completed.insert(position, done);
         }
+        let sold = store::sell_each(db, &sales, Some(claims)).await?;
+        let mut positions: Vec<i64> = sold.iter().map(|(i, ..)| *i).collect();
+        positions.dedup();
+        let mut checked = HashSet::new();
+        for (i, schedule, _) in &sold {
+            if let Some(done) = completed.get(i).filter(|_| checked.insert(*schedule)) {
+                self.announce_if_sold_out(db, done).await?;
+            }
+        }
+        Ok(positions)
     }
 }
 
@@ -230,7 +276,8 @@ impl Reservations {
         done: Envelope<ReservationCompleted>,
     ) -> Result<(), HandleError> {
         let p = &done.payload;
-        let sold = store::sell(txn, p.schedule_id, p.reservation_id, None).await?;
+        let sale = store::Sale { position: 1, schedule: p.schedule_id, reservation: p.reservation_id };
+        let sold = store::sell_each(txn, &[sale], None).await?;
         if sold.is_empty() {
             tracing::warn!(reservation = %p.reservation_id, "completed reservation holds no seats here");
             return Ok(());
@@ -418,5 +465,78 @@ mod tests {
         expected.extend(last.iter().map(reserved));
         assert!(seats(&db, schedule).await.iter().all(|(_, status, _)| status == "HELD"));
         assert_eq!(announced(&env).await, expected);
+    }
+
+    fn completed(schedule: ScheduleId, held: &Incoming) -> Incoming {
+        let r = ReservationId(reservation(held));
+        let e = ReservationCompleted {
+            reservation_id: r,
+            user_id: UserId::new(),
+            concert_id: ConcertId::new(),
+            schedule_id: schedule,
+            seat_nos: Vec::new(),
+            amount: Won(100),
+            queue_token: String::new(),
+        };
+        Incoming::first_delivery(&Envelope::new("reservation", r, e)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_sells_at_once_what_its_completed_reservations_hold_and_announces_each_sell_out_once() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let (two, three) = (ScheduleId::new(), ScheduleId::new());
+        let prices =
+            |n: i32| (1..=n).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(100) }).collect::<Vec<_>>();
+        store::create_schedule(&db, two, ConcertId::new(), &prices(2)).await.unwrap();
+        store::create_schedule(&db, three, ConcertId::new(), &prices(3)).await.unwrap();
+        let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
+        let handler = Reservations {
+            outbox: outbox.clone(),
+            hold: Duration::from_secs(300),
+            prices: store::Prices::default(),
+            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
+        };
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
+        let held = [request(two, &[1]), request(two, &[2]), request(three, &[1, 2]), request(three, &[3])];
+        let outcomes = |applied: Vec<Result<Applied, HandleError>>| -> Vec<Applied> {
+            applied.into_iter().map(Result::unwrap).collect()
+        };
+        use Applied::{Done, Duplicate};
+        assert_eq!(outcomes(inbox.apply_batch(INBOX, &held).await), [Done, Done, Done, Done]);
+
+        // Both of schedule `two`'s reservations and one of `three`'s complete in one batch, one
+        // of them delivered twice, with a completion of a reservation that holds nothing here.
+        let stranger = request(two, &[1]);
+        let first = completed(two, &held[0]);
+        let batch = [
+            first.clone(),
+            completed(three, &held[2]),
+            completed(two, &held[1]),
+            first, // the same event again: left to the transaction, which finds it applied
+            completed(two, &stranger),
+        ];
+        assert_eq!(outcomes(inbox.apply_batch(INBOX, &batch).await), [Done, Done, Done, Duplicate, Done]);
+        let status = |rows: Vec<(i32, String, Option<uuid::Uuid>)>| -> Vec<String> {
+            rows.into_iter().map(|(_, status, _)| status).collect()
+        };
+        assert_eq!(status(seats(&db, two).await), ["SOLD", "SOLD"]);
+        assert_eq!(status(seats(&db, three).await), ["SOLD", "SOLD", "HELD"]);
+        let sold_out: Vec<uuid::Uuid> = env
+            .outbox_envelopes(crate::SCHEMA)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == SoldOut::TYPE)
+            .map(|e| e["payload"]["scheduleId"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(sold_out, [two.0], "schedule `two` sold out, announced once");
+
+        // The last seat sold later, alone: `three` sells out too.
+        let last = [completed(three, &held[3])];
+        assert_eq!(outcomes(inbox.apply_batch(INBOX, &last).await), [Done]);
+        assert_eq!(status(seats(&db, three).await), ["SOLD", "SOLD", "SOLD"]);
+        let sold_out = env.outbox_envelopes(crate::SCHEMA).await.unwrap();
+        assert_eq!(sold_out.iter().filter(|e| e["type"] == SoldOut::TYPE).count(), 2);
     }
 }

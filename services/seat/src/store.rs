@@ -4,7 +4,7 @@
 use crate::domain::{Seat, SeatStatus};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
-use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow, When};
+use messaging::{InboxClaims, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use std::{collections::HashMap, sync::Arc};
@@ -237,34 +237,63 @@ pub async fn hold(
     Ok(r.rows_affected())
 }
 
-/// Sells the seats `reservation` holds and marks the schedule's first sale (once), in one
-/// statement, with the consumer's `claim` when there is one (written only if seats were sold);
-/// returns their numbers. The schedule's row is written only by its first sale, so sales of one
-/// schedule do not queue behind each other.
-pub async fn sell(
+/// A sale to make: the seats a reservation holds, keyed by a position (from 1, as
+/// [`InboxClaims`] counts).
+pub struct Sale {
+    pub position: i64,
+    pub schedule: ScheduleId,
+    pub reservation: ReservationId,
+}
+
+/// Sells the seats each reservation of `sales` holds and marks each schedule's first sale
+/// (once), in one statement, with the inbox row of `claims` at each position that sold seats;
+/// answers the seats sold, by position. The schedule's row is written only by its first sale,
+/// so sales of one schedule do not queue behind each other. No two sales may name one
+/// reservation. The seats are found through the array of their schedules: joined to the sales
+/// alone, the generic plan (taken for ten sales) scanned the whole table, 12.6 ms a statement.
+pub async fn sell_each(
     db: &impl ConnectionTrait,
-    schedule: ScheduleId,
-    reservation: ReservationId,
-    claim: Option<&InboxClaim<'_>>,
-) -> Result<Vec<SeatNo>, DbErr> {
-    let mut values: Vec<Value> = vec![schedule.0.into(), reservation.0.into()];
-    let claimed = claim.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
+    sales: &[Sale],
+    claims: Option<&InboxClaims<'_>>,
+) -> Result<Vec<(i64, ScheduleId, SeatNo)>, DbErr> {
+    if sales.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<Value> = vec![
+        sales.iter().map(|s| s.position).collect::<Vec<_>>().into(),
+        sales.iter().map(|s| s.schedule.0).collect::<Vec<_>>().into(),
+        sales.iter().map(|s| s.reservation.0).collect::<Vec<_>>().into(),
+    ];
+    let claimed = claims.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
     let rows = db
         .query_all_raw(stmt(
             &format!(
-                "WITH sold AS (
-                   UPDATE seat.seats SET status = 'SOLD', sold_at = now(), held_until = NULL
-                   WHERE schedule_id = $1 AND reservation_id = $2 AND status = 'HELD' RETURNING seat_no
-                 ), done AS (SELECT 1 FROM sold LIMIT 1), first AS (
+                "WITH want AS MATERIALIZED (
+                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[]) AS w(i, schedule_id, reservation_id)
+                 ), sold AS (
+                   UPDATE seat.seats s SET status = 'SOLD', sold_at = now(), held_until = NULL
+                   FROM want w
+                   WHERE s.schedule_id = ANY(ARRAY(SELECT schedule_id FROM want))
+                     AND s.schedule_id = w.schedule_id AND s.reservation_id = w.reservation_id AND s.status = 'HELD'
+                   RETURNING w.i, s.schedule_id, s.seat_no
+                 ), done AS (SELECT DISTINCT i FROM sold), first AS (
                    UPDATE seat.schedules SET first_sold_at = now()
-                   WHERE schedule_id = $1 AND first_sold_at IS NULL AND EXISTS (SELECT 1 FROM done)
+                   WHERE schedule_id IN (SELECT schedule_id FROM sold) AND first_sold_at IS NULL
                  ){claimed}
-                 SELECT seat_no FROM sold"
+                 SELECT i, schedule_id, seat_no FROM sold ORDER BY i, seat_no"
             ),
             values,
         ))
         .await?;
-    rows.iter().map(|r| r.try_get("", "seat_no").map(SeatNo)).collect()
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("", "i")?,
+                ScheduleId(r.try_get("", "schedule_id")?),
+                SeatNo(r.try_get("", "seat_no")?),
+            ))
+        })
+        .collect()
 }
 
 /// A schedule none of whose seats is unsold, not yet announced: `(concert, first sale, last
