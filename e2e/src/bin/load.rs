@@ -10,7 +10,8 @@
 //!   of warm-up and prints holds/s or sagas/s; then the knee. The queue guard is bypassed here
 //!   (each finished saga spends its token; this scenario measures the saga, flash-sale measures
 //!   the waiting room). Its requests go over the lean client (`e2e::wire::Pool`).
-//!   `LOAD_CONNECTIONS` bounds requests in flight (default 256). For a steady
+//!   `LOAD_CONNECTIONS` bounds requests in flight (default 256); `LOAD_SCHEDULES` sets how many
+//!   schedules of 50 seats it creates (default 800; each reservation takes one seat). For a steady
 //!   load to profile: `LOAD_RAMP=holds|sagas` runs one ramp, `LOAD_CONCURRENCY` starts it at that
 //!   concurrency, `LOAD_STEPS` stops it after that many steps. `LOAD_RATE=1000` makes each step
 //!   open-loop: an attempt starts every 1/1000 s whatever the earlier ones are doing, taken in
@@ -374,7 +375,10 @@ async fn throughput(seconds: u64) {
         start(&[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), ("TICKETING_DATABASE_MAX_CONNECTIONS", "40")])
             .await;
     let api = &sys.api;
-    let schedules_needed = 800;
+    let env_n =
+        |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    // `LOAD_SCHEDULES`: enough seats for long steps at high rates (each holds one seat).
+    let schedules_needed = env_n("LOAD_SCHEDULES", 800);
     println!(
         "throughput: {seconds} s measured per step after 1 s of warm-up, one seat per reservation on \
          {schedules_needed} schedules of 50 (no contention), queue guard bypassed"
@@ -397,8 +401,6 @@ async fn throughput(seconds: u64) {
         Ok("holds") => &[false],
         _ => &[true, false],
     };
-    let env_n =
-        |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     // `LOAD_RATE` makes every step open-loop at that many attempts per second.
     let rate = std::env::var("LOAD_RATE").ok().and_then(|v| v.parse::<f64>().ok()).filter(|r| *r > 0.0);
     for &pay in ramps {
@@ -412,6 +414,9 @@ async fn throughput(seconds: u64) {
         while concurrency <= 1024 && supply.left() > 0 && steps > 0 {
             steps -= 1;
             let p99 = step(api, &supply, concurrency, rate, seconds, pay, &held).await;
+            if supply.left() == 0 {
+                println!("  the seats ran out during this step: its rate is too low (raise LOAD_SCHEDULES)");
+            }
             if p99 > 100.0 {
                 knee = Some(concurrency);
                 break;
