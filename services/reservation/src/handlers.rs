@@ -66,7 +66,7 @@ impl Handler for Saga {
         let (id, input) = input_of(msg)?;
         let meta = msg.meta();
         let origin = Origin::Event { kind: msg.kind(), meta: &meta };
-        match saga::apply_at_once(db, &self.outbox, &self.local, id, input, origin, Some(claim)).await {
+        match saga::apply_at_once(db, &self.outbox, &self.local, id, input, origin, claim).await {
             Ok(applied) => Ok(applied.is_some()),
             // The transaction tells a repeated event from a refused or foreign one.
             Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(false),

@@ -341,7 +341,7 @@ async fn pay_reservation(
     if key.0.is_none() {
         let pay = Input::Pay { now: Utc::now() };
         if let Some((r, entries)) =
-            saga::apply_requested(&s.saves, &s.local, id, pay, who.user_id).await.map_err(apply_problem)?
+            saga::apply_requested(&s.saves, id, pay, who.user_id).await.map_err(apply_problem)?
         {
             let answer = s.outbox.answered(accepted(&r)?);
             return settle(&s, who, answer, wait, |st| st != Status::Paying, early, entries).await;

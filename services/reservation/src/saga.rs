@@ -62,7 +62,7 @@ pub struct Local {
 
 /// Applies `input` to reservation `id` outside a transaction: takes the row as this process
 /// last wrote it (`recent`) or else reads it, decides, and in one statement writes the change,
-/// its timeline, its events and the consumer's `claim` (for an event) only if the row is still
+/// its timeline, its events and the consumer's `claim` of the event only if the row is still
 /// that version. `Ok(None)` when that did not happen (the row moved on, the decision changes
 /// nothing but the timeline, or the remembered copy refuses the input, which only the row as it
 /// stands may decide): nothing was written, and the caller applies the input in a transaction
@@ -76,13 +76,12 @@ pub async fn apply_at_once(
     id: ReservationId,
     input: Input,
     origin: Origin<'_>,
-    claim: Option<&InboxClaim<'_>>,
+    claim: &InboxClaim<'_>,
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
     let Some(planned) = plan_known(db, outbox, local, (1, id, input, origin)).await? else {
         return Ok(None);
     };
-    let claims = claim.map(InboxClaims::from);
-    let saved = save_planned(db, outbox, local, &[(1, &planned)], claims.as_ref()).await?;
+    let saved = save_planned(db, outbox, local, &[(1, &planned)], Some(&claim.into())).await?;
     Ok(saved.into_iter().next().map(|(_, r, entries)| (r, entries)))
 }
 
@@ -90,13 +89,13 @@ pub async fn apply_at_once(
 /// the other requests' changes that are waiting meanwhile (`saves`).
 pub async fn apply_requested(
     saves: &Combiner<Saves>,
-    local: &Local,
     id: ReservationId,
     input: Input,
     user: UserId,
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
+    let Saves { db, outbox, local } = saves.batch();
     let step = (1, id, input, Origin::Request { user });
-    let Some(planned) = plan_known(&saves.batch().db, &saves.batch().outbox, local, step).await? else {
+    let Some(planned) = plan_known(db, outbox, local, step).await? else {
         return Ok(None);
     };
     Ok(saves.run(planned).await?)

@@ -126,8 +126,8 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Applies the event's effect in one statement of its own (no transaction: one round trip
     /// where the transaction takes at least four), if the handler can for this message. That
-    /// statement must include `claim`'s CTE ([`InboxClaim::cte`]), run only when the effect is
-    /// made: a repeated event then fails on the inbox's key, and nothing of the statement stays.
+    /// statement must include `claim`'s CTE (`InboxClaims::from(claim).cte(..)`, over a row
+    /// with `i` = 1), run only when the effect is made: a repeated event then fails on the inbox's key, and nothing of the statement stays.
     /// `Ok(true)`: applied. `Ok(false)` or an error: nothing changed, and the message is applied
     /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart). By
     /// default, [`Handler::at_once_each`] with a batch of one.
@@ -167,23 +167,6 @@ pub struct InboxClaim<'a> {
     schema: &'a str,
     consumer: &'a str,
     event: uuid::Uuid,
-}
-
-impl InboxClaim<'_> {
-    /// `claimed AS (INSERT INTO <schema>.inbox ..)`, writing the row once per row of `from` (an
-    /// expression of the statement, e.g. a CTE's `RETURNING`, with at most one row), its values
-    /// appended to the statement's `values`. No `ON CONFLICT`: an event applied before makes the
-    /// whole statement fail.
-    pub fn cte(&self, from: &str, values: &mut Vec<sea_orm::Value>) -> String {
-        let n = values.len() + 1;
-        values.push(self.consumer.into());
-        values.push(self.event.into());
-        format!(
-            "claimed AS (INSERT INTO {}.inbox (consumer, event_id) SELECT ${n}, ${} FROM {from})",
-            self.schema,
-            n + 1
-        )
-    }
 }
 
 impl<'a> From<&InboxClaim<'a>> for InboxClaims<'a> {

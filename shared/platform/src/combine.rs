@@ -63,7 +63,7 @@ struct Waiting<B: Batch> {
 }
 
 impl<B: Batch> Combiner<B> {
-    /// Starts `writers` writers (tasks named after `name`) of batches of at most `max`.
+    /// Starts `writers` writers (their logs name them `name`) of batches of at most `max`.
     pub fn start(name: &'static str, batch: B, writers: usize, max: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let waiting = Arc::new(Mutex::new(Waiting::<B> { rx, left: VecDeque::new() }));

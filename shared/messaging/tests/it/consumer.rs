@@ -190,13 +190,13 @@ impl Handler for AtOnce {
         let ob = self.outbox.clone().expect("an outbox");
         let row = ob.row(&answer_to(msg))?;
         let mut values: Vec<sea_orm::Value> = vec![msg.envelope.id.0.into(), (!self.decline).into()];
-        let claimed = claim.cte("done", &mut values);
+        let claimed = messaging::InboxClaims::from(claim).cte("done", &mut values);
         let pushed = ob.cte(&[row], &mut values, Some(messaging::When::row_in("done"))).expect("a row");
         let row = db
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 format!(
-                    "WITH done AS (INSERT INTO probe.applied (event_id, trace_id) SELECT $1, 'at once' WHERE $2 RETURNING 1),
+                    "WITH done AS (INSERT INTO probe.applied (event_id, trace_id) SELECT $1, 'at once' WHERE $2 RETURNING 1 AS i),
                      {claimed}, {pushed} SELECT count(*) AS n FROM done"
                 ),
                 values,
