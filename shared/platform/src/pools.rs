@@ -21,7 +21,16 @@ pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConne
         // kept planning the seat hold afresh on every execution: planning cost more than running.
         // A condition a generic plan cannot use as an index bound, `($n IS NULL OR id < $n)`,
         // is written without the NULL (`paging::before`).
-        .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_generic_plan")]));
+        //
+        // And never plan a scan of a whole table where an index serves. A generic plan is made
+        // once and kept until something invalidates it, with the table's size at that moment:
+        // planned while `reservation.reservations` held a few hundred rows, the saga's save
+        // found its rows by a sequential scan, kept doing so at thousands, and spent most of
+        // its time there. Every statement here reaches its rows by a key; one that has no index
+        // to use still gets its sequential scan (the setting only makes it the last resort).
+        .map_sqlx_postgres_opts(|o| {
+            o.options([("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")])
+        });
     Database::connect(opts).await
 }
 

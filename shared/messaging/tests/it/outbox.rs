@@ -199,7 +199,7 @@ async fn rows_no_writer_announced_are_found_by_the_poll() {
 }
 
 #[tokio::test]
-async fn pool_connections_plan_each_statement_once() {
+async fn pool_connections_plan_each_statement_once_and_by_its_indexes() {
     // The handlers' statements (the seat hold first of all) would otherwise be planned afresh on
     // every execution; see `platform::pools::connect_db`.
     let env = env().await;
@@ -210,4 +210,12 @@ async fn pool_connections_plan_each_statement_once() {
         .unwrap()
         .unwrap();
     assert_eq!(row.try_get::<String>("", "plan_cache_mode").unwrap(), "force_generic_plan");
+    // Nor does a plan made while a table was small keep scanning it whole once it has grown.
+    let row = env
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SHOW enable_seqscan"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "enable_seqscan").unwrap(), "off");
 }
