@@ -4,8 +4,8 @@
 
 use crate::{domain::DeliveryId, store};
 use contracts::{Event, ReservationCompleted};
-use messaging::{HandleError, Handler, Incoming};
-use sea_orm::DatabaseTransaction;
+use messaging::{HandleError, Handler, InboxClaims, Incoming};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// What the external platform receives for one completed reservation (camelCase JSON).
 #[derive(Debug, serde::Serialize)]
@@ -28,28 +28,100 @@ impl Handler for Completed {
         kind == ReservationCompleted::TYPE
     }
 
+    /// The deliveries of a batch are one statement with their inbox rows; an event that does
+    /// not decode is left to [`Handler::handle`], which dead-letters it.
+    async fn at_once_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let pending: Vec<(i64, store::Pending)> =
+            (1i64..).zip(msgs).filter_map(|(position, msg)| Some((position, pending(msg).ok()?))).collect();
+        Ok(store::insert_pending_each(db, &pending, claims).await?)
+    }
+
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let event = msg.decode::<ReservationCompleted>()?;
-        // The platform gets a stated projection, not the internal event: no queue token, and
-        // fields a newer producer adds do not leak out unannounced.
-        let p = &event.payload;
-        let body = CompletedReservation {
-            reservation_id: p.reservation_id,
-            user_id: p.user_id,
-            concert_id: p.concert_id,
-            schedule_id: p.schedule_id,
-            seat_nos: p.seat_nos.clone(),
-            amount: p.amount,
-            completed_at: event.occurred_at,
-        };
-        let payload = serde_json::to_value(&body)
-            .map_err(|e| HandleError::Permanent(format!("cannot encode the payload: {e}")))?;
-        let created =
-            store::insert_pending(txn, DeliveryId::new(), event.id, event.payload.reservation_id, payload)
-                .await?;
-        if created {
-            tracing::debug!(event_id = %event.id, reservation_id = %event.payload.reservation_id, "delivery recorded");
+        let pending = pending(msg)?;
+        let (event, reservation) = (pending.event, pending.reservation);
+        if store::insert_pending(txn, pending).await? {
+            tracing::debug!(event_id = %event, reservation_id = %reservation, "delivery recorded");
         }
         Ok(())
+    }
+}
+
+/// The delivery a ReservationCompleted makes. The platform gets a stated projection, not the
+/// internal event: no queue token, and fields a newer producer adds do not leak out unannounced.
+fn pending(msg: &Incoming) -> Result<store::Pending, HandleError> {
+    let event = msg.decode::<ReservationCompleted>()?;
+    let p = &event.payload;
+    let body = CompletedReservation {
+        reservation_id: p.reservation_id,
+        user_id: p.user_id,
+        concert_id: p.concert_id,
+        schedule_id: p.schedule_id,
+        seat_nos: p.seat_nos.clone(),
+        amount: p.amount,
+        completed_at: event.occurred_at,
+    };
+    let payload = serde_json::to_value(&body)
+        .map_err(|e| HandleError::Permanent(format!("cannot encode the payload: {e}")))?;
+    Ok(store::Pending { id: DeliveryId::new(), event: event.id, reservation: p.reservation_id, payload })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use contracts::{ConcertId, Envelope, ReservationId, ScheduleId, SeatNo, UserId, Won};
+    use messaging::{Applied, Apply as _, PgInbox};
+
+    const INBOX: &str = "external-data__RESERVATION";
+
+    fn completed() -> Incoming {
+        let r = ReservationId::new();
+        let e = ReservationCompleted {
+            reservation_id: r,
+            user_id: UserId::new(),
+            concert_id: ConcertId::new(),
+            schedule_id: ScheduleId::new(),
+            seat_nos: vec![SeatNo(7)],
+            amount: Won(90_000),
+            queue_token: "qt".to_owned(),
+        };
+        Incoming::first_delivery(&Envelope::new("reservation", r, e)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_recorded_in_one_statement_once_and_a_malformed_event_is_left_to_fail_alone() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let mut malformed = completed();
+        malformed.envelope.payload["seatNos"] = "seven".into();
+        let batch = [completed(), malformed, completed()];
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
+        assert_eq!(Completed.at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 3]);
+        let recorded = |env: &testkit::TestEnv| {
+            let db = env.db.clone();
+            async move {
+                let mut events: Vec<uuid::Uuid> =
+                    store::list(&db, None, None, 10).await.unwrap().iter().map(|d| d.event_id.0).collect();
+                events.sort();
+                events
+            }
+        };
+        let mut expected = vec![batch[0].envelope.id.0, batch[2].envelope.id.0];
+        expected.sort();
+        assert_eq!(recorded(&env).await, expected);
+
+        // Delivered again: nothing is recorded twice, and the malformed event fails on its own,
+        // permanently (the consumer dead-letters it).
+        let outcomes =
+            PgInbox::new(env.db.clone(), crate::SCHEMA, Completed).apply_batch(INBOX, &batch).await;
+        assert!(matches!(outcomes[0], Ok(Applied::Duplicate)), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(HandleError::Permanent(_))), "{outcomes:?}");
+        assert!(matches!(outcomes[2], Ok(Applied::Duplicate)), "{outcomes:?}");
+        assert_eq!(recorded(&env).await, expected);
     }
 }

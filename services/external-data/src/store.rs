@@ -5,6 +5,7 @@
 use crate::domain::{AttemptResult, DeliveryId, DeliveryStatus, Next};
 use chrono::{DateTime, Utc};
 use contracts::{EventId, ReservationId};
+use messaging::InboxClaims;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
 use std::time::Duration;
@@ -63,22 +64,65 @@ fn delivery(r: &QueryResult) -> Result<Delivery, DbErr> {
     })
 }
 
+/// A delivery to record, PENDING and due now.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub id: DeliveryId,
+    /// The ReservationCompleted it hands on.
+    pub event: EventId,
+    pub reservation: ReservationId,
+    /// The body to send.
+    pub payload: serde_json::Value,
+}
+
 /// Records a PENDING delivery due now; `false` when this event already has one.
-pub async fn insert_pending(
-    db: &impl ConnectionTrait,
-    id: DeliveryId,
-    event: EventId,
-    reservation: ReservationId,
-    payload: serde_json::Value,
-) -> Result<bool, DbErr> {
+pub async fn insert_pending(db: &impl ConnectionTrait, d: Pending) -> Result<bool, DbErr> {
     let r = db
         .execute_raw(stmt(
             "INSERT INTO external_data.deliveries (id, event_id, reservation_id, payload, status)
              VALUES ($1, $2, $3, $4, 'PENDING') ON CONFLICT (event_id) DO NOTHING",
-            [id.0.into(), event.0.into(), reservation.0.into(), payload.into()],
+            [d.id.0.into(), d.event.0.into(), d.reservation.0.into(), d.payload.into()],
         ))
         .await?;
     Ok(r.rows_affected() == 1)
+}
+
+/// Records the deliveries of a batch, each at its position in the batch (from 1), with their
+/// inbox rows (`claims`), in one statement; the positions recorded. An event applied before
+/// fails the whole statement on the inbox's key.
+pub async fn insert_pending_each(
+    db: &impl ConnectionTrait,
+    deliveries: &[(i64, Pending)],
+    claims: &InboxClaims<'_>,
+) -> Result<Vec<i64>, DbErr> {
+    if deliveries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<Value> = vec![
+        deliveries.iter().map(|(i, _)| *i).collect::<Vec<_>>().into(),
+        deliveries.iter().map(|(_, d)| d.id.0).collect::<Vec<_>>().into(),
+        deliveries.iter().map(|(_, d)| d.event.0).collect::<Vec<_>>().into(),
+        deliveries.iter().map(|(_, d)| d.reservation.0).collect::<Vec<_>>().into(),
+        deliveries.iter().map(|(_, d)| d.payload.clone()).collect::<Vec<_>>().into(),
+    ];
+    let claimed = claims.cte("d", &mut values);
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "WITH d AS MATERIALIZED (
+                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::jsonb[])
+                     AS d(i, id, event_id, reservation_id, payload)
+                 ), recorded AS (
+                   INSERT INTO external_data.deliveries (id, event_id, reservation_id, payload, status)
+                   SELECT id, event_id, reservation_id, payload, 'PENDING' FROM d ORDER BY i
+                   ON CONFLICT (event_id) DO NOTHING
+                 ), {claimed}
+                 SELECT i FROM d ORDER BY i"
+            ),
+            values,
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
 }
 
 /// A due delivery, leased to the worker that claimed it.

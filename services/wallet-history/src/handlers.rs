@@ -2,8 +2,8 @@
 
 use crate::store::{self, Entry, Kind};
 use contracts::{ChargeCompleted, Event, PaymentCompleted, PaymentRefunded};
-use messaging::{HandleError, Handler, Incoming};
-use sea_orm::DatabaseTransaction;
+use messaging::{HandleError, Handler, InboxClaims, Incoming};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// Consumes the WALLET stream's balance changes.
 pub struct History;
@@ -13,47 +13,118 @@ impl Handler for History {
         [ChargeCompleted::TYPE, PaymentCompleted::TYPE, PaymentRefunded::TYPE].contains(&kind)
     }
 
+    /// The entries of a batch are one statement with their inbox rows; an event that does not
+    /// decode is left to [`Handler::handle`], which dead-letters it.
+    async fn at_once_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let entries: Vec<(i64, Entry)> =
+            (1i64..).zip(msgs).filter_map(|(position, msg)| Some((position, entry(msg).ok()?))).collect();
+        Ok(store::append_each(db, &entries, claims).await?)
+    }
+
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let (id, at) = (msg.envelope.id, msg.envelope.occurred_at);
-        let entry = match msg.kind() {
-            ChargeCompleted::TYPE => {
-                let e = msg.decode::<ChargeCompleted>()?.payload;
-                Entry {
-                    id,
-                    user_id: e.user_id,
-                    kind: Kind::Charge,
-                    amount: e.amount,
-                    balance_after: e.balance,
-                    reservation_id: None,
-                    at,
-                }
-            }
-            PaymentCompleted::TYPE => {
-                let e = msg.decode::<PaymentCompleted>()?.payload;
-                Entry {
-                    id,
-                    user_id: e.user_id,
-                    kind: Kind::Payment,
-                    amount: e.amount,
-                    balance_after: e.balance,
-                    reservation_id: Some(e.reservation_id),
-                    at,
-                }
-            }
-            _ => {
-                let e = msg.decode::<PaymentRefunded>()?.payload;
-                Entry {
-                    id,
-                    user_id: e.user_id,
-                    kind: Kind::Refund,
-                    amount: e.amount,
-                    balance_after: e.balance,
-                    reservation_id: Some(e.reservation_id),
-                    at,
-                }
-            }
-        };
-        store::append(txn, &entry).await?;
+        store::append(txn, &entry(msg)?).await?;
         Ok(())
+    }
+}
+
+/// The entry a wallet event makes.
+fn entry(msg: &Incoming) -> Result<Entry, HandleError> {
+    let (id, at) = (msg.envelope.id, msg.envelope.occurred_at);
+    let entry = match msg.kind() {
+        ChargeCompleted::TYPE => {
+            let e = msg.decode::<ChargeCompleted>()?.payload;
+            Entry {
+                id,
+                user_id: e.user_id,
+                kind: Kind::Charge,
+                amount: e.amount,
+                balance_after: e.balance,
+                reservation_id: None,
+                at,
+            }
+        }
+        PaymentCompleted::TYPE => {
+            let e = msg.decode::<PaymentCompleted>()?.payload;
+            Entry {
+                id,
+                user_id: e.user_id,
+                kind: Kind::Payment,
+                amount: e.amount,
+                balance_after: e.balance,
+                reservation_id: Some(e.reservation_id),
+                at,
+            }
+        }
+        PaymentRefunded::TYPE => {
+            let e = msg.decode::<PaymentRefunded>()?.payload;
+            Entry {
+                id,
+                user_id: e.user_id,
+                kind: Kind::Refund,
+                amount: e.amount,
+                balance_after: e.balance,
+                reservation_id: Some(e.reservation_id),
+                at,
+            }
+        }
+        other => return Err(HandleError::Permanent(format!("not a wallet balance change: {other}"))),
+    };
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use contracts::{ChargeId, Envelope, PaymentId, ReservationId, UserId, Won};
+    use messaging::{Applied, Apply as _, HandleError, PgInbox};
+
+    const INBOX: &str = "wallet-history__WALLET";
+
+    #[tokio::test]
+    async fn a_batch_is_appended_in_one_statement_once_and_a_malformed_event_is_left_to_fail_alone() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let (user, reservation) = (UserId::new(), ReservationId::new());
+        let charge = ChargeCompleted {
+            charge_id: ChargeId::new(),
+            user_id: user,
+            amount: Won(500),
+            balance: Won(500),
+        };
+        let payment = PaymentCompleted {
+            payment_id: PaymentId::new(),
+            reservation_id: reservation,
+            user_id: user,
+            amount: Won(200),
+            balance: Won(300),
+        };
+        let mut malformed =
+            Incoming::first_delivery(&Envelope::new("wallet", reservation, payment.clone())).unwrap();
+        malformed.envelope.payload["amount"] = "two hundred".into();
+        let batch = [
+            Incoming::first_delivery(&Envelope::new("wallet", user, charge)).unwrap(),
+            malformed,
+            Incoming::first_delivery(&Envelope::new("wallet", reservation, payment)).unwrap(),
+        ];
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
+        assert_eq!(History.at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 3]);
+        let entries = store::page(&env.db, user, None, 10).await.unwrap();
+        let seen: Vec<(Kind, i64, Option<ReservationId>)> =
+            entries.iter().map(|e| (e.kind, e.balance_after.0, e.reservation_id)).collect();
+        assert_eq!(seen, [(Kind::Payment, 300, Some(reservation)), (Kind::Charge, 500, None)]);
+
+        // Delivered again: the batch statement fails on the inbox, nothing is added twice, and
+        // the malformed event fails on its own, permanently (the consumer dead-letters it).
+        let outcomes = PgInbox::new(env.db.clone(), crate::SCHEMA, History).apply_batch(INBOX, &batch).await;
+        assert!(matches!(outcomes[0], Ok(Applied::Duplicate)), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(HandleError::Permanent(_))), "{outcomes:?}");
+        assert!(matches!(outcomes[2], Ok(Applied::Duplicate)), "{outcomes:?}");
+        assert_eq!(store::page(&env.db, user, None, 10).await.unwrap().len(), 2);
     }
 }
