@@ -118,6 +118,10 @@ impl MigrationTrait for Change {
     }
 }
 
+/// Moves each reservation's timeline from `reservation.timeline` into its row (and drops that
+/// table); safe to run again.
+pub const RESERVATION_TIMELINE_IN_ROW: &str = include_str!("sql/reservation_timeline_in_row.sql");
+
 /// Runs every service's migrations in order.
 pub struct Migrator;
 
@@ -133,6 +137,10 @@ impl MigratorTrait for Migrator {
         all.push(Box::new(Change {
             name: "m20261121_000009_reservation_due",
             sql: include_str!("sql/reservation_due.sql"),
+        }));
+        all.push(Box::new(Change {
+            name: "m20261122_000010_reservation_timeline_in_row",
+            sql: RESERVATION_TIMELINE_IN_ROW,
         }));
         all
     }

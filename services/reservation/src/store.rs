@@ -153,6 +153,7 @@ pub async fn insert_each_unless_taken(
     let events: Vec<(i64, &OutboxRow)> =
         new.iter().zip(1_i64..).flat_map(|((_, events), i)| events.iter().map(move |e| (i, e))).collect();
     let pushed = outbox.then_cte_each(&events, &mut values, "done", None);
+    let entries = timeline_entries("c.kinds");
     let sql = format!(
         "WITH c AS MATERIALIZED (
            SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
@@ -166,15 +167,14 @@ pub async fn insert_each_unless_taken(
                AND n = ANY(c.seat_nos)
            ) AS n FROM c
          ), inserted AS (
-           INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at)
-           SELECT c.id, c.user_id, c.schedule_id, c.concert_id, c.seat_nos, c.status, c.queue_token, c.created_at
+           INSERT INTO reservation.reservations
+             (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at, timeline)
+           SELECT c.id, c.user_id, c.schedule_id, c.concert_id, c.seat_nos, c.status, c.queue_token, c.created_at,
+                  {entries}
            FROM c JOIN taken ON taken.i = c.i WHERE taken.n IS NULL ORDER BY c.i
            RETURNING {COLUMNS}, xmin::text AS version
          ), done AS (
-           SELECT c.i, c.id, c.kinds FROM c JOIN inserted ON inserted.id = c.id
-         ), logged AS (
-           INSERT INTO reservation.timeline (reservation_id, type)
-           SELECT done.id, k.type FROM done, unnest(done.kinds) WITH ORDINALITY AS k(type, o) ORDER BY done.i, k.o
+           SELECT c.i FROM c JOIN inserted ON inserted.id = c.id
          ){pushed}
          SELECT c.i, taken.n, inserted.* FROM c JOIN taken ON taken.i = c.i
          LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i"
@@ -333,9 +333,7 @@ pub struct Saved {
 /// expected, and then appends its timeline entries and its events (and, with `claims`, the
 /// inbox row of the event at its position), in one round trip. Answers, by position, the rows
 /// as saved, their new versions and (when asked) their timelines; nothing of a change whose row
-/// has moved on is written. A timeline is the statement's snapshot plus the entries it appends:
-/// an entry committed meanwhile by another writer also moved the row ([`record`]), and then
-/// the compare-and-set fails. The changes travel as one JSON parameter, so the statement's text
+/// has moved on is written. The changes travel as one JSON parameter, so the statement's text
 /// (and its prepared plan) is the same whatever their number; the rows are found through the
 /// array of their ids, because the plan joining them to the changes (taken for a hundred)
 /// hashed a sequential scan of the whole table.
@@ -371,6 +369,7 @@ pub async fn save(
     let events: Vec<(i64, &OutboxRow)> =
         changes.iter().flat_map(|(i, c)| c.events.iter().map(move |e| (*i, e))).collect();
     let pushed = outbox.then_cte_each(&events, &mut values, "done", None);
+    let entries = timeline_entries("c.kinds");
     let sql = format!(
         "WITH c AS MATERIALIZED (
            SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
@@ -380,23 +379,14 @@ pub async fn save(
          ), saved AS (
            UPDATE reservation.reservations r
            SET status = c.next_status, amount = c.next_amount, held_until = c.next_held_until,
-               failure_reason = c.next_reason, paid = c.next_paid, updated_at = now()
+               failure_reason = c.next_reason, paid = c.next_paid, updated_at = now(),
+               timeline = r.timeline || {entries}
            FROM c
            WHERE r.id = ANY(ARRAY(SELECT target FROM c)) AND r.id = c.target AND r.status = c.expected
              AND (c.version IS NULL OR r.xmin = c.version::xid)
-           RETURNING c.i, c.kinds, c.view, {COLUMNS}, r.xmin::text AS version
-         ), logged AS (
-           INSERT INTO reservation.timeline (reservation_id, type)
-           SELECT saved.id, k.type FROM saved, unnest(saved.kinds) WITH ORDINALITY AS k(type, o)
-           ORDER BY saved.i, k.o
-           RETURNING reservation_id, type, at, seq
+           RETURNING c.i, {COLUMNS}, r.xmin::text AS version, CASE WHEN c.view THEN r.timeline END AS timeline
          ), done AS (SELECT i FROM saved){claimed}{pushed}
-         SELECT saved.*, CASE WHEN saved.view THEN (
-           SELECT {TIMELINE_JSON}
-           FROM (SELECT type, at, seq FROM reservation.timeline WHERE reservation_id = saved.id
-                 UNION ALL SELECT type, at, seq FROM logged WHERE logged.reservation_id = saved.id) t
-         ) END AS timeline
-         FROM saved ORDER BY saved.i"
+         SELECT * FROM saved ORDER BY i"
     );
     let rows = db.query_all_raw(stmt(&sql, values)).await?;
     rows.iter()
@@ -418,7 +408,7 @@ pub struct TimelineEntry {
     pub at: DateTime<Utc>,
 }
 
-/// Appends timeline entries (event types seen or emitted) in order. The row is touched too, so
+/// Appends timeline entries (event types seen or emitted) in order. They live in the row, so
 /// its version moves with its timeline: a compare-and-set from an earlier version fails rather
 /// than answer a view that lacks these entries.
 pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]) -> Result<(), DbErr> {
@@ -426,24 +416,21 @@ pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]
         return Ok(());
     }
     let sql = format!(
-        "WITH touched AS (UPDATE reservation.reservations SET updated_at = now() WHERE id = $1 RETURNING id) {}",
-        timeline_insert("touched.id", "touched, ", 2)
+        "UPDATE reservation.reservations SET updated_at = now(), timeline = timeline || {} WHERE id = $1",
+        timeline_entries("$2::text[]")
     );
-    db.execute_raw(stmt(&sql, [id.0.into(), kind_list(kinds).into()])).await?;
+    let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+    db.execute_raw(stmt(&sql, [id.0.into(), kinds.into()])).await?;
     Ok(())
 }
 
-/// The statement appending the event types of text[] parameter `$param`, in order, to the
-/// timeline of the reservation `id` (an expression over `from`, e.g. a CTE's `RETURNING`).
-fn timeline_insert(id: &str, from: &str, param: usize) -> String {
+/// The timeline entries (a JSON array of `{type, at}`, `at` the transaction's time) of the event
+/// types in the text[] expression `kinds`, in order: what a write appends to a row's `timeline`.
+fn timeline_entries(kinds: &str) -> String {
     format!(
-        "INSERT INTO reservation.timeline (reservation_id, type) \
-         SELECT {id}, k FROM {from}unnest(${param}::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i"
+        "coalesce((SELECT jsonb_agg(jsonb_build_object('type', k, 'at', now()) ORDER BY o) \
+                   FROM unnest({kinds}) WITH ORDINALITY AS t(k, o)), '[]'::jsonb)"
     )
-}
-
-fn kind_list(kinds: &[&str]) -> Vec<String> {
-    kinds.iter().map(|k| (*k).to_owned()).collect()
 }
 
 /// The caller's reservation with its timeline, in one round trip.
@@ -455,9 +442,7 @@ pub async fn get_with_timeline(
     let row = db
         .query_one_raw(stmt(
             &format!(
-                "SELECT {COLUMNS},
-                        (SELECT {TIMELINE_JSON} FROM reservation.timeline t WHERE t.reservation_id = r.id) AS timeline
-                 FROM reservation.reservations r WHERE id = $1 AND user_id = $2"
+                "SELECT {COLUMNS}, timeline FROM reservation.reservations WHERE id = $1 AND user_id = $2"
             ),
             [id.0.into(), user.0.into()],
         ))
@@ -467,26 +452,17 @@ pub async fn get_with_timeline(
     Ok(Some((reservation(&row)?, timeline)))
 }
 
-/// A timeline as one JSON array, oldest first, from rows `t` with `type`, `at` and `seq`.
-const TIMELINE_JSON: &str =
-    "coalesce(json_agg(json_build_object('type', t.type, 'at', t.at) ORDER BY t.seq), '[]')";
-
-/// Reads a timeline answered as [`TIMELINE_JSON`].
+/// Reads a row's `timeline`.
 fn timeline_of(json: serde_json::Value) -> Result<Vec<TimelineEntry>, DbErr> {
     serde_json::from_value(json).map_err(|e| DbErr::Custom(format!("timeline: {e}")))
 }
 
 /// A reservation's timeline, oldest first.
 pub async fn timeline(db: &impl ConnectionTrait, id: ReservationId) -> Result<Vec<TimelineEntry>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT type, at FROM reservation.timeline WHERE reservation_id = $1 ORDER BY seq",
-            [id.0.into()],
-        ))
+    let row = db
+        .query_one_raw(stmt("SELECT timeline FROM reservation.reservations WHERE id = $1", [id.0.into()]))
         .await?;
-    rows.iter()
-        .map(|r| Ok(TimelineEntry { kind: r.try_get("", "type")?, at: r.try_get("", "at")? }))
-        .collect()
+    row.map_or(Ok(Vec::new()), |r| timeline_of(r.try_get("", "timeline")?))
 }
 
 /// Open reservations whose clock has run out, locked (skipping rows another sweeper holds).

@@ -6,6 +6,7 @@
 mod compensations;
 mod guard;
 mod http;
+mod migration;
 mod openapi;
 mod saga;
 
