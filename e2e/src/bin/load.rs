@@ -196,7 +196,8 @@ async fn start(overrides: &[(&str, &str)]) -> System {
     let env = TestEnv::new().await.unwrap();
     let mut cmd = command(&binary(), &env);
     cmd.env("RUST_LOG", "warn");
-    for (k, v) in overrides {
+    // A setting given to `load` itself wins over the scenario's own (the child inherits it).
+    for (k, v) in overrides.iter().filter(|(k, _)| std::env::var_os(k).is_none()) {
         cmd.env(k, v);
     }
     cmd.arg("up");
