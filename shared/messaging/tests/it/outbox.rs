@@ -201,21 +201,19 @@ async fn rows_no_writer_announced_are_found_by_the_poll() {
 #[tokio::test]
 async fn pool_connections_plan_each_statement_once_and_by_its_indexes() {
     // The handlers' statements (the seat hold first of all) would otherwise be planned afresh on
-    // every execution; see `platform::pools::connect_db`.
+    // every execution, and a plan made while a table was small would keep scanning it whole
+    // once it has grown; see `platform::pools::connect_db`.
     let env = env().await;
-    let row = env
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SHOW plan_cache_mode"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.try_get::<String>("", "plan_cache_mode").unwrap(), "force_generic_plan");
-    // Nor does a plan made while a table was small keep scanning it whole once it has grown.
-    let row = env
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, "SHOW enable_seqscan"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.try_get::<String>("", "enable_seqscan").unwrap(), "off");
+    for (setting, expected) in [("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")] {
+        let row = env
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SHOW {setting}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", setting).unwrap(), expected);
+    }
 }
