@@ -36,9 +36,7 @@ impl Handler for Completed {
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
     ) -> Result<Vec<i64>, HandleError> {
-        let pending: Vec<(i64, store::Pending)> =
-            (1i64..).zip(msgs).filter_map(|(position, msg)| Some((position, pending(msg).ok()?))).collect();
-        Ok(store::insert_pending_each(db, &pending, claims).await?)
+        Ok(store::insert_pending_each(db, &messaging::by_position(msgs, pending), claims).await?)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {

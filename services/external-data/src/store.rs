@@ -122,7 +122,7 @@ pub async fn insert_pending_each(
             values,
         ))
         .await?;
-    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
+    InboxClaims::positions(&rows)
 }
 
 /// A due delivery, leased to the worker that claimed it.

@@ -216,7 +216,7 @@ pub async fn hold_each_free(
             values,
         ))
         .await?;
-    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
+    InboxClaims::positions(&rows)
 }
 
 /// Holds the seats for `reservation`; returns how many were available and now held.

@@ -21,9 +21,7 @@ impl Handler for History {
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
     ) -> Result<Vec<i64>, HandleError> {
-        let entries: Vec<(i64, Entry)> =
-            (1i64..).zip(msgs).filter_map(|(position, msg)| Some((position, entry(msg).ok()?))).collect();
-        Ok(store::append_each(db, &entries, claims).await?)
+        Ok(store::append_each(db, &messaging::by_position(msgs, entry), claims).await?)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {

@@ -114,7 +114,7 @@ pub async fn append_each(
             values,
         ))
         .await?;
-    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
+    InboxClaims::positions(&rows)
 }
 
 /// The user's entries, newest first, older than the cursor.

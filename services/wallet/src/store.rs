@@ -164,7 +164,7 @@ pub async fn pay_each_at_once(
             values,
         ))
         .await?;
-    rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
+    InboxClaims::positions(&rows)
 }
 
 /// A completed payment, now marked refunded: `(payment, user, amount)`.

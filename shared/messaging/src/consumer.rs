@@ -127,7 +127,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies the event's effect in one statement of its own (no transaction: one round trip
     /// where the transaction takes at least four), if the handler can for this message. That
     /// statement must include `claim`'s CTE (`InboxClaims::from(claim).cte(..)`, over a row
-    /// with `i` = 1), run only when the effect is made: a repeated event then fails on the inbox's key, and nothing of the statement stays.
+    /// with `i` = 1), run only when the effect is made: a repeated event then fails on the
+    /// inbox's key, and nothing of the statement stays.
     /// `Ok(true)`: applied. `Ok(false)` or an error: nothing changed, and the message is applied
     /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart). By
     /// default, [`Handler::at_once_each`] with a batch of one.
@@ -206,6 +207,19 @@ impl<'a> InboxClaims<'a> {
             n + 1
         )
     }
+
+    /// The positions a statement applied, as it answers them in its `i` column (the column
+    /// [`InboxClaims::cte`] reads): what [`Handler::at_once_each`] returns.
+    pub fn positions(rows: &[sea_orm::QueryResult]) -> Result<Vec<i64>, DbErr> {
+        rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
+    }
+}
+
+/// What `row` makes of each event of a batch, keyed by its position (from 1, as
+/// [`InboxClaims`] counts). An event it refuses (one that does not decode, say) is left out,
+/// for [`Handler::handle`] to refuse again on its own, and the consumer to dead-letter.
+pub fn by_position<T>(msgs: &[Incoming], row: impl Fn(&Incoming) -> Result<T, HandleError>) -> Vec<(i64, T)> {
+    (1i64..).zip(msgs).filter_map(|(position, msg)| Some((position, row(msg).ok()?))).collect()
 }
 
 /// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and

@@ -15,7 +15,7 @@ mod runtime;
 pub use bus::Bus;
 pub use consumer::{
     Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaim, InboxClaims, Incoming, PgInbox,
-    check_filters, run_consumer,
+    by_position, check_filters, run_consumer,
 };
 pub use error::MessagingError;
 pub use outbox::{Outbox, OutboxRow, When};
