@@ -32,7 +32,9 @@ pub async fn serve(
         .with(Arc::new(rt.db.clone()))
         .with(Arc::new(rt.bus.clone()))
         .with(Arc::new(rt.redis.clone()));
-    let docs = platform::http::docs_router(openapi(&defs));
+    // Every process documents the whole API, not only what it runs: behind an ingress,
+    // `/openapi.json` reaches whichever process the catch-all route picks.
+    let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()));
     let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)).merge(docs));
 
     let listener =
@@ -51,14 +53,14 @@ pub async fn serve(
     Ok(())
 }
 
-/// One OpenAPI document for the services a process runs: each service's paths and schemas.
+/// One OpenAPI document for `defs`: each service's paths and schemas.
 fn openapi(defs: &[&services::ServiceDef]) -> utoipa::openapi::OpenApi {
     let names: Vec<_> = defs.iter().map(|d| d.name).collect();
     let info = utoipa::openapi::InfoBuilder::new()
         .title("ticketing")
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(format!(
-            "The HTTP API of the services this process runs: {}. Errors are `application/problem+json`.",
+            "The HTTP API of the services {}, as one process or behind the ingress. Errors are `application/problem+json`.",
             names.join(", ")
         )))
         .build();
@@ -95,9 +97,9 @@ async fn bus(config: &Config) -> anyhow::Result<Bus> {
 /// Creates or updates streams and consumers.
 pub async fn nats_apply(config: &Config) -> anyhow::Result<()> {
     let bus = bus(config).await?;
-    messaging::definitions::apply(&bus).await?;
+    messaging::definitions::apply(&bus, config.nats_replicas).await?;
     for stream in contracts::Stream::ALL {
-        println!("stream {} ok", bus.ns.stream(stream));
+        println!("stream {} ok replicas={}", bus.ns.stream(stream), config.nats_replicas);
     }
     for spec in messaging::definitions::declared_consumers()? {
         println!("consumer {} ok", spec.name());
@@ -138,6 +140,34 @@ pub async fn dlq_replay(config: &Config, seq: u64) -> anyhow::Result<()> {
     let bus = bus(config).await?;
     let letter = messaging::dlq::replay(&bus, seq).await?;
     println!("replayed dead letter #{seq} to {}", letter.original_subject);
+    Ok(())
+}
+
+/// Prints the route table: `<prefix> <service>` lines, the catch-all last as `/`.
+pub fn routes() {
+    for (prefix, service) in platform::routes::ROUTES {
+        println!("{prefix} {service}");
+    }
+    println!("/ {}", platform::routes::CATCH_ALL);
+}
+
+/// Prints an nginx configuration for the route table and the given replicas.
+pub fn routes_nginx(listen: String, prefix: String, upstreams: &[String]) -> anyhow::Result<()> {
+    let upstreams = upstreams
+        .iter()
+        .map(|u| {
+            let (service, servers) = u
+                .split_once('=')
+                .with_context(|| format!("--upstream {u:?}: expected service=host:port,..."))?;
+            services::resolve(&[service.to_owned()])?;
+            let servers: Vec<String> =
+                servers.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            Ok(platform::routes::Upstream { service: service.to_owned(), servers })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let conf =
+        platform::routes::NginxSite { listen, prefix, upstreams }.render().map_err(anyhow::Error::msg)?;
+    print!("{conf}");
     Ok(())
 }
 

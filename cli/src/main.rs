@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// The ingress's route table (DESIGN §3): which service answers each path prefix.
+    Routes {
+        #[command(subcommand)]
+        format: Option<RoutesFormat>,
+    },
     /// Mint a development identity token.
     Token {
         /// The user's UUID (the token's `sub`).
@@ -68,6 +73,22 @@ enum Command {
 enum NatsCommand {
     /// Create or update every stream and consumer defined in nats/ (idempotent).
     Apply,
+}
+
+#[derive(Subcommand)]
+enum RoutesFormat {
+    /// An nginx configuration routing the table to service replicas (the local topology's ingress).
+    Nginx {
+        /// `host:port` nginx listens on.
+        #[arg(long)]
+        listen: String,
+        /// A directory of nginx's own for its pid file, logs and temporary files.
+        #[arg(long)]
+        prefix: String,
+        /// A service's replicas, as `service=host:port[,host:port...]`; one per service.
+        #[arg(long = "upstream", required = true)]
+        upstreams: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +155,13 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
         Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
         Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,
         Command::Dlq { command: DlqCommand::Replay { seq } } => commands::dlq_replay(&config, seq).await,
+        Command::Routes { format: None } => {
+            commands::routes();
+            Ok(())
+        }
+        Command::Routes { format: Some(RoutesFormat::Nginx { listen, prefix, upstreams }) } => {
+            commands::routes_nginx(listen, prefix, &upstreams)
+        }
         Command::Token { user, admin, ttl_secs } => commands::token(&config, user, admin, ttl_secs),
     }
 }

@@ -1,6 +1,6 @@
-//! One `ticketing serve <svc>` process per service, behind an in-test ingress that routes the
-//! path prefixes of DESIGN §3 the way the Kubernetes ingress does. Services can be stopped and
-//! started again mid-scenario.
+//! One `ticketing serve <svc>` process per service, behind an in-test ingress that routes by
+//! the one route table (`platform::routes`), as nginx in the local topology and the Kubernetes
+//! ingress do. Services can be stopped and started again mid-scenario.
 
 use crate::harness::{Process, binary, command};
 use axum::{
@@ -14,19 +14,6 @@ use std::{
     sync::{Arc, RwLock},
 };
 use testkit::TestEnv;
-
-/// Which service answers a path prefix.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("/queue", "queue"),
-    ("/concerts", "concert"),
-    ("/schedules", "seat"),
-    ("/reservations", "reservation"),
-    ("/rankings", "ranking"),
-    // More specific first: the history is its own service.
-    ("/wallets/me/history", "wallet-history"),
-    ("/wallets", "wallet"),
-    ("/external-data", "external-data"),
-];
 
 /// The services a cluster runs.
 pub const SERVICES: &[&str] =
@@ -107,10 +94,10 @@ impl Cluster {
 
 async fn forward(State((upstreams, http)): State<(Upstreams, reqwest::Client)>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let service = ROUTES.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, s)| *s);
-    let upstream = service.and_then(|s| upstreams.read().ok().and_then(|u| u.get(s).cloned()));
+    let service = platform::routes::service_for(req.uri().path());
+    let upstream = upstreams.read().ok().and_then(|u| u.get(service).cloned());
     let Some(upstream) = upstream else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no upstream for this path").into_response();
+        return upstream_down();
     };
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
@@ -131,6 +118,18 @@ async fn forward(State((upstreams, http)): State<(Upstreams, reqwest::Client)>, 
             let bytes = res.bytes().await.unwrap_or_default();
             builder.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        Err(_) => upstream_down(),
     }
+}
+
+/// What nginx answers when no replica of a service answers (platform::routes).
+fn upstream_down() -> Response {
+    let mut res = platform::Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UPSTREAM_UNAVAILABLE",
+        "no replica of the service behind this path answered; retry shortly",
+    )
+    .into_response();
+    res.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+    res
 }

@@ -127,6 +127,25 @@ async fn up_serves_one_openapi_document_and_a_docs_page() {
     assert!(page.contains("/openapi.json") && page.contains("swagger-ui"), "{page}");
 }
 
+/// Behind an ingress, `/openapi.json` reaches whichever process the catch-all picks: each one
+/// documents every service, not only those it runs.
+#[tokio::test]
+async fn a_process_serving_one_service_documents_every_service() {
+    let env = TestEnv::new().await.unwrap();
+    let mut cmd = ticketing_for(&env);
+    cmd.args(["serve", "concert"]);
+    let running = Process::spawn(cmd).unwrap();
+    let http = reqwest::Client::new();
+    let doc: serde_json::Value =
+        http.get(format!("{}/openapi.json", running.url)).send().await.unwrap().json().await.unwrap();
+    for path in ["/concerts", "/reservations", "/wallets/me/history", "/queue/tokens", "/rankings/concerts"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from {}", doc["paths"]);
+    }
+    // The routes themselves stay where they are served.
+    let elsewhere = http.get(format!("{}/rankings/concerts", running.url)).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 404);
+}
+
 #[tokio::test]
 async fn nats_apply_and_dlq_list_work_against_a_namespace() {
     let env = TestEnv::new().await.unwrap();
@@ -134,7 +153,14 @@ async fn nats_apply_and_dlq_list_work_against_a_namespace() {
     let out = cmd.args(["nats", "apply"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("stream {}_DLQ ok", env.ns)), "{text}");
+    assert!(text.contains(&format!("stream {}_DLQ ok replicas=1", env.ns)), "{text}");
+
+    // A replica count the server cannot keep is refused, naming the stream.
+    let mut cmd = ticketing_for(&env);
+    let out = cmd.args(["nats", "apply"]).env("TICKETING_NATS_REPLICAS", "3").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stream"), "{err}");
 
     let mut cmd = ticketing_for(&env);
     let out = cmd.args(["dlq", "list"]).output().unwrap();

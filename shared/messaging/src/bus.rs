@@ -21,13 +21,16 @@ pub struct Bus {
 
 impl Bus {
     /// Connects (retrying in the background after the first success) and builds the context.
+    /// `url` names one server, or every member of a cluster separated by commas; the client
+    /// moves to another member when the one it uses goes away.
     pub async fn connect(url: &str, ns: Namespace) -> Result<Self, MessagingError> {
+        let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         let client = async_nats::ConnectOptions::new()
             .name("ticketing")
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| MessagingError::Connect { url: url.to_owned(), message: e.to_string() })?;
         // retry_on_initial_connect returns at once; wait (bounded) so a bad URL fails loudly.

@@ -19,8 +19,13 @@ pub fn stream_source(stream: Stream) -> &'static str {
 
 const CONSUMERS: &str = include_str!("../../../nats/consumers.json");
 
-/// `stream`'s configuration with the namespace applied to its name and subjects.
-pub fn stream_config(stream: Stream, ns: &Namespace) -> Result<stream::Config, MessagingError> {
+/// `stream`'s configuration with the namespace applied to its name and subjects, kept on
+/// `replicas` servers (the files say 1; a deployment says how many it has).
+pub fn stream_config(
+    stream: Stream,
+    ns: &Namespace,
+    replicas: usize,
+) -> Result<stream::Config, MessagingError> {
     let file = format!("streams/{}.json", stream.name());
     let mut cfg: stream::Config = serde_json::from_str(stream_source(stream))
         .map_err(|e| MessagingError::Definition { file: file.clone(), message: e.to_string() })?;
@@ -38,6 +43,7 @@ pub fn stream_config(stream: Stream, ns: &Namespace) -> Result<stream::Config, M
     }
     cfg.name = ns.stream(stream);
     cfg.subjects = vec![ns.stream_subjects(stream)];
+    cfg.num_replicas = replicas;
     Ok(cfg)
 }
 
@@ -86,10 +92,11 @@ pub fn consumer_entries() -> Result<Vec<ConsumerEntry>, MessagingError> {
     Ok(file.consumers)
 }
 
-/// Creates or updates every stream, then every declared consumer.
-pub async fn apply(bus: &Bus) -> Result<(), MessagingError> {
+/// Creates or updates every stream (each kept on `replicas` servers), then every declared
+/// consumer (which follows its stream's replicas).
+pub async fn apply(bus: &Bus, replicas: usize) -> Result<(), MessagingError> {
     for stream in Stream::ALL {
-        apply_stream(bus, stream).await?;
+        apply_stream(bus, stream, replicas).await?;
     }
     for spec in declared_consumers()? {
         spec.ensure(bus).await?;
@@ -113,8 +120,8 @@ fn stream_of(entry: &ConsumerEntry) -> Result<Stream, MessagingError> {
 }
 
 /// Creates `stream` under the bus namespace, or updates it to match its definition.
-pub async fn apply_stream(bus: &Bus, stream: Stream) -> Result<(), MessagingError> {
-    let cfg = stream_config(stream, &bus.ns)?;
+pub async fn apply_stream(bus: &Bus, stream: Stream, replicas: usize) -> Result<(), MessagingError> {
+    let cfg = stream_config(stream, &bus.ns, replicas)?;
     match bus.js.get_stream(&cfg.name).await {
         Ok(_) => {
             bus.js.update_stream(cfg).await.map_err(|e| MessagingError::js("update stream", e))?;
@@ -136,8 +143,9 @@ mod tests {
     fn every_stream_definition_parses_and_matches_the_contract() {
         let ns = Namespace::new("p").unwrap();
         for s in Stream::ALL {
-            let cfg = stream_config(s, &ns).unwrap();
+            let cfg = stream_config(s, &ns, 3).unwrap();
             assert_eq!(cfg.name, format!("p_{}", s.name()));
+            assert_eq!(cfg.num_replicas, 3);
             assert_eq!(cfg.subjects, vec![format!("p.{}.>", s.domain())]);
             assert!(cfg.duplicate_window.as_secs() >= 60, "{s}: dedup window too short");
         }

@@ -27,7 +27,7 @@ impl Runtime {
             message: format!("cannot reach Postgres ({e}); is scripts/dev-stack running?"),
         })?;
         let bus = Bus::connect(&config.nats_url, config.prefix.clone()).await?;
-        crate::definitions::apply(&bus).await?;
+        crate::definitions::apply(&bus, config.nats_replicas).await?;
         let redis = platform::pools::connect_redis(config.redis_url.expose()).await.map_err(|e| {
             MessagingError::Connect { url: "TICKETING_REDIS_URL".into(), message: e.to_string() }
         })?;

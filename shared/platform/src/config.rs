@@ -36,7 +36,10 @@ pub struct Config {
     pub database_url: Secret,
     /// Largest Postgres pool a process opens.
     pub database_max_connections: u32,
+    /// One NATS server, or several separated by commas (the members of a cluster).
     pub nats_url: String,
+    /// How many JetStream servers keep each stream (1, or 3 on a three-node cluster).
+    pub nats_replicas: usize,
     pub redis_url: Secret,
     /// HS256 key for identity tokens (at least 32 bytes).
     pub jwt_secret: Secret,
@@ -174,9 +177,16 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 
     fn url(&mut self, var: &'static str, default: &str, schemes: &[&str]) -> String {
+        self.urls(var, default, schemes, false)
+    }
+
+    /// A URL, or with `several` a comma-separated list of them, each with one of `schemes`.
+    fn urls(&mut self, var: &'static str, default: &str, schemes: &[&str], several: bool) -> String {
         let v = self.string(var, default);
-        let scheme_ok = v.split_once("://").is_some_and(|(s, rest)| schemes.contains(&s) && !rest.is_empty());
-        if !scheme_ok {
+        let scheme_ok =
+            |u: &str| u.split_once("://").is_some_and(|(s, rest)| schemes.contains(&s) && !rest.is_empty());
+        let ok = if several { v.split(',').all(|u| scheme_ok(u.trim())) } else { scheme_ok(&v) };
+        if !ok {
             self.fail(var, format!("expected a URL starting with {}://", schemes.join("://, ")));
         }
         v
@@ -199,7 +209,12 @@ impl Config {
             &["postgres", "postgresql"],
         );
         let database_max_connections = r.positive("TICKETING_DATABASE_MAX_CONNECTIONS", 20);
-        let nats_url = r.url("TICKETING_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"]);
+        let nats_url = r.urls("TICKETING_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"], true);
+        let nats_replicas = r.parsed("TICKETING_NATS_REPLICAS", 1_usize, "a whole number");
+        if !(1..=5).contains(&nats_replicas) {
+            // JetStream keeps a stream on at most five servers.
+            r.fail("TICKETING_NATS_REPLICAS", "must be between 1 and 5");
+        }
         let redis_url = r.url("TICKETING_REDIS_URL", "redis://127.0.0.1:6379", &["redis", "rediss"]);
         let jwt_secret = r.required("TICKETING_JWT_SECRET");
         if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
@@ -263,6 +278,7 @@ impl Config {
             database_url: Secret(database_url),
             database_max_connections,
             nats_url,
+            nats_replicas,
             redis_url: Secret(redis_url),
             jwt_secret: Secret(jwt_secret),
             prefix,
@@ -291,10 +307,36 @@ mod tests {
     fn defaults_reach_the_local_stack() {
         let c = read(&[("TICKETING_JWT_SECRET", SECRET)]).unwrap();
         assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(c.nats_replicas, 1);
         assert_eq!(c.http_addr.port(), 8080);
         assert_eq!(c.saga.hold, Duration::from_secs(300));
         assert_eq!(c.prefix, Namespace::default());
         assert!(c.otlp_endpoint.is_none());
+    }
+
+    #[test]
+    fn a_nats_cluster_is_a_list_of_urls_and_its_streams_keep_up_to_five_replicas() {
+        let cluster = read(&[
+            ("TICKETING_JWT_SECRET", SECRET),
+            ("TICKETING_NATS_URL", "nats://127.0.0.1:4301,nats://127.0.0.1:4302"),
+            ("TICKETING_NATS_REPLICAS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (cluster.nats_url.as_str(), cluster.nats_replicas),
+            ("nats://127.0.0.1:4301,nats://127.0.0.1:4302", 3)
+        );
+        for (url, replicas) in [("nats://127.0.0.1:4301,127.0.0.1:4302", "1"), ("nats://127.0.0.1:4222", "6")]
+        {
+            let e = read(&[
+                ("TICKETING_JWT_SECRET", SECRET),
+                ("TICKETING_NATS_URL", url),
+                ("TICKETING_NATS_REPLICAS", replicas),
+            ])
+            .unwrap_err();
+            let at_fault = if replicas == "6" { "TICKETING_NATS_REPLICAS" } else { "TICKETING_NATS_URL" };
+            assert!(e.names(at_fault), "{e}");
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl TestEnv {
             .await
             .context("connect to NATS (is scripts/dev-stack running?)")?;
         sweep_streams(&bus, now).await;
-        messaging::definitions::apply(&bus).await?;
+        messaging::definitions::apply(&bus, 1).await?;
 
         let redis = platform::pools::connect_redis(&redis_url).await?;
         let config = Config::from_lookup(|k| match k {
