@@ -4,11 +4,11 @@
 The manifests, as `kubectl kustomize` renders each overlay, and the Dockerfile are held against
 the sources of truth in the repository:
 
-- the `ticketing` binary: its subcommands (`--help`, `help <sub>`) and its services
-  (`ticketing services`, i.e. SERVICES in cli/src/services.rs);
+- the `ticketing` binary: its subcommands (`--help`, `help <sub>`), its services
+  (`ticketing services`, i.e. SERVICES in cli/src/services.rs) and its route table (`ticketing
+  routes`, i.e. ROUTES and CATCH_ALL in shared/platform/src/routes.rs);
 - shared/platform/src/config.rs: every TICKETING_* variable it reads, which of them are required
-  and which are URLs;
-- e2e/src/cluster.rs: ROUTES, the path prefixes of the in-test ingress;
+  and which are URLs (or lists of them);
 - rust-toolchain.toml and nats/nats-server.conf.
 
 Every problem is reported, each naming the object at fault; the exit status is 1 if there was any.
@@ -119,6 +119,7 @@ class ConfigVars:
     read: set[str]
     required: set[str]
     urls: set[str]
+    url_lists: set[str]  # among urls: those that take several, separated by commas
 
 
 def read_config() -> ConfigVars:
@@ -127,6 +128,9 @@ def read_config() -> ConfigVars:
     read = set(re.findall(r'"(TICKETING_[A-Z0-9_]+)"', text))
     required = set(re.findall(r'\.required\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
     urls = set(re.findall(r'\.url\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
+    # r.urls(var, default, schemes, several): a URL, or with `true` a comma-separated list.
+    url_lists = set(re.findall(r'\.urls\(\s*"(TICKETING_[A-Z0-9_]+)"[^;]*?,\s*true\s*\)', text))
+    urls |= set(re.findall(r'\.urls\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
     # If these fail, config.rs changed shape and this parser needs to follow it.
     for what, ok in [
         (f"{JWT_SECRET} among the required variables", JWT_SECRET in required),
@@ -135,16 +139,36 @@ def read_config() -> ConfigVars:
     ]:
         if not ok:
             raise SystemExit(f"check-deploy: found no {what} in {path.relative_to(ROOT)}")
-    return ConfigVars(read, required, urls)
+    return ConfigVars(read, required, urls, url_lists)
 
 
-def read_routes() -> list[tuple[str, str]]:
-    path = ROOT / "e2e/src/cluster.rs"
-    block = re.search(r"pub const ROUTES[^=]*=\s*&\[(.*?)\];", path.read_text(), re.S)
-    routes = re.findall(r'\(\s*"([^"]+)"\s*,\s*"([^"]+)"\s*\)', block.group(1)) if block else []
-    if not routes:
-        raise SystemExit(f"check-deploy: found no ROUTES in {path.relative_to(ROOT)}")
-    return routes
+@dataclass
+class Routes:
+    """The ingress's route table, as `ticketing routes` prints it."""
+
+    prefixes: list[tuple[str, str]]  # (path prefix, service), more specific first
+    catch_all: str  # the service that answers every path no prefix matches
+
+
+def read_routes(binary: Path) -> Routes:
+    prefixes: list[tuple[str, str]] = []
+    catch_all: list[str] = []
+    for line in run_binary(binary, "routes").splitlines():
+        if not line.strip():
+            continue
+        words = line.split()
+        if len(words) != 2 or not words[0].startswith("/"):
+            raise SystemExit(f"check-deploy: `ticketing routes` printed {line!r}, not `<prefix> <service>`")
+        if words[0] == CATCH_ALL:
+            catch_all.append(words[1])
+        else:
+            prefixes.append((words[0], words[1]))
+    if not prefixes or len(catch_all) != 1:
+        raise SystemExit(
+            f"check-deploy: `ticketing routes` printed {len(prefixes)} prefixes and "
+            f"{len(catch_all)} catch-all lines ({CATCH_ALL} <service>); expected some and one"
+        )
+    return Routes(prefixes, catch_all[0])
 
 
 def toolchain_channel() -> str:
@@ -631,7 +655,8 @@ def check_ticketing_container(
         if v is None:
             p.add(where, f"{var} is not set: its default points at 127.0.0.1, not at the cluster")
         elif v.value is not None:
-            check_url(p, where, var, v.value, render, namespace)
+            for url in v.value.split(",") if var in config.url_lists else [v.value]:
+                check_url(p, where, var, url.strip(), render, namespace)
     if EXTERNAL_URL in env and EXTERNAL_SECRET not in env:
         p.add(where, f"{EXTERNAL_URL} is set without {EXTERNAL_SECRET}: the process would refuse to start")
     external = env.get(EXTERNAL_SECRET)
@@ -794,7 +819,7 @@ def check_render(
     docs: list[dict],
     binary: Binary,
     config: ConfigVars,
-    routes: list[tuple[str, str]],
+    routes: Routes,
     image_uid: int | None,
 ) -> dict[str, int]:
     render = Render(docs)
@@ -886,13 +911,18 @@ def check_render(
                 paths.append((path, backend["name"], owners.pop()))
 
     routed = [(path, svc) for path, _, svc in paths if path != CATCH_ALL]
-    expected = list(routes)
+    expected = list(routes.prefixes)
     for route in sorted(set(expected) - set(routed)):
-        pf.add(
-            "Ingress", f"ROUTES in e2e/src/cluster.rs sends {route[0]} to {route[1]}; the Ingress does not"
-        )
+        pf.add("Ingress", f"`ticketing routes` sends {route[0]} to {route[1]}; the Ingress does not")
     for route in sorted(set(routed) - set(expected)):
-        pf.add("Ingress", f"sends {route[0]} to {route[1]}; ROUTES in e2e/src/cluster.rs does not")
+        pf.add("Ingress", f"sends {route[0]} to {route[1]}; `ticketing routes` does not")
+    caught = sorted({svc for path, _, svc in paths if path == CATCH_ALL})
+    if caught != [routes.catch_all]:
+        pf.add(
+            "Ingress",
+            f"sends {CATCH_ALL} (every other path) to {', '.join(caught) or 'nothing'}; "
+            f"`ticketing routes` sends it to {routes.catch_all}",
+        )
     order = [path for path, _, _ in paths]
     for i, path in enumerate(order):
         for later in order[i + 1 :]:
@@ -988,7 +1018,7 @@ def main() -> int:
 
     binary = read_binary(args.bin)
     config = read_config()
-    routes = read_routes()
+    routes = read_routes(args.bin)
     p = Problems()
     image_uid = check_dockerfile(p, binary)
     check_nats_copy(p)
@@ -1006,7 +1036,7 @@ def main() -> int:
         return 1
     print(
         f"check-deploy: manifests match the code ({'; '.join(summaries)}; {len(binary.services)} "
-        f"services, {len(routes)} routes, {len(config.read)} TICKETING_* variables); Dockerfile ok"
+        f"services, {len(routes.prefixes)} routes, {len(config.read)} TICKETING_* variables); Dockerfile ok"
     )
     return 0
 
