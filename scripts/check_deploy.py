@@ -8,8 +8,14 @@ the sources of truth in the repository:
   (`ticketing services`, i.e. SERVICES in cli/src/services.rs) and its route table (`ticketing
   routes`, i.e. ROUTES and CATCH_ALL in shared/platform/src/routes.rs);
 - shared/platform/src/config.rs: every TICKETING_* variable it reads, which of them are required
-  and which are URLs (or lists of them);
-- rust-toolchain.toml and nats/nats-server.conf.
+  and which are URLs (or lists of them); TICKETING_NATS_REPLICAS, which every ticketing process
+  must get, equal to the NATS StatefulSet's replicas;
+- rust-toolchain.toml;
+- nats/nats-server.conf (the copy under k8s/, what the NATS pods mount) and
+  nats/nats-server.version (the NATS image's tag).
+
+Beyond them, the NATS StatefulSet must form its cluster (every pod in --routes, a name per
+server, its store on a volume).
 
 Every problem is reported, each naming the object at fault; the exit status is 1 if there was any.
 """
@@ -38,6 +44,9 @@ HOT_SERVICES = {"queue", "reservation", "seat"}
 # without the other (checked below by name, so a rename in config.rs is caught).
 EXTERNAL_URL, EXTERNAL_SECRET = "TICKETING_EXTERNAL_DATA_URL", "TICKETING_EXTERNAL_DATA_SECRET"
 JWT_SECRET = "TICKETING_JWT_SECRET"
+# Every process sets each stream's replicas to this at start; they must agree with one another and
+# with the servers the NATS StatefulSet runs.
+NATS_REPLICAS = "TICKETING_NATS_REPLICAS"
 MIN_JWT_SECRET, MIN_EXTERNAL_SECRET = 32, 16
 # Where the manifests list the TICKETING_* variables they leave at their defaults on purpose.
 DEFAULTED_ANNOTATION = "ticketing.dev/defaulted"
@@ -52,6 +61,16 @@ DEFAULT_PORTS = {
     "tls": 4222,
     "redis": 6379,
     "rediss": 6379,
+}
+# The name of the port a client of each scheme must land on (the Services' and containers' port
+# names): NATS also listens for its cluster and its monitoring, which no client may dial.
+CLIENT_PORT_NAMES = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "nats": "client",
+    "tls": "client",
+    "redis": "redis",
+    "rediss": "redis",
 }
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
 
@@ -136,6 +155,7 @@ def read_config() -> ConfigVars:
         (f"{JWT_SECRET} among the required variables", JWT_SECRET in required),
         ("URL variables (r.url(...))", bool(urls)),
         (f"{EXTERNAL_URL} and {EXTERNAL_SECRET}", {EXTERNAL_URL, EXTERNAL_SECRET} <= read),
+        (NATS_REPLICAS, NATS_REPLICAS in read),
     ]:
         if not ok:
             raise SystemExit(f"check-deploy: found no {what} in {path.relative_to(ROOT)}")
@@ -169,6 +189,10 @@ def read_routes(binary: Path) -> Routes:
             f"{len(catch_all)} catch-all lines ({CATCH_ALL} <service>); expected some and one"
         )
     return Routes(prefixes, catch_all[0])
+
+
+def nats_version() -> str:
+    return (ROOT / "nats/nats-server.version").read_text().strip()
 
 
 def toolchain_channel() -> str:
@@ -457,11 +481,15 @@ class Render:
         return [pod for pod in self.pods if matches({"matchLabels": selector}, pod.labels)]
 
 
-def is_ticketing(container: dict) -> bool:
-    image = container.get("image", "")
-    repo = re.split(r"[@]", image)[0]
+def image_name(container: dict) -> str:
+    """The image's name without registry, tag or digest: `ticketing` of `ticketing:dev`."""
+    repo = re.split(r"[@]", container.get("image", ""))[0]
     repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
-    return repo.rsplit("/", 1)[-1] == "ticketing"
+    return repo.rsplit("/", 1)[-1]
+
+
+def is_ticketing(container: dict) -> bool:
+    return image_name(container) == "ticketing"
 
 
 def expand(value: str, env: dict[str, EnvVar]) -> str | None:
@@ -571,28 +599,85 @@ def target_reachable(render: Render, service: dict, sp: dict) -> bool:
     return False
 
 
+def namespace_suffixes(namespace: str) -> set[str]:
+    """What may follow a Service's name in a host name that reaches it from the namespace."""
+    return {"", f".{namespace}", f".{namespace}.svc", f".{namespace}.svc.cluster.local"}
+
+
+@dataclass
+class Host:
+    """What a host name reaches from a pod of the namespace."""
+
+    service: dict
+    pod: str | None = None  # one pod of a StatefulSet, by its name under the headless Service
+    workload: Pod | None = None  # that StatefulSet
+
+
+def resolve_host(render: Render, host: str, namespace: str) -> Host | str:
+    """A Service (<service>[.<namespace>[.svc[.cluster.local]]]) or one pod of a StatefulSet
+    (<pod>.<its headless service>[...]); a string says why the host is neither."""
+    labels = host.split(".")
+
+    def rest(n: int) -> str:
+        return "".join("." + label for label in labels[n:])
+
+    suffixes = namespace_suffixes(namespace)
+    if rest(1) in suffixes:
+        service = render.get("Service", labels[0])
+        return Host(service) if service else f"no Service named {labels[0]} in the manifests"
+    if len(labels) >= 2 and rest(2) in suffixes:
+        pod_name, service_name = labels[0], labels[1]
+        service = render.get("Service", service_name)
+        if service is None:
+            return f"no Service named {service_name} in the manifests"
+        if service["spec"].get("clusterIP") != "None":
+            return f"Service {service_name} is not headless, so its pods have no names of their own"
+        for pod in render.pods:
+            if pod.kind == "StatefulSet" and pod.workload["spec"].get("serviceName") == service_name:
+                if pod_name in statefulset_pods(pod.workload):
+                    return Host(service, pod_name, pod)
+        return f"no StatefulSet under Service {service_name} runs a pod named {pod_name}"
+    return f"the host is not a Service of namespace {namespace}, nor a StatefulSet pod under one"
+
+
+def statefulset_pods(sts: dict) -> list[str]:
+    """The pod names of a StatefulSet: <name>-0 … <name>-<replicas - 1>."""
+    return [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"].get("replicas", 1))]
+
+
 def check_url(p: Problems, where: str, var: str, url: str, render: Render, namespace: str) -> None:
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    short = host.split(".")[0]
-    if host not in {
-        short,
-        f"{short}.{namespace}",
-        f"{short}.{namespace}.svc",
-        f"{short}.{namespace}.svc.cluster.local",
-    }:
-        p.add(where, f"{var}={url}: the host is not a Service of namespace {namespace}")
+    target = resolve_host(render, parts.hostname or "", namespace)
+    if isinstance(target, str):
+        p.add(where, f"{var}={url}: {target}")
         return
-    service = render.get("Service", short)
-    if service is None:
-        p.add(where, f"{var}: no Service named {short} in the manifests")
-        return
+    service = target.service
+    short = service["metadata"]["name"]
     port = parts.port or DEFAULT_PORTS.get(parts.scheme)
-    sp = service_port(service, {"number": port})
-    if sp is None:
-        p.add(where, f"{var}: Service {short} has no port {port}")
-    elif not target_reachable(render, service, sp):
-        p.add(where, f"{var}: Service {short} port {port} reaches no container port of a pod it selects")
+    expected_name = CLIENT_PORT_NAMES.get(parts.scheme)
+    if target.pod is not None and target.workload is not None:
+        # A pod's own name reaches its container ports directly, past the Service's ports.
+        ports = {
+            cp.get("containerPort"): cp.get("name")
+            for c in target.workload.containers()
+            for cp in c.get("ports") or []
+        }
+        if port not in ports:
+            p.add(where, f"{var}: pod {target.pod} ({target.workload.owner}) has no container port {port}")
+        elif expected_name and ports[port] not in {None, expected_name}:
+            p.add(
+                where, f"{var}: port {port} of pod {target.pod} is its {ports[port]} port, not {expected_name}"
+            )
+    else:
+        sp = service_port(service, {"number": port})
+        if sp is None:
+            p.add(where, f"{var}: Service {short} has no port {port}")
+        elif not target_reachable(render, service, sp):
+            p.add(where, f"{var}: Service {short} port {port} reaches no container port of a pod it selects")
+        elif expected_name and sp.get("name") not in {None, expected_name}:
+            p.add(
+                where, f"{var}: port {port} of Service {short} is its {sp['name']} port, not {expected_name}"
+            )
     if parts.scheme.startswith("postgres"):
         # The server's own settings decide which user, password and database exist.
         for pod in render.selected_pods(service):
@@ -626,8 +711,8 @@ def check_ticketing_container(
     binary: Binary,
     config: ConfigVars,
     namespace: str,
-) -> list[str]:
-    """Checks one container running the binary; returns its resolved arguments."""
+) -> tuple[list[str], dict[str, EnvVar]]:
+    """Checks one container running the binary; returns its resolved arguments and environment."""
     command = c.get("command")
     if command and command != ["ticketing"]:
         p.add(where, f"command {command} replaces the image's ENTRYPOINT (ticketing)")
@@ -689,7 +774,7 @@ def check_ticketing_container(
             get = (c.get(probe) or {}).get("httpGet") or {}
             if get.get("path") != path or get.get("port") not in {"http", port}:
                 p.add(where, f"{probe} should GET {path} on the http port")
-    return args
+    return args, env
 
 
 def check_security(p: Problems, pod: Pod, image_uid: int | None) -> None:
@@ -726,6 +811,29 @@ def check_security(p: Problems, pod: Pod, image_uid: int | None) -> None:
 
 def policy_selects(policy: dict, pod: Pod) -> bool:
     return matches(policy["spec"].get("podSelector") or {}, pod.labels)
+
+
+def is_dns(peer: dict) -> bool:
+    ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
+    target = (peer.get("podSelector") or {}).get("matchLabels") or {}
+    return ns == {"kubernetes.io/metadata.name": "kube-system"} and target == {"k8s-app": "kube-dns"}
+
+
+def port_list(rule: dict) -> str:
+    ports = [str(pt.get("port")) for pt in rule.get("ports") or []]
+    return "port " + ", ".join(ports) if ports else "every port"
+
+
+def cluster_ports(pod: Pod) -> set[int | str]:
+    """The port a clustered backend's servers talk to one another on: its container port named
+    cluster, by number or name; empty for a backend that runs alone."""
+    return {
+        v
+        for c in pod.containers()
+        for cp in c.get("ports") or []
+        if cp.get("name") == "cluster"
+        for v in (cp["name"], cp["containerPort"])
+    }
 
 
 def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
@@ -772,12 +880,8 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
                                 f"lets {service} leave the cluster ({peer['ipBlock'].get('cidr')}, ports {sorted(ports) or 'all'}); only external-data may, on 80/443",
                             )
                         continue
-                    ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
                     target = (peer.get("podSelector") or {}).get("matchLabels") or {}
-                    dns = ns == {"kubernetes.io/metadata.name": "kube-system"} and target == {
-                        "k8s-app": "kube-dns"
-                    }
-                    if not dns and (
+                    if not is_dns(peer) and (
                         "namespaceSelector" in peer
                         or target.get("app.kubernetes.io/name") not in backend_names
                     ):
@@ -785,7 +889,9 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
                             where,
                             f"lets {service} reach {peer or 'anywhere'}; services may reach only NATS, Postgres, Redis and DNS",
                         )
-    # Each backend takes traffic only from ticketing processes, and only on the ports it names.
+    # Each backend takes traffic only from ticketing processes, and only on the ports it names;
+    # a clustered backend's servers (NATS) also from one another, on their cluster port alone.
+    # A backend reaches nothing but DNS and, clustered, its own servers on that port.
     ticketing_pods = [
         q for q in render.pods if q.labels.get("app.kubernetes.io/component") in {"service", "setup"}
     ]
@@ -793,6 +899,11 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
         name = pod.labels.get("app.kubernetes.io/name")
         if name not in backend_names:
             continue
+        peer_ports = cluster_ports(pod)
+        # Where a backend also admits or reaches what it is not allowed to, say what it may.
+        also = f", or {name}'s own pods on their cluster port" if peer_ports else ""
+        # Under the default deny, a cluster's pods must be let both out to and in from one another.
+        admits_own = reaches_own = False
         for np in policies:
             if not policy_selects(np, pod):
                 continue
@@ -801,16 +912,54 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
                 if not rule.get("ports"):
                     p.add(where, f"admits traffic to every port of {name}")
                 for peer in rule.get("from") or [{}]:
-                    selector = peer.get("podSelector")
-                    selected = [
-                        q for q in render.pods if selector is not None and matches(selector, q.labels)
-                    ]
+                    if own_pods(render, peer, rule, name, peer_ports):
+                        admits_own = True
+                        continue
+                    selected = selected_by(render, peer)
                     if (
                         set(peer) != {"podSelector"}
                         or not selected
                         or not all(q in ticketing_pods for q in selected)
                     ):
-                        p.add(where, f"admits {peer or 'anyone'}: only ticketing pods may reach {name}")
+                        p.add(
+                            where,
+                            f"admits {peer or 'anyone'} on {port_list(rule)}: only ticketing pods may reach {name}{also}",
+                        )
+            for rule in np["spec"].get("egress") or []:
+                for peer in rule.get("to") or [{}]:
+                    if own_pods(render, peer, rule, name, peer_ports):
+                        reaches_own = True
+                    elif not is_dns(peer):
+                        p.add(
+                            where,
+                            f"lets {name} reach {peer or 'anywhere'} on {port_list(rule)}: only DNS{also}",
+                        )
+        if peer_ports and pod.workload["spec"].get("replicas", 1) > 1 and not (admits_own and reaches_own):
+            p.add(
+                pod.owner,
+                f"no NetworkPolicy lets its pods {'reach' if admits_own else 'admit'} one another on "
+                "their cluster port: under the default deny they cannot form a cluster",
+            )
+
+
+def selected_by(render: Render, peer: dict) -> list[Pod]:
+    """The pods of the namespace a NetworkPolicy peer's podSelector selects."""
+    selector = peer.get("podSelector")
+    return [q for q in render.pods if selector is not None and matches(selector, q.labels)]
+
+
+def own_pods(render: Render, peer: dict, rule: dict, name: str, peer_ports: set[int | str]) -> bool:
+    """Whether a rule's peer is the backend's own pods (by name), on its cluster port alone."""
+    selected = selected_by(render, peer)
+    ports = {pt.get("port") for pt in rule.get("ports") or []}
+    return (
+        set(peer) == {"podSelector"}
+        and bool(selected)
+        and all(q.labels.get("app.kubernetes.io/name") == name for q in selected)
+        and bool(peer_ports)
+        and bool(ports)
+        and ports <= peer_ports
+    )
 
 
 def check_render(
@@ -835,12 +984,14 @@ def check_render(
 
     # Which service each Deployment serves, from its resolved command.
     serves: dict[str, str] = {}  # Deployment name -> service (one per pod in Kubernetes)
+    stream_replicas: dict[str, EnvVar | None] = {}  # ticketing container -> its NATS_REPLICAS
     for pod in render.pods:
         for c in pod.containers():
             if not is_ticketing(c):
                 continue
             where = f"{pod.owner} container {c['name']}"
-            args = check_ticketing_container(pf, where, render, pod, c, binary, config, namespace)
+            args, env = check_ticketing_container(pf, where, render, pod, c, binary, config, namespace)
+            stream_replicas[where] = env.get(NATS_REPLICAS)
             if pod.kind == "Deployment" and args[:1] == ["serve"]:
                 if len(args) != 2:
                     pf.add(
@@ -975,6 +1126,7 @@ def check_render(
 
     check_network_policies(pf, render, namespace)
     check_nats_config(pf, render)
+    check_nats_cluster(pf, render, namespace, stream_replicas)
 
     for item in pf.items:
         p.items.append(f"{overlay}: {item}")
@@ -1004,8 +1156,239 @@ def check_nats_config(p: Problems, render: Render) -> None:
     ]
     if source not in confs:
         p.add("StatefulSet/nats", "mounts no ConfigMap whose nats-server.conf equals nats/nats-server.conf")
-    if not sts["spec"].get("volumeClaimTemplates"):
-        p.add("StatefulSet/nats", "has no volume for the JetStream store")
+
+
+# nats-server's flags that take no value (Go's flag package: -flag or -flag=value only), and the
+# short or other names of those this checker reads.
+NATS_BOOL_FLAGS = {
+    *("js", "jetstream", "D", "V", "VV", "DV", "DVV", "T", "logtime", "logtime_utc", "s", "syslog"),
+    *("tls", "tlsverify", "no_advertise", "h", "help", "help_tls", "v", "version", "t"),
+}
+NATS_FLAG_NAMES = {"c": "config", "sd": "store_dir", "n": "server_name", "name": "server_name"}
+
+
+def nats_flags(args: list[str]) -> dict[str, str]:
+    """nats-server's command-line flags (-name or --name, the value as the next word or after =),
+    by their long names; the last of a repeated flag wins."""
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        word = args[i]
+        i += 1
+        if not word.startswith("-"):
+            continue
+        name, eq, value = word.lstrip("-").partition("=")
+        if not eq and name not in NATS_BOOL_FLAGS and i < len(args):
+            value = args[i]
+            i += 1
+        flags[NATS_FLAG_NAMES.get(name, name)] = value
+    return flags
+
+
+def conf_setting(conf: str, key: str) -> str | None:
+    """A `key: value` of a nats-server configuration, at any depth (the last one)."""
+    found = re.findall(rf'^\s*{key}\s*[:=]?\s*"?([^"\s#]+)"?', re.sub(r"#.*", "", conf), re.M)
+    return found[-1] if found else None
+
+
+def downward_env(c: dict, pod: Pod, pod_name: str, namespace: str) -> dict[str, EnvVar]:
+    """A container's literal and downward-API variables, as one pod of its workload sees them."""
+    env: dict[str, EnvVar] = {}
+    for e in c.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = EnvVar(expand(e["value"], env), "literal")
+            continue
+        path = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath", "")
+        known = {"metadata.name": pod_name, "metadata.namespace": namespace}
+        env[e["name"]] = EnvVar(known.get(path, label_field(path, pod.labels)), "field")
+    return env
+
+
+def volume_at(c: dict, path: str) -> str | None:
+    """The volume a container has at `path`: the one of its mounts deepest above it."""
+    mounts = [
+        m
+        for m in c.get("volumeMounts") or []
+        if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    return max(mounts, key=lambda m: len(m["mountPath"]))["name"] if mounts else None
+
+
+def claim_templates(pod: Pod) -> set[str]:
+    if pod.kind != "StatefulSet":
+        return set()
+    return {v["metadata"]["name"] for v in pod.workload["spec"].get("volumeClaimTemplates") or []}
+
+
+def not_persistent(render: Render, pod: Pod, volume: str | None) -> str | None:
+    """Why the pod's volume does not outlive the pod, or None when it does."""
+    if volume is None:
+        return "no volume (the container's own filesystem)"
+    if volume in claim_templates(pod):
+        return None
+    spec = next((v for v in pod.spec.get("volumes") or [] if v["name"] == volume), None)
+    if spec is None:
+        return f"volume {volume}, which the pod does not define"
+    claim = (spec.get("persistentVolumeClaim") or {}).get("claimName")
+    if claim is None:
+        kind = next((k for k in spec if k != "name"), "unknown")
+        return f"volume {volume} ({kind}), which goes with the pod"
+    if render.get("PersistentVolumeClaim", claim) is None:
+        return f"volume {volume}: PersistentVolumeClaim {claim}, which the manifests do not have"
+    return None
+
+
+def check_nats_cluster(
+    p: Problems, render: Render, namespace: str, stream_replicas: dict[str, EnvVar | None]
+) -> None:
+    """The NATS StatefulSet runs the project's nats-server version, keeps each server's store on
+    a volume of its own, forms one cluster of all its pods, and has as many servers as every
+    ticketing process keeps replicas of each stream."""
+    sts = render.get("StatefulSet", "nats")
+    if sts is None:
+        return  # check_nats_config says so
+    where = "StatefulSet/nats"
+    pod = next(q for q in render.pods if q.owner == where)
+    containers = [c for c in pod.spec.get("containers") or [] if image_name(c) == "nats"]
+    if len(containers) != 1:
+        p.add(where, f"expected one container of the nats image, found {len(containers)}")
+        return
+    c = containers[0]
+    cw = f"{where} container {c['name']}"
+    replicas = sts["spec"].get("replicas", 1)
+
+    version = nats_version()
+    image = c.get("image", "")
+    m = re.fullmatch(
+        r"(?:docker\.io/(?:library/)?)?nats:([^@]+?)(?:-alpine)?(?:@sha256:[0-9a-f]{64})?", image
+    )
+    if not m or m.group(1) != version:
+        p.add(
+            cw,
+            f"image {image}: expected nats:{version} or nats:{version}-alpine (nats/nats-server.version, "
+            "the one nats-server version of the dev stack, CI and Kubernetes)",
+        )
+
+    # Every ticketing process sets each stream's replicas at start: all must say the same, and
+    # that is the number of servers (more, and no stream can be placed; fewer, and a server that
+    # holds no replica cannot stand in for one that is down).
+    values: dict[str, list[str]] = {}  # value -> the containers that get it ("" for none)
+    for w, var in stream_replicas.items():
+        if var is not None and var.value is None:
+            p.add(w, f"{NATS_REPLICAS} is not known before the pod runs")
+        else:
+            values.setdefault("" if var is None else var.value.strip(), []).append(w)
+    unset = values.pop("", [])
+    if unset:
+        p.add(
+            NATS_REPLICAS,
+            f"not set for {', '.join(unset)}: each would set every stream to one replica (the default)",
+        )
+    if len(values) > 1:
+        fewest_first = sorted(values.items(), key=lambda kv: len(kv[1]))
+        said = "; ".join(f"{v} in {', '.join(ws)}" for v, ws in fewest_first)
+        p.add(
+            NATS_REPLICAS,
+            f"the ticketing workloads disagree ({said}): each process would rescale the streams to its own",
+        )
+    for v, ws in sorted(values.items()):
+        if v != str(replicas):
+            p.add(where, f"runs {replicas} servers, but {NATS_REPLICAS} is {v} for {', '.join(ws)}")
+
+    # Each pod's flags, with its own name and namespace in place of $(POD_NAME) and the like.
+    conf = (ROOT / "nats/nats-server.conf").read_text()
+    said_once: set[str] = set()
+
+    def once(what: str) -> None:  # the same problem in every pod is one problem
+        if what not in said_once:
+            said_once.add(what)
+            p.add(cw, what)
+
+    pods = statefulset_pods(sts)
+    flags_of: dict[str, dict[str, str]] = {}
+    for name in pods:
+        env = downward_env(c, pod, name, namespace)
+        args = []
+        for a in (c.get("command") or [])[1:] + (c.get("args") or []):
+            value = expand(a, env)
+            if value is None or re.search(r"\$\(\w+\)", value):
+                once(f"argument {a!r} is not known before the pod runs")
+                value = a
+            args.append(value)
+        flags_of[name] = nats_flags(args)
+    first = flags_of[pods[0]] if pods else {}
+
+    store = first.get("store_dir") or conf_setting(conf, "store_dir")
+    volume = volume_at(c, store) if store else None
+    if not store:
+        once(
+            "no JetStream store directory (--store_dir, or store_dir in nats-server.conf): "
+            "the streams would live in a temporary directory"
+        )
+    elif volume not in claim_templates(pod):
+        why = not_persistent(render, pod, volume) or f"volume {volume}, which every server would share"
+        once(f"the JetStream store {store} is on {why}, not on a volume of volumeClaimTemplates")
+
+    if replicas < 2:
+        return
+    if sts["spec"].get("podManagementPolicy") != "Parallel":
+        p.add(
+            where,
+            "podManagementPolicy is not Parallel: started one at a time, the first server would wait "
+            "forever, since a server starts only once it sees a meta leader, which needs a quorum",
+        )
+    governing = render.get("Service", sts["spec"].get("serviceName", ""))
+    if governing is None or governing["spec"].get("clusterIP") != "None":
+        p.add(
+            where,
+            f"serviceName {sts['spec'].get('serviceName')!r} is not a headless Service of the manifests: "
+            "the servers have no names to find one another by",
+        )
+    elif governing["spec"].get("publishNotReadyAddresses") is not True:
+        p.add(
+            f"Service/{governing['metadata']['name']}",
+            "publishNotReadyAddresses is not true: the servers' names would resolve only once they are "
+            "ready, and they get ready only once they have found one another",
+        )
+    for probe in ("livenessProbe", "readinessProbe"):
+        path = ((c.get(probe) or {}).get("httpGet") or {}).get("path", "")
+        if path.split("?")[0] == "/healthz" and "js-" not in path:
+            once(
+                f"{probe} GETs {path}, which fails on every server while the cluster has no meta "
+                "leader: use /healthz?js-enabled-only=true or /healthz?js-server-only=true"
+            )
+
+    names = [flags.get("server_name") or conf_setting(conf, "server_name") for flags in flags_of.values()]
+    shared = sorted({n for n in names if n is not None and names.count(n) > 1})
+    if None in names or shared:
+        what = f"servers would share the name {', '.join(shared)}" if shared else "a server has no name"
+        once(f"{what}: JetStream needs a lasting name per server (--server_name $(POD_NAME))")
+    for flag in ("cluster_name", "cluster", "routes"):
+        if not first.get(flag):
+            once(f"no --{flag}: the {replicas} servers would not form one cluster")
+    cluster_port = urlsplit(first.get("cluster", "")).port
+    if first.get("cluster") and cluster_port not in {cp.get("containerPort") for cp in c.get("ports") or []}:
+        once(f"--cluster {first['cluster']}: no container port {cluster_port}")
+    for flags in flags_of.values():
+        if not flags.get("routes"):
+            continue
+        named: set[str | None] = set()
+        for url in filter(None, (u.strip() for u in flags["routes"].split(","))):
+            parts = urlsplit(url)
+            target = resolve_host(render, parts.hostname or "", namespace)
+            if isinstance(target, str) or target.workload is None or target.workload.owner != where:
+                why = target if isinstance(target, str) else f"not a pod of {where}"
+                once(f"--routes names {url}: {why}")
+                continue
+            if parts.port != cluster_port:
+                once(f"--routes names {url}, not the cluster port {cluster_port} (--cluster)")
+            named.add(target.pod)
+        missing = [q for q in pods if q not in named]
+        if missing:
+            once(
+                f"--routes does not name {', '.join(missing)}: each of the {replicas} servers must reach "
+                "every other"
+            )
 
 
 def main() -> int:
