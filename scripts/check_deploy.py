@@ -15,7 +15,7 @@ the sources of truth in the repository:
   nats/nats-server.version (the NATS image's tag).
 
 Beyond them, the NATS StatefulSet must form its cluster (every pod in --routes, a name per
-server, its store on a volume).
+server, its store on a volume) and Redis must keep an append-only file on a persistent volume.
 
 Every problem is reported, each naming the object at fault; the exit status is 1 if there was any.
 """
@@ -54,6 +54,8 @@ DEFAULTED_ANNOTATION = "ticketing.dev/defaulted"
 INGRESS_NAMESPACE = "ingress-nginx"
 # A path that catches what no service prefix does (ops routes, problem+json 404s).
 CATCH_ALL = "/"
+# The redis image's working directory, where Redis keeps its files unless --dir says otherwise.
+REDIS_DEFAULT_DIR = "/data"
 DEFAULT_PORTS = {
     "postgres": 5432,
     "postgresql": 5432,
@@ -1127,6 +1129,7 @@ def check_render(
     check_network_policies(pf, render, namespace)
     check_nats_config(pf, render)
     check_nats_cluster(pf, render, namespace, stream_replicas)
+    check_redis(pf, render)
 
     for item in pf.items:
         p.items.append(f"{overlay}: {item}")
@@ -1389,6 +1392,48 @@ def check_nats_cluster(
                 f"--routes does not name {', '.join(missing)}: each of the {replicas} servers must reach "
                 "every other"
             )
+
+
+def check_redis(p: Problems, render: Render) -> None:
+    """Redis keeps an append-only file on a volume that outlives the pod."""
+    pods = [q for q in render.pods if q.labels.get("app.kubernetes.io/name") == "redis"]
+    if not pods:
+        p.add("Redis", "no workload runs pods labelled app.kubernetes.io/name=redis")
+    for pod in pods:
+        for c in pod.spec.get("containers") or []:
+            if image_name(c) != "redis":
+                continue
+            cw = f"{pod.owner} container {c['name']}"
+            # redis-server --name value…; the image's entrypoint puts redis-server before flags.
+            options: dict[str, list[str]] = {}
+            key = None
+            for w in (c.get("command") or [])[1:] + (c.get("args") or []):
+                if w.startswith("--"):
+                    key = w[2:].lower()
+                    options[key] = []
+                elif key is not None:
+                    options[key].append(w)
+            appendonly = " ".join(options.get("appendonly", ["no"]))
+            if appendonly.lower() != "yes":
+                p.add(
+                    cw,
+                    f"runs with appendonly {appendonly}, not --appendonly yes: a restart would empty "
+                    "the waiting room, the rankings and the Redis inbox",
+                )
+            directory = " ".join(options.get("dir", [])) or REDIS_DEFAULT_DIR
+            why = not_persistent(render, pod, volume_at(c, directory))
+            if why:
+                p.add(cw, f"keeps its files in {directory} on {why}, not on a persistent volume")
+            elif pod.kind == "Deployment":
+                spec = pod.workload["spec"]
+                if (spec.get("strategy") or {}).get("type") != "Recreate":
+                    p.add(
+                        pod.owner,
+                        "strategy is not Recreate: a rolling update would start a second Redis "
+                        "while the first holds the volume",
+                    )
+                if spec.get("replicas", 1) > 1:
+                    p.add(pod.owner, "more than one replica: each would be a Redis of its own")
 
 
 def main() -> int:
