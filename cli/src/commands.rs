@@ -179,6 +179,61 @@ pub fn token(config: &Config, user: uuid::Uuid, admin: bool, ttl_secs: u64) -> a
     Ok(())
 }
 
+/// `ticketing audit` found violations; the report it printed says which (exit code 1).
+#[derive(Debug)]
+pub struct Violations;
+
+impl std::fmt::Display for Violations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the audit found violations")
+    }
+}
+
+impl std::error::Error for Violations {}
+
+/// `ticketing audit` could not look (exit code 2): told apart from a violation, so a script
+/// does not take an unreachable database for a double sale, or for a clean system.
+#[derive(Debug)]
+pub struct CouldNotAudit;
+
+impl std::fmt::Display for CouldNotAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot audit")
+    }
+}
+
+/// Checks the live system's invariants and prints the report; [`Violations`] when one fails.
+pub async fn audit(config: &Config, grace_secs: u64, settle_secs: Option<u64>) -> anyhow::Result<()> {
+    let url = config.database_url.expose();
+    let report = async {
+        // Two connections: the checks run one at a time, and the services' pools keep theirs.
+        let db = platform::pools::connect_db(url, 2)
+            .await
+            .with_context(|| format!("cannot reach Postgres at {}", without_credentials(url)))?;
+        // Only reads: the streams and consumers are the deployment's, not the audit's to apply.
+        let bus = bus(config).await?;
+        let opts = ::audit::Options {
+            grace: Duration::from_secs(grace_secs),
+            settle: settle_secs.map(Duration::from_secs),
+            clocks: config.saga.clone(),
+        };
+        anyhow::Ok(::audit::audit(&db, &bus, &opts).await?)
+    }
+    .await
+    .context(CouldNotAudit)?;
+    print!("{report}");
+    println!();
+    println!("{}", report.verdict());
+    if report.is_clean() { Ok(()) } else { Err(Violations.into()) }
+}
+
+/// `postgres://user:secret@host:5432/db?x` as `host:5432/db`: what to name in an error.
+fn without_credentials(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split_once('?').map_or(rest, |(head, _)| head);
+    rest.rsplit_once('@').map_or(rest, |(_, host)| host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +256,14 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), count, "operation ids repeat: {ids:?}");
+    }
+
+    #[test]
+    fn an_audit_names_the_database_without_its_credentials() {
+        assert_eq!(
+            without_credentials("postgres://app:s3cret@db.internal:5432/ticketing?sslmode=require"),
+            "db.internal:5432/ticketing"
+        );
+        assert_eq!(without_credentials("postgres://127.0.0.1:5432/ticketing"), "127.0.0.1:5432/ticketing");
     }
 }

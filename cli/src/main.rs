@@ -55,6 +55,17 @@ enum Command {
         #[command(subcommand)]
         format: Option<RoutesFormat>,
     },
+    /// Check the live system's invariants (DESIGN §10): exit 0 when they hold, 1 on a
+    /// violation, 2 when Postgres or NATS cannot be read.
+    Audit {
+        /// Seconds a state a saga passes through may last before it is a violation.
+        #[arg(long, default_value_t = 30)]
+        grace_secs: u64,
+        /// First wait up to this many seconds for the system to be quiet (outboxes empty,
+        /// consumers caught up, no reservation open), then check with no grace.
+        #[arg(long)]
+        settle_secs: Option<u64>,
+    },
     /// Mint a development identity token.
     Token {
         /// The user's UUID (the token's `sub`).
@@ -124,9 +135,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The report is printed, and its last line says what failed.
+        Err(e) if e.is::<commands::Violations>() => ExitCode::from(1),
         Err(e) => {
             eprintln!("ticketing: {e:#}");
-            ExitCode::FAILURE
+            if e.is::<commands::CouldNotAudit>() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -162,6 +175,7 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
         Command::Routes { format: Some(RoutesFormat::Nginx { listen, prefix, upstreams }) } => {
             commands::routes_nginx(listen, prefix, &upstreams)
         }
+        Command::Audit { grace_secs, settle_secs } => commands::audit(&config, grace_secs, settle_secs).await,
         Command::Token { user, admin, ttl_secs } => commands::token(&config, user, admin, ttl_secs),
     }
 }

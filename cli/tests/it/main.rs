@@ -172,3 +172,65 @@ async fn nats_apply_and_dlq_list_work_against_a_namespace() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("dead letter 99"));
 }
+
+/// `ticketing audit` as an operator runs it (`kubectl exec … -- ticketing audit`): the table on
+/// stdout, and an exit code a script can act on.
+#[tokio::test]
+async fn audit_prints_the_table_and_exits_1_on_a_violation_naming_the_check() {
+    use sea_orm::ConnectionTrait;
+    let env = TestEnv::new().await.unwrap();
+    let out = ticketing_for(&env).args(["audit", "--settle-secs", "10"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("audit at "), "{text}");
+    assert!(text.contains("  grace           0 s\n  settle          quiet after"), "{text}");
+    for name in ["settled", "seat-sold-once", "sold-seat-owned", "wallet-balance", "no-dead-letters"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(name) && l.ends_with("  OK")),
+            "{name}: {text}"
+        );
+    }
+    assert_eq!(text.lines().last(), Some("audit: clean (11 checks)"), "{text}");
+
+    // A seat SOLD to a reservation that does not exist.
+    let (schedule, nobody) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    env.db
+        .execute_unprepared(&format!(
+            "INSERT INTO seat.schedules (schedule_id, concert_id, seat_count) VALUES ('{schedule}', '{nobody}', 1);
+             INSERT INTO seat.seats (schedule_id, seat_no, price, status, reservation_id)
+             VALUES ('{schedule}', 1, 1000, 'SOLD', '{nobody}');"
+        ))
+        .await
+        .unwrap();
+    let out = ticketing_for(&env).args(["audit", "--grace-secs", "5"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("  grace           5 s\n"), "{text}");
+    assert!(text.contains("  sold-seat-owned          1  a SOLD seat"), "{text}");
+    assert!(text.contains(&format!("      {schedule}#1  SOLD to {nobody}, which does not exist")), "{text}");
+    assert_eq!(text.lines().last(), Some("audit: 1 violation of 1 invariant: sold-seat-owned"), "{text}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// An audit that cannot look is not a clean system, nor a violation: exit 2, naming what it
+/// could not reach (and no password).
+#[tokio::test]
+async fn audit_exits_2_naming_the_postgres_or_nats_it_cannot_reach() {
+    let out = ticketing()
+        .arg("audit")
+        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+        .env("TICKETING_DATABASE_URL", "postgres://auditor:hunter2@127.0.0.1:1/ticketing")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot audit: cannot reach Postgres at 127.0.0.1:1/ticketing"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let env = TestEnv::new().await.unwrap();
+    let out =
+        ticketing_for(&env).arg("audit").env("TICKETING_NATS_URL", "nats://127.0.0.1:1").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot audit: cannot reach NATS at nats://127.0.0.1:1"), "{err}");
+}
