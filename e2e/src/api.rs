@@ -34,7 +34,8 @@ impl Api {
     pub fn new(base: &str, jwt: JwtKeys) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            // Longer than any `Prefer: wait` (at most 10 s): a request never hangs a scenario.
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default(),
             jwt,
             tokens: Arc::default(),
         }
@@ -74,6 +75,39 @@ impl Api {
         let headers = res.headers().clone();
         let text = res.text().await?;
         Ok(Answer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), headers })
+    }
+
+    /// Sends a request as a client that rides out a deployment's faults does: an answer that
+    /// says no replica or dependency answered (502, 503, 504, or 500 while a dependency
+    /// restarts), that the same request is still running elsewhere (409
+    /// `IDEMPOTENCY_IN_PROGRESS`), or no answer at all, is sent again as `retry` says.
+    /// Only for requests that are safe to repeat: reads, and writes with an `Idempotency-Key`.
+    /// Answers the last answer and how many times the request was sent again.
+    pub async fn send_retrying(
+        &self,
+        retry: Retry,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(Answer, u32)> {
+        let Retry { tries, backoff } = retry;
+        let mut retries = 0;
+        loop {
+            match self.send(method.clone(), path, token, body.clone(), headers).await {
+                Ok(a) if !retryable(&a) || retries + 1 >= tries => {
+                    return Ok((a, retries));
+                }
+                Err(e) if retries + 1 >= tries => {
+                    return Err(e.context(format!("{method} {path}, sent {tries} times")));
+                }
+                _ => {
+                    retries += 1;
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
     }
 
     /// Sends a raw body (for malformed input).
@@ -197,6 +231,28 @@ impl Api {
         Ok(token)
     }
 
+    /// Remembers a user's queue token joined without [`Self::join`], so that
+    /// [`Self::leave_all`] gives it back too.
+    pub fn remember_token(&self, user: UserId, token: &str) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(user, token.to_owned());
+        }
+    }
+
+    /// Every user this client joined leaves the waiting room (`DELETE /queue/tokens/{t}`), as a
+    /// client does when it is done: its token no longer holds a place or an active slot.
+    pub async fn leave_all(&self) -> anyhow::Result<()> {
+        let tokens: Vec<(UserId, String)> =
+            self.tokens.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.drain().collect();
+        for (user, token) in tokens {
+            let a = self
+                .send(Method::DELETE, &format!("/queue/tokens/{token}"), Some(&self.token(user)), None, &[])
+                .await?;
+            anyhow::ensure!(a.status == 204 || a.status == 404, "leave the waiting room: {:?}", a);
+        }
+        Ok(())
+    }
+
     /// `POST /reservations` with `Prefer: wait=<wait>`, admitted first; the answer as it comes.
     pub async fn reserve_raw(
         &self,
@@ -311,6 +367,18 @@ impl Api {
         }
         anyhow::bail!("timed out waiting for {what}")
     }
+}
+
+/// How a request is sent again: at most `tries` times in all, `backoff` apart.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub tries: u32,
+    pub backoff: Duration,
+}
+
+fn retryable(a: &Answer) -> bool {
+    matches!(a.status, 500 | 502 | 503 | 504)
+        || (a.status == 409 && a.body["code"] == "IDEMPOTENCY_IN_PROGRESS")
 }
 
 /// The reservation id of an answer.

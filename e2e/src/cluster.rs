@@ -19,15 +19,9 @@ use testkit::TestEnv;
 pub const SERVICES: &[&str] =
     &["queue", "concert", "seat", "reservation", "wallet", "wallet-history", "ranking", "external-data"];
 
-/// Settings every cluster starts with (a scenario's overrides win): the waiting room admits
-/// quickly, so scenarios about the saga do not wait on it.
-/// Each process keeps a small Postgres pool, so a cluster stays well inside the server's
-/// connection limit.
-pub const DEFAULTS: &[(&str, &str)] = &[
-    ("TICKETING_QUEUE_TICK_MS", "50"),
-    ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
-    ("TICKETING_DATABASE_MAX_CONNECTIONS", "8"),
-];
+/// Settings every in-test cluster starts with (the scenario's win): each process keeps a small
+/// Postgres pool, so a cluster stays well inside the server's connection limit.
+pub const DEFAULTS: &[(&str, &str)] = &[("TICKETING_DATABASE_MAX_CONNECTIONS", "8")];
 
 type Upstreams = Arc<RwLock<HashMap<&'static str, String>>>;
 
@@ -62,6 +56,17 @@ impl Cluster {
             cluster.start_service(env, service)?;
         }
         Ok(cluster)
+    }
+
+    /// Restarts every service with `overrides` instead of the settings it started with.
+    pub async fn reconfigure(&mut self, env: &TestEnv, overrides: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.overrides =
+            DEFAULTS.iter().chain(overrides).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        for service in SERVICES {
+            self.stop_service(service).await?;
+            self.start_service(env, service)?;
+        }
+        Ok(())
     }
 
     /// Starts (or restarts) one service and points the ingress at it.

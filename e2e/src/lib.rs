@@ -5,6 +5,6 @@
 pub mod api;
 pub mod cluster;
 pub mod cpu;
+pub mod deployment;
 pub mod harness;
-pub mod invariants;
 pub mod wire;

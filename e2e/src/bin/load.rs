@@ -20,7 +20,9 @@
 //! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
-//! sends load only to 127.0.0.1, and ends with the invariant checker. Throughput steps and the
+//! or runs against the deployment at `LOAD_BASE_URL` (such as `scripts/cluster-up`'s, whose
+//! printed settings it needs: `E2E_JWT_SECRET`, `E2E_CONTROL` and the `TICKETING_*` variables),
+//! sends load only to 127.0.0.1, and ends with `ticketing audit`'s checks. Throughput steps and the
 //! polling run also print the CPU each operation cost, by program (`e2e::cpu`): on a shared host
 //! that figure moves far less from run to run than the rates do.
 
@@ -30,8 +32,8 @@ use contracts::{ReservationId, ScheduleId, UserId};
 use e2e::{
     api::{Api, id_of},
     cpu::Snapshot,
+    deployment::{Deployment, audit_settled},
     harness::{Process, binary, command},
-    invariants::{self, DeadLetters},
     wire,
 };
 use futures::StreamExt;
@@ -185,25 +187,54 @@ async fn lean(
     })
 }
 
-/// Fields drop in order: the server stops before its database and streams are removed.
+/// The system under load: `ticketing up` started here in an environment of its own, or the
+/// deployment at `LOAD_BASE_URL` (its settings applied through `E2E_CONTROL` where it has one).
 struct System {
-    _process: Process,
-    env: TestEnv,
     api: Api,
+    target: Target,
 }
 
-async fn start(overrides: &[(&str, &str)]) -> System {
+/// Fields drop in order: the server stops before its database and streams are removed.
+enum Target {
+    Local { _process: Process, env: Box<TestEnv> },
+    Deployment(Box<Deployment>),
+}
+
+/// Starts the system with the scenario's settings; `local_only` are those that make sense only
+/// for one `ticketing up` process (a deployment sizes its own pools).
+async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System {
+    if let Some(url) = std::env::var("LOAD_BASE_URL").ok().filter(|u| !u.is_empty()) {
+        // A setting given to `load` itself wins over the scenario's own.
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), std::env::var(k).unwrap_or_else(|_| (*v).to_owned())))
+            .collect();
+        let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let deployment = Deployment::connect(&url, &pairs).await.unwrap();
+        println!("against {url}");
+        return System { api: deployment.api.clone(), target: Target::Deployment(Box::new(deployment)) };
+    }
     let env = TestEnv::new().await.unwrap();
     let mut cmd = command(&binary(), &env);
     cmd.env("RUST_LOG", "warn");
-    // A setting given to `load` itself wins over the scenario's own (the child inherits it).
-    for (k, v) in overrides.iter().filter(|(k, _)| std::env::var_os(k).is_none()) {
+    for (k, v) in settings.iter().chain(local_only).filter(|(k, _)| std::env::var_os(k).is_none()) {
         cmd.env(k, v);
     }
     cmd.arg("up");
     let process = Process::spawn(cmd).unwrap();
     let api = Api::new(&process.url, env.jwt());
-    System { _process: process, env, api }
+    System { api, target: Target::Local { _process: process, env: Box::new(env) } }
+}
+
+impl System {
+    /// `ticketing audit`'s checks once the system has settled; panics with the report if any fails.
+    async fn check(&self) {
+        match &self.target {
+            Target::Local { env, .. } => audit_settled(&env.db, &env.bus, &env.config.saga).await.unwrap(),
+            Target::Deployment(d) => d.check().await.unwrap(),
+        }
+        println!("  invariants hold (ticketing audit)");
+    }
 }
 
 async fn charge_all(api: &Api, users: &[UserId], amount: i64) {
@@ -215,11 +246,14 @@ async fn charge_all(api: &Api, users: &[UserId], amount: i64) {
 }
 
 async fn flash_sale(users: usize) {
-    let sys = start(&[
-        ("TICKETING_QUEUE_MAX_ACTIVE", "5000"),
-        ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
-        ("TICKETING_QUEUE_TICK_MS", "200"),
-    ])
+    let sys = start(
+        &[
+            ("TICKETING_QUEUE_MAX_ACTIVE", "5000"),
+            ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
+            ("TICKETING_QUEUE_TICK_MS", "200"),
+        ],
+        &[],
+    )
     .await;
     let api = &sys.api;
     let (_, schedule) = api.schedule(50, 10_000).await.unwrap();
@@ -249,8 +283,7 @@ async fn flash_sale(users: usize) {
     );
     println!("  CONFIRMED: {}", confirmed.load(Ordering::Relaxed));
     stats.print(elapsed);
-    invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
-    println!("  invariants hold");
+    sys.check().await;
 }
 
 async fn buyer(
@@ -373,7 +406,7 @@ impl SeatSupply {
 
 async fn throughput(seconds: u64) {
     let sys =
-        start(&[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), ("TICKETING_DATABASE_MAX_CONNECTIONS", "40")])
+        start(&[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true")], &[("TICKETING_DATABASE_MAX_CONNECTIONS", "40")])
             .await;
     let api = &sys.api;
     let env_n =
@@ -439,8 +472,7 @@ async fn throughput(seconds: u64) {
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
-    invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
-    println!("  invariants hold");
+    sys.check().await;
 }
 
 /// One step of the throughput ramp: `concurrency` users reserve (and with `pay`, pay for) one
@@ -588,7 +620,8 @@ async fn step(
 
 async fn polling(users: usize) {
     // Nobody is admitted: every poll is a waiting user asking for its position.
-    let sys = start(&[("TICKETING_QUEUE_ADMIT_PER_TICK", "1"), ("TICKETING_QUEUE_TICK_MS", "3600000")]).await;
+    let sys =
+        start(&[("TICKETING_QUEUE_ADMIT_PER_TICK", "1"), ("TICKETING_QUEUE_TICK_MS", "3600000")], &[]).await;
     let api = &sys.api;
     println!("polling: {users} waiting users poll their position");
     let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();
@@ -643,8 +676,7 @@ async fn polling(users: usize) {
     );
     stats.print(elapsed);
     println!("  {}", cpu.per_op(users as u64 / 1000, "1000 polls"));
-    invariants::check(&sys.env.db, &sys.env.bus, DeadLetters::None).await.unwrap();
-    println!("  invariants hold");
+    sys.check().await;
 }
 
 #[tokio::main]

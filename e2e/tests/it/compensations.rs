@@ -1,14 +1,15 @@
-use crate::Scenario;
+use crate::{Scenario, scenario, scenario_needing};
 use chrono::{DateTime, Utc};
 use contracts::{PaymentRefunded, PaymentRequested, RefundRequested, UserId};
-use e2e::{api::id_of, invariants::DeadLetters};
+use e2e::api::id_of;
+use e2e::deployment::Need;
 use std::time::Duration;
 use testkit::eventually;
 
 /// Scenario 3: the hold (2 s here) runs out → EXPIRED → seats AVAILABLE; a later pay is refused.
 #[tokio::test]
 async fn hold_expiry() {
-    let s = Scenario::start(&[("TICKETING_HOLD_SECS", "2")]).await;
+    let Some(s) = scenario(&[("TICKETING_HOLD_SECS", "2")]).await else { return };
     let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
     let user = UserId::new();
     s.api.charge(user, 50_000).await.unwrap();
@@ -22,7 +23,7 @@ async fn hold_expiry() {
     let late = s.api.pay_raw(user, id, 0).await.unwrap();
     assert_eq!((late.status, late.body["code"].as_str()), (409, Some("NOT_PAYABLE")));
     assert_eq!(s.api.balance(user).await.unwrap(), 50_000);
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 }
 
 /// Pays while the wallet is down, then lets the wallet debit (before payBy) while the
@@ -36,15 +37,15 @@ async fn payment_answered_late(s: &mut Scenario) -> (UserId, contracts::Reservat
     let id = id_of(&held).unwrap();
     let until: DateTime<Utc> = serde_json::from_value(held.body["heldUntil"].clone()).unwrap();
 
-    s.cluster.stop_service("wallet").await.unwrap();
+    s.stop_service("wallet").await.unwrap();
     let paying = s.api.pay_raw(user, id, 0).await.unwrap();
     assert_eq!(paying.body["status"], "PAYING", "{:?}", paying);
     eventually("PaymentRequested published", Duration::from_secs(10), || async {
-        (!s.env.events_of::<PaymentRequested>().await.unwrap().is_empty()).then_some(())
+        s.events_of::<PaymentRequested>().await.unwrap().iter().any(|p| p.reservation_id == id).then_some(())
     })
     .await;
-    s.cluster.stop_service("reservation").await.unwrap();
-    s.cluster.start_service(&s.env, "wallet").unwrap();
+    s.stop_service("reservation").await.unwrap();
+    s.start_service("wallet").await.unwrap();
     s.api
         .eventually("the wallet to debit", || async { Ok(s.api.balance(user).await? == 20_000) })
         .await
@@ -56,35 +57,51 @@ async fn payment_answered_late(s: &mut Scenario) -> (UserId, contracts::Reservat
 /// Scenario 4a: a payment in flight at the deadline wins while within the grace.
 #[tokio::test]
 async fn payment_in_flight_at_the_deadline_wins() {
-    let mut s = Scenario::start(&[("TICKETING_HOLD_SECS", "6"), ("TICKETING_PAY_GRACE_SECS", "30")]).await;
+    let Some(mut s) = scenario_needing(
+        &[("TICKETING_HOLD_SECS", "6"), ("TICKETING_PAY_GRACE_SECS", "30")],
+        &[Need::StopServices],
+    )
+    .await
+    else {
+        return;
+    };
     let (user, id, until) = payment_answered_late(&mut s).await;
     eventually("the hold deadline to pass", Duration::from_secs(10), || async {
         (Utc::now() > until).then_some(())
     })
     .await;
-    s.cluster.start_service(&s.env, "reservation").unwrap();
+    s.start_service("reservation").await.unwrap();
     s.api.wait_status(user, id, "CONFIRMED").await.unwrap();
     assert_eq!(s.api.balance(user).await.unwrap(), 20_000);
-    assert!(s.env.events_of::<RefundRequested>().await.unwrap().is_empty());
-    s.check(DeadLetters::None).await;
+    assert!(!s.events_of::<RefundRequested>().await.unwrap().iter().any(|r| r.reservation_id == id));
+    s.check().await.unwrap();
 }
 
 /// Scenario 4b: a PaymentCompleted that arrives after EXPIRED produces exactly one refund.
 #[tokio::test]
 async fn payment_completed_after_expiry_is_refunded_once() {
-    let mut s = Scenario::start(&[("TICKETING_HOLD_SECS", "6"), ("TICKETING_PAY_GRACE_SECS", "1")]).await;
+    let Some(mut s) = scenario_needing(
+        &[("TICKETING_HOLD_SECS", "6"), ("TICKETING_PAY_GRACE_SECS", "1")],
+        &[Need::StopServices],
+    )
+    .await
+    else {
+        return;
+    };
     let (user, id, until) = payment_answered_late(&mut s).await;
     eventually("payBy + grace to pass", Duration::from_secs(15), || async {
         (Utc::now() > until + chrono::Duration::milliseconds(1200)).then_some(())
     })
     .await;
-    s.cluster.start_service(&s.env, "reservation").unwrap();
+    s.start_service("reservation").await.unwrap();
     let r = s.api.wait_status(user, id, "EXPIRED").await.unwrap();
     assert_eq!(r["failureReason"], "EXPIRED");
     s.api.eventually("the refund", || async { Ok(s.api.balance(user).await? == 30_000) }).await.unwrap();
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
     // Expiry asked for a refund, and so did the late PaymentCompleted; the wallet refunded once.
-    assert_eq!(s.env.events_of::<RefundRequested>().await.unwrap().len(), 2);
-    assert_eq!(s.env.events_of::<PaymentRefunded>().await.unwrap().len(), 1);
+    let refunds_asked = s.events_of::<RefundRequested>().await.unwrap();
+    assert_eq!(refunds_asked.iter().filter(|r| r.reservation_id == id).count(), 2);
+    let refunded = s.events_of::<PaymentRefunded>().await.unwrap();
+    assert_eq!(refunded.iter().filter(|r| r.reservation_id == id).count(), 1);
     assert_eq!(s.api.balance(user).await.unwrap(), 30_000);
 }

@@ -1,6 +1,6 @@
-use crate::Scenario;
+use crate::scenario;
 use contracts::UserId;
-use e2e::{api::id_of, invariants::DeadLetters};
+use e2e::api::id_of;
 use reqwest::Method;
 use serde_json::json;
 
@@ -9,7 +9,7 @@ use serde_json::json;
 /// already live, at once (409 SEAT_UNAVAILABLE, no reservation made).
 #[tokio::test]
 async fn fifty_users_race_for_one_seat() {
-    let s = Scenario::start(&[]).await;
+    let Some(s) = scenario(&[]).await else { return };
     let (_, schedule) = s.api.schedule(50, 10_000).await.unwrap();
     let users: Vec<UserId> = (0..50).map(|_| UserId::new()).collect();
     futures::future::try_join_all(users.iter().map(|u| s.api.charge(*u, 10_000))).await.unwrap();
@@ -45,7 +45,7 @@ async fn fifty_users_race_for_one_seat() {
     let paid = s.api.pay(users[w], id_of(&answers[w]).unwrap(), 10).await.unwrap();
     assert_eq!(paid.body["status"], "CONFIRMED");
     // Settled first: the seat service sells on ReservationCompleted, after CONFIRMED.
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
     let seats = s.api.seats(schedule).await.unwrap();
     assert_eq!(seats.values().filter(|v| *v == "SOLD").count(), 1);
     assert_eq!(seats[&7], "SOLD");
@@ -54,7 +54,7 @@ async fn fifty_users_race_for_one_seat() {
 /// Scenario 6: two reservations asking for overlapping seat sets: never a partial hold.
 #[tokio::test]
 async fn overlapping_requests_never_hold_part_of_a_set() {
-    let s = Scenario::start(&[]).await;
+    let Some(s) = scenario(&[]).await else { return };
     let (_, schedule) = s.api.schedule(50, 1_000).await.unwrap();
     let (a, b) = (UserId::new(), UserId::new());
     for round in 0..6 {
@@ -94,13 +94,13 @@ async fn overlapping_requests_never_hold_part_of_a_set() {
         })
         .await
         .unwrap();
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 }
 
 /// Scenario 7: the same POST repeated with one Idempotency-Key: one reservation, one payment, one charge.
 #[tokio::test]
 async fn repeated_posts_with_one_key_take_effect_once() {
-    let s = Scenario::start(&[]).await;
+    let Some(s) = scenario(&[]).await else { return };
     let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
     let user = UserId::new();
     let token = s.api.token(user);
@@ -136,5 +136,5 @@ async fn repeated_posts_with_one_key_take_effect_once() {
     assert_eq!(s.api.balance(user).await.unwrap(), 5_000);
     let list = s.api.send(Method::GET, "/reservations", Some(&token), None, &[]).await.unwrap();
     assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 }

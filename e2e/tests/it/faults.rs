@@ -1,17 +1,18 @@
-use crate::Scenario;
+use crate::{scenario, scenario_needing};
 use chrono::Utc;
 use contracts::{
     ConcertId, Envelope, PaymentFailed, PaymentFailureReason, ReservationFailed, ReservationFailureReason,
     SeatNo, SeatReserved, SeatsReleased, Stream, UserId, Won,
 };
-use e2e::{api::id_of, invariants::DeadLetters};
+use e2e::api::id_of;
+use e2e::deployment::Need;
 use reqwest::Method;
 
 /// Scenario 8: duplicate and reordered events injected on the subjects: no double debit, no
 /// double release.
 #[tokio::test]
 async fn duplicate_and_reordered_events_change_nothing() {
-    let s = Scenario::start(&[]).await;
+    let Some(s) = scenario(&[]).await else { return };
     let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
     let user = UserId::new();
     s.api.charge(user, 50_000).await.unwrap();
@@ -29,12 +30,12 @@ async fn duplicate_and_reordered_events_change_nothing() {
         .eventually("seat 2 released", || async { Ok(s.api.seats(schedule).await?[&2] == "AVAILABLE") })
         .await
         .unwrap();
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 
     // Duplicates: every event the saga produced, published again as copies with new message
     // ids (a producer that republished after a crash); consumers drop them by event id.
     for stream in [Stream::Reservation, Stream::Seat, Stream::Wallet] {
-        for (i, event) in s.env.events(stream).await.unwrap().into_iter().enumerate() {
+        for (i, event) in s.events(stream).await.unwrap().into_iter().enumerate() {
             let subject = match event.kind.as_str() {
                 "ReservationRequested" => "reservation.requested",
                 "PaymentRequested" => "reservation.payment_requested",
@@ -46,10 +47,13 @@ async fn duplicate_and_reordered_events_change_nothing() {
                 "ChargeCompleted" => "wallet.charge.completed",
                 _ => continue,
             };
-            s.env
-                .publish_raw(subject, &format!("copy-{stream}-{i}"), serde_json::to_vec(&event).unwrap())
-                .await
-                .unwrap();
+            s.publish_raw(
+                subject,
+                &format!("copy-{stream}-{i}-{}", event.id),
+                serde_json::to_vec(&event).unwrap(),
+            )
+            .await
+            .unwrap();
         }
     }
     // Reordered: answers that arrive after the reservation moved on (new events, not copies).
@@ -66,7 +70,7 @@ async fn duplicate_and_reordered_events_change_nothing() {
             held_until: Utc::now() + chrono::Duration::minutes(5),
         },
     );
-    s.env.publish(&late_hold).await.unwrap();
+    s.publish(&late_hold).await.unwrap();
     let late_failure = Envelope::new(
         "wallet",
         paid,
@@ -77,12 +81,11 @@ async fn duplicate_and_reordered_events_change_nothing() {
             reason: PaymentFailureReason::InsufficientBalance,
         },
     );
-    s.env.publish(&late_failure).await.unwrap();
+    s.publish(&late_failure).await.unwrap();
 
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
     assert_eq!(s.api.balance(user).await.unwrap(), 40_000, "debited once");
     let released: Vec<_> = s
-        .env
         .events_of::<SeatsReleased>()
         .await
         .unwrap()
@@ -96,7 +99,7 @@ async fn duplicate_and_reordered_events_change_nothing() {
     assert_eq!(s.api.reservation(user, cancelled).await.unwrap()["status"], "CANCELLED");
     // The late hold made the cancelled reservation announce its failure again (so a real hold
     // would have been released); there was nothing to release.
-    let failures = s.env.events_of::<ReservationFailed>().await.unwrap();
+    let failures = s.events_of::<ReservationFailed>().await.unwrap();
     assert_eq!(
         failures
             .iter()
@@ -110,27 +113,31 @@ async fn duplicate_and_reordered_events_change_nothing() {
 /// times out and compensates.
 #[tokio::test]
 async fn seat_service_restarted_mid_saga() {
-    let mut s = Scenario::start(&[("TICKETING_REQUEST_TIMEOUT_SECS", "3")]).await;
+    let Some(mut s) =
+        scenario_needing(&[("TICKETING_REQUEST_TIMEOUT_SECS", "3")], &[Need::StopServices]).await
+    else {
+        return;
+    };
     let (_, schedule) = s.api.schedule(10, 10_000).await.unwrap();
     let user = UserId::new();
     s.api.charge(user, 50_000).await.unwrap();
 
     // Down briefly: the request waits in the stream and completes.
-    s.cluster.stop_service("seat").await.unwrap();
+    s.stop_service("seat").await.unwrap();
     let first = s.api.reserve_raw(user, schedule, &[1], 1).await.unwrap();
     assert_eq!((first.status, first.body["status"].as_str()), (202, Some("PENDING")));
-    s.cluster.start_service(&s.env, "seat").unwrap();
+    s.start_service("seat").await.unwrap();
     let first = id_of(&first).unwrap();
     s.api.wait_status(user, first, "HELD").await.unwrap();
     assert_eq!(s.api.pay(user, first, 10).await.unwrap().body["status"], "CONFIRMED");
 
     // Down past the request timeout: the reservation fails, and the late hold is released.
-    s.cluster.stop_service("seat").await.unwrap();
+    s.stop_service("seat").await.unwrap();
     let second = id_of(&s.api.reserve_raw(user, schedule, &[2], 0).await.unwrap()).unwrap();
     let r = s.api.wait_status(user, second, "FAILED").await.unwrap();
     assert_eq!(r["failureReason"], "TIMEOUT");
-    s.cluster.start_service(&s.env, "seat").unwrap();
-    s.check(DeadLetters::None).await;
+    s.start_service("seat").await.unwrap();
+    s.check().await.unwrap();
     let seats = s.api.seats(schedule).await.unwrap();
     assert_eq!((seats[&1].as_str(), seats[&2].as_str()), ("SOLD", "AVAILABLE"));
     assert_eq!(s.api.balance(user).await.unwrap(), 40_000);

@@ -1,12 +1,13 @@
-use crate::Scenario;
-use contracts::UserId;
-use e2e::{api::id_of, invariants::DeadLetters};
+use crate::{Scenario, scenario};
+use contracts::{ConcertId, ReservationId, ScheduleId, UserId};
+use e2e::api::id_of;
 use reqwest::Method;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 
-/// A stand-in for the external data platform: records every delivery it receives.
-async fn receiver(env: &testkit::TestEnv) -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
+/// A stand-in for the external data platform, on 127.0.0.1 (where the harness's processes and
+/// the local topology can reach it): records every delivery it receives.
+async fn receiver() -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
     let got: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
     let record = got.clone();
     let app = axum::Router::new().route(
@@ -24,23 +25,15 @@ async fn receiver(env: &testkit::TestEnv) -> (String, Arc<Mutex<Vec<(String, ser
             }
         }),
     );
-    (format!("{}/deliveries", env.spawn_raw(app).await.unwrap()), got)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/deliveries", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
 }
 
-/// Scenario 1: charge → hold 2 seats → pay → CONFIRMED; seats SOLD; balance reduced by their
-/// price; the read side shows the history, the ranking change and the delivery.
-#[tokio::test]
-async fn happy_path() {
-    let env = testkit::TestEnv::new().await.unwrap();
-    let (platform_url, delivered) = receiver(&env).await;
-    let s = Scenario::start_in(
-        env,
-        &[
-            ("TICKETING_EXTERNAL_DATA_URL", &platform_url),
-            ("TICKETING_EXTERNAL_DATA_SECRET", "e2e-external-secret-0123"),
-        ],
-    )
-    .await;
+/// Charges, holds seats 1 and 2 of a new schedule and pays: the reservation is CONFIRMED and
+/// the seats SOLD; answers the concert, schedule, user and reservation.
+async fn book_two_seats(s: &Scenario) -> (ConcertId, ScheduleId, UserId, ReservationId) {
     let (concert, schedule) = s.api.schedule(50, 10_000).await.unwrap();
     let user = UserId::new();
     assert_eq!(s.api.charge(user, 50_000).await.unwrap(), 50_000);
@@ -62,7 +55,15 @@ async fn happy_path() {
         .await
         .unwrap();
     assert_eq!(s.api.balance(user).await.unwrap(), 30_000);
+    (concert, schedule, user, id)
+}
 
+/// Scenario 1: charge → hold 2 seats → pay → CONFIRMED; seats SOLD; balance reduced by their
+/// price; the read side shows the history and the ranking change.
+#[tokio::test]
+async fn happy_path() {
+    let Some(s) = scenario(&[]).await else { return };
+    let (concert, _, user, _) = book_two_seats(&s).await;
     // The read side: the user's history and the concert's place in the ranking.
     let token = s.api.token(user);
     s.api
@@ -87,31 +88,53 @@ async fn happy_path() {
         .unwrap();
     s.api
         .eventually("the ranking", || async {
-            let r = s.api.send(Method::GET, "/rankings/concerts?window=60m", None, None, &[]).await?;
-            Ok(r.body["data"][0]["concertId"] == json!(concert)
-                && r.body["data"][0]["confirmedSeats"] == 2
-                && r.body["data"][0]["name"] == "E2E")
+            // Other concerts may sell in the same window on a shared deployment: find this one.
+            let r =
+                s.api.send(Method::GET, "/rankings/concerts?window=60m&limit=100", None, None, &[]).await?;
+            let ranked = r.body["data"].as_array().cloned().unwrap_or_default();
+            Ok(ranked
+                .iter()
+                .any(|c| c["concertId"] == json!(concert) && c["confirmedSeats"] == 2 && c["name"] == "E2E"))
         })
         .await
         .unwrap();
-    let id = id_of(&held).unwrap();
+    s.check().await.unwrap();
+}
+
+/// A confirmed reservation is delivered to the external data platform once, naming itself.
+#[tokio::test]
+async fn confirmed_reservations_are_delivered_to_the_external_platform() {
+    let (platform_url, delivered) = receiver().await;
+    let settings = [
+        ("TICKETING_EXTERNAL_DATA_URL", platform_url.as_str()),
+        ("TICKETING_EXTERNAL_DATA_SECRET", "e2e-external-secret-0123"),
+    ];
+    let Some(s) = scenario(&settings).await else { return };
+    let (_, _, _, id) = book_two_seats(&s).await;
     s.api
         .eventually("the delivery to the external platform", || async {
             Ok(delivered.lock().unwrap().iter().any(|(_, body)| body["reservationId"] == json!(id)))
         })
         .await
         .unwrap();
-    let deliveries = delivered.lock().unwrap().clone();
+    // On a shared deployment, earlier reservations' deliveries may arrive here too.
+    let deliveries: Vec<_> = delivered
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body)| body["reservationId"] == json!(id))
+        .cloned()
+        .collect();
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     assert!(!deliveries[0].0.is_empty(), "each delivery names itself");
     assert_eq!(deliveries[0].1["seatNos"], json!([1, 2]));
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 }
 
 /// Scenario 2: insufficient balance → FAILED(PAYMENT_FAILED) → seats AVAILABLE again.
 #[tokio::test]
 async fn insufficient_balance() {
-    let s = Scenario::start(&[]).await;
+    let Some(s) = scenario(&[]).await else { return };
     let (_, schedule) = s.api.schedule(50, 10_000).await.unwrap();
     let user = UserId::new();
     s.api.charge(user, 5_000).await.unwrap();
@@ -125,5 +148,5 @@ async fn insufficient_balance() {
         .await
         .unwrap();
     assert_eq!(s.api.balance(user).await.unwrap(), 5_000);
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 }

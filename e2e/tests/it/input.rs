@@ -1,6 +1,6 @@
-use crate::Scenario;
+use crate::{Scenario, scenario};
 use contracts::UserId;
-use e2e::{api::id_of, invariants::DeadLetters};
+use e2e::api::id_of;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -12,10 +12,28 @@ fn booking(method: &Method, path: &str) -> bool {
     *method == Method::POST && (path == "/reservations" || path.ends_with("/payment"))
 }
 
+/// Every concert of the deployment (a shared one has others'), page by page.
+async fn concerts(s: &Scenario) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page =
+            s.api.send(Method::GET, &format!("/concerts?limit=100{after}"), None, None, &[]).await.unwrap();
+        let data = page.body["data"].as_array().unwrap().clone();
+        if let Some(last) = data.last() {
+            after = format!("&startingAfter={}", last["id"].as_str().unwrap());
+        }
+        all.extend(data);
+        if page.body["hasMore"] != true {
+            return all;
+        }
+    }
+}
+
 /// Scenario 10: bad input on every route gets problem+json and changes nothing.
 #[tokio::test]
 async fn bad_input_on_every_route_changes_nothing() {
-    let s = Scenario::start(&[]).await;
+    let Some(s) = scenario(&[]).await else { return };
     let (concert, schedule) = s.api.schedule(10, 10_000).await.unwrap();
     let (user, other) = (UserId::new(), UserId::new());
     s.api.charge(user, 20_000).await.unwrap();
@@ -24,6 +42,7 @@ async fn bad_input_on_every_route_changes_nothing() {
     let (token, other_token, admin) = (s.api.token(user), s.api.token(other), s.api.admin());
     let (queue, other_queue) = (s.api.admitted(user).await.unwrap(), s.api.admitted(other).await.unwrap());
     let nobody = uuid::Uuid::now_v7();
+    let concerts_before = concerts(&s).await;
 
     let cases: Vec<Case> = vec![
         // wallet
@@ -150,13 +169,12 @@ async fn bad_input_on_every_route_changes_nothing() {
     assert_eq!(s.api.reservation(user, id).await.unwrap()["status"], "HELD");
     let mine = s.api.send(Method::GET, "/reservations", Some(&token), None, &[]).await.unwrap();
     assert_eq!(mine.body["data"].as_array().unwrap().len(), 1);
-    let concerts = s.api.send(Method::GET, "/concerts", None, None, &[]).await.unwrap();
-    assert_eq!(concerts.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(concerts(&s).await, concerts_before, "no concert was made or changed");
     let seats = s.api.seats(schedule).await.unwrap();
     assert_eq!(seats.values().filter(|v| *v == "AVAILABLE").count(), 9);
 
     let cancel =
         s.api.send(Method::DELETE, &format!("/reservations/{id}"), Some(&token), None, &[]).await.unwrap();
     assert_eq!(cancel.body["status"], "CANCELLED");
-    s.check(DeadLetters::None).await;
+    s.check().await.unwrap();
 }

@@ -1,5 +1,6 @@
-//! End-to-end scenarios over HTTP only, one process per service behind an in-test ingress.
-//! Every scenario ends with the shared invariant checker (DESIGN §10).
+//! End-to-end scenarios over HTTP, against one process per service behind an in-test ingress
+//! or against any deployment named by `E2E_BASE_URL` (see `e2e::deployment`). Every scenario
+//! ends with `ticketing audit`'s checks (DESIGN §10) once the system has settled.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
 
@@ -8,39 +9,27 @@ mod concurrency;
 mod faults;
 mod happy;
 mod input;
+mod topology;
 mod waiting_room;
 
 use e2e::{
-    api::Api,
-    cluster::Cluster,
+    deployment::{Deployment, Need},
     harness::System,
-    invariants::{self, DeadLetters},
 };
 use testkit::TestEnv;
 
-/// A running system for one scenario.
-pub struct Scenario {
-    pub env: TestEnv,
-    pub cluster: Cluster,
-    pub api: Api,
+/// The system a scenario runs on: the in-test processes, or the deployment at `E2E_BASE_URL`.
+pub type Scenario = Deployment;
+
+/// A scenario's system with its own settings, or `None` when the deployment cannot take them
+/// (the reason is printed and the scenario does not run).
+pub async fn scenario(settings: &[(&str, &str)]) -> Option<Scenario> {
+    Deployment::start(settings, &[]).await.unwrap()
 }
 
-impl Scenario {
-    pub async fn start(overrides: &[(&str, &str)]) -> Self {
-        Self::start_in(TestEnv::new().await.unwrap(), overrides).await
-    }
-
-    /// Starts the cluster in an environment the scenario prepared (e.g. with a receiver in it).
-    pub async fn start_in(env: TestEnv, overrides: &[(&str, &str)]) -> Self {
-        let cluster = Cluster::start(&env, overrides).await.unwrap();
-        let api = Api::new(&cluster.base_url, env.jwt());
-        Self { env, cluster, api }
-    }
-
-    /// The invariants hold once the system has settled.
-    pub async fn check(&self, dead_letters: DeadLetters) {
-        invariants::check(&self.env.db, &self.env.bus, dead_letters).await.unwrap();
-    }
+/// A scenario's system that must also offer `needs` (stopping services, faults).
+pub async fn scenario_needing(settings: &[(&str, &str)], needs: &[Need]) -> Option<Scenario> {
+    Deployment::start(settings, needs).await.unwrap()
 }
 
 #[tokio::test]
