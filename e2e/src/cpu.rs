@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 /// The programs a run is made of, as `/proc/<pid>/stat` names them.
-pub const PROGRAMS: [&str; 5] = ["postgres", "ticketing", "nats-server", "redis-server", "load"];
+pub const PROGRAMS: [&str; 6] = ["postgres", "ticketing", "nats-server", "redis-server", "nginx", "load"];
 
 /// Kernel ticks per second of `/proc`'s CPU times (`USER_HZ`: 100 on every Linux ABI we run on).
 const TICKS_PER_SECOND: f64 = 100.0;

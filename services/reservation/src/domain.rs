@@ -6,8 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
 
 /// Where a reservation is in the saga.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema, serde::Serialize, serde::Deserialize)]
 #[schema(as = ReservationStatus, rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Pending,
     Held,
@@ -59,7 +60,7 @@ impl Status {
 }
 
 /// A reservation as the decision needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reservation {
     pub id: ReservationId,
     pub user_id: UserId,

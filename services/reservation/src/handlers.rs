@@ -53,7 +53,7 @@ impl Handler for Saga {
     fn after_commit(&self, msg: &Incoming) {
         // Every event this handler takes names its reservation.
         if let Some(id) = msg.payload_field("reservationId") {
-            self.local.waiters.notify(id);
+            self.local.changed(id);
         }
     }
 
@@ -141,6 +141,7 @@ mod tests {
     use chrono::Utc;
     use contracts::{ConcertId, Envelope, ScheduleId, SeatNo, SeatRejectReason, UserId, Won};
     use messaging::{Applied, Apply as _, PgInbox};
+    use sea_orm::ConnectionTrait as _;
 
     const INBOX: &str = "reservation__SEAT";
 
@@ -198,37 +199,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_moves_at_once_the_reservations_this_process_remembers_and_the_rest_in_a_transaction() {
+    async fn a_batch_moves_at_once_what_it_remembers_or_reads_and_leaves_a_moved_row_to_a_transaction() {
         let env = testkit::TestEnv::new().await.unwrap();
         let db = env.db.clone();
         let saga = Saga { outbox: Outbox::new(crate::SCHEMA, env.ns.clone()), local: saga::Local::default() };
-        let (a, b, c) = (
+        let (a, b, c, d) = (
             pending(&db, &saga, 1, true).await,
             pending(&db, &saga, 2, true).await,
             pending(&db, &saga, 3, false).await,
+            pending(&db, &saga, 4, true).await,
         );
+        // Another writer moves `d` after this process remembered it: its copy is stale.
+        db.execute_unprepared(&format!(
+            "UPDATE reservation.reservations SET updated_at = now() WHERE id = '{}'",
+            d.id
+        ))
+        .await
+        .unwrap();
         let watch = saga.local.waiters.watch(b.id);
         let first = reserved(&a);
-        let batch = [first.clone(), rejected(&b), reserved(&c), first];
+        let batch = [first.clone(), rejected(&b), reserved(&c), reserved(&d), first];
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
-        // `c` is not remembered, and the event on `a` is delivered twice: only the first is
-        // applied here.
-        assert_eq!(saga.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2]);
+        // `a` and `b` from memory, `c` read with the batch; `d`'s compare-and-set fails, and the
+        // event on `a` is delivered twice: only its first is applied here.
+        assert_eq!(saga.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2, 3]);
         assert_eq!(status(&db, &a).await, Status::Held);
         assert_eq!(status(&db, &b).await, Status::Failed);
-        assert_eq!(status(&db, &c).await, Status::Pending);
+        assert_eq!(status(&db, &c).await, Status::Held);
+        assert_eq!(status(&db, &d).await, Status::Pending);
         let view = watch.offered_after(1).expect("the waiter on b is offered its settled view");
         assert_eq!(view.reservation.status, Status::Failed);
         let kinds: Vec<&str> = view.timeline.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["SeatReservationRejected", "ReservationFailed"]);
 
-        // Delivered again with the rest: the applied ones are duplicates, `c` is applied in the
+        // Delivered again with the rest: the applied ones are duplicates, `d` is applied in the
         // transaction.
         let inbox = PgInbox::publishing(db.clone(), &saga.outbox.clone(), saga.clone());
         let outcomes: Vec<Applied> =
             inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
         use Applied::{Done, Duplicate};
-        assert_eq!(outcomes, [Duplicate, Duplicate, Done, Duplicate]);
-        assert_eq!(status(&db, &c).await, Status::Held);
+        assert_eq!(outcomes, [Duplicate, Duplicate, Duplicate, Done, Duplicate]);
+        assert_eq!(status(&db, &d).await, Status::Held);
     }
 }

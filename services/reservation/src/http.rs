@@ -244,7 +244,7 @@ async fn create_reservation(
         // No transaction: there is no answer to keep for a retry. Written in one statement with
         // the requests that arrive meanwhile.
         let (answer, (stored, version, entries)) = inserted(s.inserts.run(new).await.map_err(internal)?)?;
-        s.local.recent.remember(stored, version);
+        s.local.saved(stored, version, None);
         (s.outbox.answered(answer), Some(entries))
     } else {
         let outbox = s.outbox.clone();

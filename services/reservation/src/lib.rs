@@ -82,12 +82,12 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     rt.spawn_relay(SCHEMA);
     // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
     let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let local = saga::Local::default();
+    let local = saga::Local::across_replicas(rt);
     let sweeper = sweeper::Sweeper {
         db: rt.db.clone(),
         outbox: outbox.clone(),
         clocks: rt.config.saga.clone(),
-        waiters: local.waiters.clone(),
+        local: local.clone(),
     };
     let task_rt = rt.clone();
     let saga = handlers::Saga { outbox: outbox.clone(), local: local.clone() };

@@ -12,7 +12,7 @@ use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
     ReservationFailed, ReservationId, UserId,
 };
-use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow};
+use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow, Peers, Runtime};
 use platform::combine::{Batch, Combiner};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use std::collections::{HashMap, HashSet};
@@ -52,12 +52,91 @@ pub async fn apply(
     Ok(decision.next)
 }
 
-/// What this process knows beyond the database: the reservations as it last wrote them, and
-/// the requests waiting for them to settle.
+/// What this process knows beyond the database: the reservations as it (or, told by them, the
+/// service's other replicas) last wrote them, and the requests waiting for them to settle.
 #[derive(Clone, Default)]
 pub struct Local {
     pub recent: store::Recent,
     pub waiters: Waiters,
+    /// The service's other replicas, told of every save and change ([`Notice`]).
+    peers: Option<Peers>,
+}
+
+/// What one replica tells the others. Behind an ingress, a reservation's request, its answers
+/// and the request waiting for it reach any replica: told of each save, a replica decides on
+/// the copy it was sent instead of reading the row (or, holding an older copy, failing the
+/// compare-and-set and taking the row's lock); told of each change, its waiters look at once
+/// instead of at their next recheck. A notice lost costs only that (see `messaging::Peers`).
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Notice {
+    /// With its timeline, so that a waiter there answers without reading the reservation.
+    Saved {
+        row: Reservation,
+        version: String,
+        timeline: Option<Vec<store::TimelineEntry>>,
+    },
+    Changed {
+        id: ReservationId,
+    },
+}
+
+impl Local {
+    /// A process's memory, shared with the service's other replicas.
+    pub fn across_replicas(rt: &Runtime) -> Self {
+        let here = Self::default();
+        let heard = here.clone();
+        let peers = Peers::start(rt, "reservation.changed", move |notice| heard.hear(notice));
+        Self { peers: Some(peers), ..here }
+    }
+
+    /// Whether saves should answer their timelines: for a waiter here ([`Waiters::watched`]),
+    /// or in another replica, which this one cannot know of.
+    fn wants_view(&self, id: ReservationId) -> bool {
+        self.peers.is_some() || self.waiters.watched(id)
+    }
+
+    /// Remembers `row` as stored with `version`, here and in the other replicas, and offers
+    /// its `timeline` (when the save answered it) to whoever waits on it.
+    pub fn saved(&self, row: Reservation, version: String, timeline: Option<Vec<store::TimelineEntry>>) {
+        if self.peers.is_some() {
+            let notice =
+                Notice::Saved { row: row.clone(), version: version.clone(), timeline: timeline.clone() };
+            self.tell(&notice);
+        }
+        if let Some(timeline) = timeline {
+            self.waiters.offer(waiters::View { reservation: row.clone(), timeline });
+        }
+        self.recent.remember(row, version);
+    }
+
+    /// Wakes those waiting on `id` here and in the other replicas (after its change commits).
+    pub fn changed(&self, id: ReservationId) {
+        self.waiters.notify(id);
+        self.tell(&Notice::Changed { id });
+    }
+
+    fn tell(&self, notice: &Notice) {
+        if let Some(peers) = &self.peers
+            && let Ok(bytes) = serde_json::to_vec(notice)
+        {
+            peers.announce(bytes);
+        }
+    }
+
+    fn hear(&self, notice: &[u8]) {
+        match serde_json::from_slice(notice) {
+            Ok(Notice::Saved { row, version, timeline }) => {
+                let id = row.id;
+                if let Some(timeline) = timeline {
+                    self.waiters.offer(waiters::View { reservation: row.clone(), timeline });
+                }
+                self.recent.remember_unless_older(row, version);
+                self.waiters.notify(id);
+            }
+            Ok(Notice::Changed { id }) => self.waiters.notify(id),
+            Err(e) => tracing::debug!(error = %e, "an unreadable notice from another replica"),
+        }
+    }
 }
 
 /// Applies `input` to reservation `id` outside a transaction: takes the row as this process
@@ -152,9 +231,11 @@ impl Batch for Saves {
 pub type Step<'a> = (i64, ReservationId, Input, Origin<'a>);
 
 /// [`apply_at_once`] for several inputs in one statement, each with the inbox row of `claims`
-/// at its position: for those on a reservation this process remembers (what it wrote last) and
-/// named by no earlier step. Answers the positions applied; the others are left to the caller
-/// (to apply in a transaction), as are all of them on an error.
+/// at its position: for those named by no earlier step, decided on the copy this process
+/// remembers (what it, or another replica, wrote last) or else on the rows read together in one
+/// statement. Answers the positions applied; the others (a row another writer moved meanwhile,
+/// an input only the locked row may refuse) are left to the caller, to apply in a transaction,
+/// as are all of them on an error.
 pub async fn apply_each_at_once(
     db: &DatabaseConnection,
     outbox: &Outbox,
@@ -163,13 +244,24 @@ pub async fn apply_each_at_once(
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, ApplyError> {
     let mut named = HashSet::new();
-    let mut planned = Vec::new();
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
     for step in steps {
         if !named.insert(step.1) {
             continue;
         }
-        let Some(known) = local.recent.take(step.1) else { continue };
-        planned.extend(plan(outbox, local, step, known, true)?);
+        match local.recent.take(step.1) {
+            Some(copy) => known.push((step, copy)),
+            None => unknown.push(step),
+        }
+    }
+    let ids: Vec<ReservationId> = unknown.iter().map(|s| s.1).collect();
+    let mut read = store::read_each(db, &ids).await?;
+    known.extend(unknown.into_iter().filter_map(|step| read.remove(&step.1).map(|row| (step, row))));
+    let mut planned = Vec::new();
+    for (step, copy) in known {
+        // As if remembered: a refusal is left to the transaction, which decides on the locked row.
+        planned.extend(plan(outbox, local, step, copy, true)?);
     }
     let keyed: Vec<(i64, &Planned<'_>)> = planned.iter().map(|p| (p.position, p)).collect();
     let saved = save_planned(db, outbox, local, &keyed, Some(claims)).await?;
@@ -209,7 +301,7 @@ fn plan<'a>(
         return Ok(None);
     }
     let (events, kinds) = outcome(outbox, &decision, seen, cause)?;
-    let view = local.waiters.watched(id);
+    let view = local.wants_view(id);
     Ok(Some(Planned { position, current, version, next: decision.next, events, kinds, view }))
 }
 
@@ -241,12 +333,8 @@ async fn save_planned(
     Ok(saved
         .into_iter()
         .map(|(i, saved)| {
-            local.recent.remember(saved.row.clone(), saved.version);
-            let entries = saved.timeline.map(|timeline| {
-                let entries = timeline.len();
-                local.waiters.offer(waiters::View { reservation: saved.row.clone(), timeline });
-                entries
-            });
+            let entries = saved.timeline.as_ref().map(Vec::len);
+            local.saved(saved.row.clone(), saved.version, saved.timeline);
             (i, saved.row, entries)
         })
         .collect())

@@ -245,6 +245,23 @@ impl Recent {
         m.insert(r.id, (r, version));
     }
 
+    /// Remembers `r` as [`Self::remember`] does, unless the copy already remembered is of a
+    /// later write: a notice from another replica can arrive after this process wrote the
+    /// reservation again. Versions are transaction ids (`xmin`), compared as Postgres compares
+    /// them, modulo 2^32.
+    pub fn remember_unless_older(&self, r: Reservation, version: String) {
+        let later = |a: &str, b: &str| match (a.parse::<u32>(), b.parse::<u32>()) {
+            (Ok(a), Ok(b)) => (a.wrapping_sub(b) as i32) > 0,
+            _ => false,
+        };
+        let Ok(m) = self.0.lock() else { return };
+        if m.get(&r.id).is_some_and(|(_, kept)| later(kept, &version)) {
+            return;
+        }
+        drop(m);
+        self.remember(r, version);
+    }
+
     /// The copy of `id` last remembered, forgotten as it is handed out.
     pub fn take(&self, id: ReservationId) -> Option<(Reservation, String)> {
         self.0.lock().ok()?.remove(&id)
@@ -267,6 +284,32 @@ pub async fn read(
         return Ok(None);
     };
     Ok(Some((reservation(&row)?, row.try_get("", "version")?)))
+}
+
+/// Several reservations and their row versions, read without a lock in one statement: for
+/// compare-and-sets outside a transaction.
+pub async fn read_each(
+    db: &impl ConnectionTrait,
+    ids: &[ReservationId],
+) -> Result<HashMap<ReservationId, (Reservation, String)>, DbErr> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS}, xmin::text AS version FROM reservation.reservations WHERE id = ANY($1)"
+            ),
+            [ids.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let r = reservation(row)?;
+            Ok((r.id, (r, row.try_get("", "version")?)))
+        })
+        .collect()
 }
 
 /// A reservation, locked until the transaction ends.

@@ -2,7 +2,6 @@
 //! requests the seat service never answered. Safe with many replicas: due rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, and every change is a compare-and-set through `decide`.
 
-use crate::waiters::Waiters;
 use crate::{
     domain::{self, Input},
     saga, store,
@@ -23,8 +22,8 @@ pub struct Sweeper {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
     pub clocks: SagaClocks,
-    /// Woken for every reservation a sweep changes.
-    pub waiters: Waiters,
+    /// Told of every reservation a sweep changes (its waiters, here and in other replicas).
+    pub local: saga::Local,
 }
 
 impl Sweeper {
@@ -71,7 +70,7 @@ impl Sweeper {
         }
         self.outbox.commit(txn).await?;
         for id in &changed {
-            self.waiters.notify(*id);
+            self.local.changed(*id);
         }
         Ok(changed.len())
     }

@@ -30,6 +30,9 @@ impl Bus {
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(None)
+            // A process never needs its own core-NATS messages back (JetStream's deliveries
+            // are not echoes): a replica's notices to the others (`Peers`) then reach only them.
+            .no_echo()
             .connect(servers)
             .await
             .map_err(|e| MessagingError::Connect { url: url.to_owned(), message: e.to_string() })?;

@@ -626,7 +626,10 @@ async fn consume<A: Apply>(
     let messages = consumer
         .stream()
         .max_messages_per_batch((spec.concurrency.max(1) * 4).max(spec.batch))
-        .heartbeat(Duration::from_secs(5))
+        // A pull request the server lost (its consumer's leader moved to another server of the
+        // cluster, or the server it was routed through went away) is noticed by the missing
+        // heartbeats, after twice this: the consumer is recreated within about two seconds.
+        .heartbeat(Duration::from_secs(1))
         .expires(Duration::from_secs(30))
         .messages()
         .await

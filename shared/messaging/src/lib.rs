@@ -8,6 +8,7 @@ pub mod definitions;
 pub mod dlq;
 mod error;
 mod outbox;
+mod peers;
 mod redis_inbox;
 mod relay;
 mod runtime;
@@ -19,6 +20,7 @@ pub use consumer::{
 };
 pub use error::MessagingError;
 pub use outbox::{Outbox, OutboxRow, When};
+pub use peers::Peers;
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
 pub use runtime::{Runtime, ServiceState};
