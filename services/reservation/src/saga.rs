@@ -458,3 +458,78 @@ fn event_row(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+    use crate::domain::Status;
+    use chrono::Utc;
+    use contracts::{ConcertId, ScheduleId, SeatNo};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    /// One replica's memory, with connections of its own as a process of its own would have.
+    async fn replica(env: &testkit::TestEnv) -> (Local, CancellationToken) {
+        let bus = messaging::Bus::connect(&env.config.nats_url, env.ns.clone()).await.unwrap();
+        let stop = CancellationToken::new();
+        let rt =
+            Runtime::from_parts(env.config.clone(), env.db.clone(), bus, env.redis.clone(), stop.clone());
+        (Local::across_replicas(&rt), stop)
+    }
+
+    fn held(version: u32) -> (Reservation, String) {
+        let r = Reservation {
+            id: ReservationId::new(),
+            user_id: UserId::new(),
+            schedule_id: ScheduleId::new(),
+            concert_id: ConcertId::new(),
+            seat_nos: vec![SeatNo(1)],
+            status: Status::Held,
+            amount: None,
+            held_until: None,
+            failure_reason: None,
+            queue_token: String::new(),
+            paid: false,
+            created_at: Utc::now(),
+        };
+        (r, version.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_save_in_one_replica_is_remembered_and_answers_the_waiters_of_another_but_never_overwrites_a_later_copy()
+     {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let (a, stop_a) = replica(&env).await;
+        let (b, stop_b) = replica(&env).await;
+        let (row, version) = held(100);
+        let watch = b.waiters.watch(row.id);
+        let seen = watch.count();
+        let timeline = vec![store::TimelineEntry { kind: "SeatReserved".into(), at: Utc::now() }];
+        // The subscriptions start with the replicas: tell until b has heard.
+        let heard = async {
+            loop {
+                a.saved(row.clone(), version.clone(), Some(timeline.clone()));
+                if tokio::time::timeout(Duration::from_millis(200), watch.after(seen)).await.is_ok() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), heard).await.expect("b's waiter woken by a's save");
+        let view = watch.offered_after(0).expect("offered the view a saved");
+        assert_eq!(view.reservation, row);
+        assert_eq!(b.recent.take(row.id), Some((row.clone(), version)), "b decides on a's copy");
+
+        // b writes the reservation again (version 102); a's notice of an earlier write arriving
+        // late does not replace it.
+        b.saved(row.clone(), "102".into(), None);
+        b.hear(
+            &serde_json::to_vec(&Notice::Saved { row: row.clone(), version: "101".into(), timeline: None })
+                .unwrap(),
+        );
+        assert_eq!(b.recent.take(row.id).map(|(_, v)| v).as_deref(), Some("102"));
+        stop_a.cancel();
+        stop_b.cancel();
+    }
+}

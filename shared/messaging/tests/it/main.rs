@@ -5,6 +5,7 @@
 mod consumer;
 mod dlq;
 mod outbox;
+mod peers;
 mod redis;
 mod support;
 mod trace;
