@@ -199,7 +199,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_moves_at_once_what_it_remembers_or_reads_and_leaves_a_moved_row_to_a_transaction() {
+    async fn a_batch_moves_at_once_what_it_remembers_or_reads_again_and_leaves_the_rest_to_a_transaction() {
         let env = testkit::TestEnv::new().await.unwrap();
         let db = env.db.clone();
         let saga = Saga { outbox: Outbox::new(crate::SCHEMA, env.ns.clone()), local: saga::Local::default() };
@@ -216,29 +216,35 @@ mod tests {
         ))
         .await
         .unwrap();
+        // And an answer about a reservation nobody made.
+        let mut nobody = a.clone();
+        nobody.id = ReservationId::new();
         let watch = saga.local.waiters.watch(b.id);
         let first = reserved(&a);
-        let batch = [first.clone(), rejected(&b), reserved(&c), reserved(&d), first];
+        let batch = [first.clone(), rejected(&b), reserved(&c), reserved(&d), first, reserved(&nobody)];
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
-        // `a` and `b` from memory, `c` read with the batch; `d`'s compare-and-set fails, and the
-        // event on `a` is delivered twice: only its first is applied here.
-        assert_eq!(saga.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2, 3]);
+        // `a` and `b` from memory, `c` read with the batch, `d` read again after its stale copy
+        // failed; the event on `a` delivered twice and the one on nobody's are left.
+        assert_eq!(saga.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2, 3, 4]);
         assert_eq!(status(&db, &a).await, Status::Held);
         assert_eq!(status(&db, &b).await, Status::Failed);
         assert_eq!(status(&db, &c).await, Status::Held);
-        assert_eq!(status(&db, &d).await, Status::Pending);
+        assert_eq!(status(&db, &d).await, Status::Held);
         let view = watch.offered_after(1).expect("the waiter on b is offered its settled view");
         assert_eq!(view.reservation.status, Status::Failed);
         let kinds: Vec<&str> = view.timeline.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["SeatReservationRejected", "ReservationFailed"]);
 
-        // Delivered again with the rest: the applied ones are duplicates, `d` is applied in the
-        // transaction.
+        // Delivered again: the applied ones are duplicates, and the transaction finds no
+        // reservation for the last (a permanent failure: the DLQ keeps it).
         let inbox = PgInbox::publishing(db.clone(), &saga.outbox.clone(), saga.clone());
-        let outcomes: Vec<Applied> =
-            inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
-        use Applied::{Done, Duplicate};
-        assert_eq!(outcomes, [Duplicate, Duplicate, Duplicate, Done, Duplicate]);
-        assert_eq!(status(&db, &d).await, Status::Held);
+        let outcomes = inbox.apply_batch(INBOX, &batch).await;
+        use Applied::Duplicate;
+        let (last, applied) = outcomes.split_last().unwrap();
+        assert_eq!(applied.iter().map(|o| *o.as_ref().unwrap()).collect::<Vec<_>>(), [Duplicate; 5]);
+        assert!(
+            matches!(last, Err(HandleError::Permanent(reason)) if reason.contains("no reservation")),
+            "{last:?}"
+        );
     }
 }

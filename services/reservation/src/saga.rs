@@ -157,7 +157,7 @@ pub async fn apply_at_once(
     origin: Origin<'_>,
     claim: &InboxClaim<'_>,
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
-    let Some(planned) = plan_known(db, outbox, local, (1, id, input, origin)).await? else {
+    let (Some(planned), _) = plan_known(db, outbox, local, (1, id, input, origin), true).await? else {
         return Ok(None);
     };
     let saved = save_planned(db, outbox, local, &[(1, &planned)], Some(&claim.into())).await?;
@@ -174,27 +174,39 @@ pub async fn apply_requested(
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
     let Saves { db, outbox, local } = saves.batch();
     let step = (1, id, input, Origin::Request { user });
-    let Some(planned) = plan_known(db, outbox, local, step).await? else {
-        return Ok(None);
-    };
-    Ok(saves.run(planned).await?)
+    // A remembered copy another replica had overtaken (its notice not arrived yet) fails the
+    // compare-and-set: read the row and try once more before the caller's transaction.
+    // The same for a copy that refuses the input: only the row as it stands may refuse.
+    for memory in [true, false] {
+        let (planned, from_memory) = plan_known(db, outbox, local, step.clone(), memory).await?;
+        if let Some(planned) = planned
+            && let Some(saved) = saves.run(planned).await?
+        {
+            return Ok(Some(saved));
+        }
+        if !from_memory {
+            break;
+        }
+    }
+    Ok(None)
 }
 
-/// Decides `step` on the copy of its reservation this process remembers, or else on the row
-/// as read ([`plan`]).
+/// Decides `step` on the copy of its reservation this process remembers (with `memory`), or
+/// else on the row as read ([`plan`]); answers with it whether the copy came from memory.
 async fn plan_known<'a>(
     db: &DatabaseConnection,
     outbox: &Outbox,
     local: &Local,
     step: Step<'a>,
-) -> Result<Option<Planned<'a>>, ApplyError> {
-    let remembered = local.recent.take(step.1);
+    memory: bool,
+) -> Result<(Option<Planned<'a>>, bool), ApplyError> {
+    let remembered = memory.then(|| local.recent.take(step.1)).flatten();
     let from_memory = remembered.is_some();
     let known = match remembered {
         Some(known) => known,
         None => store::read(db, step.1).await?.ok_or(ApplyError::NotFound)?,
     };
-    plan(outbox, local, step, known, from_memory)
+    Ok((plan(outbox, local, step, known, from_memory)?, from_memory))
 }
 
 /// Requests' changes, written together when they arrive together ([`platform::combine`]);
@@ -233,9 +245,10 @@ pub type Step<'a> = (i64, ReservationId, Input, Origin<'a>);
 /// [`apply_at_once`] for several inputs in one statement, each with the inbox row of `claims`
 /// at its position: for those named by no earlier step, decided on the copy this process
 /// remembers (what it, or another replica, wrote last) or else on the rows read together in one
-/// statement. Answers the positions applied; the others (a row another writer moved meanwhile,
-/// an input only the locked row may refuse) are left to the caller, to apply in a transaction,
-/// as are all of them on an error.
+/// statement. A copy another writer had overtaken (its notice had not arrived yet) fails its
+/// compare-and-set; those steps are read again and tried once more. Answers the positions
+/// applied; the others (an input only the locked row may refuse, a row moving under a busy
+/// writer) are left to the caller, to apply in a transaction, as are all of them on an error.
 pub async fn apply_each_at_once(
     db: &DatabaseConnection,
     outbox: &Outbox,
@@ -244,28 +257,40 @@ pub async fn apply_each_at_once(
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, ApplyError> {
     let mut named = HashSet::new();
-    let mut known = Vec::new();
-    let mut unknown = Vec::new();
-    for step in steps {
-        if !named.insert(step.1) {
-            continue;
+    let mut pending: Vec<Step<'_>> = steps.into_iter().filter(|step| named.insert(step.1)).collect();
+    let mut applied = Vec::new();
+    for from_memory in [true, false] {
+        if pending.is_empty() {
+            break;
         }
-        match local.recent.take(step.1) {
-            Some(copy) => known.push((step, copy)),
-            None => unknown.push(step),
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for step in pending.iter().cloned() {
+            match from_memory.then(|| local.recent.take(step.1)).flatten() {
+                Some(copy) => known.push((step, copy)),
+                None => unknown.push(step),
+            }
         }
+        let ids: Vec<ReservationId> = unknown.iter().map(|s| s.1).collect();
+        let mut read = store::read_each(db, &ids).await?;
+        known.extend(unknown.into_iter().filter_map(|step| read.remove(&step.1).map(|row| (step, row))));
+        let mut planned = Vec::new();
+        for (step, copy) in known {
+            // As if remembered: a refusal is left to the transaction, which decides on the
+            // locked row.
+            planned.extend(plan(outbox, local, step, copy, true)?);
+        }
+        let keyed: Vec<(i64, &Planned<'_>)> = planned.iter().map(|p| (p.position, p)).collect();
+        let saved: HashSet<i64> = save_planned(db, outbox, local, &keyed, Some(claims))
+            .await?
+            .into_iter()
+            .map(|(i, ..)| i)
+            .collect();
+        pending.retain(|step| !saved.contains(&step.0));
+        applied.extend(saved);
     }
-    let ids: Vec<ReservationId> = unknown.iter().map(|s| s.1).collect();
-    let mut read = store::read_each(db, &ids).await?;
-    known.extend(unknown.into_iter().filter_map(|step| read.remove(&step.1).map(|row| (step, row))));
-    let mut planned = Vec::new();
-    for (step, copy) in known {
-        // As if remembered: a refusal is left to the transaction, which decides on the locked row.
-        planned.extend(plan(outbox, local, step, copy, true)?);
-    }
-    let keyed: Vec<(i64, &Planned<'_>)> = planned.iter().map(|p| (p.position, p)).collect();
-    let saved = save_planned(db, outbox, local, &keyed, Some(claims)).await?;
-    Ok(saved.into_iter().map(|(i, ..)| i).collect())
+    applied.sort_unstable();
+    Ok(applied)
 }
 
 /// A decision taken on a known copy of a reservation, ready to save.
