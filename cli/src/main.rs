@@ -122,7 +122,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ticketing: {e}");
-            eprintln!("ticketing: set the variables above (see README.md, Configuration) and start again");
+            eprintln!("ticketing: set the variables above (see docs/configuration.md) and start again");
             return ExitCode::from(2);
         }
     };

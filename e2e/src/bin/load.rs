@@ -22,7 +22,8 @@
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
 //! or runs against the deployment at `LOAD_BASE_URL` (such as `scripts/cluster-up`'s, whose
 //! printed settings it needs: `E2E_JWT_SECRET`, `E2E_CONTROL` and the `TICKETING_*` variables),
-//! sends load only to 127.0.0.1, and ends with `ticketing audit`'s checks. Throughput steps and the
+//! sends load only to 127.0.0.1, and ends with `ticketing audit`'s checks. `scripts/bench-topology`
+//! runs the throughput steps against both, alternated. Throughput steps and the
 //! polling run also print the CPU each operation cost, by program (`e2e::cpu`): on a shared host
 //! that figure moves far less from run to run than the rates do.
 
@@ -204,11 +205,19 @@ enum Target {
 /// for one `ticketing up` process (a deployment sizes its own pools).
 async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System {
     if let Some(url) = std::env::var("LOAD_BASE_URL").ok().filter(|u| !u.is_empty()) {
-        // A setting given to `load` itself wins over the scenario's own.
-        let settings: Vec<(String, String)> = settings
+        // A setting given to `load` itself wins over the scenario's own, and `LOAD_SETTINGS`
+        // (`NAME=value ...`) adds more (such as TICKETING_NATS_REPLICAS=1, to see what the
+        // replicas of the streams cost).
+        let mut settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| ((*k).to_owned(), std::env::var(k).unwrap_or_else(|_| (*v).to_owned())))
             .collect();
+        let extra = std::env::var("LOAD_SETTINGS").unwrap_or_default();
+        settings.extend(
+            extra
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))),
+        );
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let deployment = Deployment::connect(&url, &pairs).await.unwrap();
         println!("against {url}");

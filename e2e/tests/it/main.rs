@@ -50,3 +50,32 @@ async fn the_system_is_ready_and_answers_unknown_routes_with_problems() {
     assert_eq!(problem["code"], "ROUTE_NOT_FOUND");
     assert!(problem["detail"].as_str().unwrap().contains("/no/such/route"));
 }
+
+/// `scripts/cluster-up` refuses a port another process holds, naming it, and starts nothing.
+#[test]
+fn cluster_up_refuses_a_taken_port_and_starts_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("ticketing-cluster-{}", uuid::Uuid::now_v7()));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster-up");
+    let out = std::process::Command::new(script)
+        .env("TICKETING_CLUSTER_DIR", &dir)
+        .env("CLUSTER_INGRESS_PORT", port.to_string())
+        // Every other port of this topology is free: a base no other test or topology uses.
+        .env("CLUSTER_PORT_BASE", "41000")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("port {port} (for ingress)")), "{err}");
+    assert!(err.contains("nothing was started"), "{err}");
+    assert!(out.stdout.is_empty(), "no exports: {}", String::from_utf8_lossy(&out.stdout));
+    let supervised = std::fs::read_dir(dir.join("run"))
+        .map(|d| {
+            d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".sup")).count()
+        })
+        .unwrap_or(0);
+    assert_eq!(supervised, 0, "a process of the topology was started");
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(taken);
+}
