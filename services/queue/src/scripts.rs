@@ -70,14 +70,17 @@ return 1
 
 /// Admission tick: drops expired actives, then admits `min(maxActive - active, admitPerTick)`
 /// waiting tokens in FIFO order. Time is cut into tick windows (`floor(now / tick)`); a window
-/// admits once, however many replicas tick in it, so together they never exceed the rate.
+/// admits once, however many replicas tick in it, so together they never exceed the rate. The
+/// last window is kept as its start in milliseconds, not its number, so a change of the tick's
+/// length (a restart with another setting) neither stalls admission nor admits twice.
 /// KEYS: waiting, active, last tick. ARGV: token prefix, now ms, maxActive, admitPerTick,
 /// active TTL ms, tick ms, retention s. Answers `{expired, admitted}`.
 pub static TICK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local prefix, now = ARGV[1], tonumber(ARGV[2])
-local window = math.floor(now / tonumber(ARGV[6]))
+local tick = tonumber(ARGV[6])
+local window = math.floor(now / tick) * tick
 if window <= tonumber(redis.call('GET', KEYS[3]) or '-1') then return {0, 0} end
 redis.call('SET', KEYS[3], window)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)

@@ -100,3 +100,27 @@ async fn two_running_tickers_never_exceed_the_rate() {
     let windows = started.elapsed().as_millis() as u64 / 100 + 2;
     assert!(active <= 5 * windows, "{active} admitted in at most {windows} tick windows");
 }
+
+/// A restart with a longer or a shorter tick keeps admitting: the last window is remembered by
+/// when it started, not by its number under the old length (which would, under a longer tick,
+/// leave every window "already spent" for ages).
+#[tokio::test]
+async fn a_changed_tick_length_neither_stalls_nor_repeats_admission() {
+    let env = TestEnv::new().await.unwrap();
+    let keys = keys(&env);
+    join_many(&env, 10).await;
+    let mut c = conn(&env).await;
+    let mut short = settings(10_000, 1);
+    short.tick = Duration::from_millis(50);
+    let mut long = short.clone();
+    long.tick = Duration::from_millis(200);
+    let start = (base_ms() / 1000 + 60) * 1000;
+    assert_eq!(store::tick(&mut c, &keys, &short, start + 150).await.unwrap().1, 1);
+    // The 200 ms window that began at `start` began before the 50 ms one just spent.
+    assert_eq!(store::tick(&mut c, &keys, &long, start + 160).await.unwrap().1, 0);
+    assert_eq!(store::tick(&mut c, &keys, &long, start + 200).await.unwrap().1, 1);
+    assert_eq!(store::tick(&mut c, &keys, &long, start + 399).await.unwrap().1, 0);
+    assert_eq!(store::tick(&mut c, &keys, &short, start + 410).await.unwrap().1, 1);
+    assert_eq!(store::tick(&mut c, &keys, &short, start + 449).await.unwrap().1, 0);
+    assert_eq!(store::sizes(&mut c, &keys).await.unwrap(), (7, 3));
+}
