@@ -225,6 +225,11 @@ impl Deployment {
 
     /// Every event of `stream` published since the scenario started, oldest first.
     pub async fn events(&self, stream: Stream) -> anyhow::Result<Vec<Envelope<serde_json::Value>>> {
+        Ok(self.stored(stream).await?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Like [`Deployment::events`], each with the stream sequence JetStream stored it under.
+    pub async fn stored(&self, stream: Stream) -> anyhow::Result<Vec<(u64, Envelope<serde_json::Value>)>> {
         self.events_on(stream, self.bus.ns.stream_subjects(stream)).await
     }
 
@@ -235,6 +240,7 @@ impl Deployment {
         self.events_on(E::STREAM, self.bus.ns.subject(E::SUBJECT))
             .await?
             .into_iter()
+            .map(|(_, e)| e)
             .filter(|e| e.kind == E::TYPE && seen.insert(e.id))
             .map(|e| Ok(e.decode::<E>()?.payload))
             .collect()
@@ -244,7 +250,7 @@ impl Deployment {
         &self,
         stream: Stream,
         subject: String,
-    ) -> anyhow::Result<Vec<Envelope<serde_json::Value>>> {
+    ) -> anyhow::Result<Vec<(u64, Envelope<serde_json::Value>)>> {
         let start_sequence = self.since.get(&stream).copied().unwrap_or(0) + 1;
         let stream = self.bus.js.get_stream(self.bus.ns.stream(stream)).await?;
         let consumer = stream
@@ -265,8 +271,14 @@ impl Deployment {
             .context("reading events: nothing arrived within 10 s")?
         {
             let message = message?;
-            out.push(serde_json::from_slice(&message.payload)?);
-            if message.info().map(|i| i.pending).unwrap_or(0) == 0 {
+            let info = message.info().map_err(|e| anyhow::anyhow!("reading events: {e}"))?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            // An ordered consumer that resets resumes after what it delivered; a message it
+            // delivers again is the reader's repeat, not a second copy in the stream.
+            if out.last().is_none_or(|(last, _)| sequence > *last) {
+                out.push((sequence, serde_json::from_slice(&message.payload)?));
+            }
+            if pending == 0 {
                 break;
             }
         }
