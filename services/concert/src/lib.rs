@@ -17,7 +17,7 @@ pub const NAME: &str = "concert";
 pub const SCHEMA: &str = "concert";
 
 /// What the HTTP handlers need: the database, the outbox and the JWT keys.
-pub type AppState = messaging::ServiceState;
+pub type AppState = servicekit::ServiceState;
 
 /// The catalog's OpenAPI document (served at `GET /openapi/concert.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -26,7 +26,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The catalog routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+    servicekit::routes(NAME, http::routes().with_state(state), openapi())
 }
 
 /// Starts the relay; returns the routes.

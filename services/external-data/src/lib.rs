@@ -63,7 +63,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The admin routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+    servicekit::routes(NAME, http::routes().with_state(state), openapi())
 }
 
 /// Starts the consumer and the delivery worker with the default settings; returns the routes.

@@ -57,7 +57,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The waiting-room routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+    servicekit::routes(NAME, http::routes().with_state(state), openapi())
 }
 
 /// Starts the admission ticker and the token consumer; returns the routes.

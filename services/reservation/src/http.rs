@@ -245,21 +245,19 @@ async fn create_reservation(
         // the requests that arrive meanwhile.
         let (answer, (stored, version, entries)) = inserted(s.inserts.run(new).await.map_err(internal)?)?;
         s.local.saved(stored, version, None);
-        (s.outbox.answered(answer), Some(entries))
+        (servicekit::answered(&s.outbox, answer), Some(entries))
     } else {
         let outbox = s.outbox.clone();
-        let answer = s
-            .outbox
-            .idempotent(&s.db, &who, &key, &request, |txn| {
-                // Not remembered: the row is only stored once the transaction commits.
-                Box::pin(async move {
-                    let mut done =
-                        store::insert_each_unless_taken(txn, &[new], &outbox).await.map_err(internal)?;
-                    let done = done.pop().ok_or_else(|| internal(sea_orm::DbErr::RecordNotInserted))?;
-                    Ok(inserted(done)?.0)
-                })
+        let answer = servicekit::idempotent(&s.outbox, &s.db, &who, &key, &request, |txn| {
+            // Not remembered: the row is only stored once the transaction commits.
+            Box::pin(async move {
+                let mut done =
+                    store::insert_each_unless_taken(txn, &[new], &outbox).await.map_err(internal)?;
+                let done = done.pop().ok_or_else(|| internal(sea_orm::DbErr::RecordNotInserted))?;
+                Ok(inserted(done)?.0)
             })
-            .await?;
+        })
+        .await?;
         (answer, None)
     };
     settle(&s, who, answer, wait, |st| st != Status::Pending, early, entries).await
@@ -343,21 +341,19 @@ async fn pay_reservation(
         if let Some((r, entries)) =
             saga::apply_requested(&s.saves, id, pay, who.user_id).await.map_err(apply_problem)?
         {
-            let answer = s.outbox.answered(accepted(&r)?);
+            let answer = servicekit::answered(&s.outbox, accepted(&r)?);
             return settle(&s, who, answer, wait, |st| st != Status::Paying, early, entries).await;
         }
     }
-    let answer = s
-        .outbox
-        .idempotent(&s.db, &who, &key, &[path.as_bytes()], |txn| {
-            let outbox = s.outbox.clone();
-            Box::pin(async move {
-                let pay = Input::Pay { now: Utc::now() };
-                let r = saga::apply(txn, &outbox, id, pay, origin).await.map_err(apply_problem)?;
-                accepted(&r)
-            })
+    let answer = servicekit::idempotent(&s.outbox, &s.db, &who, &key, &[path.as_bytes()], |txn| {
+        let outbox = s.outbox.clone();
+        Box::pin(async move {
+            let pay = Input::Pay { now: Utc::now() };
+            let r = saga::apply(txn, &outbox, id, pay, origin).await.map_err(apply_problem)?;
+            accepted(&r)
         })
-        .await?;
+    })
+    .await?;
     settle(&s, who, answer, wait, |st| st != Status::Paying, early, None).await
 }
 

@@ -70,7 +70,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The reservation routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+    servicekit::routes(NAME, http::routes().with_state(state), openapi())
 }
 
 /// Starts the relay, the consumers and the deadline sweeper; returns the routes.

@@ -38,7 +38,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The seat routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+    servicekit::routes(NAME, http::routes().with_state(state), openapi())
 }
 
 /// Starts the relay and both consumers; returns the routes.

@@ -106,9 +106,13 @@ async fn charge_wallet(
     let amount = domain::charge_amount(body.amount).map_err(Problem::validation)?;
     let request = serde_json::to_vec(&body).map_err(|e| Problem::internal(&e))?;
     let outbox = state.outbox.clone();
-    state
-        .outbox
-        .idempotent(&state.db, &who, &key, &[b"POST /wallets/me/charges", &request], |txn| {
+    servicekit::idempotent(
+        &state.outbox,
+        &state.db,
+        &who,
+        &key,
+        &[b"POST /wallets/me/charges", &request],
+        |txn| {
             Box::pin(async move {
                 let balance = store::credit(txn, who.user_id, amount).await.map_err(balance_problem)?;
                 let charge_id = ChargeId::new();
@@ -122,9 +126,10 @@ async fn charge_wallet(
                     .map_err(|e| Problem::internal(&e))?;
                 StoredResponse::json(StatusCode::OK, &Charged { balance })
             })
-        })
-        .await
-        .map(IntoResponse::into_response)
+        },
+    )
+    .await
+    .map(IntoResponse::into_response)
 }
 
 /// The balance cap is a check constraint; hitting it is the caller's problem, not ours.

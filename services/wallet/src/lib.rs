@@ -17,7 +17,7 @@ pub const NAME: &str = "wallet";
 pub const SCHEMA: &str = "wallet";
 
 /// What the HTTP handlers need: the database, the outbox and the JWT keys.
-pub type AppState = messaging::ServiceState;
+pub type AppState = servicekit::ServiceState;
 
 /// The wallet service's OpenAPI document (served at `GET /openapi/wallet.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -26,7 +26,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The wallet routes, and their document.
 pub fn router(state: AppState) -> Router {
-    http::routes().with_state(state).merge(platform::http::openapi_router(NAME, openapi()))
+    servicekit::routes(NAME, http::routes().with_state(state), openapi())
 }
 
 /// Starts the relay and the payment consumer; returns the routes.

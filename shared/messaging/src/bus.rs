@@ -4,7 +4,7 @@ use crate::MessagingError;
 use async_nats::{connection::State, jetstream};
 use contracts::Namespace;
 use futures::future::BoxFuture;
-use platform::http::ReadinessCheck;
+use platform::readiness::ReadinessCheck;
 use std::time::Duration;
 
 /// Acks a JetStream context lets be outstanding. Publishers must keep fewer un-awaited publish

@@ -23,4 +23,4 @@ pub use outbox::{Outbox, OutboxRow, When};
 pub use peers::Peers;
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
-pub use runtime::{Runtime, ServiceState};
+pub use runtime::Runtime;

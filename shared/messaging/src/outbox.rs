@@ -4,12 +4,7 @@
 
 use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
 use platform::signal::Signal;
-use platform::{
-    Problem,
-    auth::Identity,
-    idempotency::{self, Answer, Effect, MaybeKey, StoredResponse},
-};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
@@ -65,32 +60,6 @@ impl Outbox {
         txn.commit().await?;
         self.committed();
         Ok(())
-    }
-
-    /// [`platform::idempotency::run`] on this outbox's schema, waking the relay once the effect
-    /// has committed: for requests whose effect pushes events.
-    pub async fn idempotent<F>(
-        &self,
-        db: &DatabaseConnection,
-        who: &Identity,
-        key: &MaybeKey,
-        request: &[&[u8]],
-        effect: F,
-    ) -> Result<Answer, Problem>
-    where
-        F: for<'t> FnOnce(&'t DatabaseTransaction) -> Effect<'t>,
-    {
-        let answer = idempotency::run(db, &self.schema, who, key, request, effect).await?;
-        self.committed();
-        Ok(answer)
-    }
-
-    /// The answer to a request without `Idempotency-Key` whose effect has just committed
-    /// outside [`Outbox::idempotent`] (there is no answer to keep for a retry): wakes the relay,
-    /// and answers as new.
-    pub fn answered(&self, stored: StoredResponse) -> Answer {
-        self.committed();
-        Answer { stored, replayed: false }
     }
 
     /// Adds `event` to the outbox through `conn`, which should be the transaction that makes the

@@ -77,28 +77,3 @@ impl Runtime {
         self.tasks.wait().await;
     }
 }
-
-/// The state of a service whose routes need only its database, its outbox and the JWT keys.
-#[derive(Clone)]
-pub struct ServiceState {
-    pub db: DatabaseConnection,
-    pub outbox: crate::Outbox,
-    pub jwt: platform::auth::JwtKeys,
-}
-
-impl ServiceState {
-    /// State over a runtime's connections, writing to `<schema>.outbox`.
-    pub fn new(rt: &Runtime, schema: &str) -> Self {
-        Self {
-            db: rt.db.clone(),
-            outbox: crate::Outbox::new(schema, rt.config.prefix.clone()),
-            jwt: platform::auth::JwtKeys::new(&rt.config.jwt_secret),
-        }
-    }
-}
-
-impl axum::extract::FromRef<ServiceState> for platform::auth::JwtKeys {
-    fn from_ref(state: &ServiceState) -> Self {
-        state.jwt.clone()
-    }
-}

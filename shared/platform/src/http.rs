@@ -2,6 +2,7 @@
 //! spans joined to the caller's trace, latency metrics by route, body limits, problem+json
 //! fallbacks, and a server that drains in-flight requests on shutdown.
 
+pub use crate::readiness::{Readiness, ReadinessCheck};
 use crate::{Problem, telemetry};
 use axum::{
     Json, Router,
@@ -11,13 +12,11 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use futures::future::BoxFuture;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::json;
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Instant,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,65 +24,6 @@ use tower_http::trace::TraceLayer;
 
 /// Largest request body any route accepts.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// One dependency `/readyz` checks.
-pub trait ReadinessCheck: Send + Sync {
-    /// Short name shown in the `/readyz` answer.
-    fn name(&self) -> &'static str;
-    /// `Ok` when the dependency answers.
-    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
-}
-
-impl ReadinessCheck for DatabaseConnection {
-    fn name(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(
-            async move { self.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string()) },
-        )
-    }
-}
-
-impl ReadinessCheck for crate::pools::Redis {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            let mut conn = self.clone();
-            redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(|e| e.to_string())
-        })
-    }
-}
-
-/// The dependencies of a process; each is checked at most once per `/readyz` call, with a deadline.
-#[derive(Clone, Default)]
-pub struct Readiness(Vec<Arc<dyn ReadinessCheck>>);
-
-impl Readiness {
-    /// Adds a dependency (the first of each name wins, so shared pools are checked once).
-    pub fn with(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
-        if !self.0.iter().any(|c| c.name() == check.name()) {
-            self.0.push(check);
-        }
-        self
-    }
-
-    /// Runs every check concurrently, 2 s each.
-    pub async fn run(&self) -> Vec<(&'static str, Result<(), String>)> {
-        futures::future::join_all(self.0.iter().map(|c| async move {
-            let outcome = match tokio::time::timeout(Duration::from_secs(2), c.check()).await {
-                Ok(r) => r,
-                Err(_) => Err("no answer within 2 s".to_owned()),
-            };
-            (c.name(), outcome)
-        }))
-        .await
-    }
-}
 
 /// The global Prometheus recorder, installed on first use.
 pub fn metrics_handle() -> PrometheusHandle {

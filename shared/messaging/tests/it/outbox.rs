@@ -142,7 +142,7 @@ enum Commit {
     Waking,
     /// A plain commit, as another process makes it: nothing wakes the relay.
     Silent,
-    /// Through `Outbox::idempotent`, as a request with an Idempotency-Key.
+    /// Through `servicekit::idempotent`, as a request with an Idempotency-Key.
     Idempotent,
 }
 
@@ -160,7 +160,7 @@ async fn commit_one_with_a_relay_running(poll: Duration, commit: Commit) {
         let who = Identity { user_id: UserId::new(), role: Role::User };
         let key = MaybeKey(Some(IdempotencyKey::parse("k-1").unwrap()));
         let pushing = ob.clone();
-        ob.idempotent(&env.db, &who, &key, &[b"POST /probe"], |txn| {
+        servicekit::idempotent(&ob, &env.db, &who, &key, &[b"POST /probe"], |txn| {
             Box::pin(async move {
                 pushing.push(txn, &sample()).await.map_err(|e| Problem::internal(&e))?;
                 StoredResponse::json(StatusCode::ACCEPTED, &serde_json::json!({}))
