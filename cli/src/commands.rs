@@ -19,6 +19,12 @@ pub async fn serve(
     process: &str,
 ) -> anyhow::Result<()> {
     let defs = services::resolve(names)?;
+    // Every service's own settings, before anything starts: each problem, all at once.
+    let problems: Vec<_> =
+        defs.iter().filter_map(|d| (d.settings)(&config).err()).flat_map(|e| e.0).collect();
+    if !problems.is_empty() {
+        return Err(platform::ConfigError(problems).into());
+    }
     let telemetry = platform::telemetry::init(process, config.otlp_endpoint.as_deref())?;
     let addr = addr.unwrap_or(config.http_addr);
     let shutdown = platform::shutdown::on_signal();

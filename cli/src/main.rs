@@ -137,6 +137,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // The report is printed, and its last line says what failed.
         Err(e) if e.is::<commands::Violations>() => ExitCode::from(1),
+        Err(e) if e.is::<platform::ConfigError>() => {
+            eprintln!("ticketing: {e}");
+            eprintln!("ticketing: set the variables above (see docs/configuration.md) and start again");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("ticketing: {e:#}");
             if e.is::<commands::CouldNotAudit>() { ExitCode::from(2) } else { ExitCode::FAILURE }

@@ -4,6 +4,7 @@
 
 use axum::Router;
 use messaging::Runtime;
+use platform::{Config, ConfigError};
 
 /// One service of DESIGN §3.
 pub struct ServiceDef {
@@ -13,6 +14,14 @@ pub struct ServiceDef {
     pub start: fn(&Runtime) -> anyhow::Result<Router>,
     /// The OpenAPI document of its routes.
     pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// Reads its own settings from the configuration's variables, to report every problem
+    /// before anything starts.
+    pub settings: fn(&Config) -> Result<(), ConfigError>,
+}
+
+/// A service with no settings of its own.
+fn none(_: &Config) -> Result<(), ConfigError> {
+    Ok(())
 }
 
 /// Every service, in start order. Services are added here as they are built.
@@ -22,48 +31,56 @@ pub const SERVICES: &[ServiceDef] = &[
         about: "the waiting room: queue tokens, fair admission",
         start: |rt| Ok(queue::start(rt)?),
         openapi: queue::openapi,
+        settings: |c| c.settings::<queue::Settings>().map(drop),
     },
     ServiceDef {
         name: concert::NAME,
         about: "the catalog: concerts and schedules",
         start: |rt| Ok(concert::start(rt)?),
         openapi: concert::openapi,
+        settings: none,
     },
     ServiceDef {
         name: reservation::NAME,
         about: "the saga: reservations, deadlines, compensations",
         start: |rt| Ok(reservation::start(rt)?),
         openapi: reservation::openapi,
+        settings: |c| c.settings::<platform::queue_guard::GateSettings>().map(drop),
     },
     ServiceDef {
         name: seat::NAME,
         about: "seat inventory: holds, sales, releases, sell-outs",
         start: |rt| Ok(seat::start(rt)?),
         openapi: seat::openapi,
+        settings: none,
     },
     ServiceDef {
         name: wallet::NAME,
         about: "prepaid wallets: charges, payments, refunds",
         start: |rt| Ok(wallet::start(rt)?),
         openapi: wallet::openapi,
+        settings: none,
     },
     ServiceDef {
         name: ranking::NAME,
         about: "read side: concert and sell-out rankings",
         start: |rt| Ok(ranking::start(rt)?),
         openapi: ranking::openapi,
+        settings: none,
     },
     ServiceDef {
         name: wallet_history::NAME,
         about: "read side: each user's wallet history",
         start: |rt| Ok(wallet_history::start(rt)?),
         openapi: wallet_history::openapi,
+        settings: none,
     },
     ServiceDef {
         name: external_data::NAME,
         about: "delivers completed reservations to the external data platform",
         start: |rt| Ok(external_data::start(rt)?),
         openapi: external_data::openapi,
+        settings: |c| c.settings::<external_data::Destination>().map(drop),
     },
 ];
 

@@ -342,9 +342,12 @@ fn control_from_env() -> Control {
 
 /// A deployment's settings as its operator exported them (`TICKETING_*`), with `applied` on top.
 fn exported_config(applied: &[(&str, &str)], jwt_secret: &str) -> anyhow::Result<Config> {
-    Config::from_lookup(|k| {
-        applied.iter().rev().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned()).or_else(|| {
-            if k == "TICKETING_JWT_SECRET" { Some(jwt_secret.to_owned()) } else { std::env::var(k).ok() }
+    let applied: Vec<(String, String)> =
+        applied.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let jwt_secret = jwt_secret.to_owned();
+    Config::from_lookup(move |k| {
+        applied.iter().rev().find(|(name, _)| name == k).map(|(_, v)| v.clone()).or_else(|| {
+            if k == "TICKETING_JWT_SECRET" { Some(jwt_secret.clone()) } else { std::env::var(k).ok() }
         })
     })
     .context("the TICKETING_* settings of the deployment (as scripts/cluster-up prints them)")

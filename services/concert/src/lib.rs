@@ -8,8 +8,9 @@ mod store;
 pub use domain::{ScheduleRequest, SeatSpec};
 
 use axum::Router;
-use messaging::{MessagingError, Outbox, Runtime};
+use messaging::{Outbox, Runtime};
 use sea_orm::DatabaseConnection;
+use servicekit::StartError;
 
 /// The service name (event `source`).
 pub const NAME: &str = "concert";
@@ -30,7 +31,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the relay; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
     rt.spawn_relay(SCHEMA);
     Ok(router(AppState::new(rt, SCHEMA)))
 }

@@ -1,17 +1,18 @@
 //! Reactions to the saga: a completed reservation spends its token, a failed one restores it.
 
+use crate::Settings;
 use crate::{
     scripts::{COMPLETE, RESTORE},
     store::{RETENTION, WAITING_TTL},
 };
 use contracts::{Event, ReservationCompleted, ReservationFailed};
 use messaging::{Applied, HandleError, Incoming, RedisHandler, applied};
-use platform::{config::QueueSettings, queue_guard::QueueKeys};
+use platform::queue_guard::QueueKeys;
 
 /// Consumes ReservationCompleted and ReservationFailed from the RESERVATION stream.
 pub struct Tokens {
     pub keys: QueueKeys,
-    pub settings: QueueSettings,
+    pub settings: Settings,
 }
 
 impl RedisHandler for Tokens {

@@ -8,16 +8,19 @@ mod domain;
 mod handlers;
 mod http;
 mod scripts;
+mod settings;
 pub mod store;
 pub mod ticker;
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, RedisInbox, Runtime};
-use platform::{auth::JwtKeys, config::QueueSettings, queue_guard::QueueKeys};
+use messaging::{ConsumerSpec, RedisInbox, Runtime};
+use platform::{auth::JwtKeys, queue_guard::QueueKeys};
+use servicekit::StartError;
 use std::sync::Arc;
 
 pub use domain::{TokenStatus, eta_seconds};
+pub use settings::Settings;
 
 /// The service name (consumer names).
 pub const NAME: &str = "queue";
@@ -28,7 +31,7 @@ pub struct AppState {
     pub redis: platform::pools::Redis,
     /// Shared, not copied: the state is cloned for every request.
     pub keys: Arc<QueueKeys>,
-    pub settings: QueueSettings,
+    pub settings: Settings,
     pub jwt: JwtKeys,
 }
 
@@ -39,14 +42,14 @@ impl FromRef<AppState> for JwtKeys {
 }
 
 impl AppState {
-    /// State over a runtime's connections.
-    pub fn new(rt: &Runtime) -> Self {
-        Self {
+    /// State over a runtime's connections, with the settings of its configuration.
+    pub fn new(rt: &Runtime) -> Result<Self, platform::ConfigError> {
+        Ok(Self {
             redis: rt.redis.clone(),
             keys: Arc::new(QueueKeys::new(&rt.config.prefix)),
-            settings: rt.config.queue.clone(),
+            settings: rt.config.settings()?,
             jwt: JwtKeys::new(&rt.config.jwt_secret),
-        }
+        })
     }
 }
 
@@ -61,8 +64,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the admission ticker and the token consumer; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
-    let state = AppState::new(rt);
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
+    let state = AppState::new(rt)?;
     rt.spawn(
         "ticker[queue]",
         ticker::run(state.redis.clone(), (*state.keys).clone(), state.settings.clone(), rt.shutdown.clone()),
@@ -88,13 +91,12 @@ mod consumer_filters {
     fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
         let tokens = handlers::Tokens {
             keys: QueueKeys::new(&contracts::Namespace::new("t").unwrap()),
-            settings: QueueSettings {
+            settings: Settings {
                 max_active: 1,
                 admit_per_tick: 1,
                 tick: Duration::from_secs(1),
                 active_ttl: Duration::from_secs(1),
                 restore_min: Duration::from_secs(1),
-                dev_skip_token: false,
             },
         };
         check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| tokens.handles(k))

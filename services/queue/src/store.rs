@@ -1,11 +1,12 @@
 //! The waiting room's Redis operations: each one script call, one round trip.
 
+use crate::Settings;
 use crate::{
     domain::TokenStatus,
     scripts::{JOIN, LEAVE, POLL, RELEASE_LOCK, TICK},
 };
 use contracts::UserId;
-use platform::{config::QueueSettings, queue_guard::QueueKeys};
+use platform::queue_guard::QueueKeys;
 use redis::RedisError;
 use std::time::Duration;
 
@@ -89,7 +90,7 @@ pub async fn leave(
 pub async fn tick(
     conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
-    settings: &QueueSettings,
+    settings: &Settings,
     now_ms: i64,
 ) -> Result<(u64, u64), RedisError> {
     TICK.key(&keys.waiting)

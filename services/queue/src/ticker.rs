@@ -1,15 +1,16 @@
 //! The admission ticker: at the start of every tick window, under a Redis lease so one replica
 //! admits at a time, it drops expired actives and admits the next waiting tokens.
 
+use crate::Settings;
 use crate::store;
-use platform::{config::QueueSettings, queue_guard::QueueKeys};
+use platform::queue_guard::QueueKeys;
 use tokio_util::sync::CancellationToken;
 
 /// Runs until `shutdown`.
 pub async fn run(
     redis: platform::pools::Redis,
     keys: QueueKeys,
-    settings: QueueSettings,
+    settings: Settings,
     shutdown: CancellationToken,
 ) {
     let holder = uuid::Uuid::new_v4().to_string();
@@ -33,7 +34,7 @@ pub async fn run(
 pub async fn tick_once(
     redis: &platform::pools::Redis,
     keys: &QueueKeys,
-    settings: &QueueSettings,
+    settings: &Settings,
     holder: &str,
 ) -> Result<Option<(u64, u64)>, Box<dyn std::error::Error + Send + Sync>> {
     let mut conn = redis.clone();

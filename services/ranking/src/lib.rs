@@ -11,8 +11,9 @@ mod keys;
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, RedisInbox, Runtime};
+use messaging::{ConsumerSpec, RedisInbox, Runtime};
 use platform::auth::JwtKeys;
+use servicekit::StartError;
 
 pub use domain::Window;
 pub use keys::Keys;
@@ -45,7 +46,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the three consumers; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
     let keys = Keys::new(&rt.config.prefix);
     for stream in [Stream::Catalog, Stream::Reservation, Stream::Seat] {
         rt.spawn_consumer(

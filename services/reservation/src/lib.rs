@@ -16,9 +16,10 @@ pub use domain::{Status, decide};
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
+use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
 use platform::{auth::JwtKeys, combine::Combiner, queue_guard::QueueGate};
 use sea_orm::DatabaseConnection;
+use servicekit::StartError;
 use std::time::Duration;
 
 /// The service name (consumer names, event `source`).
@@ -74,7 +75,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the relay, the consumers and the deadline sweeper; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
+    let gate = QueueGate::configured(rt.redis.clone(), &rt.config)?;
     let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
     let catalog = ConsumerSpec::declared(NAME, Stream::Catalog)?;
     let answers =
@@ -107,7 +109,6 @@ pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
     });
     let inserts = store::Inserts { db: rt.db.clone(), outbox: outbox.clone() };
     let saves = saga::Saves { db: rt.db.clone(), outbox: outbox.clone(), local: local.clone() };
-    let gate = QueueGate::new(rt.redis.clone(), &rt.config.prefix, !rt.config.queue.dev_skip_token);
     Ok(router(AppState {
         db: rt.db.clone(),
         outbox,

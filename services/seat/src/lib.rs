@@ -10,8 +10,9 @@ mod store;
 
 use axum::Router;
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, Outbox, PgInbox, Runtime};
+use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
 use sea_orm::DatabaseConnection;
+use servicekit::StartError;
 use std::time::Duration;
 
 /// The service name (consumer names, event `source`).
@@ -42,7 +43,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the relay and both consumers; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
     let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
     let maps = maps::SeatMaps::new(SEAT_MAP_FRESH);
     rt.spawn_relay(SCHEMA);

@@ -8,9 +8,10 @@ mod store;
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, PgInbox, Runtime};
+use messaging::{ConsumerSpec, PgInbox, Runtime};
 use platform::auth::JwtKeys;
 use sea_orm::DatabaseConnection;
+use servicekit::StartError;
 
 /// The service name (consumer names).
 pub const NAME: &str = "wallet-history";
@@ -41,7 +42,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the WALLET consumer; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Wallet)?,
         PgInbox::new(rt.db.clone(), SCHEMA, handlers::History),

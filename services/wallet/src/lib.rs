@@ -9,7 +9,8 @@ mod store;
 
 use axum::Router;
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, PgInbox, Runtime};
+use messaging::{ConsumerSpec, PgInbox, Runtime};
+use servicekit::StartError;
 
 /// The service name (consumer names, event `source`).
 pub const NAME: &str = "wallet";
@@ -30,7 +31,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Starts the relay and the payment consumer; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, MessagingError> {
+pub fn start(rt: &Runtime) -> Result<Router, StartError> {
     let state = AppState::new(rt, SCHEMA);
     rt.spawn_relay(SCHEMA);
     rt.spawn_consumer(

@@ -1,11 +1,15 @@
-//! Typed configuration read once from `TICKETING_*` environment variables (DESIGN §8).
+//! Typed configuration read from `TICKETING_*` environment variables (DESIGN §8).
+//!
+//! [`Config`] holds what every process shares: where Postgres, NATS and Redis are, the JWT key,
+//! the namespace, the saga's clocks. A service's own settings are its own type ([`Settings`]),
+//! read through the same variables with [`Config::settings`].
 //!
 //! Every variable has a default that reaches the local dev stack, except the JWT secret: a
 //! process must never start signing tokens with a key everyone knows. All problems are reported
 //! at once, each naming its variable, so a misconfigured pod says everything in one log line.
 
 use contracts::Namespace;
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 
 /// A value that must never appear in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,10 +51,30 @@ pub struct Config {
     pub prefix: Namespace,
     pub http_addr: SocketAddr,
     pub saga: SagaClocks,
-    pub queue: QueueSettings,
-    pub external_data: ExternalData,
     /// Where traces go (OTLP/HTTP); none means spans stay in-process.
     pub otlp_endpoint: Option<String>,
+    /// The variables this was read from, for each service's own [`Settings`].
+    lookup: Lookup,
+}
+
+/// A variable's value by its name.
+type LookupFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Where variables are read from: the environment, or a map in tests.
+#[derive(Clone)]
+struct Lookup(Arc<LookupFn>);
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lookup")
+    }
+}
+
+/// A service's own settings, read from its variables. Problems go to [`Vars::fail`], each
+/// naming its variable; [`Config::settings`] reports them all at once.
+pub trait Settings: Sized {
+    /// Reads the settings, with a default for every variable that is not set.
+    fn read(vars: &mut Vars<'_>) -> Self;
 }
 
 /// The reservation saga's clocks.
@@ -63,31 +87,6 @@ pub struct SagaClocks {
     /// How long a PENDING reservation waits for the seat service.
     pub request_timeout: Duration,
 }
-
-/// The waiting room's admission settings (DESIGN §7).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueSettings {
-    pub max_active: u32,
-    pub admit_per_tick: u32,
-    pub tick: Duration,
-    pub active_ttl: Duration,
-    pub restore_min: Duration,
-    /// Development only: booking routes accept requests without an ACTIVE queue token
-    /// (`TICKETING_DEV_SKIP_QUEUE_TOKEN=true`). Off unless set.
-    pub dev_skip_token: bool,
-}
-
-/// The external data platform that completed reservations are delivered to.
-#[derive(Clone, Debug)]
-pub struct ExternalData {
-    /// Where deliveries are POSTed; none means they are recorded but not sent.
-    pub url: Option<String>,
-    /// The HMAC-SHA256 key deliveries are signed with; always set when `url` is.
-    pub secret: Option<Secret>,
-}
-
-/// The shortest accepted `TICKETING_EXTERNAL_DATA_SECRET`, in bytes.
-pub const MIN_EXTERNAL_DATA_SECRET: usize = 16;
 
 /// One variable that is missing or malformed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,26 +116,30 @@ impl ConfigError {
     }
 }
 
-/// Reads variables from a lookup function, collecting problems instead of stopping at the first.
-struct Reader<F> {
-    lookup: F,
+/// Reads variables, collecting problems instead of stopping at the first.
+pub struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<VarProblem>,
 }
 
-impl<F: Fn(&str) -> Option<String>> Reader<F> {
-    fn raw(&self, var: &'static str) -> Option<String> {
+impl Vars<'_> {
+    /// The variable's value, if it is set and not blank.
+    pub fn raw(&self, var: &'static str) -> Option<String> {
         (self.lookup)(var).filter(|v| !v.trim().is_empty())
     }
 
-    fn fail(&mut self, var: &'static str, problem: impl Into<String>) {
+    /// Records that `var` is wrong, and why.
+    pub fn fail(&mut self, var: &'static str, problem: impl Into<String>) {
         self.problems.push(VarProblem { var, problem: problem.into() });
     }
 
-    fn string(&mut self, var: &'static str, default: &str) -> String {
+    /// The value, or `default` when unset.
+    pub fn string(&mut self, var: &'static str, default: &str) -> String {
         self.raw(var).unwrap_or_else(|| default.to_owned())
     }
 
-    fn required(&mut self, var: &'static str) -> String {
+    /// The value; unset is a problem.
+    pub fn required(&mut self, var: &'static str) -> String {
         match self.raw(var) {
             Some(v) => v,
             None => {
@@ -146,7 +149,8 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         }
     }
 
-    fn parsed<T: std::str::FromStr>(&mut self, var: &'static str, default: T, what: &str) -> T {
+    /// The value parsed as `what`, or `default` when unset (or malformed, which is a problem).
+    pub fn parsed<T: std::str::FromStr>(&mut self, var: &'static str, default: T, what: &str) -> T {
         match self.raw(var) {
             None => default,
             Some(v) => match v.trim().parse() {
@@ -160,7 +164,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 
     /// A count that must be at least 1.
-    fn positive(&mut self, var: &'static str, default: u32) -> u32 {
+    pub fn positive(&mut self, var: &'static str, default: u32) -> u32 {
         let n = self.parsed(var, default, "a whole number");
         if n == 0 {
             self.fail(var, "must be at least 1");
@@ -168,20 +172,23 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         n
     }
 
-    fn secs(&mut self, var: &'static str, default: u64) -> Duration {
+    /// A whole number of seconds.
+    pub fn secs(&mut self, var: &'static str, default: u64) -> Duration {
         Duration::from_secs(self.parsed(var, default, "a whole number of seconds"))
     }
 
-    fn millis(&mut self, var: &'static str, default: u64) -> Duration {
+    /// A whole number of milliseconds.
+    pub fn millis(&mut self, var: &'static str, default: u64) -> Duration {
         Duration::from_millis(self.parsed(var, default, "a whole number of milliseconds"))
     }
 
-    fn url(&mut self, var: &'static str, default: &str, schemes: &[&str]) -> String {
+    /// A URL with one of `schemes`.
+    pub fn url(&mut self, var: &'static str, default: &str, schemes: &[&str]) -> String {
         self.urls(var, default, schemes, false)
     }
 
     /// A URL, or with `several` a comma-separated list of them, each with one of `schemes`.
-    fn urls(&mut self, var: &'static str, default: &str, schemes: &[&str], several: bool) -> String {
+    pub fn urls(&mut self, var: &'static str, default: &str, schemes: &[&str], several: bool) -> String {
         let v = self.string(var, default);
         let scheme_ok =
             |u: &str| u.split_once("://").is_some_and(|(s, rest)| schemes.contains(&s) && !rest.is_empty());
@@ -199,9 +206,21 @@ impl Config {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// Reads configuration from `vars` alone (tests, or a deployment described by a list).
+    pub fn from_vars<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: std::collections::HashMap<String, String> =
+            vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        Self::from_lookup(move |k| vars.get(k).cloned())
+    }
+
     /// Reads configuration through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut r = Reader { lookup, problems: Vec::new() };
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Result<Self, ConfigError> {
+        let lookup = Lookup(Arc::new(lookup));
+        let mut r = Vars { lookup: &*lookup.0, problems: Vec::new() };
 
         let database_url = r.url(
             "TICKETING_DATABASE_URL",
@@ -238,37 +257,6 @@ impl Config {
         if saga.hold.is_zero() {
             r.fail("TICKETING_HOLD_SECS", "must be at least 1");
         }
-        let queue = QueueSettings {
-            max_active: r.positive("TICKETING_QUEUE_MAX_ACTIVE", 1000),
-            admit_per_tick: r.positive("TICKETING_QUEUE_ADMIT_PER_TICK", 100),
-            tick: r.millis("TICKETING_QUEUE_TICK_MS", 1000),
-            active_ttl: r.secs("TICKETING_QUEUE_ACTIVE_TTL_SECS", 600),
-            restore_min: r.secs("TICKETING_QUEUE_RESTORE_MIN_SECS", 60),
-            dev_skip_token: r.parsed("TICKETING_DEV_SKIP_QUEUE_TOKEN", false, "true or false"),
-        };
-        if queue.tick < Duration::from_millis(10) {
-            r.fail("TICKETING_QUEUE_TICK_MS", "must be at least 10");
-        }
-        let external_url = r.raw("TICKETING_EXTERNAL_DATA_URL");
-        if let Some(u) = &external_url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
-        {
-            r.fail("TICKETING_EXTERNAL_DATA_URL", "expected an http:// or https:// URL");
-        }
-        let external_secret = r.raw("TICKETING_EXTERNAL_DATA_SECRET");
-        match &external_secret {
-            // Unsigned deliveries would let anyone who finds the platform's endpoint forge them.
-            None if external_url.is_some() => r.fail(
-                "TICKETING_EXTERNAL_DATA_SECRET",
-                "is required when TICKETING_EXTERNAL_DATA_URL is set (every delivery is signed with it)",
-            ),
-            Some(s) if s.len() < MIN_EXTERNAL_DATA_SECRET => r.fail(
-                "TICKETING_EXTERNAL_DATA_SECRET",
-                format!("must be at least {MIN_EXTERNAL_DATA_SECRET} bytes"),
-            ),
-            _ => {}
-        }
-        let external_data = ExternalData { url: external_url, secret: external_secret.map(Secret) };
         let otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT");
 
         if !r.problems.is_empty() {
@@ -284,11 +272,22 @@ impl Config {
             prefix,
             http_addr,
             saga,
-            queue,
-            external_data,
             otlp_endpoint,
+            lookup,
         })
     }
+
+    /// A service's own settings, read from the variables this configuration was read from.
+    pub fn settings<S: Settings>(&self) -> Result<S, ConfigError> {
+        read_settings(&*self.lookup.0)
+    }
+}
+
+/// Reads `S` through `lookup`, every problem at once.
+pub fn read_settings<S: Settings>(lookup: &dyn Fn(&str) -> Option<String>) -> Result<S, ConfigError> {
+    let mut vars = Vars { lookup, problems: Vec::new() };
+    let settings = S::read(&mut vars);
+    if vars.problems.is_empty() { Ok(settings) } else { Err(ConfigError(vars.problems)) }
 }
 
 #[cfg(test)]
@@ -300,7 +299,7 @@ mod tests {
 
     fn read(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_lookup(move |k| map.get(k).cloned())
     }
 
     #[test]
@@ -354,7 +353,6 @@ mod tests {
             ("TICKETING_HTTP_ADDR", "localhost"),
             ("TICKETING_NATS_URL", "127.0.0.1:4222"),
             ("TICKETING_PREFIX", "a.b"),
-            ("TICKETING_QUEUE_MAX_ACTIVE", "0"),
         ])
         .unwrap_err();
         for var in [
@@ -363,56 +361,40 @@ mod tests {
             "TICKETING_HTTP_ADDR",
             "TICKETING_NATS_URL",
             "TICKETING_PREFIX",
-            "TICKETING_QUEUE_MAX_ACTIVE",
         ] {
             assert!(e.names(var), "{var} not named in {e}");
         }
     }
 
-    #[test]
-    fn the_queue_token_bypass_is_off_unless_asked_for() {
-        assert!(!read(&[("TICKETING_JWT_SECRET", SECRET)]).unwrap().queue.dev_skip_token);
-        let on =
-            read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true")]).unwrap();
-        assert!(on.queue.dev_skip_token);
-        let bad =
-            read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_DEV_SKIP_QUEUE_TOKEN", "yes")]).unwrap_err();
-        assert!(bad.names("TICKETING_DEV_SKIP_QUEUE_TOKEN"));
+    /// A service's settings, as a service declares them.
+    #[derive(Debug)]
+    struct Probe {
+        every: Duration,
+        at_most: u32,
+    }
+
+    impl Settings for Probe {
+        fn read(vars: &mut Vars<'_>) -> Self {
+            Self {
+                every: vars.millis("TICKETING_PROBE_MS", 250),
+                at_most: vars.positive("TICKETING_PROBE_MAX", 3),
+            }
+        }
     }
 
     #[test]
-    fn an_external_data_url_needs_a_long_enough_secret() {
-        let url = ("TICKETING_EXTERNAL_DATA_URL", "http://127.0.0.1:9000/hooks");
-        let unsigned = read(&[("TICKETING_JWT_SECRET", SECRET), url]).unwrap_err();
-        assert!(unsigned.names("TICKETING_EXTERNAL_DATA_SECRET"), "{unsigned}");
-        assert!(unsigned.to_string().contains("required when TICKETING_EXTERNAL_DATA_URL is set"));
-
-        let short =
-            read(&[("TICKETING_JWT_SECRET", SECRET), url, ("TICKETING_EXTERNAL_DATA_SECRET", "short")])
-                .unwrap_err();
-        assert!(short.names("TICKETING_EXTERNAL_DATA_SECRET"), "{short}");
-        assert!(short.to_string().contains("at least 16 bytes"));
-
-        let bad_url = read(&[
+    fn a_service_reads_its_own_settings_from_the_same_variables_every_problem_at_once() {
+        let c = read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_PROBE_MS", "40")]).unwrap();
+        let probe: Probe = c.settings().unwrap();
+        assert_eq!((probe.every, probe.at_most), (Duration::from_millis(40), 3));
+        let c = read(&[
             ("TICKETING_JWT_SECRET", SECRET),
-            ("TICKETING_EXTERNAL_DATA_URL", "ftp://example.com"),
-            ("TICKETING_EXTERNAL_DATA_SECRET", "0123456789abcdef"),
-        ])
-        .unwrap_err();
-        assert!(bad_url.names("TICKETING_EXTERNAL_DATA_URL"), "{bad_url}");
-
-        let ok = read(&[
-            ("TICKETING_JWT_SECRET", SECRET),
-            url,
-            ("TICKETING_EXTERNAL_DATA_SECRET", "0123456789abcdef"),
+            ("TICKETING_PROBE_MS", "soon"),
+            ("TICKETING_PROBE_MAX", "0"),
         ])
         .unwrap();
-        assert_eq!(ok.external_data.url.as_deref(), Some(url.1));
-        assert_eq!(ok.external_data.secret.as_ref().map(Secret::expose), Some("0123456789abcdef"));
-        assert!(!format!("{ok:?}").contains("0123456789abcdef"));
-
-        let off = read(&[("TICKETING_JWT_SECRET", SECRET)]).unwrap();
-        assert!(off.external_data.url.is_none() && off.external_data.secret.is_none());
+        let e = c.settings::<Probe>().unwrap_err();
+        assert!(e.names("TICKETING_PROBE_MS") && e.names("TICKETING_PROBE_MAX"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,29 @@ impl QueueGate {
     pub fn new(redis: crate::pools::Redis, ns: &Namespace, required: bool) -> Self {
         Self { redis, keys: std::sync::Arc::new(QueueKeys::new(ns)), required }
     }
+
+    /// The gate `config` asks for (see [`GateSettings`]).
+    pub fn configured(
+        redis: crate::pools::Redis,
+        config: &crate::Config,
+    ) -> Result<Self, crate::ConfigError> {
+        let settings: GateSettings = config.settings()?;
+        Ok(Self::new(redis, &config.prefix, !settings.skip_token))
+    }
+}
+
+/// Whether the gate asks for a token at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateSettings {
+    /// Development only: booking routes accept requests without an ACTIVE queue token
+    /// (`TICKETING_DEV_SKIP_QUEUE_TOKEN=true`). Off unless set.
+    pub skip_token: bool,
+}
+
+impl crate::config::Settings for GateSettings {
+    fn read(vars: &mut crate::config::Vars<'_>) -> Self {
+        Self { skip_token: vars.parsed("TICKETING_DEV_SKIP_QUEUE_TOKEN", false, "true or false") }
+    }
 }
 
 /// An admitted caller: the caller may book. Carries the token (absent only when the
@@ -192,5 +215,23 @@ impl utoipa::IntoParams for QueueTicket {
                 .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Uuid)))
                 .build(),
         )]
+    }
+}
+
+#[cfg(test)]
+mod settings {
+    use super::GateSettings;
+    use crate::config::read_settings;
+
+    fn read(value: Option<&str>) -> Result<GateSettings, crate::ConfigError> {
+        let value = value.map(str::to_owned);
+        read_settings(&|k: &str| if k == "TICKETING_DEV_SKIP_QUEUE_TOKEN" { value.clone() } else { None })
+    }
+
+    #[test]
+    fn the_token_bypass_is_off_unless_asked_for() {
+        assert!(!read(None).unwrap().skip_token);
+        assert!(read(Some("true")).unwrap().skip_token);
+        assert!(read(Some("yes")).unwrap_err().names("TICKETING_DEV_SKIP_QUEUE_TOKEN"));
     }
 }

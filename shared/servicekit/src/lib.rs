@@ -4,13 +4,24 @@
 //! nothing of HTTP; what joins the two lives here.
 
 use axum::{Router, extract::FromRef};
-use messaging::{Outbox, Runtime};
+use messaging::{MessagingError, Outbox, Runtime};
 use platform::{
     Problem,
     auth::{Identity, JwtKeys},
     idempotency::{self, Answer, Effect, MaybeKey, StoredResponse},
 };
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
+
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its settings are wrong (every problem, each naming its variable).
+    #[error(transparent)]
+    Settings(#[from] platform::ConfigError),
+    /// Its streams or consumers could not be set up.
+    #[error(transparent)]
+    Messaging(#[from] MessagingError),
+}
 
 /// A service's routes, with its OpenAPI document served at `GET /openapi/<name>.json`.
 pub fn routes(name: &str, routes: Router, doc: utoipa::openapi::OpenApi) -> Router {

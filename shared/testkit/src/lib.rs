@@ -72,15 +72,7 @@ impl TestEnv {
         messaging::definitions::apply(&bus, 1).await?;
 
         let redis = platform::pools::connect_redis(&redis_url).await?;
-        let config = Config::from_lookup(|k| match k {
-            "TICKETING_DATABASE_URL" => Some(database_url.clone()),
-            "TICKETING_NATS_URL" => Some(nats_url.clone()),
-            "TICKETING_REDIS_URL" => Some(redis_url.clone()),
-            "TICKETING_JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
-            "TICKETING_PREFIX" => Some(name.clone()),
-            "TICKETING_HTTP_ADDR" => Some("127.0.0.1:0".to_owned()),
-            _ => None,
-        })?;
+        let config = Config::from_vars(vars(&database_url, &nats_url, &redis_url, &name))?;
         Ok(Self {
             db,
             database_url,
@@ -124,18 +116,10 @@ impl TestEnv {
 
     /// This environment's configuration with some variables overridden (e.g. short holds).
     pub fn config_with(&self, overrides: &[(&str, &str)]) -> Config {
-        Config::from_lookup(|k| {
-            overrides.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned()).or_else(|| match k {
-                "TICKETING_DATABASE_URL" => Some(self.database_url.clone()),
-                "TICKETING_NATS_URL" => Some(self.nats_url.clone()),
-                "TICKETING_REDIS_URL" => Some(self.redis_url.clone()),
-                "TICKETING_JWT_SECRET" => Some(TEST_JWT_SECRET.to_owned()),
-                "TICKETING_PREFIX" => Some(self.db_name.clone()),
-                "TICKETING_HTTP_ADDR" => Some("127.0.0.1:0".to_owned()),
-                _ => None,
-            })
-        })
-        .unwrap_or_else(|e| panic!("test configuration: {e}"))
+        let mut vars = vars(&self.database_url, &self.nats_url, &self.redis_url, &self.db_name);
+        // The first override of a variable wins: later entries win in the map, so they go in reversed.
+        vars.extend(overrides.iter().rev().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration: {e}"))
     }
 
     /// A service runtime with some configuration overridden.
@@ -477,6 +461,21 @@ async fn delete_redis_prefix(redis: &platform::pools::Redis, prefix: &str) {
         }
         cursor = next;
     }
+}
+
+/// The variables of a test's configuration: its own database, servers and prefix, port 0.
+fn vars(database_url: &str, nats_url: &str, redis_url: &str, prefix: &str) -> Vec<(String, String)> {
+    [
+        ("TICKETING_DATABASE_URL", database_url),
+        ("TICKETING_NATS_URL", nats_url),
+        ("TICKETING_REDIS_URL", redis_url),
+        ("TICKETING_JWT_SECRET", TEST_JWT_SECRET),
+        ("TICKETING_PREFIX", prefix),
+        ("TICKETING_HTTP_ADDR", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 #[cfg(test)]

@@ -9,19 +9,19 @@ mod http;
 mod joins;
 mod openapi;
 
-use platform::{config::QueueSettings, queue_guard::QueueKeys};
+use platform::queue_guard::QueueKeys;
+use queue::Settings;
 use std::time::Duration;
 use testkit::TestEnv;
 
 /// Queue settings for a test, with the given capacity and pace.
-pub fn settings(max_active: u32, admit_per_tick: u32) -> QueueSettings {
-    QueueSettings {
+pub fn settings(max_active: u32, admit_per_tick: u32) -> Settings {
+    Settings {
         max_active,
         admit_per_tick,
         tick: Duration::from_millis(1000),
         active_ttl: Duration::from_secs(600),
         restore_min: Duration::from_secs(60),
-        dev_skip_token: false,
     }
 }
 

@@ -1,0 +1,95 @@
+//! Where deliveries go: the external platform's URL and the key they are signed with, read from
+//! `TICKETING_EXTERNAL_DATA_URL` and `TICKETING_EXTERNAL_DATA_SECRET`.
+
+use crate::{deliverer::Target, domain::Signer};
+use platform::config::Vars;
+
+const URL: &str = "TICKETING_EXTERNAL_DATA_URL";
+const SECRET: &str = "TICKETING_EXTERNAL_DATA_SECRET";
+/// The shortest accepted secret, in bytes.
+const MIN_SECRET: usize = 16;
+
+/// The platform deliveries are POSTed to; none means they are recorded but not sent.
+pub struct Destination(pub(crate) Option<Target>);
+
+impl platform::config::Settings for Destination {
+    fn read(vars: &mut Vars<'_>) -> Self {
+        let Some(raw) = vars.raw(URL) else { return Self(None) };
+        let url = match reqwest::Url::parse(&raw) {
+            Ok(url) if url.scheme() == "http" => Some(url),
+            Ok(url) if url.scheme() == "https" => {
+                vars.fail(
+                    URL,
+                    "deliveries go over plain http:// only (this build has no TLS client); reach an \
+                     https:// platform through a TLS-originating proxy or sidecar",
+                );
+                None
+            }
+            Ok(_) => {
+                vars.fail(URL, "expected an http:// URL");
+                None
+            }
+            Err(e) => {
+                vars.fail(URL, format!("not a valid URL: {e}"));
+                None
+            }
+        };
+        let signer = match vars.raw(SECRET) {
+            // Unsigned deliveries would let anyone who finds the platform's endpoint forge them.
+            None => {
+                vars.fail(
+                    SECRET,
+                    format!("is required when {URL} is set (every delivery is signed with it)"),
+                );
+                None
+            }
+            Some(s) if s.len() < MIN_SECRET => {
+                vars.fail(SECRET, format!("must be at least {MIN_SECRET} bytes"));
+                None
+            }
+            Some(s) => match Signer::new(s.as_bytes()) {
+                Ok(signer) => Some(signer),
+                Err(e) => {
+                    vars.fail(SECRET, e.to_string());
+                    None
+                }
+            },
+        };
+        Self(url.zip(signer).map(|(url, signer)| Target { url, signer }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use platform::config::read_settings;
+    use std::collections::HashMap;
+
+    fn read(url: Option<&str>, secret: Option<&str>) -> Result<Destination, platform::ConfigError> {
+        let map: HashMap<&str, &str> =
+            [(URL, url), (SECRET, secret)].into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+        read_settings(&|k: &str| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn no_url_means_no_destination() {
+        assert!(read(None, None).unwrap().0.is_none());
+        assert!(read(None, Some("0123456789abcdef")).unwrap().0.is_none());
+    }
+
+    #[test]
+    fn the_destination_needs_plain_http_and_a_long_enough_secret() {
+        let ok = read(Some("http://127.0.0.1:9/in"), Some("0123456789abcdef")).unwrap().0.unwrap();
+        assert_eq!(ok.url.as_str(), "http://127.0.0.1:9/in");
+        for (url, secret, var, says) in [
+            ("https://example.com/in", Some("0123456789abcdef"), URL, "plain http:// only"),
+            ("ftp://example.com/in", Some("0123456789abcdef"), URL, "expected an http:// URL"),
+            ("http://", Some("0123456789abcdef"), URL, "not a valid URL"),
+            ("http://127.0.0.1:9/in", None, SECRET, "required when TICKETING_EXTERNAL_DATA_URL is set"),
+            ("http://127.0.0.1:9/in", Some("short"), SECRET, "at least 16 bytes"),
+        ] {
+            let e = read(Some(url), secret).err().unwrap_or_else(|| panic!("{url} {secret:?} accepted"));
+            assert!(e.names(var) && e.to_string().contains(says), "{url} {secret:?}: {e}");
+        }
+    }
+}
