@@ -5,7 +5,7 @@
 use crate::domain::{AttemptResult, DeliveryId, DeliveryStatus, Next};
 use chrono::{DateTime, Utc};
 use contracts::{EventId, ReservationId};
-use messaging::InboxClaims;
+use messaging::{BatchWrite, InboxClaims, Input};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
 use std::time::Duration;
@@ -95,34 +95,22 @@ pub async fn insert_pending_each(
     deliveries: &[(i64, Pending)],
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, DbErr> {
-    if deliveries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut values: Vec<Value> = vec![
-        deliveries.iter().map(|(i, _)| *i).collect::<Vec<_>>().into(),
-        deliveries.iter().map(|(_, d)| d.id.0).collect::<Vec<_>>().into(),
-        deliveries.iter().map(|(_, d)| d.event.0).collect::<Vec<_>>().into(),
-        deliveries.iter().map(|(_, d)| d.reservation.0).collect::<Vec<_>>().into(),
-        deliveries.iter().map(|(_, d)| d.payload.clone()).collect::<Vec<_>>().into(),
-    ];
-    let claimed = claims.cte("d", &mut values);
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "WITH d AS MATERIALIZED (
-                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::jsonb[])
-                     AS d(i, id, event_id, reservation_id, payload)
-                 ), recorded AS (
-                   INSERT INTO external_data.deliveries (id, event_id, reservation_id, payload, status)
-                   SELECT id, event_id, reservation_id, payload, 'PENDING' FROM d ORDER BY i
-                   ON CONFLICT (event_id) DO NOTHING
-                 ), {claimed}
-                 SELECT i FROM d ORDER BY i"
-            ),
-            values,
-        ))
-        .await?;
-    InboxClaims::positions(&rows)
+    let each = |f: fn(&Pending) -> uuid::Uuid| deliveries.iter().map(|(_, d)| f(d)).collect::<Vec<_>>();
+    let input = Input::at(deliveries.iter().map(|(i, _)| *i).collect())
+        .column("id", "uuid", each(|d| d.id.0))
+        .column("event_id", "uuid", each(|d| d.event.0))
+        .column("reservation_id", "uuid", each(|d| d.reservation.0))
+        .column("payload", "jsonb", deliveries.iter().map(|(_, d)| d.payload.clone()).collect());
+    BatchWrite::over(input)
+        .step(
+            "recorded",
+            "INSERT INTO external_data.deliveries (id, event_id, reservation_id, payload, status)
+             SELECT id, event_id, reservation_id, payload, 'PENDING' FROM input ORDER BY i
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .claims(claims)
+        .run(db)
+        .await
 }
 
 /// A due delivery, leased to the worker that claimed it.

@@ -3,7 +3,7 @@
 use crate::domain::{Reservation, Status};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
-use messaging::{InboxClaims, Outbox, OutboxRow};
+use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
 use platform::{combine::Batch, memo::Memo};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value};
 use serde::Serialize;
@@ -149,37 +149,43 @@ pub async fn insert_each_unless_taken(
             })
         })
         .collect();
-    let mut values: Vec<Value> = vec![serde_json::Value::Array(rows).into()];
     let events: Vec<(i64, &OutboxRow)> =
         new.iter().zip(1_i64..).flat_map(|((_, events), i)| events.iter().map(move |e| (i, e))).collect();
-    let pushed = outbox.then_cte_each(&events, &mut values, "done", None);
-    let entries = timeline_entries("c.kinds");
-    let sql = format!(
-        "WITH c AS MATERIALIZED (
-           SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
-             i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[],
-             status text, queue_token text, created_at timestamptz, kinds text[])
-         ), taken AS MATERIALIZED (
-           SELECT c.i, (
-             SELECT min(n) FROM reservation.reservations r, unnest(r.seat_nos) AS n
-             WHERE r.schedule_id = c.schedule_id AND r.status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
-               AND NOT (r.status = 'HELD' AND r.held_until < now()) AND r.seat_nos && c.seat_nos
-               AND n = ANY(c.seat_nos)
-           ) AS n FROM c
-         ), inserted AS (
-           INSERT INTO reservation.reservations
-             (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at, timeline)
-           SELECT c.id, c.user_id, c.schedule_id, c.concert_id, c.seat_nos, c.status, c.queue_token, c.created_at,
-                  {entries}
-           FROM c JOIN taken ON taken.i = c.i WHERE taken.n IS NULL ORDER BY c.i
-           RETURNING {COLUMNS}, xmin::text AS version
-         ), done AS (
-           SELECT c.i FROM c JOIN inserted ON inserted.id = c.id
-         ){pushed}
-         SELECT c.i, taken.n, inserted.* FROM c JOIN taken ON taken.i = c.i
-         LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i"
+    let input = Input::records(
+        rows,
+        "i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[], \
+         status text, queue_token text, created_at timestamptz, kinds text[]",
     );
-    let rows = db.query_all_raw(stmt(&sql, values)).await?;
+    let write = BatchWrite::over(input)
+        .materialized(
+            "taken",
+            "SELECT c.i, (
+               SELECT min(n) FROM reservation.reservations r, unnest(r.seat_nos) AS n
+               WHERE r.schedule_id = c.schedule_id AND r.status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+                 AND NOT (r.status = 'HELD' AND r.held_until < now()) AND r.seat_nos && c.seat_nos
+                 AND n = ANY(c.seat_nos)
+             ) AS n FROM input c",
+        )
+        .step(
+            "inserted",
+            format!(
+                "INSERT INTO reservation.reservations
+                   (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at, timeline)
+                 SELECT c.id, c.user_id, c.schedule_id, c.concert_id, c.seat_nos, c.status, c.queue_token,
+                        c.created_at, {entries}
+                 FROM input c JOIN taken ON taken.i = c.i WHERE taken.n IS NULL ORDER BY c.i
+                 RETURNING {COLUMNS}, xmin::text AS version",
+                entries = timeline_entries("c.kinds")
+            ),
+        )
+        .step("done", "SELECT c.i FROM input c JOIN inserted ON inserted.id = c.id")
+        .applied_by("done")
+        .events(outbox, events)
+        .answering(
+            "SELECT c.i, taken.n, inserted.* FROM input c JOIN taken ON taken.i = c.i
+             LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i",
+        );
+    let rows = write.rows(db).await?;
     if rows.len() != new.len() {
         return Err(DbErr::Custom(format!(
             "{} reservations to insert answered {} rows",
@@ -386,9 +392,6 @@ pub async fn save(
     outbox: &Outbox,
     claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<(i64, Saved)>, DbErr> {
-    if changes.is_empty() {
-        return Ok(Vec::new());
-    }
     let rows: Vec<serde_json::Value> = changes
         .iter()
         .map(|(i, c)| {
@@ -407,31 +410,37 @@ pub async fn save(
             })
         })
         .collect();
-    let mut values: Vec<Value> = vec![serde_json::Value::Array(rows).into()];
-    let claimed = claims.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
     let events: Vec<(i64, &OutboxRow)> =
         changes.iter().flat_map(|(i, c)| c.events.iter().map(move |e| (*i, e))).collect();
-    let pushed = outbox.then_cte_each(&events, &mut values, "done", None);
-    let entries = timeline_entries("c.kinds");
-    let sql = format!(
-        "WITH c AS MATERIALIZED (
-           SELECT * FROM jsonb_to_recordset($1::jsonb) AS c(
-             i bigint, target uuid, expected text, next_status text, next_amount bigint,
-             next_held_until timestamptz, next_reason text, next_paid bool, version text,
-             kinds text[], view bool)
-         ), saved AS (
-           UPDATE reservation.reservations r
-           SET status = c.next_status, amount = c.next_amount, held_until = c.next_held_until,
-               failure_reason = c.next_reason, paid = c.next_paid, updated_at = now(),
-               timeline = r.timeline || {entries}
-           FROM c
-           WHERE r.id = ANY(ARRAY(SELECT target FROM c)) AND r.id = c.target AND r.status = c.expected
-             AND (c.version IS NULL OR r.xmin = c.version::xid)
-           RETURNING c.i, {COLUMNS}, r.xmin::text AS version, CASE WHEN c.view THEN r.timeline END AS timeline
-         ), done AS (SELECT i FROM saved){claimed}{pushed}
-         SELECT * FROM saved ORDER BY i"
+    let input = Input::records(
+        rows,
+        "i bigint, target uuid, expected text, next_status text, next_amount bigint, \
+         next_held_until timestamptz, next_reason text, next_paid bool, version text, kinds text[], view bool",
     );
-    let rows = db.query_all_raw(stmt(&sql, values)).await?;
+    let mut write = BatchWrite::over(input)
+        .step(
+            "saved",
+            format!(
+                "UPDATE reservation.reservations r
+                 SET status = c.next_status, amount = c.next_amount, held_until = c.next_held_until,
+                     failure_reason = c.next_reason, paid = c.next_paid, updated_at = now(),
+                     timeline = r.timeline || {entries}
+                 FROM input c
+                 WHERE r.id = ANY(ARRAY(SELECT target FROM input)) AND r.id = c.target AND r.status = c.expected
+                   AND (c.version IS NULL OR r.xmin = c.version::xid)
+                 RETURNING c.i, {COLUMNS}, r.xmin::text AS version,
+                           CASE WHEN c.view THEN r.timeline END AS timeline",
+                entries = timeline_entries("c.kinds")
+            ),
+        )
+        .step("done", "SELECT i FROM saved")
+        .applied_by("done")
+        .events(outbox, events)
+        .answering("SELECT * FROM saved ORDER BY i");
+    if let Some(claims) = claims {
+        write = write.claims(claims);
+    }
+    let rows = write.rows(db).await?;
     rows.iter()
         .map(|row| {
             let timeline =

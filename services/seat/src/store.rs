@@ -4,7 +4,7 @@
 use crate::domain::{Seat, SeatStatus};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
-use messaging::{InboxClaims, Outbox, OutboxRow, When};
+use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow, When};
 use platform::memo::Memo;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use std::{collections::HashMap, sync::Arc};
@@ -165,58 +165,41 @@ pub async fn hold_each_free(
     events: &[(i64, &OutboxRow)],
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, DbErr> {
-    if holds.is_empty() {
-        return Ok(Vec::new());
-    }
-    // One element per seat asked for.
-    let (mut positions, mut schedules, mut seats) = (Vec::new(), Vec::new(), Vec::new());
-    for h in holds {
-        for s in &h.seats {
-            positions.push(h.position);
-            schedules.push(h.schedule.0);
-            seats.push(s.0);
-        }
-    }
-    let mut values: Vec<Value> = vec![
-        positions.into(),
-        schedules.into(),
-        seats.into(),
-        holds.iter().map(|h| h.position).collect::<Vec<_>>().into(),
-        holds.iter().map(|h| h.reservation.0).collect::<Vec<_>>().into(),
-        holds.iter().map(|h| h.until).collect::<Vec<_>>().into(),
-    ];
-    let claimed = claims.cte("done", &mut values);
-    let pushed = outbox.then_cte_each(events, &mut values, "done", None);
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "WITH want AS MATERIALIZED (
-                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int[]) AS w(i, schedule_id, seat_no)
-                 ), free AS MATERIALIZED (
-                   SELECT schedule_id, seat_no FROM seat.seats
-                   WHERE (schedule_id, seat_no) IN (SELECT schedule_id, seat_no FROM want)
-                     AND status = 'AVAILABLE'
-                   ORDER BY schedule_id, seat_no FOR UPDATE SKIP LOCKED
-                 ), whole AS (
-                   SELECT w.i FROM want w
-                   LEFT JOIN free f ON f.schedule_id = w.schedule_id AND f.seat_no = w.seat_no
-                   GROUP BY w.i HAVING count(f.seat_no) = count(*)
-                 ), held AS (
-                   UPDATE seat.seats s SET status = 'HELD', reservation_id = r.reservation_id,
-                                           held_until = r.held_until
-                   FROM want w
-                   JOIN whole USING (i)
-                   JOIN unnest($4::bigint[], $5::uuid[], $6::timestamptz[]) AS r(i, reservation_id, held_until)
-                     USING (i)
-                   WHERE s.schedule_id = w.schedule_id AND s.seat_no = w.seat_no
-                   RETURNING w.i
-                 ), done AS (SELECT DISTINCT i FROM held), {claimed}{pushed}
-                 SELECT i FROM done ORDER BY i"
-            ),
-            values,
-        ))
-        .await?;
-    InboxClaims::positions(&rows)
+    // One row per seat asked for.
+    let seats = || holds.iter().flat_map(|h| h.seats.iter().map(move |s| (h, s)));
+    let input = Input::at(seats().map(|(h, _)| h.position).collect())
+        .column("schedule_id", "uuid", seats().map(|(h, _)| h.schedule.0).collect())
+        .column("seat_no", "int", seats().map(|(_, s)| s.0).collect())
+        .column("reservation_id", "uuid", seats().map(|(h, _)| h.reservation.0).collect())
+        .column("held_until", "timestamptz", seats().map(|(h, _)| h.until).collect());
+    BatchWrite::over(input)
+        .materialized(
+            "free",
+            "SELECT schedule_id, seat_no FROM seat.seats
+             WHERE (schedule_id, seat_no) IN (SELECT schedule_id, seat_no FROM input)
+               AND status = 'AVAILABLE'
+             ORDER BY schedule_id, seat_no FOR UPDATE SKIP LOCKED",
+        )
+        .step(
+            "whole",
+            "SELECT w.i FROM input w
+             LEFT JOIN free f ON f.schedule_id = w.schedule_id AND f.seat_no = w.seat_no
+             GROUP BY w.i HAVING count(f.seat_no) = count(*)",
+        )
+        .step(
+            "held",
+            "UPDATE seat.seats s SET status = 'HELD', reservation_id = w.reservation_id,
+                                     held_until = w.held_until
+             FROM input w JOIN whole USING (i)
+             WHERE s.schedule_id = w.schedule_id AND s.seat_no = w.seat_no
+             RETURNING w.i",
+        )
+        .step("done", "SELECT DISTINCT i FROM held")
+        .applied_by("done")
+        .claims(claims)
+        .events(outbox, events.to_vec())
+        .run(db)
+        .await
 }
 
 /// Holds the seats for `reservation`; returns how many were available and now held.
@@ -256,35 +239,30 @@ pub async fn sell_each(
     sales: &[Sale],
     claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<(i64, ScheduleId, SeatNo)>, DbErr> {
-    if sales.is_empty() {
-        return Ok(Vec::new());
+    let input = Input::at(sales.iter().map(|s| s.position).collect())
+        .column("schedule_id", "uuid", sales.iter().map(|s| s.schedule.0).collect())
+        .column("reservation_id", "uuid", sales.iter().map(|s| s.reservation.0).collect());
+    let mut write = BatchWrite::over(input)
+        .step(
+            "sold",
+            "UPDATE seat.seats s SET status = 'SOLD', sold_at = now(), held_until = NULL
+             FROM input w
+             WHERE s.schedule_id = ANY(ARRAY(SELECT schedule_id FROM input))
+               AND s.schedule_id = w.schedule_id AND s.reservation_id = w.reservation_id AND s.status = 'HELD'
+             RETURNING w.i, s.schedule_id, s.seat_no",
+        )
+        .step("done", "SELECT DISTINCT i FROM sold")
+        .step(
+            "first",
+            "UPDATE seat.schedules SET first_sold_at = now()
+             WHERE schedule_id IN (SELECT schedule_id FROM sold) AND first_sold_at IS NULL",
+        )
+        .applied_by("done")
+        .answering("SELECT i, schedule_id, seat_no FROM sold ORDER BY i, seat_no");
+    if let Some(claims) = claims {
+        write = write.claims(claims);
     }
-    let mut values: Vec<Value> = vec![
-        sales.iter().map(|s| s.position).collect::<Vec<_>>().into(),
-        sales.iter().map(|s| s.schedule.0).collect::<Vec<_>>().into(),
-        sales.iter().map(|s| s.reservation.0).collect::<Vec<_>>().into(),
-    ];
-    let claimed = claims.map(|c| format!(", {}", c.cte("done", &mut values))).unwrap_or_default();
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "WITH want AS MATERIALIZED (
-                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[]) AS w(i, schedule_id, reservation_id)
-                 ), sold AS (
-                   UPDATE seat.seats s SET status = 'SOLD', sold_at = now(), held_until = NULL
-                   FROM want w
-                   WHERE s.schedule_id = ANY(ARRAY(SELECT schedule_id FROM want))
-                     AND s.schedule_id = w.schedule_id AND s.reservation_id = w.reservation_id AND s.status = 'HELD'
-                   RETURNING w.i, s.schedule_id, s.seat_no
-                 ), done AS (SELECT DISTINCT i FROM sold), first AS (
-                   UPDATE seat.schedules SET first_sold_at = now()
-                   WHERE schedule_id IN (SELECT schedule_id FROM sold) AND first_sold_at IS NULL
-                 ){claimed}
-                 SELECT i, schedule_id, seat_no FROM sold ORDER BY i, seat_no"
-            ),
-            values,
-        ))
-        .await?;
+    let rows = write.rows(db).await?;
     rows.iter()
         .map(|r| {
             Ok((

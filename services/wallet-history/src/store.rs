@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use contracts::{EventId, ReservationId, UserId, Won};
-use messaging::InboxClaims;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use messaging::{BatchWrite, InboxClaims, Input};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use serde::Serialize;
 
 /// What moved the balance.
@@ -74,47 +74,29 @@ pub async fn append_each(
     entries: &[(i64, Entry)],
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, DbErr> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut values: Vec<Value> = vec![
-        entries.iter().map(|(i, _)| *i).collect::<Vec<_>>().into(),
-        entries.iter().map(|(_, e)| e.id.0).collect::<Vec<_>>().into(),
-        entries.iter().map(|(_, e)| e.user_id.0).collect::<Vec<_>>().into(),
-        entries.iter().map(|(_, e)| e.kind.as_str().to_owned()).collect::<Vec<_>>().into(),
-        entries.iter().map(|(_, e)| e.amount.0).collect::<Vec<_>>().into(),
-        entries.iter().map(|(_, e)| e.balance_after.0).collect::<Vec<_>>().into(),
+    let each = |f: fn(&Entry) -> uuid::Uuid| entries.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
+    let input = Input::at(entries.iter().map(|(i, _)| *i).collect())
+        .column("id", "uuid", each(|e| e.id.0))
+        .column("user_id", "uuid", each(|e| e.user_id.0))
+        .column("kind", "text", entries.iter().map(|(_, e)| e.kind.as_str().to_owned()).collect())
+        .column("amount", "bigint", entries.iter().map(|(_, e)| e.amount.0).collect())
+        .column("balance_after", "bigint", entries.iter().map(|(_, e)| e.balance_after.0).collect())
         // A uuid[] cannot hold a NULL here (sea-query binds it as Vec<Uuid>): a charge's
         // missing reservation travels as the nil UUID, which no reservation has.
-        entries
-            .iter()
-            .map(|(_, e)| e.reservation_id.map_or(uuid::Uuid::nil(), |r| r.0))
-            .collect::<Vec<_>>()
-            .into(),
-        entries.iter().map(|(_, e)| e.at).collect::<Vec<_>>().into(),
-    ];
-    let claimed = claims.cte("e", &mut values);
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!(
-                "WITH e AS MATERIALIZED (
-                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
-                                        $6::bigint[], $7::uuid[], $8::timestamptz[])
-                     AS e(i, id, user_id, kind, amount, balance_after, reservation_id, at)
-                 ), appended AS (
-                   INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, at)
-                   SELECT id, user_id, kind, amount, balance_after,
-                          NULLIF(reservation_id, '00000000-0000-0000-0000-000000000000'), at
-                   FROM e ORDER BY i
-                   ON CONFLICT (id) DO NOTHING
-                 ), {claimed}
-                 SELECT i FROM e ORDER BY i"
-            ),
-            values,
-        ))
-        .await?;
-    InboxClaims::positions(&rows)
+        .column("reservation_id", "uuid", each(|e| e.reservation_id.map_or(uuid::Uuid::nil(), |r| r.0)))
+        .column("at", "timestamptz", entries.iter().map(|(_, e)| e.at).collect());
+    BatchWrite::over(input)
+        .step(
+            "appended",
+            "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, at)
+             SELECT id, user_id, kind, amount, balance_after,
+                    NULLIF(reservation_id, '00000000-0000-0000-0000-000000000000'), at
+             FROM input ORDER BY i
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .claims(claims)
+        .run(db)
+        .await
 }
 
 /// The user's entries, newest first, older than the cursor.

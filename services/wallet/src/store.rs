@@ -3,7 +3,7 @@
 
 use crate::domain::PaymentStatus;
 use contracts::{ChargeId, PaymentId, ReservationId, UserId, Won};
-use messaging::{InboxClaims, Outbox, OutboxRow};
+use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
@@ -130,41 +130,33 @@ pub async fn pay_each_at_once(
     events: &[(i64, &OutboxRow)],
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, DbErr> {
-    if payments.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut values: Vec<Value> = vec![
-        payments.iter().map(|(i, _)| *i).collect::<Vec<_>>().into(),
-        payments.iter().map(|(_, p)| p.id.0).collect::<Vec<_>>().into(),
-        payments.iter().map(|(_, p)| p.reservation.0).collect::<Vec<_>>().into(),
-        payments.iter().map(|(_, p)| p.user.0).collect::<Vec<_>>().into(),
-        payments.iter().map(|(_, p)| p.amount.0).collect::<Vec<_>>().into(),
-        payments.iter().map(|(_, p)| p.status.as_str().to_owned()).collect::<Vec<_>>().into(),
-    ];
-    let claimed = claims.cte("debited", &mut values);
-    let pushed = outbox.then_cte_each(events, &mut values, "debited", Some(("balance", "balance")));
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "WITH p AS MATERIALIZED (
-                   SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[])
-                     AS p(i, id, reservation_id, user_id, amount, status)
-                 ), debited AS (
-                   UPDATE wallet.wallets w SET balance = w.balance - p.amount, updated_at = now()
-                   FROM p
-                   WHERE w.user_id = p.user_id AND w.balance >= p.amount
-                     AND NOT EXISTS (SELECT 1 FROM wallet.payments x WHERE x.reservation_id = p.reservation_id)
-                   RETURNING p.i, p.id, p.reservation_id, p.user_id, p.amount, p.status, w.balance
-                 ), paid AS (
-                   INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status)
-                   SELECT id, reservation_id, user_id, amount, status FROM debited
-                 ), {claimed}{pushed}
-                 SELECT i FROM debited ORDER BY i"
-            ),
-            values,
-        ))
-        .await?;
-    InboxClaims::positions(&rows)
+    let each = |f: fn(&Payment) -> uuid::Uuid| payments.iter().map(|(_, p)| f(p)).collect::<Vec<_>>();
+    let input = Input::at(payments.iter().map(|(i, _)| *i).collect())
+        .column("id", "uuid", each(|p| p.id.0))
+        .column("reservation_id", "uuid", each(|p| p.reservation.0))
+        .column("user_id", "uuid", each(|p| p.user.0))
+        .column("amount", "bigint", payments.iter().map(|(_, p)| p.amount.0).collect())
+        .column("status", "text", payments.iter().map(|(_, p)| p.status.as_str().to_owned()).collect());
+    BatchWrite::over(input)
+        .step(
+            "debited",
+            "UPDATE wallet.wallets w SET balance = w.balance - p.amount, updated_at = now()
+             FROM input p
+             WHERE w.user_id = p.user_id AND w.balance >= p.amount
+               AND NOT EXISTS (SELECT 1 FROM wallet.payments x WHERE x.reservation_id = p.reservation_id)
+             RETURNING p.i, p.id, p.reservation_id, p.user_id, p.amount, p.status, w.balance",
+        )
+        .step(
+            "paid",
+            "INSERT INTO wallet.payments (id, reservation_id, user_id, amount, status)
+             SELECT id, reservation_id, user_id, amount, status FROM debited",
+        )
+        .applied_by("debited")
+        .claims(claims)
+        .events(outbox, events.to_vec())
+        .filling("balance", "balance")
+        .run(db)
+        .await
 }
 
 /// A completed payment, now marked refunded: `(payment, user, amount)`.

@@ -125,10 +125,10 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Applies the event's effect in one statement of its own (no transaction: one round trip
-    /// where the transaction takes at least four), if the handler can for this message. That
-    /// statement must include `claim`'s CTE (`InboxClaims::from(claim).cte(..)`, over a row
-    /// with `i` = 1), run only when the effect is made: a repeated event then fails on the
-    /// inbox's key, and nothing of the statement stays.
+    /// where the transaction takes at least four), if the handler can for this message: a
+    /// [`crate::BatchWrite`] that claims `claim` (`InboxClaims::from(claim)`, position 1) when
+    /// the effect is made, so that a repeated event fails on the inbox's key and nothing of the
+    /// statement stays.
     /// `Ok(true)`: applied. `Ok(false)` or an error: nothing changed, and the message is applied
     /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart). By
     /// default, [`Handler::at_once_each`] with a batch of one.
@@ -144,9 +144,9 @@ pub trait Handler: Send + Sync + 'static {
         }
     }
 
-    /// [`Handler::at_once`] for several events at once: applies those it can in one statement
-    /// of its own, which must include `claims`' CTE ([`InboxClaims::cte`]) over the events it
-    /// applies, and answers their positions in `msgs` (from 1, as the statement counts them).
+    /// [`Handler::at_once`] for several events at once: applies those it can in one
+    /// [`crate::BatchWrite`] that claims `claims` for the events it applies, and answers their
+    /// positions in `msgs` (from 1, as the statement counts them).
     /// An event applied before makes the whole statement fail on the inbox's key, and nothing
     /// of it stays. The events not answered (all
     /// of them on an error) are applied as [`Handler::handle`] says, in one transaction.
@@ -192,11 +192,11 @@ impl<'a> InboxClaims<'a> {
         Self { schema, consumer, events }
     }
 
-    /// `claimed AS (INSERT INTO <schema>.inbox ..)`, writing the rows of the events whose
-    /// position (in the batch, from 1) is an `i` of `from` (an expression of the statement,
-    /// e.g. a CTE's `RETURNING`, with each `i` once), its values appended to the statement's
-    /// `values`. No `ON CONFLICT`: an event applied before makes the whole statement fail.
-    pub fn cte(&self, from: &str, values: &mut Vec<sea_orm::Value>) -> String {
+    /// `claimed AS (INSERT INTO <schema>.inbox ..)` for [`crate::BatchWrite`], writing the rows
+    /// of the events whose position (in the batch, from 1) is an `i` of `from` (an expression
+    /// of the statement, e.g. a CTE's `RETURNING`, with each `i` once), its values appended to
+    /// the statement's `values`. No `ON CONFLICT`: an event applied before makes the whole statement fail.
+    pub(crate) fn cte(&self, from: &str, values: &mut Vec<sea_orm::Value>) -> String {
         let n = values.len() + 1;
         values.push(self.consumer.into());
         values.push(self.events.clone().into());
@@ -208,9 +208,8 @@ impl<'a> InboxClaims<'a> {
         )
     }
 
-    /// The positions a statement applied, as it answers them in its `i` column (the column
-    /// [`InboxClaims::cte`] reads): what [`Handler::at_once_each`] returns.
-    pub fn positions(rows: &[sea_orm::QueryResult]) -> Result<Vec<i64>, DbErr> {
+    /// The positions a statement applied, as it answers them in its `i` column.
+    pub(crate) fn positions(rows: &[sea_orm::QueryResult]) -> Result<Vec<i64>, DbErr> {
         rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
     }
 }

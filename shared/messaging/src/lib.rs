@@ -12,6 +12,7 @@ mod peers;
 mod redis_inbox;
 mod relay;
 mod runtime;
+mod write;
 
 pub use bus::Bus;
 pub use consumer::{
@@ -24,3 +25,4 @@ pub use peers::Peers;
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
 pub use runtime::Runtime;
+pub use write::{BatchWrite, Input};

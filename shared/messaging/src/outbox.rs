@@ -160,14 +160,14 @@ impl Outbox {
     }
 
     /// `, pushed AS (..)` for a statement that applies several events at once
-    /// ([`crate::Handler::at_once_each`]): of `rows`, each keyed by the position of the event it
+    /// ([`crate::BatchWrite`]): of `rows`, each keyed by the position of the event it
     /// answers (from 1, as [`crate::InboxClaims`] counts), writes those whose key is an `i` of
     /// `from` (an expression of the statement with each `i` once), in the order given; empty
     /// without rows. With `fill` (`(field, column)`), each row's payload `field` (a top-level
     /// key) is set to its `from` row's `column` (as JSON): for an event that says what the
     /// statement computes (a balance after a debit). The rows travel as arrays, so the
     /// statement's text (and its prepared plan) is the same whatever their number.
-    pub fn then_cte_each(
+    pub(crate) fn then_cte_each(
         &self,
         rows: &[(i64, &OutboxRow)],
         values: &mut Vec<Value>,

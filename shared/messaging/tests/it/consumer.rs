@@ -185,25 +185,27 @@ impl Handler for AtOnce {
         claim: &messaging::InboxClaim<'_>,
         msg: &Incoming,
     ) -> Result<bool, HandleError> {
-        use sea_orm::{ConnectionTrait, DbBackend, Statement};
         self.at_once.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ob = self.outbox.clone().expect("an outbox");
         let row = ob.row(&answer_to(msg))?;
-        let mut values: Vec<sea_orm::Value> = vec![msg.envelope.id.0.into(), (!self.decline).into()];
-        let claimed = messaging::InboxClaims::from(claim).cte("done", &mut values);
-        let pushed = ob.cte(&[row], &mut values, Some(messaging::When::row_in("done"))).expect("a row");
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                format!(
-                    "WITH done AS (INSERT INTO probe.applied (event_id, trace_id) SELECT $1, 'at once' WHERE $2 RETURNING 1 AS i),
-                     {claimed}, {pushed} SELECT count(*) AS n FROM done"
-                ),
-                values,
-            ))
-            .await?
-            .expect("a row");
-        Ok(row.try_get::<i64>("", "n")? == 1)
+        let claims = messaging::InboxClaims::from(claim);
+        let input = messaging::Input::at(vec![1]).column("event_id", "uuid", vec![msg.envelope.id.0]).column(
+            "go",
+            "bool",
+            vec![!self.decline],
+        );
+        let done = messaging::BatchWrite::over(input)
+            .step(
+                "done",
+                "INSERT INTO probe.applied (event_id, trace_id) SELECT event_id, 'at once' FROM input WHERE go
+                 RETURNING 1::bigint AS i",
+            )
+            .applied_by("done")
+            .claims(&claims)
+            .events(&ob, vec![(1, &row)])
+            .run(db)
+            .await?;
+        Ok(!done.is_empty())
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
