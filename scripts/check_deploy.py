@@ -7,7 +7,8 @@ the sources of truth in the repository:
 - the `ticketing` binary: its subcommands (`--help`, `help <sub>`), its services
   (`ticketing services`, i.e. SERVICES in cli/src/services.rs) and its route table (`ticketing
   routes`, i.e. ROUTES and CATCH_ALL in shared/platform/src/routes.rs);
-- shared/platform/src/config.rs: every TICKETING_* variable it reads, which of them are required
+- shared/platform/src/config.rs and each service's own settings (`impl Settings for`): every
+  TICKETING_* variable they read, which of them are required
   and which are URLs (or lists of them); TICKETING_NATS_REPLICAS, which every ticketing process
   must get, equal to the NATS StatefulSet's replicas;
 - rust-toolchain.toml;
@@ -143,9 +144,19 @@ class ConfigVars:
     url_lists: set[str]  # among urls: those that take several, separated by commas
 
 
+def settings_sources() -> list[Path]:
+    """config.rs, and every file that gives a service its own settings (`impl ... Settings for`)."""
+    config = ROOT / "shared/platform/src/config.rs"
+    own = re.compile(r"impl\s+(?:platform|crate)::config::Settings\s+for\b")
+    found = [f for f in sorted((ROOT / "services").rglob("*.rs")) + sorted((ROOT / "shared").rglob("*.rs"))
+             if f != config and own.search(f.read_text())]
+    return [config, *found]
+
+
 def read_config() -> ConfigVars:
-    path = ROOT / "shared/platform/src/config.rs"
-    text = path.read_text().split("#[cfg(test)]")[0]
+    paths = settings_sources()
+    path = paths[0]
+    text = "\n".join(p.read_text().split("#[cfg(test)]")[0] for p in paths)
     read = set(re.findall(r'"(TICKETING_[A-Z0-9_]+)"', text))
     required = set(re.findall(r'\.required\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
     urls = set(re.findall(r'\.url\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
