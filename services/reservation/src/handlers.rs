@@ -87,7 +87,7 @@ impl Handler for Saga {
         let mut steps = Vec::with_capacity(msgs.len());
         for ((position, msg), meta) in (1i64..).zip(msgs).zip(&metas) {
             let Ok((id, input)) = input_of(msg) else { continue };
-            steps.push((position, id, input, Origin::Event { kind: msg.kind(), meta }));
+            steps.push(saga::Step { position, id, input, origin: Origin::Event { kind: msg.kind(), meta } });
         }
         match saga::apply_each_at_once(db, &self.outbox, &self.local, steps, claims).await {
             Ok(applied) => Ok(applied),
@@ -183,8 +183,9 @@ mod tests {
             paid: false,
             created_at: Utc::now(),
         };
-        let store::Inserted::Stored(stored, version, _) =
-            store::insert_each_unless_taken(db, &[(r, vec![])], &saga.outbox).await.unwrap().remove(0)
+        let new = store::NewReservation { row: r, events: vec![] };
+        let store::Inserted::Stored(store::Stored { row: stored, version, .. }) =
+            store::insert_each_unless_taken(db, &[new], &saga.outbox).await.unwrap().remove(0)
         else {
             panic!("the seat is free")
         };

@@ -243,8 +243,9 @@ async fn create_reservation(
     let (answer, entries) = if key.0.is_none() {
         // No transaction: there is no answer to keep for a retry. Written in one statement with
         // the requests that arrive meanwhile.
-        let (answer, (stored, version, entries)) = inserted(s.inserts.run(new).await.map_err(internal)?)?;
-        s.local.saved(stored, version, None);
+        let (answer, stored) = inserted(s.inserts.run(new).await.map_err(internal)?)?;
+        let entries = stored.entries;
+        s.local.saved(stored.row, stored.version, None);
         (servicekit::answered(&s.outbox, answer), Some(entries))
     } else {
         let outbox = s.outbox.clone();
@@ -273,17 +274,14 @@ fn announced(outbox: &messaging::Outbox, r: Reservation) -> Result<store::NewRes
         queue_token: r.queue_token.clone(),
     };
     let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
-    Ok((r, vec![event]))
+    Ok(store::NewReservation { row: r, events: vec![event] })
 }
 
-/// The answer to an insert, and the row as stored with its version and its number of
-/// timeline entries; `SEAT_UNAVAILABLE` when a seat was taken.
-fn inserted(done: store::Inserted) -> Result<(StoredResponse, (Reservation, String, usize)), Problem> {
+/// The answer to an insert, and the row as stored; `SEAT_UNAVAILABLE` when a seat was taken.
+fn inserted(done: store::Inserted) -> Result<(StoredResponse, store::Stored), Problem> {
     match done {
         store::Inserted::Taken(seat) => Err(seat_unavailable(seat)),
-        store::Inserted::Stored(stored, version, entries) => {
-            Ok((accepted(&stored)?, (stored, version, entries)))
-        }
+        store::Inserted::Stored(stored) => Ok((accepted(&stored.row)?, stored)),
     }
 }
 

@@ -157,7 +157,9 @@ pub async fn apply_at_once(
     origin: Origin<'_>,
     claim: &InboxClaim<'_>,
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
-    let (Some(planned), _) = plan_known(db, outbox, local, (1, id, input, origin), true).await? else {
+    let (Some(planned), _) =
+        plan_known(db, outbox, local, Step { position: 1, id, input, origin }, true).await?
+    else {
         return Ok(None);
     };
     let saved = save_planned(db, outbox, local, &[(1, &planned)], Some(&claim.into())).await?;
@@ -173,7 +175,7 @@ pub async fn apply_requested(
     user: UserId,
 ) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
     let Saves { db, outbox, local } = saves.batch();
-    let step = (1, id, input, Origin::Request { user });
+    let step = Step { position: 1, id, input, origin: Origin::Request { user } };
     // A remembered copy another replica had overtaken (its notice not arrived yet) fails the
     // compare-and-set: read the row and try once more before the caller's transaction.
     // The same for a copy that refuses the input: only the row as it stands may refuse.
@@ -200,11 +202,11 @@ async fn plan_known<'a>(
     step: Step<'a>,
     memory: bool,
 ) -> Result<(Option<Planned<'a>>, bool), ApplyError> {
-    let remembered = memory.then(|| local.recent.take(step.1)).flatten();
+    let remembered = memory.then(|| local.recent.take(step.id)).flatten();
     let from_memory = remembered.is_some();
     let known = match remembered {
         Some(known) => known,
-        None => store::read(db, step.1).await?.ok_or(ApplyError::NotFound)?,
+        None => store::read(db, step.id).await?.ok_or(ApplyError::NotFound)?,
     };
     Ok((plan(outbox, local, step, known, from_memory)?, from_memory))
 }
@@ -240,7 +242,14 @@ impl Batch for Saves {
 }
 
 /// An input to apply to a reservation, keyed by a position (from 1, as [`InboxClaims`] counts).
-pub type Step<'a> = (i64, ReservationId, Input, Origin<'a>);
+#[derive(Clone)]
+pub struct Step<'a> {
+    pub position: i64,
+    pub id: ReservationId,
+    pub input: Input,
+    /// What asked for it: an event, or a user's request.
+    pub origin: Origin<'a>,
+}
 
 /// [`apply_at_once`] for several inputs in one statement, each with the inbox row of `claims`
 /// at its position: for those named by no earlier step, decided on the copy this process
@@ -257,7 +266,7 @@ pub async fn apply_each_at_once(
     claims: &InboxClaims<'_>,
 ) -> Result<Vec<i64>, ApplyError> {
     let mut named = HashSet::new();
-    let mut pending: Vec<Step<'_>> = steps.into_iter().filter(|step| named.insert(step.1)).collect();
+    let mut pending: Vec<Step<'_>> = steps.into_iter().filter(|step| named.insert(step.id)).collect();
     let mut applied = Vec::new();
     for from_memory in [true, false] {
         if pending.is_empty() {
@@ -266,14 +275,14 @@ pub async fn apply_each_at_once(
         let mut known = Vec::new();
         let mut unknown = Vec::new();
         for step in pending.iter().cloned() {
-            match from_memory.then(|| local.recent.take(step.1)).flatten() {
+            match from_memory.then(|| local.recent.take(step.id)).flatten() {
                 Some(copy) => known.push((step, copy)),
                 None => unknown.push(step),
             }
         }
-        let ids: Vec<ReservationId> = unknown.iter().map(|s| s.1).collect();
+        let ids: Vec<ReservationId> = unknown.iter().map(|s| s.id).collect();
         let mut read = store::read_each(db, &ids).await?;
-        known.extend(unknown.into_iter().filter_map(|step| read.remove(&step.1).map(|row| (step, row))));
+        known.extend(unknown.into_iter().filter_map(|step| read.remove(&step.id).map(|row| (step, row))));
         let mut planned = Vec::new();
         for (step, copy) in known {
             // As if remembered: a refusal is left to the transaction, which decides on the
@@ -286,7 +295,7 @@ pub async fn apply_each_at_once(
             .into_iter()
             .map(|(i, ..)| i)
             .collect();
-        pending.retain(|step| !saved.contains(&step.0));
+        pending.retain(|step| !saved.contains(&step.position));
         applied.extend(saved);
     }
     applied.sort_unstable();
@@ -309,7 +318,7 @@ pub struct Planned<'a> {
 fn plan<'a>(
     outbox: &Outbox,
     local: &Local,
-    (position, id, input, origin): Step<'a>,
+    Step { position, id, input, origin }: Step<'a>,
     (current, version): (Reservation, String),
     from_memory: bool,
 ) -> Result<Option<Planned<'a>>, ApplyError> {

@@ -109,16 +109,28 @@ async fn schedule(
     .transpose()
 }
 
-/// What [`insert_unless_taken`] did.
+/// What [`insert_each_unless_taken`] did with one reservation.
 pub enum Inserted {
-    /// The reservation as stored, its row version, and how many timeline entries it has.
-    Stored(Reservation, String, usize),
+    /// Stored.
+    Stored(Stored),
     /// Nothing: this seat (the lowest taken) is in another live reservation.
     Taken(SeatNo),
 }
 
+/// A reservation as stored.
+pub struct Stored {
+    pub row: Reservation,
+    /// Its row version, for a compare-and-set that starts from this copy.
+    pub version: String,
+    /// How many timeline entries it has.
+    pub entries: usize,
+}
+
 /// A reservation to insert, with the events that announce it (also its first timeline entries).
-pub type NewReservation = (Reservation, Vec<OutboxRow>);
+pub struct NewReservation {
+    pub row: Reservation,
+    pub events: Vec<OutboxRow>,
+}
 
 /// Inserts each new reservation with its events, unless one of its seats is in a live
 /// reservation of the schedule (PENDING, HELD and not past its hold, PAYING, or CONFIRMED):
@@ -134,7 +146,7 @@ pub async fn insert_each_unless_taken(
     let rows: Vec<serde_json::Value> = new
         .iter()
         .zip(1_i64..)
-        .map(|((r, events), i)| {
+        .map(|(NewReservation { row: r, events }, i)| {
             serde_json::json!({
                 "i": i,
                 "id": r.id.0,
@@ -150,7 +162,7 @@ pub async fn insert_each_unless_taken(
         })
         .collect();
     let events: Vec<(i64, &OutboxRow)> =
-        new.iter().zip(1_i64..).flat_map(|((_, events), i)| events.iter().map(move |e| (i, e))).collect();
+        new.iter().zip(1_i64..).flat_map(|(n, i)| n.events.iter().map(move |e| (i, e))).collect();
     let input = Input::records(
         rows,
         "i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[], \
@@ -195,9 +207,13 @@ pub async fn insert_each_unless_taken(
     }
     rows.iter()
         .zip(new)
-        .map(|(row, (_, events))| match row.try_get::<Option<i32>>("", "n")? {
-            Some(n) => Ok(Inserted::Taken(SeatNo(n))),
-            None => Ok(Inserted::Stored(reservation(row)?, row.try_get("", "version")?, events.len())),
+        .map(|(row, n)| match row.try_get::<Option<i32>>("", "n")? {
+            Some(seat) => Ok(Inserted::Taken(SeatNo(seat))),
+            None => Ok(Inserted::Stored(Stored {
+                row: reservation(row)?,
+                version: row.try_get("", "version")?,
+                entries: n.events.len(),
+            })),
         })
         .collect()
 }
@@ -216,9 +232,10 @@ impl Batch for Inserts {
     type Output = Inserted;
     type Error = DbErr;
 
-    fn fits(&self, batch: &[NewReservation], (item, _): &NewReservation) -> bool {
-        !batch.iter().any(|(r, _)| {
-            r.schedule_id == item.schedule_id && r.seat_nos.iter().any(|s| item.seat_nos.contains(s))
+    fn fits(&self, batch: &[NewReservation], item: &NewReservation) -> bool {
+        let item = &item.row;
+        !batch.iter().any(|n| {
+            n.row.schedule_id == item.schedule_id && n.row.seat_nos.iter().any(|s| item.seat_nos.contains(s))
         })
     }
 
