@@ -48,24 +48,33 @@ impl PaymentStatus {
 /// What to do with a `PaymentRequested`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayDecision {
-    /// Debit the wallet (it may still turn out too small).
-    Debit,
+    /// Debit the wallet, leaving this balance.
+    Debit { balance_after: Won },
     /// Refuse without touching the wallet.
     Refuse(PaymentFailureReason),
     /// This reservation's payment was already decided; nothing happens.
     AlreadyDecided,
 }
 
-/// One payment per reservation, and none after the deadline the reservation set.
+/// Whether a payment asked for now is in time for the deadline the reservation set.
+pub fn in_time(now: DateTime<Utc>, pay_by: DateTime<Utc>) -> bool {
+    now <= pay_by
+}
+
+/// One payment per reservation, none after the deadline the reservation set, and never below
+/// zero: `existing` is the reservation's payment and `balance` the wallet's, both as locked.
 pub fn decide_payment(
     now: DateTime<Utc>,
     pay_by: DateTime<Utc>,
     existing: Option<PaymentStatus>,
+    balance: Won,
+    amount: Won,
 ) -> PayDecision {
     match existing {
         Some(_) => PayDecision::AlreadyDecided,
-        None if now > pay_by => PayDecision::Refuse(PaymentFailureReason::DeadlinePassed),
-        None => PayDecision::Debit,
+        None if !in_time(now, pay_by) => PayDecision::Refuse(PaymentFailureReason::DeadlinePassed),
+        None if balance.0 < amount.0 => PayDecision::Refuse(PaymentFailureReason::InsufficientBalance),
+        None => PayDecision::Debit { balance_after: Won(balance.0 - amount.0) },
     }
 }
 
@@ -103,15 +112,17 @@ mod tests {
     }
 
     #[test]
-    fn a_payment_happens_once_and_only_before_the_deadline() {
+    fn a_payment_happens_once_only_before_the_deadline_and_never_below_zero() {
         let now = Utc::now();
-        assert_eq!(decide_payment(now, now + Duration::seconds(1), None), PayDecision::Debit);
-        assert_eq!(
-            decide_payment(now, now - Duration::seconds(1), None),
-            PayDecision::Refuse(PaymentFailureReason::DeadlinePassed)
-        );
+        let (soon, gone) = (now + Duration::seconds(1), now - Duration::seconds(1));
+        let pay = |pay_by, existing, balance| decide_payment(now, pay_by, existing, Won(balance), Won(300));
+        assert_eq!(pay(soon, None, 1_000), PayDecision::Debit { balance_after: Won(700) });
+        assert_eq!(pay(soon, None, 300), PayDecision::Debit { balance_after: Won(0) });
+        assert_eq!(pay(soon, None, 299), PayDecision::Refuse(PaymentFailureReason::InsufficientBalance));
+        assert_eq!(pay(gone, None, 1_000), PayDecision::Refuse(PaymentFailureReason::DeadlinePassed));
+        assert!(in_time(now, now) && !in_time(now, gone));
         for s in [PaymentStatus::Completed, PaymentStatus::Refunded, PaymentStatus::Voided] {
-            assert_eq!(decide_payment(now, now + Duration::seconds(1), Some(s)), PayDecision::AlreadyDecided);
+            assert_eq!(pay(soon, Some(s), 1_000), PayDecision::AlreadyDecided);
         }
     }
 

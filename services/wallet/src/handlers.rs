@@ -7,8 +7,8 @@ use crate::{
 };
 use chrono::Utc;
 use contracts::{
-    Envelope, Event, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId, PaymentRefunded,
-    PaymentRequested, RefundRequested, Won,
+    Envelope, Event, PaymentCompleted, PaymentFailed, PaymentId, PaymentRefunded, PaymentRequested,
+    RefundRequested, Won,
 };
 use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -41,7 +41,10 @@ impl Handler for Payments {
             }
             let Ok(req) = msg.decode::<PaymentRequested>() else { continue };
             let p = &req.payload;
-            if domain::decide_payment(now, p.pay_by, None) != PayDecision::Debit
+            // In time, and each of another wallet and reservation: the statement's guard then
+            // pays it if the wallet covers it and the reservation has no payment yet; what it
+            // leaves is decided in the transaction, on the rows as locked.
+            if !domain::in_time(now, p.pay_by)
                 || named.contains(&p.user_id.0)
                 || named.contains(&p.reservation_id.0)
             {
@@ -99,17 +102,22 @@ impl Payments {
     ) -> Result<(), HandleError> {
         let p = &req.payload;
         let existing = store::payment_status(txn, p.reservation_id).await?;
-        let failure = match domain::decide_payment(Utc::now(), p.pay_by, existing) {
+        let balance = store::balance_for_update(txn, p.user_id).await?;
+        let failure = match domain::decide_payment(Utc::now(), p.pay_by, existing, balance, p.amount) {
             PayDecision::AlreadyDecided => return Ok(()),
             PayDecision::Refuse(reason) => Some(reason),
-            PayDecision::Debit => match store::debit(txn, p.user_id, p.amount).await? {
-                None => Some(PaymentFailureReason::InsufficientBalance),
-                Some(balance) => {
-                    let (payment, done) = self.completed(&req, balance)?;
-                    store::insert_payment(txn, &payment, &self.outbox, &[done]).await?;
-                    None
-                }
-            },
+            PayDecision::Debit { balance_after } => {
+                // The wallet is locked: the guard holds, and the balance is the one decided.
+                let balance = store::debit(txn, p.user_id, p.amount).await?.ok_or_else(|| {
+                    HandleError::from(sea_orm::DbErr::Custom(
+                        "a locked wallet changed under its debit".into(),
+                    ))
+                })?;
+                debug_assert_eq!(balance, balance_after);
+                let (payment, done) = self.completed(&req, balance)?;
+                store::insert_payment(txn, &payment, &self.outbox, &[done]).await?;
+                None
+            }
         };
         if let Some(reason) = failure {
             let failed = PaymentFailed {

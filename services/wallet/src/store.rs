@@ -24,7 +24,20 @@ pub async fn credit(db: &impl ConnectionTrait, user: UserId, amount: Won) -> Res
     Ok(Won(row.try_get("", "balance")?))
 }
 
-/// Takes `amount` if the balance covers it; `None` (and no change) if it does not.
+/// The wallet's balance, locked until the transaction ends (0, and nothing locked, for a
+/// wallet never charged: no debit can pass its guard).
+pub async fn balance_for_update(db: &impl ConnectionTrait, user: UserId) -> Result<Won, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT balance FROM wallet.wallets WHERE user_id = $1 FOR UPDATE",
+            [user.0.into()],
+        ))
+        .await?;
+    Ok(Won(row.map(|r| r.try_get("", "balance")).transpose()?.unwrap_or(0)))
+}
+
+/// Takes `amount` if the balance covers it (the guard of a debit decided on the balance);
+/// `None` (and no change) if it does not.
 pub async fn debit(db: &impl ConnectionTrait, user: UserId, amount: Won) -> Result<Option<Won>, DbErr> {
     let row = db
         .query_one_raw(stmt(
