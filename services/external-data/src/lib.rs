@@ -39,16 +39,10 @@ pub enum Error {
 }
 
 /// What the HTTP handlers need.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub jwt: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
 }
 
 impl AppState {

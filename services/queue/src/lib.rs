@@ -26,19 +26,13 @@ pub use settings::Settings;
 pub const NAME: &str = "queue";
 
 /// What the HTTP handlers need.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub redis: platform::pools::Redis,
     /// Shared, not copied: the state is cloned for every request.
     pub keys: Arc<QueueKeys>,
     pub settings: Settings,
     pub jwt: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
 }
 
 impl AppState {

@@ -22,17 +22,11 @@ pub use keys::Keys;
 pub const NAME: &str = "ranking";
 
 /// What the HTTP handlers need.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub redis: platform::pools::Redis,
     pub keys: Keys,
     pub jwt: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
 }
 
 /// The service's OpenAPI document (served at `GET /openapi/ranking.json`).

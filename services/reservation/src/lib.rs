@@ -34,7 +34,7 @@ const WRITERS: usize = 1;
 const AT_ONCE: usize = 64;
 
 /// What the HTTP handlers need.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
@@ -50,18 +50,6 @@ pub struct AppState {
     pub inserts: Combiner<store::Inserts>,
     /// Requests' changes (a payment), written together when they arrive together.
     pub saves: Combiner<saga::Saves>,
-}
-
-impl FromRef<AppState> for QueueGate {
-    fn from_ref(state: &AppState) -> Self {
-        state.gate.clone()
-    }
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
 }
 
 /// The reservation service's OpenAPI document (served at `GET /openapi/reservation.json`).

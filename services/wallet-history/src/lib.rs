@@ -19,16 +19,10 @@ pub const NAME: &str = "wallet-history";
 pub const SCHEMA: &str = "wallet_history";
 
 /// What the HTTP handlers need.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub jwt: JwtKeys,
-}
-
-impl FromRef<AppState> for JwtKeys {
-    fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
-    }
 }
 
 /// The service's OpenAPI document (served at `GET /openapi/wallet-history.json`).

@@ -29,7 +29,7 @@ pub fn routes(name: &str, routes: Router, doc: utoipa::openapi::OpenApi) -> Rout
 }
 
 /// The state of a service whose routes need only its database, its outbox and the JWT keys.
-#[derive(Clone)]
+#[derive(Clone, FromRef)]
 pub struct ServiceState {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
@@ -44,12 +44,6 @@ impl ServiceState {
             outbox: Outbox::new(schema, rt.config.prefix.clone()),
             jwt: JwtKeys::new(&rt.config.jwt_secret),
         }
-    }
-}
-
-impl FromRef<ServiceState> for JwtKeys {
-    fn from_ref(state: &ServiceState) -> Self {
-        state.jwt.clone()
     }
 }
 
