@@ -53,10 +53,6 @@ pub struct ConcertRequest {
     pub host: String,
 }
 
-fn internal(e: sea_orm::DbErr) -> Problem {
-    Problem::internal(&e)
-}
-
 /// Lists concerts, oldest first.
 #[utoipa::path(
     get,
@@ -74,7 +70,7 @@ async fn list_concerts(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Concert>>, Problem> {
     let limit = page.limit()?;
-    let rows = store::list_concerts(&s.db, page.starting_after, limit + 1).await.map_err(internal)?;
+    let rows = store::list_concerts(&s.db, page.starting_after, limit + 1).await?;
     Ok(Json(Paged::from_overfetch(rows, limit)))
 }
 
@@ -95,11 +91,7 @@ async fn get_concert(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<ConcertId>,
 ) -> Result<Json<Concert>, Problem> {
-    store::get_concert(&s.db, id)
-        .await
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found("the concert"))
+    store::get_concert(&s.db, id).await?.map(Json).ok_or_else(|| Problem::not_found("the concert"))
 }
 
 /// Lists a concert's schedules, oldest first.
@@ -121,10 +113,10 @@ async fn list_schedules(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Schedule>>, Problem> {
     let limit = page.limit()?;
-    if store::get_concert(&s.db, id).await.map_err(internal)?.is_none() {
+    if store::get_concert(&s.db, id).await?.is_none() {
         return Err(Problem::not_found("the concert"));
     }
-    let rows = store::list_schedules(&s.db, id, page.starting_after, limit + 1).await.map_err(internal)?;
+    let rows = store::list_schedules(&s.db, id, page.starting_after, limit + 1).await?;
     Ok(Json(Paged::from_overfetch(rows, limit)))
 }
 
@@ -140,9 +132,9 @@ pub(crate) async fn create_concert_in(
         name: domain::label("name", name).map_err(Problem::validation)?,
         host: domain::label("host", host).map_err(Problem::validation)?,
     };
-    store::insert_concert(txn, &concert).await.map_err(internal)?;
+    store::insert_concert(txn, &concert).await?;
     let event = ConcertCreated { concert_id: concert.id, name: concert.name, host: concert.host };
-    outbox.push(txn, &Envelope::new(NAME, concert.id, event)).await.map_err(internal)?;
+    outbox.push(txn, &Envelope::new(NAME, concert.id, event)).await?;
     Ok(concert.id)
 }
 
@@ -168,13 +160,10 @@ async fn create_concert(
     _admin: Admin,
     ApiJson(body): ApiJson<ConcertRequest>,
 ) -> Result<Response, Problem> {
-    let txn = s.db.begin().await.map_err(internal)?;
+    let txn = s.db.begin().await?;
     let id = create_concert_in(&txn, &s.outbox, &body.name, &body.host).await?;
-    let concert = store::get_concert(&txn, id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| Problem::not_found("the concert"))?;
-    s.outbox.commit(txn).await.map_err(internal)?;
+    let concert = store::get_concert(&txn, id).await?.ok_or_else(|| Problem::not_found("the concert"))?;
+    s.outbox.commit(txn).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/concerts/{id}"))], Json(concert)).into_response())
 }
 
@@ -207,13 +196,13 @@ async fn update_concert(
         name: domain::label("name", &body.name).map_err(Problem::validation)?,
         host: domain::label("host", &body.host).map_err(Problem::validation)?,
     };
-    let txn = s.db.begin().await.map_err(internal)?;
-    if !store::update_concert(&txn, &concert).await.map_err(internal)? {
+    let txn = s.db.begin().await?;
+    if !store::update_concert(&txn, &concert).await? {
         return Err(Problem::not_found("the concert"));
     }
     let event = ConcertUpdated { concert_id: id, name: concert.name.clone(), host: concert.host.clone() };
-    s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await.map_err(internal)?;
-    s.outbox.commit(txn).await.map_err(internal)?;
+    s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await?;
+    s.outbox.commit(txn).await?;
     Ok(Json(concert))
 }
 
@@ -231,10 +220,10 @@ pub(crate) async fn create_schedule_in(
         starts_at: req.starts_at,
         seat_count: i32::try_from(seats.len()).unwrap_or(i32::MAX),
     };
-    store::insert_schedule(txn, &schedule).await.map_err(internal)?;
+    store::insert_schedule(txn, &schedule).await?;
     let event =
         ScheduleCreated { schedule_id: schedule.id, concert_id: concert, starts_at: req.starts_at, seats };
-    outbox.push(txn, &Envelope::new(NAME, schedule.id, event)).await.map_err(internal)?;
+    outbox.push(txn, &Envelope::new(NAME, schedule.id, event)).await?;
     Ok(schedule)
 }
 
@@ -265,12 +254,12 @@ async fn create_schedule(
     ApiJson(body): ApiJson<ScheduleRequest>,
 ) -> Result<Response, Problem> {
     let seats = domain::plan_schedule(&body, Utc::now()).map_err(Problem::validation)?;
-    let txn = s.db.begin().await.map_err(internal)?;
-    if store::get_concert(&txn, id).await.map_err(internal)?.is_none() {
+    let txn = s.db.begin().await?;
+    if store::get_concert(&txn, id).await?.is_none() {
         return Err(Problem::not_found("the concert"));
     }
     let schedule = create_schedule_in(&txn, &s.outbox, id, &body, seats).await?;
-    s.outbox.commit(txn).await.map_err(internal)?;
+    s.outbox.commit(txn).await?;
     let location = format!("/concerts/{id}/schedules/{}", schedule.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(schedule)).into_response())
 }

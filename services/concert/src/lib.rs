@@ -47,15 +47,11 @@ pub async fn seed_demo(
 ) -> Result<(contracts::ConcertId, Vec<contracts::ScheduleId>), platform::Problem> {
     use chrono::{Duration, Utc};
     use sea_orm::TransactionTrait;
-    if let Some(existing) =
-        store::find_concert_by_name(db, DEMO_NAME).await.map_err(|e| platform::Problem::internal(&e))?
-    {
-        let schedules = store::list_schedules(db, existing, None, 100)
-            .await
-            .map_err(|e| platform::Problem::internal(&e))?;
+    if let Some(existing) = store::find_concert_by_name(db, DEMO_NAME).await? {
+        let schedules = store::list_schedules(db, existing, None, 100).await?;
         return Ok((existing, schedules.into_iter().map(|s| s.id).collect()));
     }
-    let txn = db.begin().await.map_err(|e| platform::Problem::internal(&e))?;
+    let txn = db.begin().await?;
     let concert = http::create_concert_in(&txn, outbox, DEMO_NAME, "Ticketing Live").await?;
     let mut schedules = Vec::new();
     for days in [7, 8] {
@@ -72,6 +68,6 @@ pub async fn seed_demo(
         let plan = domain::plan_schedule(&request, Utc::now()).map_err(platform::Problem::validation)?;
         schedules.push(http::create_schedule_in(&txn, outbox, concert, &request, plan).await?.id);
     }
-    outbox.commit(txn).await.map_err(|e| platform::Problem::internal(&e))?;
+    outbox.commit(txn).await?;
     Ok((concert, schedules))
 }

@@ -51,10 +51,6 @@ struct ListQuery {
     starting_after: Option<uuid::Uuid>,
 }
 
-fn internal(e: sea_orm::DbErr) -> Problem {
-    Problem::internal(&e)
-}
-
 /// Lists deliveries, newest first. Admins only.
 #[utoipa::path(
     get,
@@ -76,7 +72,7 @@ async fn list_deliveries(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Paged<Delivery>>, Problem> {
     let limit = PageQuery { limit: q.limit, starting_after: q.starting_after }.limit()?;
-    let rows = store::list(&s.db, q.status, q.starting_after, limit + 1).await.map_err(internal)?;
+    let rows = store::list(&s.db, q.status, q.starting_after, limit + 1).await?;
     Ok(Json(Paged::from_overfetch(rows, limit)))
 }
 
@@ -104,11 +100,11 @@ async fn retry_delivery(
     _admin: Admin,
     ApiPath(id): ApiPath<DeliveryId>,
 ) -> Result<Json<Delivery>, Problem> {
-    if let Some(delivery) = store::retry(&s.db, id).await.map_err(internal)? {
+    if let Some(delivery) = store::retry(&s.db, id).await? {
         tracing::info!(delivery = %id, "delivery retried by an admin");
         return Ok(Json(delivery));
     }
-    match store::get(&s.db, id).await.map_err(internal)? {
+    match store::get(&s.db, id).await? {
         None => Err(Problem::not_found("the delivery")),
         Some(d) => Err(Problem::new(
             StatusCode::CONFLICT,

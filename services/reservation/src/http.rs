@@ -208,7 +208,7 @@ async fn create_reservation(
     wait: PreferWait,
     ApiJson(body): ApiJson<ReservationRequest>,
 ) -> Result<Response, Problem> {
-    let request = serde_json::to_vec(&body).map_err(internal)?;
+    let request = serde_json::to_vec(&body)?;
     let request: [&[u8]; 2] = [b"POST /reservations", &request];
     // A retry of a request that went through is answered as before, even if the queue token
     // has been spent since.
@@ -220,8 +220,7 @@ async fn create_reservation(
     let (concert_id, schedule_seats) = s
         .schedules
         .get(&s.db, body.schedule_id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
     let seats = validate_seats(&body.seat_nos, &schedule_seats)?;
     let r = Reservation {
@@ -243,7 +242,7 @@ async fn create_reservation(
     let (answer, entries) = if key.0.is_none() {
         // No transaction: there is no answer to keep for a retry. Written in one statement with
         // the requests that arrive meanwhile.
-        let (answer, stored) = inserted(s.inserts.run(new).await.map_err(internal)?)?;
+        let (answer, stored) = inserted(s.inserts.run(new).await?)?;
         let entries = stored.entries;
         s.local.saved(stored.row, stored.version, None);
         (servicekit::answered(&s.outbox, answer), Some(entries))
@@ -252,8 +251,7 @@ async fn create_reservation(
         let answer = servicekit::idempotent(&s.outbox, &s.db, &who, &key, &request, |txn| {
             // Not remembered: the row is only stored once the transaction commits.
             Box::pin(async move {
-                let mut done =
-                    store::insert_each_unless_taken(txn, &[new], &outbox).await.map_err(internal)?;
+                let mut done = store::insert_each_unless_taken(txn, &[new], &outbox).await?;
                 let done = done.pop().ok_or_else(|| internal(sea_orm::DbErr::RecordNotInserted))?;
                 Ok(inserted(done)?.0)
             })
@@ -273,7 +271,7 @@ fn announced(outbox: &messaging::Outbox, r: Reservation) -> Result<store::NewRes
         seat_nos: r.seat_nos.clone(),
         queue_token: r.queue_token.clone(),
     };
-    let event = outbox.row(&Envelope::new(NAME, r.id, requested)).map_err(internal)?;
+    let event = outbox.row(&Envelope::new(NAME, r.id, requested))?;
     Ok(store::NewReservation { row: r, events: vec![event] })
 }
 
@@ -395,8 +393,7 @@ async fn settle(
             // Counted before the read, so a change committed in between still wakes us.
             seen = watch.count();
             let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
-                .await
-                .map_err(internal)?
+                .await?
                 .ok_or_else(|| Problem::not_found("the reservation"))?;
             if settled(r.status) || tokio::time::Instant::now() >= deadline {
                 let status = if settled(r.status) { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -435,8 +432,7 @@ async fn get_reservation(
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Json<View>, Problem> {
     let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| Problem::not_found("the reservation"))?;
     Ok(Json(View::of(r, Some(timeline))))
 }
@@ -461,7 +457,7 @@ async fn list_reservations(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<View>>, Problem> {
     let limit = page.limit()?;
-    let rows = store::list(&s.db, who.user_id, page.starting_after, limit + 1).await.map_err(internal)?;
+    let rows = store::list(&s.db, who.user_id, page.starting_after, limit + 1).await?;
     let page = Paged::from_overfetch(rows, limit);
     Ok(Json(Paged {
         data: page.data.into_iter().map(|r| View::of(r, None)).collect(),
@@ -492,12 +488,12 @@ async fn cancel_reservation(
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Json<View>, Problem> {
     use sea_orm::TransactionTrait;
-    let txn = s.db.begin().await.map_err(internal)?;
+    let txn = s.db.begin().await?;
     let r = saga::apply(&txn, &s.outbox, id, Input::Cancel, Origin::Request { user: who.user_id })
         .await
         .map_err(apply_problem)?;
-    let timeline = store::timeline(&txn, id).await.map_err(internal)?;
-    s.outbox.commit(txn).await.map_err(internal)?;
+    let timeline = store::timeline(&txn, id).await?;
+    s.outbox.commit(txn).await?;
     Ok(Json(View::of(r, Some(timeline))))
 }
 

@@ -81,8 +81,7 @@ async fn list_seats(
         .get(id, async {
             Ok::<_, sea_orm::DbErr>(store::inventory(&s.db, id, None).await?.map(|(_, seats)| seats))
         })
-        .await
-        .map_err(|e| Problem::internal(&e))?
+        .await?
         .ok_or_else(|| Problem::not_found("the schedule"))?;
     Ok(Json(SeatMap {
         schedule_id: id,

@@ -46,8 +46,6 @@ async fn list_history(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Paged<Entry>>, Problem> {
     let limit = page.limit()?;
-    let rows = store::page(&s.db, who.user_id, page.starting_after, limit + 1)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let rows = store::page(&s.db, who.user_id, page.starting_after, limit + 1).await?;
     Ok(Json(Paged::from_overfetch(rows, limit)))
 }

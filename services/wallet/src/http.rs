@@ -70,10 +70,8 @@ async fn get_wallet(
     State(state): State<AppState>,
     who: Identity,
 ) -> Result<Json<serde_json::Value>, Problem> {
-    let balance = store::balance(&state.db, who.user_id).await.map_err(|e| Problem::internal(&e))?;
-    Ok(Json(
-        serde_json::to_value(Wallet { user_id: who.user_id, balance }).map_err(|e| Problem::internal(&e))?,
-    ))
+    let balance = store::balance(&state.db, who.user_id).await?;
+    Ok(Json(serde_json::to_value(Wallet { user_id: who.user_id, balance })?))
 }
 
 /// Tops up the caller's wallet (`ChargeCompleted`).
@@ -104,7 +102,7 @@ async fn charge_wallet(
     ApiJson(body): ApiJson<ChargeRequest>,
 ) -> Result<Response, Problem> {
     let amount = domain::charge_amount(body.amount).map_err(Problem::validation)?;
-    let request = serde_json::to_vec(&body).map_err(|e| Problem::internal(&e))?;
+    let request = serde_json::to_vec(&body)?;
     let outbox = state.outbox.clone();
     servicekit::idempotent(
         &state.outbox,
@@ -116,14 +114,9 @@ async fn charge_wallet(
             Box::pin(async move {
                 let balance = store::credit(txn, who.user_id, amount).await.map_err(balance_problem)?;
                 let charge_id = ChargeId::new();
-                store::insert_charge(txn, charge_id, who.user_id, amount, balance)
-                    .await
-                    .map_err(|e| Problem::internal(&e))?;
+                store::insert_charge(txn, charge_id, who.user_id, amount, balance).await?;
                 let event = ChargeCompleted { charge_id, user_id: who.user_id, amount, balance };
-                outbox
-                    .push(txn, &Envelope::new(NAME, who.user_id, event))
-                    .await
-                    .map_err(|e| Problem::internal(&e))?;
+                outbox.push(txn, &Envelope::new(NAME, who.user_id, event)).await?;
                 StoredResponse::json(StatusCode::OK, &Charged { balance })
             })
         },

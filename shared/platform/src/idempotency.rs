@@ -85,7 +85,7 @@ pub struct StoredResponse {
 impl StoredResponse {
     /// A JSON answer.
     pub fn json(status: StatusCode, body: &impl Serialize) -> Result<Self, Problem> {
-        let body = serde_json::to_value(body).map_err(|e| Problem::internal(&e))?;
+        let body = serde_json::to_value(body)?;
         Ok(Self { status: status.as_u16(), body, location: None })
     }
 
@@ -145,15 +145,15 @@ pub async fn run<F>(
 where
     F: for<'t> FnOnce(&'t DatabaseTransaction) -> Effect<'t>,
 {
-    let txn = db.begin().await.map_err(|e| Problem::internal(&e))?;
+    let txn = db.begin().await?;
     let Some(key) = &key.0 else {
         let stored = effect(&txn).await?;
-        txn.commit().await.map_err(|e| Problem::internal(&e))?;
+        txn.commit().await?;
         return Ok(Answer { stored, replayed: false });
     };
     let hash = fingerprint(request);
     // A twin request holds the key's row lock until it commits; wait for it, but not forever.
-    txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await.map_err(|e| Problem::internal(&e))?;
+    txn.execute_unprepared("SET LOCAL lock_timeout = '5s'").await?;
     let claimed = txn
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -166,7 +166,7 @@ where
         .await
         .map_err(in_progress_or_internal)?;
     if claimed.rows_affected() == 0 {
-        txn.rollback().await.map_err(|e| Problem::internal(&e))?;
+        txn.rollback().await?;
         return lookup(db, schema, who, key, &hash).await?.ok_or_else(in_progress);
     }
     let answer = effect(&txn).await?;
@@ -181,9 +181,8 @@ where
             answer.location.clone().into(),
         ],
     ))
-    .await
-    .map_err(|e| Problem::internal(&e))?;
-    txn.commit().await.map_err(|e| Problem::internal(&e))?;
+    .await?;
+    txn.commit().await?;
     Ok(Answer { stored: answer, replayed: false })
 }
 
@@ -220,12 +219,11 @@ async fn lookup(
             format!("SELECT request_hash, status, body, location FROM {schema}.idempotency WHERE user_id = $1 AND key = $2"),
             [who.user_id.0.into(), key.0.clone().into()],
         ))
-        .await
-        .map_err(|e| Problem::internal(&e))?
+        .await?
     else {
         return Ok(None);
     };
-    let stored_hash: Vec<u8> = row.try_get("", "request_hash").map_err(|e| Problem::internal(&e))?;
+    let stored_hash: Vec<u8> = row.try_get("", "request_hash")?;
     if stored_hash != hash {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -233,11 +231,11 @@ async fn lookup(
             "this Idempotency-Key was used for a different request; use a new key",
         ));
     }
-    let status: i16 = row.try_get("", "status").map_err(|e| Problem::internal(&e))?;
+    let status: i16 = row.try_get("", "status")?;
     let answer = StoredResponse {
         status: u16::try_from(status).unwrap_or(200),
-        body: row.try_get("", "body").map_err(|e| Problem::internal(&e))?,
-        location: row.try_get("", "location").map_err(|e| Problem::internal(&e))?,
+        body: row.try_get("", "body")?,
+        location: row.try_get("", "location")?,
     };
     Ok(Some(Answer { stored: answer, replayed: true }))
 }

@@ -94,6 +94,20 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// A database error no route expects: 500, logged with a reference ([`Problem::internal`]).
+impl From<sea_orm::DbErr> for Problem {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::internal(&e)
+    }
+}
+
+/// A value that would not serialize: 500, logged with a reference ([`Problem::internal`]).
+impl From<serde_json::Error> for Problem {
+    fn from(e: serde_json::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
 impl From<JsonRejection> for Problem {
     fn from(r: JsonRejection) -> Self {
         match r {

@@ -4,7 +4,6 @@ use contracts::Stream;
 use contracts::UserId;
 use messaging::Relay;
 use platform::{
-    Problem,
     auth::{Identity, Role},
     idempotency::{IdempotencyKey, MaybeKey, StoredResponse},
 };
@@ -162,7 +161,7 @@ async fn commit_one_with_a_relay_running(poll: Duration, commit: Commit) {
         let pushing = ob.clone();
         servicekit::idempotent(&ob, &env.db, &who, &key, &[b"POST /probe"], |txn| {
             Box::pin(async move {
-                pushing.push(txn, &sample()).await.map_err(|e| Problem::internal(&e))?;
+                pushing.push(txn, &sample()).await?;
                 StoredResponse::json(StatusCode::ACCEPTED, &serde_json::json!({}))
             })
         })
