@@ -52,14 +52,15 @@ return {h[1], status, rank, h[3] or ''}
 });
 
 /// Leave: KEYS: waiting, active, user key. ARGV: token key, token, user, retention s.
-/// Answers 1 when the token was the user's (now EXPIRED), 0 otherwise.
+/// The token is EXPIRED and marked left: a late failure of its reservation must not put it
+/// back in the queue. Answers 1 when the token was the user's, 0 otherwise.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('HGET', ARGV[1], 'user') ~= ARGV[3] then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('HSET', ARGV[1], 'status', 'EXPIRED')
+redis.call('HSET', ARGV[1], 'status', 'EXPIRED', 'left', '1')
 redis.call('HDEL', ARGV[1], 'activeUntil')
 redis.call('EXPIRE', ARGV[1], ARGV[4])
 if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
@@ -133,14 +134,14 @@ redis.call('EXPIRE', KEYS[4], ARGV[4])
 /// ReservationFailed: a live active token keeps at least `restoreMin` of active time; one that
 /// expired goes back to the head of the waiting queue. A waiting or foreign token is left alone,
 /// and so is one a completed reservation spent (a late failure of an older reservation must not
-/// hand out a second slot).
+/// hand out a second slot) or one its user left (leaving gives the place up).
 /// KEYS[2..]: active, waiting, token key, user key. ARGV[2..]: token, user, now ms,
 /// restoreMin ms, waiting TTL s.
 pub static RESTORE: LazyLock<IdempotentScript> = LazyLock::new(|| {
     IdempotentScript::new(
         r#"
-local h = redis.call('HMGET', KEYS[4], 'user', 'status', 'activeUntil', 'spent')
-if h[1] ~= ARGV[3] or h[2] == 'WAITING' or h[4] == '1' then return end
+local h = redis.call('HMGET', KEYS[4], 'user', 'status', 'activeUntil', 'spent', 'left')
+if h[1] ~= ARGV[3] or h[2] == 'WAITING' or h[4] == '1' or h[5] == '1' then return end
 local now = tonumber(ARGV[4])
 if h[2] == 'ACTIVE' and tonumber(h[3]) > now then
   local keep = math.max(tonumber(h[3]), now + tonumber(ARGV[5]))

@@ -141,3 +141,25 @@ async fn a_failed_reservation_restores_the_token() {
     // Joining again finds the restored token: no re-queuing.
     assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap(), (a, false, 1));
 }
+
+#[tokio::test]
+async fn a_token_its_user_left_stays_out_of_the_queue_when_a_reservation_fails_later() {
+    let env = start().await;
+    let (keys, s) = (keys(&env), crate::settings(1, 1));
+    let mut c = conn(&env).await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    store::tick(&mut c, &keys, &s, chrono::Utc::now().timestamp_millis()).await.unwrap();
+    assert_eq!(status(&env, &a).await.status, TokenStatus::Active);
+    // Alice books, then leaves the waiting room; her reservation fails afterwards.
+    assert!(store::leave(&mut c, &keys, &a, alice).await.unwrap());
+    let late = failed(alice, &a);
+    env.publish(&late).await.unwrap();
+    handled(&env, late.id).await;
+    let t = status(&env, &a).await;
+    assert_eq!((t.status, t.position), (TokenStatus::Expired, 0), "not back in the queue");
+    // Her slot is free: the next user is admitted at the next tick.
+    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    store::tick(&mut c, &keys, &s, chrono::Utc::now().timestamp_millis() + 3_600_000).await.unwrap();
+    assert_eq!(status(&env, &b).await.status, TokenStatus::Active);
+}
