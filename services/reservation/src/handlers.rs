@@ -9,7 +9,7 @@ use contracts::{
     EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
     SeatReservationRejected, SeatReserved,
 };
-use messaging::{HandleError, Handler, InboxClaim, InboxClaims, Incoming, Outbox};
+use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 /// Keeps the projection of schedules that requests are validated against.
@@ -54,23 +54,6 @@ impl Handler for Saga {
         // Every event this handler takes names its reservation.
         if let Some(id) = msg.payload_field("reservationId") {
             self.local.changed(id);
-        }
-    }
-
-    async fn at_once(
-        &self,
-        db: &DatabaseConnection,
-        claim: &InboxClaim<'_>,
-        msg: &Incoming,
-    ) -> Result<bool, HandleError> {
-        let (id, input) = input_of(msg)?;
-        let meta = msg.meta();
-        let origin = Origin::Event { kind: msg.kind(), meta: &meta };
-        match saga::apply_at_once(db, &self.outbox, &self.local, id, input, origin, claim).await {
-            Ok(applied) => Ok(applied.is_some()),
-            // The transaction tells a repeated event from a refused or foreign one.
-            Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(false),
-            Err(ApplyError::Db(e)) => Err(e.into()),
         }
     }
 

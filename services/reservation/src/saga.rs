@@ -12,7 +12,7 @@ use contracts::{
     Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
     ReservationFailed, ReservationId, UserId,
 };
-use messaging::{InboxClaim, InboxClaims, Outbox, OutboxRow, Peers, Runtime};
+use messaging::{InboxClaims, Outbox, OutboxRow, Peers, Runtime};
 use platform::combine::{Batch, Combiner};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use std::collections::{HashMap, HashSet};
@@ -139,35 +139,15 @@ impl Local {
     }
 }
 
-/// Applies `input` to reservation `id` outside a transaction: takes the row as this process
-/// last wrote it (`recent`) or else reads it, decides, and in one statement writes the change,
-/// its timeline, its events and the consumer's `claim` of the event only if the row is still
-/// that version. `Ok(None)` when that did not happen (the row moved on, the decision changes
-/// nothing but the timeline, or the remembered copy refuses the input, which only the row as it
-/// stands may decide): nothing was written, and the caller applies the input in a transaction
-/// instead ([`apply`]). When someone in this process waits on the reservation, the change also
-/// answers its whole timeline, offered to the waiters as the settled view, and its length comes
-/// back with the reservation.
-pub async fn apply_at_once(
-    db: &DatabaseConnection,
-    outbox: &Outbox,
-    local: &Local,
-    id: ReservationId,
-    input: Input,
-    origin: Origin<'_>,
-    claim: &InboxClaim<'_>,
-) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
-    let (Some(planned), _) =
-        plan_known(db, outbox, local, Step { position: 1, id, input, origin }, true).await?
-    else {
-        return Ok(None);
-    };
-    let saved = save_planned(db, outbox, local, &[(1, &planned)], Some(&claim.into())).await?;
-    Ok(saved.into_iter().next().map(|(_, r, entries)| (r, entries)))
-}
-
-/// [`apply_at_once`] for a request of `user`'s, with its change written in one statement with
-/// the other requests' changes that are waiting meanwhile (`saves`).
+/// Applies `input` to reservation `id` for a request of `user`'s, outside a transaction: decides
+/// on the row as this process last wrote it (`recent`) or else as read, and writes the change,
+/// its timeline and its events only if the row is still that version, in one statement with the
+/// other requests' changes that are waiting meanwhile (`saves`). `Ok(None)` when that did not
+/// happen (the row moved on twice, or the decision changes nothing but the timeline): nothing
+/// was written, and the caller applies the input in a transaction instead ([`apply`]). When
+/// someone in this process waits on the reservation, the change also answers its whole
+/// timeline, offered to the waiters as the settled view, and its length comes back with the
+/// reservation.
 pub async fn apply_requested(
     saves: &Combiner<Saves>,
     id: ReservationId,
@@ -251,8 +231,8 @@ pub struct Step<'a> {
     pub origin: Origin<'a>,
 }
 
-/// [`apply_at_once`] for several inputs in one statement, each with the inbox row of `claims`
-/// at its position: for those named by no earlier step, decided on the copy this process
+/// Applies events' inputs outside a transaction, in one statement (a single event is a batch of
+/// one), each with the inbox row of `claims` at its position: for those named by no earlier step, decided on the copy this process
 /// remembers (what it, or another replica, wrote last) or else on the rows read together in one
 /// statement. A copy another writer had overtaken (its notice had not arrived yet) fails its
 /// compare-and-set; those steps are read again and tried once more. Answers the positions

@@ -11,7 +11,7 @@ use contracts::{
     ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut,
     Won,
 };
-use messaging::{HandleError, Handler, InboxClaim, InboxClaims, Incoming, Outbox};
+use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use std::{
     collections::{HashMap, HashSet},
@@ -57,17 +57,6 @@ impl Handler for Reservations {
         if let Some(schedule) = msg.payload_field("scheduleId") {
             self.maps.changed(schedule);
         }
-    }
-
-    /// A batch of one.
-    async fn at_once(
-        &self,
-        db: &DatabaseConnection,
-        claim: &InboxClaim<'_>,
-        msg: &Incoming,
-    ) -> Result<bool, HandleError> {
-        let done = self.at_once_each(db, &claim.into(), std::slice::from_ref(msg)).await?;
-        Ok(!done.is_empty())
     }
 
     /// Most requests find their seats free: one statement holds, for each request of the batch

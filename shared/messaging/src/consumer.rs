@@ -124,32 +124,13 @@ pub trait Handler: Send + Sync + 'static {
         let _ = msg;
     }
 
-    /// Applies the event's effect in one statement of its own (no transaction: one round trip
-    /// where the transaction takes at least four), if the handler can for this message: a
-    /// [`crate::BatchWrite`] that claims `claim` (`InboxClaims::from(claim)`, position 1) when
-    /// the effect is made, so that a repeated event fails on the inbox's key and nothing of the
-    /// statement stays.
-    /// `Ok(true)`: applied. `Ok(false)` or an error: nothing changed, and the message is applied
-    /// in a transaction as [`Handler::handle`] says (which also tells duplicates apart). By
-    /// default, [`Handler::at_once_each`] with a batch of one.
-    fn at_once<'a>(
-        &'a self,
-        db: &'a DatabaseConnection,
-        claim: &'a InboxClaim<'a>,
-        msg: &'a Incoming,
-    ) -> impl Future<Output = Result<bool, HandleError>> + Send + 'a {
-        async move {
-            let claims = InboxClaims::from(claim);
-            Ok(!self.at_once_each(db, &claims, std::slice::from_ref(msg)).await?.is_empty())
-        }
-    }
-
-    /// [`Handler::at_once`] for several events at once: applies those it can in one
-    /// [`crate::BatchWrite`] that claims `claims` for the events it applies, and answers their
-    /// positions in `msgs` (from 1, as the statement counts them).
-    /// An event applied before makes the whole statement fail on the inbox's key, and nothing
-    /// of it stays. The events not answered (all
-    /// of them on an error) are applied as [`Handler::handle`] says, in one transaction.
+    /// Applies those of `msgs` it can in one statement of its own, outside a transaction (one
+    /// round trip where a transaction takes at least four): a [`crate::BatchWrite`] that claims
+    /// `claims` for the events it applies. Answers their positions in `msgs` (from 1, as the
+    /// statement counts them). A single event comes as a batch of one: one path for both. An
+    /// event applied before makes the whole statement fail on the inbox's key, and nothing of
+    /// it stays. The events not answered (all of them on an error) are applied as
+    /// [`Handler::handle`] says, in one transaction, which also tells duplicates apart.
     fn at_once_each<'a>(
         &'a self,
         db: &'a DatabaseConnection,
@@ -158,22 +139,6 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<i64>, HandleError>> + Send + 'a {
         let _ = (db, claims, msgs);
         async { Ok(Vec::new()) }
-    }
-}
-
-/// A consumer's inbox row for one event, to be written by the statement that applies it
-/// ([`Handler::at_once`]).
-#[derive(Clone, Copy, Debug)]
-pub struct InboxClaim<'a> {
-    schema: &'a str,
-    consumer: &'a str,
-    event: uuid::Uuid,
-}
-
-impl<'a> From<&InboxClaim<'a>> for InboxClaims<'a> {
-    /// The claim of one event, as a batch of one (its position is 1).
-    fn from(claim: &InboxClaim<'a>) -> Self {
-        Self { schema: claim.schema, consumer: claim.consumer, events: vec![claim.event] }
     }
 }
 
@@ -408,18 +373,13 @@ impl<H: Handler> Apply for PgInbox<H> {
             .collect()
     }
 
-    /// In one statement if the handler can ([`Handler::at_once`]), otherwise in a transaction.
+    /// In one statement if the handler can ([`Handler::at_once_each`], a batch of one),
+    /// otherwise in a transaction.
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
-        if self.handler.handles(msg.kind()) {
-            let claim = InboxClaim { schema: &self.schema, consumer, event: msg.envelope.id.0 };
-            match self.handler.at_once(&self.db, &claim, msg).await {
-                Ok(true) => {
-                    self.applied_at_once(consumer, &[msg]);
-                    return Ok(Applied::Done);
-                }
-                Ok(false) => {}
-                Err(e) => tracing::debug!(error = %e, "applying at once failed; applying in a transaction"),
-            }
+        if self.handler.handles(msg.kind())
+            && self.at_once_each(consumer, std::slice::from_ref(msg)).await.first() == Some(&true)
+        {
+            return Ok(Applied::Done);
         }
         let outcomes = self.apply_together(consumer, &[msg]).await?;
         Ok(outcomes.first().copied().unwrap_or(Applied::Ignored))

@@ -16,8 +16,8 @@ mod write;
 
 pub use bus::Bus;
 pub use consumer::{
-    Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaim, InboxClaims, Incoming, PgInbox,
-    by_position, check_filters, run_consumer,
+    Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaims, Incoming, PgInbox, by_position,
+    check_filters, run_consumer,
 };
 pub use error::MessagingError;
 pub use outbox::{Outbox, OutboxRow, When};

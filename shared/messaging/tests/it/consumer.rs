@@ -179,33 +179,33 @@ struct AtOnce {
 }
 
 impl Handler for AtOnce {
-    async fn at_once(
+    async fn at_once_each(
         &self,
         db: &sea_orm::DatabaseConnection,
-        claim: &messaging::InboxClaim<'_>,
-        msg: &Incoming,
-    ) -> Result<bool, HandleError> {
+        claims: &messaging::InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let [msg] = msgs else { panic!("these tests send one event at a time") };
         self.at_once.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ob = self.outbox.clone().expect("an outbox");
         let row = ob.row(&answer_to(msg))?;
-        let claims = messaging::InboxClaims::from(claim);
         let input = messaging::Input::at(vec![1]).column("event_id", "uuid", vec![msg.envelope.id.0]).column(
             "go",
             "bool",
             vec![!self.decline],
         );
-        let done = messaging::BatchWrite::over(input)
+        let applied = messaging::BatchWrite::over(input)
             .step(
                 "done",
                 "INSERT INTO probe.applied (event_id, trace_id) SELECT event_id, 'at once' FROM input WHERE go
                  RETURNING 1::bigint AS i",
             )
             .applied_by("done")
-            .claims(&claims)
+            .claims(claims)
             .events(&ob, vec![(1, &row)])
             .run(db)
             .await?;
-        Ok(!done.is_empty())
+        Ok(applied)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
