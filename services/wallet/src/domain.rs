@@ -56,6 +56,11 @@ pub enum PayDecision {
     AlreadyDecided,
 }
 
+/// A payment's amount: at least 1 won (the saga asks for the price of seats, each at least 1).
+pub fn payable(amount: Won) -> Result<(), String> {
+    if amount.0 >= 1 { Ok(()) } else { Err(format!("a payment must be of at least 1 won, not {}", amount.0)) }
+}
+
 /// Whether a payment asked for now is in time for the deadline the reservation set.
 pub fn in_time(now: DateTime<Utc>, pay_by: DateTime<Utc>) -> bool {
     now <= pay_by
@@ -121,6 +126,7 @@ mod tests {
         assert_eq!(pay(soon, None, 299), PayDecision::Refuse(PaymentFailureReason::InsufficientBalance));
         assert_eq!(pay(gone, None, 1_000), PayDecision::Refuse(PaymentFailureReason::DeadlinePassed));
         assert!(in_time(now, now) && !in_time(now, gone));
+        assert!(payable(Won(1)).is_ok() && payable(Won(0)).is_err() && payable(Won(-300)).is_err());
         for s in [PaymentStatus::Completed, PaymentStatus::Refunded, PaymentStatus::Voided] {
             assert_eq!(pay(soon, Some(s), 1_000), PayDecision::AlreadyDecided);
         }

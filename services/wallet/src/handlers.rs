@@ -45,6 +45,7 @@ impl Handler for Payments {
             // pays it if the wallet covers it and the reservation has no payment yet; what it
             // leaves is decided in the transaction, on the rows as locked.
             if !domain::in_time(now, p.pay_by)
+                || domain::payable(p.amount).is_err()
                 || named.contains(&p.user_id.0)
                 || named.contains(&p.reservation_id.0)
             {
@@ -101,6 +102,8 @@ impl Payments {
         req: Envelope<PaymentRequested>,
     ) -> Result<(), HandleError> {
         let p = &req.payload;
+        // A payment of nothing, or of less, is no payment the saga asks for: a malformed event.
+        domain::payable(p.amount).map_err(HandleError::Permanent)?;
         let existing = store::payment_status(txn, p.reservation_id).await?;
         let balance = store::balance_for_update(txn, p.user_id).await?;
         let failure = match domain::decide_payment(Utc::now(), p.pay_by, existing, balance, p.amount) {

@@ -134,3 +134,20 @@ async fn a_refund_that_arrives_first_stops_a_later_payment() {
     assert!(w.env.events_of::<PaymentCompleted>().await.unwrap().is_empty());
     assert!(w.env.events_of::<PaymentRefunded>().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_payment_of_nothing_or_less_is_dead_lettered_and_changes_nothing() {
+    let w = Wallet::start().await;
+    let user = UserId::new();
+    w.charge(user, json!({"amount": 1_000})).await;
+    for amount in [0, -500] {
+        w.env.publish(&pay(ReservationId::new(), user, amount, 60)).await.unwrap();
+    }
+    eventually("both in the dead-letter stream", Duration::from_secs(10), || async {
+        (w.env.stream_messages(contracts::Stream::Dlq).await.unwrap() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(w.balance(user).await, 1_000);
+    assert!(w.env.events_of::<PaymentCompleted>().await.unwrap().is_empty());
+    assert!(w.env.events_of::<PaymentFailed>().await.unwrap().is_empty());
+}
