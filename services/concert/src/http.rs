@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
     tags((name = NAME, description = "The catalog: concerts and their schedules. Everyone browses; admins change.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

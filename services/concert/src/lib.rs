@@ -10,7 +10,7 @@ pub use domain::{ScheduleRequest, SeatSpec};
 use axum::Router;
 use messaging::{Outbox, Runtime};
 use sea_orm::DatabaseConnection;
-use servicekit::StartError;
+use servicekit::{Service, StartError};
 
 /// The service name (event `source`).
 pub const NAME: &str = "concert";
@@ -20,20 +20,19 @@ pub const SCHEMA: &str = "concert";
 /// What the HTTP handlers need: the database, the outbox and the JWT keys.
 pub type AppState = servicekit::ServiceState;
 
-/// The catalog's OpenAPI document (served at `GET /openapi/concert.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::Api as utoipa::OpenApi>::openapi()
-}
+/// The catalog service.
+pub struct Catalog;
 
-/// The catalog routes, and their document.
-pub fn router(state: AppState) -> Router {
-    servicekit::routes(NAME, http::routes().with_state(state), openapi())
-}
+impl Service for Catalog {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "the catalog: concerts and schedules";
+    type Api = http::Api;
 
-/// Starts the relay; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, StartError> {
-    rt.spawn_relay(SCHEMA);
-    Ok(router(AppState::new(rt, SCHEMA)))
+    /// Starts the relay.
+    fn routes(rt: &Runtime) -> Result<Router, StartError> {
+        rt.spawn_relay(SCHEMA);
+        Ok(http::routes().with_state(AppState::new(rt, SCHEMA)))
+    }
 }
 
 /// The demo concert's name.

@@ -28,7 +28,7 @@ use serde::Deserialize;
     tags((name = NAME, description = "Deliveries of completed reservations to the external data platform. Admins only.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -17,26 +17,15 @@ pub use domain::{DeliveryId, DeliverySettings, DeliveryStatus};
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, MessagingError, PgInbox, Runtime};
+use messaging::{ConsumerSpec, PgInbox, Runtime};
 use platform::auth::JwtKeys;
 use sea_orm::DatabaseConnection;
+use servicekit::{Service, StartError};
 
 /// The service name (consumer names).
 pub const NAME: &str = "external-data";
 /// The Postgres schema it owns.
 pub const SCHEMA: &str = "external_data";
-
-/// Why the service cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Messaging(#[from] MessagingError),
-    /// Its settings are wrong (every problem, each naming its variable).
-    #[error(transparent)]
-    Settings(#[from] platform::ConfigError),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
-}
 
 /// What the HTTP handlers need.
 #[derive(Clone, FromRef)]
@@ -52,23 +41,27 @@ impl AppState {
     }
 }
 
-/// The external-data service's OpenAPI document (served at `GET /openapi/external-data.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::Api as utoipa::OpenApi>::openapi()
+/// The external-data service.
+pub struct ExternalData;
+
+impl Service for ExternalData {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "delivers completed reservations to the external data platform";
+    type Api = http::Api;
+
+    fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
+        config.settings::<Destination>().map(drop)
+    }
+
+    /// Starts the consumer and the delivery worker with the default settings.
+    fn routes(rt: &Runtime) -> Result<Router, StartError> {
+        routes_with(rt, DeliverySettings::default())
+    }
 }
 
-/// The admin routes, and their document.
-pub fn router(state: AppState) -> Router {
-    servicekit::routes(NAME, http::routes().with_state(state), openapi())
-}
-
-/// Starts the consumer and the delivery worker with the default settings; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, Error> {
-    start_with(rt, DeliverySettings::default())
-}
-
-/// Starts the consumer and the delivery worker with `settings` (tests use tiny delays).
-pub fn start_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, Error> {
+/// Starts the consumer and the delivery worker with `settings` (tests use tiny delays);
+/// answers the admin routes.
+pub fn routes_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, StartError> {
     let Destination(target) = rt.config.settings()?;
     let http = reqwest::Client::builder()
         // A redirect is an answer that is not 2xx: following it would send signed data to a
@@ -77,25 +70,11 @@ pub fn start_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, Er
         .connect_timeout(settings.timeout)
         .user_agent(concat!("ticketing-external-data/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(Error::Client)?;
+        .map_err(|e| StartError::Setup { what: "the HTTP client", message: e.to_string() })?;
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
         PgInbox::new(rt.db.clone(), SCHEMA, handlers::Completed),
-    );
+    )?;
     rt.spawn(deliverer::TASK, deliverer::run(rt.db.clone(), http, target, settings, rt.shutdown.clone()));
-    Ok(router(AppState::new(rt)))
-}
-
-#[cfg(test)]
-mod consumer_filters {
-    use super::*;
-    use messaging::{Handler as _, check_filters};
-
-    #[test]
-    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
-        check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| {
-            handlers::Completed.handles(k)
-        })
-        .unwrap();
-    }
+    Ok(http::routes().with_state(AppState::new(rt)))
 }

@@ -27,7 +27,7 @@ use utoipa::{OpenApi, ToSchema};
     tags((name = NAME, description = "The waiting room: join, wait for ACTIVE, then book with X-Queue-Token.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

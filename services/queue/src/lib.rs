@@ -16,7 +16,7 @@ use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, RedisInbox, Runtime};
 use platform::{auth::JwtKeys, queue_guard::QueueKeys};
-use servicekit::StartError;
+use servicekit::{Service, StartError};
 use std::sync::Arc;
 
 pub use domain::{TokenStatus, eta_seconds};
@@ -47,53 +47,35 @@ impl AppState {
     }
 }
 
-/// The queue service's OpenAPI document (served at `GET /openapi/queue.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::Api as utoipa::OpenApi>::openapi()
-}
+/// The waiting-room service.
+pub struct Queue;
 
-/// The waiting-room routes, and their document.
-pub fn router(state: AppState) -> Router {
-    servicekit::routes(NAME, http::routes().with_state(state), openapi())
-}
+impl Service for Queue {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "the waiting room: queue tokens, fair admission";
+    type Api = http::Api;
 
-/// Starts the admission ticker and the token consumer; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, StartError> {
-    let state = AppState::new(rt)?;
-    rt.spawn(
-        "ticker[queue]",
-        ticker::run(state.redis.clone(), (*state.keys).clone(), state.settings.clone(), rt.shutdown.clone()),
-    );
-    rt.spawn_consumer(
-        ConsumerSpec::declared(NAME, Stream::Reservation)?,
-        RedisInbox::new(
-            state.redis.clone(),
-            rt.config.prefix.clone(),
-            handlers::Tokens { keys: (*state.keys).clone(), settings: state.settings.clone() },
-        ),
-    );
-    Ok(router(state))
-}
+    fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
+        config.settings::<Settings>().map(drop)
+    }
 
-#[cfg(test)]
-mod consumer_filters {
-    use super::*;
-    use messaging::{RedisHandler as _, check_filters};
-    use std::time::Duration;
-
-    #[test]
-    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
-        let tokens = handlers::Tokens {
-            keys: QueueKeys::new(&contracts::Namespace::new("t").unwrap()),
-            settings: Settings {
-                max_active: 1,
-                admit_per_tick: 1,
-                tick: Duration::from_secs(1),
-                active_ttl: Duration::from_secs(1),
-                restore_min: Duration::from_secs(1),
-            },
-        };
-        check_filters(&ConsumerSpec::declared(NAME, Stream::Reservation).unwrap(), |k| tokens.handles(k))
-            .unwrap();
+    /// Starts the admission ticker and the token consumer.
+    fn routes(rt: &Runtime) -> Result<Router, StartError> {
+        let state = AppState::new(rt)?;
+        let tokens = handlers::Tokens { keys: (*state.keys).clone(), settings: state.settings.clone() };
+        rt.spawn_consumer(
+            ConsumerSpec::declared(NAME, Stream::Reservation)?,
+            RedisInbox::new(state.redis.clone(), rt.config.prefix.clone(), tokens),
+        )?;
+        rt.spawn(
+            "ticker[queue]",
+            ticker::run(
+                state.redis.clone(),
+                (*state.keys).clone(),
+                state.settings.clone(),
+                rt.shutdown.clone(),
+            ),
+        );
+        Ok(http::routes().with_state(state))
     }
 }

@@ -20,7 +20,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
     tags((name = NAME, description = "Leaderboards: concerts by confirmed seats, schedules by how fast they sold out.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

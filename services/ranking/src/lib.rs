@@ -13,7 +13,7 @@ use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, RedisInbox, Runtime};
 use platform::auth::JwtKeys;
-use servicekit::StartError;
+use servicekit::{Service, StartError};
 
 pub use domain::Window;
 pub use keys::Keys;
@@ -29,42 +29,31 @@ pub struct AppState {
     pub jwt: JwtKeys,
 }
 
-/// The service's OpenAPI document (served at `GET /openapi/ranking.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::Api as utoipa::OpenApi>::openapi()
-}
+/// The ranking service.
+pub struct Ranking;
 
-/// The ranking routes, and their document.
-pub fn router(state: AppState) -> Router {
-    servicekit::routes(NAME, http::routes().with_state(state), openapi())
-}
+impl Service for Ranking {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "read side: concert and sell-out rankings";
+    type Api = http::Api;
 
-/// Starts the three consumers; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, StartError> {
-    let keys = Keys::new(&rt.config.prefix);
-    for stream in [Stream::Catalog, Stream::Reservation, Stream::Seat] {
-        rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, stream)?,
-            RedisInbox::new(
-                rt.redis.clone(),
-                rt.config.prefix.clone(),
-                handlers::Rankings { keys: keys.clone() },
-            ),
-        );
-    }
-    Ok(router(AppState { redis: rt.redis.clone(), keys, jwt: JwtKeys::new(&rt.config.jwt_secret) }))
-}
-
-#[cfg(test)]
-mod consumer_filters {
-    use super::*;
-    use messaging::{RedisHandler as _, check_filters};
-
-    #[test]
-    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
-        let rankings = handlers::Rankings { keys: Keys::new(&contracts::Namespace::new("t").unwrap()) };
+    /// Starts the three consumers.
+    fn routes(rt: &Runtime) -> Result<Router, StartError> {
+        let keys = Keys::new(&rt.config.prefix);
         for stream in [Stream::Catalog, Stream::Reservation, Stream::Seat] {
-            check_filters(&ConsumerSpec::declared(NAME, stream).unwrap(), |k| rankings.handles(k)).unwrap();
+            rt.spawn_consumer(
+                ConsumerSpec::declared(NAME, stream)?,
+                RedisInbox::new(
+                    rt.redis.clone(),
+                    rt.config.prefix.clone(),
+                    handlers::Rankings { keys: keys.clone() },
+                ),
+            )?;
         }
+        Ok(http::routes().with_state(AppState {
+            redis: rt.redis.clone(),
+            keys,
+            jwt: JwtKeys::new(&rt.config.jwt_secret),
+        }))
     }
 }

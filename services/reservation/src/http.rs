@@ -44,7 +44,7 @@ pub const MAX_SEATS: usize = 4;
     tags((name = NAME, description = "The saga: hold up to 4 seats, pay for them before the hold ends, or cancel.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

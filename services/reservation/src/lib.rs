@@ -19,7 +19,7 @@ use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
 use platform::{auth::JwtKeys, combine::Combiner, queue_guard::QueueGate};
 use sea_orm::DatabaseConnection;
-use servicekit::StartError;
+use servicekit::{Service, StartError};
 use std::time::Duration;
 
 /// The service name (consumer names, event `source`).
@@ -52,78 +52,66 @@ pub struct AppState {
     pub saves: Combiner<saga::Saves>,
 }
 
-/// The reservation service's OpenAPI document (served at `GET /openapi/reservation.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::Api as utoipa::OpenApi>::openapi()
-}
+/// The reservation service.
+pub struct Reservations;
 
-/// The reservation routes, and their document.
-pub fn router(state: AppState) -> Router {
-    servicekit::routes(NAME, http::routes().with_state(state), openapi())
-}
+impl Service for Reservations {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "the saga: reservations, deadlines, compensations";
+    type Api = http::Api;
 
-/// Starts the relay, the consumers and the deadline sweeper; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, StartError> {
-    let gate = QueueGate::configured(rt.redis.clone(), &rt.config)?;
-    let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
-    let catalog = ConsumerSpec::declared(NAME, Stream::Catalog)?;
-    let answers =
-        [ConsumerSpec::declared(NAME, Stream::Seat)?, ConsumerSpec::declared(NAME, Stream::Wallet)?];
-    rt.spawn_relay(SCHEMA);
-    // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
-    let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let local = saga::Local::across_replicas(rt);
-    let sweeper = sweeper::Sweeper {
-        db: rt.db.clone(),
-        outbox: outbox.clone(),
-        clocks: rt.config.saga.clone(),
-        local: local.clone(),
-    };
-    let task_rt = rt.clone();
-    let saga = handlers::Saga { outbox: outbox.clone(), local: local.clone() };
-    // After an outage, deadlines that passed while the service was down are settled before the
-    // consumers take the answers that queued up meanwhile: a payment whose answer arrives after
-    // payBy + grace is refunded, never confirmed, however the restart happens to be timed.
-    rt.spawn("sweeper[reservation]", async move {
-        if let Err(e) = sweeper.sweep().await {
-            tracing::warn!(error = %e, "first deadline sweep failed; consumers start anyway");
-        }
-        let db = sweeper.db.clone();
-        task_rt.spawn_consumer(catalog, PgInbox::new(db.clone(), SCHEMA, handlers::Catalog));
-        let [seat, wallet] = answers;
-        task_rt.spawn_consumer(seat, PgInbox::publishing(db.clone(), &saga.outbox, saga.clone()));
-        task_rt.spawn_consumer(wallet, PgInbox::publishing(db, &saga.outbox, saga.clone()));
-        sweeper.run(every, task_rt.shutdown.clone()).await;
-    });
-    let inserts = store::Inserts { db: rt.db.clone(), outbox: outbox.clone() };
-    let saves = saga::Saves { db: rt.db.clone(), outbox: outbox.clone(), local: local.clone() };
-    Ok(router(AppState {
-        db: rt.db.clone(),
-        outbox,
-        jwt: JwtKeys::new(&rt.config.jwt_secret),
-        gate,
-        schedules: store::Schedules::default(),
-        local,
-        saves: Combiner::start("reservation saves", saves, WRITERS, AT_ONCE),
-        inserts: Combiner::start("reservation inserts", inserts, WRITERS, AT_ONCE),
-    }))
-}
+    fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
+        config.settings::<platform::queue_guard::GateSettings>().map(drop)
+    }
 
-#[cfg(test)]
-mod consumer_filters {
-    use super::*;
-    use messaging::{Handler as _, check_filters};
-
-    #[test]
-    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
-        let outbox = Outbox::new(SCHEMA, contracts::Namespace::new("t").unwrap());
-        let saga = handlers::Saga { outbox, local: saga::Local::default() };
-        check_filters(&ConsumerSpec::declared(NAME, Stream::Catalog).unwrap(), |k| {
-            handlers::Catalog.handles(k)
-        })
-        .unwrap();
-        for stream in [Stream::Seat, Stream::Wallet] {
-            check_filters(&ConsumerSpec::declared(NAME, stream).unwrap(), |k| saga.handles(k)).unwrap();
-        }
+    /// Starts the relay, the consumers and the deadline sweeper.
+    fn routes(rt: &Runtime) -> Result<Router, StartError> {
+        let gate = QueueGate::configured(rt.redis.clone(), &rt.config)?;
+        let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
+        let local = saga::Local::across_replicas(rt);
+        let saga = handlers::Saga { outbox: outbox.clone(), local: local.clone() };
+        let publishing =
+            |saga: &handlers::Saga| PgInbox::publishing(rt.db.clone(), &saga.outbox, saga.clone());
+        let catalog = rt.consumer(
+            ConsumerSpec::declared(NAME, Stream::Catalog)?,
+            PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),
+        )?;
+        let seat = rt.consumer(ConsumerSpec::declared(NAME, Stream::Seat)?, publishing(&saga))?;
+        let wallet = rt.consumer(ConsumerSpec::declared(NAME, Stream::Wallet)?, publishing(&saga))?;
+        rt.spawn_relay(SCHEMA);
+        // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
+        let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let sweeper = sweeper::Sweeper {
+            db: rt.db.clone(),
+            outbox: outbox.clone(),
+            clocks: rt.config.saga.clone(),
+            local: local.clone(),
+        };
+        let task_rt = rt.clone();
+        // After an outage, deadlines that passed while the service was down are settled before the
+        // consumers take the answers that queued up meanwhile: a payment whose answer arrives after
+        // payBy + grace is refunded, never confirmed, however the restart happens to be timed.
+        rt.spawn("sweeper[reservation]", async move {
+            if let Err(e) = sweeper.sweep().await {
+                tracing::warn!(error = %e, "first deadline sweep failed; consumers start anyway");
+            }
+            for consumer in [seat, wallet] {
+                consumer.spawn(&task_rt);
+            }
+            catalog.spawn(&task_rt);
+            sweeper.run(every, task_rt.shutdown.clone()).await;
+        });
+        let inserts = store::Inserts { db: rt.db.clone(), outbox: outbox.clone() };
+        let saves = saga::Saves { db: rt.db.clone(), outbox: outbox.clone(), local: local.clone() };
+        Ok(http::routes().with_state(AppState {
+            db: rt.db.clone(),
+            outbox,
+            jwt: JwtKeys::new(&rt.config.jwt_secret),
+            gate,
+            schedules: store::Schedules::default(),
+            local,
+            saves: Combiner::start("reservation saves", saves, WRITERS, AT_ONCE),
+            inserts: Combiner::start("reservation inserts", inserts, WRITERS, AT_ONCE),
+        }))
     }
 }

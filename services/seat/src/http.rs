@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
     tags((name = NAME, description = "Seat inventory: what each schedule's seats cost and whether they are free.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/schedules/{id}/seats", get(list_seats))

@@ -20,7 +20,7 @@ use utoipa::OpenApi;
     tags((name = NAME, description = "The caller's wallet history: charges, payments and refunds, newest first.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/wallets/me/history", get(list_history))

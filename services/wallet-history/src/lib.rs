@@ -11,7 +11,7 @@ use contracts::Stream;
 use messaging::{ConsumerSpec, PgInbox, Runtime};
 use platform::auth::JwtKeys;
 use sea_orm::DatabaseConnection;
-use servicekit::StartError;
+use servicekit::{Service, StartError};
 
 /// The service name (consumer names).
 pub const NAME: &str = "wallet-history";
@@ -25,35 +25,21 @@ pub struct AppState {
     pub jwt: JwtKeys,
 }
 
-/// The service's OpenAPI document (served at `GET /openapi/wallet-history.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    <http::Api as utoipa::OpenApi>::openapi()
-}
+/// The wallet-history service.
+pub struct WalletHistory;
 
-/// The history routes, and their document.
-pub fn router(state: AppState) -> Router {
-    servicekit::routes(NAME, http::routes().with_state(state), openapi())
-}
+impl Service for WalletHistory {
+    const NAME: &'static str = NAME;
+    const ABOUT: &'static str = "read side: each user's wallet history";
+    type Api = http::Api;
 
-/// Starts the WALLET consumer; returns the routes.
-pub fn start(rt: &Runtime) -> Result<Router, StartError> {
-    rt.spawn_consumer(
-        ConsumerSpec::declared(NAME, Stream::Wallet)?,
-        PgInbox::new(rt.db.clone(), SCHEMA, handlers::History),
-    );
-    Ok(router(AppState { db: rt.db.clone(), jwt: JwtKeys::new(&rt.config.jwt_secret) }))
-}
-
-#[cfg(test)]
-mod consumer_filters {
-    use super::*;
-    use messaging::{Handler as _, check_filters};
-
-    #[test]
-    fn each_consumer_is_given_exactly_the_events_its_handler_takes() {
-        check_filters(&ConsumerSpec::declared(NAME, Stream::Wallet).unwrap(), |k| {
-            handlers::History.handles(k)
-        })
-        .unwrap();
+    /// Starts the WALLET consumer.
+    fn routes(rt: &Runtime) -> Result<Router, StartError> {
+        rt.spawn_consumer(
+            ConsumerSpec::declared(NAME, Stream::Wallet)?,
+            PgInbox::new(rt.db.clone(), SCHEMA, handlers::History),
+        )?;
+        Ok(http::routes()
+            .with_state(AppState { db: rt.db.clone(), jwt: JwtKeys::new(&rt.config.jwt_secret) }))
     }
 }

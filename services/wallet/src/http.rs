@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
     tags((name = NAME, description = "Prepaid wallets: top up the caller's own; reservations are paid from it.")),
     modifiers(&Shared)
 )]
-pub(crate) struct Api;
+pub struct Api;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/wallets/me", get(get_wallet)).route("/wallets/me/charges", post(charge_wallet))

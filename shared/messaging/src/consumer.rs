@@ -189,6 +189,9 @@ pub fn by_position<T>(msgs: &[Incoming], row: impl Fn(&Incoming) -> Result<T, Ha
 /// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and
 /// [`crate::RedisInbox`]; the consumer loop is the same for both.
 pub trait Apply: Send + Sync + 'static {
+    /// Whether it reacts to events of type `kind` (its handler's `handles`).
+    fn handles(&self, kind: &str) -> bool;
+
     /// Applies the effect unless `consumer` has applied this event before.
     fn apply<'a>(
         &'a self,
@@ -345,6 +348,10 @@ impl<H: Handler> PgInbox<H> {
 }
 
 impl<H: Handler> Apply for PgInbox<H> {
+    fn handles(&self, kind: &str) -> bool {
+        self.handler.handles(kind)
+    }
+
     /// What the handler can apply in one statement ([`Handler::at_once_each`]), then the rest in
     /// one transaction; if that fails, each of the rest again on its own, so one bad message
     /// fails (or is dead-lettered) alone.
@@ -530,7 +537,8 @@ fn subject_matches(filter: &str, subject: &str) -> bool {
 
 /// Checks that the consumers of `specs` are given exactly the events `handles` takes, on the
 /// stream they consume: no event a handler needs is filtered out, and none it would only ignore
-/// is delivered. For each service's tests; the error names the first mismatch.
+/// is delivered. [`crate::Runtime::consumer`] checks every consumer so before it runs; the error
+/// names the first mismatch.
 pub fn check_filters(specs: &[ConsumerSpec], handles: impl Fn(&str) -> bool) -> Result<(), String> {
     for (kind, stream, subject) in contracts::ALL_EVENTS {
         let mut consumers = specs.iter().filter(|s| s.stream == stream).peekable();

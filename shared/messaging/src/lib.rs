@@ -24,5 +24,5 @@ pub use outbox::{Outbox, OutboxRow, When};
 pub use peers::Peers;
 pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
-pub use runtime::Runtime;
+pub use runtime::{Consumer, Runtime};
 pub use write::{BatchWrite, Input};

@@ -68,6 +68,10 @@ impl<H: RedisHandler> RedisInbox<H> {
 }
 
 impl<H: RedisHandler> Apply for RedisInbox<H> {
+    fn handles(&self, kind: &str) -> bool {
+        self.handler.handles(kind)
+    }
+
     async fn apply(&self, consumer: &str, msg: &Incoming) -> Result<Applied, HandleError> {
         if !self.handler.handles(msg.kind()) {
             return Ok(Applied::Ignored);

@@ -61,19 +61,43 @@ impl Runtime {
         self.spawn(&format!("relay[{schema}]"), relay.run(self.shutdown.clone()));
     }
 
-    /// Runs durable consumers until shutdown, all with one `apply` (the consumers of one
-    /// stream that [`ConsumerSpec::declared`] names).
-    pub fn spawn_consumer<A: Apply>(&self, specs: Vec<ConsumerSpec>, apply: A) {
-        let apply = Arc::new(apply);
-        for spec in specs {
-            let name = format!("consumer[{}]", spec.name());
-            self.spawn(&name, run_consumer(self.bus.clone(), spec, apply.clone(), self.shutdown.clone()));
-        }
+    /// Durable consumers, all with one `apply` (the consumers of one stream that
+    /// [`ConsumerSpec::declared`] names), checked before anything runs: their filters must give
+    /// `apply` exactly the events it handles ([`crate::check_filters`]).
+    pub fn consumer<A: Apply>(
+        &self,
+        specs: Vec<ConsumerSpec>,
+        apply: A,
+    ) -> Result<Consumer<A>, MessagingError> {
+        crate::check_filters(&specs, |kind| apply.handles(kind)).map_err(MessagingError::Filters)?;
+        Ok(Consumer { specs, apply: Arc::new(apply) })
+    }
+
+    /// [`Runtime::consumer`], run at once until shutdown.
+    pub fn spawn_consumer<A: Apply>(&self, specs: Vec<ConsumerSpec>, apply: A) -> Result<(), MessagingError> {
+        self.consumer(specs, apply)?.spawn(self);
+        Ok(())
     }
 
     /// Waits for every background task to finish (after shutdown was requested).
     pub async fn drain(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// Durable consumers whose filters fit their handler, ready to run ([`Runtime::consumer`]).
+pub struct Consumer<A> {
+    specs: Vec<ConsumerSpec>,
+    apply: Arc<A>,
+}
+
+impl<A: Apply> Consumer<A> {
+    /// Runs them on `rt` until its shutdown.
+    pub fn spawn(self, rt: &Runtime) {
+        for spec in self.specs {
+            let name = format!("consumer[{}]", spec.name());
+            rt.spawn(&name, run_consumer(rt.bus.clone(), spec, self.apply.clone(), rt.shutdown.clone()));
+        }
     }
 }

@@ -6,7 +6,7 @@
 use axum::{Router, extract::FromRef};
 use messaging::{MessagingError, Outbox, Runtime};
 use platform::{
-    Problem,
+    Config, ConfigError, Problem,
     auth::{Identity, JwtKeys},
     idempotency::{self, Answer, Effect, MaybeKey, StoredResponse},
 };
@@ -21,11 +21,67 @@ pub enum StartError {
     /// Its streams or consumers could not be set up.
     #[error(transparent)]
     Messaging(#[from] MessagingError),
+    /// Something else it needs could not be made.
+    #[error("cannot make {what}: {message}")]
+    Setup { what: &'static str, message: String },
 }
 
-/// A service's routes, with its OpenAPI document served at `GET /openapi/<name>.json`.
-pub fn routes(name: &str, routes: Router, doc: utoipa::openapi::OpenApi) -> Router {
-    routes.merge(platform::http::openapi_router(name, doc))
+/// A service of DESIGN §3: what `ticketing serve <name>` starts, documents and checks. A
+/// service's crate implements it once; everything else of its shell is here.
+pub trait Service {
+    /// Its name: consumer names, event `source`, `ticketing serve <name>`, and its document at
+    /// `GET /openapi/<name>.json`.
+    const NAME: &'static str;
+    /// What it does, in a line (`ticketing services`).
+    const ABOUT: &'static str;
+    /// Its routes' OpenAPI document.
+    type Api: utoipa::OpenApi;
+
+    /// Reads its own settings from the configuration, so that every problem is reported before
+    /// anything starts. A service without settings of its own has nothing to read.
+    fn settings(config: &Config) -> Result<(), ConfigError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Spawns its consumers, relay and tickers on `rt`; answers its routes, with their state.
+    fn routes(rt: &Runtime) -> Result<Router, StartError>;
+}
+
+/// The OpenAPI document of `S`'s routes.
+pub fn openapi<S: Service>() -> utoipa::openapi::OpenApi {
+    <S::Api as utoipa::OpenApi>::openapi()
+}
+
+/// Starts `S` on `rt`: its routes, and its document served at `GET /openapi/<name>.json`.
+pub fn start<S: Service>(rt: &Runtime) -> Result<Router, StartError> {
+    Ok(S::routes(rt)?.merge(platform::http::openapi_router(S::NAME, openapi::<S>())))
+}
+
+/// A service as a value, for a table of the services a binary runs.
+#[derive(Clone, Copy)]
+pub struct ServiceDef {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// [`start`]: spawns its workers, answers its routes with their document.
+    pub start: fn(&Runtime) -> Result<Router, StartError>,
+    /// [`openapi`]: the document of its routes.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// [`Service::settings`]: reads its settings, naming every problem.
+    pub settings: fn(&Config) -> Result<(), ConfigError>,
+}
+
+impl ServiceDef {
+    /// `S` as a value.
+    pub const fn of<S: Service>() -> Self {
+        Self {
+            name: S::NAME,
+            about: S::ABOUT,
+            start: start::<S>,
+            openapi: openapi::<S>,
+            settings: S::settings,
+        }
+    }
 }
 
 /// The state of a service whose routes need only its database, its outbox and the JWT keys.

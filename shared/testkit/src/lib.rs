@@ -109,6 +109,12 @@ impl TestEnv {
         Ok(format!("http://{addr}"))
     }
 
+    /// Starts the service `S` on this environment ([`servicekit::start`]) and serves its
+    /// routes; answers their base URL.
+    pub async fn spawn_service<S: servicekit::Service>(&self) -> anyhow::Result<String> {
+        self.spawn_app(servicekit::start::<S>(&self.runtime())?).await
+    }
+
     /// A service runtime over this environment's connections (its tasks stop on drop).
     pub fn runtime(&self) -> messaging::Runtime {
         self.runtime_with(&[])
@@ -328,6 +334,17 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Starts a service on a runtime ([`servicekit::start`]), for tests that configure their own.
+pub use servicekit::start;
+
+/// Whether `S`'s document and routes agree, on a service started in a fresh environment (see
+/// [`openapi_drift`]). Empty when they do.
+pub async fn openapi_drift_of<S: servicekit::Service>() -> anyhow::Result<Vec<String>> {
+    let env = TestEnv::new().await?;
+    let url = env.spawn_service::<S>().await?;
+    openapi_drift(&url, &format!("/openapi/{}.json", S::NAME), &servicekit::openapi::<S>()).await
 }
 
 /// What the app at `url` contradicts in its OpenAPI document `doc`: every documented operation

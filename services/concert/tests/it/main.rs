@@ -20,7 +20,7 @@ struct Catalog {
 impl Catalog {
     async fn start() -> Self {
         let env = TestEnv::new().await.unwrap();
-        let url = env.spawn_app(concert::start(&env.runtime()).unwrap()).await.unwrap();
+        let url = env.spawn_service::<concert::Catalog>().await.unwrap();
         let admin = env.admin_token();
         Self { env, url, http: reqwest::Client::new(), admin }
     }

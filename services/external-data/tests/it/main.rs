@@ -146,14 +146,14 @@ impl Service {
             ("TICKETING_EXTERNAL_DATA_URL", &receiver.url),
             ("TICKETING_EXTERNAL_DATA_SECRET", SECRET),
         ]);
-        let url = env.spawn_app(external_data::start_with(&rt, settings).unwrap()).await.unwrap();
+        let url = env.spawn_app(external_data::routes_with(&rt, settings).unwrap()).await.unwrap();
         Self { env, url, http: reqwest::Client::new() }
     }
 
     /// With no platform configured: deliveries are recorded, nothing is sent.
     pub async fn start_unconfigured() -> Self {
         let env = TestEnv::new().await.unwrap();
-        let url = env.spawn_app(external_data::start(&env.runtime()).unwrap()).await.unwrap();
+        let url = env.spawn_service::<external_data::ExternalData>().await.unwrap();
         Self { env, url, http: reqwest::Client::new() }
     }
 

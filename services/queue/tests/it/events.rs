@@ -48,7 +48,7 @@ async fn start() -> TestEnv {
         ("TICKETING_QUEUE_TICK_MS", "3600000"),
         ("TICKETING_QUEUE_RESTORE_MIN_SECS", "60"),
     ]);
-    let _routes = queue::start(&rt).unwrap();
+    let _routes = testkit::start::<queue::Queue>(&rt).unwrap();
     env
 }
 

@@ -18,7 +18,7 @@ async fn call(url: &str, env: &TestEnv, method: Method, path: &str, user: UserId
 async fn users_join_poll_and_leave_over_http() {
     let env = TestEnv::new().await.unwrap();
     let rt = env.runtime_with(&[("TICKETING_QUEUE_MAX_ACTIVE", "1"), ("TICKETING_QUEUE_TICK_MS", "100")]);
-    let url = env.spawn_app(queue::start(&rt).unwrap()).await.unwrap();
+    let url = env.spawn_app(testkit::start::<queue::Queue>(&rt).unwrap()).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
 
     let (status, a) = call(&url, &env, Method::POST, "/queue/tokens", alice).await;

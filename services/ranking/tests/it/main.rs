@@ -14,7 +14,7 @@ use testkit::TestEnv;
 
 async fn start() -> (TestEnv, String) {
     let env = TestEnv::new().await.unwrap();
-    let url = env.spawn_app(ranking::start(&env.runtime()).unwrap()).await.unwrap();
+    let url = env.spawn_service::<ranking::Ranking>().await.unwrap();
     (env, url)
 }
 

@@ -42,7 +42,10 @@ impl Service {
         // The first setting of a variable wins, so overrides go first.
         let mut all = overrides.to_vec();
         all.push(("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"));
-        let url = env.spawn_app(reservation::start(&env.runtime_with(&all)).unwrap()).await.unwrap();
+        let url = env
+            .spawn_app(testkit::start::<reservation::Reservations>(&env.runtime_with(&all)).unwrap())
+            .await
+            .unwrap();
         let (schedule, concert) = (ScheduleId::new(), ConcertId::new());
         let seats = (1..=50).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(1000) }).collect();
         let created = Envelope::new(

@@ -24,7 +24,7 @@ struct Seats {
 impl Seats {
     async fn start() -> Self {
         let env = TestEnv::new().await.unwrap();
-        let url = env.spawn_app(seat::start(&env.runtime()).unwrap()).await.unwrap();
+        let url = env.spawn_service::<seat::Seats>().await.unwrap();
         Self { env, url, concert: ConcertId::new() }
     }
 

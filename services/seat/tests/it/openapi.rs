@@ -1,11 +1,7 @@
 //! The document and the routes have one source each; this fails when they drift apart.
 
-use testkit::TestEnv;
-
 #[tokio::test]
 async fn every_documented_operation_is_routed_and_the_document_is_served() {
-    let env = TestEnv::new().await.unwrap();
-    let url = env.spawn_app(seat::start(&env.runtime()).unwrap()).await.unwrap();
-    let drift = testkit::openapi_drift(&url, "/openapi/seat.json", &seat::openapi()).await.unwrap();
+    let drift = testkit::openapi_drift_of::<seat::Seats>().await.unwrap();
     assert!(drift.is_empty(), "{drift:#?}");
 }

@@ -13,7 +13,7 @@ use testkit::TestEnv;
 
 async fn start() -> (TestEnv, String) {
     let env = TestEnv::new().await.unwrap();
-    let url = env.spawn_app(wallet_history::start(&env.runtime()).unwrap()).await.unwrap();
+    let url = env.spawn_service::<wallet_history::WalletHistory>().await.unwrap();
     (env, url)
 }
 

@@ -19,7 +19,7 @@ pub struct Wallet {
 impl Wallet {
     pub async fn start() -> Self {
         let env = TestEnv::new().await.unwrap();
-        let router = wallet::start(&env.runtime()).unwrap();
+        let router = testkit::start::<wallet::Wallet>(&env.runtime()).unwrap();
         let url = env.spawn_app(router).await.unwrap();
         Self { env, url, http: reqwest::Client::new() }
     }

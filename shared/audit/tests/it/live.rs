@@ -56,14 +56,14 @@ impl System {
 
 fn axum_router(rt: &messaging::Runtime) -> axum::Router {
     axum::Router::new()
-        .merge(queue::start(rt).unwrap())
-        .merge(concert::start(rt).unwrap())
-        .merge(reservation::start(rt).unwrap())
-        .merge(seat::start(rt).unwrap())
-        .merge(wallet::start(rt).unwrap())
-        .merge(ranking::start(rt).unwrap())
-        .merge(wallet_history::start(rt).unwrap())
-        .merge(external_data::start(rt).unwrap())
+        .merge(testkit::start::<queue::Queue>(rt).unwrap())
+        .merge(testkit::start::<concert::Catalog>(rt).unwrap())
+        .merge(testkit::start::<reservation::Reservations>(rt).unwrap())
+        .merge(testkit::start::<seat::Seats>(rt).unwrap())
+        .merge(testkit::start::<wallet::Wallet>(rt).unwrap())
+        .merge(testkit::start::<ranking::Ranking>(rt).unwrap())
+        .merge(testkit::start::<wallet_history::WalletHistory>(rt).unwrap())
+        .merge(testkit::start::<external_data::ExternalData>(rt).unwrap())
 }
 
 #[tokio::test]

@@ -257,3 +257,17 @@ async fn an_event_the_handler_cannot_apply_at_once_is_applied_in_a_transaction()
     assert_eq!(inbox.apply("probe__SEAT", &incoming(&event, 2)).await.unwrap(), Applied::Duplicate);
     assert_eq!(applied(&env, event.id.0).await, 1);
 }
+
+#[tokio::test]
+async fn a_consumer_whose_filters_and_handler_disagree_does_not_start() {
+    let env = env().await;
+    let rt = env.runtime();
+    // wallet-history is given the wallet's charges, payments and refunds, not its failures; a
+    // handler that takes every event would miss some of them.
+    let spec = messaging::ConsumerSpec::declared("wallet-history", Stream::Wallet).unwrap();
+    let refused = rt.consumer(spec, PgInbox::new(env.db.clone(), "probe", Recorder::default()));
+    let Err(messaging::MessagingError::Filters(why)) = refused else {
+        panic!("a mismatched consumer started")
+    };
+    assert!(why.contains("but no consumer is given it"), "{why}");
+}
