@@ -1,7 +1,7 @@
 //! The catalog routes: browsing for everyone, changes for admins.
 
 use crate::{
-    AppState, NAME, domain,
+    AppState, Error, NAME, domain,
     domain::ScheduleRequest,
     store::{self, Concert, Schedule},
 };
@@ -91,7 +91,7 @@ async fn get_concert(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<ConcertId>,
 ) -> Result<Json<Concert>, Problem> {
-    store::get_concert(&s.db, id).await?.map(Json).ok_or_else(|| Problem::not_found("the concert"))
+    store::get_concert(&s.db, id).await?.map(Json).ok_or(Error::ConcertNotFound.into())
 }
 
 /// Lists a concert's schedules, oldest first.
@@ -114,7 +114,7 @@ async fn list_schedules(
 ) -> Result<Json<Paged<Schedule>>, Problem> {
     let limit = page.limit()?;
     if store::get_concert(&s.db, id).await?.is_none() {
-        return Err(Problem::not_found("the concert"));
+        return Err(Error::ConcertNotFound.into());
     }
     let rows = store::list_schedules(&s.db, id, page.starting_after, limit + 1).await?;
     Ok(Json(Paged::from_overfetch(rows, limit)))
@@ -126,11 +126,11 @@ pub(crate) async fn create_concert_in(
     outbox: &Outbox,
     name: &str,
     host: &str,
-) -> Result<ConcertId, Problem> {
+) -> Result<ConcertId, Error> {
     let concert = Concert {
         id: ConcertId::new(),
-        name: domain::label("name", name).map_err(Problem::validation)?,
-        host: domain::label("host", host).map_err(Problem::validation)?,
+        name: domain::label("name", name).map_err(Error::Invalid)?,
+        host: domain::label("host", host).map_err(Error::Invalid)?,
     };
     store::insert_concert(txn, &concert).await?;
     let event = ConcertCreated { concert_id: concert.id, name: concert.name, host: concert.host };
@@ -162,7 +162,7 @@ async fn create_concert(
 ) -> Result<Response, Problem> {
     let txn = s.db.begin().await?;
     let id = create_concert_in(&txn, &s.outbox, &body.name, &body.host).await?;
-    let concert = store::get_concert(&txn, id).await?.ok_or_else(|| Problem::not_found("the concert"))?;
+    let concert = store::get_concert(&txn, id).await?.ok_or(Error::ConcertNotFound)?;
     s.outbox.commit(txn).await?;
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/concerts/{id}"))], Json(concert)).into_response())
 }
@@ -193,12 +193,12 @@ async fn update_concert(
 ) -> Result<Json<Concert>, Problem> {
     let concert = Concert {
         id,
-        name: domain::label("name", &body.name).map_err(Problem::validation)?,
-        host: domain::label("host", &body.host).map_err(Problem::validation)?,
+        name: domain::label("name", &body.name).map_err(Error::Invalid)?,
+        host: domain::label("host", &body.host).map_err(Error::Invalid)?,
     };
     let txn = s.db.begin().await?;
     if !store::update_concert(&txn, &concert).await? {
-        return Err(Problem::not_found("the concert"));
+        return Err(Error::ConcertNotFound.into());
     }
     let event = ConcertUpdated { concert_id: id, name: concert.name.clone(), host: concert.host.clone() };
     s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await?;
@@ -213,7 +213,7 @@ pub(crate) async fn create_schedule_in(
     concert: ConcertId,
     req: &ScheduleRequest,
     seats: Vec<SeatPrice>,
-) -> Result<Schedule, Problem> {
+) -> Result<Schedule, Error> {
     let schedule = Schedule {
         id: ScheduleId::new(),
         concert_id: concert,
@@ -253,10 +253,10 @@ async fn create_schedule(
     ApiPath(id): ApiPath<ConcertId>,
     ApiJson(body): ApiJson<ScheduleRequest>,
 ) -> Result<Response, Problem> {
-    let seats = domain::plan_schedule(&body, Utc::now()).map_err(Problem::validation)?;
+    let seats = domain::plan_schedule(&body, Utc::now()).map_err(Error::Invalid)?;
     let txn = s.db.begin().await?;
     if store::get_concert(&txn, id).await?.is_none() {
-        return Err(Problem::not_found("the concert"));
+        return Err(Error::ConcertNotFound.into());
     }
     let schedule = create_schedule_in(&txn, &s.outbox, id, &body, seats).await?;
     s.outbox.commit(txn).await?;

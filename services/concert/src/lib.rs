@@ -2,10 +2,12 @@
 //! change is announced (ConcertCreated/Updated, ScheduleCreated with its seats and prices).
 
 mod domain;
+mod error;
 mod http;
 mod store;
 
 pub use domain::{ScheduleRequest, SeatSpec};
+pub use error::Error;
 
 use axum::Router;
 use messaging::{Outbox, Runtime};
@@ -43,7 +45,7 @@ pub const DEMO_NAME: &str = "Demo Night";
 pub async fn seed_demo(
     db: &DatabaseConnection,
     outbox: &Outbox,
-) -> Result<(contracts::ConcertId, Vec<contracts::ScheduleId>), platform::Problem> {
+) -> Result<(contracts::ConcertId, Vec<contracts::ScheduleId>), Error> {
     use chrono::{Duration, Utc};
     use sea_orm::TransactionTrait;
     if let Some(existing) = store::find_concert_by_name(db, DEMO_NAME).await? {
@@ -64,7 +66,7 @@ pub async fn seed_demo(
                     .collect(),
             ),
         };
-        let plan = domain::plan_schedule(&request, Utc::now()).map_err(platform::Problem::validation)?;
+        let plan = domain::plan_schedule(&request, Utc::now()).map_err(Error::Invalid)?;
         schedules.push(http::create_schedule_in(&txn, outbox, concert, &request, plan).await?.id);
     }
     outbox.commit(txn).await?;

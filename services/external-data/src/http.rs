@@ -4,12 +4,12 @@
 use crate::{
     AppState, NAME,
     domain::{DeliveryId, DeliveryStatus},
+    error::Error,
     store::{self, Delivery},
 };
 use axum::{
     Json, Router,
     extract::State,
-    http::StatusCode,
     routing::{get, post},
 };
 use platform::{
@@ -105,11 +105,7 @@ async fn retry_delivery(
         return Ok(Json(delivery));
     }
     match store::get(&s.db, id).await? {
-        None => Err(Problem::not_found("the delivery")),
-        Some(d) => Err(Problem::new(
-            StatusCode::CONFLICT,
-            "NOT_RETRYABLE",
-            format!("the delivery is {}; only a FAILED delivery can be retried", d.status.as_str()),
-        )),
+        None => Err(Error::DeliveryNotFound.into()),
+        Some(d) => Err(Error::NotRetryable(d.status).into()),
     }
 }

@@ -7,6 +7,7 @@
 mod deliverer;
 mod destination;
 mod domain;
+mod error;
 mod handlers;
 mod http;
 mod store;

@@ -3,6 +3,7 @@
 use crate::{
     AppState, NAME,
     domain::{self, TokenStatus},
+    error::Error,
     store,
 };
 use axum::{
@@ -66,11 +67,6 @@ pub struct QueueStatus {
     admission_rate_per_sec: f64,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Problem {
-    tracing::warn!(error = %e, "waiting room store unavailable");
-    Problem::unavailable("the waiting room is unavailable; retry shortly")
-}
-
 fn view(
     s: &AppState,
     token: String,
@@ -106,11 +102,11 @@ async fn join_queue(State(s): State<AppState>, who: Identity) -> Result<Response
     let mut conn = s.redis.clone();
     let now = chrono::Utc::now().timestamp_millis();
     let (token, created, position) =
-        store::join(&mut conn, &s.keys, who.user_id, now).await.map_err(unavailable)?;
+        store::join(&mut conn, &s.keys, who.user_id, now).await.map_err(Error::Unavailable)?;
     let (status, active_until) = if position > 0 {
         (TokenStatus::Waiting, None)
     } else {
-        let t = store::poll(&mut conn, &s.keys, &token, now).await.map_err(unavailable)?;
+        let t = store::poll(&mut conn, &s.keys, &token, now).await.map_err(Error::Unavailable)?;
         (TokenStatus::Active, t.and_then(|t| t.active_until))
     };
     let body = view(&s, token.clone(), status, position, active_until);
@@ -143,9 +139,9 @@ async fn get_token(
     let now = chrono::Utc::now().timestamp_millis();
     let t = store::poll(&mut conn, &s.keys, &token, now)
         .await
-        .map_err(unavailable)?
+        .map_err(Error::Unavailable)?
         .filter(|t| t.user == who.user_id.to_string())
-        .ok_or_else(|| Problem::not_found("the queue token"))?;
+        .ok_or(Error::TokenNotFound)?;
     Ok(Json(view(&s, token, t.status, t.position, t.active_until)))
 }
 
@@ -170,10 +166,10 @@ async fn leave_queue(
     ApiPath(token): ApiPath<uuid::Uuid>,
 ) -> Result<StatusCode, Problem> {
     let mut conn = s.redis.clone();
-    if store::leave(&mut conn, &s.keys, &token.to_string(), who.user_id).await.map_err(unavailable)? {
+    if store::leave(&mut conn, &s.keys, &token.to_string(), who.user_id).await.map_err(Error::Unavailable)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Problem::not_found("the queue token"))
+        Err(Error::TokenNotFound.into())
     }
 }
 
@@ -189,7 +185,7 @@ async fn leave_queue(
 )]
 async fn get_status(State(s): State<AppState>) -> Result<Json<QueueStatus>, Problem> {
     let mut conn = s.redis.clone();
-    let (waiting, active) = store::sizes(&mut conn, &s.keys).await.map_err(unavailable)?;
+    let (waiting, active) = store::sizes(&mut conn, &s.keys).await.map_err(Error::Unavailable)?;
     Ok(Json(QueueStatus {
         waiting,
         active,

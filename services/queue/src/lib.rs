@@ -5,6 +5,7 @@
 //! its token at once; a failed one restores it.
 
 mod domain;
+mod error;
 mod handlers;
 mod http;
 mod scripts;

@@ -3,6 +3,7 @@
 use crate::{
     AppState, NAME,
     domain::{self, Window},
+    error::Error,
 };
 use axum::{Json, Router, extract::State, routing::get};
 use contracts::{ConcertId, ScheduleId};
@@ -74,17 +75,12 @@ struct SoldOutRanking {
     data: Vec<SoldOutRank>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Problem {
-    tracing::warn!(error = %e, "ranking store unavailable");
-    Problem::unavailable("the rankings are unavailable; retry shortly")
-}
-
-async fn names(conn: &mut platform::pools::Redis, key: &str, ids: &[String]) -> Result<Vec<String>, Problem> {
+async fn names(conn: &mut platform::pools::Redis, key: &str, ids: &[String]) -> Result<Vec<String>, Error> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let names: Vec<Option<String>> =
-        redis::cmd("HMGET").arg(key).arg(ids).query_async(conn).await.map_err(unavailable)?;
+        redis::cmd("HMGET").arg(key).arg(ids).query_async(conn).await.map_err(Error::Unavailable)?;
     Ok(names.into_iter().map(Option::unwrap_or_default).collect())
 }
 
@@ -104,8 +100,8 @@ async fn concert_ranking(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<RankingQuery>,
 ) -> Result<Json<ConcertRanking>, Problem> {
-    let window = Window::parse(q.window.as_deref().unwrap_or("all")).map_err(Problem::validation)?;
-    let limit = domain::limit(q.limit).map_err(Problem::validation)?;
+    let window = Window::parse(q.window.as_deref().unwrap_or("all")).map_err(Error::Invalid)?;
+    let limit = domain::limit(q.limit).map_err(Error::Invalid)?;
     let mut conn = s.redis.clone();
     let top: Vec<(String, f64)> = match window {
         Window::All => redis::cmd("ZREVRANGE")
@@ -115,7 +111,7 @@ async fn concert_ranking(
             .arg("WITHSCORES")
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?,
+            .map_err(Error::Unavailable)?,
         Window::Minutes(_) => {
             let now_minute = chrono::Utc::now().timestamp().div_euclid(60);
             let buckets: Vec<String> =
@@ -126,7 +122,7 @@ async fn concert_ranking(
                 .arg("WITHSCORES")
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)?;
+                .map_err(Error::Unavailable)?;
             all.reverse();
             all.truncate(limit);
             all
@@ -169,7 +165,7 @@ async fn sold_out_ranking(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<SoldOutRanking>, Problem> {
-    let limit = domain::limit(q.limit).map_err(Problem::validation)?;
+    let limit = domain::limit(q.limit).map_err(Error::Invalid)?;
     let mut conn = s.redis.clone();
     let top: Vec<(String, f64)> = redis::cmd("ZRANGE")
         .arg(&s.keys.sold_out)
@@ -178,7 +174,7 @@ async fn sold_out_ranking(
         .arg("WITHSCORES")
         .query_async(&mut conn)
         .await
-        .map_err(unavailable)?;
+        .map_err(Error::Unavailable)?;
     let schedules: Vec<String> = top.iter().map(|(id, _)| id.clone()).collect();
     let concerts = names(&mut conn, &s.keys.schedule_concert, &schedules).await?;
     let titles = names(&mut conn, &s.keys.names, &concerts).await?;

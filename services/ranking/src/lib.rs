@@ -5,6 +5,7 @@
 //! the Redis inbox script, so a redelivered event counts once.
 
 mod domain;
+mod error;
 mod handlers;
 mod http;
 mod keys;

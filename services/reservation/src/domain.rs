@@ -111,13 +111,16 @@ pub enum Emit {
 }
 
 /// Why the user's action is refused (the reservation is unchanged).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// Payment needs HELD.
+    #[error("the reservation is {}; only a HELD reservation can be paid", .0.as_str())]
     NotPayable(Status),
     /// The hold ran out before the user paid.
+    #[error("the seats were held until a time that has passed")]
     HoldExpired,
     /// Cancelling needs HELD.
+    #[error("the reservation is {}; only a HELD reservation can be cancelled", .0.as_str())]
     NotCancellable(Status),
 }
 

@@ -2,7 +2,8 @@
 
 use crate::{
     domain::Input,
-    saga::{self, ApplyError, Origin},
+    error::Error,
+    saga::{self, Origin},
     store,
 };
 use contracts::{
@@ -74,8 +75,9 @@ impl Handler for Saga {
         }
         match saga::apply_each_at_once(db, &self.outbox, &self.local, steps, claims).await {
             Ok(applied) => Ok(applied),
-            Err(ApplyError::NotFound | ApplyError::Refused(_)) => Ok(Vec::new()),
-            Err(ApplyError::Db(e)) => Err(e.into()),
+            Err(Error::Db(e)) => Err(e.into()),
+            // Not found or refused: applied one by one, each event meets its own fate.
+            Err(_) => Ok(Vec::new()),
         }
     }
 
@@ -87,9 +89,9 @@ impl Handler for Saga {
             Ok(_) => Ok(()),
             // Reservations commit before their first event is published, so this is a bug
             // upstream or a foreign event: keep it in the DLQ.
-            Err(ApplyError::NotFound) => Err(HandleError::Permanent(format!("no reservation {id}"))),
-            Err(ApplyError::Refused(r)) => Err(HandleError::Permanent(format!("event refused: {r:?}"))),
-            Err(ApplyError::Db(e)) => Err(e.into()),
+            Err(Error::NotFound) => Err(HandleError::Permanent(format!("no reservation {id}"))),
+            Err(Error::Db(e)) => Err(e.into()),
+            Err(refused) => Err(HandleError::Permanent(format!("event refused: {refused}"))),
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use crate::{
     AppState, NAME, SCHEMA,
-    domain::{Input, Refusal, Reservation, Status},
-    saga::{self, ApplyError, Origin},
+    domain::{Input, Reservation, Status},
+    error::Error,
+    saga::{self, Origin},
     store::{self, TimelineEntry},
     waiters::{RECHECK, Watch},
 };
@@ -114,61 +115,18 @@ impl View {
     }
 }
 
-fn internal(e: impl std::error::Error + 'static) -> Problem {
-    Problem::internal(&e)
-}
-
-fn refused(r: Refusal) -> Problem {
-    match r {
-        Refusal::HoldExpired => Problem::new(
-            StatusCode::CONFLICT,
-            "HOLD_EXPIRED",
-            "the seats were held until a time that has passed",
-        ),
-        Refusal::NotPayable(s) => Problem::new(
-            StatusCode::CONFLICT,
-            "NOT_PAYABLE",
-            format!("the reservation is {}; only a HELD reservation can be paid", s.as_str()),
-        ),
-        Refusal::NotCancellable(s) => Problem::new(
-            StatusCode::CONFLICT,
-            "NOT_CANCELLABLE",
-            format!("the reservation is {}; only a HELD reservation can be cancelled", s.as_str()),
-        ),
-    }
-}
-
-/// A seat of the request is in someone else's live reservation. The seat service would only
-/// reject the hold: say so at once, before a saga starts (what a flash sale is mostly made of).
-/// Two requests racing past this check both reach the seat service, which decides.
-fn seat_unavailable(seat: SeatNo) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        "SEAT_UNAVAILABLE",
-        format!("seat {seat} is held, being reserved, or sold; choose another"),
-    )
-}
-
-fn apply_problem(e: ApplyError) -> Problem {
-    match e {
-        ApplyError::NotFound => Problem::not_found("the reservation"),
-        ApplyError::Refused(r) => refused(r),
-        ApplyError::Db(e) => internal(e),
-    }
-}
-
 /// Sorted, unique, 1-4 seats that the schedule has.
-fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<SeatNo>, Problem> {
+fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<SeatNo>, Error> {
     if requested.is_empty() || requested.len() > MAX_SEATS {
-        return Err(Problem::validation(format!("seatNos must list 1-{MAX_SEATS} seats")));
+        return Err(Error::Invalid(format!("seatNos must list 1-{MAX_SEATS} seats")));
     }
     let mut seats: Vec<SeatNo> = requested.iter().copied().map(SeatNo).collect();
     seats.sort();
     if seats.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Problem::validation("seatNos must not repeat a seat"));
+        return Err(Error::Invalid("seatNos must not repeat a seat".into()));
     }
     if let Some(unknown) = seats.iter().find(|s| !schedule_seats.contains(s)) {
-        return Err(Problem::validation(format!("seat {unknown} is not in this schedule")));
+        return Err(Error::Invalid(format!("seat {unknown} is not in this schedule")));
     }
     Ok(seats)
 }
@@ -217,11 +175,8 @@ async fn create_reservation(
     }
     let admitted = ticket.admit().await?;
     let who = admitted.identity;
-    let (concert_id, schedule_seats) = s
-        .schedules
-        .get(&s.db, body.schedule_id)
-        .await?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND", "no such schedule"))?;
+    let (concert_id, schedule_seats) =
+        s.schedules.get(&s.db, body.schedule_id).await?.ok_or(Error::ScheduleNotFound)?;
     let seats = validate_seats(&body.seat_nos, &schedule_seats)?;
     let r = Reservation {
         id: ReservationId::new(),
@@ -252,7 +207,7 @@ async fn create_reservation(
             // Not remembered: the row is only stored once the transaction commits.
             Box::pin(async move {
                 let mut done = store::insert_each_unless_taken(txn, &[new], &outbox).await?;
-                let done = done.pop().ok_or_else(|| internal(sea_orm::DbErr::RecordNotInserted))?;
+                let done = done.pop().ok_or(Error::Db(sea_orm::DbErr::RecordNotInserted))?;
                 Ok(inserted(done)?.0)
             })
         })
@@ -263,7 +218,7 @@ async fn create_reservation(
 }
 
 /// A new reservation with the `ReservationRequested` that announces it.
-fn announced(outbox: &messaging::Outbox, r: Reservation) -> Result<store::NewReservation, Problem> {
+fn announced(outbox: &messaging::Outbox, r: Reservation) -> Result<store::NewReservation, Error> {
     let requested = ReservationRequested {
         reservation_id: r.id,
         user_id: r.user_id,
@@ -276,15 +231,15 @@ fn announced(outbox: &messaging::Outbox, r: Reservation) -> Result<store::NewRes
 }
 
 /// The answer to an insert, and the row as stored; `SEAT_UNAVAILABLE` when a seat was taken.
-fn inserted(done: store::Inserted) -> Result<(StoredResponse, store::Stored), Problem> {
+fn inserted(done: store::Inserted) -> Result<(StoredResponse, store::Stored), Error> {
     match done {
-        store::Inserted::Taken(seat) => Err(seat_unavailable(seat)),
+        store::Inserted::Taken(seat) => Err(Error::SeatUnavailable(seat)),
         store::Inserted::Stored(stored) => Ok((accepted(&stored.row)?, stored)),
     }
 }
 
 /// `202 {id, status}` with the reservation's `Location`.
-fn accepted(r: &Reservation) -> Result<StoredResponse, Problem> {
+fn accepted(r: &Reservation) -> Result<StoredResponse, Error> {
     Ok(StoredResponse::json(StatusCode::ACCEPTED, &Accepted { id: r.id, status: r.status.as_str() })?
         .with_location(format!("/reservations/{}", r.id)))
 }
@@ -334,9 +289,7 @@ async fn pay_reservation(
     // requests' that arrive meanwhile), unless the row moves meanwhile.
     if key.0.is_none() {
         let pay = Input::Pay { now: Utc::now() };
-        if let Some((r, entries)) =
-            saga::apply_requested(&s.saves, id, pay, who.user_id).await.map_err(apply_problem)?
-        {
+        if let Some((r, entries)) = saga::apply_requested(&s.saves, id, pay, who.user_id).await? {
             let answer = servicekit::answered(&s.outbox, accepted(&r)?);
             return settle(&s, who, answer, wait, |st| st != Status::Paying, early, entries).await;
         }
@@ -345,8 +298,8 @@ async fn pay_reservation(
         let outbox = s.outbox.clone();
         Box::pin(async move {
             let pay = Input::Pay { now: Utc::now() };
-            let r = saga::apply(txn, &outbox, id, pay, origin).await.map_err(apply_problem)?;
-            accepted(&r)
+            let r = saga::apply(txn, &outbox, id, pay, origin).await?;
+            Ok(accepted(&r)?)
         })
     })
     .await?;
@@ -392,9 +345,8 @@ async fn settle(
         if look {
             // Counted before the read, so a change committed in between still wakes us.
             seen = watch.count();
-            let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
-                .await?
-                .ok_or_else(|| Problem::not_found("the reservation"))?;
+            let (r, timeline) =
+                store::get_with_timeline(&s.db, id, who.user_id).await?.ok_or(Error::NotFound)?;
             if settled(r.status) || tokio::time::Instant::now() >= deadline {
                 let status = if settled(r.status) { StatusCode::OK } else { StatusCode::ACCEPTED };
                 let mut res = (status, Json(View::of(r, Some(timeline)))).into_response();
@@ -431,9 +383,7 @@ async fn get_reservation(
     who: Identity,
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Json<View>, Problem> {
-    let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id)
-        .await?
-        .ok_or_else(|| Problem::not_found("the reservation"))?;
+    let (r, timeline) = store::get_with_timeline(&s.db, id, who.user_id).await?.ok_or(Error::NotFound)?;
     Ok(Json(View::of(r, Some(timeline))))
 }
 
@@ -489,9 +439,7 @@ async fn cancel_reservation(
 ) -> Result<Json<View>, Problem> {
     use sea_orm::TransactionTrait;
     let txn = s.db.begin().await?;
-    let r = saga::apply(&txn, &s.outbox, id, Input::Cancel, Origin::Request { user: who.user_id })
-        .await
-        .map_err(apply_problem)?;
+    let r = saga::apply(&txn, &s.outbox, id, Input::Cancel, Origin::Request { user: who.user_id }).await?;
     let timeline = store::timeline(&txn, id).await?;
     s.outbox.commit(txn).await?;
     Ok(Json(View::of(r, Some(timeline))))

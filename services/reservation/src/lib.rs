@@ -5,6 +5,7 @@
 //! started in time is never cut off by the seat service.
 
 mod domain;
+mod error;
 mod handlers;
 mod http;
 mod saga;

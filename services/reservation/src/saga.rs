@@ -4,7 +4,8 @@
 
 use crate::{
     NAME,
-    domain::{self, Decision, Emit, Input, Refusal, Reservation},
+    domain::{self, Decision, Emit, Input, Reservation},
+    error::Error,
     store,
     waiters::{self, Waiters},
 };
@@ -16,17 +17,6 @@ use messaging::{InboxClaims, Outbox, OutboxRow, Peers, Runtime};
 use platform::combine::{Batch, Combiner};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use std::collections::{HashMap, HashSet};
-
-/// Why applying an input did not go through.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error("reservation not found")]
-    NotFound,
-    #[error("refused: {0:?}")]
-    Refused(Refusal),
-    #[error("database: {0}")]
-    Db(#[from] DbErr),
-}
 
 /// What brought an input.
 #[derive(Clone, Copy, Debug)]
@@ -44,10 +34,10 @@ pub async fn apply(
     id: ReservationId,
     input: Input,
     origin: Origin<'_>,
-) -> Result<Reservation, ApplyError> {
-    let current = store::lock(txn, id).await?.ok_or(ApplyError::NotFound)?;
+) -> Result<Reservation, Error> {
+    let current = store::lock(txn, id).await?.ok_or(Error::NotFound)?;
     let (seen, cause) = origin.of(&current)?;
-    let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
+    let decision = domain::decide(&current, input).map_err(Error::Refused)?;
     persist(txn, outbox, &current, &decision, seen, cause).await?;
     Ok(decision.next)
 }
@@ -153,7 +143,7 @@ pub async fn apply_requested(
     id: ReservationId,
     input: Input,
     user: UserId,
-) -> Result<Option<(Reservation, Option<usize>)>, ApplyError> {
+) -> Result<Option<(Reservation, Option<usize>)>, Error> {
     let Saves { db, outbox, local } = saves.batch();
     let step = Step { position: 1, id, input, origin: Origin::Request { user } };
     // A remembered copy another replica had overtaken (its notice not arrived yet) fails the
@@ -181,12 +171,12 @@ async fn plan_known<'a>(
     local: &Local,
     step: Step<'a>,
     memory: bool,
-) -> Result<(Option<Planned<'a>>, bool), ApplyError> {
+) -> Result<(Option<Planned<'a>>, bool), Error> {
     let remembered = memory.then(|| local.recent.take(step.id)).flatten();
     let from_memory = remembered.is_some();
     let known = match remembered {
         Some(known) => known,
-        None => store::read(db, step.id).await?.ok_or(ApplyError::NotFound)?,
+        None => store::read(db, step.id).await?.ok_or(Error::NotFound)?,
     };
     Ok((plan(outbox, local, step, known, from_memory)?, from_memory))
 }
@@ -244,7 +234,7 @@ pub async fn apply_each_at_once(
     local: &Local,
     steps: Vec<Step<'_>>,
     claims: &InboxClaims<'_>,
-) -> Result<Vec<i64>, ApplyError> {
+) -> Result<Vec<i64>, Error> {
     let mut named = HashSet::new();
     let mut pending: Vec<Step<'_>> = steps.into_iter().filter(|step| named.insert(step.id)).collect();
     let mut applied = Vec::new();
@@ -301,14 +291,14 @@ fn plan<'a>(
     Step { position, id, input, origin }: Step<'a>,
     (current, version): (Reservation, String),
     from_memory: bool,
-) -> Result<Option<Planned<'a>>, ApplyError> {
+) -> Result<Option<Planned<'a>>, Error> {
     let decided = origin.of(&current).and_then(|(seen, cause)| {
-        let decision = domain::decide(&current, input).map_err(ApplyError::Refused)?;
+        let decision = domain::decide(&current, input).map_err(Error::Refused)?;
         Ok((seen, cause, decision))
     });
     let (seen, cause, decision) = match decided {
         Ok(decided) => decided,
-        Err(ApplyError::NotFound | ApplyError::Refused(_)) if from_memory => return Ok(None),
+        Err(Error::NotFound | Error::Refused(_)) if from_memory => return Ok(None),
         Err(e) => return Err(e),
     };
     if decision.next == current {
@@ -357,11 +347,11 @@ async fn save_planned(
 impl<'a> Origin<'a> {
     /// The event type to put into the timeline and the event to name as cause, or `NotFound`
     /// for a request of someone other than the owner of `current`.
-    fn of(self, current: &Reservation) -> Result<(Option<&'a str>, Option<&'a EnvelopeMeta>), ApplyError> {
+    fn of(self, current: &Reservation) -> Result<(Option<&'a str>, Option<&'a EnvelopeMeta>), Error> {
         match self {
             Origin::Event { kind, meta } => Ok((Some(kind), Some(meta))),
             Origin::Request { user } if user == current.user_id => Ok((None, None)),
-            Origin::Request { .. } => Err(ApplyError::NotFound),
+            Origin::Request { .. } => Err(Error::NotFound),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `GET /schedules/{id}/seats[?status=AVAILABLE]`.
 
-use crate::{AppState, NAME, domain::SeatStatus, store};
+use crate::{AppState, NAME, domain::SeatStatus, error::Error, store};
 use axum::{Json, Router, extract::State, routing::get};
 use contracts::{ScheduleId, SeatNo, Won};
 use platform::{
@@ -71,10 +71,9 @@ async fn list_seats(
 ) -> Result<Json<SeatMap>, Problem> {
     let status = match q.status.as_deref() {
         None => None,
-        Some(raw) => Some(
-            SeatStatus::parse(raw)
-                .ok_or_else(|| Problem::validation("status must be AVAILABLE, HELD or SOLD"))?,
-        ),
+        Some(raw) => {
+            Some(SeatStatus::parse(raw).ok_or(Error::Invalid("status must be AVAILABLE, HELD or SOLD"))?)
+        }
     };
     let seats = s
         .maps
@@ -82,7 +81,7 @@ async fn list_seats(
             Ok::<_, sea_orm::DbErr>(store::inventory(&s.db, id, None).await?.map(|(_, seats)| seats))
         })
         .await?
-        .ok_or_else(|| Problem::not_found("the schedule"))?;
+        .ok_or(Error::ScheduleNotFound)?;
     Ok(Json(SeatMap {
         schedule_id: id,
         seats: seats

@@ -3,6 +3,7 @@
 //! ReservationFailed (only the failed reservation's own seats); announces SoldOut once.
 
 mod domain;
+mod error;
 mod handlers;
 mod http;
 mod maps;

@@ -1,6 +1,6 @@
 //! `POST /wallets/me/charges`, `GET /wallets/me`.
 
-use crate::{AppState, NAME, domain, store};
+use crate::{AppState, NAME, domain, error::Error, store};
 use axum::{
     Json, Router,
     extract::State,
@@ -101,7 +101,7 @@ async fn charge_wallet(
     key: MaybeKey,
     ApiJson(body): ApiJson<ChargeRequest>,
 ) -> Result<Response, Problem> {
-    let amount = domain::charge_amount(body.amount).map_err(Problem::validation)?;
+    let amount = domain::charge_amount(body.amount).map_err(Error::Invalid)?;
     let request = serde_json::to_vec(&body)?;
     let outbox = state.outbox.clone();
     servicekit::idempotent(
@@ -112,7 +112,7 @@ async fn charge_wallet(
         &[b"POST /wallets/me/charges", &request],
         |txn| {
             Box::pin(async move {
-                let balance = store::credit(txn, who.user_id, amount).await.map_err(balance_problem)?;
+                let balance = store::credit(txn, who.user_id, amount).await.map_err(over_the_cap)?;
                 let charge_id = ChargeId::new();
                 store::insert_charge(txn, charge_id, who.user_id, amount, balance).await?;
                 let event = ChargeCompleted { charge_id, user_id: who.user_id, amount, balance };
@@ -126,16 +126,8 @@ async fn charge_wallet(
 }
 
 /// The balance cap is a check constraint; hitting it is the caller's problem, not ours.
-fn balance_problem(e: sea_orm::DbErr) -> Problem {
-    if e.to_string().contains("wallets_balance_check") {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "BALANCE_LIMIT",
-            "this charge would take the balance over 1,000,000,000,000 won",
-        )
-    } else {
-        Problem::internal(&e)
-    }
+fn over_the_cap(e: sea_orm::DbErr) -> Error {
+    if e.to_string().contains("wallets_balance_check") { Error::BalanceLimit } else { Error::Db(e) }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! `RefundRequested` gives a payment back exactly once.
 
 mod domain;
+mod error;
 mod handlers;
 mod http;
 mod store;

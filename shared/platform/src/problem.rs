@@ -94,6 +94,42 @@ impl std::fmt::Display for Problem {
     }
 }
 
+impl std::error::Error for Problem {}
+
+/// How a crate's error is answered over HTTP ([`ApiError`]).
+pub enum AsProblem<'a> {
+    /// One of the crate's own cases: its status and stable code; the error's message is the
+    /// detail.
+    Code(StatusCode, &'static str),
+    /// A problem a shared layer answered already (authentication, the waiting room, idempotency).
+    Passed(&'a Problem),
+    /// Nothing the caller can act on: 500, logged in full ([`Problem::internal`]).
+    Internal,
+}
+
+/// A crate's `Error` enum (thiserror): each variant is a case a caller can meet, and this is its
+/// one mapping to problem+json. `?` turns it into a [`Problem`] in a route.
+pub trait ApiError: std::error::Error + 'static {
+    /// How this error is answered.
+    fn as_problem(&self) -> AsProblem<'_>;
+}
+
+impl<E: ApiError> From<E> for Problem {
+    fn from(e: E) -> Self {
+        match e.as_problem() {
+            AsProblem::Code(status, code) => {
+                if status.is_server_error() {
+                    // The caller learns only the case; the cause is logged.
+                    tracing::warn!(error = %e, source = ?std::error::Error::source(&e), code, "request failed");
+                }
+                Problem::new(status, code, e.to_string())
+            }
+            AsProblem::Passed(problem) => problem.clone(),
+            AsProblem::Internal => Problem::internal(&e),
+        }
+    }
+}
+
 /// A database error no route expects: 500, logged with a reference ([`Problem::internal`]).
 impl From<sea_orm::DbErr> for Problem {
     fn from(e: sea_orm::DbErr) -> Self {
@@ -162,3 +198,43 @@ pub struct ApiPath<T>(pub T);
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(Problem))]
 pub struct ApiQuery<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Error {
+        #[error("seat {0} is taken")]
+        Taken(u32),
+        #[error(transparent)]
+        Shared(Problem),
+        #[error("database: {0}")]
+        Db(String),
+    }
+
+    impl ApiError for Error {
+        fn as_problem(&self) -> AsProblem<'_> {
+            match self {
+                Error::Taken(_) => AsProblem::Code(StatusCode::CONFLICT, "SEAT_TAKEN"),
+                Error::Shared(p) => AsProblem::Passed(p),
+                Error::Db(_) => AsProblem::Internal,
+            }
+        }
+    }
+
+    #[test]
+    fn a_crate_error_is_answered_by_its_case_passed_on_or_kept_internal() {
+        let taken = Problem::from(Error::Taken(7));
+        assert_eq!(
+            (taken.status, taken.code.as_str(), taken.detail.as_str()),
+            (409, "SEAT_TAKEN", "seat 7 is taken")
+        );
+        assert_eq!(taken.kind, "urn:ticketing:problem:seat-taken");
+        let shared = Problem::validation("limit must be 1-100");
+        assert_eq!(Problem::from(Error::Shared(shared.clone())), shared);
+        let internal = Problem::from(Error::Db("connection reset by peer".into()));
+        assert_eq!((internal.status, internal.code.as_str()), (500, "INTERNAL"));
+        assert!(!internal.detail.contains("connection reset"), "{}", internal.detail);
+    }
+}

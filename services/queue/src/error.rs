@@ -1,0 +1,31 @@
+//! What the waiting room answers when a request cannot be done: one case each, one mapping.
+
+use axum::http::StatusCode;
+use platform::{
+    Problem,
+    problem::{ApiError, AsProblem},
+};
+
+/// Why a waiting-room request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No token of this id is the caller's.
+    #[error("the queue token was not found")]
+    TokenNotFound,
+    /// Redis did not answer; the caller may retry.
+    #[error("the waiting room is unavailable; retry shortly")]
+    Unavailable(#[from] redis::RedisError),
+    /// What a shared layer answered (authentication).
+    #[error(transparent)]
+    Problem(#[from] Problem),
+}
+
+impl ApiError for Error {
+    fn as_problem(&self) -> AsProblem<'_> {
+        match self {
+            Error::TokenNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Error::Unavailable(_) => AsProblem::Code(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            Error::Problem(p) => AsProblem::Passed(p),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! What the reservation service answers when a request or an input cannot be done: one case
+//! each, one mapping to problem+json.
+
+use crate::domain::Refusal;
+use axum::http::StatusCode;
+use contracts::SeatNo;
+use platform::{
+    Problem,
+    problem::{ApiError, AsProblem},
+};
+
+/// Why a reservation request, or an input to a reservation, did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request breaks a rule (seats out of bounds, repeated, not in the schedule).
+    #[error("{0}")]
+    Invalid(String),
+    /// No reservation of this id is the caller's (or, for an event, exists at all).
+    #[error("the reservation was not found")]
+    NotFound,
+    #[error("no such schedule")]
+    ScheduleNotFound,
+    /// A seat is in someone else's live reservation. The seat service would only reject the
+    /// hold: said at once, before a saga starts (what a flash sale is mostly made of).
+    #[error("seat {0} is held, being reserved, or sold; choose another")]
+    SeatUnavailable(SeatNo),
+    /// The reservation's state refuses the action ([`crate::decide`]).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// What a shared layer answered (authentication, the waiting room, idempotency).
+    #[error(transparent)]
+    Problem(#[from] Problem),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl ApiError for Error {
+    fn as_problem(&self) -> AsProblem<'_> {
+        match self {
+            Error::Invalid(_) => AsProblem::Code(StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+            Error::NotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Error::ScheduleNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
+            Error::SeatUnavailable(_) => AsProblem::Code(StatusCode::CONFLICT, "SEAT_UNAVAILABLE"),
+            Error::Refused(Refusal::HoldExpired) => AsProblem::Code(StatusCode::CONFLICT, "HOLD_EXPIRED"),
+            Error::Refused(Refusal::NotPayable(_)) => AsProblem::Code(StatusCode::CONFLICT, "NOT_PAYABLE"),
+            Error::Refused(Refusal::NotCancellable(_)) => {
+                AsProblem::Code(StatusCode::CONFLICT, "NOT_CANCELLABLE")
+            }
+            Error::Problem(p) => AsProblem::Passed(p),
+            Error::Db(_) | Error::Json(_) => AsProblem::Internal,
+        }
+    }
+}
