@@ -2,15 +2,15 @@
 
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ScheduleId};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
 use serde::Serialize;
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
-/// A concert as the API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+/// A concert as the API shows it (and as its row reads).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, FromQueryResult)]
 #[serde(rename_all = "camelCase")]
 pub struct Concert {
     pub id: ConcertId,
@@ -19,8 +19,8 @@ pub struct Concert {
     pub host: String,
 }
 
-/// A schedule as the API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+/// A schedule as the API shows it (and as its row reads).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, FromQueryResult)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     pub id: ScheduleId,
@@ -28,23 +28,6 @@ pub struct Schedule {
     pub starts_at: DateTime<Utc>,
     /// How many seats it has (numbered from 1).
     pub seat_count: i32,
-}
-
-fn concert(r: &QueryResult) -> Result<Concert, DbErr> {
-    Ok(Concert {
-        id: ConcertId(r.try_get("", "id")?),
-        name: r.try_get("", "name")?,
-        host: r.try_get("", "host")?,
-    })
-}
-
-fn schedule(r: &QueryResult) -> Result<Schedule, DbErr> {
-    Ok(Schedule {
-        id: ScheduleId(r.try_get("", "id")?),
-        concert_id: ConcertId(r.try_get("", "concert_id")?),
-        starts_at: r.try_get("", "starts_at")?,
-        seat_count: r.try_get("", "seat_count")?,
-    })
 }
 
 pub async fn insert_concert(db: &impl ConnectionTrait, c: &Concert) -> Result<(), DbErr> {
@@ -68,11 +51,9 @@ pub async fn update_concert(db: &impl ConnectionTrait, c: &Concert) -> Result<bo
 }
 
 pub async fn get_concert(db: &impl ConnectionTrait, id: ConcertId) -> Result<Option<Concert>, DbErr> {
-    db.query_one_raw(stmt("SELECT id, name, host FROM concert.concerts WHERE id = $1", [id.0.into()]))
-        .await?
-        .as_ref()
-        .map(concert)
-        .transpose()
+    Concert::find_by_statement(stmt("SELECT id, name, host FROM concert.concerts WHERE id = $1", [id.into()]))
+        .one(db)
+        .await
 }
 
 /// The oldest concert with this exact name.
@@ -83,7 +64,7 @@ pub async fn find_concert_by_name(db: &impl ConnectionTrait, name: &str) -> Resu
             [name.into()],
         ))
         .await?;
-    row.map(|r| r.try_get("", "id").map(ConcertId)).transpose()
+    row.map(|r| r.try_get("", "id")).transpose()
 }
 
 /// Concerts in creation order after the cursor, `limit` of them.
@@ -92,13 +73,12 @@ pub async fn list_concerts(
     after: Option<uuid::Uuid>,
     limit: u64,
 ) -> Result<Vec<Concert>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT id, name, host FROM concert.concerts WHERE id > $1 ORDER BY id LIMIT $2",
-            [platform::paging::after(after).into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
-        ))
-        .await?;
-    rows.iter().map(concert).collect()
+    Concert::find_by_statement(stmt(
+        "SELECT id, name, host FROM concert.concerts WHERE id > $1 ORDER BY id LIMIT $2",
+        [platform::paging::after(after).into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .all(db)
+    .await
 }
 
 pub async fn insert_schedule(db: &impl ConnectionTrait, s: &Schedule) -> Result<(), DbErr> {
@@ -117,16 +97,15 @@ pub async fn list_schedules(
     after: Option<uuid::Uuid>,
     limit: u64,
 ) -> Result<Vec<Schedule>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT id, concert_id, starts_at, seat_count FROM concert.schedules
-             WHERE concert_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-            [
-                concert.0.into(),
-                platform::paging::after(after).into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
-            ],
-        ))
-        .await?;
-    rows.iter().map(schedule).collect()
+    Schedule::find_by_statement(stmt(
+        "SELECT id, concert_id, starts_at, seat_count FROM concert.schedules
+         WHERE concert_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        [
+            concert.into(),
+            platform::paging::after(after).into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .all(db)
+    .await
 }

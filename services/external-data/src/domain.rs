@@ -9,7 +9,18 @@ use uuid::Uuid;
 
 /// Identifies one delivery; sent as `X-Ticketing-Delivery` on every attempt, so the receiver can
 /// drop the copies that at-least-once delivery sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    sea_orm::DeriveValueType,
+)]
 #[serde(transparent)]
 #[schema(value_type = String, format = Uuid)]
 pub struct DeliveryId(pub Uuid);

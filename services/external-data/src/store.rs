@@ -6,7 +6,7 @@ use crate::domain::{AttemptResult, DeliveryId, DeliveryStatus, Next};
 use chrono::{DateTime, Utc};
 use contracts::{EventId, ReservationId};
 use messaging::{BatchWrite, InboxClaims, Input};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -18,8 +18,10 @@ fn millis(d: Duration) -> Value {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).into()
 }
 
-/// A delivery as the admin routes show it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+platform::text_column!(DeliveryStatus);
+
+/// A delivery as the admin routes show it (and as its row reads).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, FromQueryResult)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// Also sent as `X-Ticketing-Delivery` on every attempt.
@@ -41,28 +43,10 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
 }
 
+/// A [`Delivery`]'s columns; the next attempt is shown only while one is to come.
 const COLUMNS: &str = "id, event_id, reservation_id, status, attempts, last_error, last_status, \
-                       next_attempt_at, delivered_at, created_at";
-
-fn delivery(r: &QueryResult) -> Result<Delivery, DbErr> {
-    let raw: String = r.try_get("", "status")?;
-    let status =
-        DeliveryStatus::parse(&raw).ok_or_else(|| DbErr::Custom(format!("unknown delivery status {raw}")))?;
-    Ok(Delivery {
-        id: DeliveryId(r.try_get("", "id")?),
-        event_id: EventId(r.try_get("", "event_id")?),
-        reservation_id: ReservationId(r.try_get("", "reservation_id")?),
-        status,
-        attempts: r.try_get("", "attempts")?,
-        last_error: r.try_get("", "last_error")?,
-        last_status: r.try_get("", "last_status")?,
-        next_attempt_at: (status == DeliveryStatus::Pending)
-            .then(|| r.try_get("", "next_attempt_at"))
-            .transpose()?,
-        delivered_at: r.try_get("", "delivered_at")?,
-        created_at: r.try_get("", "created_at")?,
-    })
-}
+                       CASE WHEN status = 'PENDING' THEN next_attempt_at END AS next_attempt_at, \
+                       delivered_at, created_at";
 
 /// A delivery to record, PENDING and due now.
 #[derive(Clone, Debug)]
@@ -211,47 +195,42 @@ pub async fn list(
     after: Option<uuid::Uuid>,
     limit: u64,
 ) -> Result<Vec<Delivery>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {COLUMNS} FROM external_data.deliveries
-                 WHERE ($1::text IS NULL OR status = $1) AND id < $2
-                 ORDER BY id DESC LIMIT $3"
-            ),
-            [
-                status.map(|s| s.as_str().to_owned()).into(),
-                platform::paging::before(after).into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
-            ],
-        ))
-        .await?;
-    rows.iter().map(delivery).collect()
+    Delivery::find_by_statement(stmt(
+        &format!(
+            "SELECT {COLUMNS} FROM external_data.deliveries
+             WHERE ($1::text IS NULL OR status = $1) AND id < $2
+             ORDER BY id DESC LIMIT $3"
+        ),
+        [
+            status.map(|s| s.as_str().to_owned()).into(),
+            platform::paging::before(after).into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .all(db)
+    .await
 }
 
 /// One delivery.
 pub async fn get(db: &impl ConnectionTrait, id: DeliveryId) -> Result<Option<Delivery>, DbErr> {
-    db.query_one_raw(stmt(
+    Delivery::find_by_statement(stmt(
         &format!("SELECT {COLUMNS} FROM external_data.deliveries WHERE id = $1"),
         [id.0.into()],
     ))
-    .await?
-    .as_ref()
-    .map(delivery)
-    .transpose()
+    .one(db)
+    .await
 }
 
 /// Makes a FAILED delivery PENDING again, due now, with a fresh attempt budget; `None` when it
 /// is not FAILED (or does not exist). The last error stays until the next attempt replaces it.
 pub async fn retry(db: &impl ConnectionTrait, id: DeliveryId) -> Result<Option<Delivery>, DbErr> {
-    db.query_one_raw(stmt(
+    Delivery::find_by_statement(stmt(
         &format!(
             "UPDATE external_data.deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = now(),
              updated_at = now() WHERE id = $1 AND status = 'FAILED' RETURNING {COLUMNS}"
         ),
         [id.0.into()],
     ))
-    .await?
-    .as_ref()
-    .map(delivery)
-    .transpose()
+    .one(db)
+    .await
 }

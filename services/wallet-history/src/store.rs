@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use contracts::{EventId, ReservationId, UserId, Won};
 use messaging::{BatchWrite, InboxClaims, Input};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement};
 use serde::Serialize;
 
 /// What moved the balance.
@@ -29,8 +29,10 @@ impl Kind {
     }
 }
 
-/// One history entry.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+platform::text_column!(Kind);
+
+/// One history entry (as the API shows it, and as its row reads).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, FromQueryResult)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
     /// The id of the wallet event that made this entry.
@@ -106,30 +108,16 @@ pub async fn page(
     before: Option<uuid::Uuid>,
     limit: u64,
 ) -> Result<Vec<Entry>, DbErr> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT id, user_id, kind, amount, balance_after, reservation_id, at FROM wallet_history.entries
-             WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-            [
-                user.0.into(),
-                platform::paging::before(before).into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
-            ],
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let kind: String = r.try_get("", "kind")?;
-            Ok(Entry {
-                id: EventId(r.try_get("", "id")?),
-                user_id: UserId(r.try_get("", "user_id")?),
-                kind: Kind::parse(&kind).ok_or_else(|| DbErr::Custom(format!("unknown kind {kind}")))?,
-                amount: Won(r.try_get("", "amount")?),
-                balance_after: Won(r.try_get("", "balance_after")?),
-                reservation_id: r.try_get::<Option<uuid::Uuid>>("", "reservation_id")?.map(ReservationId),
-                at: r.try_get("", "at")?,
-            })
-        })
-        .collect()
+    Entry::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT id, user_id, kind, amount, balance_after, reservation_id, at FROM wallet_history.entries
+         WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        [
+            user.into(),
+            platform::paging::before(before).into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ],
+    ))
+    .all(db)
+    .await
 }

@@ -1,4 +1,6 @@
 //! Typed identifiers and values, so a seat number is never passed where a price is expected.
+//! Each is also a database value: a row's column reads straight into it, and it binds as a
+//! statement's parameter.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -9,6 +11,7 @@ macro_rules! uuid_id {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[derive(sea_orm::DeriveValueType)]
         #[serde(transparent)]
         #[schema(value_type = String, format = Uuid)]
         pub struct $name(pub Uuid);
@@ -71,7 +74,20 @@ uuid_id!(
 );
 
 /// A seat number within a schedule (1-based).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    sea_orm::DeriveValueType,
+)]
 #[serde(transparent)]
 #[schema(example = 7)]
 pub struct SeatNo(pub i32);
@@ -84,7 +100,19 @@ impl fmt::Display for SeatNo {
 
 /// An amount of money in whole won. Never a float.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    sea_orm::DeriveValueType,
 )]
 #[serde(transparent)]
 #[schema(example = 90000)]

@@ -14,6 +14,7 @@ pub mod problem;
 pub mod queue_guard;
 pub mod readiness;
 pub mod routes;
+pub mod rows;
 pub mod shutdown;
 pub mod signal;
 pub mod telemetry;
