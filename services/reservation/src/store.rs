@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
 use platform::{combine::Batch, memo::Memo};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, QueryResult, Statement, Value,
+};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -23,22 +25,43 @@ fn reason_str(r: ReservationFailureReason) -> String {
     serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
+platform::text_column!(Status);
+
+/// A reservation's row ([`COLUMNS`]), as stored; [`Reservation`] is what the saga decides on.
+#[derive(FromQueryResult)]
+struct Row {
+    id: ReservationId,
+    user_id: UserId,
+    schedule_id: ScheduleId,
+    concert_id: ConcertId,
+    seat_nos: Vec<i32>,
+    status: Status,
+    amount: Option<Won>,
+    held_until: Option<DateTime<Utc>>,
+    failure_reason: Option<String>,
+    queue_token: String,
+    paid: bool,
+    created_at: DateTime<Utc>,
+}
+
+/// The reservation in a row that holds [`COLUMNS`] (and perhaps more).
 fn reservation(r: &QueryResult) -> Result<Reservation, DbErr> {
-    let status: String = r.try_get("", "status")?;
-    let reason: Option<String> = r.try_get("", "failure_reason")?;
+    let row = Row::from_query_result(r, "")?;
     Ok(Reservation {
-        id: ReservationId(r.try_get("", "id")?),
-        user_id: UserId(r.try_get("", "user_id")?),
-        schedule_id: ScheduleId(r.try_get("", "schedule_id")?),
-        concert_id: ConcertId(r.try_get("", "concert_id")?),
-        seat_nos: r.try_get::<Vec<i32>>("", "seat_nos")?.into_iter().map(SeatNo).collect(),
-        status: Status::parse(&status).ok_or_else(|| DbErr::Custom(format!("unknown status {status}")))?,
-        amount: r.try_get::<Option<i64>>("", "amount")?.map(Won),
-        held_until: r.try_get("", "held_until")?,
-        failure_reason: reason.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
-        queue_token: r.try_get("", "queue_token")?,
-        paid: r.try_get("", "paid")?,
-        created_at: r.try_get("", "created_at")?,
+        id: row.id,
+        user_id: row.user_id,
+        schedule_id: row.schedule_id,
+        concert_id: row.concert_id,
+        seat_nos: row.seat_nos.into_iter().map(SeatNo).collect(),
+        status: row.status,
+        amount: row.amount,
+        held_until: row.held_until,
+        failure_reason: row
+            .failure_reason
+            .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
+        queue_token: row.queue_token,
+        paid: row.paid,
+        created_at: row.created_at,
     })
 }
 

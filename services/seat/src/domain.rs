@@ -32,8 +32,8 @@ impl SeatStatus {
     }
 }
 
-/// One seat as the hold decision sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One seat as the hold decision sees it (and as its row reads).
+#[derive(Clone, Debug, PartialEq, Eq, sea_orm::FromQueryResult)]
 pub struct Seat {
     pub seat_no: SeatNo,
     pub price: Won,

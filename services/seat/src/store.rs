@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow, When};
 use platform::memo::Memo;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
 use std::{collections::HashMap, sync::Arc};
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
@@ -41,15 +41,10 @@ pub async fn create_schedule(
     Ok(())
 }
 
+platform::text_column!(SeatStatus);
+
 fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
-    let status: String = r.try_get("", "status")?;
-    Ok(Seat {
-        seat_no: SeatNo(r.try_get("", "seat_no")?),
-        price: Won(r.try_get("", "price")?),
-        status: SeatStatus::parse(&status)
-            .ok_or_else(|| DbErr::Custom(format!("unknown seat status {status}")))?,
-        reservation_id: r.try_get::<Option<uuid::Uuid>>("", "reservation_id")?.map(ReservationId),
-    })
+    Seat::from_query_result(r, "")
 }
 
 /// The schedule's concert and those of `seats` that exist (every seat with `None`), by
