@@ -8,6 +8,7 @@ mod domain;
 mod error;
 mod handlers;
 mod http;
+mod requests;
 mod saga;
 mod store;
 mod sweeper;
@@ -18,8 +19,7 @@ pub use domain::{Status, decide};
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
-use platform::{auth::JwtKeys, combine::Combiner, queue_guard::QueueGate};
-use sea_orm::DatabaseConnection;
+use platform::{auth::JwtKeys, queue_guard::QueueGate};
 use servicekit::{Service, StartError};
 use std::time::Duration;
 
@@ -28,29 +28,14 @@ pub const NAME: &str = "reservation";
 /// The Postgres schema it owns.
 pub const SCHEMA: &str = "reservation";
 
-/// Writers of the requests' inserts and changes, of each: one, so that under load the
-/// requests that arrive while it writes wait to be written together.
-const WRITERS: usize = 1;
-/// Requests written in one statement at most.
-const AT_ONCE: usize = 64;
-
 /// What the HTTP handlers need.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    pub db: DatabaseConnection,
-    pub outbox: Outbox,
     pub jwt: JwtKeys,
     /// The waiting-room guard of the booking routes.
     pub gate: QueueGate,
-    /// The schedules requests are checked against, as read so far.
-    pub schedules: store::Schedules,
-    /// Reservations as this process last wrote them, and requests waiting (`Prefer: wait`)
-    /// for their reservation to settle.
-    pub local: saga::Local,
-    /// `POST /reservations`' inserts, written together when they arrive together.
-    pub inserts: Combiner<store::Inserts>,
-    /// Requests' changes (a payment), written together when they arrive together.
-    pub saves: Combiner<saga::Saves>,
+    /// Users' requests of their reservations.
+    pub requests: requests::Requests,
 }
 
 /// The reservation service.
@@ -102,17 +87,10 @@ impl Service for Reservations {
             catalog.spawn(&task_rt);
             sweeper.run(every, task_rt.shutdown.clone()).await;
         });
-        let inserts = store::Inserts { db: rt.db.clone(), outbox: outbox.clone() };
-        let saves = saga::Saves { db: rt.db.clone(), outbox: outbox.clone(), local: local.clone() };
         Ok(http::routes().with_state(AppState {
-            db: rt.db.clone(),
-            outbox,
             jwt: JwtKeys::new(&rt.config.jwt_secret),
             gate,
-            schedules: store::Schedules::default(),
-            local,
-            saves: Combiner::start("reservation saves", saves, WRITERS, AT_ONCE),
-            inserts: Combiner::start("reservation inserts", inserts, WRITERS, AT_ONCE),
+            requests: requests::Requests::start(rt.db.clone(), outbox, local),
         }))
     }
 }
