@@ -1,6 +1,7 @@
 //! The HTTP side every service shares: ops routes (`/healthz`, `/readyz`, `/metrics`), request
 //! spans joined to the caller's trace, latency metrics by route, body limits, problem+json
-//! fallbacks, and a server that drains in-flight requests on shutdown.
+//! fallbacks, a handler's panic answered as a logged 500, and a server that drains in-flight
+//! requests on shutdown.
 
 pub use crate::readiness::{Readiness, ReadinessCheck};
 use crate::{Problem, telemetry};
@@ -20,7 +21,7 @@ use std::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 /// Largest request body any route accepts.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -57,9 +58,19 @@ pub fn ops_router(readiness: Readiness) -> Router {
 async fn readyz(State(readiness): State<Readiness>) -> Response {
     let results = readiness.run().await;
     let ready = results.iter().all(|(_, r)| r.is_ok());
+    // Why a dependency failed (an address, a driver's message) goes to the log, not to callers.
     let checks: serde_json::Map<_, _> = results
         .into_iter()
-        .map(|(name, r)| (name.to_owned(), json!(r.err().unwrap_or_else(|| "ok".to_owned()))))
+        .map(|(name, r)| {
+            let state = match r {
+                Ok(()) => "ok",
+                Err(reason) => {
+                    tracing::warn!(dependency = name, %reason, "not ready");
+                    "unavailable"
+                }
+            };
+            (name.to_owned(), json!(state))
+        })
         .collect();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({"status": if ready { "ready" } else { "unavailable" }, "checks": checks})))
@@ -99,13 +110,15 @@ pub fn docs_router(doc: utoipa::openapi::OpenApi) -> Router {
 }
 
 /// Wraps an application router with what every service gets: request spans (children of the
-/// caller's `traceparent`), latency metrics by route and status, a body limit, and problem+json
-/// answers for unknown routes and methods.
+/// caller's `traceparent`), latency metrics by route and status, a body limit, problem+json
+/// answers for unknown routes and methods, and a logged 500 problem for a handler that panics
+/// (instead of a connection dropped without an answer).
 pub fn finish(router: Router) -> Router {
     metrics_handle();
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn(track_metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -135,6 +148,17 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     res
 }
 
+/// A handler's panic, logged, answered as an opaque 500 problem with a reference to quote.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    let cause = std::io::Error::other(format!("handler panicked: {message}"));
+    Problem::internal(&cause).into_response()
+}
+
 async fn not_found(method: Method, uri: Uri) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", format!("no route for {method} {}", uri.path()))
 }
@@ -154,4 +178,52 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    async fn answer(router: Router, path: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+        let res = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let kind = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = axum::body::to_bytes(res.into_body(), BODY_LIMIT).await.unwrap();
+        (status, kind, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_is_answered_with_a_500_problem() {
+        async fn boom() -> &'static str {
+            panic!("secret detail of the panic")
+        }
+        let (status, kind, body) = answer(finish(Router::new().route("/boom", get(boom))), "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(kind.as_deref(), Some(crate::problem::PROBLEM_JSON));
+        assert_eq!(body["code"], "INTERNAL");
+        assert!(!body.to_string().contains("secret detail"), "the panic's message stays in the log: {body}");
+    }
+
+    struct Down;
+
+    impl ReadinessCheck for Down {
+        fn name(&self) -> &'static str {
+            "postgres"
+        }
+
+        fn check(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Err("connection refused: postgres://ticketing:hunter2@10.0.0.7/db".to_owned()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_says_which_dependency_is_down_but_not_why() {
+        let (status, _, body) =
+            answer(ops_router(Readiness::default().with(Arc::new(Down))), "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"]["postgres"], "unavailable");
+        assert!(!body.to_string().contains("hunter2"), "{body}");
+    }
 }
