@@ -122,6 +122,10 @@ impl MigrationTrait for Change {
 /// table); safe to run again.
 pub const RESERVATION_TIMELINE_IN_ROW: &str = include_str!("sql/reservation_timeline_in_row.sql");
 
+/// At most one live reservation per user and schedule (a unique index); a database that breaks
+/// it already keeps its older reservations out of the index. Safe to run again.
+pub const RESERVATION_ONE_LIVE: &str = include_str!("sql/reservation_one_live.sql");
+
 /// Runs every service's migrations in order.
 pub struct Migrator;
 
@@ -141,6 +145,10 @@ impl MigratorTrait for Migrator {
         all.push(Box::new(Change {
             name: "m20261122_000010_reservation_timeline_in_row",
             sql: RESERVATION_TIMELINE_IN_ROW,
+        }));
+        all.push(Box::new(Change {
+            name: "m20261205_000011_reservation_one_live",
+            sql: RESERVATION_ONE_LIVE,
         }));
         all
     }

@@ -432,7 +432,9 @@ async fn throughput(seconds: u64) {
         .collect()
         .await;
     let supply = Arc::new(SeatSupply {
-        seats: schedules.iter().flat_map(|s| (1..=50).map(move |n| (*s, n))).collect(),
+        // Seat by seat across the schedules, so that one user's next attempt is of another schedule
+        // (a user may have one live reservation of a schedule, and four of its seats).
+        seats: (1..=50).flat_map(|n| schedules.iter().map(move |s| (*s, n))).collect(),
         next: AtomicU64::new(0),
     });
     // Full sagas first: the holds ramp leaves its seats held, and cancels them at the end.
@@ -530,7 +532,16 @@ async fn step(
             let measured = due.unwrap_or_else(Instant::now) >= measured_from;
             let stats = if measured { stats } else { scratch };
             let Some((schedule, seat)) = supply.take() else { return false };
-            let headers = [("authorization", authorizations[u].as_str()), ("prefer", "wait=10")];
+            // Holds stay live: each is a new user's. A saga's user has a funded wallet; its attempts
+            // are of different schedules, the seats being handed out schedule after schedule.
+            let (user, fresh) = if pay {
+                (users[u], None)
+            } else {
+                let user = UserId::new();
+                (user, Some(format!("Bearer {}", api.token(user))))
+            };
+            let authorization = fresh.as_deref().unwrap_or(&authorizations[u]);
+            let headers = [("authorization", authorization), ("prefer", "wait=10")];
             let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
             let reserve = lean(pool, Method::POST, "/reservations", &headers, Some(body));
             let Some(answer) = timed_since(stats, "reserve -> HELD", due, reserve).await else { return true };
@@ -548,7 +559,7 @@ async fn step(
             }
             let Ok(id) = id_of(&answer) else { return true };
             if !pay {
-                held.lock().unwrap().push((users[u], id));
+                held.lock().unwrap().push((user, id));
                 return true;
             }
             let path = format!("/reservations/{id}/payment");

@@ -124,6 +124,53 @@ pub enum Refusal {
     NotCancellable(Status),
 }
 
+/// A user's share of a schedule: what a new reservation of theirs is checked against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Whether they have a live (PENDING, HELD or PAYING) reservation of the schedule.
+    pub live: bool,
+    /// The schedule's seats in their PENDING, HELD, PAYING and CONFIRMED reservations.
+    pub seats: u32,
+}
+
+/// A per-user limit of a schedule that a new reservation would break: a flash sale's fairness,
+/// since one admitted user could otherwise hold most of its seats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Limit {
+    /// One live reservation per user and schedule.
+    #[error(
+        "you already have a live reservation of this schedule: pay for it, cancel it or let it end first"
+    )]
+    OneLive,
+    /// At most `max` seats of a schedule per user, held, being paid for and sold together.
+    #[error("at most {max} seats of a schedule per user: you have {owned} and asked for {asked}")]
+    Seats { max: u32, owned: u32, asked: u32 },
+}
+
+impl Limit {
+    /// The limit's name, as problems state it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::OneLive => "ONE_LIVE_RESERVATION",
+            Limit::Seats { .. } => "SEATS_PER_USER",
+        }
+    }
+}
+
+/// The limit a new reservation of `asked` seats breaks, given the user's `share` of the
+/// schedule and at most `max` seats per user. `store::insert_each_unless_taken` inserts under
+/// the same rule, in the statement that reads the share, so racing requests cannot both pass.
+pub fn over_limit(share: Share, asked: usize, max: u32) -> Option<Limit> {
+    let asked = u32::try_from(asked).unwrap_or(u32::MAX);
+    if share.live {
+        Some(Limit::OneLive)
+    } else if share.seats.saturating_add(asked) > max {
+        Some(Limit::Seats { max, owned: share.seats, asked })
+    } else {
+        None
+    }
+}
+
 /// The outcome: the reservation after the input, and what to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -217,6 +264,21 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_has_one_live_reservation_and_a_share_of_seats_per_schedule() {
+        let none = Share::default();
+        assert_eq!(over_limit(none, 4, 4), None);
+        assert_eq!(over_limit(none, 5, 4), Some(Limit::Seats { max: 4, owned: 0, asked: 5 }));
+        assert_eq!(over_limit(Share { live: true, seats: 1 }, 1, 4), Some(Limit::OneLive));
+        let sold = Share { live: false, seats: 3 };
+        assert_eq!(over_limit(sold, 1, 4), None);
+        assert_eq!(over_limit(sold, 2, 4), Some(Limit::Seats { max: 4, owned: 3, asked: 2 }));
+        assert_eq!(
+            over_limit(Share { live: false, seats: 4 }, 1, 4).map(Limit::as_str),
+            Some("SEATS_PER_USER")
+        );
+    }
 
     #[test]
     fn the_documented_states_are_the_stored_ones() {

@@ -1,7 +1,7 @@
 //! What the reservation service answers when a request or an input cannot be done: one case
 //! each, one mapping to problem+json.
 
-use crate::domain::Refusal;
+use crate::domain::{Limit, Refusal};
 use axum::http::StatusCode;
 use contracts::SeatNo;
 use platform::{
@@ -24,6 +24,9 @@ pub enum Error {
     /// hold: said at once, before a saga starts (what a flash sale is mostly made of).
     #[error("seat {0} is held, being reserved, or sold; choose another")]
     SeatUnavailable(SeatNo),
+    /// The user's share of the schedule allows no more ([`crate::domain::over_limit`]).
+    #[error("{0}")]
+    LimitReached(Limit),
     /// The reservation's state refuses the action ([`crate::decide`]).
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -43,6 +46,7 @@ impl ApiError for Error {
             Error::NotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
             Error::ScheduleNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
             Error::SeatUnavailable(_) => AsProblem::Code(StatusCode::CONFLICT, "SEAT_UNAVAILABLE"),
+            Error::LimitReached(_) => AsProblem::Code(StatusCode::CONFLICT, "LIMIT_REACHED"),
             Error::Refused(Refusal::HoldExpired) => AsProblem::Code(StatusCode::CONFLICT, "HOLD_EXPIRED"),
             Error::Refused(Refusal::NotPayable(_)) => AsProblem::Code(StatusCode::CONFLICT, "NOT_PAYABLE"),
             Error::Refused(Refusal::NotCancellable(_)) => {

@@ -170,7 +170,7 @@ mod tests {
         };
         let new = store::NewReservation { row: r, events: vec![] };
         let store::Inserted::Stored(store::Stored { row: stored, version, .. }) =
-            store::insert_each_unless_taken(db, &[new], &saga.outbox).await.unwrap().remove(0)
+            store::insert_each_unless_taken(db, &[new], 4, &saga.outbox).await.unwrap().remove(0)
         else {
             panic!("the seat is free")
         };

@@ -117,8 +117,10 @@ impl View {
         (status = 403, response = QueueNotAdmitted),
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
-        (status = 409, description = "A seat is in another live reservation (`SEAT_UNAVAILABLE`), or a request with \
-            this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
+        (status = 409, description = "The user already has a live reservation of this schedule, or would own more \
+            than `TICKETING_MAX_SEATS_PER_USER` of its seats (`LIMIT_REACHED`, the detail saying which); a seat is in \
+            another live reservation (`SEAT_UNAVAILABLE`); or a request with this Idempotency-Key is still running \
+            (`IDEMPOTENCY_IN_PROGRESS`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "This Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",

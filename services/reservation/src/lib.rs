@@ -38,6 +38,20 @@ pub struct AppState {
     pub requests: requests::Requests,
 }
 
+/// The per-user limits of a schedule (a flash sale's fairness): one live reservation per user
+/// and schedule always, and at most `TICKETING_MAX_SEATS_PER_USER` seats (default 4) held,
+/// being paid for and sold together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_seats_per_user: u32,
+}
+
+impl platform::config::Settings for Limits {
+    fn read(vars: &mut platform::config::Vars<'_>) -> Self {
+        Self { max_seats_per_user: vars.positive("TICKETING_MAX_SEATS_PER_USER", 4) }
+    }
+}
+
 /// The reservation service.
 pub struct Reservations;
 
@@ -47,12 +61,14 @@ impl Service for Reservations {
     type Api = http::Api;
 
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
-        config.settings::<platform::queue_guard::GateSettings>().map(drop)
+        config.settings::<platform::queue_guard::GateSettings>()?;
+        config.settings::<Limits>().map(drop)
     }
 
     /// Starts the relay, the consumers and the deadline sweeper.
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         let gate = QueueGate::configured(rt.redis.clone(), &rt.config)?;
+        let limits: Limits = rt.config.settings()?;
         let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
         let local = saga::Local::across_replicas(rt);
         let saga = handlers::Saga { outbox: outbox.clone(), local: local.clone() };
@@ -90,7 +106,7 @@ impl Service for Reservations {
         Ok(http::routes().with_state(AppState {
             jwt: JwtKeys::new(&rt.config.jwt_secret),
             gate,
-            requests: requests::Requests::start(rt.db.clone(), outbox, local),
+            requests: requests::Requests::start(rt.db.clone(), outbox, local, limits),
         }))
     }
 }

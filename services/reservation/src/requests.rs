@@ -44,6 +44,7 @@ pub struct Requests {
     outbox: Outbox,
     schedules: Schedules,
     local: Local,
+    limits: crate::Limits,
     inserts: Combiner<Inserts>,
     saves: Combiner<Saves>,
 }
@@ -112,8 +113,9 @@ struct Wait<'a> {
 impl Requests {
     /// The facade of the service's requests; `local` is what the consumers and the sweeper
     /// also tell of their changes.
-    pub fn start(db: DatabaseConnection, outbox: Outbox, local: Local) -> Self {
-        let inserts = Inserts { db: db.clone(), outbox: outbox.clone() };
+    pub fn start(db: DatabaseConnection, outbox: Outbox, local: Local, limits: crate::Limits) -> Self {
+        let inserts =
+            Inserts { db: db.clone(), outbox: outbox.clone(), max_seats: limits.max_seats_per_user };
         let saves = Saves { db: db.clone(), outbox: outbox.clone(), local: local.clone() };
         Self {
             schedules: Schedules::default(),
@@ -122,6 +124,7 @@ impl Requests {
             db,
             outbox,
             local,
+            limits,
         }
     }
 
@@ -197,13 +200,14 @@ impl Requests {
                 }
             }
         }
-        let (outbox, user) = (self.outbox.clone(), who.user_id);
+        let (outbox, user, max_seats) = (self.outbox.clone(), who.user_id, self.limits.max_seats_per_user);
         let answer = servicekit::idempotent(&self.outbox, &self.db, who, key, request, |txn| {
             Box::pin(async move {
                 let r = match change {
                     // Not remembered: the row is only stored once the transaction commits.
                     Change::Insert(new) => {
-                        let mut done = store::insert_each_unless_taken(txn, &[new], &outbox).await?;
+                        let mut done =
+                            store::insert_each_unless_taken(txn, &[new], max_seats, &outbox).await?;
                         let done = done.pop().ok_or(Error::Db(sea_orm::DbErr::RecordNotInserted))?;
                         inserted(done)?.row
                     }
@@ -372,9 +376,11 @@ fn announced(outbox: &Outbox, r: Reservation) -> Result<NewReservation, Error> {
     Ok(NewReservation { row: r, events: vec![event] })
 }
 
-/// The reservation an insert stored; `SEAT_UNAVAILABLE` when a seat was taken.
+/// The reservation an insert stored; `LIMIT_REACHED` when the user's share allowed no more,
+/// `SEAT_UNAVAILABLE` when a seat was taken.
 fn inserted(done: store::Inserted) -> Result<store::Stored, Error> {
     match done {
+        store::Inserted::Limited(limit) => Err(Error::LimitReached(limit)),
         store::Inserted::Taken(seat) => Err(Error::SeatUnavailable(seat)),
         store::Inserted::Stored(stored) => Ok(stored),
     }

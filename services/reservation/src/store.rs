@@ -1,6 +1,6 @@
 //! The reservation service's queries.
 
-use crate::domain::{Reservation, Status};
+use crate::domain::{Limit, Reservation, Share, Status, over_limit};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
@@ -138,6 +138,8 @@ pub enum Inserted {
     Stored(Stored),
     /// Nothing: this seat (the lowest taken) is in another live reservation.
     Taken(SeatNo),
+    /// Nothing: the user's share of the schedule allows no more.
+    Limited(Limit),
 }
 
 /// A reservation as stored.
@@ -155,15 +157,22 @@ pub struct NewReservation {
     pub events: Vec<OutboxRow>,
 }
 
-/// Inserts each new reservation with its events, unless one of its seats is in a live
-/// reservation of the schedule (PENDING, HELD and not past its hold, PAYING, or CONFIRMED):
-/// then nothing of it is written and that seat (the lowest) is answered. One statement; the
+/// Inserts each new reservation with its events, unless the user's share of the schedule allows
+/// no more ([`crate::domain::over_limit`], with at most `max_seats` seats per user) or one of its
+/// seats is in a live reservation of the schedule (PENDING, HELD and not past its hold, PAYING,
+/// or CONFIRMED): then nothing of it is written, and it is answered which. One statement; the
 /// reservations travel as one JSON parameter, so its text (and prepared plan) is the same
-/// whatever their number. Two of them asking for the same seat are not looked at against each
-/// other (both would be inserted): the caller keeps them apart ([`Inserts`]).
+/// whatever their number.
+///
+/// The statement reads what it checks in its own snapshot, so a request written meanwhile by
+/// another statement is not seen: the unique index of live reservations per user and schedule
+/// (`reservations_one_live`) turns the later insert into nothing, answered
+/// [`Limit::OneLive`]. Two of them asking for the same seat, or of the same user and schedule,
+/// are not looked at against each other: the caller keeps them apart ([`Inserts`]).
 pub async fn insert_each_unless_taken(
     db: &impl ConnectionTrait,
     new: &[NewReservation],
+    max_seats: u32,
     outbox: &Outbox,
 ) -> Result<Vec<Inserted>, DbErr> {
     let rows: Vec<serde_json::Value> = new
@@ -181,6 +190,7 @@ pub async fn insert_each_unless_taken(
                 "queue_token": r.queue_token,
                 "created_at": r.created_at,
                 "kinds": events.iter().map(|e| e.kind).collect::<Vec<&str>>(),
+                "max_seats": max_seats,
             })
         })
         .collect();
@@ -189,7 +199,7 @@ pub async fn insert_each_unless_taken(
     let input = Input::records(
         rows,
         "i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[], \
-         status text, queue_token text, created_at timestamptz, kinds text[]",
+         status text, queue_token text, created_at timestamptz, kinds text[], max_seats integer",
     );
     let write = BatchWrite::over(input)
         .materialized(
@@ -199,7 +209,14 @@ pub async fn insert_each_unless_taken(
                WHERE r.schedule_id = c.schedule_id AND r.status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
                  AND NOT (r.status = 'HELD' AND r.held_until < now()) AND r.seat_nos && c.seat_nos
                  AND n = ANY(c.seat_nos)
-             ) AS n FROM input c",
+             ) AS n, mine.live, mine.seats
+             FROM input c CROSS JOIN LATERAL (
+               SELECT coalesce(bool_or(r.status <> 'CONFIRMED'), false) AS live,
+                      coalesce(sum(cardinality(r.seat_nos)), 0)::integer AS seats
+               FROM reservation.reservations r
+               WHERE r.user_id = c.user_id AND r.schedule_id = c.schedule_id
+                 AND r.status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+             ) mine",
         )
         .step(
             "inserted",
@@ -208,7 +225,10 @@ pub async fn insert_each_unless_taken(
                    (id, user_id, schedule_id, concert_id, seat_nos, status, queue_token, created_at, timeline)
                  SELECT c.id, c.user_id, c.schedule_id, c.concert_id, c.seat_nos, c.status, c.queue_token,
                         c.created_at, {entries}
-                 FROM input c JOIN taken ON taken.i = c.i WHERE taken.n IS NULL ORDER BY c.i
+                 FROM input c JOIN taken ON taken.i = c.i
+                 WHERE taken.n IS NULL AND NOT taken.live AND taken.seats + cardinality(c.seat_nos) <= c.max_seats
+                 ORDER BY c.i
+                 ON CONFLICT DO NOTHING
                  RETURNING {COLUMNS}, xmin::text AS version",
                 entries = timeline_entries("c.kinds")
             ),
@@ -217,7 +237,8 @@ pub async fn insert_each_unless_taken(
         .applied_by("done")
         .events(outbox, events)
         .answering(
-            "SELECT c.i, taken.n, inserted.* FROM input c JOIN taken ON taken.i = c.i
+            "SELECT c.i, taken.n, taken.live AS user_live, taken.seats AS user_seats, inserted.*
+             FROM input c JOIN taken ON taken.i = c.i
              LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i",
         );
     let rows = write.rows(db).await?;
@@ -230,24 +251,44 @@ pub async fn insert_each_unless_taken(
     }
     rows.iter()
         .zip(new)
-        .map(|(row, n)| match row.try_get::<Option<i32>>("", "n")? {
-            Some(seat) => Ok(Inserted::Taken(SeatNo(seat))),
-            None => Ok(Inserted::Stored(Stored {
-                row: reservation(row)?,
-                version: row.try_get("", "version")?,
-                entries: n.events.len(),
-            })),
+        .map(|(row, n)| {
+            if row.try_get::<Option<uuid::Uuid>>("", "id")?.is_some() {
+                return Ok(Inserted::Stored(Stored {
+                    row: reservation(row)?,
+                    version: row.try_get("", "version")?,
+                    entries: n.events.len(),
+                }));
+            }
+            let share = Share {
+                live: row.try_get("", "user_live")?,
+                seats: row.try_get::<i32>("", "user_seats")? as u32,
+            };
+            Ok(
+                match (
+                    over_limit(share, n.row.seat_nos.len(), max_seats),
+                    row.try_get::<Option<i32>>("", "n")?,
+                ) {
+                    (Some(limit), _) => Inserted::Limited(limit),
+                    (None, Some(seat)) => Inserted::Taken(SeatNo(seat)),
+                    // Checked clear, yet not inserted: another statement wrote the user's live
+                    // reservation of the schedule meanwhile.
+                    (None, None) => Inserted::Limited(Limit::OneLive),
+                },
+            )
         })
         .collect()
 }
 
 /// `POST /reservations`' inserts, written together when they arrive together
-/// ([`platform::combine`]). Requests that share a seat of a schedule are never written together,
-/// so the statement's look at the live reservations (which cannot see its own inserts) is
-/// enough: the later one waits for the next statement, and then finds the seat taken.
+/// ([`platform::combine`]). Requests that share a seat of a schedule, or a user and a schedule,
+/// are never written together, so the statement's look at the live reservations (which cannot
+/// see its own inserts) is enough: the later one waits for the next statement, and then finds
+/// the seat taken or the user's share used.
 pub struct Inserts {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
+    /// Seats of a schedule per user at most.
+    pub max_seats: u32,
 }
 
 impl Batch for Inserts {
@@ -258,12 +299,13 @@ impl Batch for Inserts {
     fn fits(&self, batch: &[NewReservation], item: &NewReservation) -> bool {
         let item = &item.row;
         !batch.iter().any(|n| {
-            n.row.schedule_id == item.schedule_id && n.row.seat_nos.iter().any(|s| item.seat_nos.contains(s))
+            n.row.schedule_id == item.schedule_id
+                && (n.row.user_id == item.user_id || n.row.seat_nos.iter().any(|s| item.seat_nos.contains(s)))
         })
     }
 
     async fn run(&self, batch: &[NewReservation]) -> Result<Vec<Inserted>, DbErr> {
-        insert_each_unless_taken(&self.db, batch, &self.outbox).await
+        insert_each_unless_taken(&self.db, batch, self.max_seats, &self.outbox).await
     }
 }
 

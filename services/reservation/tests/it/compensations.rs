@@ -109,12 +109,14 @@ async fn cancelling_releases_a_hold_and_only_a_hold() {
     let (status, problem) = s.call(Method::DELETE, &format!("/reservations/{pending}"), user, None).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("NOT_CANCELLABLE")));
 
-    let id = s.held(user, 6, Span::minutes(5)).await;
-    let (status, body) = s.call(Method::DELETE, &format!("/reservations/{id}"), user, None).await;
+    // A user has one live reservation of a schedule: another user holds the next.
+    let other = UserId::new();
+    let id = s.held(other, 6, Span::minutes(5)).await;
+    let (status, body) = s.call(Method::DELETE, &format!("/reservations/{id}"), other, None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("CANCELLED")));
     let f = failures(&s, 1).await;
     assert_eq!((f[0].reservation_id, f[0].reason), (id, ReservationFailureReason::Cancelled));
-    let (status, _) = s.call(Method::DELETE, &format!("/reservations/{id}"), user, None).await;
+    let (status, _) = s.call(Method::DELETE, &format!("/reservations/{id}"), other, None).await;
     assert_eq!(status, 409);
 }
 

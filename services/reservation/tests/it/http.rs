@@ -121,12 +121,12 @@ async fn prefer_wait_answers_with_the_settled_reservation() {
     assert_eq!(body, s.get(user, id).await);
     assert_eq!(body["timeline"].as_array().map(Vec::len), Some(2), "{body}");
 
-    // Nothing settles a second one: the wait ends with 202 and the reservation as it is.
+    // Nothing settles another one: the wait ends with 202 and the reservation as it is.
     let (status, body) = s
         .call_with(
             Method::POST,
             "/reservations",
-            user,
+            UserId::new(),
             Some(json!({"scheduleId": s.schedule, "seatNos": [5]})),
             &[("Prefer", "wait=1")],
         )
@@ -140,7 +140,11 @@ async fn own_reservations_are_listed_newest_first_across_pages() {
     let user = UserId::new();
     let mut ids = Vec::new();
     for seat in 1..=5 {
-        ids.push(s.reserve(user, &[seat]).await.to_string());
+        // A user has one live reservation of a schedule: each fails before the next is asked for.
+        let id = s.reserve(user, &[seat]).await;
+        s.seats_rejected(id).await;
+        s.wait_status(user, id, "FAILED").await;
+        ids.push(id.to_string());
     }
     s.reserve(UserId::new(), &[6]).await;
     let mut seen = Vec::new();

@@ -6,6 +6,7 @@
 mod compensations;
 mod guard;
 mod http;
+mod limits;
 mod migration;
 mod openapi;
 mod saga;

@@ -67,3 +67,57 @@ async fn timelines_kept_in_a_table_of_their_own_move_into_their_rows_in_order() 
         .unwrap();
     assert!(gone.try_get::<bool>("", "gone").unwrap(), "the old table is dropped");
 }
+
+#[tokio::test]
+async fn a_database_with_a_users_second_live_reservation_keeps_it_and_limits_the_new_ones() {
+    let env = TestEnv::new().await.unwrap();
+    let (user, schedule) = (UserId::new(), ScheduleId::new());
+    let insert = |status: &'static str| {
+        let db = env.db.clone();
+        async move {
+            db.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO reservation.reservations (id, user_id, schedule_id, concert_id, seat_nos, status)
+                 VALUES (gen_random_uuid(), $1, $2, gen_random_uuid(), '{1}', $3)",
+                [user.0.into(), schedule.0.into(), status.into()],
+            ))
+            .await
+        }
+    };
+    // As a database written before the limit: two live reservations of one user and schedule.
+    env.db.execute_unprepared("DROP INDEX reservation.reservations_one_live").await.unwrap();
+    insert("HELD").await.unwrap();
+    insert("PENDING").await.unwrap();
+    for _ in 0..2 {
+        // Safe to run again.
+        env.db.execute_unprepared(migrations::RESERVATION_ONE_LIVE).await.unwrap();
+    }
+    // Those stay, outside the index; of the new ones, one may be live.
+    insert("PENDING").await.unwrap();
+    let refused = insert("PENDING").await.unwrap_err().to_string();
+    assert!(refused.contains("reservations_one_live"), "{refused}");
+    insert("CONFIRMED").await.unwrap();
+
+    // A database without such reservations gets the plain index.
+    env.db
+        .execute_unprepared(
+            "DELETE FROM reservation.reservations; DROP INDEX reservation.reservations_one_live;",
+        )
+        .await
+        .unwrap();
+    env.db.execute_unprepared(migrations::RESERVATION_ONE_LIVE).await.unwrap();
+    let index = env
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'reservations_one_live'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "indexdef")
+        .unwrap();
+    assert!(index.contains("UNIQUE") && !index.contains("created_at"), "{index}");
+    insert("HELD").await.unwrap();
+    assert!(insert("PAYING").await.is_err());
+}
