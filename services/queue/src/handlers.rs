@@ -1,11 +1,12 @@
-//! Reactions to the saga: a completed reservation spends its token, a failed one restores it.
+//! Reactions to the saga: a completed reservation spends its token; one that failed through no
+//! doing of its user restores it.
 
 use crate::Settings;
 use crate::{
     scripts::{COMPLETE, RESTORE},
     store::{RETENTION, WAITING_TTL},
 };
-use contracts::{Event, ReservationCompleted, ReservationFailed};
+use contracts::{Event, ReservationCompleted, ReservationFailed, ReservationFailureReason};
 use messaging::{Applied, HandleError, Incoming, RedisHandler, applied};
 use platform::queue_guard::QueueKeys;
 
@@ -26,14 +27,14 @@ impl RedisHandler for Tokens {
         inbox_key: &str,
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
-        let (token, user, completed) = match msg.kind() {
+        let (token, user, ended) = match msg.kind() {
             ReservationCompleted::TYPE => {
                 let e = msg.decode::<ReservationCompleted>()?.payload;
-                (e.queue_token, e.user_id, true)
+                (e.queue_token, e.user_id, Ended::Completed)
             }
             _ => {
                 let e = msg.decode::<ReservationFailed>()?.payload;
-                (e.queue_token, e.user_id, false)
+                (e.queue_token, e.user_id, Ended::Failed { restore: restores(e.reason) })
             }
         };
         // Reservations made with the development bypass carry no token.
@@ -41,32 +42,58 @@ impl RedisHandler for Tokens {
             return Ok(Applied::Ignored);
         }
         let token_key = self.keys.token(&token);
-        let answer: i64 = if completed {
-            COMPLETE
-                .prepare(inbox_key)
-                .key(&self.keys.active)
-                .key(&self.keys.waiting)
-                .key(&token_key)
-                .arg(&token)
-                .arg(user.to_string())
-                .arg(RETENTION.as_secs())
-                .invoke_async(conn)
-                .await?
-        } else {
-            RESTORE
-                .prepare(inbox_key)
-                .key(&self.keys.active)
-                .key(&self.keys.waiting)
-                .key(&token_key)
-                .key(self.keys.user(&user))
-                .arg(&token)
-                .arg(user.to_string())
-                .arg(chrono::Utc::now().timestamp_millis())
-                .arg(self.settings.restore_min.as_millis() as u64)
-                .arg(WAITING_TTL.as_secs())
-                .invoke_async(conn)
-                .await?
+        let answer: i64 = match ended {
+            Ended::Completed => {
+                COMPLETE
+                    .prepare(inbox_key)
+                    .key(&self.keys.active)
+                    .key(&self.keys.waiting)
+                    .key(&token_key)
+                    .arg(&token)
+                    .arg(user.to_string())
+                    .arg(RETENTION.as_secs())
+                    .invoke_async(conn)
+                    .await?
+            }
+            Ended::Failed { restore } => {
+                RESTORE
+                    .prepare(inbox_key)
+                    .key(&self.keys.active)
+                    .key(&self.keys.waiting)
+                    .key(&token_key)
+                    .key(self.keys.user(&user))
+                    .arg(&token)
+                    .arg(user.to_string())
+                    .arg(chrono::Utc::now().timestamp_millis())
+                    .arg(self.settings.restore_min.as_millis() as u64)
+                    .arg(WAITING_TTL.as_secs())
+                    .arg(u8::from(restore))
+                    .invoke_async(conn)
+                    .await?
+            }
         };
         Ok(applied(answer))
+    }
+}
+
+/// How the reservation that held a token ended.
+enum Ended {
+    /// It was paid for: the token is spent.
+    Completed,
+    /// It failed; `restore` when not through its user's doing ([`restores`]).
+    Failed { restore: bool },
+}
+
+/// Whether a reservation that failed for `reason` restores its queue token. A user who cancels
+/// or lets the hold run out keeps the token as it is (its active time running on, or spent):
+/// giving it time back, or a place at the head of the queue, would make cancelling a way to
+/// stay admitted longer than everyone else. A seat lost to another user, a payment the wallet
+/// refused or a saga that timed out are not the user's doing: the token gets its time back.
+fn restores(reason: ReservationFailureReason) -> bool {
+    match reason {
+        ReservationFailureReason::Cancelled | ReservationFailureReason::Expired => false,
+        ReservationFailureReason::SeatUnavailable
+        | ReservationFailureReason::PaymentFailed
+        | ReservationFailureReason::Timeout => true,
     }
 }

@@ -131,15 +131,18 @@ redis.call('EXPIRE', KEYS[4], ARGV[4])
     )
 });
 
-/// ReservationFailed: a live active token keeps at least `restoreMin` of active time; one that
-/// expired goes back to the head of the waiting queue. A waiting or foreign token is left alone,
-/// and so is one a completed reservation spent (a late failure of an older reservation must not
-/// hand out a second slot) or one its user left (leaving gives the place up).
+/// ReservationFailed (one its user did not cause): a live active token keeps at least
+/// `restoreMin` of active time; one that expired goes back to the head of the waiting queue,
+/// unless its user has joined again since (a restore never gives one user two tokens). A
+/// waiting or foreign token is left alone, and so is one a completed reservation spent (a late
+/// failure of an older reservation must not hand out a second slot) or one its user left
+/// (leaving gives the place up).
 /// KEYS[2..]: active, waiting, token key, user key. ARGV[2..]: token, user, now ms,
-/// restoreMin ms, waiting TTL s.
+/// restoreMin ms, waiting TTL s, restore (0 when the user caused the failure: nothing changes).
 pub static RESTORE: LazyLock<IdempotentScript> = LazyLock::new(|| {
     IdempotentScript::new(
         r#"
+if ARGV[7] ~= '1' then return end
 local h = redis.call('HMGET', KEYS[4], 'user', 'status', 'activeUntil', 'spent', 'left')
 if h[1] ~= ARGV[3] or h[2] == 'WAITING' or h[4] == '1' or h[5] == '1' then return end
 local now = tonumber(ARGV[4])
@@ -150,6 +153,8 @@ if h[2] == 'ACTIVE' and tonumber(h[3]) > now then
   if redis.call('PTTL', KEYS[4]) < keep - now then redis.call('PEXPIRE', KEYS[4], keep - now + 60000) end
   return
 end
+local current = redis.call('GET', KEYS[5])
+if current and current ~= ARGV[2] then return end
 local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local score = 0
 if #head > 0 then score = math.min(0, tonumber(head[2]) - 1) end

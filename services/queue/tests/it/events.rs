@@ -3,6 +3,7 @@ use contracts::{
     ConcertId, Envelope, ReservationCompleted, ReservationFailed, ReservationFailureReason, ReservationId,
     ScheduleId, SeatNo, UserId, Won,
 };
+use platform::queue_guard::QueueKeys;
 use queue::{TokenStatus, store};
 use testkit::TestEnv;
 
@@ -24,6 +25,10 @@ fn completed(user: UserId, token: &str) -> Envelope<ReservationCompleted> {
 }
 
 fn failed(user: UserId, token: &str) -> Envelope<ReservationFailed> {
+    failed_for(user, token, ReservationFailureReason::PaymentFailed)
+}
+
+fn failed_for(user: UserId, token: &str, reason: ReservationFailureReason) -> Envelope<ReservationFailed> {
     let r = ReservationId::new();
     Envelope::new(
         "reservation",
@@ -33,7 +38,7 @@ fn failed(user: UserId, token: &str) -> Envelope<ReservationFailed> {
             user_id: user,
             schedule_id: ScheduleId::new(),
             seat_nos: vec![SeatNo(1)],
-            reason: ReservationFailureReason::PaymentFailed,
+            reason,
             queue_token: token.to_owned(),
         },
     )
@@ -57,6 +62,18 @@ async fn status(env: &TestEnv, token: &str) -> store::Token {
         .await
         .unwrap()
         .unwrap()
+}
+
+/// Lets an active token's time run until `at` (ms).
+async fn active_until(c: &mut platform::pools::Redis, keys: &QueueKeys, token: &str, at: i64) {
+    redis::cmd("HSET")
+        .arg(keys.token(token))
+        .arg("activeUntil")
+        .arg(at)
+        .query_async::<()>(&mut *c)
+        .await
+        .unwrap();
+    redis::cmd("ZADD").arg(&keys.active).arg(at).arg(token).query_async::<()>(&mut *c).await.unwrap();
 }
 
 async fn handled(env: &TestEnv, event_id: contracts::EventId) {
@@ -104,14 +121,7 @@ async fn a_failed_reservation_restores_the_token() {
     store::tick(&mut c, &keys, &s, now).await.unwrap();
 
     // Live token with little active time left: it keeps at least restoreMin (60 s).
-    redis::cmd("HSET")
-        .arg(keys.token(&a))
-        .arg("activeUntil")
-        .arg(now + 5_000)
-        .query_async::<()>(&mut c)
-        .await
-        .unwrap();
-    redis::cmd("ZADD").arg(&keys.active).arg(now + 5_000).arg(&a).query_async::<()>(&mut c).await.unwrap();
+    active_until(&mut c, &keys, &a, now + 5_000).await;
     let f = failed(alice, &a);
     env.publish(&f).await.unwrap();
     handled(&env, f.id).await;
@@ -162,4 +172,61 @@ async fn a_token_its_user_left_stays_out_of_the_queue_when_a_reservation_fails_l
     let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
     store::tick(&mut c, &keys, &s, chrono::Utc::now().timestamp_millis() + 3_600_000).await.unwrap();
     assert_eq!(status(&env, &b).await.status, TokenStatus::Active);
+}
+
+#[tokio::test]
+async fn cancelling_or_letting_a_hold_expire_gives_back_no_time_and_no_place() {
+    let env = start().await;
+    let (keys, s) = (keys(&env), crate::settings(1, 1));
+    let mut c = conn(&env).await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    store::tick(&mut c, &keys, &s, now).await.unwrap();
+    // Little active time left; alice cancels her hold: the time keeps running out.
+    active_until(&mut c, &keys, &a, now + 5_000).await;
+    let cancelled = failed_for(alice, &a, ReservationFailureReason::Cancelled);
+    env.publish(&cancelled).await.unwrap();
+    handled(&env, cancelled.id).await;
+    let t = status(&env, &a).await;
+    assert_eq!((t.status, t.active_until), (TokenStatus::Active, Some(now + 5_000)), "no time given back");
+
+    // Her token runs out; a hold of hers that expires later does not put it back in the queue,
+    // ahead of bob, who waits.
+    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let past = chrono::Utc::now().timestamp_millis() - 1;
+    redis::cmd("ZADD").arg(&keys.active).arg(past).arg(&a).query_async::<()>(&mut c).await.unwrap();
+    let lapsed = failed_for(alice, &a, ReservationFailureReason::Expired);
+    env.publish(&lapsed).await.unwrap();
+    handled(&env, lapsed.id).await;
+    store::tick(&mut c, &keys, &s, now + 3_600_000).await.unwrap();
+    let t = status(&env, &a).await;
+    assert_eq!((t.status, t.position), (TokenStatus::Expired, 0), "not back in the queue");
+    assert_eq!(status(&env, &b).await.status, TokenStatus::Active, "bob keeps his turn");
+}
+
+#[tokio::test]
+async fn a_restore_never_gives_one_user_two_tokens() {
+    let env = start().await;
+    let (keys, s) = (keys(&env), crate::settings(1, 1));
+    let mut c = conn(&env).await;
+    let alice = UserId::new();
+    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    store::tick(&mut c, &keys, &s, now).await.unwrap();
+    // Her token runs out while her reservation is pending; she joins again and waits.
+    let past = chrono::Utc::now().timestamp_millis() - 1;
+    redis::cmd("ZADD").arg(&keys.active).arg(past).arg(&a).query_async::<()>(&mut c).await.unwrap();
+    store::tick(&mut c, &keys, &s, now + 3_600_000).await.unwrap();
+    let (again, created, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    assert!(created && again != a);
+    // The reservation then fails through no doing of hers: the old token is not restored
+    // beside the new one.
+    let f = failed_for(alice, &a, ReservationFailureReason::SeatUnavailable);
+    env.publish(&f).await.unwrap();
+    handled(&env, f.id).await;
+    assert_eq!(status(&env, &a).await.status, TokenStatus::Expired);
+    assert_eq!(status(&env, &again).await.status, TokenStatus::Waiting);
+    assert_eq!(store::sizes(&mut c, &keys).await.unwrap(), (1, 0), "one token of hers in the room");
+    assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap().0, again);
 }
