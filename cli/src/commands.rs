@@ -20,11 +20,19 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let defs = services::resolve(names)?;
     // Every service's own settings, before anything starts: each problem, all at once.
-    let problems: Vec<_> =
-        defs.iter().filter_map(|d| (d.settings)(&config).err()).flat_map(|e| e.0).collect();
+    let limits = config.settings::<platform::http::HttpLimits>();
+    let problems: Vec<_> = limits
+        .as_ref()
+        .err()
+        .cloned()
+        .into_iter()
+        .chain(defs.iter().filter_map(|d| (d.settings)(&config).err()))
+        .flat_map(|e| e.0)
+        .collect();
     if !problems.is_empty() {
         return Err(platform::ConfigError(problems).into());
     }
+    let limits = limits?;
     let telemetry = platform::telemetry::init(process, config.otlp_endpoint.as_deref())?;
     let addr = addr.unwrap_or(config.http_addr);
     let shutdown = platform::shutdown::on_signal();
@@ -41,7 +49,7 @@ pub async fn serve(
     // Every process documents the whole API, not only what it runs: behind an ingress,
     // `/openapi.json` reaches whichever process the catch-all route picks.
     let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()));
-    let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)).merge(docs));
+    let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)).merge(docs), limits);
 
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

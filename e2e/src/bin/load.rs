@@ -203,6 +203,10 @@ enum Target {
 
 /// Starts the system with the scenario's settings; `local_only` are those that make sense only
 /// for one `ticketing up` process (a deployment sizes its own pools).
+/// The rate limits off: every simulated client comes from this one address, and a worker asks
+/// far faster than a person would.
+const UNLIMITED: [(&str, &str); 2] = [("TICKETING_RATE_PER_USER", "0"), ("TICKETING_RATE_PER_ADDRESS", "0")];
+
 async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System {
     if let Some(url) = std::env::var("LOAD_BASE_URL").ok().filter(|u| !u.is_empty()) {
         // A setting given to `load` itself wins over the scenario's own, and `LOAD_SETTINGS`
@@ -260,6 +264,8 @@ async fn flash_sale(users: usize) {
             ("TICKETING_QUEUE_MAX_ACTIVE", "5000"),
             ("TICKETING_QUEUE_ADMIT_PER_TICK", "1000"),
             ("TICKETING_QUEUE_TICK_MS", "200"),
+            UNLIMITED[0],
+            UNLIMITED[1],
         ],
         &[],
     )
@@ -414,9 +420,11 @@ impl SeatSupply {
 }
 
 async fn throughput(seconds: u64) {
-    let sys =
-        start(&[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true")], &[("TICKETING_DATABASE_MAX_CONNECTIONS", "40")])
-            .await;
+    let sys = start(
+        &[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), UNLIMITED[0], UNLIMITED[1]],
+        &[("TICKETING_DATABASE_MAX_CONNECTIONS", "40")],
+    )
+    .await;
     let api = &sys.api;
     let env_n =
         |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
@@ -640,8 +648,16 @@ async fn step(
 
 async fn polling(users: usize) {
     // Nobody is admitted: every poll is a waiting user asking for its position.
-    let sys =
-        start(&[("TICKETING_QUEUE_ADMIT_PER_TICK", "1"), ("TICKETING_QUEUE_TICK_MS", "3600000")], &[]).await;
+    let sys = start(
+        &[
+            ("TICKETING_QUEUE_ADMIT_PER_TICK", "1"),
+            ("TICKETING_QUEUE_TICK_MS", "3600000"),
+            UNLIMITED[0],
+            UNLIMITED[1],
+        ],
+        &[],
+    )
+    .await;
     let api = &sys.api;
     println!("polling: {users} waiting users poll their position");
     let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();

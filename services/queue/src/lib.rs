@@ -16,7 +16,7 @@ pub mod ticker;
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, RedisInbox, Runtime};
-use platform::{auth::JwtKeys, queue_guard::QueueKeys};
+use platform::{auth::JwtKeys, queue_guard::QueueKeys, rate_limit::RateLimit};
 use servicekit::{Service, StartError};
 use std::sync::Arc;
 
@@ -57,7 +57,8 @@ impl Service for Queue {
     type Api = http::Api;
 
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
-        config.settings::<Settings>().map(drop)
+        config.settings::<Settings>()?;
+        config.settings::<platform::rate_limit::RateSettings>().map(drop)
     }
 
     /// Starts the admission ticker and the token consumer.
@@ -77,6 +78,8 @@ impl Service for Queue {
                 rt.shutdown.clone(),
             ),
         );
-        Ok(http::routes().with_state(state))
+        // Joining is rate limited per user and per client address (its only POST).
+        let limit = RateLimit::new("queue join", &rt.config.settings()?, state.jwt.clone());
+        Ok(limit.on(http::routes()).with_state(state))
     }
 }

@@ -33,6 +33,12 @@ pub enum Error {
     /// What a shared layer answered (authentication, the waiting room, idempotency).
     #[error(transparent)]
     Problem(#[from] Problem),
+    /// A write combiner had as many requests waiting as it keeps: nothing was done.
+    #[error(transparent)]
+    Busy(#[from] platform::combine::Busy),
+    /// A write combiner's writer gave no answer (it panicked, or the process is stopping).
+    #[error(transparent)]
+    Unanswered(#[from] platform::combine::Unanswered),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("json: {0}")]
@@ -53,7 +59,8 @@ impl ApiError for Error {
                 AsProblem::Code(StatusCode::CONFLICT, "NOT_CANCELLABLE")
             }
             Error::Problem(p) => AsProblem::Passed(p),
-            Error::Db(_) | Error::Json(_) => AsProblem::Internal,
+            Error::Busy(_) => AsProblem::Overloaded,
+            Error::Db(_) | Error::Json(_) | Error::Unanswered(_) => AsProblem::Internal,
         }
     }
 }

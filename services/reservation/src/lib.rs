@@ -19,7 +19,7 @@ pub use domain::{Status, decide};
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
-use platform::{auth::JwtKeys, queue_guard::QueueGate};
+use platform::{auth::JwtKeys, queue_guard::QueueGate, rate_limit::RateLimit};
 use servicekit::{Service, StartError};
 use std::time::Duration;
 
@@ -62,6 +62,7 @@ impl Service for Reservations {
 
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
         config.settings::<platform::queue_guard::GateSettings>()?;
+        config.settings::<platform::rate_limit::RateSettings>()?;
         config.settings::<Limits>().map(drop)
     }
 
@@ -103,8 +104,11 @@ impl Service for Reservations {
             catalog.spawn(&task_rt);
             sweeper.run(every, task_rt.shutdown.clone()).await;
         });
-        Ok(http::routes().with_state(AppState {
-            jwt: JwtKeys::new(&rt.config.jwt_secret),
+        let jwt = JwtKeys::new(&rt.config.jwt_secret);
+        // Holding and paying (the POSTs) are rate limited per user and per client address.
+        let limit = RateLimit::new("booking", &rt.config.settings()?, jwt.clone());
+        Ok(limit.on(http::routes()).with_state(AppState {
+            jwt,
             gate,
             requests: requests::Requests::start(rt.db.clone(), outbox, local, limits),
         }))

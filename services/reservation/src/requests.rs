@@ -36,6 +36,8 @@ pub const MAX_SEATS: usize = 4;
 const WRITERS: usize = 1;
 /// Requests written in one statement at most.
 const AT_ONCE: usize = 64;
+/// Requests waiting for a writer at most, of each: more are answered 503 at once.
+const WAITING: usize = 16 * AT_ONCE;
 
 /// Users' requests of their reservations.
 #[derive(Clone)]
@@ -119,8 +121,8 @@ impl Requests {
         let saves = Saves { db: db.clone(), outbox: outbox.clone(), local: local.clone() };
         Self {
             schedules: Schedules::default(),
-            inserts: Combiner::start("reservation inserts", inserts, WRITERS, AT_ONCE),
-            saves: Combiner::start("reservation saves", saves, WRITERS, AT_ONCE),
+            inserts: Combiner::start("reservation inserts", inserts, WRITERS, AT_ONCE, WAITING),
+            saves: Combiner::start("reservation saves", saves, WRITERS, AT_ONCE, WAITING),
             db,
             outbox,
             local,

@@ -193,13 +193,13 @@ pub struct Saves {
 impl Batch for Saves {
     type Item = Planned<'static>;
     type Output = Option<(Reservation, Option<usize>)>;
-    type Error = DbErr;
+    type Error = Error;
 
     fn fits(&self, batch: &[Planned<'static>], item: &Planned<'static>) -> bool {
         !batch.iter().any(|p| p.next.id == item.next.id)
     }
 
-    async fn run(&self, batch: &[Planned<'static>]) -> Result<Vec<Self::Output>, DbErr> {
+    async fn run(&self, batch: &[Planned<'static>]) -> Result<Vec<Self::Output>, Error> {
         let keyed: Vec<(i64, &Planned<'_>)> = (1..).zip(batch).collect();
         let mut saved: HashMap<i64, (Reservation, Option<usize>)> =
             save_planned(&self.db, &self.outbox, &self.local, &keyed, None)

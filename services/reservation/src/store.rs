@@ -294,7 +294,7 @@ pub struct Inserts {
 impl Batch for Inserts {
     type Item = NewReservation;
     type Output = Inserted;
-    type Error = DbErr;
+    type Error = crate::error::Error;
 
     fn fits(&self, batch: &[NewReservation], item: &NewReservation) -> bool {
         let item = &item.row;
@@ -304,8 +304,8 @@ impl Batch for Inserts {
         })
     }
 
-    async fn run(&self, batch: &[NewReservation]) -> Result<Vec<Inserted>, DbErr> {
-        insert_each_unless_taken(&self.db, batch, self.max_seats, &self.outbox).await
+    async fn run(&self, batch: &[NewReservation]) -> Result<Vec<Inserted>, crate::error::Error> {
+        Ok(insert_each_unless_taken(&self.db, batch, self.max_seats, &self.outbox).await?)
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 pub trait Batch: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
     type Output: Send + 'static;
-    type Error: From<Unanswered> + Send + 'static;
+    type Error: From<Unanswered> + From<Busy> + Send + 'static;
 
     /// Whether `item` may be written together with `batch` (say, because it names nothing an
     /// item of the batch names). One that may not waits for a later batch, ahead of the
@@ -32,6 +32,13 @@ pub trait Batch: Send + Sync + 'static {
 #[error("the {0} writer gave no answer")]
 pub struct Unanswered(pub &'static str);
 
+/// A request a [`Combiner`] turned away at once: as many requests are waiting as it keeps. Under
+/// a load its writers cannot keep up with, the queue would only grow (and each request wait
+/// longer); the caller is told to come back instead ([`crate::Problem::overloaded`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the {0} writer has as many requests waiting as it keeps; retry in a moment")]
+pub struct Busy(pub &'static str);
+
 impl From<Unanswered> for sea_orm::DbErr {
     fn from(e: Unanswered) -> Self {
         sea_orm::DbErr::Custom(e.to_string())
@@ -47,7 +54,7 @@ type Job<B> = (<B as Batch>::Item, oneshot::Sender<Result<<B as Batch>::Output, 
 pub struct Combiner<B: Batch> {
     name: &'static str,
     batch: Arc<B>,
-    tx: mpsc::UnboundedSender<Job<B>>,
+    tx: mpsc::Sender<Job<B>>,
 }
 
 impl<B: Batch> Clone for Combiner<B> {
@@ -58,14 +65,15 @@ impl<B: Batch> Clone for Combiner<B> {
 
 /// What the writers share: the requests that arrived, and those left over for a later batch.
 struct Waiting<B: Batch> {
-    rx: mpsc::UnboundedReceiver<Job<B>>,
+    rx: mpsc::Receiver<Job<B>>,
     left: VecDeque<Job<B>>,
 }
 
 impl<B: Batch> Combiner<B> {
-    /// Starts `writers` writers (their logs name them `name`) of batches of at most `max`.
-    pub fn start(name: &'static str, batch: B, writers: usize, max: usize) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Starts `writers` writers (their logs name them `name`) of batches of at most `max`, with
+    /// at most `waiting` requests waiting for them (more are turned away, [`Busy`]).
+    pub fn start(name: &'static str, batch: B, writers: usize, max: usize, waiting: usize) -> Self {
+        let (tx, rx) = mpsc::channel(waiting.max(1));
         let waiting = Arc::new(Mutex::new(Waiting::<B> { rx, left: VecDeque::new() }));
         let batch = Arc::new(batch);
         for _ in 0..writers.max(1) {
@@ -85,10 +93,17 @@ impl<B: Batch> Combiner<B> {
         &self.batch
     }
 
-    /// Writes `item` with whatever else is waiting, and answers its output.
+    /// Writes `item` with whatever else is waiting, and answers its output; [`Busy`] at once
+    /// when as many requests are waiting as the combiner keeps.
     pub async fn run(&self, item: B::Item) -> Result<B::Output, B::Error> {
         let (answer, answered) = oneshot::channel();
-        self.tx.send((item, answer)).map_err(|_| Unanswered(self.name))?;
+        self.tx.try_send((item, answer)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                metrics::counter!("combiner_busy_total", "writer" => self.name).increment(1);
+                B::Error::from(Busy(self.name))
+            }
+            mpsc::error::TrySendError::Closed(_) => B::Error::from(Unanswered(self.name)),
+        })?;
         answered.await.map_err(|_| Unanswered(self.name))?
     }
 }
@@ -189,6 +204,12 @@ mod tests {
         }
     }
 
+    impl From<Busy> for Failed {
+        fn from(e: Busy) -> Self {
+            Failed(e.to_string())
+        }
+    }
+
     impl Batch for Arc<Numbers> {
         type Item = u32;
         type Output = u32;
@@ -213,7 +234,7 @@ mod tests {
     /// writer go; answers the outputs in the order submitted, and the batches written.
     async fn write_all(items: &[u32]) -> (Vec<Result<u32, String>>, Vec<Vec<u32>>) {
         let numbers = Arc::new(Numbers { batches: StdMutex::default(), permits: Semaphore::new(0) });
-        let combiner = Combiner::start("numbers", numbers.clone(), 1, 4);
+        let combiner = Combiner::start("numbers", numbers.clone(), 1, 4, 64);
         let mut runs = Vec::new();
         for &n in items {
             let combiner = combiner.clone();
@@ -253,5 +274,25 @@ mod tests {
         assert_eq!(outputs[3], Err("the numbers writer gave no answer".to_owned()), "a panic is an error");
         assert_eq!(outputs[4], Ok(60), "the writer goes on after a panic");
         assert_eq!(batches, [vec![1], vec![13, 20, 666, 30], vec![13], vec![20], vec![666], vec![30]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_beyond_those_it_keeps_waiting_are_turned_away_at_once() {
+        let numbers = Arc::new(Numbers { batches: StdMutex::default(), permits: Semaphore::new(0) });
+        let combiner = Combiner::start("numbers", numbers.clone(), 1, 1, 2);
+        let mut runs = Vec::new();
+        // The writer takes the first and waits; two more wait for it; the fourth is one too many.
+        for n in [1, 2, 3] {
+            let combiner = combiner.clone();
+            runs.push(tokio::spawn(async move { combiner.run(n).await.map_err(|e| e.0) }));
+            tokio::task::yield_now().await;
+        }
+        let refused = combiner.run(4).await.map_err(|e| e.0);
+        assert_eq!(refused, Err(Busy("numbers").to_string()));
+        numbers.permits.add_permits(100);
+        for (run, n) in runs.into_iter().zip([1, 2, 3]) {
+            assert_eq!(run.await.unwrap(), Ok(n * 2), "those kept are written");
+        }
+        assert_eq!(combiner.run(5).await.map_err(|e| e.0), Ok(10), "and room is made again");
     }
 }

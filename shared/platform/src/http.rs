@@ -1,7 +1,7 @@
 //! The HTTP side every service shares: ops routes (`/healthz`, `/readyz`, `/metrics`), request
-//! spans joined to the caller's trace, latency metrics by route, body limits, problem+json
-//! fallbacks, a handler's panic answered as a logged 500, and a server that drains in-flight
-//! requests on shutdown.
+//! spans joined to the caller's trace, latency metrics by route, body limits, a timeout and a
+//! bound on requests in progress (more are shed), problem+json fallbacks, a handler's panic
+//! answered as a logged 500, and a server that drains in-flight requests on shutdown.
 
 pub use crate::readiness::{Readiness, ReadinessCheck};
 use crate::{Problem, telemetry};
@@ -17,9 +17,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 use std::{
     sync::{Arc, OnceLock},
-    time::Instant,
+    time::{Duration, Instant},
 };
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
@@ -109,19 +110,94 @@ pub fn docs_router(doc: utoipa::openapi::OpenApi) -> Router {
     document_route("/openapi.json", doc).route("/docs", get(|| async { Html(DOCS_PAGE) }))
 }
 
+/// How much one process takes on over HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The longest a request may run (`TICKETING_HTTP_TIMEOUT_SECS`, default 15, more than the
+    /// longest `Prefer: wait`); then it is abandoned and answered 503 `REQUEST_TIMEOUT`.
+    pub timeout: Duration,
+    /// Requests in progress at once (`TICKETING_HTTP_MAX_IN_FLIGHT`, default 1024); one more
+    /// is shed at once with 503 `OVERLOADED` rather than queued behind them.
+    pub max_in_flight: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(15), max_in_flight: 1024 }
+    }
+}
+
+impl crate::config::Settings for HttpLimits {
+    fn read(vars: &mut crate::config::Vars<'_>) -> Self {
+        let default = Self::default();
+        let timeout = vars.secs("TICKETING_HTTP_TIMEOUT_SECS", default.timeout.as_secs());
+        if timeout <= crate::paging::MAX_WAIT {
+            let longest = crate::paging::MAX_WAIT.as_secs();
+            vars.fail(
+                "TICKETING_HTTP_TIMEOUT_SECS",
+                format!("must be more than {longest} (the longest Prefer: wait)"),
+            );
+        }
+        let max_in_flight =
+            vars.positive("TICKETING_HTTP_MAX_IN_FLIGHT", default.max_in_flight as u32) as usize;
+        Self { timeout, max_in_flight }
+    }
+}
+
 /// Wraps an application router with what every service gets: request spans (children of the
-/// caller's `traceparent`), latency metrics by route and status, a body limit, problem+json
-/// answers for unknown routes and methods, and a logged 500 problem for a handler that panics
-/// (instead of a connection dropped without an answer).
-pub fn finish(router: Router) -> Router {
+/// caller's `traceparent`), latency metrics by route and status, a body limit, `limits` (the ops
+/// routes excepted, so that probes and scrapes still answer under load), problem+json answers
+/// for unknown routes and methods, and a logged 500 problem for a handler that panics (instead
+/// of a connection dropped without an answer).
+pub fn finish(router: Router, limits: HttpLimits) -> Router {
     metrics_handle();
+    let bound = Bound { limits, in_flight: Arc::new(Semaphore::new(limits.max_in_flight)) };
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(bound, bounded))
         .layer(middleware::from_fn(track_metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// [`HttpLimits`] as a process enforces them.
+#[derive(Clone)]
+struct Bound {
+    limits: HttpLimits,
+    in_flight: Arc<Semaphore>,
+}
+
+/// Sheds a request beyond the process's bound, and abandons one that runs past the timeout.
+async fn bounded(State(bound): State<Bound>, req: Request, next: Next) -> Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = bound.in_flight.try_acquire_owned() else {
+        metrics::counter!("http_shed_total", "reason" => "overloaded").increment(1);
+        return Problem::overloaded(
+            "this process has as many requests in progress as it takes; retry in a moment",
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(bound.limits.timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            metrics::counter!("http_shed_total", "reason" => "timeout").increment(1);
+            let seconds = bound.limits.timeout.as_secs();
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "REQUEST_TIMEOUT",
+                format!(
+                    "the request ran longer than {seconds} s and was abandoned; a write it started may have \
+                     happened, so retry it with the same Idempotency-Key"
+                ),
+            )
+            .retry_after(1)
+            .into_response()
+        }
+    }
 }
 
 fn request_span(req: &Request) -> tracing::Span {
@@ -177,7 +253,9 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    // The peer's address reaches the handlers (rate limits per client address).
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
 #[cfg(test)]
@@ -199,7 +277,8 @@ mod tests {
         async fn boom() -> &'static str {
             panic!("secret detail of the panic")
         }
-        let (status, kind, body) = answer(finish(Router::new().route("/boom", get(boom))), "/boom").await;
+        let (status, kind, body) =
+            answer(finish(Router::new().route("/boom", get(boom)), HttpLimits::default()), "/boom").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(kind.as_deref(), Some(crate::problem::PROBLEM_JSON));
         assert_eq!(body["code"], "INTERNAL");
@@ -225,5 +304,76 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["checks"]["postgres"], "unavailable");
         assert!(!body.to_string().contains("hunter2"), "{body}");
+    }
+
+    /// A router whose `/slow` waits until `go` is notified, finished with `limits`.
+    fn slow(limits: HttpLimits, go: Arc<tokio::sync::Notify>) -> Router {
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(move || async move {
+                    go.notified().await;
+                    "done"
+                }),
+            )
+            .merge(ops_router(Readiness::default()));
+        finish(router, limits)
+    }
+
+    #[tokio::test]
+    async fn a_request_beyond_those_in_progress_is_shed_with_retry_after_but_probes_answer() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let limits = HttpLimits { timeout: Duration::from_secs(30), max_in_flight: 1 };
+        let router = slow(limits, go.clone());
+        let first = tokio::spawn(router.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()));
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let res = router.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        let (status, kind, body) = answer(router.clone(), "/slow").await;
+        assert_eq!(
+            (status, kind.as_deref(), body["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(crate::problem::PROBLEM_JSON), Some("OVERLOADED"))
+        );
+        let (status, _, _) = answer(router.clone(), "/healthz").await;
+        assert_eq!(status, StatusCode::OK, "probes are not shed");
+        go.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        go.notify_one();
+        let res = router.oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "room again once the first is done");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_runs_past_the_timeout_is_abandoned_with_a_problem() {
+        let limits = HttpLimits { timeout: Duration::from_millis(100), max_in_flight: 8 };
+        let router = slow(limits, Arc::new(tokio::sync::Notify::new()));
+        let res = router.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+        let (status, _, body) = answer(router, "/slow").await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("REQUEST_TIMEOUT"))
+        );
+    }
+
+    #[test]
+    fn the_limits_are_settings_and_the_timeout_outlasts_the_longest_wait() {
+        let read = |vars: &'static [(&'static str, &'static str)]| {
+            crate::config::read_settings::<HttpLimits>(&|k| {
+                vars.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned())
+            })
+        };
+        assert_eq!(read(&[]).unwrap(), HttpLimits::default());
+        let set =
+            read(&[("TICKETING_HTTP_TIMEOUT_SECS", "30"), ("TICKETING_HTTP_MAX_IN_FLIGHT", "64")]).unwrap();
+        assert_eq!(set, HttpLimits { timeout: Duration::from_secs(30), max_in_flight: 64 });
+        let err = read(&[("TICKETING_HTTP_TIMEOUT_SECS", "10"), ("TICKETING_HTTP_MAX_IN_FLIGHT", "0")])
+            .unwrap_err();
+        assert!(
+            err.names("TICKETING_HTTP_TIMEOUT_SECS") && err.names("TICKETING_HTTP_MAX_IN_FLIGHT"),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod paging;
 pub mod pools;
 pub mod problem;
 pub mod queue_guard;
+pub mod rate_limit;
 pub mod readiness;
 pub mod routes;
 pub mod rows;

@@ -32,6 +32,9 @@ pub struct Problem {
     pub detail: String,
     /// What went wrong, for a program: stable, SCREAMING_SNAKE_CASE.
     pub code: String,
+    /// Seconds after which a retry may succeed, sent as `Retry-After` (not in the body).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -43,7 +46,14 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code: code.to_owned(),
+            retry_after: None,
         }
+    }
+
+    /// The same problem, telling the caller to retry after `seconds` (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 for input that does not pass validation.
@@ -73,6 +83,12 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail)
     }
 
+    /// 503 when this process has more to do than it can take on (load shed): nothing was done,
+    /// and the caller may retry in a second.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", detail).retry_after(1)
+    }
+
     /// The status as an axum status code.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
@@ -82,8 +98,12 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
+        let retry_after = self.retry_after;
         let mut res = (status, Json(self)).into_response();
         res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         res
     }
 }
@@ -103,6 +123,9 @@ pub enum AsProblem<'a> {
     Code(StatusCode, &'static str),
     /// A problem a shared layer answered already (authentication, the waiting room, idempotency).
     Passed(&'a Problem),
+    /// More than this process can take on now: 503 `OVERLOADED` with `Retry-After`; the error's
+    /// message is the detail ([`Problem::overloaded`]).
+    Overloaded,
     /// Nothing the caller can act on: 500, logged in full ([`Problem::internal`]).
     Internal,
 }
@@ -125,6 +148,7 @@ impl<E: ApiError> From<E> for Problem {
                 Problem::new(status, code, e.to_string())
             }
             AsProblem::Passed(problem) => problem.clone(),
+            AsProblem::Overloaded => Problem::overloaded(e.to_string()),
             AsProblem::Internal => Problem::internal(&e),
         }
     }

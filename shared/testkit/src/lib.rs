@@ -105,7 +105,11 @@ impl TestEnv {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let shutdown = self.shutdown.clone();
-        tokio::spawn(platform::http::serve(listener, platform::http::finish(router), shutdown));
+        tokio::spawn(platform::http::serve(
+            listener,
+            platform::http::finish(router, platform::http::HttpLimits::default()),
+            shutdown,
+        ));
         Ok(format!("http://{addr}"))
     }
 

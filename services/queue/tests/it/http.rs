@@ -62,3 +62,27 @@ async fn users_join_poll_and_leave_over_http() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn joining_faster_than_a_person_is_rate_limited_but_polling_is_not() {
+    let env = TestEnv::new().await.unwrap();
+    let rt = env.runtime_with(&[("TICKETING_RATE_PER_USER", "1")]);
+    let url = env.spawn_app(testkit::start::<queue::Queue>(&rt).unwrap()).await.unwrap();
+    let alice = UserId::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(call(&url, &env, Method::POST, "/queue/tokens", alice).await);
+    }
+    // A burst of two joins (the second answers the same token), then 429.
+    let token = statuses[0].1["token"].as_str().unwrap().to_owned();
+    assert_eq!((statuses[0].0, statuses[1].0), (201, 200), "{statuses:?}");
+    for (status, body) in &statuses[2..] {
+        assert_eq!((*status, body["code"].as_str()), (429, Some("RATE_LIMITED")), "{body}");
+    }
+    for _ in 0..5 {
+        let (status, _) = call(&url, &env, Method::GET, &format!("/queue/tokens/{token}"), alice).await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = call(&url, &env, Method::POST, "/queue/tokens", UserId::new()).await;
+    assert_eq!(status, 201, "another user joins");
+}

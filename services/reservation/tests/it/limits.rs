@@ -10,7 +10,8 @@ fn limit_reached((status, body): &(u16, Value)) -> &str {
 
 #[tokio::test]
 async fn fifty_racing_requests_of_one_user_make_one_reservation() {
-    let s = Service::start().await;
+    // Without the rate limit (tested below), so that every request reaches the write.
+    let s = Service::start_with(&[("TICKETING_RATE_PER_USER", "0")]).await;
     let user = UserId::new();
     // Each asks for a seat of its own, so only the per-user limit can turn them away; half carry
     // an Idempotency-Key (written in a transaction of their own), half are written together.
@@ -101,4 +102,52 @@ async fn the_share_is_a_setting_that_must_be_a_positive_count() {
         .unwrap_err();
         assert!(err.to_string().contains("TICKETING_MAX_SEATS_PER_USER"), "{bad}: {err}");
     }
+}
+
+#[tokio::test]
+async fn a_user_asking_faster_than_a_person_is_rate_limited_and_nothing_is_made() {
+    let s = Service::start_with(&[("TICKETING_RATE_PER_USER", "2")]).await;
+    let user = UserId::new();
+    // A burst of twice the rate passes (one hold, the rest refused by the per-user limits);
+    // the next request is turned away before it reaches the service, with when to retry.
+    let mut answers = Vec::new();
+    for seat in 1..=6 {
+        let body = json!({"scheduleId": s.schedule, "seatNos": [seat]});
+        let res = s
+            .http
+            .post(format!("{}/reservations", s.url))
+            .bearer_auth(s.env.user_token(user))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let retry_after = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let kind = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        answers.push((res.status().as_u16(), retry_after, kind, res.json::<Value>().await.unwrap()));
+    }
+    let codes: Vec<(u16, &str)> =
+        answers.iter().map(|(status, _, _, body)| (*status, body["code"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(&codes[..2], [(202, "-"), (409, "LIMIT_REACHED")], "{answers:?}");
+    assert!(codes[4..].iter().all(|c| *c == (429, "RATE_LIMITED")), "{answers:?}");
+    let (_, retry_after, kind, _) = &answers[5];
+    assert!(retry_after.as_deref().is_some_and(|s| s.parse::<u32>().unwrap() >= 1), "{answers:?}");
+    assert_eq!(kind.as_deref(), Some("application/problem+json"));
+    // Reading is not limited; another user is not limited by this one.
+    let (status, mine) = s.call(Method::GET, "/reservations", user, None).await;
+    assert_eq!((status, mine["data"].as_array().map(Vec::len)), (200, Some(1)), "{mine}");
+    let other = json!({"scheduleId": s.schedule, "seatNos": [9]});
+    assert_eq!(s.call(Method::POST, "/reservations", UserId::new(), Some(other)).await.0, 202);
+}
+
+#[tokio::test]
+async fn many_users_from_one_address_share_its_rate() {
+    let s =
+        Service::start_with(&[("TICKETING_RATE_PER_USER", "0"), ("TICKETING_RATE_PER_ADDRESS", "3")]).await;
+    let mut statuses = Vec::new();
+    for seat in 1..=8 {
+        let body = json!({"scheduleId": s.schedule, "seatNos": [seat]});
+        statuses.push(s.call(Method::POST, "/reservations", UserId::new(), Some(body)).await.0);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 6, "a burst of twice the rate: {statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == 429), "{statuses:?}");
 }
