@@ -75,8 +75,32 @@ pub enum HandleError {
 }
 
 impl From<DbErr> for HandleError {
+    /// Permanent when Postgres refused the data itself (SQLSTATE class 22, a data exception, or
+    /// 23, an integrity constraint violation): the same event would be refused on every
+    /// delivery, so it goes to the dead-letter stream at once. Anything else (a lost
+    /// connection, a deadlock, a serialization failure) is worth retrying.
     fn from(e: DbErr) -> Self {
-        HandleError::Transient(format!("database: {e}"))
+        match sqlstate(&e) {
+            Some(code) if code.starts_with("22") || code.starts_with("23") => {
+                HandleError::Permanent(format!("database refused the event's data (SQLSTATE {code}): {e}"))
+            }
+            _ => HandleError::Transient(format!("database: {e}")),
+        }
+    }
+}
+
+/// The SQLSTATE of an error Postgres answered, if it was one.
+fn sqlstate(e: &DbErr) -> Option<String> {
+    use sea_orm::{RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e))) = e
+    else {
+        return None;
+    };
+    match &**e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
     }
 }
 
@@ -407,6 +431,10 @@ pub struct ConsumerSpec {
     pub config: pull::Config,
     /// NAK delay after the n-th failed delivery (the last entry repeats).
     pub nak_delays: Vec<Duration>,
+    /// Deliveries a message is given before it is dead-lettered: a transient failure on the
+    /// last is dead-lettered, and a delivery past it (the ones before crashed or timed out, or
+    /// the dead letter could not be written) is dead-lettered without being handled again.
+    pub attempts: u64,
     /// Messages handled at once.
     pub concurrency: usize,
     /// Messages applied together in one transaction at most, from those already arrived; 1
@@ -465,6 +493,7 @@ impl ConsumerSpec {
             part: None,
             config: crate::definitions::consumer_defaults()?,
             nak_delays: [100, 500, 2_000, 5_000, 10_000].map(Duration::from_millis).to_vec(),
+            attempts: crate::definitions::consumer_attempts()?,
             concurrency: 32,
             batch: 1,
         })
@@ -494,6 +523,29 @@ impl ConsumerSpec {
 
     /// Creates the durable consumer if it does not exist, and returns it.
     pub async fn ensure(&self, bus: &Bus) -> Result<PullConsumer, MessagingError> {
+        let (stream, config) = self.declared_on(bus).await?;
+        stream
+            .get_or_create_consumer(&self.name(), config)
+            .await
+            .map_err(|e| MessagingError::js("create consumer", e))
+    }
+
+    /// Creates the durable consumer, or brings one that exists to this configuration
+    /// (`ticketing nats apply`, after `nats/consumers.json` changed).
+    pub async fn apply(&self, bus: &Bus) -> Result<(), MessagingError> {
+        let (stream, config) = self.declared_on(bus).await?;
+        stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| MessagingError::js("create or update consumer", e))?;
+        Ok(())
+    }
+
+    /// The stream, and the consumer's configuration on it.
+    async fn declared_on(
+        &self,
+        bus: &Bus,
+    ) -> Result<(jetstream::stream::Stream, pull::Config), MessagingError> {
         let mut config = self.config.clone();
         config.durable_name = Some(self.name());
         config.filter_subject = self.filter_subject.as_deref().map(|f| bus.ns.subject(f)).unwrap_or_default();
@@ -502,10 +554,7 @@ impl ConsumerSpec {
             .get_stream(bus.ns.stream(self.stream))
             .await
             .map_err(|e| MessagingError::js("get stream", e))?;
-        stream
-            .get_or_create_consumer(&self.name(), config)
-            .await
-            .map_err(|e| MessagingError::js("create consumer", e))
+        Ok((stream, config))
     }
 
     fn nak_delay(&self, deliveries: u64) -> Duration {
@@ -672,6 +721,16 @@ async fn receive(
             return None;
         }
     };
+    if deliveries > spec.attempts {
+        let reason = format!(
+            "delivered {deliveries} times, past its {} attempts: the deliveries before went unanswered (its \
+             handler crashed or timed out) or its dead letter could not be written",
+            spec.attempts
+        );
+        let meta = serde_json::from_slice::<Envelope<serde_json::Value>>(&msg.payload).ok().map(|e| e.meta());
+        settle_dead(bus, spec, name, msg, meta.as_ref(), &reason, deliveries).await;
+        return None;
+    }
     let envelope = match serde_json::from_slice::<Envelope<serde_json::Value>>(&msg.payload) {
         Ok(env) => env,
         Err(e) => {
@@ -719,7 +778,6 @@ async fn settle(
     outcome: Result<Applied, HandleError>,
 ) {
     let deliveries = incoming.deliveries;
-    let max_deliver = u64::try_from(spec.config.max_deliver).unwrap_or(u64::MAX);
     let meta = incoming.meta();
     match outcome {
         Ok(applied) => {
@@ -737,8 +795,8 @@ async fn settle(
         Err(HandleError::Permanent(reason)) => {
             settle_dead(bus, spec, name, msg, Some(&meta), &reason, deliveries).await;
         }
-        Err(HandleError::Transient(reason)) if deliveries >= max_deliver => {
-            let reason = format!("{reason} (still failing on delivery {deliveries} of {max_deliver})");
+        Err(HandleError::Transient(reason)) if deliveries >= spec.attempts => {
+            let reason = format!("{reason} (still failing on delivery {deliveries} of {})", spec.attempts);
             settle_dead(bus, spec, name, msg, Some(&meta), &reason, deliveries).await;
         }
         Err(HandleError::Transient(reason)) => {
@@ -753,7 +811,8 @@ async fn settle(
 }
 
 /// Writes the dead letter, then `Term`s the message. If the dead letter cannot be written the
-/// message is NAKed instead, so it is never lost.
+/// message is NAKed instead, so it is never lost: JetStream delivers it again (it has no last
+/// delivery), and that delivery, past [`ConsumerSpec::attempts`], tries the dead letter again.
 async fn settle_dead(
     bus: &Bus,
     spec: &ConsumerSpec,

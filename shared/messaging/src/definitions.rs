@@ -50,6 +50,8 @@ pub fn stream_config(
 #[derive(Deserialize)]
 struct ConsumersFile {
     defaults: consumer::pull::Config,
+    /// Deliveries of a message before it is dead-lettered ([`consumer_attempts`]).
+    attempts: u64,
     consumers: Vec<ConsumerEntry>,
 }
 
@@ -78,6 +80,15 @@ pub fn consumer_defaults() -> Result<consumer::pull::Config, MessagingError> {
     Ok(consumers_file()?.defaults)
 }
 
+/// How many deliveries a consumer gives a message before it dead-letters it (`attempts` in
+/// `nats/consumers.json`). JetStream itself redelivers without end (`max_deliver` -1): the
+/// consumer, not the server, decides when to give up, so a message is never left with no
+/// delivery to come, neither when writing its dead letter fails nor when every delivery
+/// crashed its handler.
+pub fn consumer_attempts() -> Result<u64, MessagingError> {
+    Ok(consumers_file()?.attempts.max(1))
+}
+
 /// Every consumer declared in `nats/consumers.json`.
 pub fn consumer_entries() -> Result<Vec<ConsumerEntry>, MessagingError> {
     let file = consumers_file()?;
@@ -93,13 +104,14 @@ pub fn consumer_entries() -> Result<Vec<ConsumerEntry>, MessagingError> {
 }
 
 /// Creates or updates every stream (each kept on `replicas` servers), then every declared
-/// consumer (which follows its stream's replicas).
+/// consumer (which follows its stream's replicas), bringing one that exists to its declared
+/// configuration.
 pub async fn apply(bus: &Bus, replicas: usize) -> Result<(), MessagingError> {
     for stream in Stream::ALL {
         apply_stream(bus, stream, replicas).await?;
     }
     for spec in declared_consumers()? {
-        spec.ensure(bus).await?;
+        spec.apply(bus).await?;
     }
     Ok(())
 }
@@ -191,10 +203,11 @@ mod tests {
     }
 
     #[test]
-    fn consumer_defaults_are_explicit_ack_with_bounded_delivery() {
+    fn consumer_defaults_are_explicit_ack_with_unbounded_delivery_and_bounded_attempts() {
         let d = consumer_defaults().unwrap();
         assert_eq!(d.ack_policy, consumer::AckPolicy::Explicit);
-        assert!(d.max_deliver > d.backoff.len() as i64, "max_deliver must exceed the backoff steps");
+        assert_eq!(d.max_deliver, -1, "the consumer gives up (dead-letters), never the server");
+        assert!(consumer_attempts().unwrap() > 1);
         consumer_entries().unwrap();
     }
 }

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use testkit::eventually;
 
 #[tokio::test]
-async fn a_handler_that_always_fails_ends_in_the_dlq_after_max_deliver() {
+async fn a_handler_that_always_fails_ends_in_the_dlq_after_its_attempts() {
     let env = env().await;
     let recorder = Recorder { always_fail: true, ..Recorder::default() };
     let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", recorder.clone()));
@@ -83,4 +83,100 @@ async fn a_payload_of_the_wrong_shape_is_dead_lettered_at_once() {
     .await;
     assert_eq!(letters[0].1.deliveries, 1);
     assert!(letters[0].1.reason.contains("malformed SeatsReleased payload"), "{}", letters[0].1.reason);
+}
+
+#[tokio::test]
+async fn an_event_the_database_refuses_goes_to_the_dlq_at_once() {
+    let env = env().await;
+    let recorder = Recorder { violate: true, ..Recorder::default() };
+    let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", recorder.clone()));
+    tokio::spawn(run_consumer(env.bus.clone(), spec(), inbox, env.shutdown.clone()));
+
+    let event = sample();
+    publish_event(&env, &event, &event.id.to_string()).await;
+    let letters = eventually("a dead letter", Duration::from_secs(10), || async {
+        let l = dlq::list(&env.bus, 10).await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    let (_, letter) = &letters[0];
+    assert_eq!(letter.deliveries, 1, "not retried: {}", letter.reason);
+    assert!(letter.reason.contains("SQLSTATE 23502"), "{}", letter.reason);
+    assert_eq!(recorder.attempts(event.id.0), 1);
+}
+
+#[tokio::test]
+async fn a_message_whose_deliveries_all_went_unanswered_is_dead_lettered_without_being_handled() {
+    let env = env().await;
+    let mut spec = spec();
+    spec.config.ack_wait = Duration::from_millis(500);
+    let event = sample();
+    publish_event(&env, &event, &event.id.to_string()).await;
+    // As if every delivery crashed its handler: taken, never answered, until its attempts are spent.
+    let consumer = spec.ensure(&env.bus).await.unwrap();
+    let mut seen = 0;
+    while seen < spec.attempts {
+        let mut batch =
+            consumer.batch().max_messages(1).expires(Duration::from_secs(3)).messages().await.unwrap();
+        if let Some(msg) = futures::StreamExt::next(&mut batch).await {
+            msg.unwrap();
+            seen += 1;
+        }
+    }
+    let recorder = Recorder::default();
+    let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", recorder.clone()));
+    tokio::spawn(run_consumer(env.bus.clone(), spec, inbox, env.shutdown.clone()));
+    let letters = eventually("a dead letter", Duration::from_secs(10), || async {
+        let l = dlq::list(&env.bus, 10).await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    let (_, letter) = &letters[0];
+    assert_eq!((letter.deliveries, letter.event_id.clone()), (4, Some(event.id.to_string())));
+    assert!(letter.reason.contains("past its 3 attempts"), "{}", letter.reason);
+    assert_eq!(recorder.attempts(event.id.0), 0, "not handled again");
+}
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_written_is_tried_again_on_a_later_delivery() {
+    let env = env().await;
+    // The dead-letter stream is gone for a while: the last attempt's dead letter fails.
+    env.bus.js.delete_stream(env.bus.ns.stream(Stream::Dlq)).await.unwrap();
+    let recorder = Recorder { always_fail: true, ..Recorder::default() };
+    let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", recorder.clone()));
+    tokio::spawn(run_consumer(env.bus.clone(), spec(), inbox, env.shutdown.clone()));
+    let event = sample();
+    publish_event(&env, &event, &event.id.to_string()).await;
+    eventually("every attempt spent", Duration::from_secs(10), || async {
+        (recorder.attempts(event.id.0) >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    messaging::definitions::apply_stream(&env.bus, Stream::Dlq, 1).await.unwrap();
+    let letters = eventually("the dead letter, once it can be written", Duration::from_secs(10), || async {
+        let l = dlq::list(&env.bus, 10).await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    let (_, letter) = &letters[0];
+    assert_eq!(letter.event_id, Some(event.id.to_string()));
+    assert!(letter.deliveries > 3, "{}", letter.deliveries);
+    assert_eq!(recorder.attempts(event.id.0), 3, "handled no more than its attempts");
+}
+
+#[tokio::test]
+async fn applying_the_definitions_brings_an_existing_consumer_to_its_declared_configuration() {
+    let env = env().await;
+    // A consumer as an earlier version declared it: the server gave up after 8 deliveries.
+    let mut old = messaging::ConsumerSpec::declared("seat", Stream::Reservation).unwrap().remove(0);
+    old.config.max_deliver = 8;
+    old.apply(&env.bus).await.unwrap();
+    let max_deliver = |spec: messaging::ConsumerSpec| {
+        let bus = env.bus.clone();
+        async move { spec.ensure(&bus).await.unwrap().info().await.unwrap().config.max_deliver }
+    };
+    assert_eq!(max_deliver(old.clone()).await, 8);
+    messaging::definitions::apply(&env.bus, 1).await.unwrap();
+    assert_eq!(max_deliver(old).await, -1);
 }

@@ -39,7 +39,7 @@ pub fn sample() -> Envelope<SeatsReleased> {
 /// A consumer of the SEAT stream that gives up after 3 deliveries and retries fast.
 pub fn spec() -> ConsumerSpec {
     let mut spec = ConsumerSpec::new("probe", Stream::Seat, None).expect("spec");
-    spec.config.max_deliver = 3;
+    spec.attempts = 3;
     spec.config.backoff = Vec::new();
     spec.config.ack_wait = Duration::from_secs(5);
     spec.nak_delays = vec![Duration::from_millis(50)];
@@ -112,6 +112,8 @@ pub struct Recorder {
     pub always_fail: bool,
     /// An event that fails permanently, every time.
     pub poison: Option<uuid::Uuid>,
+    /// Writes its effect so that Postgres refuses it (a NULL where the column allows none).
+    pub violate: bool,
     pub attempts: Arc<Mutex<HashMap<uuid::Uuid, u32>>>,
 }
 
@@ -130,7 +132,8 @@ impl Handler for Recorder {
             *n += 1;
             *n
         };
-        let trace_id = platform::telemetry::trace_id(&tracing::Span::current());
+        let trace_id =
+            Some(platform::telemetry::trace_id(&tracing::Span::current())).filter(|_| !self.violate);
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "INSERT INTO probe.applied (event_id, trace_id) VALUES ($1, $2)",
