@@ -715,6 +715,14 @@ def http_port(env: dict[str, EnvVar]) -> int:
     return int(addr.value.rsplit(":", 1)[1])
 
 
+def ops_port(env: dict[str, EnvVar]) -> int | None:
+    """The port of TICKETING_OPS_ADDR (probes and scrapes, off the API's port), if set."""
+    addr = env.get("TICKETING_OPS_ADDR")
+    if addr is None or not addr.value:
+        return None
+    return int(addr.value.rsplit(":", 1)[1])
+
+
 def check_ticketing_container(
     p: Problems,
     where: str,
@@ -748,6 +756,11 @@ def check_ticketing_container(
             p.add(where, f"{JWT_SECRET} must come from a Secret, not a {jwt.source}")
         if len(jwt.value.encode()) < MIN_JWT_SECRET:
             p.add(where, f"{JWT_SECRET} is shorter than {MIN_JWT_SECRET} bytes")
+    for var in (JWT_SECRET, EXTERNAL_SECRET):
+        secret = env.get(var)
+        development = getattr(env.get("TICKETING_ENV"), "value", None) == "dev"
+        if secret and secret.value and secret.value.startswith("dev-only-") and not development:
+            p.add(where, f"{var} is a public development secret but TICKETING_ENV is not dev: the process would refuse it")
     for var in sorted(config.urls):
         v = env.get(var)
         if v is None:
@@ -783,10 +796,20 @@ def check_ticketing_container(
                 where,
                 f"listens on {port} (TICKETING_HTTP_ADDR) but its port named http is {ports.get('http')}",
             )
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        ops = ops_port(env)
+        if ops is None:
+            p.add(where, "TICKETING_OPS_ADDR is not set: /metrics and /readyz would be served beside the API, "
+                  "where the ingress routes")
+        elif ports.get("ops") != ops:
+            p.add(where, f"serves probes on {ops} (TICKETING_OPS_ADDR) but its port named ops is {ports.get('ops')}")
+        for probe, path in (
+            ("readinessProbe", "/readyz"),
+            ("livenessProbe", "/healthz"),
+            ("startupProbe", "/healthz"),
+        ):
             get = (c.get(probe) or {}).get("httpGet") or {}
-            if get.get("path") != path or get.get("port") not in {"http", port}:
-                p.add(where, f"{probe} should GET {path} on the http port")
+            if get.get("path") != path or get.get("port") not in {"ops", ops}:
+                p.add(where, f"{probe} should GET {path} on the ops port")
     return args, env
 
 

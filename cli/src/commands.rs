@@ -35,6 +35,7 @@ pub async fn serve(
     let limits = limits?;
     let telemetry = platform::telemetry::init(process, config.otlp_endpoint.as_deref())?;
     let addr = addr.unwrap_or(config.http_addr);
+    let ops_addr = config.ops_addr;
     let shutdown = platform::shutdown::on_signal();
     let rt = Runtime::connect(config, shutdown.clone()).await?;
 
@@ -45,11 +46,25 @@ pub async fn serve(
     let readiness = Readiness::default()
         .with(Arc::new(rt.db.clone()))
         .with(Arc::new(rt.bus.clone()))
-        .with(Arc::new(rt.redis.clone()));
+        .with(Arc::new(rt.redis.clone()))
+        .watching(rt.liveness.clone());
     // Every process documents the whole API, not only what it runs: behind an ingress,
     // `/openapi.json` reaches whichever process the catch-all route picks.
     let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()));
-    let app = platform::http::finish(router.merge(platform::http::ops_router(readiness)).merge(docs), limits);
+    let ops = platform::http::ops_router(readiness);
+    let app = match ops_addr {
+        None => platform::http::finish(router.merge(ops.clone()).merge(docs), limits),
+        // Probes and scrapes on a port of their own, which the ingress does not route.
+        Some(_) => platform::http::finish(router.merge(docs), limits),
+    };
+    if let Some(ops_addr) = ops_addr {
+        let listener = tokio::net::TcpListener::bind(ops_addr)
+            .await
+            .with_context(|| format!("cannot listen on {ops_addr} (TICKETING_OPS_ADDR)"))?;
+        println!("ticketing ops listening on http://{}", listener.local_addr()?);
+        let ops = platform::http::finish(ops, platform::http::HttpLimits::default());
+        tokio::spawn(platform::http::serve(listener, ops, shutdown.clone()));
+    }
 
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -64,6 +79,9 @@ pub async fn serve(
         tracing::warn!("background tasks did not stop within 25 s; exiting anyway");
     }
     telemetry.shutdown();
+    // Stopped because a background task died: a failure, for whatever restarts the process.
+    let dead = rt.liveness.dead();
+    anyhow::ensure!(dead.is_empty(), "a background task died: {}", dead.join("; "));
     Ok(())
 }
 

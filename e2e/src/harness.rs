@@ -37,6 +37,8 @@ pub fn command(bin: &std::path::Path, env: &TestEnv) -> Command {
         .env("TICKETING_NATS_URL", &env.config.nats_url)
         .env("TICKETING_REDIS_URL", env.config.redis_url.expose())
         .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+        // The tests' secret is public: accepted only on a development machine.
+        .env("TICKETING_ENV", "dev")
         .env("TICKETING_PREFIX", env.ns.as_str())
         .env("TICKETING_HTTP_ADDR", "127.0.0.1:0");
     cmd

@@ -77,6 +77,8 @@ port_of() {
     nats.*) echo $((BASE + 220 + ${name#nats.})) ;;
     nats-route.*) echo $((BASE + 250 + ${name#nats-route.})) ;;
     nats-monitor.*) echo $((BASE + 280 + ${name#nats-monitor.})) ;;
+    # A service replica's /healthz, /readyz and /metrics (TICKETING_OPS_ADDR), which nginx does not route.
+    ops.*) local replica=${name#ops.}; echo $((BASE + 600 + 10 * $(service_index "${replica%.*}") + ${replica##*.})) ;;
     *.*) echo $((BASE + 100 + 10 * $(service_index "${name%.*}") + ${name##*.})) ;;
     *) return 1 ;;
   esac
@@ -86,6 +88,7 @@ port_of() {
 all_ports() {
   local name i
   for name in $(all_names); do echo "$(port_of "$name") $name"; done
+  for name in $(service_names); do echo "$(port_of "ops.$name") $name"; done
   for i in $(seq 1 "$NATS_NODES"); do
     echo "$(port_of "nats-route.$i") nats.$i"
     echo "$(port_of "nats-monitor.$i") nats.$i"
@@ -153,7 +156,8 @@ wait_pid() {
   return 1
 }
 
-# Waits until a name is healthy: its port answers, and for services and the ingress /readyz.
+# Waits until a name is healthy: its port answers; a service replica's /readyz on its ops port;
+# the ingress, a document any replica behind it serves.
 wait_healthy() {
   local name=$1 secs=${2:-60} port
   port=$(port_of "$name")
@@ -161,6 +165,7 @@ wait_healthy() {
     nats.*) wait_http "$name" "http://127.0.0.1:$(port_of "nats-monitor.${name#nats.}")/healthz?js-enabled-only=true" "$secs" ;;
     redis) local i; for i in $(seq 1 $((secs * 5))); do port_open "$port" && return 0; sleep 0.2; done
       log "redis did not listen on $port within $secs s; its log: $LOGS/redis.log"; return 1 ;;
-    *) wait_http "$name" "http://127.0.0.1:$port/readyz" "$secs" ;;
+    ingress) wait_http "$name" "http://127.0.0.1:$port/openapi.json" "$secs" ;;
+    *) wait_http "$name" "http://127.0.0.1:$(port_of "ops.$name")/readyz" "$secs" ;;
   esac
 }

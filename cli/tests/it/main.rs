@@ -6,7 +6,8 @@ use e2e::harness::{Process, command};
 use std::{process::Command, time::Duration};
 use testkit::{TEST_JWT_SECRET, TestEnv, eventually};
 
-/// The binary with no `TICKETING_*` variables from the caller's environment.
+/// The binary with no `TICKETING_*` variables from the caller's environment but
+/// `TICKETING_ENV=dev` (the tests' secret is a public one).
 fn ticketing() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticketing"));
     for (k, _) in std::env::vars() {
@@ -14,7 +15,23 @@ fn ticketing() -> Command {
             cmd.env_remove(k);
         }
     }
+    cmd.env("TICKETING_ENV", "dev");
     cmd
+}
+
+/// Outside a development machine the tests' secret, public in this repository, stops the
+/// process, naming the variable.
+#[test]
+fn a_public_development_secret_stops_a_production_process() {
+    let out = ticketing()
+        .args(["serve", "concert"])
+        .env("TICKETING_ENV", "production")
+        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TICKETING_JWT_SECRET: is a development secret"), "{err}");
 }
 
 /// The binary configured for a test environment.
@@ -102,6 +119,30 @@ async fn up_serves_ops_routes_and_stops_cleanly_on_sigterm() {
     })
     .await;
     assert!(status.success(), "exit status {status}");
+}
+
+/// With `TICKETING_OPS_ADDR`, probes and scrapes have a port of their own, which an ingress
+/// does not route: the API's port answers them 404.
+#[tokio::test]
+async fn the_ops_routes_move_to_their_own_port_off_the_api() {
+    let env = TestEnv::new().await.unwrap();
+    let ops_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = ticketing_for(&env);
+    cmd.env("TICKETING_OPS_ADDR", format!("127.0.0.1:{ops_port}")).args(["serve", "concert"]);
+    let running = Process::spawn(cmd).unwrap();
+    let (api, ops) = (running.url.clone(), format!("http://127.0.0.1:{ops_port}"));
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let public = http.get(format!("{api}{path}")).send().await.unwrap();
+        assert_eq!(public.status(), 404, "{path} is not served beside the API");
+        assert_eq!(public.headers()["content-type"], "application/problem+json");
+        let private = http.get(format!("{ops}{path}")).send().await.unwrap();
+        assert_eq!(private.status(), 200, "{path} on the ops port");
+    }
+    let ready: serde_json::Value =
+        http.get(format!("{ops}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(http.get(format!("{api}/concerts")).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]

@@ -47,13 +47,16 @@ impl platform::config::Settings for Destination {
                 vars.fail(SECRET, format!("must be at least {MIN_SECRET} bytes"));
                 None
             }
-            Some(s) => match Signer::new(s.as_bytes()) {
-                Ok(signer) => Some(signer),
-                Err(e) => {
-                    vars.fail(SECRET, e.to_string());
-                    None
+            Some(s) => {
+                vars.secret_allowed(SECRET, &s);
+                match Signer::new(s.as_bytes()) {
+                    Ok(signer) => Some(signer),
+                    Err(e) => {
+                        vars.fail(SECRET, e.to_string());
+                        None
+                    }
                 }
-            },
+            }
         };
         Self(url.zip(signer).map(|(url, signer)| Target { url, signer }))
     }
@@ -87,6 +90,12 @@ mod tests {
             ("http://", Some("0123456789abcdef"), URL, "not a valid URL"),
             ("http://127.0.0.1:9/in", None, SECRET, "required when TICKETING_EXTERNAL_DATA_URL is set"),
             ("http://127.0.0.1:9/in", Some("short"), SECRET, "at least 16 bytes"),
+            (
+                "http://127.0.0.1:9/in",
+                Some("dev-only-external-data-signing-key"),
+                SECRET,
+                "development secret",
+            ),
         ] {
             let e = read(Some(url), secret).err().unwrap_or_else(|| panic!("{url} {secret:?} accepted"));
             assert!(e.names(var) && e.to_string().contains(says), "{url} {secret:?}: {e}");

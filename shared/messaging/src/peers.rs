@@ -56,11 +56,17 @@ impl Peers {
         let hear = Arc::new(hear);
         let (client, shutdown) = (rt.bus.client.clone(), rt.shutdown.clone());
         rt.spawn(&format!("peers[{topic}] hear"), async move {
-            let mut notices = match client.subscribe(subject.clone()).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, %subject, "cannot hear the other replicas; waiters look again on their own");
-                    return;
+            // Until it can subscribe, waiters look again on their own.
+            let mut notices = loop {
+                match client.subscribe(subject.clone()).await {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %subject, "cannot hear the other replicas yet; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                    }
                 }
             };
             loop {

@@ -3,6 +3,7 @@
 //! stops on the one shutdown token, and is waited for before the process exits.
 
 use crate::{Bus, ConsumerSpec, MessagingError, Relay, consumer::Apply, run_consumer};
+use futures::FutureExt;
 use platform::Config;
 use sea_orm::DatabaseConnection;
 use std::{future::Future, sync::Arc};
@@ -16,6 +17,8 @@ pub struct Runtime {
     pub bus: Bus,
     pub redis: platform::pools::Redis,
     pub shutdown: CancellationToken,
+    /// The background tasks that died before shutdown (`/healthz` names them).
+    pub liveness: platform::http::Liveness,
     tasks: TaskTracker,
 }
 
@@ -42,16 +45,39 @@ impl Runtime {
         redis: platform::pools::Redis,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { config, db, bus, redis, shutdown, tasks: TaskTracker::new() }
+        Self { config, db, bus, redis, shutdown, liveness: Default::default(), tasks: TaskTracker::new() }
     }
 
     /// Runs a named background task until it ends; `task` must stop when `shutdown` is cancelled.
+    /// Runs `task` in the background until shutdown. A task that ends before shutdown (it
+    /// returned, or panicked) cannot be started again here: it is recorded in
+    /// [`Runtime::liveness`] (so `/healthz` fails, naming it) and the process shuts down, to be
+    /// restarted by whatever supervises it, instead of running on without it.
     pub fn spawn(&self, name: &str, task: impl Future<Output = ()> + Send + 'static) {
         let name = name.to_owned();
+        let (shutdown, liveness) = (self.shutdown.clone(), self.liveness.clone());
         self.tasks.spawn(async move {
             tracing::info!(task = %name, "started");
-            task.await;
-            tracing::info!(task = %name, "ended");
+            let ended = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+            if shutdown.is_cancelled() {
+                tracing::info!(task = %name, "ended");
+                return;
+            }
+            let why = match ended {
+                Ok(()) => "ended while the process was running".to_owned(),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    format!("panicked: {message}")
+                }
+            };
+            tracing::error!(task = %name, %why, "a background task died; the process stops");
+            metrics::counter!("background_tasks_died_total", "task" => name.clone()).increment(1);
+            liveness.died(&name, &why);
+            shutdown.cancel();
         });
     }
 

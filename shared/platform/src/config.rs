@@ -50,6 +50,10 @@ pub struct Config {
     /// Namespace prefix for subjects, streams and Redis keys.
     pub prefix: Namespace,
     pub http_addr: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served instead of beside the API
+    /// (`TICKETING_OPS_ADDR`): a port the ingress does not route, for probes and scrapes only.
+    /// Unset (development), they are served on `http_addr`.
+    pub ops_addr: Option<SocketAddr>,
     pub saga: SagaClocks,
     /// Where traces go (OTLP/HTTP); none means spans stay in-process.
     pub otlp_endpoint: Option<String>,
@@ -122,7 +126,35 @@ pub struct Vars<'a> {
     problems: Vec<VarProblem>,
 }
 
+/// Secrets that are public, being in this repository (the dev stack's, the tests', the local
+/// Kubernetes clusters'): a process refuses one unless `TICKETING_ENV=dev`
+/// ([`Vars::secret_allowed`]). So is any secret that says it is one (`dev-only-…`).
+pub const DEVELOPMENT_SECRETS: &[&str] = &[
+    "dev-only-secret-change-me-0123456789abcdef",
+    "dev-only-jwt-secret-for-local-clusters-0001",
+    "dev-only-external-data-signing-key",
+    "test-secret-test-secret-test-secret-0123",
+];
+
 impl Vars<'_> {
+    /// Whether this is a development machine (`TICKETING_ENV=dev`; `production` when unset).
+    pub fn development(&self) -> bool {
+        self.raw("TICKETING_ENV").is_some_and(|v| v.trim() == "dev")
+    }
+
+    /// Refuses `secret` (the value of `var`) if it is a known development secret and this is
+    /// not a development machine.
+    pub fn secret_allowed(&mut self, var: &'static str, secret: &str) {
+        let public = DEVELOPMENT_SECRETS.contains(&secret) || secret.starts_with("dev-only-");
+        if public && !self.development() {
+            self.fail(
+                var,
+                "is a development secret, public in the ticketing repository: set one of your own (or \
+                 TICKETING_ENV=dev on a development machine)",
+            );
+        }
+    }
+
     /// The variable's value, if it is set and not blank.
     pub fn raw(&self, var: &'static str) -> Option<String> {
         (self.lookup)(var).filter(|v| !v.trim().is_empty())
@@ -235,10 +267,15 @@ impl Config {
             r.fail("TICKETING_NATS_REPLICAS", "must be between 1 and 5");
         }
         let redis_url = r.url("TICKETING_REDIS_URL", "redis://127.0.0.1:6379", &["redis", "rediss"]);
+        match r.raw("TICKETING_ENV").as_deref().map(str::trim) {
+            None | Some("dev" | "production") => {}
+            Some(_) => r.fail("TICKETING_ENV", "expected dev or production"),
+        }
         let jwt_secret = r.required("TICKETING_JWT_SECRET");
         if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
             r.fail("TICKETING_JWT_SECRET", "must be at least 32 bytes");
         }
+        r.secret_allowed("TICKETING_JWT_SECRET", &jwt_secret);
         let prefix_raw = r.string("TICKETING_PREFIX", "");
         let prefix = Namespace::new(&prefix_raw).unwrap_or_else(|e| {
             r.fail("TICKETING_PREFIX", e.to_string());
@@ -249,6 +286,11 @@ impl Config {
             SocketAddr::from(([0, 0, 0, 0], 8080)),
             "a socket address such as 0.0.0.0:8080",
         );
+        let ops_addr = r.raw("TICKETING_OPS_ADDR").filter(|v| !v.is_empty()).and_then(|v| {
+            v.parse::<SocketAddr>()
+                .map_err(|_| r.fail("TICKETING_OPS_ADDR", "expected a socket address such as 0.0.0.0:9090"))
+                .ok()
+        });
         let saga = SagaClocks {
             hold: r.secs("TICKETING_HOLD_SECS", 300),
             pay_grace: r.secs("TICKETING_PAY_GRACE_SECS", 30),
@@ -271,6 +313,7 @@ impl Config {
             jwt_secret: Secret(jwt_secret),
             prefix,
             http_addr,
+            ops_addr,
             saga,
             otlp_endpoint,
             lookup,
@@ -300,6 +343,21 @@ mod tests {
     fn read(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn a_development_secret_is_refused_unless_this_is_a_development_machine() {
+        for secret in [DEVELOPMENT_SECRETS[1], "dev-only-made-up-for-a-demo-0123456789abcdef"] {
+            let err = read(&[("TICKETING_JWT_SECRET", secret)]).unwrap_err();
+            assert!(
+                err.names("TICKETING_JWT_SECRET") && err.to_string().contains("development secret"),
+                "{err}"
+            );
+            read(&[("TICKETING_JWT_SECRET", secret), ("TICKETING_ENV", "dev")]).unwrap();
+        }
+        let err = read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_ENV", "staging")]).unwrap_err();
+        assert!(err.names("TICKETING_ENV"), "{err}");
+        read(&[("TICKETING_JWT_SECRET", SECRET), ("TICKETING_ENV", "production")]).unwrap();
     }
 
     #[test]

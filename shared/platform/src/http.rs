@@ -3,7 +3,7 @@
 //! bound on requests in progress (more are shed), problem+json fallbacks, a handler's panic
 //! answered as a logged 500, and a server that drains in-flight requests on shutdown.
 
-pub use crate::readiness::{Readiness, ReadinessCheck};
+pub use crate::readiness::{Liveness, Readiness, ReadinessCheck};
 use crate::{Problem, telemetry};
 use axum::{
     Json, Router,
@@ -50,10 +50,20 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// `/healthz`, `/readyz` and `/metrics`.
 pub fn ops_router(readiness: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(readiness)
+}
+
+/// 200 while every background task runs; 503 naming those that died (the process is then
+/// stopping, or should be replaced).
+async fn healthz(State(readiness): State<Readiness>) -> Response {
+    let dead = readiness.liveness.dead();
+    if dead.is_empty() {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "failing", "deadTasks": dead}))).into_response()
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
@@ -375,5 +385,16 @@ mod tests {
             err.names("TICKETING_HTTP_TIMEOUT_SECS") && err.names("TICKETING_HTTP_MAX_IN_FLIGHT"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn health_fails_naming_a_background_task_that_died() {
+        let readiness = Readiness::default();
+        let router = ops_router(readiness.clone());
+        assert_eq!(answer(router.clone(), "/healthz").await.0, StatusCode::OK);
+        readiness.liveness.died("relay[seat]", "panicked: boom");
+        let (status, _, body) = answer(router, "/healthz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["deadTasks"], json!(["relay[seat]: panicked: boom"]));
     }
 }

@@ -491,6 +491,8 @@ fn vars(database_url: &str, nats_url: &str, redis_url: &str, prefix: &str) -> Ve
         ("TICKETING_NATS_URL", nats_url),
         ("TICKETING_REDIS_URL", redis_url),
         ("TICKETING_JWT_SECRET", TEST_JWT_SECRET),
+        // The tests' secret is public: a process accepts it only on a development machine.
+        ("TICKETING_ENV", "dev"),
         ("TICKETING_PREFIX", prefix),
         ("TICKETING_HTTP_ADDR", "127.0.0.1:0"),
     ]

@@ -7,5 +7,6 @@ mod dlq;
 mod outbox;
 mod peers;
 mod redis;
+mod runtime;
 mod support;
 mod trace;
