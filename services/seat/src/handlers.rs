@@ -151,9 +151,13 @@ impl Reservations {
         let sold = store::sell_each(db, &sales, Some(claims)).await?;
         let mut positions: Vec<i64> = sold.iter().map(|(i, ..)| *i).collect();
         positions.dedup();
+        // Every completion's schedule is looked at, not only those this statement sold: a sale
+        // delivered again (its first delivery committed the sale, then the process stopped
+        // before announcing) is a duplicate from here on, and this is its only chance to
+        // announce SoldOut. Announcing is idempotent (`mark_sold_out`).
         let mut checked = HashSet::new();
-        for (i, schedule, _) in &sold {
-            if let Some(done) = completed.get(i).filter(|_| checked.insert(*schedule)) {
+        for done in completed.values() {
+            if checked.insert(done.payload.schedule_id) {
                 self.announce_if_sold_out(db, done).await?;
             }
         }
@@ -527,5 +531,38 @@ mod tests {
         assert_eq!(status(seats(&db, three).await), ["SOLD", "SOLD", "SOLD"]);
         let sold_out = env.outbox_envelopes(crate::SCHEMA).await.unwrap();
         assert_eq!(sold_out.iter().filter(|e| e["type"] == SoldOut::TYPE).count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_sale_delivered_again_after_a_stop_before_its_sold_out_announces_it() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let schedule = ScheduleId::new();
+        let prices = vec![SeatPrice { seat_no: SeatNo(1), price: Won(100) }];
+        store::create_schedule(&db, schedule, ConcertId::new(), &prices).await.unwrap();
+        let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
+        let handler = Reservations {
+            outbox: outbox.clone(),
+            hold: Duration::from_secs(300),
+            prices: store::Prices::default(),
+            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
+        };
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
+        let held = request(schedule, &[1]);
+        inbox.apply_batch(INBOX, std::slice::from_ref(&held)).await.pop().unwrap().unwrap();
+        // The sale's statement committed (seat and inbox row), then the process stopped.
+        let done = completed(schedule, &held);
+        let claims = messaging::InboxClaims::new(crate::SCHEMA, INBOX, vec![done.envelope.id.0]);
+        let sale = store::Sale { position: 1, schedule, reservation: ReservationId(reservation(&held)) };
+        assert_eq!(store::sell_each(&db, &[sale], Some(&claims)).await.unwrap().len(), 1);
+        let sold_out = || async {
+            let envelopes = env.outbox_envelopes(crate::SCHEMA).await.unwrap();
+            envelopes.iter().filter(|e| e["type"] == SoldOut::TYPE).count()
+        };
+        assert_eq!(sold_out().await, 0);
+
+        let again = inbox.apply_batch(INBOX, &[done]).await.pop().unwrap().unwrap();
+        assert_eq!(again, Applied::Duplicate);
+        assert_eq!(sold_out().await, 1, "announced on the redelivery");
     }
 }
