@@ -33,6 +33,7 @@ impl Service for Catalog {
     /// Starts the relay.
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         rt.spawn_relay(SCHEMA);
+        rt.spawn_pruner(SCHEMA);
         Ok(http::routes().with_state(AppState::new(rt, SCHEMA)))
     }
 }

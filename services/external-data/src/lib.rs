@@ -76,6 +76,7 @@ pub fn routes_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, S
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
         PgInbox::new(rt.db.clone(), SCHEMA, handlers::Completed),
     )?;
+    rt.spawn_pruner(SCHEMA);
     rt.spawn(deliverer::TASK, deliverer::run(rt.db.clone(), http, target, settings, rt.shutdown.clone()));
     Ok(http::routes().with_state(AppState::new(rt)))
 }

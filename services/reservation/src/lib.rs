@@ -82,6 +82,7 @@ impl Service for Reservations {
         let seat = rt.consumer(ConsumerSpec::declared(NAME, Stream::Seat)?, publishing(&saga))?;
         let wallet = rt.consumer(ConsumerSpec::declared(NAME, Stream::Wallet)?, publishing(&saga))?;
         rt.spawn_relay(SCHEMA);
+        rt.spawn_pruner(SCHEMA);
         // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
         let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let sweeper = sweeper::Sweeper {

@@ -46,6 +46,7 @@ impl Service for Seats {
         let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
         let maps = maps::SeatMaps::new(SEAT_MAP_FRESH);
         rt.spawn_relay(SCHEMA);
+        rt.spawn_pruner(SCHEMA);
         rt.spawn_consumer(
             ConsumerSpec::declared(NAME, Stream::Catalog)?,
             PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),

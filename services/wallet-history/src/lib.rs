@@ -39,6 +39,7 @@ impl Service for WalletHistory {
             ConsumerSpec::declared(NAME, Stream::Wallet)?,
             PgInbox::new(rt.db.clone(), SCHEMA, handlers::History),
         )?;
+        rt.spawn_pruner(SCHEMA);
         Ok(http::routes()
             .with_state(AppState { db: rt.db.clone(), jwt: JwtKeys::new(&rt.config.jwt_secret) }))
     }

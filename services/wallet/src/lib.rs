@@ -33,6 +33,7 @@ impl Service for Wallet {
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         let state = AppState::new(rt, SCHEMA);
         rt.spawn_relay(SCHEMA);
+        rt.spawn_pruner(SCHEMA);
         rt.spawn_consumer(
             ConsumerSpec::declared(NAME, Stream::Reservation)?,
             PgInbox::publishing(

@@ -9,6 +9,7 @@ pub mod dlq;
 mod error;
 mod outbox;
 mod peers;
+pub mod prune;
 mod redis_inbox;
 mod relay;
 mod runtime;

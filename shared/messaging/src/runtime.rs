@@ -87,6 +87,12 @@ impl Runtime {
         self.spawn(&format!("relay[{schema}]"), relay.run(self.shutdown.clone()));
     }
 
+    /// Prunes `<schema>`'s old inbox and idempotency rows, hourly until shutdown ([`crate::prune`]).
+    pub fn spawn_pruner(&self, schema: &str) {
+        let task = crate::prune::run(self.db.clone(), schema.to_owned(), self.shutdown.clone());
+        self.spawn(&format!("pruner[{schema}]"), task);
+    }
+
     /// Durable consumers, all with one `apply` (the consumers of one stream that
     /// [`ConsumerSpec::declared`] names), checked before anything runs: their filters must give
     /// `apply` exactly the events it handles ([`crate::check_filters`]).

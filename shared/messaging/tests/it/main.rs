@@ -6,6 +6,7 @@ mod consumer;
 mod dlq;
 mod outbox;
 mod peers;
+mod prune;
 mod redis;
 mod runtime;
 mod support;
