@@ -126,6 +126,30 @@ pub const RESERVATION_TIMELINE_IN_ROW: &str = include_str!("sql/reservation_time
 /// it already keeps its older reservations out of the index. Safe to run again.
 pub const RESERVATION_ONE_LIVE: &str = include_str!("sql/reservation_one_live.sql");
 
+/// `<schema>.outbox_dead` in every service schema: the outbox rows JetStream will never take,
+/// set aside by the relay (`messaging::Relay`) so that they do not block the rows after them.
+struct OutboxDead;
+
+impl MigrationName for OutboxDead {
+    fn name(&self) -> &str {
+        "m20261206_000012_outbox_dead"
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for OutboxDead {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for ServiceSchema { schema, .. } in SERVICE_SCHEMAS {
+            manager.get_connection().execute_unprepared(&service_schema_sql(schema)).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, _: &SchemaManager) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
 /// Runs every service's migrations in order.
 pub struct Migrator;
 
@@ -150,6 +174,7 @@ impl MigratorTrait for Migrator {
             name: "m20261205_000011_reservation_one_live",
             sql: RESERVATION_ONE_LIVE,
         }));
+        all.push(Box::new(OutboxDead));
         all
     }
 }
@@ -170,6 +195,14 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox (
     headers    jsonb NOT NULL DEFAULT '[]',
     body       bytea NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.outbox_dead (
+    id         uuid PRIMARY KEY,
+    subject    text NOT NULL,
+    headers    jsonb NOT NULL DEFAULT '[]',
+    body       bytea NOT NULL,
+    reason     text NOT NULL,
+    set_aside_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS {schema}.inbox (
     consumer   text NOT NULL,

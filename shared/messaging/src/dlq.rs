@@ -37,10 +37,41 @@ pub(crate) async fn dead_letter(
         original_headers,
         original_body: base64::engine::general_purpose::STANDARD.encode(&msg.payload),
     };
-    let body = serde_json::to_vec(&letter).map_err(|e| MessagingError::js("encode dead letter", e))?;
-    let mut headers = HeaderMap::new();
     // One dead letter per consumer and original message, however often this runs.
-    headers.insert(HEADER_MSG_ID, format!("dlq:{consumer}:{stream_sequence}").as_str());
+    publish(bus, service, &letter, &format!("dlq:{consumer}:{stream_sequence}")).await
+}
+
+/// Publishes a dead letter for an outbox row JetStream will never take (the relay set it aside
+/// in `<schema>.outbox_dead`, with its body, which the letter leaves out: it is what cannot be
+/// published).
+pub(crate) async fn outbox_letter(
+    bus: &Bus,
+    schema: &str,
+    subject: &str,
+    event_id: &str,
+    headers: &[(String, String)],
+    reason: &str,
+) -> Result<(), MessagingError> {
+    let letter = DeadLetter {
+        original_subject: subject.to_owned(),
+        stream_sequence: 0,
+        event_id: Some(event_id.to_owned()),
+        event_type: headers.iter().find(|(k, _)| k == HEADER_TYPE).map(|(_, v)| v.clone()),
+        consumer: format!("outbox[{schema}]"),
+        deliveries: 0,
+        reason: format!("{reason}; the row, body included, is kept in {schema}.outbox_dead"),
+        failed_at: Utc::now(),
+        original_headers: headers.to_vec(),
+        original_body: String::new(),
+    };
+    publish(bus, &schema.replace('_', "-"), &letter, &format!("dlq:outbox:{event_id}")).await
+}
+
+/// Publishes `letter` on `dlq.<service>` with `msg_id`, and waits for JetStream to store it.
+async fn publish(bus: &Bus, service: &str, letter: &DeadLetter, msg_id: &str) -> Result<(), MessagingError> {
+    let body = serde_json::to_vec(letter).map_err(|e| MessagingError::js("encode dead letter", e))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_MSG_ID, msg_id);
     headers.insert(HEADER_TYPE, "DeadLetter");
     bus.js
         .send_publish(

@@ -24,9 +24,15 @@
 //! a poll finds the rest.
 
 use crate::{Bus, MessagingError};
-use async_nats::{HeaderMap, jetstream::message::PublishMessage};
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        context::{PublishError, PublishErrorKind},
+        message::PublishMessage,
+    },
+};
 use contracts::HEADER_MSG_ID;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use platform::signal::Signal;
 use sea_orm::DatabaseConnection;
 use sqlx::{Connection, PgConnection, Row as _, postgres::PgConnectOptions};
@@ -67,7 +73,15 @@ struct Row {
     id: String,
     subject: String,
     headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    body: bytes::Bytes,
+}
+
+/// Why a row was not published.
+enum Unpublished {
+    /// It never will be (larger than the server takes): set aside, with this reason.
+    Poison(String),
+    /// Worth trying again (NATS away, an ack timed out).
+    Failed(MessagingError),
 }
 
 impl Relay {
@@ -170,14 +184,31 @@ impl Relay {
             return Ok(0);
         }
         // On a failed publish the connection is dropped: every row stays, and those already
-        // acked become dedup hits next time.
-        let acks = futures::stream::iter(rows.into_iter().map(|row| self.publish(row)))
+        // acked become dedup hits next time. A row JetStream will never take is set aside
+        // instead, so that it does not hold back every row after it.
+        let outcomes: Vec<(Row, Result<bool, Unpublished>)> =
+            futures::stream::iter(rows.into_iter().map(|row| async move {
+                let outcome = self.publish(&row).await;
+                (row, outcome)
+            }))
             .buffered(self.window)
-            .try_collect::<Vec<bool>>()
-            .await?;
+            .collect()
+            .await;
+        let mut acks = Vec::with_capacity(count);
+        let mut poison = Vec::new();
+        for (row, outcome) in outcomes {
+            match outcome {
+                Ok(duplicate) => acks.push(duplicate),
+                Err(Unpublished::Poison(reason)) => poison.push((row, reason)),
+                Err(Unpublished::Failed(e)) => return Err(e),
+            }
+        }
         if !mark {
             sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
             return Ok(count);
+        }
+        for (row, reason) in &poison {
+            self.set_aside(conn, row, reason).await?;
         }
         sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
         self.vacuum_if_due(conn, count as u64).await;
@@ -241,7 +272,7 @@ impl Relay {
                     id: r.try_get(1)?,
                     subject: r.try_get(2)?,
                     headers: serde_json::from_str(&headers).unwrap_or_default(),
-                    body: r.try_get(4)?,
+                    body: r.try_get::<Vec<u8>, _>(4)?.into(),
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -250,21 +281,59 @@ impl Relay {
     }
 
     /// Publishes one row and waits for its ack; `true` when JetStream already had it.
-    async fn publish(&self, row: Row) -> Result<bool, MessagingError> {
+    async fn publish(&self, row: &Row) -> Result<bool, Unpublished> {
         let mut headers = HeaderMap::new();
         for (k, v) in &row.headers {
             headers.insert(k.as_str(), v.as_str());
         }
         headers.insert(HEADER_MSG_ID, row.id.as_str());
-        let publish = PublishMessage::build().payload(row.body.into()).headers(headers);
+        let publish = PublishMessage::build().payload(row.body.clone()).headers(headers);
+        let failed = |what: &'static str| {
+            move |e: PublishError| match e.kind() {
+                PublishErrorKind::MaxPayloadExceeded => Unpublished::Poison(format!(
+                    "{e}: {} bytes, more than the NATS server takes",
+                    row.body.len()
+                )),
+                _ => Unpublished::Failed(MessagingError::js(what, e)),
+            }
+        };
         let ack = self
             .bus
             .js
-            .send_publish(row.subject, publish)
+            .send_publish(row.subject.clone(), publish)
             .await
-            .map_err(|e| MessagingError::js("publish", e))?
+            .map_err(failed("publish"))?
             .await
-            .map_err(|e| MessagingError::js("publish ack", e))?;
+            .map_err(failed("publish ack"))?;
         Ok(ack.duplicate)
+    }
+
+    /// Moves a row JetStream will never take into `<schema>.outbox_dead` (in the claim's
+    /// transaction, which deleted it from the outbox) and dead-letters it with `reason`.
+    async fn set_aside(
+        &self,
+        conn: &mut PgConnection,
+        row: &Row,
+        reason: &str,
+    ) -> Result<(), MessagingError> {
+        tracing::error!(schema = %self.schema, event_id = %row.id, %reason, "an outbox row cannot be published; set aside");
+        let sql = format!(
+            "INSERT INTO {}.outbox_dead (id, subject, headers, body, reason) \
+             VALUES ($1::uuid, $2, $3::jsonb, $4, $5) ON CONFLICT (id) DO NOTHING",
+            self.schema
+        );
+        let headers = serde_json::to_string(&row.headers).unwrap_or_else(|_| "[]".into());
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&row.id)
+            .bind(&row.subject)
+            .bind(headers)
+            .bind(row.body.as_ref())
+            .bind(reason)
+            .execute(&mut *conn)
+            .await?;
+        crate::dlq::outbox_letter(&self.bus, &self.schema, &row.subject, &row.id, &row.headers, reason)
+            .await?;
+        metrics::counter!("outbox_set_aside_total", "schema" => self.schema.clone()).increment(1);
+        Ok(())
     }
 }

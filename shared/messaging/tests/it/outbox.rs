@@ -216,3 +216,46 @@ async fn pool_connections_plan_each_statement_once_and_by_its_indexes() {
         assert_eq!(row.try_get::<String>("", setting).unwrap(), expected);
     }
 }
+
+#[tokio::test]
+async fn a_row_jetstream_will_never_take_is_set_aside_and_dead_lettered_and_the_rest_published() {
+    let env = env().await;
+    commit_samples(&env, &outbox(&env), 1).await;
+    // An event larger than the NATS server's max_payload (1 MB), between two good ones.
+    let huge = uuid::Uuid::now_v7();
+    env.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO probe.outbox (id, subject, headers, body) VALUES ($1, $2, '[[\"Ticketing-Type\",\"SeatsReleased\"]]', $3)",
+            [huge.into(), env.ns.subject("seat.released").into(), vec![b'x'; 2 * 1024 * 1024].into()],
+        ))
+        .await
+        .unwrap();
+    commit_samples(&env, &outbox(&env), 1).await;
+
+    let relay = Relay::new(&env.db, env.bus.clone(), "probe");
+    assert_eq!(relay.drain().await.unwrap(), 3, "all three taken from the outbox");
+    assert_eq!(outbox_rows(&env).await, 0);
+    let published = env.events_of::<contracts::SeatsReleased>().await.unwrap();
+    assert_eq!(published.len(), 2, "the rows after it were published");
+    let aside = env
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id::text AS id, length(body) AS n, reason FROM probe.outbox_dead",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aside.try_get::<String>("", "id").unwrap(), huge.to_string());
+    assert_eq!(aside.try_get::<i32>("", "n").unwrap(), 2 * 1024 * 1024, "kept whole");
+    assert!(aside.try_get::<String>("", "reason").unwrap().contains("max payload"));
+    let letters = messaging::dlq::list(&env.bus, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let (_, letter) = &letters[0];
+    assert_eq!(
+        (letter.consumer.as_str(), letter.event_id.clone()),
+        ("outbox[probe]", Some(huge.to_string()))
+    );
+    assert_eq!(letter.event_type.as_deref(), Some("SeatsReleased"));
+}
