@@ -53,18 +53,18 @@ pub async fn serve(
     let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()));
     let ops = platform::http::ops_router(readiness);
     let app = match ops_addr {
-        None => platform::http::finish(router.merge(ops.clone()).merge(docs), limits),
+        None => platform::http::finish(router.merge(ops).merge(docs), limits),
         // Probes and scrapes on a port of their own, which the ingress does not route.
-        Some(_) => platform::http::finish(router.merge(docs), limits),
+        Some(ops_addr) => {
+            let listener = tokio::net::TcpListener::bind(ops_addr)
+                .await
+                .with_context(|| format!("cannot listen on {ops_addr} (TICKETING_OPS_ADDR)"))?;
+            println!("ticketing ops listening on http://{}", listener.local_addr()?);
+            let ops = platform::http::finish(ops, platform::http::HttpLimits::default());
+            tokio::spawn(platform::http::serve(listener, ops, shutdown.clone()));
+            platform::http::finish(router.merge(docs), limits)
+        }
     };
-    if let Some(ops_addr) = ops_addr {
-        let listener = tokio::net::TcpListener::bind(ops_addr)
-            .await
-            .with_context(|| format!("cannot listen on {ops_addr} (TICKETING_OPS_ADDR)"))?;
-        println!("ticketing ops listening on http://{}", listener.local_addr()?);
-        let ops = platform::http::finish(ops, platform::http::HttpLimits::default());
-        tokio::spawn(platform::http::serve(listener, ops, shutdown.clone()));
-    }
 
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

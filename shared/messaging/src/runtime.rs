@@ -65,14 +65,7 @@ impl Runtime {
             }
             let why = match ended {
                 Ok(()) => "ended while the process was running".to_owned(),
-                Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
-                    format!("panicked: {message}")
-                }
+                Err(panic) => format!("panicked: {}", platform::http::panic_message(&*panic)),
             };
             tracing::error!(task = %name, %why, "a background task died; the process stops");
             metrics::counter!("background_tasks_died_total", "task" => name.clone()).increment(1);

@@ -234,13 +234,18 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     res
 }
 
-/// A handler's panic, logged, answered as an opaque 500 problem with a reference to quote.
-fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let message = payload
+/// What a panic said: its payload when that is a message, as `panic!` makes it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic without a message");
+        .unwrap_or("a panic without a message")
+}
+
+/// A handler's panic, logged, answered as an opaque 500 problem with a reference to quote.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic_message(&*payload);
     let cause = std::io::Error::other(format!("handler panicked: {message}"));
     Problem::internal(&cause).into_response()
 }
