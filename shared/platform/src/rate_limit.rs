@@ -8,7 +8,10 @@
 //! (`TICKETING_TRUSTED_PROXIES`, the ingress), the address that proxy appended last to
 //! `X-Forwarded-For`: what a client writes there itself comes earlier and is not believed.
 
-use crate::{Problem, auth::JwtKeys};
+use crate::{
+    Problem,
+    auth::{Claims, JwtKeys, Verified, bearer_token},
+};
 use axum::{
     Router,
     extract::{ConnectInfo, Request, State},
@@ -135,19 +138,23 @@ impl RateLimit {
         Some(last.and_then(|v| v.parse().ok()).unwrap_or(peer))
     }
 
-    /// The caller a valid bearer token names (an invalid one is the handler's to refuse).
-    fn user(&self, req: &Request) -> Option<UserId> {
+    /// The claims of a valid bearer token (an invalid one is the handler's to refuse).
+    fn claims(&self, req: &Request) -> Option<Claims> {
         let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
-        self.0.jwt.verify(token.trim()).ok().map(|claims| claims.sub)
+        self.0.jwt.verify(bearer_token(value)?).ok()
     }
 }
 
-async fn limit(State(limit): State<RateLimit>, req: Request, next: Next) -> Response {
+async fn limit(State(limit): State<RateLimit>, mut req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let Some((by, wait)) = limit.refused(limit.user(&req), limit.client(&req)) else {
+    let claims = limit.claims(&req);
+    let Some((by, wait)) = limit.refused(claims.as_ref().map(|c| c.sub), limit.client(&req)) else {
+        // The handler's `Identity` takes the claims verified here.
+        if let Some(claims) = claims {
+            req.extensions_mut().insert(Verified(claims));
+        }
         return next.run(req).await;
     };
     metrics::counter!("http_rate_limited_total", "limit" => limit.0.name, "by" => by).increment(1);
