@@ -45,6 +45,10 @@ HOT_SERVICES = {"queue", "reservation", "seat"}
 # without the other (checked below by name, so a rename in config.rs is caught).
 EXTERNAL_URL, EXTERNAL_SECRET = "TICKETING_EXTERNAL_DATA_URL", "TICKETING_EXTERNAL_DATA_SECRET"
 JWT_SECRET = "TICKETING_JWT_SECRET"
+# Services check tokens with the identity provider's public key, a file mounted from a ConfigMap
+# or Secret; none of them holds a key that signs tokens.
+JWT_PUBLIC_KEY, JWT_PRIVATE_KEY = "TICKETING_JWT_PUBLIC_KEY", "TICKETING_JWT_PRIVATE_KEY"
+DEV_PUBLIC_KEY = (ROOT / "shared/platform/dev-keys/jwt-ed25519.pub.pem").read_text()
 # Every process sets each stream's replicas to this at start; they must agree with one another and
 # with the servers the NATS StatefulSet runs.
 NATS_REPLICAS = "TICKETING_NATS_REPLICAS"
@@ -115,7 +119,7 @@ def clap_commands(help_text: str) -> set[str]:
 
 
 def run_binary(binary: Path, *args: str) -> str:
-    # Every command but --help reads the configuration, which needs a JWT secret; nothing else
+    # Every command but --help reads the configuration, which needs token keys; nothing else
     # from this machine's environment should change what the binary prints.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
     env[JWT_SECRET] = "check-deploy-" + "x" * MIN_JWT_SECRET
@@ -165,7 +169,7 @@ def read_config() -> ConfigVars:
     urls |= set(re.findall(r'\.urls\(\s*"(TICKETING_[A-Z0-9_]+)"', text))
     # If these fail, config.rs changed shape and this parser needs to follow it.
     for what, ok in [
-        (f"{JWT_SECRET} among the required variables", JWT_SECRET in required),
+        (f"{JWT_PUBLIC_KEY} and {JWT_SECRET}", {JWT_PUBLIC_KEY, JWT_SECRET} <= read),
         ("URL variables (r.url(...))", bool(urls)),
         (f"{EXTERNAL_URL} and {EXTERNAL_SECRET}", {EXTERNAL_URL, EXTERNAL_SECRET} <= read),
         (NATS_REPLICAS, NATS_REPLICAS in read),
@@ -723,6 +727,62 @@ def ops_port(env: dict[str, EnvVar]) -> int | None:
     return int(addr.value.rsplit(":", 1)[1])
 
 
+def mounted_file(render: Render, pod: Pod, c: dict, path: str) -> str | tuple[str, str]:
+    """The file at `path` in container `c`, from the ConfigMap or Secret mounted there: (what
+    holds it, its content), or why there is none."""
+    name = volume_at(c, path)
+    if name is None:
+        return "no volume is mounted there"
+    mount = max(
+        (m for m in c.get("volumeMounts") or [] if m["name"] == name), key=lambda m: len(m["mountPath"])
+    )
+    if mount.get("subPath"):
+        return f"volume {name} is mounted with subPath: the kubelet never updates it, so a rotated key is not seen"
+    volume = next((v for v in pod.spec.get("volumes") or [] if v["name"] == name), None)
+    if volume is None:
+        return f"volume {name} is not among the pod's volumes"
+    if "configMap" in volume:
+        source, kind = volume["configMap"], "ConfigMap"
+        found = render.get(kind, source["name"])
+        data = None if found is None else found.get("data") or {}
+    elif "secret" in volume:
+        source, kind = volume["secret"], "Secret"
+        source = {**source, "name": source.get("secretName")}
+        data = render.secret_data(source["name"])
+    else:
+        return f"volume {name} is neither a ConfigMap nor a Secret"
+    holder = f"{kind} {source['name']}"
+    if data is None:
+        return f"{holder} is not in the render"
+    relative = path[len(mount["mountPath"].rstrip("/")) + 1 :]
+    items = {i["path"]: i["key"] for i in source.get("items") or []}
+    key = items.get(relative) if items else relative
+    if key is None or key not in data:
+        return f"{holder} has no key for {relative}"
+    return holder, data[key]
+
+
+def check_token_keys(p: Problems, where: str, render: Render, pod: Pod, c: dict, env: dict[str, EnvVar]) -> None:
+    """Services check tokens with the identity provider's public key alone."""
+    development = getattr(env.get("TICKETING_ENV"), "value", None) == "dev"
+    for var in (JWT_SECRET, JWT_PRIVATE_KEY):
+        if var in env:
+            p.add(where, f"{var} is set: a service would hold a key that signs tokens; give it {JWT_PUBLIC_KEY} alone")
+    public = env.get(JWT_PUBLIC_KEY)
+    if public is None or not public.value:
+        p.add(where, f"{JWT_PUBLIC_KEY} is not set: the process checks tokens with no key and refuses to start")
+        return
+    found = mounted_file(render, pod, c, public.value)
+    if isinstance(found, str):
+        p.add(where, f"{JWT_PUBLIC_KEY} ({public.value}): {found}")
+        return
+    holder, content = found
+    if "PRIVATE KEY" in content:
+        p.add(where, f"{JWT_PUBLIC_KEY}: {holder} holds a private key")
+    if content.strip() == DEV_PUBLIC_KEY.strip() and not development:
+        p.add(where, f"{JWT_PUBLIC_KEY}: {holder} holds the public development key but TICKETING_ENV is not dev: the process would refuse it")
+
+
 def check_ticketing_container(
     p: Problems,
     where: str,
@@ -750,12 +810,7 @@ def check_ticketing_container(
     for var in sorted(config.required):
         if not (env.get(var) and env[var].value):
             p.add(where, f"{var} is required by config.rs and not set")
-    jwt = env.get(JWT_SECRET)
-    if jwt and jwt.value is not None:
-        if jwt.source != "secret":
-            p.add(where, f"{JWT_SECRET} must come from a Secret, not a {jwt.source}")
-        if len(jwt.value.encode()) < MIN_JWT_SECRET:
-            p.add(where, f"{JWT_SECRET} is shorter than {MIN_JWT_SECRET} bytes")
+    check_token_keys(p, where, render, pod, c, env)
     for var in (JWT_SECRET, EXTERNAL_SECRET):
         secret = env.get(var)
         development = getattr(env.get("TICKETING_ENV"), "value", None) == "dev"

@@ -4,11 +4,7 @@ use crate::services;
 use anyhow::Context as _;
 use base64::Engine;
 use messaging::{Bus, Runtime};
-use platform::{
-    Config,
-    auth::{JwtKeys, Role},
-    http::Readiness,
-};
+use platform::{Config, auth::Role, http::Readiness};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 /// Runs services on one listener until SIGTERM, then drains requests and background tasks.
@@ -203,10 +199,10 @@ pub fn routes_nginx(listen: String, prefix: String, upstreams: &[String]) -> any
     Ok(())
 }
 
-/// Prints a signed identity token.
+/// Prints an identity token, signed with `TICKETING_JWT_PRIVATE_KEY` (or the shared secret).
 pub fn token(config: &Config, user: uuid::Uuid, admin: bool, ttl_secs: u64) -> anyhow::Result<()> {
     let role = if admin { Role::Admin } else { Role::User };
-    let token = JwtKeys::new(&config.jwt_secret).mint(user.into(), role, Duration::from_secs(ttl_secs))?;
+    let token = config.jwt.mint(user.into(), role, Duration::from_secs(ttl_secs))?;
     println!("{token}");
     Ok(())
 }

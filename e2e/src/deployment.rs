@@ -4,7 +4,7 @@
 //! environment of its own (fresh database, NATS prefix, Redis prefix). With `E2E_BASE_URL` the
 //! scenario runs against a deployment that is already running — the local topology
 //! (`scripts/cluster-up`), `ticketing up`, or a Kubernetes cluster — reached through its ingress,
-//! with identity tokens signed with `E2E_JWT_SECRET`, its NATS and database named by the
+//! with identity tokens signed with `E2E_JWT_PRIVATE_KEY` (or `E2E_JWT_SECRET`), its NATS and database named by the
 //! `TICKETING_*` settings that `scripts/cluster-up` prints (used to read and inject events and to
 //! run `ticketing audit`'s checks), and, when `E2E_CONTROL` names a control command
 //! (`scripts/cluster-ctl`), settings and faults asked of it. A scenario that needs what the
@@ -19,7 +19,11 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use contracts::{Envelope, Event, Stream};
 use futures::StreamExt as _;
 use messaging::Bus;
-use platform::{Config, Secret, auth::JwtKeys, config::SagaClocks};
+use platform::{
+    Config, Secret,
+    auth::{JwtKeys, TokenRules},
+    config::SagaClocks,
+};
 use sea_orm::DatabaseConnection;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -100,15 +104,14 @@ impl Deployment {
     }
 
     /// A running deployment at `base_url`, configured with `settings` through `E2E_CONTROL`
-    /// when there is one (and as it is otherwise). Tokens are signed with `E2E_JWT_SECRET`; its
-    /// NATS and database are those the `TICKETING_*` variables name.
+    /// when there is one (and as it is otherwise). Tokens are signed with `E2E_JWT_PRIVATE_KEY`
+    /// (or `E2E_JWT_SECRET`, where the deployment accepts a shared secret); its NATS and
+    /// database are those the `TICKETING_*` variables name.
     pub async fn connect(base_url: &str, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let control = control_from_env();
-        let secret = std::env::var("E2E_JWT_SECRET").ok().filter(|s| !s.is_empty()).context(
-            "E2E_JWT_SECRET is not set: set the secret the deployment verifies tokens with (scripts/cluster-up prints it)",
-        )?;
+        let signer = suite_signer()?;
         let applied: &[(&str, &str)] = if matches!(control, Control::Command(_)) { settings } else { &[] };
-        let config = exported_config(applied, &secret)?;
+        let config = exported_config(applied)?;
         if let Control::Command(path) = &control {
             let mut args = vec!["configure".to_owned()];
             args.extend(applied.iter().map(|(k, v)| format!("{k}={v}")));
@@ -121,7 +124,7 @@ impl Deployment {
             .await
             .context("the deployment's database (TICKETING_DATABASE_URL)")?;
         let base_url = base_url.trim_end_matches('/').to_owned();
-        let api = Api::new(&base_url, JwtKeys::new(&Secret::new(secret)));
+        let api = Api::new(&base_url, signer);
         let since = last_sequences(&bus).await?;
         Ok(Self { base_url, api, bus, db, config, since, control })
     }
@@ -168,7 +171,7 @@ impl Deployment {
                 let mut args = vec!["configure".to_owned()];
                 args.extend(applied.iter().map(|(k, v)| format!("{k}={v}")));
                 run(path, &args).await?;
-                self.config = exported_config(&applied, self.config.jwt_secret.expose())?;
+                self.config = exported_config(&applied)?;
             }
             Control::None => anyhow::bail!("the deployment offers no control"),
         }
@@ -340,14 +343,42 @@ fn control_from_env() -> Control {
     }
 }
 
+/// What the suite signs its users' tokens with: the private key of the identity provider the
+/// deployment trusts (`E2E_JWT_PRIVATE_KEY`, a PEM file), or the shared secret it accepts
+/// (`E2E_JWT_SECRET`), with the deployment's issuer and audience (`TICKETING_JWT_ISSUER`,
+/// `TICKETING_JWT_AUDIENCE`, when they are not the defaults).
+fn suite_signer() -> anyhow::Result<JwtKeys> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let defaults = TokenRules::default();
+    let rules = TokenRules {
+        issuer: var("TICKETING_JWT_ISSUER").unwrap_or(defaults.issuer),
+        audience: var("TICKETING_JWT_AUDIENCE").unwrap_or(defaults.audience),
+        ..defaults
+    };
+    if let Some(path) = var("E2E_JWT_PRIVATE_KEY") {
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("E2E_JWT_PRIVATE_KEY: cannot read {path}"))?;
+        return JwtKeys::signing(&pem, rules).with_context(|| format!("E2E_JWT_PRIVATE_KEY: {path}"));
+    }
+    let secret = var("E2E_JWT_SECRET").context(
+        "set E2E_JWT_PRIVATE_KEY, the private key of the identity provider the deployment trusts \
+         (scripts/cluster-up prints it), or E2E_JWT_SECRET, the shared secret it accepts",
+    )?;
+    Ok(JwtKeys::new(rules, Some(&Secret::new(secret)), None, None)?)
+}
+
 /// A deployment's settings as its operator exported them (`TICKETING_*`), with `applied` on top.
-fn exported_config(applied: &[(&str, &str)], jwt_secret: &str) -> anyhow::Result<Config> {
+/// The suite verifies no token: its configuration holds a secret of its own instead of the
+/// deployment's keys.
+fn exported_config(applied: &[(&str, &str)]) -> anyhow::Result<Config> {
     let applied: Vec<(String, String)> =
         applied.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let jwt_secret = jwt_secret.to_owned();
+    let own_secret = format!("e2e-suite-{}", uuid::Uuid::new_v4().simple());
     Config::from_lookup(move |k| {
-        applied.iter().rev().find(|(name, _)| name == k).map(|(_, v)| v.clone()).or_else(|| {
-            if k == "TICKETING_JWT_SECRET" { Some(jwt_secret.clone()) } else { std::env::var(k).ok() }
+        applied.iter().rev().find(|(name, _)| name == k).map(|(_, v)| v.clone()).or_else(|| match k {
+            "TICKETING_JWT_SECRET" => Some(own_secret.clone()),
+            "TICKETING_JWT_PUBLIC_KEY" | "TICKETING_JWT_PRIVATE_KEY" => None,
+            _ => std::env::var(k).ok(),
         })
     })
     .context("the TICKETING_* settings of the deployment (as scripts/cluster-up prints them)")

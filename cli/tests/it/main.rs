@@ -44,7 +44,7 @@ fn a_missing_required_variable_stops_the_process_naming_it() {
     let out = ticketing().arg("migrate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TICKETING_JWT_SECRET: is required"), "{err}");
+    assert!(err.contains("TICKETING_JWT_PUBLIC_KEY: is required"), "{err}");
 }
 
 #[test]
@@ -72,10 +72,69 @@ fn token_mints_a_verifiable_admin_token() {
         .unwrap();
     assert!(out.status.success());
     let token = String::from_utf8(out.stdout).unwrap();
-    let keys = platform::auth::JwtKeys::new(&platform::Secret::new(TEST_JWT_SECRET));
+    let keys = platform::auth::JwtKeys::shared_secret(&platform::Secret::new(TEST_JWT_SECRET));
     let claims = keys.verify(token.trim()).unwrap();
     assert_eq!(claims.sub.0, user);
     assert_eq!(claims.role, platform::auth::Role::Admin);
+}
+
+/// The repository's development key pair, as `scripts/dev-up` names it.
+fn dev_key(file: &str) -> String {
+    format!("{}/../shared/platform/dev-keys/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A service holding only the identity provider's public key takes the tokens `ticketing token`
+/// signs with the private key, and refuses shared-secret tokens, tokens of another key, of
+/// another audience, or living longer than the maximum.
+#[tokio::test]
+async fn a_service_with_the_public_key_alone_takes_tokens_signed_with_its_private_key() {
+    let env = TestEnv::new().await.unwrap();
+    let mut cmd = ticketing_for(&env);
+    cmd.env_remove("TICKETING_JWT_SECRET")
+        .env("TICKETING_JWT_PUBLIC_KEY", dev_key("jwt-ed25519.pub.pem"))
+        .args(["serve", "wallet-history"]);
+    let running = Process::spawn(cmd).unwrap();
+    let user = uuid::Uuid::now_v7();
+    let out = ticketing()
+        .env("TICKETING_JWT_PUBLIC_KEY", dev_key("jwt-ed25519.pub.pem"))
+        .env("TICKETING_JWT_PRIVATE_KEY", dev_key("jwt-ed25519.pem"))
+        .args(["token", "--user", &user.to_string(), "--ttl-secs", "600"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let signed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // {"typ":"JWT","alg":"EdDSA"}
+    assert!(signed.starts_with("eyJ0eXAiOiJKV1QiLCJhbGciOiJFZERTQSJ9."), "an EdDSA token: {signed}");
+
+    let rules = platform::auth::TokenRules::default();
+    let other_key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOwTZSZXwnf8ypNDzd0Go/V5FOIJ/1zHRUR9C2sJfm7F\n-----END PRIVATE KEY-----\n";
+    let mint = |keys: platform::auth::JwtKeys| {
+        keys.mint(user.into(), platform::auth::Role::User, Duration::from_secs(600)).unwrap()
+    };
+    let shared = mint(platform::auth::JwtKeys::shared_secret(&platform::Secret::new(TEST_JWT_SECRET)));
+    let stranger = mint(platform::auth::JwtKeys::signing(other_key, rules.clone()).unwrap());
+    let dev_private = std::fs::read_to_string(dev_key("jwt-ed25519.pem")).unwrap();
+    let elsewhere = platform::auth::TokenRules { audience: "another-system".into(), ..rules.clone() };
+    let other_audience = mint(platform::auth::JwtKeys::signing(&dev_private, elsewhere).unwrap());
+    let too_long = ticketing()
+        .env("TICKETING_JWT_PUBLIC_KEY", dev_key("jwt-ed25519.pub.pem"))
+        .env("TICKETING_JWT_PRIVATE_KEY", dev_key("jwt-ed25519.pem"))
+        .args(["token", "--user", &user.to_string(), "--ttl-secs", "86401"])
+        .output()
+        .unwrap();
+    assert!(!too_long.status.success(), "ticketing token refuses a lifetime over the maximum");
+
+    let http = reqwest::Client::new();
+    let history =
+        |token: String| http.get(format!("{}/wallets/me/history", running.url)).bearer_auth(token).send();
+    assert_eq!(history(signed).await.unwrap().status(), 200);
+    for (token, why) in
+        [(shared, "a shared-secret token"), (stranger, "another key"), (other_audience, "another audience")]
+    {
+        let answer = history(token).await.unwrap();
+        assert_eq!(answer.status(), 401, "{why}");
+        assert_eq!(answer.headers()["content-type"], "application/problem+json", "{why}");
+    }
 }
 
 #[test]

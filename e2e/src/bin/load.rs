@@ -21,7 +21,7 @@
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
 //! or runs against the deployment at `LOAD_BASE_URL` (such as `scripts/cluster-up`'s, whose
-//! printed settings it needs: `E2E_JWT_SECRET`, `E2E_CONTROL` and the `TICKETING_*` variables),
+//! printed settings it needs: `E2E_JWT_PRIVATE_KEY`, `E2E_CONTROL` and the `TICKETING_*` variables),
 //! sends load only to 127.0.0.1, and ends with `ticketing audit`'s checks. `scripts/bench-topology`
 //! runs the throughput steps against both, alternated. Throughput steps and the
 //! polling run also print the CPU each operation cost, by program (`e2e::cpu`): on a shared host

@@ -38,7 +38,7 @@ pub struct AppState {
 impl AppState {
     /// State over a runtime's connections.
     pub fn new(rt: &Runtime) -> Self {
-        Self { db: rt.db.clone(), jwt: JwtKeys::new(&rt.config.jwt_secret) }
+        Self { db: rt.db.clone(), jwt: rt.config.jwt.clone() }
     }
 }
 

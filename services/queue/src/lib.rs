@@ -43,7 +43,7 @@ impl AppState {
             redis: rt.redis.clone(),
             keys: Arc::new(QueueKeys::new(&rt.config.prefix)),
             settings: rt.config.settings()?,
-            jwt: JwtKeys::new(&rt.config.jwt_secret),
+            jwt: rt.config.jwt.clone(),
         })
     }
 }

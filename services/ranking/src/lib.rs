@@ -51,10 +51,6 @@ impl Service for Ranking {
                 ),
             )?;
         }
-        Ok(http::routes().with_state(AppState {
-            redis: rt.redis.clone(),
-            keys,
-            jwt: JwtKeys::new(&rt.config.jwt_secret),
-        }))
+        Ok(http::routes().with_state(AppState { redis: rt.redis.clone(), keys, jwt: rt.config.jwt.clone() }))
     }
 }

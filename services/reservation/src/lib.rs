@@ -105,7 +105,7 @@ impl Service for Reservations {
             catalog.spawn(&task_rt);
             sweeper.run(every, task_rt.shutdown.clone()).await;
         });
-        let jwt = JwtKeys::new(&rt.config.jwt_secret);
+        let jwt = rt.config.jwt.clone();
         // Holding and paying (the POSTs) are rate limited per user and per client address.
         let limit = RateLimit::new("booking", &rt.config.settings()?, jwt.clone());
         Ok(limit.on(http::routes()).with_state(AppState {

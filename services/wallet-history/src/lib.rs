@@ -40,7 +40,6 @@ impl Service for WalletHistory {
             PgInbox::new(rt.db.clone(), SCHEMA, handlers::History),
         )?;
         rt.spawn_pruner(SCHEMA);
-        Ok(http::routes()
-            .with_state(AppState { db: rt.db.clone(), jwt: JwtKeys::new(&rt.config.jwt_secret) }))
+        Ok(http::routes().with_state(AppState { db: rt.db.clone(), jwt: rt.config.jwt.clone() }))
     }
 }

@@ -4,12 +4,13 @@
 //! the namespace, the saga's clocks. A service's own settings are its own type ([`Settings`]),
 //! read through the same variables with [`Config::settings`].
 //!
-//! Every variable has a default that reaches the local dev stack, except the JWT secret: a
-//! process must never start signing tokens with a key everyone knows. All problems are reported
+//! Every variable has a default that reaches the local dev stack, except the keys identity
+//! tokens are checked with: a process must never trust tokens signed with a key everyone knows. All problems are reported
 //! at once, each naming its variable, so a misconfigured pod says everything in one log line.
 
+use crate::auth::{JwtKeys, PublicKeys, TokenRules};
 use contracts::Namespace;
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use std::{fmt, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 /// A value that must never appear in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,8 +46,9 @@ pub struct Config {
     /// How many JetStream servers keep each stream (1, or 3 on a three-node cluster).
     pub nats_replicas: usize,
     pub redis_url: Secret,
-    /// HS256 key for identity tokens (at least 32 bytes).
-    pub jwt_secret: Secret,
+    /// What identity tokens are checked (and, by `ticketing token`, signed) with: the identity
+    /// provider's public keys, and/or a shared secret for development.
+    pub jwt: JwtKeys,
     /// Namespace prefix for subjects, streams and Redis keys.
     pub prefix: Namespace,
     pub http_addr: SocketAddr,
@@ -145,7 +147,12 @@ impl Vars<'_> {
     /// Refuses `secret` (the value of `var`) if it is a known development secret and this is
     /// not a development machine.
     pub fn secret_allowed(&mut self, var: &'static str, secret: &str) {
-        let public = DEVELOPMENT_SECRETS.contains(&secret) || secret.starts_with("dev-only-");
+        self.public_refused(var, DEVELOPMENT_SECRETS.contains(&secret) || secret.starts_with("dev-only-"));
+    }
+
+    /// Refuses `var` if its key is `public` (in this repository) and this is not a development
+    /// machine.
+    pub fn public_refused(&mut self, var: &'static str, public: bool) {
         if public && !self.development() {
             self.fail(
                 var,
@@ -271,11 +278,7 @@ impl Config {
             None | Some("dev" | "production") => {}
             Some(_) => r.fail("TICKETING_ENV", "expected dev or production"),
         }
-        let jwt_secret = r.required("TICKETING_JWT_SECRET");
-        if !jwt_secret.is_empty() && jwt_secret.len() < 32 {
-            r.fail("TICKETING_JWT_SECRET", "must be at least 32 bytes");
-        }
-        r.secret_allowed("TICKETING_JWT_SECRET", &jwt_secret);
+        let jwt = read_token_keys(&mut r);
         let prefix_raw = r.string("TICKETING_PREFIX", "");
         let prefix = Namespace::new(&prefix_raw).unwrap_or_else(|e| {
             r.fail("TICKETING_PREFIX", e.to_string());
@@ -301,16 +304,16 @@ impl Config {
         }
         let otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT");
 
-        if !r.problems.is_empty() {
+        let Some(jwt) = jwt.filter(|_| r.problems.is_empty()) else {
             return Err(ConfigError(r.problems));
-        }
+        };
         Ok(Config {
             database_url: Secret(database_url),
             database_max_connections,
             nats_url,
             nats_replicas,
             redis_url: Secret(redis_url),
-            jwt_secret: Secret(jwt_secret),
+            jwt,
             prefix,
             http_addr,
             ops_addr,
@@ -323,6 +326,64 @@ impl Config {
     /// A service's own settings, read from the variables this configuration was read from.
     pub fn settings<S: Settings>(&self) -> Result<S, ConfigError> {
         read_settings(&*self.lookup.0)
+    }
+}
+
+/// The keys identity tokens are checked with: the identity provider's public keys
+/// (`TICKETING_JWT_PUBLIC_KEY`, a PEM or JWKS file), and/or a shared HS256 secret
+/// (`TICKETING_JWT_SECRET`, development and tests); one of them is required. A private key
+/// (`TICKETING_JWT_PRIVATE_KEY`) is for `ticketing token` alone. None when something is wrong.
+fn read_token_keys(r: &mut Vars<'_>) -> Option<JwtKeys> {
+    let rules = TokenRules {
+        issuer: r.string("TICKETING_JWT_ISSUER", "ticketing"),
+        audience: r.string("TICKETING_JWT_AUDIENCE", "ticketing"),
+        max_lifetime: r.secs("TICKETING_JWT_MAX_LIFETIME_SECS", 86_400),
+    };
+    if rules.max_lifetime.is_zero() {
+        r.fail("TICKETING_JWT_MAX_LIFETIME_SECS", "must be at least 1");
+    }
+    let secret = r.raw("TICKETING_JWT_SECRET").map(Secret);
+    if let Some(s) = &secret {
+        if s.expose().len() < 32 {
+            r.fail("TICKETING_JWT_SECRET", "must be at least 32 bytes");
+        }
+        r.secret_allowed("TICKETING_JWT_SECRET", s.expose());
+    }
+    let public_path = r.raw("TICKETING_JWT_PUBLIC_KEY");
+    let public = public_path.as_deref().and_then(|path| match PublicKeys::load(Path::new(path.trim())) {
+        Ok(keys) => {
+            r.public_refused("TICKETING_JWT_PUBLIC_KEY", keys.holds_development_key());
+            Some(keys)
+        }
+        Err(e) => {
+            r.fail("TICKETING_JWT_PUBLIC_KEY", e.to_string());
+            None
+        }
+    });
+    if secret.is_none() && public_path.is_none() {
+        r.fail(
+            "TICKETING_JWT_PUBLIC_KEY",
+            "is required and not set: the identity provider's public key (a PEM or JWKS file), or \
+             TICKETING_JWT_SECRET, a shared secret, for development",
+        );
+    }
+    let private =
+        r.raw("TICKETING_JWT_PRIVATE_KEY").and_then(|path| match std::fs::read_to_string(path.trim()) {
+            Ok(pem) => {
+                r.public_refused("TICKETING_JWT_PRIVATE_KEY", crate::auth::is_development_private_key(&pem));
+                Some(pem)
+            }
+            Err(e) => {
+                r.fail("TICKETING_JWT_PRIVATE_KEY", format!("cannot read {path}: {e}"));
+                None
+            }
+        });
+    match JwtKeys::new(rules, secret.as_ref(), public, private.as_deref()) {
+        Ok(keys) => Some(keys),
+        Err(e) => {
+            r.fail("TICKETING_JWT_PRIVATE_KEY", e.to_string());
+            None
+        }
     }
 }
 
@@ -397,10 +458,50 @@ mod tests {
     }
 
     #[test]
-    fn missing_jwt_secret_is_named() {
+    fn missing_token_keys_are_named() {
         let e = read(&[]).unwrap_err();
-        assert!(e.names("TICKETING_JWT_SECRET"));
-        assert!(e.to_string().contains("TICKETING_JWT_SECRET: is required"));
+        assert!(e.names("TICKETING_JWT_PUBLIC_KEY"));
+        assert!(e.to_string().contains("TICKETING_JWT_PUBLIC_KEY: is required"), "{e}");
+    }
+
+    /// `text` in a file of its own.
+    fn file(text: &str) -> String {
+        let path = std::env::temp_dir().join(format!("ticketing-config-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn the_development_key_pair_is_refused_unless_this_is_a_development_machine() {
+        use crate::auth::{DEVELOPMENT_PRIVATE_KEY, DEVELOPMENT_PUBLIC_KEY};
+        let public = file(DEVELOPMENT_PUBLIC_KEY);
+        let private = file(DEVELOPMENT_PRIVATE_KEY);
+        for var in ["TICKETING_JWT_PUBLIC_KEY", "TICKETING_JWT_PRIVATE_KEY"] {
+            let vars = [
+                ("TICKETING_JWT_PUBLIC_KEY", public.as_str()),
+                ("TICKETING_JWT_PRIVATE_KEY", private.as_str()),
+            ];
+            let err = read(&vars).unwrap_err();
+            assert!(err.names(var) && err.to_string().contains("development secret"), "{err}");
+        }
+        let dev = read(&[
+            ("TICKETING_JWT_PUBLIC_KEY", public.as_str()),
+            ("TICKETING_JWT_PRIVATE_KEY", private.as_str()),
+            ("TICKETING_ENV", "dev"),
+        ])
+        .unwrap();
+        let token =
+            dev.jwt.mint(contracts::UserId::new(), crate::auth::Role::User, Duration::from_secs(60)).unwrap();
+        dev.jwt.verify(&token).unwrap();
+        for (var, value) in [
+            ("TICKETING_JWT_PUBLIC_KEY", "/nonexistent/jwt.pem"),
+            ("TICKETING_JWT_PUBLIC_KEY", private.as_str()),
+            ("TICKETING_JWT_MAX_LIFETIME_SECS", "0"),
+        ] {
+            let err = read(&[("TICKETING_JWT_SECRET", SECRET), (var, value), ("TICKETING_ENV", "dev")])
+                .unwrap_err();
+            assert!(err.names(var), "{err}");
+        }
     }
 
     #[test]

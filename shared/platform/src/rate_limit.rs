@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_forwarded_address_is_believed_only_from_a_trusted_proxy_and_only_its_own_hop() {
-        let jwt = JwtKeys::new(&crate::config::Secret::new("0123456789abcdef0123456789abcdef"));
+        let jwt = JwtKeys::shared_secret(&crate::config::Secret::new("0123456789abcdef0123456789abcdef"));
         let s = settings(&[("TICKETING_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
         let limit = RateLimit::new("test", &s, jwt);
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());

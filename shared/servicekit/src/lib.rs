@@ -98,7 +98,7 @@ impl ServiceState {
         Self {
             db: rt.db.clone(),
             outbox: Outbox::new(schema, rt.config.prefix.clone()),
-            jwt: JwtKeys::new(&rt.config.jwt_secret),
+            jwt: rt.config.jwt.clone(),
         }
     }
 }

@@ -96,7 +96,7 @@ impl TestEnv {
 
     /// The JWT keys of this environment.
     pub fn jwt(&self) -> platform::auth::JwtKeys {
-        platform::auth::JwtKeys::new(&Secret::new(TEST_JWT_SECRET))
+        platform::auth::JwtKeys::shared_secret(&Secret::new(TEST_JWT_SECRET))
     }
 
     /// Serves `router` (finished with the shared middleware) on 127.0.0.1:0 until the
