@@ -8,7 +8,7 @@ use crate::{
 };
 use chrono::Utc;
 use messaging::Outbox;
-use platform::config::SagaClocks;
+use platform::{config::SagaClocks, periodic::Pass};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,26 +29,10 @@ pub struct Sweeper {
 impl Sweeper {
     /// Runs until `shutdown`, sweeping every `every` (at once again while a sweep fills its batch).
     pub async fn run(self, every: Duration, shutdown: CancellationToken) {
-        let mut failures = 0u32;
-        loop {
-            let pause = match self.sweep().await {
-                Ok(n) if n as i64 == BATCH => Duration::ZERO,
-                Ok(_) => {
-                    failures = 0;
-                    every
-                }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(error = %e, "deadline sweep failed; retrying");
-                    every * 2u32.pow(failures.min(5))
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!(task = "sweeper[reservation]", "stopped: shutdown requested");
+        platform::periodic::run("sweeper[reservation]", every, shutdown, || async {
+            self.sweep().await.map(|n| Pass::of(n, BATCH as usize))
+        })
+        .await;
     }
 
     /// One pass: returns how many reservations changed.

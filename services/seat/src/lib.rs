@@ -1,7 +1,9 @@
 //! seat: the inventory. Builds seats from ScheduleCreated; holds all requested seats or none
 //! for a ReservationRequested; sells them on ReservationCompleted and releases them on
-//! ReservationFailed (only the failed reservation's own seats); announces SoldOut once.
+//! ReservationFailed (only the failed reservation's own seats); announces SoldOut once; releases
+//! what a lost event left HELD past every deadline (the backstop).
 
+mod backstop;
 mod domain;
 mod error;
 mod handlers;
@@ -12,6 +14,7 @@ mod store;
 use axum::Router;
 use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
+use platform::{Config, ConfigError};
 use sea_orm::DatabaseConnection;
 use servicekit::{Service, StartError};
 use std::time::Duration;
@@ -41,12 +44,27 @@ impl Service for Seats {
     const ABOUT: &'static str = "seat inventory: holds, sales, releases, sell-outs";
     type Api = http::Api;
 
-    /// Starts the relay and both consumers.
+    fn settings(config: &Config) -> Result<(), ConfigError> {
+        config.settings::<backstop::BackstopSettings>().map(|_| ())
+    }
+
+    /// Starts the relay, both consumers and the backstop.
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         let outbox = Outbox::new(SCHEMA, rt.config.prefix.clone());
         let maps = maps::SeatMaps::new(SEAT_MAP_FRESH);
         rt.spawn_relay(SCHEMA);
         rt.spawn_pruner(SCHEMA);
+        let settings: backstop::BackstopSettings = rt.config.settings()?;
+        let backstop = backstop::Backstop {
+            db: rt.db.clone(),
+            outbox: outbox.clone(),
+            maps: maps.clone(),
+            after: rt.config.saga.pay_grace + settings.grace,
+        };
+        let (every, shutdown) = (backstop.every(), rt.shutdown.clone());
+        rt.spawn("backstop[seat]", async move {
+            platform::periodic::run("backstop[seat]", every, shutdown, || backstop.pass()).await;
+        });
         rt.spawn_consumer(
             ConsumerSpec::declared(NAME, Stream::Catalog)?,
             PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),

@@ -322,6 +322,49 @@ pub async fn mark_sold_out(
     Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
 }
 
+/// Seats of one reservation released together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub schedule: ScheduleId,
+    pub reservation: ReservationId,
+    pub seats: Vec<SeatNo>,
+}
+
+/// Releases up to `limit` seats HELD until before `cutoff` (seats another transaction has locked
+/// are left for the next pass); returns them by reservation.
+pub async fn release_held_before(
+    db: &impl ConnectionTrait,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Released>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "WITH due AS (
+                 SELECT schedule_id, seat_no, reservation_id FROM seat.seats
+                 WHERE status = 'HELD' AND held_until < $1
+                 ORDER BY schedule_id, seat_no LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE seat.seats s SET status = 'AVAILABLE', reservation_id = NULL, held_until = NULL
+             FROM due WHERE s.schedule_id = due.schedule_id AND s.seat_no = due.seat_no
+             RETURNING s.schedule_id, due.reservation_id, s.seat_no",
+            [cutoff.into(), limit.into()],
+        ))
+        .await?;
+    let mut out: Vec<Released> = Vec::new();
+    for r in rows {
+        let schedule = ScheduleId(r.try_get("", "schedule_id")?);
+        let reservation = ReservationId(r.try_get("", "reservation_id")?);
+        let seat = SeatNo(r.try_get("", "seat_no")?);
+        match out.iter_mut().find(|x| x.reservation == reservation && x.schedule == schedule) {
+            Some(x) => x.seats.push(seat),
+            None => out.push(Released { schedule, reservation, seats: vec![seat] }),
+        }
+    }
+    for x in &mut out {
+        x.seats.sort();
+    }
+    Ok(out)
+}
+
 /// Releases the seats `reservation` holds; returns their numbers.
 pub async fn release(
     db: &impl ConnectionTrait,

@@ -283,3 +283,38 @@ async fn the_last_seats_sold_at_the_same_time_announce_sold_out_once() {
     assert_eq!(sold_out.len(), 1, "{sold_out:?}");
     assert_eq!(s.seats(schedule, "?status=SOLD").await.1["seats"].as_array().unwrap().len(), 8);
 }
+
+/// A reservation whose end never reached the seats (its ReservationFailed lost): once the hold,
+/// the pay grace and the backstop's grace have all passed, the backstop releases its seats and
+/// announces it, and leaves sold seats alone.
+#[tokio::test]
+async fn the_backstop_releases_seats_held_past_every_deadline() {
+    let env = TestEnv::new().await.unwrap();
+    let rt = env.runtime_with(&[
+        ("TICKETING_HOLD_SECS", "1"),
+        ("TICKETING_PAY_GRACE_SECS", "1"),
+        ("TICKETING_SEAT_BACKSTOP_GRACE_SECS", "3"),
+    ]);
+    let url = env.spawn_app(servicekit::start::<seat::Seats>(&rt).unwrap()).await.unwrap();
+    let s = Seats { env, url, concert: ConcertId::new() };
+    let schedule = s.schedule(3).await;
+    let (lost, _) = s.request(schedule, &[1, 2]).await;
+    let (sold, _) = s.request(schedule, &[3]).await;
+    s.outcomes(2).await;
+    s.complete(schedule, sold, &[3]).await;
+    eventually("the backstop to release the lost reservation's seats", Duration::from_secs(20), || async {
+        let statuses = [s.status_of(schedule, 1).await, s.status_of(schedule, 2).await];
+        (statuses == ["AVAILABLE", "AVAILABLE"]).then_some(())
+    })
+    .await;
+    assert_eq!(s.status_of(schedule, 3).await, "SOLD");
+    let released = eventually("SeatsReleased", Duration::from_secs(10), || async {
+        s.env.events_of::<SeatsReleased>().await.ok().filter(|r| !r.is_empty())
+    })
+    .await;
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(
+        (released[0].reservation_id, released[0].seat_nos.clone()),
+        (lost, vec![SeatNo(1), SeatNo(2)])
+    );
+}
