@@ -99,9 +99,23 @@ fn openapi(defs: &[&services::ServiceDef]) -> utoipa::openapi::OpenApi {
 }
 
 /// Creates the database if missing and applies migrations.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+pub async fn migrate(config: &Config, role_passwords: Option<&std::path::Path>) -> anyhow::Result<()> {
     migrations::migrate(config.database_url.expose()).await.context("migrating the database")?;
     println!("database migrated");
+    let Some(dir) = role_passwords else { return Ok(()) };
+    let db = platform::pools::connect_db(config.database_url.expose(), 1)
+        .await
+        .context("cannot reach Postgres")?;
+    for (service, _) in migrations::SERVICE_SCHEMA_OWNERS {
+        let path = dir.join(service);
+        let Ok(password) = std::fs::read_to_string(&path) else { continue };
+        let password = password.trim_end_matches(['\n', '\r']);
+        anyhow::ensure!(!password.is_empty(), "{}: the password is empty", path.display());
+        migrations::set_role_password(&db, service, password)
+            .await
+            .with_context(|| format!("setting the password of {}", migrations::service_role(service)))?;
+        println!("password of {} set", migrations::service_role(service));
+    }
     Ok(())
 }
 

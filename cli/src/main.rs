@@ -36,8 +36,14 @@ enum Command {
     },
     /// List the services this binary can run.
     Services,
-    /// Create the database if missing and apply every migration.
-    Migrate,
+    /// Create the database if missing, apply every migration, and give each service's database
+    /// role (ticketing_<service>) its own schema.
+    Migrate {
+        /// A directory with a file per service (named as `ticketing services` names them) holding
+        /// the password its role logs in with: each role present gets its file's content.
+        #[arg(long)]
+        role_passwords: Option<std::path::PathBuf>,
+    },
     /// Create a demo concert with two schedules of 50 seats, to book at once.
     Seed,
     /// JetStream streams and consumers.
@@ -168,7 +174,7 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Migrate => commands::migrate(&config).await,
+        Command::Migrate { role_passwords } => commands::migrate(&config, role_passwords.as_deref()).await,
         Command::Seed => commands::seed(&config).await,
         Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
         Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,

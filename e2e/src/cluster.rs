@@ -69,9 +69,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// Starts (or restarts) one service and points the ingress at it.
+    /// Starts (or restarts) one service, connected to Postgres as its own role, and points the
+    /// ingress at it.
     pub fn start_service(&mut self, env: &TestEnv, service: &'static str) -> anyhow::Result<()> {
         let mut cmd = command(&binary(), env);
+        cmd.env(
+            "TICKETING_DATABASE_URL",
+            testkit::with_user(&env.database_url, &migrations::service_role(service)),
+        );
         for (k, v) in &self.overrides {
             cmd.env(k, v);
         }

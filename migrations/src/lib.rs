@@ -275,12 +275,77 @@ pub async fn create_database_if_missing(url: &str) -> Result<(), DbErr> {
     admin.close().await
 }
 
-/// Creates the database if needed and applies every pending migration.
+/// Creates the database if needed, applies every pending migration, and hands each service its
+/// schema ([`own_schemas`]).
 pub async fn migrate(url: &str) -> Result<(), DbErr> {
     create_database_if_missing(url).await?;
     let db = Database::connect(url).await?;
     Migrator::up(&db, None).await?;
+    own_schemas(&db).await?;
     db.close().await
+}
+
+/// Every service that connects to Postgres, with the schema it owns: none for those whose state
+/// is in Redis (queue, ranking), which may connect and read nothing.
+pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 8] = [
+    ("queue", None),
+    ("concert", Some("concert")),
+    ("seat", Some("seat")),
+    ("reservation", Some("reservation")),
+    ("wallet", Some("wallet")),
+    ("wallet-history", Some("wallet_history")),
+    ("ranking", None),
+    ("external-data", Some("external_data")),
+];
+
+/// The Postgres role the service `service` connects as: `ticketing_<service>`.
+pub fn service_role(service: &str) -> String {
+    format!("ticketing_{}", service.replace('-', "_"))
+}
+
+/// Sets the password the role of `service` logs in with (for servers that ask for one).
+pub async fn set_role_password(
+    db: &impl ConnectionTrait,
+    service: &str,
+    password: &str,
+) -> Result<(), DbErr> {
+    let quoted = password.replace('\'', "''");
+    db.execute_unprepared(&format!("ALTER ROLE {} PASSWORD '{quoted}'", service_role(service))).await?;
+    Ok(())
+}
+
+/// Least privilege in the database: each service's role ([`service_role`]: LOGIN, and no right
+/// beyond what it is given here) owns its schema and everything in it, so it reads, writes and
+/// vacuums there and touches no other service's tables. Roles belong to the Postgres server
+/// and are made once (a password is the operator's: `ALTER ROLE … PASSWORD`); ownership is
+/// given again after every migration, so tables a migration adds follow. Idempotent.
+pub async fn own_schemas(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    for (service, schema) in SERVICE_SCHEMA_OWNERS {
+        let role = service_role(service);
+        // Two databases of one server migrated at once may both make the role: the loser's
+        // duplicate is no error.
+        db.execute_unprepared(&format!(
+            "DO $$ BEGIN
+                 CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$;"
+        ))
+        .await?;
+        let Some(schema) = schema else { continue };
+        db.execute_unprepared(&format!(
+            "ALTER SCHEMA {schema} OWNER TO {role};
+             DO $$ DECLARE t record; BEGIN
+                 FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname = '{schema}' AND c.relkind IN ('r', 'p', 'v', 'm')
+                            AND pg_get_userbyid(c.relowner) <> '{role}'
+                 LOOP
+                     EXECUTE format('ALTER TABLE {schema}.%I OWNER TO {role}', t.relname);
+                 END LOOP;
+             END $$;"
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ nats_urls() {
 }
 
 database_url() { echo "postgres://postgres@127.0.0.1:5432/$DATABASE?sslmode=disable"; }
+# The URL a service's replicas connect with: its own role, which owns its schema and nothing else
+# (`ticketing migrate` makes it; the dev stack's Postgres trusts loopback connections).
+service_database_url() { echo "postgres://ticketing_${1//-/_}@127.0.0.1:5432/$DATABASE?sslmode=disable"; }
 
 # The pid of a supervised process (empty when it is not running).
 pid_of() {

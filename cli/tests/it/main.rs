@@ -137,6 +137,31 @@ async fn a_service_with_the_public_key_alone_takes_tokens_signed_with_its_privat
     }
 }
 
+/// `migrate --role-passwords` gives the roles that have a file their password.
+#[tokio::test]
+async fn migrate_sets_the_passwords_of_the_service_roles() {
+    use sea_orm::ConnectionTrait;
+    let env = TestEnv::new().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("ticketing-role-passwords-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("wallet-history"), "s3cret-'quoted'\n").unwrap();
+    let out = ticketing_for(&env).arg("migrate").arg("--role-passwords").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("password of ticketing_wallet_history set"), "{said}");
+    assert!(!said.contains("password of ticketing_wallet set"), "{said}");
+    let row = env
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT rolpassword IS NOT NULL AS set FROM pg_authid WHERE rolname = 'ticketing_wallet_history'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.try_get::<bool>("", "set").unwrap());
+}
+
 #[test]
 fn serve_refuses_an_unknown_service_naming_it() {
     let out =

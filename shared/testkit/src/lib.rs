@@ -113,10 +113,32 @@ impl TestEnv {
         Ok(format!("http://{addr}"))
     }
 
-    /// Starts the service `S` on this environment ([`servicekit::start`]) and serves its
-    /// routes; answers their base URL.
+    /// Starts the service `S` on this environment ([`servicekit::start`]), connected to
+    /// Postgres as its own role as it is deployed, and serves its routes; answers their base URL.
     pub async fn spawn_service<S: servicekit::Service>(&self) -> anyhow::Result<String> {
-        self.spawn_app(servicekit::start::<S>(&self.runtime())?).await
+        self.spawn_app(servicekit::start::<S>(&self.runtime_as(S::NAME, &[]).await?)?).await
+    }
+
+    /// A service runtime whose database connections are `service`'s own role
+    /// ([`migrations::service_role`]: its schema and nothing else), with some configuration
+    /// overridden.
+    pub async fn runtime_as(
+        &self,
+        service: &str,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<messaging::Runtime> {
+        let url = with_user(&self.database_url, &migrations::service_role(service));
+        let db =
+            platform::pools::connect_db(&url, 5).await.with_context(|| format!("connect as {service}"))?;
+        let mut overrides = overrides.to_vec();
+        overrides.push(("TICKETING_DATABASE_URL", &url));
+        Ok(messaging::Runtime::from_parts(
+            self.config_with(&overrides),
+            db,
+            self.bus.clone(),
+            self.redis.clone(),
+            self.shutdown.clone(),
+        ))
     }
 
     /// A service runtime over this environment's connections (its tasks stop on drop).
@@ -419,6 +441,13 @@ fn created_at(name: &str) -> Option<u64> {
 
 fn is_stale(name: &str, now: u64) -> bool {
     created_at(name).is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs())
+}
+
+/// `url` with its user (and password) replaced by `user`.
+pub fn with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{host}")
 }
 
 fn replace_database(url: &str, name: &str) -> String {

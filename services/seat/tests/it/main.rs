@@ -290,11 +290,17 @@ async fn the_last_seats_sold_at_the_same_time_announce_sold_out_once() {
 #[tokio::test]
 async fn the_backstop_releases_seats_held_past_every_deadline() {
     let env = TestEnv::new().await.unwrap();
-    let rt = env.runtime_with(&[
-        ("TICKETING_HOLD_SECS", "1"),
-        ("TICKETING_PAY_GRACE_SECS", "1"),
-        ("TICKETING_SEAT_BACKSTOP_GRACE_SECS", "3"),
-    ]);
+    let rt = env
+        .runtime_as(
+            "seat",
+            &[
+                ("TICKETING_HOLD_SECS", "1"),
+                ("TICKETING_PAY_GRACE_SECS", "1"),
+                ("TICKETING_SEAT_BACKSTOP_GRACE_SECS", "3"),
+            ],
+        )
+        .await
+        .unwrap();
     let url = env.spawn_app(servicekit::start::<seat::Seats>(&rt).unwrap()).await.unwrap();
     let s = Seats { env, url, concert: ConcertId::new() };
     let schedule = s.schedule(3).await;

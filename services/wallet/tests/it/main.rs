@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a failed unwrap is a failed test")]
 
 mod http;
+mod least_privilege;
 mod openapi;
 mod payments;
 
