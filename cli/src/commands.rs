@@ -133,7 +133,15 @@ pub async fn seed(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn bus(config: &Config) -> anyhow::Result<Bus> {
-    Ok(Bus::connect(&config.nats_url, config.prefix.clone()).await?)
+    Ok(Bus::connect_as(&config.nats_url, config.prefix.clone(), config.nats_login.as_ref()).await?)
+}
+
+/// Prints the nats-server `authorization` block: a user per service, allowed its own subjects
+/// under this configuration's prefix (`messaging::permissions`).
+pub fn nats_auth(config: &Config) -> anyhow::Result<()> {
+    let services: Vec<&str> = crate::services::SERVICES.iter().map(|s| s.name).collect();
+    print!("{}", messaging::permissions::authorization(&config.prefix, &services)?);
+    Ok(())
 }
 
 /// Creates or updates streams and consumers.

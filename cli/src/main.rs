@@ -90,6 +90,10 @@ enum Command {
 enum NatsCommand {
     /// Create or update every stream and consumer defined in nats/ (idempotent).
     Apply,
+    /// Print the nats-server authorization block: a user per service, allowed to publish its
+    /// own subjects and read its own consumers alone, and an admin (passwords from the server's
+    /// NATS_PASSWORD_<USER> variables).
+    Auth,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +181,7 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
         Command::Migrate { role_passwords } => commands::migrate(&config, role_passwords.as_deref()).await,
         Command::Seed => commands::seed(&config).await,
         Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
+        Command::Nats { command: NatsCommand::Auth } => commands::nats_auth(&config),
         Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,
         Command::Dlq { command: DlqCommand::Replay { seq } } => commands::dlq_replay(&config, seq).await,
         Command::Routes { format: None } => {

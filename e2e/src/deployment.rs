@@ -117,7 +117,7 @@ impl Deployment {
             args.extend(applied.iter().map(|(k, v)| format!("{k}={v}")));
             run(path, &args).await?;
         }
-        let bus = Bus::connect(&config.nats_url, config.prefix.clone())
+        let bus = Bus::connect_as(&config.nats_url, config.prefix.clone(), config.nats_login.as_ref())
             .await
             .context("the deployment's NATS (TICKETING_NATS_URL)")?;
         let db = platform::pools::connect_db(config.database_url.expose(), 2)

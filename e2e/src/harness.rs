@@ -41,6 +41,9 @@ pub fn command(bin: &std::path::Path, env: &TestEnv) -> Command {
         .env("TICKETING_ENV", "dev")
         .env("TICKETING_PREFIX", env.ns.as_str())
         .env("TICKETING_HTTP_ADDR", "127.0.0.1:0");
+    if let Some(login) = &env.config.nats_login {
+        cmd.env("TICKETING_NATS_USER", &login.user).env("TICKETING_NATS_PASSWORD", login.password.expose());
+    }
     cmd
 }
 

@@ -4,7 +4,7 @@ use crate::MessagingError;
 use async_nats::{connection::State, jetstream};
 use contracts::Namespace;
 use futures::future::BoxFuture;
-use platform::readiness::ReadinessCheck;
+use platform::{config::NatsLogin, readiness::ReadinessCheck};
 use std::time::Duration;
 
 /// Acks a JetStream context lets be outstanding. Publishers must keep fewer un-awaited publish
@@ -24,8 +24,24 @@ impl Bus {
     /// `url` names one server, or every member of a cluster separated by commas; the client
     /// moves to another member when the one it uses goes away.
     pub async fn connect(url: &str, ns: Namespace) -> Result<Self, MessagingError> {
+        Self::connect_as(url, ns, None).await
+    }
+
+    /// [`Bus::connect`], logging in as `login` if given. Its replies (JetStream's acks and
+    /// deliveries) then come on `_INBOX_<user>.…`, which its permissions let it alone read.
+    pub async fn connect_as(
+        url: &str,
+        ns: Namespace,
+        login: Option<&NatsLogin>,
+    ) -> Result<Self, MessagingError> {
         let servers: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(login) = login {
+            options = options
+                .user_and_password(login.user.clone(), login.password.expose().to_owned())
+                .custom_inbox_prefix(inbox_prefix(&login.user));
+        }
+        let client = options
             .name("ticketing")
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
@@ -54,6 +70,11 @@ impl Bus {
             .build(client.clone());
         Ok(Self { client, js, ns })
     }
+}
+
+/// Where the replies to `user` go: `_INBOX_<user>`.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{user}")
 }
 
 impl ReadinessCheck for Bus {

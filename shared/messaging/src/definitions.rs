@@ -116,6 +116,19 @@ pub async fn apply(bus: &Bus, replicas: usize) -> Result<(), MessagingError> {
     Ok(())
 }
 
+/// Checks that every stream exists (for a process whose NATS user may not create them).
+pub async fn require_streams(bus: &Bus) -> Result<(), MessagingError> {
+    for stream in Stream::ALL {
+        let name = bus.ns.stream(stream);
+        bus.js.get_stream(&name).await.map_err(|e| {
+            MessagingError::NotFound(format!(
+                "stream {name} ({e}): run `ticketing nats apply` with the admin's NATS login first"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Every durable consumer `nats/consumers.json` declares (one per filter subject).
 pub fn declared_consumers() -> Result<Vec<ConsumerSpec>, MessagingError> {
     let mut specs = Vec::new();

@@ -2,13 +2,14 @@
 //! the transactional outbox and its relay, idempotent consumers (Postgres inbox or Redis script)
 //! with NAK-with-delay and a dead-letter stream, and W3C trace propagation through all of it.
 
-mod bus;
+pub mod bus;
 mod consumer;
 pub mod definitions;
 pub mod dlq;
 mod error;
 mod outbox;
 mod peers;
+pub mod permissions;
 pub mod prune;
 mod redis_inbox;
 mod relay;

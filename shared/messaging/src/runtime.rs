@@ -23,14 +23,20 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Connects to Postgres, NATS and Redis, and makes the streams match `nats/`.
+    /// Connects to Postgres, NATS and Redis, and makes the streams match `nats/`; logged in as
+    /// a service's NATS user, which may not change them, it only checks they are there (the
+    /// admin applies them: `ticketing nats apply`).
     pub async fn connect(config: Config, shutdown: CancellationToken) -> Result<Self, MessagingError> {
         let db = platform::pools::connect_db_from(&config).await.map_err(|e| MessagingError::Connect {
             url: "TICKETING_DATABASE_URL".into(),
             message: format!("cannot reach Postgres ({e}); is scripts/dev-stack running?"),
         })?;
-        let bus = Bus::connect(&config.nats_url, config.prefix.clone()).await?;
-        crate::definitions::apply(&bus, config.nats_replicas).await?;
+        let bus =
+            Bus::connect_as(&config.nats_url, config.prefix.clone(), config.nats_login.as_ref()).await?;
+        match config.nats_login {
+            None => crate::definitions::apply(&bus, config.nats_replicas).await?,
+            Some(_) => crate::definitions::require_streams(&bus).await?,
+        }
         let redis = platform::pools::connect_redis(config.redis_url.expose()).await.map_err(|e| {
             MessagingError::Connect { url: "TICKETING_REDIS_URL".into(), message: e.to_string() }
         })?;

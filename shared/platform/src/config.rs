@@ -45,6 +45,9 @@ pub struct Config {
     pub nats_url: String,
     /// How many JetStream servers keep each stream (1, or 3 on a three-node cluster).
     pub nats_replicas: usize,
+    /// The NATS user this process logs in as, if the servers ask for one: each service its own,
+    /// allowed to publish its own subjects alone (`ticketing nats auth`).
+    pub nats_login: Option<NatsLogin>,
     pub redis_url: Secret,
     /// What identity tokens are checked (and, by `ticketing token`, signed) with: the identity
     /// provider's public keys, and/or a shared secret for development.
@@ -61,6 +64,13 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// The variables this was read from, for each service's own [`Settings`].
     lookup: Lookup,
+}
+
+/// A NATS user and its password (`TICKETING_NATS_USER`, `TICKETING_NATS_PASSWORD`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsLogin {
+    pub user: String,
+    pub password: Secret,
 }
 
 /// A variable's value by its name.
@@ -273,6 +283,20 @@ impl Config {
             // JetStream keeps a stream on at most five servers.
             r.fail("TICKETING_NATS_REPLICAS", "must be between 1 and 5");
         }
+        let nats_login = match (r.raw("TICKETING_NATS_USER"), r.raw("TICKETING_NATS_PASSWORD")) {
+            (Some(user), Some(password)) => {
+                Some(NatsLogin { user: user.trim().to_owned(), password: Secret(password) })
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                r.fail("TICKETING_NATS_PASSWORD", "is required with TICKETING_NATS_USER");
+                None
+            }
+            (None, Some(_)) => {
+                r.fail("TICKETING_NATS_USER", "is required with TICKETING_NATS_PASSWORD");
+                None
+            }
+        };
         let redis_url = r.url("TICKETING_REDIS_URL", "redis://127.0.0.1:6379", &["redis", "rediss"]);
         match r.raw("TICKETING_ENV").as_deref().map(str::trim) {
             None | Some("dev" | "production") => {}
@@ -312,6 +336,7 @@ impl Config {
             database_max_connections,
             nats_url,
             nats_replicas,
+            nats_login,
             redis_url: Secret(redis_url),
             jwt,
             prefix,

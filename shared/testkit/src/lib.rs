@@ -27,6 +27,16 @@ fn server_urls() -> (String, String, String) {
     )
 }
 
+/// The NATS login of the servers the tests use, if they ask for one (`TICKETING_NATS_USER` and
+/// `TICKETING_NATS_PASSWORD`: the local topology's admin, which `scripts/cluster-up` exports).
+fn nats_login() -> Option<platform::config::NatsLogin> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Some(platform::config::NatsLogin {
+        user: var("TICKETING_NATS_USER")?,
+        password: Secret::new(var("TICKETING_NATS_PASSWORD")?),
+    })
+}
+
 /// One test's private slice of Postgres, NATS and Redis.
 pub struct TestEnv {
     /// The test's own database (migrated).
@@ -65,7 +75,7 @@ impl TestEnv {
         migrations::migrate(&database_url).await.context("migrate the test database")?;
         let db = platform::pools::connect_db(&database_url, 10).await?;
 
-        let bus = Bus::connect(&nats_url, ns.clone())
+        let bus = Bus::connect_as(&nats_url, ns.clone(), nats_login().as_ref())
             .await
             .context("connect to NATS (is scripts/dev-stack running?)")?;
         sweep_streams(&bus, now).await;
@@ -329,7 +339,7 @@ impl Drop for TestEnv {
                         .await;
                 }
                 if let Ok(ns) = Namespace::new(&name)
-                    && let Ok(bus) = Bus::connect(&nats_url, ns.clone()).await
+                    && let Ok(bus) = Bus::connect_as(&nats_url, ns.clone(), nats_login().as_ref()).await
                 {
                     for stream in Stream::ALL {
                         let _ = bus.js.delete_stream(ns.stream(stream)).await;
@@ -515,6 +525,12 @@ async fn delete_redis_prefix(redis: &platform::pools::Redis, prefix: &str) {
 
 /// The variables of a test's configuration: its own database, servers and prefix, port 0.
 fn vars(database_url: &str, nats_url: &str, redis_url: &str, prefix: &str) -> Vec<(String, String)> {
+    let login = nats_login().map(|l| {
+        [
+            ("TICKETING_NATS_USER".to_owned(), l.user),
+            ("TICKETING_NATS_PASSWORD".to_owned(), l.password.expose().to_owned()),
+        ]
+    });
     [
         ("TICKETING_DATABASE_URL", database_url),
         ("TICKETING_NATS_URL", nats_url),
@@ -527,6 +543,7 @@ fn vars(database_url: &str, nats_url: &str, redis_url: &str, prefix: &str) -> Ve
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain(login.into_iter().flatten())
     .collect()
 }
 

@@ -6,6 +6,7 @@ mod consumer;
 mod dlq;
 mod outbox;
 mod peers;
+mod permissions;
 mod prune;
 mod redis;
 mod runtime;
