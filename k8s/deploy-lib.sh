@@ -91,12 +91,14 @@ print_next_steps() {
   cat <<TEXT
 
 ticketing is up at $url
-  curl $url/readyz
   curl $url/concerts
 
-A demo concert and tokens (the pods hold the development JWT secret):
+A demo concert, and a token signed with the development key pair (the pods hold its public half
+alone), from this checkout:
   kubectl --context $context -n $namespace exec deploy/ticketing-concert -- ticketing seed
-  kubectl --context $context -n $namespace exec deploy/ticketing-concert -- ticketing token --user \$(uuidgen | tr A-Z a-z)
+  TICKETING_ENV=dev TICKETING_JWT_PUBLIC_KEY=shared/platform/dev-keys/jwt-ed25519.pub.pem \\
+    TICKETING_JWT_PRIVATE_KEY=shared/platform/dev-keys/jwt-ed25519.pem \\
+    cargo run -q --bin ticketing -- token --user \$(uuidgen | tr A-Z a-z)
 
 Logs and dead letters:
   kubectl --context $context -n $namespace logs deploy/ticketing-reservation

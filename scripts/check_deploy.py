@@ -11,6 +11,14 @@ the sources of truth in the repository:
   TICKETING_* variable they read, which of them are required
   and which are URLs (or lists of them); TICKETING_NATS_REPLICAS, which every ticketing process
   must get, equal to the NATS StatefulSet's replicas;
+- migrations/src/lib.rs: the Postgres role each service connects as (`service_role`,
+  `ticketing_<service>`). A service's pod gets no admin credential (not the Secret that holds the
+  admin URL or POSTGRES_PASSWORD, nor either value), and its TICKETING_DATABASE_URL names its own
+  role, the server's host and database, and a password from the very Secret key the setup Job's
+  `ticketing migrate --role-passwords DIR` sets that role's password from (`DIR/<service>`, a
+  mounted Secret with a key for every service); only that admin URL must match the Postgres
+  server's user, password and database. The passwords must be URL-safe (they go into the URL as
+  they are), and none public (`dev-only-…`) outside TICKETING_ENV=dev;
 - rust-toolchain.toml;
 - nats/nats-server.conf (the copy under k8s/, what the NATS pods mount) and
   nats/nats-server.version (the NATS image's tag).
@@ -33,7 +41,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 
@@ -45,6 +53,13 @@ HOT_SERVICES = {"queue", "reservation", "seat"}
 # without the other (checked below by name, so a rename in config.rs is caught).
 EXTERNAL_URL, EXTERNAL_SECRET = "TICKETING_EXTERNAL_DATA_URL", "TICKETING_EXTERNAL_DATA_SECRET"
 JWT_SECRET = "TICKETING_JWT_SECRET"
+DATABASE_URL = "TICKETING_DATABASE_URL"
+# `ticketing migrate`'s flag naming a directory with a file per service: its role's password.
+ROLE_PASSWORDS = "--role-passwords"
+# What a role's password may hold: each is put into its service's TICKETING_DATABASE_URL as it
+# is, and migrate sets the file's content (trailing newline stripped) as it is, so a character a
+# URL must escape would give the two different passwords.
+URL_SAFE_PASSWORD = re.compile(r"[A-Za-z0-9._~-]+")
 # Services check tokens with the identity provider's public key, a file mounted from a ConfigMap
 # or Secret; none of them holds a key that signs tokens.
 JWT_PUBLIC_KEY, JWT_PRIVATE_KEY = "TICKETING_JWT_PUBLIC_KEY", "TICKETING_JWT_PRIVATE_KEY"
@@ -100,6 +115,11 @@ class Binary:
 
     commands: dict[str, set[str] | None]  # subcommand -> its own subcommands, if it has any
     services: list[str]
+    role_prefix: str = "ticketing_"  # migrations::service_role
+
+    def role(self, service: str) -> str:
+        """The Postgres role `service` connects as."""
+        return self.role_prefix + service.replace("-", "_")
 
 
 def clap_commands(help_text: str) -> set[str]:
@@ -137,7 +157,7 @@ def read_binary(binary: Path) -> Binary:
     services = [line.split()[0] for line in run_binary(binary, "services").splitlines() if line.strip()]
     if not commands or not services:
         raise SystemExit("check-deploy: could not read the binary's subcommands or services")
-    return Binary(commands, services)
+    return Binary(commands, services, read_role_prefix())
 
 
 @dataclass
@@ -151,7 +171,8 @@ class ConfigVars:
 def settings_sources() -> list[Path]:
     """config.rs, and every file that gives a service its own settings (`impl ... Settings for`)."""
     config = ROOT / "shared/platform/src/config.rs"
-    own = re.compile(r"impl\s+(?:platform|crate)::config::Settings\s+for\b")
+    # By its path, or by its name where the file imports it (`use platform::config::Settings`).
+    own = re.compile(r"impl\s+(?:(?:platform|crate)::config::)?Settings\s+for\b")
     found = [f for f in sorted((ROOT / "services").rglob("*.rs")) + sorted((ROOT / "shared").rglob("*.rs"))
              if f != config and own.search(f.read_text())]
     return [config, *found]
@@ -206,6 +227,20 @@ def read_routes(binary: Path) -> Routes:
             f"{len(catch_all)} catch-all lines ({CATCH_ALL} <service>); expected some and one"
         )
     return Routes(prefixes, catch_all[0])
+
+
+def read_role_prefix() -> str:
+    """What `migrations::service_role` puts before a service's name (hyphens as underscores)."""
+    path = ROOT / "migrations/src/lib.rs"
+    m = re.search(
+        r'fn\s+service_role\(\s*service:\s*&str\s*\)\s*->\s*String\s*\{\s*'
+        r"""format!\("(\w*)\{\}",\s*service\.replace\('-',\s*"_"\)\)\s*\}""",
+        path.read_text(),
+    )
+    if not m:
+        # migrations changed how it names the roles, and this parser needs to follow it.
+        raise SystemExit(f"check-deploy: found no fn service_role (a format!) in {path.relative_to(ROOT)}")
+    return m.group(1)
 
 
 def nats_version() -> str:
@@ -459,6 +494,7 @@ class Pod:
 class EnvVar:
     value: str | None  # None: not known before run time
     source: str  # configmap | secret | literal | reference | field
+    secret: str | None = None  # the Secret it comes from (envFrom or secretKeyRef)
 
 
 class Render:
@@ -560,7 +596,7 @@ def container_env(
                     p.add(where, f"envFrom Secret {name} is not in the manifests")
                 continue
             for k, v in data.items():
-                env[prefix + k] = EnvVar(v, "secret")
+                env[prefix + k] = EnvVar(v, "secret", name)
     for e in c.get("env") or []:
         name = e["name"]
         if "value" in e:
@@ -578,7 +614,7 @@ def container_env(
                     f"{name} refers to Secret {ref['name']} key {ref['key']}, which the manifests do not have",
                 )
                 continue
-            env[name] = EnvVar(data[ref["key"]], "secret")
+            env[name] = EnvVar(data[ref["key"]], "secret", ref["name"])
         elif "configMapKeyRef" in vf:
             ref = vf["configMapKeyRef"]
             cm = render.get("ConfigMap", ref["name"])
@@ -662,8 +698,33 @@ def statefulset_pods(sts: dict) -> list[str]:
     return [f"{sts['metadata']['name']}-{i}" for i in range(sts["spec"].get("replicas", 1))]
 
 
-def check_url(p: Problems, where: str, var: str, url: str, render: Render, namespace: str) -> None:
+def url_port(parts: SplitResult) -> int | None | bool:
+    """The URL's port, None when it names none, False when it does not parse."""
+    try:
+        return parts.port
+    except ValueError:
+        return False
+
+
+def url_password(value: str) -> str:
+    """The password of a URL, decoded; empty when it has none or is no URL."""
+    try:
+        return unquote(urlsplit(value).password or "")
+    except ValueError:
+        return ""
+
+
+def check_url(
+    p: Problems, where: str, var: str, url: str, render: Render, namespace: str, own_role: bool = False
+) -> None:
+    """`url` reaches a client port of a Service or StatefulSet pod of the namespace; a Postgres
+    URL names the server's database and, unless it is a service's `own_role` (check_db_roles),
+    the server's own user and password (the admin URL)."""
     parts = urlsplit(url)
+    if url_port(parts) is False:
+        # Not printed: the URL may hold a password.
+        p.add(where, f"{var}: its port does not parse (a character in its user or password that a URL escapes?)")
+        return
     target = resolve_host(render, parts.hostname or "", namespace)
     if isinstance(target, str):
         p.add(where, f"{var}={url}: {target}")
@@ -696,16 +757,16 @@ def check_url(p: Problems, where: str, var: str, url: str, render: Render, names
                 where, f"{var}: port {port} of Service {short} is its {sp['name']} port, not {expected_name}"
             )
     if parts.scheme.startswith("postgres"):
-        # The server's own settings decide which user, password and database exist.
+        # The server's own settings decide which database exists, and the user and password of
+        # its admin; the services' roles are migrate's (check_db_roles).
         for pod in render.selected_pods(service):
             for c in pod.spec.get("containers") or []:
                 # The server's own env problems are not this container's; they are not reported here.
                 server_env, _ = container_env(Problems(), pod.owner, render, pod, c)
-                expected = {
-                    "POSTGRES_USER": unquote(parts.username or ""),
-                    "POSTGRES_PASSWORD": unquote(parts.password or ""),
-                    "POSTGRES_DB": parts.path.lstrip("/"),
-                }
+                expected = {"POSTGRES_DB": parts.path.lstrip("/")}
+                if not own_role:
+                    expected["POSTGRES_USER"] = unquote(parts.username or "")
+                    expected["POSTGRES_PASSWORD"] = unquote(parts.password or "")
                 for key, value in expected.items():
                     have = server_env.get(key)
                     if have is not None and have.value is not None and have.value != value:
@@ -730,6 +791,16 @@ def ops_port(env: dict[str, EnvVar]) -> int | None:
 def mounted_file(render: Render, pod: Pod, c: dict, path: str) -> str | tuple[str, str]:
     """The file at `path` in container `c`, from the ConfigMap or Secret mounted there: (what
     holds it, its content), or why there is none."""
+    found = mounted_entry(render, pod, c, path)
+    if isinstance(found, str):
+        return found
+    kind, name, _, content = found
+    return f"{kind} {name}", content
+
+
+def mounted_entry(render: Render, pod: Pod, c: dict, path: str) -> str | tuple[str, str, str, str]:
+    """The key of a ConfigMap or Secret mounted at `path` in container `c`: (its kind, its name,
+    the key, its content), or why there is none."""
     name = volume_at(c, path)
     if name is None:
         return "no volume is mounted there"
@@ -759,7 +830,7 @@ def mounted_file(render: Render, pod: Pod, c: dict, path: str) -> str | tuple[st
     key = items.get(relative) if items else relative
     if key is None or key not in data:
         return f"{holder} has no key for {relative}"
-    return holder, data[key]
+    return kind, source["name"], key, data[key]
 
 
 def check_token_keys(p: Problems, where: str, render: Render, pod: Pod, c: dict, env: dict[str, EnvVar]) -> None:
@@ -816,13 +887,15 @@ def check_ticketing_container(
         development = getattr(env.get("TICKETING_ENV"), "value", None) == "dev"
         if secret and secret.value and secret.value.startswith("dev-only-") and not development:
             p.add(where, f"{var} is a public development secret but TICKETING_ENV is not dev: the process would refuse it")
+    # A service connects to Postgres as its own role (check_db_roles); anything else as the admin.
+    own_role = args[:1] == ["serve"] and len(args) == 2
     for var in sorted(config.urls):
         v = env.get(var)
         if v is None:
             p.add(where, f"{var} is not set: its default points at 127.0.0.1, not at the cluster")
         elif v.value is not None:
             for url in v.value.split(",") if var in config.url_lists else [v.value]:
-                check_url(p, where, var, url.strip(), render, namespace)
+                check_url(p, where, var, url.strip(), render, namespace, own_role and var == DATABASE_URL)
     if EXTERNAL_URL in env and EXTERNAL_SECRET not in env:
         p.add(where, f"{EXTERNAL_URL} is set without {EXTERNAL_SECRET}: the process would refuse to start")
     external = env.get(EXTERNAL_SECRET)
@@ -831,9 +904,20 @@ def check_ticketing_container(
             p.add(where, f"{EXTERNAL_SECRET} must come from a Secret, not a {external.source}")
         if len(external.value.encode()) < MIN_EXTERNAL_SECRET:
             p.add(where, f"{EXTERNAL_SECRET} is shorter than {MIN_EXTERNAL_SECRET} bytes")
-    db = env.get("TICKETING_DATABASE_URL")
+    db = env.get(DATABASE_URL)
     if db and db.value and urlsplit(db.value).password and db.source in {"configmap", "literal"}:
-        p.add(where, f"TICKETING_DATABASE_URL holds a password in a {db.source}: keep it in a Secret")
+        p.add(where, f"{DATABASE_URL} holds a password in a {db.source}: keep it in a Secret")
+    login = urlsplit(db.value) if db and db.value else None
+    if (
+        login is not None
+        and unquote(login.password or "").startswith("dev-only-")
+        and getattr(env.get("TICKETING_ENV"), "value", None) != "dev"
+    ):
+        p.add(
+            where,
+            f"{DATABASE_URL}'s password is a public development password but TICKETING_ENV is not dev: "
+            f"anyone with this repository could log in as {unquote(login.username or '')}",
+        )
 
     for var in sorted(v for v in env if v.startswith("TICKETING_") and v not in config.read):
         p.add(where, f"{var} is set but config.rs reads no such variable")
@@ -866,6 +950,251 @@ def check_ticketing_container(
             if get.get("path") != path or get.get("port") not in {"ops", ops}:
                 p.add(where, f"{probe} should GET {path} on the ops port")
     return args, env
+
+
+@dataclass
+class Ticketing:
+    """A container running the binary: its arguments and environment, resolved."""
+
+    where: str
+    pod: Pod
+    c: dict
+    args: list[str]
+    env: dict[str, EnvVar]
+
+
+def flag_value(args: list[str], flag: str) -> str | None:
+    """The value of `flag value` or `flag=value` among a command's arguments (the last one)."""
+    value = None
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith(flag + "="):
+            value = a[len(flag) + 1 :]
+    return value
+
+
+def password_source(c: dict, env: dict[str, EnvVar], var: str) -> tuple[str, str] | str:
+    """The Secret and key the password of the URL in `var` comes from: the URL is written in the
+    container's env with `$(VAR)` for its password, VAR a secretKeyRef defined before it (Kubernetes
+    expands only those). Otherwise why it comes from no one key."""
+    entries = c.get("env") or []
+    at = max((i for i, e in enumerate(entries) if e["name"] == var), default=None)
+    if at is None:
+        held = env.get(var)
+        return f"comes whole from envFrom{f' (Secret {held.secret})' if held and held.secret else ''}"
+    if "value" not in entries[at]:
+        ref = (entries[at].get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None:
+            return "is not written in the pod spec"
+        return f"comes whole from Secret {ref['name']} key {ref['key']}"
+    raw = urlsplit(entries[at]["value"]).password
+    m = re.fullmatch(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", raw or "")
+    if not m:
+        return "has no password" if raw is None else "has its password written in the URL"
+    earlier = [e for e in entries[:at] if e["name"] == m.group(1)]
+    ref = (earlier[-1].get("valueFrom") or {}).get("secretKeyRef") if earlier else None
+    if ref is None:
+        return f"takes its password from $({m.group(1)}), which is no secretKeyRef defined before it"
+    return ref["name"], ref["key"]
+
+
+def secrets_of(pod: Pod, c: dict) -> list[tuple[str, str, str | None]]:
+    """Every Secret the container gets: (its name, how, the one key it takes or None for all)."""
+    found: list[tuple[str, str, str | None]] = []
+    for ef in c.get("envFrom") or []:
+        if "secretRef" in ef:
+            found.append((ef["secretRef"]["name"], "envFrom", None))
+    for e in c.get("env") or []:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            found.append((ref["name"], f"{e['name']} from key {ref['key']}", ref["key"]))
+    mounted = {m["name"]: m["mountPath"] for m in c.get("volumeMounts") or []}
+    for v in pod.spec.get("volumes") or []:
+        if v["name"] not in mounted:
+            continue
+        sources = [v] + [s for s in (v.get("projected") or {}).get("sources") or []]
+        for s in sources:
+            name = (s.get("secret") or {}).get("secretName") or (s.get("secret") or {}).get("name")
+            if name:
+                found.append((name, f"volume {v['name']} at {mounted[v['name']]}", None))
+    return found
+
+
+def check_db_roles(p: Problems, render: Render, binary: Binary, ticketing: list[Ticketing]) -> None:
+    """Least privilege in Postgres: `ticketing migrate` runs as the admin and sets every service's
+    role's password from a mounted Secret (--role-passwords, a file per service); each service
+    connects as its own role with the password of its own key of that Secret, and gets nothing
+    of the admin's."""
+    # The admin's credentials: migrate's URL, the server's POSTGRES_PASSWORD, their Secrets.
+    migrates = [t for t in ticketing if t.args[:1] == ["migrate"]]
+    if not migrates:
+        p.add(
+            "ticketing migrate", "no container runs it: nothing makes the services' roles or sets their passwords"
+        )
+    admin_secrets: set[str] = set()
+    admin_urls: list[str] = []
+    admin_passwords: set[str] = set()
+    for t in migrates:
+        url = t.env.get(DATABASE_URL)
+        if url is not None and url.secret:
+            admin_secrets.add(url.secret)
+        if url is not None and url.value:
+            admin_urls.append(url.value)
+            admin_passwords.add(url_password(url.value))
+    for pod in render.pods:
+        for c in pod.containers():
+            if is_ticketing(c):
+                continue
+            server_env, _ = container_env(Problems(), pod.owner, render, pod, c)
+            password = server_env.get("POSTGRES_PASSWORD")
+            if password is not None and password.secret:
+                admin_secrets.add(password.secret)
+            if password is not None and password.value:
+                admin_passwords.add(password.value)
+    admin_passwords.discard("")
+
+    # What migrate offers each service: the Secret key its role's password is set from.
+    offered: dict[str, tuple[str, str]] = {}
+    for t in migrates:
+        directory = flag_value(t.args, ROLE_PASSWORDS)
+        if directory is None:
+            p.add(
+                t.where,
+                f"runs `ticketing migrate` without {ROLE_PASSWORDS}: the services' roles get no "
+                "password, and no service can log in",
+            )
+            continue
+        directory = directory.rstrip("/")
+        volume = volume_at(t.c, directory + "/-")
+        spec = next((v for v in t.pod.spec.get("volumes") or [] if v["name"] == volume), None)
+        if spec is None or "secret" not in spec:
+            if volume is None:
+                why = "no volume is mounted there"
+            elif spec is None:
+                why = f"volume {volume} is not among the pod's volumes"
+            else:
+                why = f"volume {volume} is not a Secret"
+            p.add(
+                t.where, f"{ROLE_PASSWORDS} {directory}: {why}; the roles' passwords must come from a mounted Secret"
+            )
+            continue
+        mount = max(
+            (m for m in t.c.get("volumeMounts") or [] if m["name"] == volume), key=lambda m: len(m["mountPath"])
+        )
+        if mount.get("readOnly") is not True:
+            p.add(t.where, f"{ROLE_PASSWORDS} {directory}: volume {volume} is not mounted readOnly")
+        development = getattr(t.env.get("TICKETING_ENV"), "value", None) == "dev"
+        for service in binary.services:
+            role = binary.role(service)
+            found = mounted_entry(render, t.pod, t.c, f"{directory}/{service}")
+            if isinstance(found, str):
+                p.add(
+                    t.where,
+                    f"{ROLE_PASSWORDS} {directory} has no file {service} ({found}): role {role} would get "
+                    f"no password, and {service} could not log in",
+                )
+                continue
+            _, name, key, content = found
+            offered.setdefault(service, (name, key))
+            if not URL_SAFE_PASSWORD.fullmatch(content):
+                p.add(
+                    t.where,
+                    f"{ROLE_PASSWORDS}: Secret {name} key {key} is empty or not URL-safe (letters, digits, "
+                    f"- . _ ~; no trailing newline): {service}'s {DATABASE_URL} carries it as it is, and {role} "
+                    "would get another password than the one it logs in with",
+                )
+            if content.startswith("dev-only-") and not development:
+                p.add(
+                    t.where,
+                    f"{ROLE_PASSWORDS}: Secret {name} key {key} is a public development password but "
+                    f"TICKETING_ENV is not dev: anyone with this repository could log in as {role}",
+                )
+    password_secrets = {name for name, _ in offered.values()}
+
+    for t in ticketing:
+        if t.args[:1] != ["serve"] or len(t.args) != 2:
+            continue
+        service = t.args[1]
+        role = binary.role(service)
+        expected = offered.get(service)
+        source = password_source(t.c, t.env, DATABASE_URL)
+        for name, how, key in secrets_of(t.pod, t.c):
+            if name in admin_secrets:
+                p.add(
+                    t.where,
+                    f"gets Secret {name} ({how}), which holds the admin's {DATABASE_URL} or "
+                    f"POSTGRES_PASSWORD: a service connects as its own role alone",
+                )
+            # The URL's own password source is checked below.
+            elif name in password_secrets and (name, key) not in {expected or (name, service), source}:
+                p.add(
+                    t.where,
+                    f"gets Secret {name} ({how}), which holds other services' roles' passwords: "
+                    f"a service gets its own key alone ({service})",
+                )
+        for var, v in sorted(t.env.items()):
+            if v.secret in admin_secrets or v.value is None:
+                continue  # said above, or not known here
+            if (
+                var == "POSTGRES_PASSWORD"
+                or v.value in admin_urls
+                or v.value in admin_passwords
+                or url_password(v.value) in admin_passwords
+            ):
+                p.add(
+                    t.where,
+                    f"{var} holds the admin's {DATABASE_URL} or POSTGRES_PASSWORD: a service connects as "
+                    "its own role alone",
+                )
+
+        db = t.env.get(DATABASE_URL)
+        if db is None:
+            continue  # check_ticketing_container says so
+        if db.value is None:
+            p.add(t.where, f"{DATABASE_URL} is not known before the pod runs: its role cannot be checked")
+            continue
+        parts = urlsplit(db.value)
+        if url_port(parts) is False:
+            continue  # check_url says so
+        user = unquote(parts.username or "")
+        if user != role:
+            p.add(
+                t.where,
+                f"{DATABASE_URL} logs in as {user or 'no user'}, not as {role}, the role of {service} "
+                "(migrations::service_role), which owns its schema alone",
+            )
+        for admin in admin_urls:
+            a = urlsplit(admin)
+            if url_port(a) is False:
+                continue  # check_url says so
+            here = f"{parts.hostname}:{parts.port or DEFAULT_PORTS.get(parts.scheme)}"
+            there = f"{a.hostname}:{a.port or DEFAULT_PORTS.get(a.scheme)}"
+            if here != there:
+                p.add(
+                    t.where,
+                    f"{DATABASE_URL} names the server {here} but the admin URL (migrate's) {there}: the "
+                    "roles and their passwords are made on the admin's",
+                )
+            if parts.path != a.path:
+                p.add(
+                    t.where,
+                    f"{DATABASE_URL} names the database {parts.path.lstrip('/')} but the admin URL (migrate's) "
+                    f"{a.path.lstrip('/')}: migrate gives the roles their schemas there",
+                )
+        if isinstance(source, str):
+            where_from = f" (Secret {expected[0]} key {expected[1]})" if expected else ""
+            p.add(
+                t.where,
+                f"{DATABASE_URL} {source}: its password must be $(VAR), VAR from the Secret key the setup "
+                f"Job's {ROLE_PASSWORDS} sets {role}'s password from{where_from}",
+            )
+        elif expected is not None and source != expected:
+            p.add(
+                t.where,
+                f"{DATABASE_URL}'s password comes from Secret {source[0]} key {source[1]}, but the setup "
+                f"Job's {ROLE_PASSWORDS} sets {role}'s from Secret {expected[0]} key {expected[1]}",
+            )
 
 
 def check_security(p: Problems, pod: Pod, image_uid: int | None) -> None:
@@ -1076,12 +1405,14 @@ def check_render(
     # Which service each Deployment serves, from its resolved command.
     serves: dict[str, str] = {}  # Deployment name -> service (one per pod in Kubernetes)
     stream_replicas: dict[str, EnvVar | None] = {}  # ticketing container -> its NATS_REPLICAS
+    ticketing: list[Ticketing] = []
     for pod in render.pods:
         for c in pod.containers():
             if not is_ticketing(c):
                 continue
             where = f"{pod.owner} container {c['name']}"
             args, env = check_ticketing_container(pf, where, render, pod, c, binary, config, namespace)
+            ticketing.append(Ticketing(where, pod, c, args, env))
             stream_replicas[where] = env.get(NATS_REPLICAS)
             if pod.kind == "Deployment" and args[:1] == ["serve"]:
                 if len(args) != 2:
@@ -1215,6 +1546,7 @@ def check_render(
                 ):
                     pf.add(where, "hot service without a PodDisruptionBudget")
 
+    check_db_roles(pf, render, binary, ticketing)
     check_network_policies(pf, render, namespace)
     check_nats_config(pf, render)
     check_nats_cluster(pf, render, namespace, stream_replicas)
