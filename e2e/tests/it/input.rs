@@ -113,6 +113,11 @@ async fn bad_input_on_every_route_changes_nothing() {
         // catalog and seats
         (Method::POST, "/concerts".into(), Some(&token), Some(json!({"name": "X", "host": "Y"})), 403),
         (Method::POST, "/concerts".into(), Some(&admin), Some(json!({"name": "", "host": "Y"})), 400),
+        // A NUL reached Postgres and was answered 500 (found by scripts/fuzz-api).
+        (Method::POST, "/concerts".into(), Some(&admin), Some(json!({"name": "a\u{0}b", "host": "Y"})), 400),
+        // A window ending in a multi-byte character panicked the handler (scripts/fuzz-api).
+        (Method::GET, "/rankings/concerts?window=%C3%8C".into(), None, None, 400),
+        (Method::GET, "/rankings/concerts?window=5%C3%8C".into(), None, None, 400),
         (
             Method::PUT,
             format!("/concerts/{concert}"),

@@ -9,13 +9,27 @@ pub const MAX_SEATS: i32 = 50;
 /// The most one seat may cost.
 pub const MAX_PRICE: i64 = 10_000_000;
 
-/// A concert's name or host: trimmed, 1-200 characters.
+/// A concert's name or host, as the API documents it (`ConcertRequest`'s pattern): at most 200
+/// characters, no control characters, not blank; kept without the blanks around it.
 pub fn label(field: &str, raw: &str) -> Result<String, String> {
-    let v = raw.trim();
-    if v.is_empty() || v.chars().count() > 200 {
-        return Err(format!("{field} must be 1-200 characters"));
+    if raw.chars().any(|c| c.is_control()) {
+        return Err(format!("{field} must not hold control characters"));
+    }
+    let v = raw.trim_matches(is_blank);
+    if v.is_empty() || raw.chars().count() > 200 {
+        return Err(format!("{field} must be 1-200 characters, not all blank"));
     }
     Ok(v.to_owned())
+}
+
+/// The blank characters a label is trimmed of: Unicode's white space that is not a control
+/// character, listed as the documented pattern lists them (so no regex engine's own `\s` decides).
+fn is_blank(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+    )
 }
 
 /// One seat of a schedule request.
@@ -166,7 +180,12 @@ mod tests {
     #[test]
     fn labels_are_trimmed_and_bounded() {
         assert_eq!(label("name", "  Rock  ").unwrap(), "Rock");
+        assert_eq!(label("name", "\u{3000}Rock\u{a0}").unwrap(), "Rock");
         assert!(label("name", "   ").is_err());
         assert!(label("name", &"x".repeat(201)).is_err());
+        assert!(label("name", &format!("{} ", "x".repeat(200))).is_err(), "the limit counts what was sent");
+        for control in ["a\u{0}b", "a\nb", "\u{7f}", "a\u{85}"] {
+            assert!(label("name", control).unwrap_err().contains("control"), "{control:?}");
+        }
     }
 }

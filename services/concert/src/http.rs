@@ -47,9 +47,20 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConcertRequest {
-    /// 1-200 characters (trimmed).
+    /// 1-200 characters, not all blank, no control characters (kept without the blanks around
+    /// it).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// Who puts it on; 1-200 characters (trimmed).
+    /// Who puts it on; as `name`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub host: String,
 }
 
@@ -262,4 +273,32 @@ async fn create_schedule(
     s.outbox.commit(txn).await?;
     let location = format!("/concerts/{id}/schedules/{}", schedule.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(schedule)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_label_pattern_takes_exactly_the_labels_that_pass() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ConcertRequest::schema()).unwrap();
+        for field in ["name", "host"] {
+            assert_eq!(schema["properties"][field]["pattern"], schema["properties"]["name"]["pattern"]);
+            assert_eq!(
+                (&schema["properties"][field]["minLength"], &schema["properties"][field]["maxLength"]),
+                (&1.into(), &200.into())
+            );
+        }
+        let pattern = regex::Regex::new(schema["properties"]["name"]["pattern"].as_str().unwrap()).unwrap();
+        let mut cases: Vec<String> =
+            ["", " ", "a", " a ", "\u{feff}", "\u{3000}", "\u{2007}x", "\u{0}", "a\u{9f}", "Ì", "😀"]
+                .map(String::from)
+                .to_vec();
+        cases.extend((0u32..0x3100).filter_map(char::from_u32).map(|c| format!("{c}")));
+        cases.extend((0u32..0x3100).filter_map(char::from_u32).map(|c| format!("x{c}")));
+        for raw in cases {
+            assert_eq!(pattern.is_match(&raw), domain::label("name", &raw).is_ok(), "{raw:?}");
+        }
+    }
 }

@@ -20,11 +20,16 @@ impl Window {
         if raw == "all" {
             return Ok(Window::All);
         }
-        let (n, unit) = raw.split_at(raw.len().saturating_sub(1));
-        let n: i64 = n.parse().map_err(|_| err())?;
-        let minutes = match unit {
-            "m" => n,
-            "h" => n.checked_mul(60).ok_or_else(err)?,
+        // Digits and a unit, nothing else (no sign): what `RankingQuery` documents.
+        let count = |digits: &str| {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            digits.parse::<i64>().map_err(|_| err())
+        };
+        let minutes = match (raw.strip_suffix('m'), raw.strip_suffix('h')) {
+            (Some(n), _) => count(n)?,
+            (_, Some(n)) => count(n)?.checked_mul(60).ok_or_else(err)?,
             _ => return Err(err()),
         };
         if !(1..=MAX_WINDOW_MINUTES).contains(&minutes) {
@@ -70,7 +75,7 @@ mod tests {
         assert_eq!(Window::parse("all"), Ok(Window::All));
         assert_eq!(Window::parse("60m"), Ok(Window::Minutes(60)));
         assert_eq!(Window::parse("24h"), Ok(Window::Minutes(1440)));
-        for bad in ["", "m", "0m", "25h", "1d", "-5m", "1.5h", "99999999999999999999h"] {
+        for bad in ["", "m", "0m", "25h", "1d", "-5m", "+5m", "1.5h", "99999999999999999999h", "Ì", "5Ì"] {
             assert!(Window::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(Window::Minutes(3).minutes(100), vec![100, 99, 98]);

@@ -35,8 +35,12 @@ pub fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 struct RankingQuery {
     /// `all` (default), or a sliding window of `<n>m` / `<n>h` up to 24h.
+    #[param(
+        pattern = r"^(all|0*([1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m|0*([1-9]|1[0-9]|2[0-4])h)$"
+    )]
     window: Option<String>,
     /// 1-100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -146,6 +150,7 @@ async fn concert_ranking(
 #[into_params(parameter_in = Query)]
 struct LimitQuery {
     /// 1-100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -191,4 +196,26 @@ async fn sold_out_ranking(
         })
         .collect();
     Ok(Json(SoldOutRanking { data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_pattern_takes_exactly_the_windows_that_parse() {
+        let params = serde_json::to_value(RankingQuery::into_params(|| None)).unwrap();
+        let window = params.as_array().unwrap().iter().find(|p| p["name"] == "window").unwrap();
+        let pattern = regex::Regex::new(window["schema"]["pattern"].as_str().unwrap()).unwrap();
+        let mut cases: Vec<String> =
+            ["all", "", "m", "h", "Ì", "5Ì", "\u{1f600}m", "+5m", "-5m", " 5m", "5m ", "5M", "1.5h"]
+                .map(String::from)
+                .to_vec();
+        for n in 0..=1500 {
+            cases.extend([format!("{n}m"), format!("{n}h"), format!("0{n}m"), format!("00{n}h")]);
+        }
+        for raw in cases {
+            assert_eq!(pattern.is_match(&raw), domain::Window::parse(&raw).is_ok(), "{raw:?}");
+        }
+    }
 }
