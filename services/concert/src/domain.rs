@@ -38,27 +38,76 @@ fn is_blank(c: char) -> bool {
 pub struct SeatSpec {
     /// 1-50, each seat once.
     #[schema(minimum = 1, maximum = 50)]
+    #[serde(deserialize_with = "platform::whole::number")]
     pub seat_no: i32,
     /// In won, 1-10,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "platform::whole::number")]
+    pub price: i64,
+}
+
+/// `{startsAt, seatCount?=50, price}` or `{startsAt, seats: [{seatNo, price}]}`: one struct, so
+/// a request in neither shape is told which rule it breaks. It is documented as the one of two
+/// shapes it is ([`ScheduleShape`]).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleRequest {
+    pub starts_at: DateTime<Utc>,
+    #[serde(default, deserialize_with = "platform::whole::optional")]
+    pub seat_count: Option<i32>,
+    #[serde(default, deserialize_with = "platform::whole::optional")]
+    pub price: Option<i64>,
+    pub seats: Option<Vec<SeatSpec>>,
+}
+
+/// A new schedule: every seat at one price, or each seat with its own.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documents ScheduleRequest, which is what the route reads")]
+#[serde(untagged)]
+#[schema(example = json!({"startsAt": "2030-05-01T19:00:00Z", "seatCount": 50, "price": 90000}))]
+pub enum ScheduleShape {
+    Uniform(UniformSchedule),
+    Seated(SeatedSchedule),
+}
+
+/// Seats 1..=seatCount, all at `price`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UniformSchedule {
+    /// When the performance starts; must be in the future (else 422).
+    pub starts_at: DateTime<Utc>,
+    /// 1-50, default 50.
+    #[schema(minimum = 1, maximum = 50)]
+    pub seat_count: Option<i32>,
+    /// The price of every seat, in won.
     #[schema(minimum = 1, maximum = 10_000_000)]
     pub price: i64,
 }
 
-/// `{startsAt, seatCount?=50, price}` or `{startsAt, seats: [{seatNo, price}]}`.
-#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+/// Each seat with its own price.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"startsAt": "2030-05-01T19:00:00Z", "seatCount": 50, "price": 90000}))]
-pub struct ScheduleRequest {
-    /// When the performance starts; must be in the future.
+pub struct SeatedSchedule {
+    /// When the performance starts; must be in the future (else 422).
     pub starts_at: DateTime<Utc>,
-    /// With `price`: seats 1..=seatCount (1-50, default 50), all at that price.
+    /// If given, the number of seats listed (else 422).
     #[schema(minimum = 1, maximum = 50)]
     pub seat_count: Option<i32>,
-    /// With `seatCount`: the price of every seat, in won (1-10,000,000).
-    #[schema(minimum = 1, maximum = 10_000_000)]
-    pub price: Option<i64>,
-    /// Instead of `seatCount` and `price`: each seat with its own price.
-    pub seats: Option<Vec<SeatSpec>>,
+    /// 1-50 seats, each seat number once (else 422).
+    #[schema(min_items = 1, max_items = 50)]
+    pub seats: Vec<SeatSpec>,
+}
+
+/// Why a schedule request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanError {
+    /// Not in a documented shape, or out of a documented bound (400).
+    Malformed(String),
+    /// In its shape, but breaking a rule a shape cannot say: a start in the past, a seat number
+    /// listed twice, a `seatCount` that is not the number of seats (422).
+    Refused(String),
 }
 
 fn price(raw: i64) -> Result<Won, String> {
@@ -71,44 +120,54 @@ fn price(raw: i64) -> Result<Won, String> {
 
 /// The seats a schedule request describes, validated: 1-50 seats numbered 1-50, each once,
 /// each with a price, starting in the future.
-pub fn plan_schedule(req: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<SeatPrice>, String> {
-    if req.starts_at <= now {
-        return Err("startsAt must be in the future".into());
-    }
+pub fn plan_schedule(req: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<SeatPrice>, PlanError> {
     let seats = match (&req.seats, req.price) {
-        (Some(_), Some(_)) => return Err("give either price (with seatCount) or seats, not both".into()),
-        (None, None) => return Err("give price (with an optional seatCount) or seats".into()),
+        (Some(_), Some(_)) => {
+            return Err(PlanError::Malformed("give either price (with seatCount) or seats, not both".into()));
+        }
+        (None, None) => {
+            return Err(PlanError::Malformed("give price (with an optional seatCount) or seats".into()));
+        }
         (None, Some(p)) => {
             let count = req.seat_count.unwrap_or(MAX_SEATS);
             if !(1..=MAX_SEATS).contains(&count) {
-                return Err(format!("seatCount must be 1-{MAX_SEATS}"));
+                return Err(PlanError::Malformed(format!("seatCount must be 1-{MAX_SEATS}")));
             }
-            let p = price(p)?;
+            let p = price(p).map_err(PlanError::Malformed)?;
             (1..=count).map(|n| SeatPrice { seat_no: SeatNo(n), price: p }).collect::<Vec<_>>()
         }
         (Some(list), None) => {
             if list.is_empty() || list.len() > MAX_SEATS as usize {
-                return Err(format!("seats must list 1-{MAX_SEATS} seats"));
+                return Err(PlanError::Malformed(format!("seats must list 1-{MAX_SEATS} seats")));
             }
             if let Some(count) = req.seat_count
                 && usize::try_from(count).ok() != Some(list.len())
             {
-                return Err("seatCount does not match the number of seats".into());
+                return Err(PlanError::Refused("seatCount does not match the number of seats".into()));
             }
             let mut out = Vec::with_capacity(list.len());
             for s in list {
                 if !(1..=MAX_SEATS).contains(&s.seat_no) {
-                    return Err(format!("seatNo {} is outside 1-{MAX_SEATS}", s.seat_no));
+                    return Err(PlanError::Malformed(format!(
+                        "seatNo {} is outside 1-{MAX_SEATS}",
+                        s.seat_no
+                    )));
                 }
                 if out.iter().any(|o: &SeatPrice| o.seat_no.0 == s.seat_no) {
-                    return Err(format!("seatNo {} is listed twice", s.seat_no));
+                    return Err(PlanError::Refused(format!("seatNo {} is listed twice", s.seat_no)));
                 }
-                out.push(SeatPrice { seat_no: SeatNo(s.seat_no), price: price(s.price)? });
+                out.push(SeatPrice {
+                    seat_no: SeatNo(s.seat_no),
+                    price: price(s.price).map_err(PlanError::Malformed)?,
+                });
             }
             out.sort_by_key(|s| s.seat_no);
             out
         }
     };
+    if req.starts_at <= now {
+        return Err(PlanError::Refused("startsAt must be in the future".into()));
+    }
     Ok(seats)
 }
 
@@ -116,6 +175,7 @@ pub fn plan_schedule(req: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<Se
 mod tests {
     use super::*;
     use chrono::Duration;
+    use serde_json::json;
 
     fn req(seat_count: Option<i32>, price: Option<i64>, seats: Option<Vec<(i32, i64)>>) -> ScheduleRequest {
         ScheduleRequest {
@@ -157,18 +217,79 @@ mod tests {
     fn schedules_start_in_the_future() {
         let mut r = req(None, Some(10), None);
         r.starts_at = Utc::now() - Duration::minutes(1);
-        assert!(plan_schedule(&r, Utc::now()).is_err());
+        assert!(matches!(plan_schedule(&r, Utc::now()), Err(PlanError::Refused(_))));
+    }
+
+    /// 400 for what the documented shapes refuse, 422 for what they cannot say.
+    #[test]
+    fn what_the_shapes_cannot_say_is_refused_apart() {
+        for refused in
+            [req(None, None, Some(vec![(1, 10), (1, 20)])), req(Some(3), None, Some(vec![(1, 10)]))]
+        {
+            assert!(matches!(plan_schedule(&refused, Utc::now()), Err(PlanError::Refused(_))), "{refused:?}");
+        }
+        for malformed in
+            [req(None, Some(10), Some(vec![(1, 10)])), req(None, None, None), req(None, None, Some(vec![]))]
+        {
+            assert!(
+                matches!(plan_schedule(&malformed, Utc::now()), Err(PlanError::Malformed(_))),
+                "{malformed:?}"
+            );
+        }
+    }
+
+    /// A request in one of the documented shapes is read by the route; one in neither is not.
+    #[test]
+    fn the_documented_shapes_are_what_the_route_reads() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ScheduleShape::schema()).unwrap();
+        assert_eq!(schema["oneOf"].as_array().map(Vec::len), Some(2), "{schema}");
+        for body in [
+            json!({"startsAt": "2030-05-01T19:00:00Z", "price": 5}),
+            json!({"startsAt": "2030-05-01T19:00:00Z", "seatCount": 3, "price": 5}),
+            json!({"startsAt": "2030-05-01T19:00:00Z", "seats": [{"seatNo": 1, "price": 5}]}),
+        ] {
+            serde_json::from_value::<ScheduleShape>(body.clone()).unwrap();
+            let read: ScheduleRequest = serde_json::from_value(body.clone()).unwrap();
+            plan_schedule(&read, Utc::now()).unwrap();
+        }
+        // JSON Schema's integers: 5.0 is one.
+        let floats = json!({"startsAt": "2030-05-01T19:00:00Z", "seatCount": 3.0, "price": 5.0});
+        assert_eq!(plan_schedule(&serde_json::from_value(floats).unwrap(), Utc::now()).unwrap().len(), 3);
+        for body in [
+            json!({"startsAt": "2030-05-01T19:00:00Z", "price": 5, "seats": [{"seatNo": 1, "price": 5}]}),
+            json!({"startsAt": "2030-05-01T19:00:00Z"}),
+            json!({"startsAt": "2030-05-01T19:00:00Z", "price": 5, "extra": 1}),
+        ] {
+            assert!(serde_json::from_value::<ScheduleShape>(body.clone()).is_err(), "{body}");
+            let read = serde_json::from_value::<ScheduleRequest>(body.clone());
+            assert!(
+                read.map_or(true, |r| matches!(plan_schedule(&r, Utc::now()), Err(PlanError::Malformed(_)))),
+                "{body}"
+            );
+        }
     }
 
     #[test]
     fn the_documented_bounds_are_the_rules() {
         use utoipa::PartialSchema;
-        let request = serde_json::to_value(ScheduleRequest::schema()).unwrap();
+        let uniform = serde_json::to_value(UniformSchedule::schema()).unwrap();
+        let seated = serde_json::to_value(SeatedSchedule::schema()).unwrap();
         let seat = serde_json::to_value(SeatSpec::schema()).unwrap();
         let max_seats = i64::from(MAX_SEATS);
+        for shape in [&uniform, &seated] {
+            assert_eq!(shape["additionalProperties"], false, "{shape}");
+        }
+        assert_eq!(uniform["required"], json!(["startsAt", "price"]));
+        assert_eq!(seated["required"], json!(["startsAt", "seats"]));
+        assert_eq!(
+            (&seated["properties"]["seats"]["minItems"], &seated["properties"]["seats"]["maxItems"]),
+            (&1.into(), &max_seats.into())
+        );
         for (schema, field, max) in [
-            (&request, "seatCount", max_seats),
-            (&request, "price", MAX_PRICE),
+            (&uniform, "seatCount", max_seats),
+            (&seated, "seatCount", max_seats),
+            (&uniform, "price", MAX_PRICE),
             (&seat, "seatNo", max_seats),
             (&seat, "price", MAX_PRICE),
         ] {

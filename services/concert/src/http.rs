@@ -22,7 +22,7 @@ use platform::{
     auth::Admin,
     openapi::{BadRequest, Forbidden, Internal, NotFound, Shared, Unauthenticated, UnsupportedMediaType},
     paging::{PageQuery, Paged},
-    problem::{ApiJson, ApiPath, ApiQuery},
+    problem::{ApiJson, ApiPath, ApiQuery, PROBLEM_JSON},
 };
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
@@ -245,7 +245,7 @@ pub(crate) async fn create_schedule_in(
     path = "/concerts/{id}/schedules",
     tag = NAME,
     params(("id" = ConcertId, Path, description = "The concert.")),
-    request_body = ScheduleRequest,
+    request_body = domain::ScheduleShape,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created.", body = Schedule,
@@ -255,6 +255,9 @@ pub(crate) async fn create_schedule_in(
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "In its shape, but starting in the past, listing a seat twice, or with a \
+            `seatCount` that is not the number of seats listed (`SCHEDULE_REFUSED`).",
+            body = Problem, content_type = PROBLEM_JSON),
         (status = 500, response = Internal),
     )
 )]
@@ -264,7 +267,7 @@ async fn create_schedule(
     ApiPath(id): ApiPath<ConcertId>,
     ApiJson(body): ApiJson<ScheduleRequest>,
 ) -> Result<Response, Problem> {
-    let seats = domain::plan_schedule(&body, Utc::now()).map_err(Error::Invalid)?;
+    let seats = domain::plan_schedule(&body, Utc::now()).map_err(Error::from)?;
     let txn = s.db.begin().await?;
     if store::get_concert(&txn, id).await?.is_none() {
         return Err(Error::ConcertNotFound.into());

@@ -67,7 +67,7 @@ pub async fn seed_demo(
                     .collect(),
             ),
         };
-        let plan = domain::plan_schedule(&request, Utc::now()).map_err(Error::Invalid)?;
+        let plan = domain::plan_schedule(&request, Utc::now()).map_err(Error::from)?;
         schedules.push(http::create_schedule_in(&txn, outbox, concert, &request, plan).await?.id);
     }
     outbox.commit(txn).await?;

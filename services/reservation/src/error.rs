@@ -12,9 +12,13 @@ use platform::{
 /// Why a reservation request, or an input to a reservation, did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request breaks a rule (seats out of bounds, repeated, not in the schedule).
+    /// The request is not as documented (seats out of bounds, repeated).
     #[error("{0}")]
     Invalid(String),
+    /// A seat number the schedule does not have: the request is as documented, the schedule
+    /// is smaller.
+    #[error("seat {0} is not in this schedule")]
+    SeatNotInSchedule(SeatNo),
     /// No reservation of this id is the caller's (or, for an event, exists at all).
     #[error("the reservation was not found")]
     NotFound,
@@ -49,6 +53,9 @@ impl ApiError for Error {
     fn as_problem(&self) -> AsProblem<'_> {
         match self {
             Error::Invalid(_) => AsProblem::Code(StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+            Error::SeatNotInSchedule(_) => {
+                AsProblem::Code(StatusCode::UNPROCESSABLE_ENTITY, "SEAT_NOT_IN_SCHEDULE")
+            }
             Error::NotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
             Error::ScheduleNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
             Error::SeatUnavailable(_) => AsProblem::Code(StatusCode::CONFLICT, "SEAT_UNAVAILABLE"),

@@ -51,9 +51,28 @@ pub fn routes() -> Router<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReservationRequest {
     pub schedule_id: ScheduleId,
-    /// 1-4 different seats of the schedule.
-    #[schema(min_items = 1, max_items = 4)]
+    #[schema(schema_with = seat_nos_schema)]
+    #[serde(deserialize_with = "platform::whole::list")]
     pub seat_nos: Vec<i32>,
+}
+
+/// `seatNos`: 1-[`crate::requests::MAX_SEATS`] seat numbers, each once, each 1-
+/// [`crate::requests::MAX_SEAT_NO`].
+fn seat_nos_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    let seat_no = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(crate::requests::MAX_SEAT_NO));
+    ArrayBuilder::new()
+        .items(seat_no)
+        .min_items(Some(1))
+        .max_items(Some(crate::requests::MAX_SEATS))
+        .unique_items(true)
+        .description(Some(
+            "1-4 different seats of the schedule (a number the schedule does not have is 422).",
+        ))
+        .build()
 }
 
 /// A reservation as the API shows it.
@@ -123,7 +142,8 @@ impl View {
             (`IDEMPOTENCY_IN_PROGRESS`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "This Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
+        (status = 422, description = "A seat number the schedule does not have (`SEAT_NOT_IN_SCHEDULE`), or this \
+            Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 500, response = Internal),
     )

@@ -31,6 +31,9 @@ use std::time::Duration;
 /// Seats one reservation may hold.
 pub const MAX_SEATS: usize = 4;
 
+/// The highest seat number a schedule can have: the catalog numbers a schedule's seats 1-50.
+pub const MAX_SEAT_NO: i64 = 50;
+
 /// Writers of the requests' inserts and changes, of each: one, so that under load the
 /// requests that arrive while it writes wait to be written together.
 const WRITERS: usize = 1;
@@ -354,13 +357,16 @@ fn validate_seats(requested: &[i32], schedule_seats: &[SeatNo]) -> Result<Vec<Se
     if requested.is_empty() || requested.len() > MAX_SEATS {
         return Err(Error::Invalid(format!("seatNos must list 1-{MAX_SEATS} seats")));
     }
+    if let Some(n) = requested.iter().find(|n| !(1..=MAX_SEAT_NO).contains(&i64::from(**n))) {
+        return Err(Error::Invalid(format!("seat {n} is outside 1-{MAX_SEAT_NO}")));
+    }
     let mut seats: Vec<SeatNo> = requested.iter().copied().map(SeatNo).collect();
     seats.sort();
     if seats.windows(2).any(|w| w[0] == w[1]) {
         return Err(Error::Invalid("seatNos must not repeat a seat".into()));
     }
     if let Some(unknown) = seats.iter().find(|s| !schedule_seats.contains(s)) {
-        return Err(Error::Invalid(format!("seat {unknown} is not in this schedule")));
+        return Err(Error::SeatNotInSchedule(*unknown));
     }
     Ok(seats)
 }
@@ -408,11 +414,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_seat_the_schedule_does_not_have_is_a_request_as_documented_but_refused() {
+        let small: Vec<SeatNo> = (1..=10).map(SeatNo).collect();
+        assert!(matches!(validate_seats(&[20], &small), Err(Error::SeatNotInSchedule(SeatNo(20)))));
+    }
+
+    #[test]
     fn seat_lists_are_checked_against_the_schedule() {
         let schedule: Vec<SeatNo> = (1..=50).map(SeatNo).collect();
         assert_eq!(validate_seats(&[3, 1], &schedule).unwrap(), vec![SeatNo(1), SeatNo(3)]);
         for bad in [vec![], vec![1, 2, 3, 4, 5], vec![2, 2], vec![51], vec![0], vec![-1]] {
-            assert!(validate_seats(&bad, &schedule).is_err(), "{bad:?}");
+            assert!(matches!(validate_seats(&bad, &schedule), Err(Error::Invalid(_))), "{bad:?}");
         }
     }
 }

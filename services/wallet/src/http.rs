@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
 pub struct ChargeRequest {
     /// In won, 1-10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(deserialize_with = "platform::whole::number")]
     pub amount: i64,
 }
 

@@ -22,6 +22,9 @@ pub const HEADER: &str = "idempotency-key";
 /// Set on replayed answers.
 pub const REPLAYED: &str = "idempotent-replayed";
 
+/// What [`IdempotencyKey::parse`] takes, as the documents say it: visible ASCII (`!` to `~`).
+const KEY_PATTERN: &str = "^[!-~]+$";
+
 /// A validated `Idempotency-Key` (1-255 visible ASCII characters).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
@@ -69,6 +72,7 @@ impl utoipa::IntoParams for MaybeKey {
                 .schema_type(utoipa::openapi::Type::String)
                 .min_length(Some(1))
                 .max_length(Some(255))
+                .pattern(Some(KEY_PATTERN))
                 .build(),
         )]
     }
@@ -250,4 +254,21 @@ fn in_progress() -> Problem {
 
 fn in_progress_or_internal(e: DbErr) -> Problem {
     if e.to_string().contains("lock timeout") { in_progress() } else { Problem::internal(&e) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_key_pattern_takes_exactly_the_keys_that_parse() {
+        let pattern = regex::Regex::new(KEY_PATTERN).unwrap();
+        let mut keys: Vec<String> =
+            (0u32..0x200).filter_map(char::from_u32).map(|c| format!("k{c}")).collect();
+        keys.extend(["".into(), "a b".into(), "x".repeat(255)]);
+        for key in keys {
+            let documented = pattern.is_match(&key) && (1..=255).contains(&key.chars().count());
+            assert_eq!(documented, IdempotencyKey::parse(&key).is_ok(), "{key:?}");
+        }
+    }
 }

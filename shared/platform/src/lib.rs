@@ -20,6 +20,7 @@ pub mod rows;
 pub mod shutdown;
 pub mod signal;
 pub mod telemetry;
+pub mod whole;
 
 pub use config::{Config, ConfigError, Secret};
 pub use problem::Problem;

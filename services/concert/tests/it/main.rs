@@ -174,7 +174,7 @@ async fn bad_catalog_requests_get_problems_and_change_nothing() {
             sched.clone(),
             Some(&c.admin),
             json!({"startsAt": (Utc::now() - Span::days(1)).to_rfc3339(), "price": 1}),
-            400,
+            422,
         ),
         (
             post.clone(),
@@ -189,7 +189,7 @@ async fn bad_catalog_requests_get_problems_and_change_nothing() {
             sched.clone(),
             Some(&c.admin),
             json!({"startsAt": future(), "seats": [{"seatNo": 1, "price": 1}, {"seatNo": 1, "price": 2}]}),
-            400,
+            422,
         ),
         (post.clone(), sched.clone(), Some(&c.admin), json!({"startsAt": "tomorrow", "price": 1}), 400),
         (
