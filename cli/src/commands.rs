@@ -136,6 +136,14 @@ async fn bus(config: &Config) -> anyhow::Result<Bus> {
     Ok(Bus::connect_as(&config.nats_url, config.prefix.clone(), config.nats_login.as_ref()).await?)
 }
 
+/// Prints each service's Redis ACL user: `<service> <rules>` (`platform::redis_acl`).
+pub fn redis_acl(config: &Config) -> anyhow::Result<()> {
+    for s in crate::services::SERVICES {
+        println!("{} {}", s.name, platform::redis_acl::rules(&config.prefix, &s.redis));
+    }
+    Ok(())
+}
+
 /// Prints the nats-server `authorization` block: a user per service, allowed its own subjects
 /// under this configuration's prefix (`messaging::permissions`).
 pub fn nats_auth(config: &Config) -> anyhow::Result<()> {

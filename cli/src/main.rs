@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: NatsCommand,
     },
+    /// Redis's ACL users.
+    Redis {
+        #[command(subcommand)]
+        command: RedisCommand,
+    },
     /// The dead-letter stream.
     Dlq {
         #[command(subcommand)]
@@ -94,6 +99,13 @@ enum NatsCommand {
     /// own subjects and read its own consumers alone, and an admin (passwords from the server's
     /// NATS_PASSWORD_<USER> variables).
     Auth,
+}
+
+#[derive(Subcommand)]
+enum RedisCommand {
+    /// Print each service's ACL user as `<service> <rules>`: its own keys under the prefix alone,
+    /// no dangerous command (add `on` and a password to make an ACL file line of it).
+    Acl,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +194,7 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
         Command::Seed => commands::seed(&config).await,
         Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
         Command::Nats { command: NatsCommand::Auth } => commands::nats_auth(&config),
+        Command::Redis { command: RedisCommand::Acl } => commands::redis_acl(&config),
         Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,
         Command::Dlq { command: DlqCommand::Replay { seq } } => commands::dlq_replay(&config, seq).await,
         Command::Routes { format: None } => {

@@ -162,6 +162,67 @@ async fn migrate_sets_the_passwords_of_the_service_roles() {
     assert!(row.try_get::<bool>("", "set").unwrap());
 }
 
+/// Each service's Redis user, as `ticketing redis acl` prints it, reaches its own keys alone:
+/// the queue's reads and writes the waiting room's tokens, the reservation's reads them and
+/// writes none, the wallet's reads none; none may flush or list the keys.
+#[tokio::test]
+async fn each_services_redis_user_reaches_its_own_keys_alone() {
+    let env = TestEnv::new().await.unwrap();
+    let out = ticketing_for(&env).args(["redis", "acl"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let acl = String::from_utf8(out.stdout).unwrap();
+    let url = env.config.redis_url.expose().to_owned();
+    let connect = |login: Option<&str>| {
+        let url = match login {
+            Some(user) => url.replacen("://", &format!("://{user}:pw@"), 1),
+            None => url.clone(),
+        };
+        async move { redis::Client::open(url).unwrap().get_multiplexed_async_connection().await }
+    };
+    let mut admin = connect(None).await.unwrap();
+    // ACL users are the server's, not a prefix's: named after this test's prefix, removed below.
+    let user = |service: &str| format!("{}-{service}", env.ns.as_str());
+    for line in acl.lines() {
+        let (service, rules) = line.split_once(' ').unwrap();
+        let mut cmd = redis::cmd("ACL");
+        cmd.arg("SETUSER").arg(user(service)).arg("on").arg(">pw").arg(rules.split(' ').collect::<Vec<_>>());
+        cmd.query_async::<()>(&mut admin).await.unwrap();
+    }
+    let token = env.ns.redis_key("queue:token:t1");
+    redis::cmd("HSET").arg(&token).arg("status").arg("ACTIVE").query_async::<()>(&mut admin).await.unwrap();
+
+    let mut outcomes = Vec::new();
+    for (service, command, allowed) in [
+        ("queue", vec!["HSET", &token, "status", "EXPIRED"], true),
+        ("reservation", vec!["HGET", &token, "status"], true),
+        ("reservation", vec!["HSET", &token, "status", "ACTIVE"], false),
+        ("wallet", vec!["HGET", &token, "status"], false),
+        ("wallet", vec!["PING"], true),
+        ("queue", vec!["FLUSHALL"], false),
+        ("queue", vec!["KEYS", "*"], false),
+        ("ranking", vec!["HGET", &token, "status"], false),
+    ] {
+        let mut conn = connect(Some(&user(service))).await.unwrap();
+        let mut cmd = redis::cmd(command[0]);
+        cmd.arg(&command[1..]);
+        let answer = cmd.query_async::<redis::Value>(&mut conn).await;
+        outcomes.push((service, command.join(" "), allowed, answer));
+    }
+    for line in acl.lines() {
+        let service = line.split(' ').next().unwrap();
+        redis::cmd("ACL").arg("DELUSER").arg(user(service)).query_async::<()>(&mut admin).await.unwrap();
+    }
+    for (service, command, allowed, answer) in outcomes {
+        match answer {
+            Ok(_) => assert!(allowed, "{service} may not {command}"),
+            Err(e) => assert!(
+                !allowed && e.to_string().to_lowercase().contains("noperm"),
+                "{service}: {command}: {e}"
+            ),
+        }
+    }
+}
+
 #[test]
 fn serve_refuses_an_unknown_service_naming_it() {
     let out =

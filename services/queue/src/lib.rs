@@ -16,7 +16,7 @@ pub mod ticker;
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, RedisInbox, Runtime};
-use platform::{auth::JwtKeys, queue_guard::QueueKeys, rate_limit::RateLimit};
+use platform::{auth::JwtKeys, queue_guard::QueueKeys, rate_limit::RateLimit, redis_acl::RedisKeys};
 use servicekit::{Service, StartError};
 use std::sync::Arc;
 
@@ -54,6 +54,7 @@ pub struct Queue;
 impl Service for Queue {
     const NAME: &'static str = NAME;
     const ABOUT: &'static str = "the waiting room: queue tokens, fair admission";
+    const REDIS: RedisKeys = RedisKeys { read_write: &["queue:*", "inbox:queue__*"], read_only: &[] };
     type Api = http::Api;
 
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {

@@ -13,7 +13,7 @@ mod keys;
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, RedisInbox, Runtime};
-use platform::auth::JwtKeys;
+use platform::{auth::JwtKeys, redis_acl::RedisKeys};
 use servicekit::{Service, StartError};
 
 pub use domain::Window;
@@ -36,6 +36,7 @@ pub struct Ranking;
 impl Service for Ranking {
     const NAME: &'static str = NAME;
     const ABOUT: &'static str = "read side: concert and sell-out rankings";
+    const REDIS: RedisKeys = RedisKeys { read_write: &["ranking:*", "inbox:ranking__*"], read_only: &[] };
     type Api = http::Api;
 
     /// Starts the three consumers.

@@ -19,7 +19,7 @@ pub use domain::{Status, decide};
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
-use platform::{auth::JwtKeys, queue_guard::QueueGate, rate_limit::RateLimit};
+use platform::{auth::JwtKeys, queue_guard::QueueGate, rate_limit::RateLimit, redis_acl::RedisKeys};
 use servicekit::{Service, StartError};
 use std::time::Duration;
 
@@ -58,6 +58,8 @@ pub struct Reservations;
 impl Service for Reservations {
     const NAME: &'static str = NAME;
     const ABOUT: &'static str = "the saga: reservations, deadlines, compensations";
+    /// The waiting room's tokens, which the booking routes' guard reads.
+    const REDIS: RedisKeys = RedisKeys { read_write: &[], read_only: &["queue:token:*"] };
     type Api = http::Api;
 
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {

@@ -15,6 +15,7 @@ pub mod problem;
 pub mod queue_guard;
 pub mod rate_limit;
 pub mod readiness;
+pub mod redis_acl;
 pub mod routes;
 pub mod rows;
 pub mod shutdown;

@@ -36,6 +36,8 @@ pub trait Service {
     const ABOUT: &'static str;
     /// Its routes' OpenAPI document.
     type Api: utoipa::OpenApi;
+    /// The Redis keys it uses: its Redis user may touch these alone (`ticketing redis acl`).
+    const REDIS: platform::redis_acl::RedisKeys = platform::redis_acl::RedisKeys::NONE;
 
     /// Reads its own settings from the configuration, so that every problem is reported before
     /// anything starts. A service without settings of its own has nothing to read.
@@ -69,6 +71,8 @@ pub struct ServiceDef {
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     /// [`Service::settings`]: reads its settings, naming every problem.
     pub settings: fn(&Config) -> Result<(), ConfigError>,
+    /// [`Service::REDIS`]: the Redis keys it uses.
+    pub redis: platform::redis_acl::RedisKeys,
 }
 
 impl ServiceDef {
@@ -80,6 +84,7 @@ impl ServiceDef {
             start: start::<S>,
             openapi: openapi::<S>,
             settings: S::settings,
+            redis: S::REDIS,
         }
     }
 }
