@@ -7,7 +7,7 @@ use crate::{
     store::{RETENTION, WAITING_TTL},
 };
 use contracts::{Event, ReservationCompleted, ReservationFailed, ReservationFailureReason};
-use messaging::{Applied, HandleError, Incoming, RedisHandler, applied};
+use messaging::{Applied, HandleError, InboxKey, Incoming, RedisHandler, applied};
 use platform::queue_guard::QueueKeys;
 
 /// Consumes ReservationCompleted and ReservationFailed from the RESERVATION stream.
@@ -24,7 +24,7 @@ impl RedisHandler for Tokens {
     async fn handle(
         &self,
         conn: &mut platform::pools::Redis,
-        inbox_key: &str,
+        inbox: &InboxKey,
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
         let (token, user, ended) = match msg.kind() {
@@ -45,7 +45,7 @@ impl RedisHandler for Tokens {
         let answer: i64 = match ended {
             Ended::Completed => {
                 COMPLETE
-                    .prepare(inbox_key)
+                    .prepare(inbox)
                     .key(&self.keys.active)
                     .key(&self.keys.waiting)
                     .key(&token_key)
@@ -57,7 +57,7 @@ impl RedisHandler for Tokens {
             }
             Ended::Failed { restore } => {
                 RESTORE
-                    .prepare(inbox_key)
+                    .prepare(inbox)
                     .key(&self.keys.active)
                     .key(&self.keys.waiting)
                     .key(&token_key)

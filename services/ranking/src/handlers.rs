@@ -2,7 +2,7 @@
 
 use crate::keys::Keys;
 use contracts::{ConcertCreated, ConcertUpdated, Event, ReservationCompleted, SoldOut};
-use messaging::{Applied, HandleError, IdempotentScript, Incoming, RedisHandler, applied};
+use messaging::{Applied, HandleError, IdempotentScript, InboxKey, Incoming, RedisHandler, applied};
 use std::sync::LazyLock;
 
 /// Minute buckets outlive the longest window a little.
@@ -56,7 +56,7 @@ impl RedisHandler for Rankings {
     async fn handle(
         &self,
         conn: &mut platform::pools::Redis,
-        inbox_key: &str,
+        inbox: &InboxKey,
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
         let at = msg.envelope.occurred_at;
@@ -70,7 +70,7 @@ impl RedisHandler for Rankings {
                     let e = msg.decode::<ConcertUpdated>()?.payload;
                     (e.concert_id, e.name)
                 };
-                NAME.prepare(inbox_key)
+                NAME.prepare(inbox)
                     .key(&k.names)
                     .key(&k.names_at)
                     .arg(concert.to_string())
@@ -82,7 +82,7 @@ impl RedisHandler for Rankings {
             ReservationCompleted::TYPE => {
                 let e = msg.decode::<ReservationCompleted>()?.payload;
                 CONFIRMED
-                    .prepare(inbox_key)
+                    .prepare(inbox)
                     .key(&k.confirmed)
                     .key(k.minute(at.timestamp().div_euclid(60)))
                     .arg(e.concert_id.to_string())
@@ -94,7 +94,7 @@ impl RedisHandler for Rankings {
             _ => {
                 let e = msg.decode::<SoldOut>()?.payload;
                 SOLD_OUT
-                    .prepare(inbox_key)
+                    .prepare(inbox)
                     .key(&k.sold_out)
                     .key(&k.schedule_concert)
                     .arg(e.schedule_id.to_string())

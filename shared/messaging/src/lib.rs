@@ -24,7 +24,7 @@ pub use consumer::{
 pub use error::MessagingError;
 pub use outbox::{Outbox, OutboxRow, When};
 pub use peers::Peers;
-pub use redis_inbox::{INBOX_TTL_SECS, IdempotentScript, RedisHandler, RedisInbox, applied};
+pub use redis_inbox::{IdempotentScript, InboxKey, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
 pub use runtime::{Consumer, Runtime};
 pub use write::{BatchWrite, Input};

@@ -3,11 +3,37 @@
 //! together or not at all (a script runs atomically).
 
 use crate::{Applied, HandleError, Incoming, consumer::Apply};
-use contracts::Namespace;
-use std::future::Future;
+use contracts::{Namespace, Stream};
+use std::{future::Future, time::Duration};
 
-/// How long an event id is remembered; far beyond any redelivery or dedup window.
-pub const INBOX_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Where an event's id is recorded, and for how long: as long as its stream keeps the message,
+/// plus a day (as the Postgres inbox is pruned, `crate::prune`), so no delivery JetStream can
+/// still make, a replay included, finds its id forgotten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxKey {
+    pub key: String,
+    pub ttl_secs: u64,
+}
+
+impl InboxKey {
+    /// The inbox key of `msg` for `consumer`, under `ns`.
+    pub fn of(ns: &Namespace, consumer: &str, msg: &Incoming) -> Self {
+        let stream =
+            msg.subject.split('.').next().and_then(|d| Stream::ALL.into_iter().find(|s| s.domain() == d));
+        let kept = stream
+            .and_then(|s| crate::definitions::stream_config(s, ns, 1).ok())
+            .map_or(Duration::ZERO, |c| c.max_age)
+            .max(MIN_TTL);
+        Self {
+            key: ns.redis_key(&format!("inbox:{consumer}:{}", msg.envelope.id)),
+            ttl_secs: (kept + Duration::from_secs(24 * 3600)).as_secs(),
+        }
+    }
+}
+
+/// The shortest an id is remembered, whatever a stream says (one that keeps messages forever
+/// says 0): far beyond any redelivery or dedup window.
+const MIN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A Lua effect wrapped with the inbox check: `KEYS[1]` is the inbox key and `ARGV[1]` its TTL,
 /// so the effect's own keys start at `KEYS[2]` and its arguments at `ARGV[2]`. The script
@@ -28,9 +54,9 @@ impl IdempotentScript {
     }
 
     /// An invocation with the inbox key and TTL in place; add the effect's keys and args.
-    pub fn prepare(&self, inbox_key: &str) -> redis::ScriptInvocation<'_> {
+    pub fn prepare(&self, inbox: &InboxKey) -> redis::ScriptInvocation<'_> {
         let mut inv = self.0.prepare_invoke();
-        inv.key(inbox_key).arg(INBOX_TTL_SECS);
+        inv.key(&inbox.key).arg(inbox.ttl_secs);
         inv
     }
 }
@@ -43,12 +69,12 @@ pub trait RedisHandler: Send + Sync + 'static {
         true
     }
 
-    /// Applies the effect; must run an [`IdempotentScript`] prepared with `inbox_key` and report
+    /// Applies the effect; must run an [`IdempotentScript`] prepared with `inbox` and report
     /// its answer (1 → `Done`, 0 → `Duplicate`).
     fn handle<'a>(
         &'a self,
         conn: &'a mut platform::pools::Redis,
-        inbox_key: &'a str,
+        inbox: &'a InboxKey,
         msg: &'a Incoming,
     ) -> impl Future<Output = Result<Applied, HandleError>> + Send + 'a;
 }
@@ -77,8 +103,8 @@ impl<H: RedisHandler> Apply for RedisInbox<H> {
             return Ok(Applied::Ignored);
         }
         let mut conn = self.redis.clone();
-        let key = self.ns.redis_key(&format!("inbox:{consumer}:{}", msg.envelope.id));
-        self.handler.handle(&mut conn, &key, msg).await
+        let inbox = InboxKey::of(&self.ns, consumer, msg);
+        self.handler.handle(&mut conn, &inbox, msg).await
     }
 }
 

@@ -1,5 +1,7 @@
 use crate::support::{ordered_spec, publish_event, sample};
-use messaging::{Applied, HandleError, IdempotentScript, Incoming, RedisHandler, RedisInbox, run_consumer};
+use messaging::{
+    Applied, HandleError, IdempotentScript, InboxKey, Incoming, RedisHandler, RedisInbox, run_consumer,
+};
 use std::{sync::Arc, time::Duration};
 use testkit::{TestEnv, eventually};
 
@@ -13,13 +15,13 @@ impl RedisHandler for SeatCounter {
     async fn handle(
         &self,
         conn: &mut platform::pools::Redis,
-        inbox_key: &str,
+        inbox: &InboxKey,
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
         let event = msg.decode::<contracts::SeatsReleased>()?;
         let answer: i64 = self
             .script
-            .prepare(inbox_key)
+            .prepare(inbox)
             .key(&self.key)
             .arg(event.payload.seat_nos.len())
             .invoke_async(conn)
@@ -62,4 +64,11 @@ async fn redis_effect_and_event_id_are_recorded_together_and_once() {
     })
     .await;
     assert_eq!(n, 2, "the duplicate copy counted again");
+    // The id is remembered as long as the SEAT stream keeps the message, plus a day: a replay
+    // JetStream can still make finds it.
+    let mut conn = env.redis.clone();
+    let ttl: i64 = redis::cmd("TTL").arg(&other_inbox).query_async(&mut conn).await.unwrap();
+    let kept = messaging::definitions::stream_config(contracts::Stream::Seat, &env.ns, 1).unwrap().max_age;
+    let day = 24 * 3600;
+    assert!((kept.as_secs() as i64 + day - ttl).abs() < 60, "TTL {ttl} s, the stream keeps {kept:?}");
 }
