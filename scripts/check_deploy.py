@@ -19,6 +19,15 @@ the sources of truth in the repository:
   mounted Secret with a key for every service); only that admin URL must match the Postgres
   server's user, password and database. The passwords must be URL-safe (they go into the URL as
   they are), and none public (`dev-only-…`) outside TICKETING_ENV=dev;
+- `ticketing nats auth` and `ticketing redis acl`, run with the deployment's TICKETING_PREFIX:
+  the NATS servers load (by --config and its includes) that authorization block and get every
+  user's $NATS_PASSWORD_<USER> from a Secret; each service logs in to NATS as its own user with
+  the very Secret key the servers take its password from, and `nats apply` as a user with every
+  right. Redis runs with --aclfile from a Secret whose default user has a password and whose
+  service users have exactly those rules; each service's TICKETING_REDIS_URL logs in as its own
+  user with the password that file gives it, from a Secret key of its own. No service gets
+  another's NATS or Redis key, and no NATS or Redis password is `dev-only-…` outside
+  TICKETING_ENV=dev;
 - rust-toolchain.toml;
 - nats/nats-server.conf (the copy under k8s/, what the NATS pods mount) and
   nats/nats-server.version (the NATS image's tag).
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import os
 import re
 import shlex
@@ -116,10 +126,20 @@ class Binary:
     commands: dict[str, set[str] | None]  # subcommand -> its own subcommands, if it has any
     services: list[str]
     role_prefix: str = "ticketing_"  # migrations::service_role
+    path: Path | None = None  # the binary itself, asked per TICKETING_PREFIX (prefixed())
+    _by_prefix: dict = field(default_factory=dict)
 
     def role(self, service: str) -> str:
         """The Postgres role `service` connects as."""
         return self.role_prefix + service.replace("-", "_")
+
+    def prefixed(self, prefix: str, *args: str) -> str:
+        """What `ticketing ARGS` prints with TICKETING_PREFIX=prefix (the NATS users' subjects
+        and the Redis users' keys depend on it)."""
+        if (prefix, args) not in self._by_prefix:
+            assert self.path is not None
+            self._by_prefix[(prefix, args)] = run_binary(self.path, *args, env={"TICKETING_PREFIX": prefix})
+        return self._by_prefix[(prefix, args)]
 
 
 def clap_commands(help_text: str) -> set[str]:
@@ -138,11 +158,13 @@ def clap_commands(help_text: str) -> set[str]:
     return names
 
 
-def run_binary(binary: Path, *args: str) -> str:
+def run_binary(binary: Path, *args: str, env: dict[str, str] | None = None) -> str:
     # Every command but --help reads the configuration, which needs token keys; nothing else
     # from this machine's environment should change what the binary prints.
+    given = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
     env[JWT_SECRET] = "check-deploy-" + "x" * MIN_JWT_SECRET
+    env.update(given)
     out = subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=60)
     if out.returncode != 0:
         raise SystemExit(f"check-deploy: `ticketing {' '.join(args)}` failed: {out.stderr.strip()}")
@@ -157,7 +179,7 @@ def read_binary(binary: Path) -> Binary:
     services = [line.split()[0] for line in run_binary(binary, "services").splitlines() if line.strip()]
     if not commands or not services:
         raise SystemExit("check-deploy: could not read the binary's subcommands or services")
-    return Binary(commands, services, read_role_prefix())
+    return Binary(commands, services, read_role_prefix(), binary)
 
 
 @dataclass
@@ -495,6 +517,7 @@ class EnvVar:
     value: str | None  # None: not known before run time
     source: str  # configmap | secret | literal | reference | field
     secret: str | None = None  # the Secret it comes from (envFrom or secretKeyRef)
+    key: str | None = None  # and that Secret's key
 
 
 class Render:
@@ -596,7 +619,7 @@ def container_env(
                     p.add(where, f"envFrom Secret {name} is not in the manifests")
                 continue
             for k, v in data.items():
-                env[prefix + k] = EnvVar(v, "secret", name)
+                env[prefix + k] = EnvVar(v, "secret", name, k)
     for e in c.get("env") or []:
         name = e["name"]
         if "value" in e:
@@ -614,7 +637,7 @@ def container_env(
                     f"{name} refers to Secret {ref['name']} key {ref['key']}, which the manifests do not have",
                 )
                 continue
-            env[name] = EnvVar(data[ref["key"]], "secret", ref["name"])
+            env[name] = EnvVar(data[ref["key"]], "secret", ref["name"], ref["key"])
         elif "configMapKeyRef" in vf:
             ref = vf["configMapKeyRef"]
             cm = render.get("ConfigMap", ref["name"])
@@ -1197,6 +1220,297 @@ def check_db_roles(p: Problems, render: Render, binary: Binary, ticketing: list[
             )
 
 
+def deployment_prefix(p: Problems, ticketing: list[Ticketing]) -> str:
+    """The TICKETING_PREFIX every ticketing process gets (empty when unset): the NATS users'
+    subjects and the Redis users' keys are under it."""
+    values: dict[str, list[str]] = {}
+    for t in ticketing:
+        v = t.env.get("TICKETING_PREFIX")
+        values.setdefault("" if v is None or v.value is None else v.value, []).append(t.where)
+    if len(values) > 1:
+        said = "; ".join(f"{v!r} in {', '.join(ws)}" for v, ws in sorted(values.items()))
+        p.add("TICKETING_PREFIX", f"the ticketing workloads disagree ({said}): each would use other subjects and keys")
+    return min(values, key=lambda v: len(values[v])) if len(values) > 1 else next(iter(values), "")
+
+
+def is_development(env: dict[str, EnvVar]) -> bool:
+    return getattr(env.get("TICKETING_ENV"), "value", None) == "dev"
+
+
+def config_files(render: Render, pod: Pod, c: dict, path: str, p: Problems, where: str, depth: int = 0) -> list[tuple[str, str, str]]:
+    """The nats-server configuration file at `path` in container `c` and those it includes, in
+    order: (path, what holds it, content). Problems for a file that is not there."""
+    found = mounted_file(render, pod, c, path)
+    if isinstance(found, str):
+        p.add(where, f"configuration file {path}: {found}")
+        return []
+    holder, content = found
+    files = [(path, holder, content)]
+    for m in re.finditer(r"""^[ \t]*include[ \t]+['"]?([^'"\s;]+)""", content, re.MULTILINE):
+        included = m.group(1)
+        if not included.startswith("/"):
+            # nats-server reads an include relative to the including file's directory.
+            included = os.path.normpath(os.path.join(os.path.dirname(path), included))
+        if depth < 5:
+            files += config_files(render, pod, c, included, p, where, depth + 1)
+    return files
+
+
+def check_nats_users(p: Problems, render: Render, binary: Binary, ticketing: list[Ticketing], prefix: str) -> None:
+    """Least privilege in NATS: the servers load the users of `ticketing nats auth` for the
+    deployment's TICKETING_PREFIX and get every user's password from a Secret; each service logs
+    in as its own user with its own key of that Secret, `nats apply` as a user with every right."""
+    expected = binary.prefixed(prefix, "nats", "auth")
+    users = re.findall(r'\{user:\s*"([^"]+)",\s*password:\s*\$(\w+)(\s*,\s*permissions)?', expected)
+    if not users:
+        raise SystemExit("check-deploy: `ticketing nats auth` printed no `{user: \"…\", password: $VAR` entries")
+    admins = {user for user, _, restricted in users if not restricted}
+    sts = render.get("StatefulSet", "nats")
+    if sts is None:
+        return  # check_nats_config says so
+    pod = next(q for q in render.pods if q.owner == "StatefulSet/nats")
+    containers = [c for c in pod.spec.get("containers") or [] if image_name(c) == "nats"]
+    if len(containers) != 1:
+        return  # check_nats_cluster says so
+    c = containers[0]
+    cw = f"{pod.owner} container {c['name']}"
+    config = nats_flags((c.get("command") or [])[1:] + (c.get("args") or [])).get("config")
+    if not config:
+        p.add(cw, "no --config: the servers would run without the users of `ticketing nats auth`, open to anyone")
+        return
+    files = config_files(render, pod, c, config, p, cw)
+    contents = [content for _, _, content in files]
+    source = (ROOT / "nats/nats-server.conf").read_text()
+    if files and source not in contents:
+        p.add(cw, f"--config {config} loads no copy of nats/nats-server.conf (directly or by include)")
+    said = f"`ticketing nats auth` with TICKETING_PREFIX={prefix!r}"
+    if files and expected not in contents:
+        auth = [f"{path} ({holder})" for path, holder, content in files if "authorization" in content]
+        p.add(
+            cw,
+            f"--config {config} loads no authorization block equal to {said}"
+            + (f" ({', '.join(auth)} differs)" if auth else " (none at all: anyone may connect and do anything)")
+            + ": regenerate k8s/base/nats/auth.conf with that command",
+        )
+    env, _ = container_env(p, cw, render, pod, c)
+    server_key: dict[str, tuple[str, str]] = {}  # user -> the Secret and key of its password
+    for user, var, _ in users:
+        v = env.get(var)
+        if v is None:
+            p.add(cw, f"{said} names user {user}'s password ${var}, which the container does not get: nats-server refuses the configuration")
+        elif v.secret is None or v.key is None:
+            p.add(cw, f"${var} (user {user}'s password) must come from a Secret, not a {v.source}")
+        elif not v.value:
+            p.add(cw, f"${var} (user {user}'s password): Secret {v.secret} key {v.key} is empty")
+        else:
+            server_key[user] = (v.secret, v.key)
+    nats_secrets = {name for name, _ in server_key.values()}
+
+    for t in ticketing:
+        serves = t.args[1] if t.args[:1] == ["serve"] and len(t.args) == 2 else None
+        applies = t.args[:2] == ["nats", "apply"]
+        user = t.env.get("TICKETING_NATS_USER")
+        password = t.env.get("TICKETING_NATS_PASSWORD")
+        if password is not None and password.value and password.value.startswith("dev-only-") and not is_development(t.env):
+            p.add(
+                t.where,
+                "TICKETING_NATS_PASSWORD is a public development password but TICKETING_ENV is not dev: "
+                f"anyone with this repository could log in to NATS as {getattr(user, 'value', None)}",
+            )
+        if password is not None and password.value is not None and password.secret is None:
+            p.add(t.where, f"TICKETING_NATS_PASSWORD must come from a Secret, not a {password.source}")
+        if user is None or not user.value:
+            if serves or applies:
+                who = f"its own user, {serves}" if serves else f"a user with every right ({', '.join(sorted(admins))})"
+                p.add(t.where, f"TICKETING_NATS_USER is not set: it must log in to NATS as {who}")
+            continue
+        name = user.value
+        if serves and name != serves:
+            p.add(t.where, f"logs in to NATS as {name}, not as {serves}, the user allowed {serves}'s subjects alone")
+        elif applies and name not in admins:
+            p.add(
+                t.where,
+                f"runs `nats apply` as NATS user {name}, which may not change streams: log in as "
+                f"{', '.join(sorted(admins))}",
+            )
+        expected_key = server_key.get(name)
+        if not any(u == name for u, _, _ in users):
+            p.add(t.where, f"logs in to NATS as {name}, a user {said} does not print")
+        elif expected_key is not None and password is not None and (password.secret, password.key) != expected_key:
+            got = f"Secret {password.secret} key {password.key}" if password.secret else f"a {password.source}"
+            p.add(
+                t.where,
+                f"TICKETING_NATS_PASSWORD comes from {got}, but the NATS servers take user {name}'s "
+                f"password from Secret {expected_key[0]} key {expected_key[1]}",
+            )
+        if serves:
+            # Its password's own source is checked above.
+            own = {server_key.get(serves), (getattr(password, "secret", None), getattr(password, "key", None))}
+            for secret, how, key in secrets_of(t.pod, t.c):
+                if secret in nats_secrets and (secret, key) not in own | {(secret, serves)}:
+                    p.add(
+                        t.where,
+                        f"gets Secret {secret} ({how}), which holds other NATS users' passwords: a "
+                        f"service gets its own key alone ({serves})",
+                    )
+
+
+def redis_options(c: dict) -> dict[str, list[str]]:
+    """redis-server --name value…; the image's entrypoint puts redis-server before flags."""
+    options: dict[str, list[str]] = {}
+    key = None
+    for w in (c.get("command") or [])[1:] + (c.get("args") or []):
+        if w.startswith("--"):
+            key = w[2:].lower()
+            options[key] = []
+        elif key is not None:
+            options[key].append(w)
+    return options
+
+
+@dataclass
+class AclUser:
+    on: bool
+    passwords: set[str]  # in plain text (>password)
+    hashes: set[str]  # SHA-256 in hex (#hash)
+    nopass: bool
+    rules: list[str]  # everything else, in order
+
+
+def parse_acl(text: str) -> dict[str, AclUser]:
+    users: dict[str, AclUser] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "user":
+            continue
+        u = AclUser(False, set(), set(), False, [])
+        for w in words[2:]:
+            if w in {"on", "off"}:
+                u.on = w == "on"
+            elif w.startswith(">"):
+                u.passwords.add(w[1:])
+            elif w.startswith("#"):
+                u.hashes.add(w[1:].lower())
+            elif w == "nopass":
+                u.nopass = True
+            else:
+                u.rules.append(w)
+        users[words[1]] = u
+    return users
+
+
+def acl_accepts(u: AclUser, password: str) -> bool:
+    return u.nopass or password in u.passwords or hashlib.sha256(password.encode()).hexdigest() in u.hashes
+
+
+def check_redis_users(p: Problems, render: Render, binary: Binary, ticketing: list[Ticketing], prefix: str) -> None:
+    """Least privilege in Redis: the server loads an ACL file from a Secret whose default user
+    (the admin) has a password and whose service users have the rules of `ticketing redis acl`;
+    each service logs in as its own user with the password that file gives it."""
+    expected: dict[str, str] = {}
+    for line in binary.prefixed(prefix, "redis", "acl").splitlines():
+        if line.strip():
+            service, _, rules = line.strip().partition(" ")
+            expected[service] = rules
+    said = f"`ticketing redis acl` with TICKETING_PREFIX={prefix!r}"
+    acls: list[tuple[str, str, dict[str, AclUser]]] = []  # (where, what holds it, its users)
+    acl_secrets: set[str] = set()
+    for pod in [q for q in render.pods if q.labels.get("app.kubernetes.io/name") == "redis"]:
+        for c in pod.spec.get("containers") or []:
+            if image_name(c) != "redis":
+                continue
+            cw = f"{pod.owner} container {c['name']}"
+            aclfile = " ".join(redis_options(c).get("aclfile", []))
+            if not aclfile:
+                p.add(cw, "runs without --aclfile: every client is the default user, with no password and every right")
+                continue
+            found = mounted_entry(render, pod, c, aclfile)
+            if isinstance(found, str):
+                p.add(cw, f"--aclfile {aclfile}: {found}")
+                continue
+            kind, name, key, content = found
+            holder = f"{kind} {name} key {key}"
+            if kind != "Secret":
+                p.add(cw, f"--aclfile {aclfile}: {holder} holds the users' passwords: keep it in a Secret")
+            else:
+                acl_secrets.add(name)
+            users = parse_acl(content)
+            acls.append((cw, holder, users))
+            default = users.get("default")
+            if default is None:
+                p.add(cw, f"--aclfile {aclfile} ({holder}) has no user default: Redis makes one with no password and every right")
+            elif default.on and (default.nopass or not (default.passwords or default.hashes)):
+                p.add(cw, f"--aclfile {aclfile} ({holder}): user default has no password, so anyone may connect with every right")
+            for service, rules in expected.items():
+                u = users.get(service)
+                if u is None:
+                    p.add(cw, f"--aclfile {aclfile} ({holder}) has no user {service}: {service} could not log in")
+                    continue
+                if u.rules != rules.split():
+                    p.add(
+                        cw,
+                        f"--aclfile {aclfile} ({holder}): user {service}'s rules {' '.join(u.rules)!r} differ "
+                        f"from {said}: {rules!r}",
+                    )
+                if not u.on or u.nopass or not (u.passwords or u.hashes):
+                    p.add(cw, f"--aclfile {aclfile} ({holder}): user {service} is not `on` with a password (and no nopass)")
+            for extra in sorted(set(users) - set(expected) - {"default"}):
+                p.add(cw, f"--aclfile {aclfile} ({holder}) has user {extra}, which {said} does not print")
+            probe_auth = container_env(Problems(), cw, render, pod, c)[0].get("REDISCLI_AUTH")
+            if default is not None and probe_auth is not None and probe_auth.value is not None:
+                if not acl_accepts(default, probe_auth.value):
+                    p.add(cw, "REDISCLI_AUTH is not user default's password in the ACL file: the probe's redis-cli would fail")
+
+    password_secrets: set[str] = set()
+    for t in ticketing:
+        url = t.env.get("TICKETING_REDIS_URL")
+        if url is None or url.value is None:
+            continue  # check_ticketing_container says so
+        parts = urlsplit(url.value)
+        if url_port(parts) is False:
+            continue  # check_url says so
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        if password.startswith("dev-only-") and not is_development(t.env):
+            p.add(
+                t.where,
+                "TICKETING_REDIS_URL's password is a public development password but TICKETING_ENV is not "
+                f"dev: anyone with this repository could log in to Redis as {user or 'default'}",
+            )
+        if password and url.source in {"configmap", "literal"}:
+            p.add(t.where, f"TICKETING_REDIS_URL holds a password in a {url.source}: keep it in a Secret")
+        if t.args[:1] != ["serve"] or len(t.args) != 2:
+            continue
+        service = t.args[1]
+        if user != service:
+            p.add(
+                t.where,
+                f"TICKETING_REDIS_URL logs in as {user or 'the default user'}, not as {service}, the Redis "
+                f"user allowed {service}'s keys alone",
+            )
+        for cw, holder, users in acls:
+            u = users.get(user)
+            if u is not None and not acl_accepts(u, password):
+                p.add(
+                    t.where,
+                    f"TICKETING_REDIS_URL's password is not the one {holder} ({cw}) gives user {user}: "
+                    f"{service} could not log in",
+                )
+        source = password_source(t.c, t.env, "TICKETING_REDIS_URL")
+        if isinstance(source, str):
+            p.add(t.where, f"TICKETING_REDIS_URL {source}: its password must be $(VAR), VAR from its own Secret key")
+            continue
+        password_secrets.add(source[0])
+        for secret, how, key in secrets_of(t.pod, t.c):
+            if secret in acl_secrets:
+                p.add(t.where, f"gets Secret {secret} ({how}), Redis's ACL file with every user's password")
+            elif secret == source[0] and key != source[1]:
+                p.add(
+                    t.where,
+                    f"gets Secret {secret} ({how}), which holds other Redis users' passwords: a service "
+                    f"gets its own key alone ({source[1]})",
+                )
+
+
 def check_security(p: Problems, pod: Pod, image_uid: int | None) -> None:
     pod_sc = pod.spec.get("securityContext") or {}
     if pod.spec.get("automountServiceAccountToken") is not False:
@@ -1547,6 +1861,9 @@ def check_render(
                     pf.add(where, "hot service without a PodDisruptionBudget")
 
     check_db_roles(pf, render, binary, ticketing)
+    prefix = deployment_prefix(pf, ticketing)
+    check_nats_users(pf, render, binary, ticketing, prefix)
+    check_redis_users(pf, render, binary, ticketing, prefix)
     check_network_policies(pf, render, namespace)
     check_nats_config(pf, render)
     check_nats_cluster(pf, render, namespace, stream_replicas)
@@ -1825,15 +2142,7 @@ def check_redis(p: Problems, render: Render) -> None:
             if image_name(c) != "redis":
                 continue
             cw = f"{pod.owner} container {c['name']}"
-            # redis-server --name value…; the image's entrypoint puts redis-server before flags.
-            options: dict[str, list[str]] = {}
-            key = None
-            for w in (c.get("command") or [])[1:] + (c.get("args") or []):
-                if w.startswith("--"):
-                    key = w[2:].lower()
-                    options[key] = []
-                elif key is not None:
-                    options[key].append(w)
+            options = redis_options(c)
             appendonly = " ".join(options.get("appendonly", ["no"]))
             if appendonly.lower() != "yes":
                 p.add(
