@@ -332,6 +332,25 @@ mod tests {
 
     const INBOX: &str = "seat__RESERVATION";
 
+    /// The handler as the service builds it, writing to `outbox`.
+    fn handler(outbox: &Outbox) -> Reservations {
+        Reservations {
+            outbox: outbox.clone(),
+            hold: Duration::from_secs(300),
+            prices: store::Prices::default(),
+            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
+        }
+    }
+
+    /// A schedule with seats 1..=`n`, each at 100 won.
+    async fn schedule_of(db: &DatabaseConnection, n: i32) -> ScheduleId {
+        let schedule = ScheduleId::new();
+        let prices: Vec<SeatPrice> =
+            (1..=n).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(100) }).collect();
+        store::create_schedule(db, schedule, ConcertId::new(), &prices).await.unwrap();
+        schedule
+    }
+
     fn request(schedule: ScheduleId, seats: &[i32]) -> Incoming {
         let r = ReservationId::new();
         let e = ReservationRequested {
@@ -385,17 +404,9 @@ mod tests {
     async fn a_batch_holds_at_once_only_what_is_free_and_asked_once_and_the_rest_is_decided_one_by_one() {
         let env = testkit::TestEnv::new().await.unwrap();
         let db = env.db.clone();
-        let schedule = ScheduleId::new();
-        let prices: Vec<SeatPrice> =
-            (1..=6).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(100) }).collect();
-        store::create_schedule(&db, schedule, ConcertId::new(), &prices).await.unwrap();
+        let schedule = schedule_of(&db, 6).await;
         let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
-        let handler = Reservations {
-            outbox: outbox.clone(),
-            hold: Duration::from_secs(300),
-            prices: store::Prices::default(),
-            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
-        };
+        let handler = handler(&outbox);
         let taken = request(schedule, &[6]);
         let batch = [
             request(schedule, &[1, 2]),
@@ -478,18 +489,9 @@ mod tests {
     async fn a_batch_sells_at_once_what_its_completed_reservations_hold_and_announces_each_sell_out_once() {
         let env = testkit::TestEnv::new().await.unwrap();
         let db = env.db.clone();
-        let (two, three) = (ScheduleId::new(), ScheduleId::new());
-        let prices =
-            |n: i32| (1..=n).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(100) }).collect::<Vec<_>>();
-        store::create_schedule(&db, two, ConcertId::new(), &prices(2)).await.unwrap();
-        store::create_schedule(&db, three, ConcertId::new(), &prices(3)).await.unwrap();
+        let (two, three) = (schedule_of(&db, 2).await, schedule_of(&db, 3).await);
         let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
-        let handler = Reservations {
-            outbox: outbox.clone(),
-            hold: Duration::from_secs(300),
-            prices: store::Prices::default(),
-            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
-        };
+        let handler = handler(&outbox);
         let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
         let held = [request(two, &[1]), request(two, &[2]), request(three, &[1, 2]), request(three, &[3])];
         let outcomes = |applied: Vec<Result<Applied, HandleError>>| -> Vec<Applied> {
@@ -537,16 +539,9 @@ mod tests {
     async fn a_sale_delivered_again_after_a_stop_before_its_sold_out_announces_it() {
         let env = testkit::TestEnv::new().await.unwrap();
         let db = env.db.clone();
-        let schedule = ScheduleId::new();
-        let prices = vec![SeatPrice { seat_no: SeatNo(1), price: Won(100) }];
-        store::create_schedule(&db, schedule, ConcertId::new(), &prices).await.unwrap();
+        let schedule = schedule_of(&db, 1).await;
         let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
-        let handler = Reservations {
-            outbox: outbox.clone(),
-            hold: Duration::from_secs(300),
-            prices: store::Prices::default(),
-            maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
-        };
+        let handler = handler(&outbox);
         let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
         let held = request(schedule, &[1]);
         inbox.apply_batch(INBOX, std::slice::from_ref(&held)).await.pop().unwrap().unwrap();
