@@ -29,7 +29,9 @@ pub async fn serve(
         return Err(platform::ConfigError(problems).into());
     }
     let limits = limits?;
-    let telemetry = platform::telemetry::init(process, config.otlp_endpoint.as_deref())?;
+    let telemetry = platform::telemetry::init(process, config.otlp_endpoint.as_deref(), config.log_format)?;
+    // The recorder before anything records: a metric set before it would be lost.
+    platform::http::metrics_handle();
     let addr = addr.unwrap_or(config.http_addr);
     let ops_addr = config.ops_addr;
     let shutdown = platform::shutdown::on_signal();

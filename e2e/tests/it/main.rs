@@ -10,6 +10,7 @@ mod faults;
 mod happy;
 mod input;
 mod topology;
+mod traces;
 mod waiting_room;
 
 use e2e::{

@@ -287,6 +287,20 @@ impl<H: Handler> PgInbox<H> {
     /// not seen before (a redelivery in the same batch counts once); events the handler does not
     /// take are ignored without a transaction. Fails as a whole.
     async fn apply_together(&self, consumer: &str, msgs: &[&Incoming]) -> Result<Vec<Applied>, HandleError> {
+        let span = tracing::info_span!(
+            "transaction",
+            db.system = "postgresql",
+            messages = msgs.len(),
+            otel.kind = "client"
+        );
+        self.apply_in_transaction(consumer, msgs).instrument(span).await
+    }
+
+    async fn apply_in_transaction(
+        &self,
+        consumer: &str,
+        msgs: &[&Incoming],
+    ) -> Result<Vec<Applied>, HandleError> {
         let mut outcomes: Vec<Applied> = msgs
             .iter()
             .map(|m| if self.handler.handles(m.kind()) { Applied::Duplicate } else { Applied::Ignored })
@@ -697,8 +711,15 @@ async fn process<A: Apply>(
         many => {
             metrics::histogram!("consumer_batch_messages", "consumer" => name.to_owned())
                 .record(many.len() as f64);
+            // The batch's own span links to each message's; what a message causes carries
+            // that message's trace (`with_causes`), so each saga stays one trace.
             let span = tracing::info_span!("consume batch", consumer = %name, messages = many.len());
-            apply.apply_batch(&inbox, many).instrument(span).await
+            let mut causes = std::collections::HashMap::with_capacity(many.len());
+            for (incoming, (_, message)) in many.iter().zip(&received) {
+                platform::telemetry::link(&span, message);
+                causes.insert(incoming.envelope.id.0, platform::telemetry::trace_headers(message));
+            }
+            crate::outbox::with_causes(causes, apply.apply_batch(&inbox, many)).instrument(span).await
         }
     };
     for ((msg, span), (incoming, outcome)) in received.into_iter().zip(incoming.iter().zip(outcomes)) {
@@ -756,6 +777,8 @@ async fn receive(
         consumer = %name,
         event_type = %incoming.envelope.kind,
         event_id = %incoming.envelope.id,
+        // The saga's id (a reservation's): what an operator searches traces by.
+        correlation_id = %incoming.envelope.correlation_id,
         deliveries,
         otel.kind = "consumer",
     );

@@ -1,6 +1,10 @@
 //! The transactional outbox: an event is a row written in the same transaction as the state
 //! change it announces. Nothing is published unless that transaction commits; the relay
 //! publishes committed rows afterwards (DESIGN §1, §8).
+//!
+//! A row carries the trace context of what caused it: the message it answers when a consumer
+//! applies a batch ([`with_causes`]), otherwise the current span (the HTTP request, or the one
+//! message being consumed). So a saga is one trace however its consumers batch.
 
 use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
 use platform::signal::Signal;
@@ -9,6 +13,28 @@ use std::{
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
 };
+
+tokio::task_local! {
+    /// The trace context of each message of the batch being applied, by event id.
+    static CAUSES: HashMap<uuid::Uuid, Vec<(String, String)>>;
+}
+
+/// Runs `apply` (the handling of a batch of messages) so that an event caused by one of them
+/// carries the trace context of its cause (`causes`, by event id) rather than the batch's.
+pub(crate) async fn with_causes<F: std::future::Future>(
+    causes: HashMap<uuid::Uuid, Vec<(String, String)>>,
+    apply: F,
+) -> F::Output {
+    CAUSES.scope(causes, apply).await
+}
+
+/// The trace context an event caused by `cause` carries: its cause's, when that is a message
+/// of the batch being applied; otherwise the current span's.
+fn trace_of(cause: Option<contracts::EventId>) -> Vec<(String, String)> {
+    cause
+        .and_then(|cause| CAUSES.try_with(|causes| causes.get(&cause.0).cloned()).ok().flatten())
+        .unwrap_or_else(platform::telemetry::current_trace_headers)
+}
 
 /// Writes events into one service's `<schema>.outbox`.
 ///
@@ -89,9 +115,9 @@ impl Outbox {
         Ok(())
     }
 
-    /// `event` as an outbox row, with the current span's trace context.
+    /// `event` as an outbox row, with the trace context of its cause (see the module).
     pub fn row<E: Event>(&self, event: &Envelope<E>) -> Result<OutboxRow, DbErr> {
-        let mut headers = platform::telemetry::current_trace_headers();
+        let mut headers = trace_of(event.causation_id);
         headers.push((HEADER_TYPE.to_owned(), E::TYPE.to_owned()));
         Ok(OutboxRow {
             kind: E::TYPE,
@@ -234,4 +260,54 @@ pub struct OutboxRow {
     subject: String,
     headers: serde_json::Value,
     body: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::{ReservationId, ReservationRequested, ScheduleId, UserId};
+
+    fn requested() -> Envelope<ReservationRequested> {
+        let id = ReservationId::new();
+        let event = ReservationRequested {
+            reservation_id: id,
+            user_id: UserId::new(),
+            schedule_id: ScheduleId::new(),
+            seat_nos: Vec::new(),
+            queue_token: String::new(),
+        };
+        Envelope::new("test", id, event)
+    }
+
+    fn traceparent(row: &OutboxRow) -> Option<String> {
+        let headers: Vec<(String, String)> = serde_json::from_value(row.headers.clone()).ok()?;
+        headers.into_iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v)
+    }
+
+    #[tokio::test]
+    async fn an_event_of_a_batch_carries_its_causes_trace_and_any_other_the_current_one() {
+        let _t = platform::telemetry::init("test", None, platform::telemetry::LogFormat::Text);
+        let outbox = Outbox::new("seat", Namespace::new("t").unwrap_or_default());
+        let (cause, other) = (requested(), requested());
+        let theirs = vec![(
+            "traceparent".to_owned(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+        )];
+        let batch = tracing::info_span!("consume batch");
+        let _entered = batch.enter();
+        let (answer, unrelated) = with_causes(HashMap::from([(cause.id.0, theirs.clone())]), async {
+            let answer = outbox.row(&requested().caused_by(&cause.meta()))?;
+            let unrelated = outbox.row(&requested().caused_by(&other.meta()))?;
+            Ok::<_, DbErr>((answer, unrelated))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(traceparent(&answer).as_deref(), Some(theirs[0].1.as_str()));
+        let current = platform::telemetry::current_trace_headers();
+        assert_eq!(
+            traceparent(&unrelated),
+            current.into_iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v)
+        );
+        assert_ne!(traceparent(&unrelated).as_deref(), Some(theirs[0].1.as_str()));
+    }
 }

@@ -45,6 +45,7 @@ use std::{
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Publishes one schema's outbox.
 #[derive(Clone)]
@@ -281,12 +282,29 @@ impl Relay {
     }
 
     /// Publishes one row and waits for its ack; `true` when JetStream already had it.
+    /// Publishes `row` under a span of its own, a child of the trace the row carries; the
+    /// message carries that span's context, so its consumers are the publish's children.
     async fn publish(&self, row: &Row) -> Result<bool, Unpublished> {
+        let span = tracing::info_span!(
+            "publish",
+            subject = %row.subject,
+            event_id = %row.id,
+            otel.kind = "producer",
+        );
+        platform::telemetry::set_parent_from(
+            &span,
+            row.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let trace = platform::telemetry::trace_headers(&span);
         let mut headers = HeaderMap::new();
-        for (k, v) in &row.headers {
+        for (k, v) in row.headers.iter().filter(|(k, _)| !is_trace_header(k)).chain(&trace) {
             headers.insert(k.as_str(), v.as_str());
         }
         headers.insert(HEADER_MSG_ID, row.id.as_str());
+        self.send(row, headers).instrument(span).await
+    }
+
+    async fn send(&self, row: &Row, headers: HeaderMap) -> Result<bool, Unpublished> {
         let publish = PublishMessage::build().payload(row.body.clone()).headers(headers);
         let failed = |what: &'static str| {
             move |e: PublishError| match e.kind() {
@@ -336,4 +354,9 @@ impl Relay {
         metrics::counter!("outbox_set_aside_total", "schema" => self.schema.clone()).increment(1);
         Ok(())
     }
+}
+
+/// Whether `name` is a W3C trace context header, which the relay replaces by its own span's.
+fn is_trace_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate")
 }

@@ -14,6 +14,7 @@
 
 use crate::{InboxClaims, Outbox, OutboxRow};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use tracing::Instrument;
 
 /// The rows a batch statement reads as its table `input`, each naming its position (one row per
 /// position, or several: one per seat of a hold), each column an array of one value per row. The arrays travel as parameters, so the statement's text (and
@@ -186,7 +187,16 @@ impl<'a> BatchWrite<'a> {
     /// Runs the statement on `db`; answers its rows ([`BatchWrite::answering`]).
     pub async fn rows(self, db: &impl ConnectionTrait) -> Result<Vec<QueryResult>, DbErr> {
         let Some((sql, values)) = self.statement() else { return Ok(Vec::new()) };
-        db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await
+        let span = tracing::info_span!(
+            "batch write",
+            db.system = "postgresql",
+            applied_by = self.applied,
+            rows = self.input.rows,
+            otel.kind = "client",
+        );
+        db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+            .instrument(span)
+            .await
     }
 }
 

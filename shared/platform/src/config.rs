@@ -62,6 +62,8 @@ pub struct Config {
     pub saga: SagaClocks,
     /// Where traces go (OTLP/HTTP); none means spans stay in-process.
     pub otlp_endpoint: Option<String>,
+    /// How log lines are written (`TICKETING_LOG_FORMAT`: `text`, the default, or `json`).
+    pub log_format: crate::telemetry::LogFormat,
     /// The variables this was read from, for each service's own [`Settings`].
     lookup: Lookup,
 }
@@ -327,6 +329,14 @@ impl Config {
             r.fail("TICKETING_HOLD_SECS", "must be at least 1");
         }
         let otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let log_format = match r.string("TICKETING_LOG_FORMAT", "text").as_str() {
+            "text" => crate::telemetry::LogFormat::Text,
+            "json" => crate::telemetry::LogFormat::Json,
+            _ => {
+                r.fail("TICKETING_LOG_FORMAT", "must be text or json");
+                crate::telemetry::LogFormat::Text
+            }
+        };
 
         let Some(jwt) = jwt.filter(|_| r.problems.is_empty()) else {
             return Err(ConfigError(r.problems));
@@ -344,6 +354,7 @@ impl Config {
             ops_addr,
             saga,
             otlp_endpoint,
+            log_format,
             lookup,
         })
     }

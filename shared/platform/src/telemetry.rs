@@ -1,6 +1,10 @@
 //! `tracing` with OpenTelemetry: every span gets a W3C trace id; spans are exported over OTLP
 //! only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The trace context helpers here are the one
 //! piece of code that moves `traceparent` in and out of HTTP requests, outbox rows and NATS headers.
+//!
+//! Log lines are text for people, or JSON for a log pipeline ([`LogFormat::Json`]): one object
+//! per line, with the `trace_id` and `span_id` of the span it was logged in, so a line leads to
+//! its trace and a trace to its lines.
 
 use opentelemetry::{
     global,
@@ -8,9 +12,27 @@ use opentelemetry::{
     trace::{TraceContextExt, TracerProvider as _},
 };
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt};
+use tracing::field::{Field, Visit};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Compact text, for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `span`, `trace_id`, `span_id`,
+    /// `message` and the event's fields.
+    Json,
+}
 
 /// Keeps the tracer provider alive; flush it on shutdown.
 pub struct Telemetry {
@@ -33,9 +55,13 @@ pub enum TelemetryError {
     Exporter(String),
 }
 
-/// Installs the global subscriber (fmt + OpenTelemetry) and the W3C propagator.
-/// A second call in the same process (tests) keeps the first subscriber.
-pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry, TelemetryError> {
+/// Installs the global subscriber (log lines as `format` says, and OpenTelemetry) and the W3C
+/// propagator. A second call in the same process (tests) keeps the first subscriber.
+pub fn init(
+    service_name: &str,
+    otlp_endpoint: Option<&str>,
+    format: LogFormat,
+) -> Result<Telemetry, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build());
@@ -53,17 +79,97 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry
 
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,async_nats=warn,tower_http=warn"));
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(std::io::stderr).boxed()
+        }
+    };
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr))
         .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(lines)
         .try_init();
     Ok(Telemetry { provider })
 }
 
+/// [`LogFormat::Json`]'s lines. The trace and span ids are those of the OpenTelemetry context
+/// active where the event was logged (entering a span activates its context).
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into(),
+        );
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+        if let Some(span) = ctx.lookup_current() {
+            line.insert("span".into(), span.name().into());
+        }
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            line.insert("trace_id".into(), ids.trace_id().to_string().into());
+            line.insert("span_id".into(), ids.span_id().to_string().into());
+        }
+        event.record(&mut JsonFields(&mut line));
+        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// Puts an event's fields into its JSON line.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
 /// The W3C trace context of the current span, as header pairs (`traceparent`, `tracestate`).
 pub fn current_trace_headers() -> Vec<(String, String)> {
-    let cx = tracing::Span::current().context();
+    trace_headers(&tracing::Span::current())
+}
+
+/// The W3C trace context of `span`, as header pairs (`traceparent`, `tracestate`); none when it
+/// has none.
+pub fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
+    let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return Vec::new();
     }
@@ -83,6 +189,15 @@ pub fn set_parent_from<'a>(span: &tracing::Span, headers: impl IntoIterator<Item
     }
     let cx = global::get_text_map_propagator(|p| p.extract(&ReadCarrier(&carrier)));
     let _ = span.set_parent(cx);
+}
+
+/// Links `span` to the span `other` (a batch span to each message's, say).
+pub fn link(span: &tracing::Span, other: &tracing::Span) {
+    let cx = other.context();
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
 }
 
 /// The trace id of `span` as 32 hex digits (all zeros when it has none).
@@ -116,7 +231,7 @@ mod tests {
 
     #[test]
     fn context_survives_a_round_trip_through_headers() {
-        let _t = init("test", None).unwrap();
+        let _t = init("test", None, LogFormat::Text).unwrap();
         let producer = tracing::info_span!("producer");
         let headers = producer.in_scope(current_trace_headers);
         assert!(headers.iter().any(|(k, _)| k == "traceparent"), "{headers:?}");
@@ -125,5 +240,52 @@ mod tests {
         set_parent_from(&consumer, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         assert_eq!(trace_id(&consumer), trace_id(&producer));
         assert_ne!(trace_id(&producer), "00000000000000000000000000000000");
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_names_the_trace_and_span_it_was_logged_in() {
+        let buffer = Buffer::default();
+        let out = buffer.clone();
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .with(tracing_subscriber::fmt::layer().event_format(JsonLines).with_writer(move || out.clone()));
+        let (trace, lines) = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("consume", consumer = "seat__RESERVATION");
+            span.in_scope(|| tracing::warn!(reservation = "r-1", n = 3, "released"));
+            let text =
+                String::from_utf8(buffer.0.lock().map(|b| b.clone()).unwrap_or_default()).unwrap_or_default();
+            (trace_id(&span), text)
+        });
+        let lines: Vec<serde_json::Value> =
+            lines.lines().map(|l| serde_json::from_str(l).unwrap_or_default()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["message"], "outside any span");
+        assert!(lines[0].get("trace_id").is_none(), "no span, no trace: {}", lines[0]);
+        let line = &lines[1];
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["span"], "consume");
+        assert_eq!(line["message"], "released");
+        assert_eq!(line["reservation"], "r-1");
+        assert_eq!(line["n"], 3);
+        assert_ne!(trace, "00000000000000000000000000000000");
+        assert_eq!(line["trace_id"], trace.as_str(), "{line}");
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
     }
 }

@@ -59,7 +59,7 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates the database (migrated), the streams under a fresh prefix, and the Redis connection.
     pub async fn new() -> anyhow::Result<Self> {
-        let _ = platform::telemetry::init("test", None);
+        let _ = platform::telemetry::init("test", None, platform::telemetry::LogFormat::Text);
         let (admin_url, nats_url, redis_url) = server_urls();
         let now = chrono_secs();
         let name = format!("tk_{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
