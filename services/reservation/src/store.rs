@@ -523,14 +523,32 @@ pub async fn save(
         write = write.claims(claims);
     }
     let rows = write.rows(db).await?;
-    rows.iter()
+    let saved = rows
+        .iter()
         .map(|row| {
             let timeline =
                 row.try_get::<Option<serde_json::Value>>("", "timeline")?.map(timeline_of).transpose()?;
             let saved = Saved { row: reservation(row)?, version: row.try_get("", "version")?, timeline };
             Ok((row.try_get::<i64>("", "i")?, saved))
         })
-        .collect()
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    for (_, s) in &saved {
+        if s.row.status.is_terminal() {
+            ended(&s.row);
+        }
+    }
+    Ok(saved)
+}
+
+/// Counts a saga that ended (`saga_outcomes_total` by status and reason) and how long it took
+/// from its request (`saga_duration_seconds`). A save moves a row out of the status it expects,
+/// and no status follows a terminal one, so each saga ends here once.
+fn ended(r: &Reservation) {
+    let status = r.status.as_str();
+    let reason = r.failure_reason.map_or_else(|| "none".to_owned(), reason_str);
+    metrics::counter!("saga_outcomes_total", "status" => status, "reason" => reason).increment(1);
+    let took = (Utc::now() - r.created_at).to_std().unwrap_or_default();
+    metrics::histogram!("saga_duration_seconds", "status" => status).record(took.as_secs_f64());
 }
 
 /// One line of a reservation's timeline.

@@ -46,19 +46,31 @@ pub struct Backstop {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
     pub maps: SeatMaps,
-    /// The pay grace and the backstop's own grace together.
-    pub after: Duration,
+    /// How long past `heldUntil` a payment may still complete (the reservation's last deadline).
+    pub pay_grace: Duration,
+    /// The backstop's own grace, past that deadline.
+    pub grace: Duration,
 }
 
 impl Backstop {
     /// How often it looks: often enough to act within a tenth of its grace, at most every 30 s.
     pub fn every(&self) -> Duration {
-        (self.after / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+        (self.after() / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
     }
 
-    /// One pass: releases what is due (a batch at most) and returns how many seats.
+    /// How long past `heldUntil` a seat may stay HELD: the pay grace and the backstop's own.
+    fn after(&self) -> Duration {
+        self.pay_grace + self.grace
+    }
+
+    /// One pass: counts the seats HELD past their reservation's last deadline
+    /// (`seats_held_past_deadline`, a gauge: seats the backstop will release if they stay), then
+    /// releases what is due (a batch at most) and returns how many seats.
     pub async fn pass(&self) -> Result<Pass, DbErr> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(self.after).unwrap_or(chrono::Duration::MAX);
+        let now = Utc::now();
+        let late = store::held_before(&self.db, now - chrono_duration(self.pay_grace)).await?;
+        metrics::gauge!("seats_held_past_deadline").set(late as f64);
+        let cutoff = now - chrono_duration(self.after());
         let txn = self.db.begin().await?;
         let released = store::release_held_before(&txn, cutoff, BATCH).await?;
         let mut events = Vec::new();
@@ -83,4 +95,9 @@ impl Backstop {
         }
         Ok(Pass::of(seats, BATCH as usize))
     }
+}
+
+/// `d` as a chrono duration (a longer one than chrono holds counts as its longest).
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }

@@ -59,7 +59,8 @@ impl Service for Seats {
             db: rt.db.clone(),
             outbox: outbox.clone(),
             maps: maps.clone(),
-            after: rt.config.saga.pay_grace + settings.grace,
+            pay_grace: rt.config.saga.pay_grace,
+            grace: settings.grace,
         };
         let (every, shutdown) = (backstop.every(), rt.shutdown.clone());
         rt.spawn("backstop[seat]", async move {

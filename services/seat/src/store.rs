@@ -330,6 +330,17 @@ pub struct Released {
     pub seats: Vec<SeatNo>,
 }
 
+/// How many seats are HELD with a `held_until` before `cutoff`.
+pub async fn held_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT count(*) AS n FROM seat.seats WHERE status = 'HELD' AND held_until < $1",
+            [cutoff.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
 /// Releases up to `limit` seats HELD until before `cutoff` (seats another transaction has locked
 /// are left for the next pass); returns them by reservation.
 pub async fn release_held_before(

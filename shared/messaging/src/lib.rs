@@ -7,6 +7,7 @@ mod consumer;
 pub mod definitions;
 pub mod dlq;
 mod error;
+pub mod gauges;
 mod outbox;
 mod peers;
 pub mod permissions;

@@ -20,6 +20,9 @@ pub struct Runtime {
     /// The background tasks that died before shutdown (`/healthz` names them).
     pub liveness: platform::http::Liveness,
     tasks: TaskTracker,
+    /// The outboxes and consumers this process runs, for [`crate::gauges`].
+    watch: crate::gauges::Watch,
+    gauges_started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Runtime {
@@ -51,7 +54,17 @@ impl Runtime {
         redis: platform::pools::Redis,
         shutdown: CancellationToken,
     ) -> Self {
-        Self { config, db, bus, redis, shutdown, liveness: Default::default(), tasks: TaskTracker::new() }
+        Self {
+            config,
+            db,
+            bus,
+            redis,
+            shutdown,
+            liveness: Default::default(),
+            tasks: TaskTracker::new(),
+            watch: Default::default(),
+            gauges_started: Default::default(),
+        }
     }
 
     /// Runs a named background task until it ends; `task` must stop when `shutdown` is cancelled.
@@ -84,6 +97,19 @@ impl Runtime {
     pub fn spawn_relay(&self, schema: &str) {
         let relay = Relay::new(&self.db, self.bus.clone(), schema);
         self.spawn(&format!("relay[{schema}]"), relay.run(self.shutdown.clone()));
+        self.watch.schema(schema);
+        self.sample_gauges();
+    }
+
+    /// Starts sampling the backbone's gauges of what this process runs ([`crate::gauges`]),
+    /// once.
+    fn sample_gauges(&self) {
+        if self.gauges_started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let task =
+            crate::gauges::run(self.db.clone(), self.bus.clone(), self.watch.clone(), self.shutdown.clone());
+        self.spawn("gauges", task);
     }
 
     /// Prunes `<schema>`'s old inbox and idempotency rows, hourly until shutdown ([`crate::prune`]).
@@ -127,8 +153,10 @@ impl<A: Apply> Consumer<A> {
     /// Runs them on `rt` until its shutdown.
     pub fn spawn(self, rt: &Runtime) {
         for spec in self.specs {
+            rt.watch.consumer(rt.bus.ns.stream(spec.stream), spec.name(), &spec.service);
             let name = format!("consumer[{}]", spec.name());
             rt.spawn(&name, run_consumer(rt.bus.clone(), spec, self.apply.clone(), rt.shutdown.clone()));
         }
+        rt.sample_gauges();
     }
 }

@@ -27,16 +27,31 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 /// Largest request body any route accepts.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The global Prometheus recorder, installed on first use.
+/// Buckets of `consumer_batch_messages`: how many messages a consumer applied together.
+const BATCH_SIZES: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
+/// The global Prometheus recorder, installed on first use. Every histogram has buckets, so
+/// quantiles can be taken across replicas (`histogram_quantile`).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            // The first matcher that matches a name picks its buckets: the named ones first.
             let builder = PrometheusBuilder::new()
+                // A saga lives from its request to its payment or its expiry: minutes.
                 .set_buckets_for_metric(
-                    Matcher::Suffix("duration_seconds".into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+                    Matcher::Full("saga_duration_seconds".into()),
+                    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("consumer_batch_messages".into()), &BATCH_SIZES)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("duration_seconds".into()),
+                        &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -278,6 +293,20 @@ mod tests {
     use super::*;
     use axum::body::Body;
     use tower::ServiceExt;
+
+    #[test]
+    fn every_histogram_has_buckets_that_fit_what_it_measures() {
+        let handle = metrics_handle();
+        metrics::histogram!("saga_duration_seconds", "status" => "CONFIRMED").record(90.0);
+        metrics::histogram!("consumer_batch_messages", "consumer" => "c").record(3.0);
+        metrics::histogram!("http_request_duration_seconds", "route" => "/r").record(0.003);
+        let text = handle.render();
+        // Minutes for a saga, counts for a batch, milliseconds for a request.
+        assert!(text.contains(r#"saga_duration_seconds_bucket{status="CONFIRMED",le="1200"} 1"#), "{text}");
+        assert!(text.contains(r#"saga_duration_seconds_bucket{status="CONFIRMED",le="60"} 0"#), "{text}");
+        assert!(text.contains(r#"consumer_batch_messages_bucket{consumer="c",le="4"} 1"#), "{text}");
+        assert!(text.contains(r#"http_request_duration_seconds_bucket{route="/r",le="0.005"} 1"#), "{text}");
+    }
 
     async fn answer(router: Router, path: &str) -> (StatusCode, Option<String>, serde_json::Value) {
         let res = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();

@@ -9,8 +9,16 @@ use sea_orm::ConnectionTrait;
 use std::time::Duration;
 use testkit::eventually;
 
+/// The value of the series `series` (name and labels, as rendered) in `text`.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn held_paid_confirmed() {
+    let metrics = platform::http::metrics_handle();
     let s = Service::start().await;
     let user = UserId::new();
     let id = s.reserve(user, &[1, 2]).await;
@@ -48,16 +56,26 @@ async fn held_paid_confirmed() {
             "ReservationCompleted"
         ]
     );
+    // The saga's end is counted, with how long it took.
+    let text = metrics.render();
+    assert!(metric(&text, r#"saga_outcomes_total{status="CONFIRMED",reason="none"}"#) >= 1.0, "{text}");
+    assert!(metric(&text, r#"saga_duration_seconds_count{status="CONFIRMED"}"#) >= 1.0, "{text}");
 }
 
 #[tokio::test]
 async fn a_rejected_hold_fails_the_reservation() {
+    let metrics = platform::http::metrics_handle();
     let s = Service::start().await;
     let user = UserId::new();
     let id = s.reserve(user, &[1]).await;
     s.seats_rejected(id).await;
     let r = s.wait_status(user, id, "FAILED").await;
     assert_eq!(r["failureReason"], "SEAT_UNAVAILABLE");
+    let text = metrics.render();
+    assert!(
+        metric(&text, r#"saga_outcomes_total{status="FAILED",reason="SEAT_UNAVAILABLE"}"#) >= 1.0,
+        "{text}"
+    );
     let failed = eventually("ReservationFailed", Duration::from_secs(10), || async {
         s.env.events_of::<ReservationFailed>().await.unwrap().pop()
     })

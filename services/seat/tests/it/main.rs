@@ -289,6 +289,7 @@ async fn the_last_seats_sold_at_the_same_time_announce_sold_out_once() {
 /// announces it, and leaves sold seats alone.
 #[tokio::test]
 async fn the_backstop_releases_seats_held_past_every_deadline() {
+    let metrics = platform::http::metrics_handle();
     let env = TestEnv::new().await.unwrap();
     let rt = env
         .runtime_as(
@@ -308,6 +309,11 @@ async fn the_backstop_releases_seats_held_past_every_deadline() {
     let (sold, _) = s.request(schedule, &[3]).await;
     s.outcomes(2).await;
     s.complete(schedule, sold, &[3]).await;
+    // Past the hold and the pay grace, before the backstop's own grace: counted, not released.
+    eventually("two seats counted as held past their deadline", Duration::from_secs(10), || async {
+        metrics.render().lines().any(|line| line == "seats_held_past_deadline 2").then_some(())
+    })
+    .await;
     eventually("the backstop to release the lost reservation's seats", Duration::from_secs(20), || async {
         let statuses = [s.status_of(schedule, 1).await, s.status_of(schedule, 2).await];
         (statuses == ["AVAILABLE", "AVAILABLE"]).then_some(())

@@ -4,6 +4,7 @@
 
 mod consumer;
 mod dlq;
+mod gauges;
 mod outbox;
 mod peers;
 mod permissions;
