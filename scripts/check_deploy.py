@@ -35,6 +35,14 @@ the sources of truth in the repository:
 Beyond them, the NATS StatefulSet must form its cluster (every pod in --routes, a name per
 server, its store on a volume) and Redis must keep an append-only file on a persistent volume.
 
+Metrics: every service pod serves /metrics on its container port named ops (TICKETING_OPS_ADDR),
+which must be scrapable and private. Its pod template carries the prometheus.io/* annotations,
+naming that port; the NetworkPolicies admit the monitoring namespace to it (and to nothing else),
+admit nothing else to it (not the ingress controller, which may reach the http port alone); the
+Ingress routes only to the Services' http port, and no Service leads to the ops port; the
+PodMonitor of k8s/components/prometheus-operator (in an overlay or not) selects every service pod
+on that port.
+
 Every problem is reported, each naming the object at fault; the exit status is 1 if there was any.
 """
 
@@ -82,6 +90,18 @@ MIN_JWT_SECRET, MIN_EXTERNAL_SECRET = 32, 16
 DEFAULTED_ANNOTATION = "ticketing.dev/defaulted"
 # The ingress controller's namespace in both kind's manifest and minikube's addon.
 INGRESS_NAMESPACE = "ingress-nginx"
+# Where Prometheus runs: the one namespace that may reach a service pod's ops port (/metrics), by
+# k8s/base/network-policies.yaml (services-from-monitoring). Change the two together.
+MONITORING_NAMESPACE = "monitoring"
+# What a service pod serves /metrics on (its container port named ops, TICKETING_OPS_ADDR) and
+# the API on (named http, the one the Services and the Ingress lead to).
+OPS_PORT, HTTP_PORT, METRICS_PATH = "ops", "http", "/metrics"
+# The pod annotations an annotation-driven Prometheus scrape config keeps pods by (the common
+# convention), and what they must say; prometheus.io/port must be the container port named ops.
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/path": METRICS_PATH}
+SCRAPE_PORT_ANNOTATION = "prometheus.io/port"
+# The optional component that has a Prometheus Operator scrape the same pods (a PodMonitor).
+PROMETHEUS_OPERATOR = ROOT / "k8s/components/prometheus-operator"
 # A path that catches what no service prefix does (ops routes, problem+json 404s).
 CATCH_ALL = "/"
 # The redis image's working directory, where Redis keeps its files unless --dir says otherwise.
@@ -1588,20 +1608,18 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
             continue
         service = pod.labels.get("app.kubernetes.io/name")
         is_service = pod.labels.get("app.kubernetes.io/component") == "service"
+        scraped = False  # some policy admits the monitoring namespace to its ops port
         for np in policies:
             if not policy_selects(np, pod):
                 continue
             where = f"NetworkPolicy/{np['metadata']['name']} on {pod.owner}"
             for rule in np["spec"].get("ingress") or []:
                 for peer in rule.get("from") or [{}]:
-                    ns = (peer.get("namespaceSelector") or {}).get("matchLabels") or {}
-                    if set(peer) != {"namespaceSelector"} or ns != {
-                        "kubernetes.io/metadata.name": INGRESS_NAMESPACE
-                    }:
-                        p.add(
-                            where,
-                            f"admits traffic from {peer or 'anywhere'}; only the {INGRESS_NAMESPACE} namespace may reach a service",
-                        )
+                    problem = service_peer_problem(pod, peer, rule)
+                    if problem:
+                        p.add(where, problem)
+                    elif namespace_of(peer) == MONITORING_NAMESPACE and applies_to_ingress(np):
+                        scraped = True
                 if not is_service:
                     p.add(where, "admits traffic to a pod that serves none")
             for rule in np["spec"].get("egress") or []:
@@ -1623,6 +1641,12 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
                             where,
                             f"lets {service} reach {peer or 'anywhere'}; services may reach only NATS, Postgres, Redis and DNS",
                         )
+        if is_service and not scraped:
+            p.add(
+                pod.owner,
+                f"no NetworkPolicy admits the {MONITORING_NAMESPACE} namespace to its {OPS_PORT} port: under "
+                "the default deny Prometheus cannot scrape /metrics",
+            )
     # Each backend takes traffic only from ticketing processes, and only on the ports it names;
     # a clustered backend's servers (NATS) also from one another, on their cluster port alone.
     # A backend reaches nothing but DNS and, clustered, its own servers on that port.
@@ -1694,6 +1718,189 @@ def own_pods(render: Render, peer: dict, rule: dict, name: str, peer_ports: set[
         and bool(ports)
         and ports <= peer_ports
     )
+
+
+def named_port(pod: Pod, name: str) -> int | None:
+    """The number of the pod's container port called `name`."""
+    for c in pod.spec.get("containers") or []:
+        for cp in c.get("ports") or []:
+            if cp.get("name") == name:
+                return cp.get("containerPort")
+    return None
+
+
+def service_pods(render: Render) -> list[Pod]:
+    """The pod templates of the services' Deployments (service-template's label)."""
+    return [
+        q
+        for q in render.pods
+        if q.kind == "Deployment" and q.labels.get("app.kubernetes.io/component") == "service"
+    ]
+
+
+def namespace_of(peer: dict) -> str | None:
+    """The namespace a NetworkPolicy peer admits, named by kubernetes.io/metadata.name, with all
+    its pods or those of a podSelector beside it; None for any other peer."""
+    selector = peer.get("namespaceSelector") or {}
+    if set(peer) - {"namespaceSelector", "podSelector"} or set(selector) != {"matchLabels"}:
+        return None
+    labels = selector["matchLabels"] or {}
+    return labels.get("kubernetes.io/metadata.name") if len(labels) == 1 else None
+
+
+def applies_to_ingress(np: dict) -> bool:
+    """Whether the policy's ingress rules count (policyTypes, when given, names Ingress)."""
+    return "Ingress" in (np["spec"].get("policyTypes") or ["Ingress"])
+
+
+def rule_reaches(rule: dict, name: str, number: int | None) -> bool:
+    """Whether a NetworkPolicy rule admits TCP to the container port `name` (number `number`):
+    a rule without ports admits every port."""
+    if not rule.get("ports"):
+        return True
+    for pt in rule["ports"]:
+        if pt.get("protocol", "TCP") != "TCP":
+            continue
+        port = pt.get("port")
+        if port is None or port == name:
+            return True
+        if isinstance(port, int) and number is not None and port <= number <= pt.get("endPort", port):
+            return True
+    return False
+
+
+def rule_only(rule: dict, name: str, number: int | None) -> bool:
+    """Whether a NetworkPolicy rule admits the container port `name` (number `number`) and no
+    other."""
+    ports = rule.get("ports") or []
+    return bool(ports) and all(
+        pt.get("port") in {name, number} and pt.get("endPort", pt.get("port")) == pt.get("port")
+        for pt in ports
+    )
+
+
+def service_peer_problem(pod: Pod, peer: dict, rule: dict) -> str | None:
+    """What is wrong with a NetworkPolicy admitting `peer` to a ticketing pod: the ingress
+    controller's namespace may reach the http port alone, the monitoring namespace the ops port
+    alone (/metrics), nothing else anything."""
+    http, ops = named_port(pod, HTTP_PORT), named_port(pod, OPS_PORT)
+    namespace = namespace_of(peer)
+    if namespace == INGRESS_NAMESPACE:
+        if rule_reaches(rule, OPS_PORT, ops):
+            return (
+                f"admits the {INGRESS_NAMESPACE} namespace to the {OPS_PORT} port ({ops}) by "
+                f"{port_list(rule)}: /metrics would be public; it may reach the {HTTP_PORT} port alone"
+            )
+        if not rule_only(rule, HTTP_PORT, http):
+            return (
+                f"admits the {INGRESS_NAMESPACE} namespace on {port_list(rule)}; it may reach the "
+                f"{HTTP_PORT} port ({http}) alone"
+            )
+        return None
+    if namespace == MONITORING_NAMESPACE:
+        if not rule_only(rule, OPS_PORT, ops):
+            return (
+                f"admits the {MONITORING_NAMESPACE} namespace on {port_list(rule)}; Prometheus may reach "
+                f"the {OPS_PORT} port ({ops}) alone"
+            )
+        return None
+    if rule_reaches(rule, OPS_PORT, ops):
+        return (
+            f"admits {peer or 'anyone'} to the {OPS_PORT} port ({ops}) by {port_list(rule)}: only the "
+            f"{MONITORING_NAMESPACE} namespace may reach /metrics"
+        )
+    return (
+        f"admits traffic from {peer or 'anywhere'}; only the {INGRESS_NAMESPACE} namespace (port "
+        f"{HTTP_PORT}) and the {MONITORING_NAMESPACE} namespace (port {OPS_PORT}) may reach a service"
+    )
+
+
+def check_scrape_annotations(p: Problems, render: Render) -> None:
+    """Every service pod tells an annotation-driven Prometheus to scrape /metrics on its port
+    named ops."""
+    for pod in service_pods(render):
+        annotations = (pod.workload["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+        ops = named_port(pod, OPS_PORT)
+        if ops is None:
+            p.add(pod.owner, f"no container port named {OPS_PORT}: nothing for Prometheus to scrape")
+        expected = {**SCRAPE_ANNOTATIONS, SCRAPE_PORT_ANNOTATION: None if ops is None else str(ops)}
+        for key, value in expected.items():
+            have = annotations.get(key)
+            if have is None:
+                p.add(pod.owner, f"pod template lacks the annotation {key}: Prometheus would not scrape it")
+            elif key == SCRAPE_PORT_ANNOTATION and value is not None and have != value:
+                p.add(
+                    pod.owner,
+                    f"annotation {key} is {have!r} but its container port named {OPS_PORT} is {ops}: "
+                    f"Prometheus would scrape another port than the one that serves {METRICS_PATH}",
+                )
+            elif value is not None and have != value:
+                p.add(pod.owner, f"annotation {key} is {have!r}, expected {value!r}")
+
+
+def check_ingress_ports(p: Problems, render: Render) -> None:
+    """The Ingress reaches each service through the Service port named http alone, which leads
+    to the containers' http port; no Service leads to a service pod's ops port (/metrics)."""
+    for ing in render.by_kind.get("Ingress", {}).values():
+        where = f"Ingress/{ing['metadata']['name']}"
+        for rule in ing["spec"].get("rules") or []:
+            for hp in (rule.get("http") or {}).get("paths") or []:
+                backend = hp["backend"].get("service") or {}
+                svc = render.get("Service", backend.get("name", ""))
+                sp = None if svc is None else service_port(svc, backend.get("port") or {})
+                if sp is not None and sp.get("name") != HTTP_PORT:  # None: check_render says so
+                    p.add(
+                        where,
+                        f"{hp['path']} points at port {sp.get('name') or sp['port']} of Service "
+                        f"{backend['name']}, not its {HTTP_PORT} port",
+                    )
+    services = service_pods(render)
+    for svc in render.by_kind.get("Service", {}).values():
+        where = f"Service/{svc['metadata']['name']}"
+        for pod in [q for q in render.selected_pods(svc) if q in services]:
+            http, ops = named_port(pod, HTTP_PORT), named_port(pod, OPS_PORT)
+            for sp in svc["spec"].get("ports") or []:
+                target = sp.get("targetPort", sp["port"])
+                if target in {OPS_PORT, ops}:
+                    p.add(
+                        where,
+                        f"port {sp['port']} leads to the {OPS_PORT} port of {pod.owner}: {METRICS_PATH} "
+                        f"must be reachable from the {MONITORING_NAMESPACE} namespace alone, through no Service",
+                    )
+                elif sp.get("name") == HTTP_PORT and target not in {HTTP_PORT, http}:
+                    p.add(where, f"port {HTTP_PORT} leads to {target}, not the {HTTP_PORT} port of {pod.owner}")
+
+
+def operator_pod_monitors() -> list[dict]:
+    """The PodMonitors of k8s/components/prometheus-operator as written: no overlay here includes
+    it (kind and minikube have no Prometheus Operator), so it is held against theirs."""
+    docs: list[dict] = []
+    for path in sorted(PROMETHEUS_OPERATOR.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs += [d for d in yaml.safe_load_all(path.read_text()) if d and d.get("kind") == "PodMonitor"]
+    return docs
+
+
+def check_pod_monitors(p: Problems, render: Render, namespace: str) -> None:
+    """The PodMonitors (the render's, else the component's) select every service pod, in its
+    namespace, and scrape /metrics on the port named ops."""
+    monitors = list(render.by_kind.get("PodMonitor", {}).values()) or operator_pod_monitors()
+    if not monitors:
+        p.add(str(PROMETHEUS_OPERATOR.relative_to(ROOT)), "has no PodMonitor")
+    for m in monitors:
+        where = f"PodMonitor/{m['metadata']['name']}"
+        spec = m.get("spec") or {}
+        namespaces = spec.get("namespaceSelector") or {}
+        if not namespaces.get("any") and namespace not in (
+            namespaces.get("matchNames") or [m["metadata"].get("namespace")]
+        ):
+            p.add(where, f"does not look in namespace {namespace}")
+        missed = [q.owner for q in service_pods(render) if not matches(spec.get("selector") or {}, q.labels)]
+        if missed:
+            p.add(where, f"does not select {', '.join(missed)}")
+        endpoints = spec.get("podMetricsEndpoints") or []
+        if not any(e.get("port") == OPS_PORT and e.get("path", METRICS_PATH) == METRICS_PATH for e in endpoints):
+            p.add(where, f"no podMetricsEndpoints entry scrapes {METRICS_PATH} on port {OPS_PORT}")
 
 
 def check_render(
@@ -1865,6 +2072,9 @@ def check_render(
     check_nats_users(pf, render, binary, ticketing, prefix)
     check_redis_users(pf, render, binary, ticketing, prefix)
     check_network_policies(pf, render, namespace)
+    check_scrape_annotations(pf, render)
+    check_ingress_ports(pf, render)
+    check_pod_monitors(pf, render, namespace)
     check_nats_config(pf, render)
     check_nats_cluster(pf, render, namespace, stream_replicas)
     check_redis(pf, render)
