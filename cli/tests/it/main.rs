@@ -306,11 +306,22 @@ async fn up_serves_one_openapi_document_and_a_docs_page() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
+    // `/docs` leads to the page; the page and everything it loads come from this process.
     let docs = http.get(format!("{url}/docs")).send().await.unwrap();
-    assert_eq!(docs.status(), 200);
+    assert_eq!((docs.status().as_u16(), docs.url().path()), (200, "/docs/"));
     assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = docs.text().await.unwrap();
-    assert!(page.contains("/openapi.json") && page.contains("swagger-ui"), "{page}");
+    assert!(page.contains("swagger-ui"), "{page}");
+    assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"), "{page}");
+    for asset in ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"] {
+        assert!(page.contains(asset), "{asset} not on the page: {page}");
+        let got = http.get(format!("{url}/docs/{asset}")).send().await.unwrap();
+        assert_eq!(got.status(), 200, "{asset}");
+        assert!(got.bytes().await.unwrap().len() > 10_000, "{asset} is not Swagger UI's");
+    }
+    let init =
+        http.get(format!("{url}/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
 }
 
 /// Behind an ingress, `/openapi.json` reaches whichever process the catch-all picks: each one

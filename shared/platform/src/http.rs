@@ -10,7 +10,7 @@ use axum::{
     extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{Method, StatusCode, Uri},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -126,13 +126,10 @@ pub fn openapi_router(service: &str, doc: utoipa::openapi::OpenApi) -> Router {
     document_route(&format!("/openapi/{service}.json"), doc)
 }
 
-/// The `/docs` page: Swagger UI (from the `swagger-ui-dist` CDN) over `/openapi.json`.
-pub const DOCS_PAGE: &str = include_str!("docs.html");
-
-/// `GET /openapi.json` (the document of everything the process serves) and `GET /docs`
-/// (Swagger UI over it).
+/// `GET /openapi.json` (the document of every service) and `GET /docs/` (Swagger UI over it,
+/// its assets built into the binary: the page works offline and loads nothing from elsewhere).
 pub fn docs_router(doc: utoipa::openapi::OpenApi) -> Router {
-    document_route("/openapi.json", doc).route("/docs", get(|| async { Html(DOCS_PAGE) }))
+    Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
 }
 
 /// How much one process takes on over HTTP.
