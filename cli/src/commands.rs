@@ -48,7 +48,8 @@ pub async fn serve(
         .watching(rt.liveness.clone());
     // Every process documents the whole API, not only what it runs: behind an ingress,
     // `/openapi.json` reaches whichever process the catch-all route picks.
-    let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()));
+    let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()))
+        .merge(platform::http::json_route("/asyncapi.json", messaging::asyncapi::document()?));
     let ops = platform::http::ops_router(readiness);
     let app = match ops_addr {
         None => platform::http::finish(router.merge(ops).merge(docs), limits),
@@ -151,6 +152,12 @@ pub fn redis_acl(config: &Config) -> anyhow::Result<()> {
 pub fn nats_auth(config: &Config) -> anyhow::Result<()> {
     let services: Vec<&str> = crate::services::SERVICES.iter().map(|s| s.name).collect();
     print!("{}", messaging::permissions::authorization(&config.prefix, &services)?);
+    Ok(())
+}
+
+/// Prints the event contract's AsyncAPI document.
+pub fn nats_asyncapi() -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&messaging::asyncapi::document()?)?);
     Ok(())
 }
 

@@ -99,6 +99,9 @@ enum NatsCommand {
     /// own subjects and read its own consumers alone, and an admin (passwords from the server's
     /// NATS_PASSWORD_<USER> variables).
     Auth,
+    /// Print the event contract as an AsyncAPI 3 document (as nats/asyncapi.json and
+    /// /asyncapi.json have it).
+    Asyncapi,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +197,7 @@ async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
         Command::Seed => commands::seed(&config).await,
         Command::Nats { command: NatsCommand::Apply } => commands::nats_apply(&config).await,
         Command::Nats { command: NatsCommand::Auth } => commands::nats_auth(&config),
+        Command::Nats { command: NatsCommand::Asyncapi } => commands::nats_asyncapi(),
         Command::Redis { command: RedisCommand::Acl } => commands::redis_acl(&config),
         Command::Dlq { command: DlqCommand::List { limit } } => commands::dlq_list(&config, limit).await,
         Command::Dlq { command: DlqCommand::Replay { seq } } => commands::dlq_replay(&config, seq).await,

@@ -306,6 +306,13 @@ async fn up_serves_one_openapi_document_and_a_docs_page() {
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
+    // The event contract, as nats/asyncapi.json has it.
+    let events: serde_json::Value =
+        http.get(format!("{url}/asyncapi.json")).send().await.unwrap().json().await.unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../../nats/asyncapi.json")).unwrap();
+    assert_eq!(events, committed);
+
     // `/docs` leads to the page; the page and everything it loads come from this process.
     let docs = http.get(format!("{url}/docs")).send().await.unwrap();
     assert_eq!((docs.status().as_u16(), docs.url().path()), (200, "/docs/"));

@@ -34,7 +34,7 @@ pub struct Envelope<P> {
 }
 
 /// The envelope without its payload: what a consumer knows before it decodes the body.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvelopeMeta {
     pub id: EventId,
@@ -117,6 +117,6 @@ pub enum DecodeError {
     WrongType { expected: &'static str, found: String },
     #[error("{kind} version {version} is newer than this service understands")]
     UnknownVersion { kind: &'static str, version: u32 },
-    #[error("malformed {kind} payload: {message}")]
+    #[error("malformed {kind} payload: {message} (its schema: {})", crate::schema_ref(kind))]
     Payload { kind: &'static str, message: String },
 }

@@ -3,6 +3,10 @@
 use crate::{ChargeId, ConcertId, Event, PaymentId, ReservationId, ScheduleId, SeatNo, Stream, UserId, Won};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{
+    ToSchema,
+    openapi::{RefOr, schema::Schema},
+};
 
 macro_rules! event {
     ($name:ident, $stream:expr, $subject:literal) => {
@@ -39,7 +43,7 @@ const fn kind<E: Event>() -> (&'static str, Stream, &'static str) {
 }
 
 /// A seat and its price, as announced with a new schedule.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatPrice {
     pub seat_no: SeatNo,
@@ -47,7 +51,7 @@ pub struct SeatPrice {
 }
 
 /// A concert was added to the catalog.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConcertCreated {
     pub concert_id: ConcertId,
@@ -57,7 +61,7 @@ pub struct ConcertCreated {
 event!(ConcertCreated, Stream::Catalog, "catalog.concert.created");
 
 /// A concert's name or host changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConcertUpdated {
     pub concert_id: ConcertId,
@@ -67,7 +71,7 @@ pub struct ConcertUpdated {
 event!(ConcertUpdated, Stream::Catalog, "catalog.concert.updated");
 
 /// A schedule with its seats was added; the seat service builds its inventory from this.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleCreated {
     pub schedule_id: ScheduleId,
@@ -78,7 +82,7 @@ pub struct ScheduleCreated {
 event!(ScheduleCreated, Stream::Catalog, "catalog.schedule.created");
 
 /// A user asked to hold seats; the saga starts here.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationRequested {
     pub reservation_id: ReservationId,
@@ -90,7 +94,7 @@ pub struct ReservationRequested {
 event!(ReservationRequested, Stream::Reservation, "reservation.requested");
 
 /// The reservation asks the wallet to pay for held seats before `pay_by`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequested {
     pub reservation_id: ReservationId,
@@ -101,7 +105,7 @@ pub struct PaymentRequested {
 event!(PaymentRequested, Stream::Reservation, "reservation.payment_requested");
 
 /// The reservation is paid and final.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationCompleted {
     pub reservation_id: ReservationId,
@@ -115,7 +119,7 @@ pub struct ReservationCompleted {
 event!(ReservationCompleted, Stream::Reservation, "reservation.completed");
 
 /// Why a reservation ended without seats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationFailureReason {
     SeatUnavailable,
@@ -126,7 +130,7 @@ pub enum ReservationFailureReason {
 }
 
 /// The reservation ended without seats; seats it held are released, the queue token restored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationFailed {
     pub reservation_id: ReservationId,
@@ -139,7 +143,7 @@ pub struct ReservationFailed {
 event!(ReservationFailed, Stream::Reservation, "reservation.failed");
 
 /// Money taken for a reservation that did not complete must go back.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefundRequested {
     pub reservation_id: ReservationId,
@@ -149,7 +153,7 @@ pub struct RefundRequested {
 event!(RefundRequested, Stream::Reservation, "reservation.refund_requested");
 
 /// Every requested seat is held for the reservation until `held_until`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatReserved {
     pub reservation_id: ReservationId,
@@ -162,7 +166,7 @@ pub struct SeatReserved {
 event!(SeatReserved, Stream::Seat, "seat.reserved");
 
 /// Why seats could not be held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SeatRejectReason {
     Taken,
@@ -170,7 +174,7 @@ pub enum SeatRejectReason {
 }
 
 /// None of the requested seats were held.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatReservationRejected {
     pub reservation_id: ReservationId,
@@ -181,7 +185,7 @@ pub struct SeatReservationRejected {
 event!(SeatReservationRejected, Stream::Seat, "seat.rejected");
 
 /// Seats held for the reservation are available again.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatsReleased {
     pub reservation_id: ReservationId,
@@ -191,7 +195,7 @@ pub struct SeatsReleased {
 event!(SeatsReleased, Stream::Seat, "seat.released");
 
 /// The last seat of a schedule was sold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SoldOut {
     pub schedule_id: ScheduleId,
@@ -202,7 +206,7 @@ pub struct SoldOut {
 event!(SoldOut, Stream::Seat, "seat.sold_out");
 
 /// A wallet was topped up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChargeCompleted {
     pub charge_id: ChargeId,
@@ -213,7 +217,7 @@ pub struct ChargeCompleted {
 event!(ChargeCompleted, Stream::Wallet, "wallet.charge.completed");
 
 /// A reservation was paid from the wallet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentCompleted {
     pub payment_id: PaymentId,
@@ -225,7 +229,7 @@ pub struct PaymentCompleted {
 event!(PaymentCompleted, Stream::Wallet, "wallet.payment.completed");
 
 /// Why a payment was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentFailureReason {
     InsufficientBalance,
@@ -233,7 +237,7 @@ pub enum PaymentFailureReason {
 }
 
 /// The wallet refused to pay; nothing was debited.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentFailed {
     pub reservation_id: ReservationId,
@@ -244,7 +248,7 @@ pub struct PaymentFailed {
 event!(PaymentFailed, Stream::Wallet, "wallet.payment.failed");
 
 /// A payment was returned to the wallet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRefunded {
     pub payment_id: PaymentId,
@@ -258,7 +262,7 @@ event!(PaymentRefunded, Stream::Wallet, "wallet.payment.refunded");
 /// A message a consumer could not handle, kept on `dlq.<service>` so nothing is lost.
 /// It is published as-is (not in an envelope): it must be writable even when the original
 /// could not be read at all.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetter {
     pub original_subject: String,
@@ -271,10 +275,43 @@ pub struct DeadLetter {
     pub deliveries: u64,
     pub reason: String,
     pub failed_at: DateTime<Utc>,
-    /// The original headers, so a replay carries the same trace context.
+    /// The original headers as `[name, value]` pairs, so a replay carries the same trace context.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub original_headers: Vec<(String, String)>,
     /// The original body, base64 (standard alphabet), so bytes that are not UTF-8 survive.
     pub original_body: String,
+}
+
+/// The JSON Schema of every event's payload (named by its `TYPE`), of the envelope's fields
+/// (`EnvelopeMeta`) and of a dead letter, with every schema they refer to; each name once. The
+/// event contract's document (`nats/asyncapi.json`) is made of these.
+pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
+    fn add<T: ToSchema>(out: &mut Vec<(String, RefOr<Schema>)>) {
+        out.push((T::name().into_owned(), T::schema()));
+        T::schemas(out);
+    }
+    let mut out = Vec::new();
+    add::<ConcertCreated>(&mut out);
+    add::<ConcertUpdated>(&mut out);
+    add::<ScheduleCreated>(&mut out);
+    add::<ReservationRequested>(&mut out);
+    add::<PaymentRequested>(&mut out);
+    add::<ReservationCompleted>(&mut out);
+    add::<ReservationFailed>(&mut out);
+    add::<RefundRequested>(&mut out);
+    add::<SeatReserved>(&mut out);
+    add::<SeatReservationRejected>(&mut out);
+    add::<SeatsReleased>(&mut out);
+    add::<SoldOut>(&mut out);
+    add::<ChargeCompleted>(&mut out);
+    add::<PaymentCompleted>(&mut out);
+    add::<PaymentFailed>(&mut out);
+    add::<PaymentRefunded>(&mut out);
+    add::<crate::EnvelopeMeta>(&mut out);
+    add::<DeadLetter>(&mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
 }
 
 #[cfg(test)]
@@ -282,6 +319,17 @@ mod tests {
     use super::*;
     use crate::{Envelope, EventId, ReservationId};
     use serde_json::json;
+
+    #[test]
+    fn every_event_has_a_schema_by_its_type() {
+        let named: Vec<String> = schemas().into_iter().map(|(name, _)| name).collect();
+        for (kind, ..) in ALL_EVENTS {
+            assert!(named.iter().any(|n| n == kind), "{kind} has no schema");
+        }
+        for shared in ["EnvelopeMeta", "DeadLetter", "SeatNo", "Won", "ReservationId"] {
+            assert!(named.iter().any(|n| n == shared), "{shared} has no schema: {named:?}");
+        }
+    }
 
     #[test]
     fn payloads_are_camel_case_with_screaming_reasons() {

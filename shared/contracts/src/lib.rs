@@ -13,6 +13,12 @@ pub use events::*;
 pub use ids::*;
 pub use namespace::{InvalidNamespace, Namespace, Stream};
 
+/// Where the event contract's document describes the schema `name` (an event's `TYPE`, or
+/// `EnvelopeMeta`): what a dead letter's reason quotes.
+pub fn schema_ref(name: &str) -> String {
+    format!("nats/asyncapi.json#/components/schemas/{name}")
+}
+
 /// An event type of the contract: its wire name, version, stream and (unprefixed) subject.
 pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// The `type` field of the envelope and the `Ticketing-Type` header.

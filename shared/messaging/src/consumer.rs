@@ -755,7 +755,8 @@ async fn receive(
     let envelope = match serde_json::from_slice::<Envelope<serde_json::Value>>(&msg.payload) {
         Ok(env) => env,
         Err(e) => {
-            let reason = format!("undecodable envelope: {e}");
+            let reason =
+                format!("undecodable envelope: {e} (its schema: {})", contracts::schema_ref("EnvelopeMeta"));
             settle_dead(bus, spec, name, msg, None, &reason, deliveries).await;
             return None;
         }

@@ -2,6 +2,7 @@
 //! the transactional outbox and its relay, idempotent consumers (Postgres inbox or Redis script)
 //! with NAK-with-delay and a dead-letter stream, and W3C trace propagation through all of it.
 
+pub mod asyncapi;
 pub mod bus;
 mod consumer;
 pub mod definitions;

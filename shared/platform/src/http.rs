@@ -110,7 +110,7 @@ async fn metrics_text() -> impl IntoResponse {
 }
 
 /// Serves a document as JSON at `path`.
-fn document_route(path: &str, doc: utoipa::openapi::OpenApi) -> Router {
+pub fn json_route<T: serde::Serialize + Send + Sync + 'static>(path: &str, doc: T) -> Router {
     let doc = Arc::new(doc);
     Router::new().route(
         path,
@@ -123,7 +123,7 @@ fn document_route(path: &str, doc: utoipa::openapi::OpenApi) -> Router {
 
 /// `GET /openapi/<service>.json`: one service's own OpenAPI document.
 pub fn openapi_router(service: &str, doc: utoipa::openapi::OpenApi) -> Router {
-    document_route(&format!("/openapi/{service}.json"), doc)
+    json_route(&format!("/openapi/{service}.json"), doc)
 }
 
 /// `GET /openapi.json` (the document of every service) and `GET /docs/` (Swagger UI over it,

@@ -83,6 +83,12 @@ async fn a_payload_of_the_wrong_shape_is_dead_lettered_at_once() {
     .await;
     assert_eq!(letters[0].1.deliveries, 1);
     assert!(letters[0].1.reason.contains("malformed SeatsReleased payload"), "{}", letters[0].1.reason);
+    // The reason quotes the schema the event contract's document gives the payload.
+    assert!(
+        letters[0].1.reason.ends_with("(its schema: nats/asyncapi.json#/components/schemas/SeatsReleased)"),
+        "{}",
+        letters[0].1.reason
+    );
 }
 
 #[tokio::test]
