@@ -15,11 +15,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<(String, serde_json::Value)>>>) {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
             let record = record.clone();
             async move {
-                let id = headers
-                    .get("x-ticketing-delivery")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
+                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                 record.lock().unwrap().push((id, body.0));
                 axum::http::StatusCode::NO_CONTENT
             }

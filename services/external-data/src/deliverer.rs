@@ -3,7 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED` and committed before the HTTP call, and an outcome is recorded only
 //! if the lease still holds. A worker that dies mid-attempt leaves a row that is due again when
 //! its lease ends, so every delivery is sent at least once; the receiver dedupes copies by
-//! `X-Ticketing-Delivery`.
+//! `webhook-id`. Deliveries are signed as Standard Webhooks specifies ([`Signer`]).
 
 use crate::{
     domain::{self, AttemptResult, DeliverySettings, Next, Signer},
@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// The worker's task name.
 pub const TASK: &str = "deliverer[external-data]";
 /// The delivery's id; the same on every attempt, so the receiver can drop copies.
-pub const HEADER_DELIVERY: &str = "X-Ticketing-Delivery";
+pub const HEADER_DELIVERY: &str = standardwebhooks::HEADER_WEBHOOK_ID;
 /// When this attempt was signed, in unix seconds.
-pub const HEADER_TIMESTAMP: &str = "X-Ticketing-Timestamp";
-/// `v1=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub const HEADER_SIGNATURE: &str = "X-Ticketing-Signature";
+pub const HEADER_TIMESTAMP: &str = standardwebhooks::HEADER_WEBHOOK_TIMESTAMP;
+/// `v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`.
+pub const HEADER_SIGNATURE: &str = standardwebhooks::HEADER_WEBHOOK_SIGNATURE;
 
 /// How much of a failed answer's body goes into the delivery log.
 const DETAIL_BYTES: usize = 200;
@@ -153,14 +153,17 @@ async fn attempt(worker: &Worker, claim: &Claimed) -> AttemptResult {
         Err(e) => return AttemptResult::NoAnswer { error: format!("cannot encode the body: {e}") },
     };
     // Signed at each attempt, so the timestamp says when this copy was sent.
-    let timestamp = Utc::now().timestamp();
-    let signature = worker.target.signer.sign(timestamp, &body);
+    let (id, timestamp) = (claim.id.to_string(), Utc::now().timestamp());
+    let signature = match worker.target.signer.sign(&id, timestamp, &body) {
+        Ok(s) => s,
+        Err(e) => return AttemptResult::NoAnswer { error: format!("cannot sign the body: {e}") },
+    };
     let sent = worker
         .http
         .post(worker.target.url.clone())
         .timeout(worker.settings.timeout)
         .header(CONTENT_TYPE, "application/json")
-        .header(HEADER_DELIVERY, claim.id.to_string())
+        .header(HEADER_DELIVERY, id)
         .header(HEADER_TIMESTAMP, timestamp.to_string())
         .header(HEADER_SIGNATURE, signature)
         .body(body)

@@ -1,13 +1,12 @@
 //! The delivery rules, without IO: states, the retry schedule, the signature, and what one
 //! attempt's answer means for the delivery.
 
-use hmac::{Hmac, Mac};
+use base64::Engine;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::{fmt, time::Duration};
 use uuid::Uuid;
 
-/// Identifies one delivery; sent as `X-Ticketing-Delivery` on every attempt, so the receiver can
+/// Identifies one delivery; sent as `webhook-id` on every attempt, so the receiver can
 /// drop the copies that at-least-once delivery sends.
 #[derive(
     Clone,
@@ -189,26 +188,40 @@ pub fn decide(
     }
 }
 
-/// Signs delivery bodies: `v1=<lowercase hex HMAC-SHA256(secret, "<timestamp>.<body>")>`. The
-/// timestamp is part of the signed text, so a receiver that rejects old timestamps also rejects
-/// replays of captured requests.
+/// Signs deliveries as Standard Webhooks does (<https://www.standardwebhooks.com>, its own
+/// crate): `webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`, with
+/// the delivery's id and the unix timestamp of the attempt in `webhook-id` and
+/// `webhook-timestamp`. The id and the timestamp are signed, so a receiver that rejects old
+/// timestamps and ids it has seen rejects replays, and any Standard Webhooks library verifies it.
 #[derive(Clone)]
-pub struct Signer(Hmac<Sha256>);
+pub struct Signer(std::sync::Arc<standardwebhooks::Webhook>);
+
+/// The shortest accepted key, in bytes.
+pub const MIN_KEY: usize = 16;
 
 impl Signer {
-    /// A signer with `secret` as the HMAC key. HMAC takes keys of any length, so the error is
-    /// only the shape of the generic key API.
-    pub fn new(secret: &[u8]) -> Result<Self, hmac::digest::InvalidLength> {
-        Hmac::<Sha256>::new_from_slice(secret).map(Self)
+    /// A signer with `secret` as its key: `whsec_<base64>` as Standard Webhooks writes secrets,
+    /// or else the text's own bytes. Refused when the key is shorter than [`MIN_KEY`].
+    pub fn new(secret: &str) -> Result<Self, String> {
+        let key = match secret.strip_prefix("whsec_") {
+            Some(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| format!("a whsec_ secret must be base64 after the prefix: {e}"))?,
+            None => secret.as_bytes().to_vec(),
+        };
+        if key.len() < MIN_KEY {
+            return Err(format!(
+                "must be at least {MIN_KEY} bytes (after base64 decoding, for a whsec_ secret)"
+            ));
+        }
+        let webhook = standardwebhooks::Webhook::from_bytes(key).map_err(|e| e.to_string())?;
+        Ok(Self(std::sync::Arc::new(webhook)))
     }
 
-    /// The `X-Ticketing-Signature` value of `body` sent at `timestamp` (unix seconds).
-    pub fn sign(&self, timestamp: i64, body: &[u8]) -> String {
-        let mut mac = self.0.clone();
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+    /// The `webhook-signature` of `body` (JSON, so UTF-8) for delivery `id` sent at `timestamp`
+    /// (unix seconds).
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
+        self.0.sign(id, timestamp, body).map_err(|e| e.to_string())
     }
 }
 
@@ -286,23 +299,20 @@ mod tests {
     }
 
     #[test]
-    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
-        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let signer = Signer::new(b"Jefe").unwrap();
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
-        mac.update(b"what do ya want for nothing?");
-        assert_eq!(
-            hex::encode(mac.finalize().into_bytes()),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-        let sig = signer.sign(1_700_000_000, br#"{"a":1}"#);
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
-        mac.update(br#"1700000000.{"a":1}"#);
-        assert_eq!(sig, format!("v1={}", hex::encode(mac.finalize().into_bytes())));
-        assert_eq!(sig.len(), 3 + 64);
-        assert!(sig[3..].chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
-        assert_ne!(sig, signer.sign(1_700_000_001, br#"{"a":1}"#), "the timestamp is signed");
-        assert_ne!(sig, Signer::new(b"other").unwrap().sign(1_700_000_000, br#"{"a":1}"#));
+    fn deliveries_are_signed_as_standard_webhooks_signs_them() {
+        // The example of the Standard Webhooks specification.
+        let signer = Signer::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        let signature = signer.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body).unwrap();
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_ne!(signature, signer.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body).unwrap());
+        assert_ne!(signature, signer.sign("msg_other", 1614265330, body).unwrap());
+        // A secret without the prefix is its own bytes; too short a key is refused.
+        let raw = Signer::new("0123456789abcdef").unwrap();
+        assert_ne!(raw.sign("d", 1, body).unwrap(), signer.sign("d", 1, body).unwrap());
+        assert!(Signer::new("short").is_err());
+        assert!(Signer::new("whsec_c2hvcnQ=").is_err(), "5 bytes once decoded");
+        assert!(Signer::new("whsec_not base64!").is_err());
         assert_eq!(format!("{signer:?}"), "Signer(***)");
     }
 

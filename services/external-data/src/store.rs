@@ -24,7 +24,7 @@ platform::text_column!(DeliveryStatus);
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema, FromQueryResult)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
-    /// Also sent as `X-Ticketing-Delivery` on every attempt.
+    /// Also sent as `webhook-id` on every attempt.
     pub id: DeliveryId,
     /// The ReservationCompleted event delivered.
     pub event_id: EventId,
