@@ -22,7 +22,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && install -D target/release/ticketing /out/ticketing
 
 FROM debian:bookworm-slim AS runtime
-# ca-certificates: the system's trusted roots, which the NATS client reads for a tls:// URL.
+# ca-certificates: the system's trusted roots, which the NATS client (a tls:// URL) and
+# external-data (an https:// platform) read.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*

@@ -7,12 +7,12 @@
 
 use crate::{
     domain::{self, AttemptResult, DeliverySettings, Next, Signer},
+    sender::Sender,
     store::{self, Claimed},
 };
 use chrono::Utc;
-use reqwest::header::CONTENT_TYPE;
 use sea_orm::DatabaseConnection;
-use std::{error::Error as _, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -28,16 +28,16 @@ pub const HEADER_SIGNATURE: &str = standardwebhooks::HEADER_WEBHOOK_SIGNATURE;
 /// How much of a failed answer's body goes into the delivery log.
 const DETAIL_BYTES: usize = 200;
 
-/// Where deliveries go and how they are signed.
+/// Where deliveries go, how they are signed, and how they are sent.
 #[derive(Clone, Debug)]
 pub struct Target {
     pub url: reqwest::Url,
     pub signer: Signer,
+    pub sender: Sender,
 }
 
 struct Worker {
     db: DatabaseConnection,
-    http: reqwest::Client,
     target: Target,
     settings: DeliverySettings,
 }
@@ -48,7 +48,6 @@ struct Worker {
 /// timeout), so their outcomes are recorded rather than left to the lease.
 pub async fn run(
     db: DatabaseConnection,
-    http: reqwest::Client,
     target: Option<Target>,
     settings: DeliverySettings,
     shutdown: CancellationToken,
@@ -63,7 +62,7 @@ pub async fn run(
         tracing::info!(task = TASK, "stopped: shutdown requested");
         return;
     };
-    let worker = Arc::new(Worker { db, http, target, settings });
+    let worker = Arc::new(Worker { db, target, settings });
     let concurrency = worker.settings.concurrency.max(1);
     let mut in_flight = JoinSet::new();
     let mut failures = 0u32;
@@ -158,53 +157,17 @@ async fn attempt(worker: &Worker, claim: &Claimed) -> AttemptResult {
         Ok(s) => s,
         Err(e) => return AttemptResult::NoAnswer { error: format!("cannot sign the body: {e}") },
     };
-    let sent = worker
-        .http
-        .post(worker.target.url.clone())
-        .timeout(worker.settings.timeout)
-        .header(CONTENT_TYPE, "application/json")
-        .header(HEADER_DELIVERY, id)
-        .header(HEADER_TIMESTAMP, timestamp.to_string())
-        .header(HEADER_SIGNATURE, signature)
-        .body(body)
-        .send()
-        .await;
-    match sent {
-        Err(e) => AttemptResult::NoAnswer { error: describe(&e, worker.settings.timeout) },
-        Ok(mut res) => {
-            let status = res.status();
-            let detail = if status.is_success() { None } else { start_of_body(&mut res).await };
-            AttemptResult::Answered { status: status.as_u16(), detail }
-        }
+    let timestamp = timestamp.to_string();
+    let headers = [
+        (HEADER_DELIVERY, id.as_str()),
+        (HEADER_TIMESTAMP, timestamp.as_str()),
+        (HEADER_SIGNATURE, signature.as_str()),
+    ];
+    let (target, timeout) = (&worker.target, worker.settings.timeout);
+    let sent = tokio::time::timeout(timeout, target.sender.post(&target.url, &headers, body, DETAIL_BYTES));
+    match sent.await {
+        Err(_) => AttemptResult::NoAnswer { error: format!("timed out after {timeout:?}") },
+        Ok(Err(error)) => AttemptResult::NoAnswer { error },
+        Ok(Ok(answer)) => AttemptResult::Answered { status: answer.status, detail: answer.detail },
     }
-}
-
-/// The first bytes of an answer (read within the same timeout), for the delivery log.
-async fn start_of_body(res: &mut reqwest::Response) -> Option<String> {
-    let mut bytes = Vec::new();
-    while bytes.len() < DETAIL_BYTES {
-        match res.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let text: String = text.chars().take(DETAIL_BYTES).collect();
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
-/// A transport error as the delivery log shows it: the cause chain, and timeouts said plainly.
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        return format!("timed out after {timeout:?}");
-    }
-    let mut text = if e.is_connect() { format!("cannot connect: {e}") } else { e.to_string() };
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,11 +1,14 @@
-//! Where deliveries go: the external platform's URL and the key they are signed with, read from
-//! `TICKETING_EXTERNAL_DATA_URL` and `TICKETING_EXTERNAL_DATA_SECRET`.
+//! Where deliveries go: the external platform's URL, the key they are signed with, and the
+//! roots its TLS certificate may chain to besides the system's, read from
+//! `TICKETING_EXTERNAL_DATA_URL`, `TICKETING_EXTERNAL_DATA_SECRET` and
+//! `TICKETING_EXTERNAL_DATA_CA_FILE`.
 
-use crate::{deliverer::Target, domain::Signer};
+use crate::{deliverer::Target, domain::Signer, sender::Sender};
 use platform::config::Vars;
 
 const URL: &str = "TICKETING_EXTERNAL_DATA_URL";
 const SECRET: &str = "TICKETING_EXTERNAL_DATA_SECRET";
+const CA_FILE: &str = "TICKETING_EXTERNAL_DATA_CA_FILE";
 
 /// The platform deliveries are POSTed to; none means they are recorded but not sent.
 pub struct Destination(pub(crate) Option<Target>);
@@ -14,21 +17,21 @@ impl platform::config::Settings for Destination {
     fn read(vars: &mut Vars<'_>) -> Self {
         let Some(raw) = vars.raw(URL) else { return Self(None) };
         let url = match reqwest::Url::parse(&raw) {
-            Ok(url) if url.scheme() == "http" => Some(url),
-            Ok(url) if url.scheme() == "https" => {
-                vars.fail(
-                    URL,
-                    "deliveries go over plain http:// only (this build has no TLS client); reach an \
-                     https:// platform through a TLS-originating proxy or sidecar",
-                );
-                None
-            }
+            Ok(url) if ["http", "https"].contains(&url.scheme()) && url.host_str().is_some() => Some(url),
             Ok(_) => {
-                vars.fail(URL, "expected an http:// URL");
+                vars.fail(URL, "expected an http:// or https:// URL with a host");
                 None
             }
             Err(e) => {
                 vars.fail(URL, format!("not a valid URL: {e}"));
+                None
+            }
+        };
+        let ca_file = vars.raw(CA_FILE).map(std::path::PathBuf::from);
+        let sender = match Sender::new(ca_file.as_deref()) {
+            Ok(sender) => Some(sender),
+            Err(e) => {
+                vars.fail(CA_FILE, format!("cannot trust its certificates: {e}"));
                 None
             }
         };
@@ -52,7 +55,7 @@ impl platform::config::Settings for Destination {
                 }
             }
         };
-        Self(url.zip(signer).map(|(url, signer)| Target { url, signer }))
+        Self(url.zip(signer).zip(sender).map(|((url, signer), sender)| Target { url, signer, sender }))
     }
 }
 
@@ -75,12 +78,13 @@ mod tests {
     }
 
     #[test]
-    fn the_destination_needs_plain_http_and_a_long_enough_secret() {
+    fn the_destination_needs_an_http_url_and_a_long_enough_secret() {
         let ok = read(Some("http://127.0.0.1:9/in"), Some("0123456789abcdef")).unwrap().0.unwrap();
         assert_eq!(ok.url.as_str(), "http://127.0.0.1:9/in");
+        let tls = read(Some("https://example.com/in"), Some("0123456789abcdef")).unwrap().0.unwrap();
+        assert_eq!(tls.url.as_str(), "https://example.com/in");
         for (url, secret, var, says) in [
-            ("https://example.com/in", Some("0123456789abcdef"), URL, "plain http:// only"),
-            ("ftp://example.com/in", Some("0123456789abcdef"), URL, "expected an http:// URL"),
+            ("ftp://example.com/in", Some("0123456789abcdef"), URL, "expected an http:// or https:// URL"),
             ("http://", Some("0123456789abcdef"), URL, "not a valid URL"),
             ("http://127.0.0.1:9/in", None, SECRET, "required when TICKETING_EXTERNAL_DATA_URL is set"),
             ("http://127.0.0.1:9/in", Some("short"), SECRET, "at least 16 bytes"),

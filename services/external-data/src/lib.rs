@@ -10,6 +10,7 @@ mod domain;
 mod error;
 mod handlers;
 mod http;
+mod sender;
 mod store;
 
 pub use deliverer::{HEADER_DELIVERY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
@@ -64,19 +65,11 @@ impl Service for ExternalData {
 /// answers the admin routes.
 pub fn routes_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, StartError> {
     let Destination(target) = rt.config.settings()?;
-    let http = reqwest::Client::builder()
-        // A redirect is an answer that is not 2xx: following it would send signed data to a
-        // place nobody configured.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(settings.timeout)
-        .user_agent(concat!("ticketing-external-data/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| StartError::Setup { what: "the HTTP client", message: e.to_string() })?;
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
         PgInbox::new(rt.db.clone(), SCHEMA, handlers::Completed),
     )?;
     rt.spawn_pruner(SCHEMA);
-    rt.spawn(deliverer::TASK, deliverer::run(rt.db.clone(), http, target, settings, rt.shutdown.clone()));
+    rt.spawn(deliverer::TASK, deliverer::run(rt.db.clone(), target, settings, rt.shutdown.clone()));
     Ok(http::routes().with_state(AppState::new(rt)))
 }

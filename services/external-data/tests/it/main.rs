@@ -6,6 +6,7 @@
 mod admin;
 mod delivery;
 mod openapi;
+mod tls;
 
 use axum::{
     Router,
@@ -141,11 +142,15 @@ pub struct Service {
 impl Service {
     /// Delivers to `receiver` (signing with [`SECRET`]) with `settings`.
     pub async fn start(receiver: &Receiver, settings: DeliverySettings) -> Self {
+        Self::delivering_to(&receiver.url, settings, &[]).await
+    }
+
+    /// Delivers to `url` (signing with [`SECRET`]) with `settings` and the variables `more`.
+    pub async fn delivering_to(url: &str, settings: DeliverySettings, more: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await.unwrap();
-        let rt = env.runtime_with(&[
-            ("TICKETING_EXTERNAL_DATA_URL", &receiver.url),
-            ("TICKETING_EXTERNAL_DATA_SECRET", SECRET),
-        ]);
+        let mut vars = vec![("TICKETING_EXTERNAL_DATA_URL", url), ("TICKETING_EXTERNAL_DATA_SECRET", SECRET)];
+        vars.extend_from_slice(more);
+        let rt = env.runtime_with(&vars);
         let url = env.spawn_app(external_data::routes_with(&rt, settings).unwrap()).await.unwrap();
         Self { env, url, http: reqwest::Client::new() }
     }
