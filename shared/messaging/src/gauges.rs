@@ -45,18 +45,20 @@ pub struct Watch(Arc<Mutex<Watched>>);
 impl Watch {
     /// Adds the outbox of `schema`.
     pub fn schema(&self, schema: &str) {
-        self.with(|w| w.schemas.insert(schema.to_owned()));
+        self.with(|w| {
+            w.schemas.insert(schema.to_owned());
+        });
     }
 
     /// Adds consumer `name` of `stream` (its name in JetStream), of `service`.
     pub fn consumer(&self, stream: String, name: String, service: &str) {
         self.with(|w| {
             w.consumers.insert((stream, name));
-            w.services.insert(service.to_owned())
+            w.services.insert(service.to_owned());
         });
     }
 
-    fn with(&self, f: impl FnOnce(&mut Watched) -> bool) {
+    fn with(&self, f: impl FnOnce(&mut Watched)) {
         let mut watched = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut watched);
     }

@@ -31,7 +31,7 @@ use async_nats::{
         message::PublishMessage,
     },
 };
-use contracts::HEADER_MSG_ID;
+use contracts::{HEADER_MSG_ID, HEADER_TRACEPARENT, HEADER_TRACESTATE};
 use futures::StreamExt;
 use platform::signal::Signal;
 use sea_orm::DatabaseConnection;
@@ -281,9 +281,9 @@ impl Relay {
         Ok(rows)
     }
 
-    /// Publishes one row and waits for its ack; `true` when JetStream already had it.
-    /// Publishes `row` under a span of its own, a child of the trace the row carries; the
-    /// message carries that span's context, so its consumers are the publish's children.
+    /// Publishes one row and waits for its ack; `true` when JetStream already had it. The
+    /// publish is a span of its own, a child of the trace the row carries; the message carries
+    /// that span's context, so its consumers are the publish's children.
     async fn publish(&self, row: &Row) -> Result<bool, Unpublished> {
         let span = tracing::info_span!(
             "publish",
@@ -358,5 +358,5 @@ impl Relay {
 
 /// Whether `name` is a W3C trace context header, which the relay replaces by its own span's.
 fn is_trace_header(name: &str) -> bool {
-    name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate")
+    name.eq_ignore_ascii_case(HEADER_TRACEPARENT) || name.eq_ignore_ascii_case(HEADER_TRACESTATE)
 }

@@ -453,6 +453,12 @@ fn is_stale(name: &str, now: u64) -> bool {
     created_at(name).is_some_and(|t| now.saturating_sub(t) > STALE_AFTER.as_secs())
 }
 
+/// The value of the series `series` (its name and labels, as Prometheus text renders them, e.g.
+/// `dlq_messages{service="seat"}`) in the rendered `metrics`; `None` when it is not there.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// `url` with its user (and password) replaced by `user`.
 pub fn with_user(url: &str, user: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));

@@ -311,7 +311,7 @@ async fn the_backstop_releases_seats_held_past_every_deadline() {
     s.complete(schedule, sold, &[3]).await;
     // Past the hold and the pay grace, before the backstop's own grace: counted, not released.
     eventually("two seats counted as held past their deadline", Duration::from_secs(10), || async {
-        metrics.render().lines().any(|line| line == "seats_held_past_deadline 2").then_some(())
+        (testkit::metric(&metrics.render(), "seats_held_past_deadline") == Some(2.0)).then_some(())
     })
     .await;
     eventually("the backstop to release the lost reservation's seats", Duration::from_secs(20), || async {

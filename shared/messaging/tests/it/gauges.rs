@@ -1,11 +1,7 @@
 use crate::support::{commit_samples, env, outbox, publish_event, sample, spec};
 use contracts::Stream;
 use messaging::gauges::{Watch, sample as sample_gauges};
-
-/// The value of the series `series` (name and labels, as rendered) in `text`.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
+use testkit::metric as value;
 
 #[tokio::test]
 async fn the_gauges_show_the_outbox_backlog_the_pending_messages_and_the_dead_letters() {
