@@ -65,8 +65,7 @@ pub async fn serve(
         }
     };
 
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = platform::http::listen(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     let names: Vec<_> = defs.iter().map(|d| d.name).collect();
     // Printed (not only logged) so scripts and the e2e harness can find a port-0 listener.

@@ -8,6 +8,8 @@ pub enum TokenStatus {
     Waiting,
     Active,
     Expired,
+    /// The sale the token waited for is sold out: there is nothing left to be admitted to.
+    SoldOut,
 }
 
 impl TokenStatus {
@@ -17,6 +19,7 @@ impl TokenStatus {
             TokenStatus::Waiting => "WAITING",
             TokenStatus::Active => "ACTIVE",
             TokenStatus::Expired => "EXPIRED",
+            TokenStatus::SoldOut => "SOLD_OUT",
         }
     }
 
@@ -25,6 +28,7 @@ impl TokenStatus {
         match s {
             "WAITING" => TokenStatus::Waiting,
             "ACTIVE" => TokenStatus::Active,
+            "SOLD_OUT" => TokenStatus::SoldOut,
             _ => TokenStatus::Expired,
         }
     }
@@ -63,6 +67,7 @@ mod tests {
     #[test]
     fn unknown_statuses_count_as_expired() {
         assert_eq!(TokenStatus::parse("ACTIVE"), TokenStatus::Active);
+        assert_eq!(TokenStatus::parse("SOLD_OUT"), TokenStatus::SoldOut);
         assert_eq!(TokenStatus::parse("??"), TokenStatus::Expired);
     }
 }

@@ -1,16 +1,21 @@
 //! Reactions to the saga: a completed reservation spends its token; one that failed through no
-//! doing of its user restores it.
+//! doing of its user restores it. And to the catalog and the seats: a new schedule may have a
+//! room, and a sold-out one closes it.
 
 use crate::Settings;
 use crate::{
-    scripts::{COMPLETE, RESTORE},
+    scripts::{COMPLETE, RESTORE, SCHEDULE, SOLD_OUT},
     store::{RETENTION, WAITING_TTL},
 };
-use contracts::{Event, ReservationCompleted, ReservationFailed, ReservationFailureReason};
+use contracts::{
+    Event, ReservationCompleted, ReservationFailed, ReservationFailureReason, ScheduleCreated, SoldOut,
+};
 use messaging::{Applied, HandleError, InboxKey, Incoming, RedisHandler, applied};
 use platform::queue_guard::QueueKeys;
 
-/// Consumes ReservationCompleted and ReservationFailed from the RESERVATION stream.
+/// Consumes ReservationCompleted and ReservationFailed from the RESERVATION stream,
+/// ScheduleCreated from CATALOG and SoldOut from SEAT.
+#[derive(Clone)]
 pub struct Tokens {
     pub keys: QueueKeys,
     pub settings: Settings,
@@ -18,7 +23,8 @@ pub struct Tokens {
 
 impl RedisHandler for Tokens {
     fn handles(&self, kind: &str) -> bool {
-        kind == ReservationCompleted::TYPE || kind == ReservationFailed::TYPE
+        [ReservationCompleted::TYPE, ReservationFailed::TYPE, ScheduleCreated::TYPE, SoldOut::TYPE]
+            .contains(&kind)
     }
 
     async fn handle(
@@ -28,6 +34,32 @@ impl RedisHandler for Tokens {
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
         let (token, user, ended) = match msg.kind() {
+            ScheduleCreated::TYPE => {
+                let e = msg.decode::<ScheduleCreated>()?.payload;
+                let answer: i64 = SCHEDULE
+                    .prepare(inbox)
+                    .key(&self.keys.schedules)
+                    .arg(e.schedule_id.to_string())
+                    .invoke_async(conn)
+                    .await?;
+                return Ok(applied(answer));
+            }
+            SoldOut::TYPE => {
+                let e = msg.decode::<SoldOut>()?.payload;
+                let room = self.keys.room(Some(e.schedule_id));
+                let answer: i64 = SOLD_OUT
+                    .prepare(inbox)
+                    .key(&room.sold_out)
+                    .key(&room.waiting)
+                    .key(&room.active)
+                    .key(&room.rooms)
+                    .arg(e.schedule_id.to_string())
+                    .arg(e.sold_out_at.timestamp_millis())
+                    .arg(2 * WAITING_TTL.as_secs())
+                    .invoke_async(conn)
+                    .await?;
+                return Ok(applied(answer));
+            }
             ReservationCompleted::TYPE => {
                 let e = msg.decode::<ReservationCompleted>()?.payload;
                 (e.queue_token, e.user_id, Ended::Completed)
@@ -46,28 +78,25 @@ impl RedisHandler for Tokens {
             Ended::Completed => {
                 COMPLETE
                     .prepare(inbox)
-                    .key(&self.keys.active)
-                    .key(&self.keys.waiting)
                     .key(&token_key)
                     .arg(&token)
                     .arg(user.to_string())
                     .arg(RETENTION.as_secs())
+                    .arg(self.keys.prefix())
                     .invoke_async(conn)
                     .await?
             }
             Ended::Failed { restore } => {
                 RESTORE
                     .prepare(inbox)
-                    .key(&self.keys.active)
-                    .key(&self.keys.waiting)
                     .key(&token_key)
-                    .key(self.keys.user(&user))
                     .arg(&token)
                     .arg(user.to_string())
                     .arg(chrono::Utc::now().timestamp_millis())
                     .arg(self.settings.restore_min.as_millis() as u64)
                     .arg(WAITING_TTL.as_secs())
                     .arg(u8::from(restore))
+                    .arg(self.keys.prefix())
                     .invoke_async(conn)
                     .await?
             }

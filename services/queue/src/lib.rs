@@ -3,11 +3,17 @@
 //! Redis lease, makes the next tokens ACTIVE at a controlled rate up to a capacity. Booking
 //! routes accept only ACTIVE tokens (`platform::queue_guard`). A completed reservation spends
 //! its token at once; a failed one restores it.
+//!
+//! Besides the global room, each schedule's sale may have a room of its own (joining names
+//! the schedule): it admits at the same pace on its own, only its tokens book that schedule
+//! while it has users, and once the seat service announces the schedule sold out every token
+//! of it not spent reads SOLD_OUT at once, the waiting ones without ever being admitted.
 
 mod domain;
 mod error;
 mod handlers;
 mod http;
+mod live;
 mod scripts;
 mod settings;
 pub mod store;
@@ -34,6 +40,8 @@ pub struct AppState {
     pub keys: Arc<QueueKeys>,
     pub settings: Settings,
     pub jwt: JwtKeys,
+    /// The rooms this process's requests wait on.
+    pub rooms: live::Rooms,
 }
 
 impl AppState {
@@ -44,6 +52,7 @@ impl AppState {
             keys: Arc::new(QueueKeys::new(&rt.config.prefix)),
             settings: rt.config.settings()?,
             jwt: rt.config.jwt.clone(),
+            rooms: live::Rooms::default(),
         })
     }
 }
@@ -66,16 +75,27 @@ impl Service for Queue {
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         let state = AppState::new(rt)?;
         let tokens = handlers::Tokens { keys: (*state.keys).clone(), settings: state.settings.clone() };
-        rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, Stream::Reservation)?,
-            RedisInbox::new(state.redis.clone(), rt.config.prefix.clone(), tokens),
-        )?;
+        for stream in [Stream::Reservation, Stream::Catalog, Stream::Seat] {
+            rt.spawn_consumer(
+                ConsumerSpec::declared(NAME, stream)?,
+                RedisInbox::new(state.redis.clone(), rt.config.prefix.clone(), tokens.clone()),
+            )?;
+        }
         rt.spawn(
             "ticker[queue]",
             ticker::run(
                 state.redis.clone(),
                 (*state.keys).clone(),
                 state.settings.clone(),
+                rt.shutdown.clone(),
+            ),
+        );
+        rt.spawn(
+            "live[queue]",
+            state.rooms.clone().run(
+                state.redis.clone(),
+                (*state.keys).clone(),
+                state.settings.live_every,
                 rt.shutdown.clone(),
             ),
         );

@@ -1,18 +1,35 @@
 //! The waiting room's Redis scripts. Each operation is one script, so it is atomic and costs
 //! one round trip. Token hashes live at `<token prefix><token>` with fields `user`, `status`
-//! (WAITING | ACTIVE | EXPIRED), `seq`, `activeUntil` (ms).
+//! (WAITING | ACTIVE | EXPIRED), `seq`, `activeUntil` (ms), `room` (the schedule of a sale's
+//! room; absent in the global room), and `spent` or `left` once used or given up. A room's
+//! keys (`QueueKeys::room`) are passed in by the scripts that know the room, and found from the
+//! token's `room` with `room_base` (`ROOM_LUA`) by those that start from a token.
 
 use messaging::IdempotentScript;
+use platform::queue_guard::ROOM_LUA;
 use redis::Script;
 use std::sync::LazyLock;
 
-/// Join: returns the user's live token, or makes a new one at the tail of the queue.
-/// KEYS: seq, waiting, user key. ARGV: token prefix, new token, user, now ms, waiting TTL s.
-/// Answers `{token, created (0|1), rank (-1 when active)}`.
+/// A script with the room helper in front.
+fn with_rooms(body: &str) -> String {
+    format!("{ROOM_LUA}{body}")
+}
+
+/// Join: returns the user's live token in the room, or makes a new one at its tail. A sale's
+/// room admits no one once its schedule is sold out, and exists only for a schedule the catalog
+/// announced.
+/// KEYS: seq, waiting, user key, sold-out, rooms, schedules (the room's). ARGV: token prefix,
+/// new token, user, now ms, waiting TTL s, the room's schedule ('' for the global room).
+/// Answers `{token, created (0|1), rank (-1 when active)}`, or `{'', 0, -2}` when the sale is
+/// sold out and `{'', 0, -3}` when its schedule is unknown.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local prefix, now = ARGV[1], tonumber(ARGV[4])
+local prefix, now, room = ARGV[1], tonumber(ARGV[4]), ARGV[6]
+if room ~= '' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {'', 0, -2} end
+  if redis.call('SISMEMBER', KEYS[6], room) == 0 then return {'', 0, -3} end
+end
 local existing = redis.call('GET', KEYS[3])
 if existing then
   local h = redis.call('HMGET', prefix .. existing, 'status', 'activeUntil')
@@ -26,6 +43,10 @@ local token = ARGV[2]
 local seq = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], seq, token)
 redis.call('HSET', prefix .. token, 'user', ARGV[3], 'status', 'WAITING', 'seq', seq)
+if room ~= '' then
+  redis.call('HSET', prefix .. token, 'room', room)
+  redis.call('SADD', KEYS[5], room)
+end
 redis.call('EXPIRE', prefix .. token, ARGV[5])
 redis.call('SET', KEYS[3], token, 'EX', ARGV[5])
 return {token, 1, redis.call('ZRANK', KEYS[2], token)}
@@ -33,40 +54,49 @@ return {token, 1, redis.call('ZRANK', KEYS[2], token)}
     )
 });
 
-/// Poll: KEYS: waiting. ARGV: token key, token, now ms.
-/// Answers nil for an unknown token, else `{user, status, rank (-1 unless waiting), activeUntil}`.
+/// Poll: ARGV: token key, token, now ms, `QueueKeys::prefix`.
+/// Answers nil for an unknown token, else `{user, status, rank (-1 unless waiting),
+/// activeUntil, room, score (its place's score while waiting, else '')}`. A token of a sold-out sale that was neither spent nor given up reads
+/// SOLD_OUT, whether it was waiting or admitted.
 pub static POLL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&with_rooms(
         r#"
-local h = redis.call('HMGET', ARGV[1], 'user', 'status', 'activeUntil')
+local h = redis.call('HMGET', ARGV[1], 'user', 'status', 'activeUntil', 'room', 'spent', 'left')
 if not h[1] then return nil end
-local status, rank = h[2], -1
-if status == 'WAITING' then
-  rank = redis.call('ZRANK', KEYS[1], ARGV[2]) or -1
+local base = room_base(ARGV[4], h[4])
+local status, rank, score = h[2], -1, ''
+if h[4] and h[5] ~= '1' and h[6] ~= '1' and redis.call('EXISTS', base .. 'sold-out') == 1 then
+  status = 'SOLD_OUT'
+elseif status == 'WAITING' then
+  rank = redis.call('ZRANK', base .. 'waiting', ARGV[2]) or -1
+  score = redis.call('ZSCORE', base .. 'waiting', ARGV[2]) or ''
 elseif status == 'ACTIVE' and tonumber(h[3]) <= tonumber(ARGV[3]) then
   status = 'EXPIRED'
 end
-return {h[1], status, rank, h[3] or ''}
+return {h[1], status, rank, h[3] or '', h[4] or '', score}
 "#,
-    )
+    ))
 });
 
-/// Leave: KEYS: waiting, active, user key. ARGV: token key, token, user, retention s.
+/// Leave: ARGV: token key, token, user, retention s, `QueueKeys::prefix`.
 /// The token is EXPIRED and marked left: a late failure of its reservation must not put it
 /// back in the queue. Answers 1 when the token was the user's, 0 otherwise.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&with_rooms(
         r#"
-if redis.call('HGET', ARGV[1], 'user') ~= ARGV[3] then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[2])
+local h = redis.call('HMGET', ARGV[1], 'user', 'room')
+if h[1] ~= ARGV[3] then return 0 end
+local base = room_base(ARGV[5], h[2])
+redis.call('ZREM', base .. 'waiting', ARGV[2])
+redis.call('ZREM', base .. 'active', ARGV[2])
 redis.call('HSET', ARGV[1], 'status', 'EXPIRED', 'left', '1')
 redis.call('HDEL', ARGV[1], 'activeUntil')
 redis.call('EXPIRE', ARGV[1], ARGV[4])
-if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+local user = base .. 'user:' .. ARGV[3]
+if redis.call('GET', user) == ARGV[2] then redis.call('DEL', user) end
 return 1
 "#,
-    )
+    ))
 });
 
 /// Admission tick: drops expired actives, then admits `min(maxActive - active, admitPerTick)`
@@ -74,12 +104,19 @@ return 1
 /// admits once, however many replicas tick in it, so together they never exceed the rate. The
 /// last window is kept as its start in milliseconds, not its number, so a change of the tick's
 /// length (a restart with another setting) neither stalls admission nor admits twice.
-/// KEYS: waiting, active, last tick. ARGV: token prefix, now ms, maxActive, admitPerTick,
-/// active TTL ms, tick ms, retention s. Answers `{expired, admitted}`.
+/// KEYS: waiting, active, last tick, sold-out, rooms, admitted-through (the highest score ever
+/// admitted: a waiting token whose score is above it has not been). ARGV: token prefix, now ms, maxActive,
+/// admitPerTick, active TTL ms, tick ms, retention s, the room's schedule ('' when global). Answers `{expired, admitted}`.
+/// A sale's room (KEYS: also sold-out, rooms; ARGV: also its schedule) admits no one once sold
+/// out, and leaves the set of rooms once sold out or empty.
 pub static TICK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local prefix, now = ARGV[1], tonumber(ARGV[2])
+local prefix, now, room = ARGV[1], tonumber(ARGV[2]), ARGV[8]
+if room ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('SREM', KEYS[5], room)
+  return {0, 0}
+end
 local tick = tonumber(ARGV[6])
 local window = math.floor(now / tick) * tick
 if window <= tonumber(redis.call('GET', KEYS[3]) or '-1') then return {0, 0} end
@@ -95,6 +132,11 @@ local n = math.min(tonumber(ARGV[3]) - redis.call('ZCARD', KEYS[2]), tonumber(AR
 local admitted = 0
 if n > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], n)
+  if #popped > 0 then
+    local through = tonumber(popped[#popped])
+    local before = tonumber(redis.call('GET', KEYS[6]) or '')
+    if before == nil or through > before then redis.call('SET', KEYS[6], popped[#popped]) end
+  end
   local ttl = tonumber(ARGV[5])
   for i = 1, #popped, 2 do
     local t = popped[i]
@@ -103,6 +145,10 @@ if n > 0 then
     redis.call('PEXPIRE', prefix .. t, ttl + tonumber(ARGV[7]) * 1000)
     admitted = admitted + 1
   end
+end
+if room ~= '' and redis.call('ZCARD', KEYS[1]) == 0 and redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[5], room)
+  redis.call('DEL', KEYS[6])
 end
 return {#expired, admitted}
 "#,
@@ -117,53 +163,78 @@ pub static RELEASE_LOCK: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// ReservationCompleted: the token expires at once, frees its active slot, and is marked spent.
-/// KEYS[2..]: active, waiting, token key. ARGV[2..]: token, user, retention s.
+/// KEYS[2..]: token key. ARGV[2..]: token, user, retention s, `QueueKeys::prefix`.
 pub static COMPLETE: LazyLock<IdempotentScript> = LazyLock::new(|| {
+    IdempotentScript::new(&with_rooms(
+        r#"
+local h = redis.call('HMGET', KEYS[2], 'user', 'room')
+if h[1] ~= ARGV[3] then return end
+local base = room_base(ARGV[5], h[2])
+redis.call('ZREM', base .. 'active', ARGV[2])
+redis.call('ZREM', base .. 'waiting', ARGV[2])
+redis.call('HSET', KEYS[2], 'status', 'EXPIRED', 'spent', '1')
+redis.call('HDEL', KEYS[2], 'activeUntil')
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+"#,
+    ))
+});
+
+/// ReservationFailed (one its user did not cause): a live active token keeps at least
+/// `restoreMin` of active time; one that expired goes back to the head of its room's waiting
+/// queue, unless its user has joined again since (a restore never gives one user two tokens). A
+/// waiting or foreign token is left alone, and so is one a completed reservation spent (a late
+/// failure of an older reservation must not hand out a second slot), one its user left
+/// (leaving gives the place up), or one of a sale that is sold out.
+/// KEYS[2..]: token key. ARGV[2..]: token, user, now ms, restoreMin ms, waiting TTL s, restore
+/// (0 when the user caused the failure: nothing changes), `QueueKeys::prefix`.
+pub static RESTORE: LazyLock<IdempotentScript> = LazyLock::new(|| {
+    IdempotentScript::new(&with_rooms(
+        r#"
+if ARGV[7] ~= '1' then return end
+local h = redis.call('HMGET', KEYS[2], 'user', 'status', 'activeUntil', 'spent', 'left', 'room')
+if h[1] ~= ARGV[3] or h[2] == 'WAITING' or h[4] == '1' or h[5] == '1' then return end
+local base = room_base(ARGV[8], h[6])
+if h[6] and redis.call('EXISTS', base .. 'sold-out') == 1 then return end
+local active, waiting, user = base .. 'active', base .. 'waiting', base .. 'user:' .. ARGV[3]
+if h[6] then redis.call('SADD', ARGV[8] .. 'rooms', h[6]) end
+local now = tonumber(ARGV[4])
+if h[2] == 'ACTIVE' and tonumber(h[3]) > now then
+  local keep = math.max(tonumber(h[3]), now + tonumber(ARGV[5]))
+  redis.call('ZADD', active, keep, ARGV[2])
+  redis.call('HSET', KEYS[2], 'activeUntil', keep)
+  if redis.call('PTTL', KEYS[2]) < keep - now then redis.call('PEXPIRE', KEYS[2], keep - now + 60000) end
+  return
+end
+local current = redis.call('GET', user)
+if current and current ~= ARGV[2] then return end
+local head = redis.call('ZRANGE', waiting, 0, 0, 'WITHSCORES')
+local score = 0
+if #head > 0 then score = math.min(0, tonumber(head[2]) - 1) end
+redis.call('ZREM', active, ARGV[2])
+redis.call('ZADD', waiting, score, ARGV[2])
+redis.call('HSET', KEYS[2], 'status', 'WAITING')
+redis.call('HDEL', KEYS[2], 'activeUntil')
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('SET', user, ARGV[2], 'EX', ARGV[6])
+"#,
+    ))
+});
+
+/// SoldOut: the sale's room closes. Every token of it not yet spent reads SOLD_OUT (`POLL`,
+/// the booking guard) without one write per token; its queues go (UNLINK frees them off the
+/// main thread) and the ticker stops visiting it.
+/// KEYS[2..]: sold-out, waiting, active, rooms (the room's). ARGV[2..]: schedule, sold-out-at
+/// ms, how long the mark is kept s (longer than any token of the room lives).
+pub static SOLD_OUT: LazyLock<IdempotentScript> = LazyLock::new(|| {
     IdempotentScript::new(
         r#"
-if redis.call('HGET', KEYS[4], 'user') ~= ARGV[3] then return end
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('HSET', KEYS[4], 'status', 'EXPIRED', 'spent', '1')
-redis.call('HDEL', KEYS[4], 'activeUntil')
-redis.call('EXPIRE', KEYS[4], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('UNLINK', KEYS[3], KEYS[4])
+redis.call('SREM', KEYS[5], ARGV[2])
 "#,
     )
 });
 
-/// ReservationFailed (one its user did not cause): a live active token keeps at least
-/// `restoreMin` of active time; one that expired goes back to the head of the waiting queue,
-/// unless its user has joined again since (a restore never gives one user two tokens). A
-/// waiting or foreign token is left alone, and so is one a completed reservation spent (a late
-/// failure of an older reservation must not hand out a second slot) or one its user left
-/// (leaving gives the place up).
-/// KEYS[2..]: active, waiting, token key, user key. ARGV[2..]: token, user, now ms,
-/// restoreMin ms, waiting TTL s, restore (0 when the user caused the failure: nothing changes).
-pub static RESTORE: LazyLock<IdempotentScript> = LazyLock::new(|| {
-    IdempotentScript::new(
-        r#"
-if ARGV[7] ~= '1' then return end
-local h = redis.call('HMGET', KEYS[4], 'user', 'status', 'activeUntil', 'spent', 'left')
-if h[1] ~= ARGV[3] or h[2] == 'WAITING' or h[4] == '1' or h[5] == '1' then return end
-local now = tonumber(ARGV[4])
-if h[2] == 'ACTIVE' and tonumber(h[3]) > now then
-  local keep = math.max(tonumber(h[3]), now + tonumber(ARGV[5]))
-  redis.call('ZADD', KEYS[2], keep, ARGV[2])
-  redis.call('HSET', KEYS[4], 'activeUntil', keep)
-  if redis.call('PTTL', KEYS[4]) < keep - now then redis.call('PEXPIRE', KEYS[4], keep - now + 60000) end
-  return
-end
-local current = redis.call('GET', KEYS[5])
-if current and current ~= ARGV[2] then return end
-local head = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-local score = 0
-if #head > 0 then score = math.min(0, tonumber(head[2]) - 1) end
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], score, ARGV[2])
-redis.call('HSET', KEYS[4], 'status', 'WAITING')
-redis.call('HDEL', KEYS[4], 'activeUntil')
-redis.call('EXPIRE', KEYS[4], ARGV[6])
-redis.call('SET', KEYS[5], ARGV[2], 'EX', ARGV[6])
-"#,
-    )
-});
+/// ScheduleCreated: the schedule may have a room. KEYS[2..]: schedules. ARGV[2..]: schedule.
+pub static SCHEDULE: LazyLock<IdempotentScript> =
+    LazyLock::new(|| IdempotentScript::new("redis.call('SADD', KEYS[2], ARGV[2])"));

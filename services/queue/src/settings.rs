@@ -16,6 +16,9 @@ pub struct Settings {
     pub active_ttl: Duration,
     /// The least time a token restored after a failed reservation stays active.
     pub restore_min: Duration,
+    /// How often the rooms that requests wait on (`Prefer: wait`, a token's events) are read:
+    /// how soon a waiting user learns of admission or of the end of the sale.
+    pub live_every: Duration,
 }
 
 impl platform::config::Settings for Settings {
@@ -26,9 +29,13 @@ impl platform::config::Settings for Settings {
             tick: vars.millis("TICKETING_QUEUE_TICK_MS", 1000),
             active_ttl: vars.secs("TICKETING_QUEUE_ACTIVE_TTL_SECS", 600),
             restore_min: vars.secs("TICKETING_QUEUE_RESTORE_MIN_SECS", 60),
+            live_every: vars.millis("TICKETING_QUEUE_LIVE_MS", 250),
         };
         if settings.tick < Duration::from_millis(10) {
             vars.fail("TICKETING_QUEUE_TICK_MS", "must be at least 10");
+        }
+        if settings.live_every < Duration::from_millis(50) {
+            vars.fail("TICKETING_QUEUE_LIVE_MS", "must be at least 50");
         }
         settings
     }

@@ -30,7 +30,8 @@ pub async fn run(
     tracing::info!(task = "ticker[queue]", "stopped: shutdown requested");
 }
 
-/// One tick under the lease; `None` when another replica holds it.
+/// One tick of every room under the lease; `None` when another replica holds it. Each room
+/// admits at the configured pace: a sale's room is its own line, not a share of one.
 pub async fn tick_once(
     redis: &platform::pools::Redis,
     keys: &QueueKeys,
@@ -41,14 +42,28 @@ pub async fn tick_once(
     if !store::acquire_lease(&mut conn, keys, holder, settings.tick).await? {
         return Ok(None);
     }
-    let outcome = store::tick(&mut conn, keys, settings, chrono::Utc::now().timestamp_millis()).await;
+    let outcome = tick_rooms(&mut conn, keys, settings).await;
     store::release_lease(&mut conn, keys, holder).await?;
-    let (expired, admitted) = outcome?;
+    let (expired, admitted, waiting, active) = outcome?;
     metrics::counter!("queue_admitted_total").increment(admitted);
     metrics::counter!("queue_expired_total").increment(expired);
-    if let Ok((waiting, active)) = store::sizes(&mut conn, keys).await {
-        metrics::gauge!("queue_waiting").set(waiting as f64);
-        metrics::gauge!("queue_active").set(active as f64);
-    }
+    metrics::gauge!("queue_waiting").set(waiting as f64);
+    metrics::gauge!("queue_active").set(active as f64);
     Ok(Some((expired, admitted)))
+}
+
+/// Ticks every room: `(expired, admitted, waiting, active)` summed over them.
+async fn tick_rooms(
+    conn: &mut platform::pools::Redis,
+    keys: &QueueKeys,
+    settings: &Settings,
+) -> Result<(u64, u64, u64, u64), redis::RedisError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut sum = (0, 0, 0, 0);
+    for room in store::rooms(conn, keys).await? {
+        let (expired, admitted) = store::tick(conn, &room, settings, now).await?;
+        let (waiting, active) = store::sizes(conn, &room).await?;
+        sum = (sum.0 + expired, sum.1 + admitted, sum.2 + waiting, sum.3 + active);
+    }
+    Ok(sum)
 }

@@ -59,7 +59,8 @@ impl Service for Reservations {
     const NAME: &'static str = NAME;
     const ABOUT: &'static str = "the saga: reservations, deadlines, compensations";
     /// The waiting room's tokens, which the booking routes' guard reads.
-    const REDIS: RedisKeys = RedisKeys { read_write: &[], read_only: &["queue:token:*"] };
+    const REDIS: RedisKeys =
+        RedisKeys { read_write: &[], read_only: &["queue:token:*", "queue:rooms", "queue:room:*"] };
     type Api = http::Api;
 
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {

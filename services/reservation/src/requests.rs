@@ -149,7 +149,11 @@ impl Requests {
             let wait = wait.map(|limit| Wait { limit, ask: &ask, early: None });
             return self.settle(&ticket.identity, Written { answer, entries: None }, wait).await;
         }
-        let admitted = ticket.admit().await?;
+        let booked = match &ask {
+            Ask::Hold { schedule, .. } => Some(*schedule),
+            Ask::Pay(_) => None,
+        };
+        let admitted = ticket.admit(booked).await?;
         let who = admitted.identity;
         let change = self.change(&ask, admitted).await?;
         let early = wait.map(|_| self.local.waiters.watch(change.id()));

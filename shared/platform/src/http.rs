@@ -132,6 +132,20 @@ pub fn docs_router(doc: utoipa::openapi::OpenApi) -> Router {
     Router::from(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc))
 }
 
+/// Listens on `addr` with a deep accept queue: the clients of a sale's opening connect in a
+/// burst of thousands, and a queue as short as tokio's default (1,024) drops the rest, which
+/// then try again only a second or more later. The kernel caps it at `net.core.somaxconn`.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_QUEUE)
+}
+
+/// The accept queue [`listen`] asks for.
+const ACCEPT_QUEUE: u32 = 16_384;
+
 /// How much one process takes on over HTTP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -196,14 +210,21 @@ async fn bounded(State(bound): State<Bound>, req: Request, next: Next) -> Respon
     if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
         return next.run(req).await;
     }
-    let Ok(_permit) = bound.in_flight.try_acquire_owned() else {
+    let Ok(permit) = bound.in_flight.try_acquire_owned() else {
         metrics::counter!("http_shed_total", "reason" => "overloaded").increment(1);
         return Problem::overloaded(
             "this process has as many requests in progress as it takes; retry in a moment",
         )
         .into_response();
     };
-    match tokio::time::timeout(bound.limits.timeout, next.run(req)).await {
+    // The place is held here until the handler is done (or parks): the request and its
+    // extensions are dropped as soon as the handler has taken what it needs.
+    let place = Arc::new(std::sync::Mutex::new(Some(permit)));
+    let mut req = req;
+    req.extensions_mut().insert(Parking(Some(place.clone())));
+    let answered = tokio::time::timeout(bound.limits.timeout, next.run(req)).await;
+    drop(place);
+    match answered {
         Ok(res) => res,
         Err(_) => {
             metrics::counter!("http_shed_total", "reason" => "timeout").increment(1);
@@ -219,6 +240,33 @@ async fn bounded(State(bound): State<Bound>, req: Request, next: Next) -> Respon
             .retry_after(1)
             .into_response()
         }
+    }
+}
+
+/// A request's place among those in progress ([`HttpLimits::max_in_flight`]). A handler about
+/// to wait for something that costs nothing while it waits (a waiting-room token's turn, under
+/// `Prefer: wait`) parks: it gives its place up, so that a hundred thousand users waiting for
+/// their turn do not shed the requests that do work. The wait stays bounded by the timeout.
+#[derive(Clone, Default)]
+pub struct Parking(Option<Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>>);
+
+impl Parking {
+    /// Gives the request's place up (once; nothing outside [`finish`]'s layers).
+    pub fn park(&self) {
+        if let Some(place) = &self.0 {
+            place.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Parking {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Parking>().cloned().unwrap_or_default())
     }
 }
 
@@ -384,6 +432,31 @@ mod tests {
         go.notify_one();
         let res = router.oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "room again once the first is done");
+    }
+
+    #[tokio::test]
+    async fn a_parked_request_gives_its_place_to_the_next() {
+        let go = Arc::new(tokio::sync::Notify::new());
+        let limits = HttpLimits { timeout: Duration::from_secs(30), max_in_flight: 1 };
+        let wait = go.clone();
+        let router = finish(
+            Router::new().route(
+                "/wait",
+                get(move |parking: Parking| async move {
+                    parking.park();
+                    wait.notified().await;
+                    "done"
+                }),
+            ),
+            limits,
+        );
+        let parked = tokio::spawn(router.clone().oneshot(Request::get("/wait").body(Body::empty()).unwrap()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = tokio::spawn(router.clone().oneshot(Request::get("/wait").body(Body::empty()).unwrap()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        go.notify_waiters();
+        assert_eq!(parked.await.unwrap().unwrap().status(), StatusCode::OK);
+        assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK, "not shed: the first had parked");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ mod guard;
 mod http;
 mod joins;
 mod openapi;
+mod rooms;
 
 use platform::queue_guard::QueueKeys;
 use queue::Settings;
@@ -22,6 +23,7 @@ pub fn settings(max_active: u32, admit_per_tick: u32) -> Settings {
         tick: Duration::from_millis(1000),
         active_ttl: Duration::from_secs(600),
         restore_min: Duration::from_secs(60),
+        live_every: Duration::from_millis(1000),
     }
 }
 
