@@ -126,29 +126,51 @@ impl TestEnv {
     /// Starts the service `S` on this environment ([`servicekit::start`]), connected to
     /// Postgres as its own role as it is deployed, and serves its routes; answers their base URL.
     pub async fn spawn_service<S: servicekit::Service>(&self) -> anyhow::Result<String> {
-        self.spawn_app(servicekit::start::<S>(&self.runtime_as(S::NAME, &[]).await?)?).await
+        self.spawn_app(servicekit::start::<S>(&self.runtime_as::<S>(&[]).await?)?).await
     }
 
-    /// A service runtime whose database connections are `service`'s own role
-    /// ([`migrations::service_role`]: its schema and nothing else), with some configuration
-    /// overridden.
-    pub async fn runtime_as(
+    /// A runtime of the service `S` as it is deployed: its database connections are its own
+    /// role ([`migrations::service_role`]: its schema and nothing else), its Redis connection
+    /// its own ACL user ([`TestEnv::redis_as`]); with some configuration overridden.
+    pub async fn runtime_as<S: servicekit::Service>(
         &self,
-        service: &str,
         overrides: &[(&str, &str)],
     ) -> anyhow::Result<messaging::Runtime> {
-        let url = with_user(&self.database_url, &migrations::service_role(service));
+        let url = with_user(&self.database_url, &migrations::service_role(S::NAME));
         let db =
-            platform::pools::connect_db(&url, 5).await.with_context(|| format!("connect as {service}"))?;
+            platform::pools::connect_db(&url, 5).await.with_context(|| format!("connect as {}", S::NAME))?;
+        let redis = self.redis_as(S::NAME, &S::REDIS).await?;
         let mut overrides = overrides.to_vec();
         overrides.push(("TICKETING_DATABASE_URL", &url));
         Ok(messaging::Runtime::from_parts(
             self.config_with(&overrides),
             db,
             self.bus.clone(),
-            self.redis.clone(),
+            redis,
             self.shutdown.clone(),
         ))
+    }
+
+    /// A Redis connection as `service`'s own ACL user, allowed `keys` under this environment's
+    /// prefix and nothing else ([`platform::redis_acl`]), as the service runs deployed. The
+    /// user is removed with the environment.
+    pub async fn redis_as(
+        &self,
+        service: &str,
+        keys: &platform::redis_acl::RedisKeys,
+    ) -> anyhow::Result<platform::pools::Redis> {
+        let user = format!("{}-{service}", self.db_name);
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let rules = platform::redis_acl::rules(&self.config.prefix, keys);
+        let mut setuser = redis::cmd("ACL");
+        setuser.arg("SETUSER").arg(&user).arg("reset").arg("on").arg(format!(">{password}"));
+        setuser.arg(rules.split_whitespace().collect::<Vec<_>>());
+        let () = setuser
+            .query_async(&mut self.redis.clone())
+            .await
+            .with_context(|| format!("ACL SETUSER {user}"))?;
+        let url = with_user(&self.redis_url, &format!("{user}:{password}"));
+        platform::pools::connect_redis(&url).await.with_context(|| format!("connect to Redis as {user}"))
     }
 
     /// A service runtime over this environment's connections (its tasks stop on drop).
@@ -347,6 +369,7 @@ impl Drop for TestEnv {
                 }
                 if let Ok(redis) = platform::pools::connect_redis(&redis_url).await {
                     delete_redis_prefix(&redis, &name).await;
+                    delete_redis_users(&redis, &name).await;
                 }
             });
         });
@@ -500,6 +523,19 @@ async fn sweep_streams(bus: &Bus, now: u64) {
     let names: Vec<String> = bus.js.stream_names().filter_map(|n| async move { n.ok() }).collect().await;
     for name in names.into_iter().filter(|n| is_stale(n, now)) {
         let _ = bus.js.delete_stream(&name).await;
+    }
+}
+
+/// Removes the ACL users [`TestEnv::redis_as`] made for the environment `name`.
+async fn delete_redis_users(redis: &platform::pools::Redis, name: &str) {
+    let mut conn = redis.clone();
+    let Ok(users): Result<Vec<String>, _> = redis::cmd("ACL").arg("USERS").query_async(&mut conn).await
+    else {
+        return;
+    };
+    let ours: Vec<&String> = users.iter().filter(|u| u.starts_with(&format!("{name}-"))).collect();
+    if !ours.is_empty() {
+        let _: Result<i64, _> = redis::cmd("ACL").arg("DELUSER").arg(ours).query_async(&mut conn).await;
     }
 }
 

@@ -40,13 +40,25 @@ impl Service {
     /// otherwise (the guard has tests of its own, and `guard.rs` checks it is wired).
     pub async fn start_with(overrides: &[(&str, &str)]) -> Self {
         let env = TestEnv::new().await.unwrap();
+        let redis = env.redis.clone();
+        Self::start_in(env, redis, overrides).await
+    }
+
+    /// [`Service::start_with`] in `env`, reaching Redis through `redis` (such as a connection
+    /// as the service's own ACL user).
+    pub async fn start_in(env: TestEnv, redis: platform::pools::Redis, overrides: &[(&str, &str)]) -> Self {
         // The first setting of a variable wins, so overrides go first.
         let mut all = overrides.to_vec();
         all.push(("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"));
-        let url = env
-            .spawn_app(testkit::start::<reservation::Reservations>(&env.runtime_with(&all)).unwrap())
-            .await
-            .unwrap();
+        let runtime = messaging::Runtime::from_parts(
+            env.config_with(&all),
+            env.db.clone(),
+            env.bus.clone(),
+            redis,
+            env.shutdown.clone(),
+        );
+        let url =
+            env.spawn_app(testkit::start::<reservation::Reservations>(&runtime).unwrap()).await.unwrap();
         let (schedule, concert) = (ScheduleId::new(), ConcertId::new());
         let seats = (1..=50).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(1000) }).collect();
         let created = Envelope::new(

@@ -292,14 +292,11 @@ async fn the_backstop_releases_seats_held_past_every_deadline() {
     let metrics = platform::http::metrics_handle();
     let env = TestEnv::new().await.unwrap();
     let rt = env
-        .runtime_as(
-            "seat",
-            &[
-                ("TICKETING_HOLD_SECS", "1"),
-                ("TICKETING_PAY_GRACE_SECS", "1"),
-                ("TICKETING_SEAT_BACKSTOP_GRACE_SECS", "3"),
-            ],
-        )
+        .runtime_as::<seat::Seats>(&[
+            ("TICKETING_HOLD_SECS", "1"),
+            ("TICKETING_PAY_GRACE_SECS", "1"),
+            ("TICKETING_SEAT_BACKSTOP_GRACE_SECS", "3"),
+        ])
         .await
         .unwrap();
     let url = env.spawn_app(servicekit::start::<seat::Seats>(&rt).unwrap()).await.unwrap();
