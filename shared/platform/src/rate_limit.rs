@@ -113,16 +113,18 @@ impl RateLimit {
             l.users.iter().for_each(|u| u.retain_recent());
             l.addresses.iter().for_each(|a| a.retain_recent());
         }
-        let now = governor::clock::DefaultClock::default().now();
+        // The time is read from the limiter's own clock, and only for a refusal: making a
+        // clock (`DefaultClock::default()`) calibrates it with CPUID, which cost every request
+        // about 2% of the server's CPU in the soak's profile.
         if let (Some(users), Some(user)) = (&l.users, user)
             && let Err(until) = users.check_key(&user)
         {
-            return Some(("user", until.wait_time_from(now)));
+            return Some(("user", until.wait_time_from(users.clock().now())));
         }
         if let (Some(addresses), Some(address)) = (&l.addresses, address)
             && let Err(until) = addresses.check_key(&address)
         {
-            return Some(("address", until.wait_time_from(now)));
+            return Some(("address", until.wait_time_from(addresses.clock().now())));
         }
         None
     }
