@@ -100,6 +100,40 @@ impl Usage {
     }
 }
 
+/// Memory in use now by program: the proportional set size (`Pss` of
+/// `/proc/<pid>/smaps_rollup`), which counts a page shared by several processes (PostgreSQL's
+/// shared buffers, say) once in all rather than once per process.
+pub fn memory() -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((name, _)) = program_ticks(&stat) else { continue };
+        if !PROGRAMS.contains(&name) {
+            continue;
+        }
+        let rollup = std::fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+        *out.entry(name.to_owned()).or_default() += pss_bytes(&rollup);
+    }
+    out
+}
+
+/// One line of [`memory`]: `memory (PSS): postgres 151 MiB, ticketing 80 MiB, ...`.
+pub fn memory_line(what: &str) -> String {
+    let by = memory();
+    let parts: Vec<String> =
+        PROGRAMS.iter().filter_map(|p| by.get(*p).map(|b| format!("{p} {} MiB", b / (1 << 20)))).collect();
+    format!("memory {what} (PSS): {}", parts.join(", "))
+}
+
+/// The `Pss:` line of a `smaps_rollup`, in bytes.
+fn pss_bytes(rollup: &str) -> u64 {
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// `(program name, user + system ticks)` of one `/proc/<pid>/stat` line. The name is in
 /// parentheses and may itself contain spaces or parentheses, so fields are counted from the last
 /// `)`: utime and stime are the 12th and 13th after it.
@@ -126,6 +160,13 @@ fn machine_ticks(stat: &str) -> Option<Machine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pss_is_read_in_bytes() {
+        let rollup = "55d0-7ffe ---p 00000000 00:00 0 [rollup]\nRss: 2048 kB\nPss:  1536 kB\n";
+        assert_eq!(pss_bytes(rollup), 1536 * 1024);
+        assert_eq!(pss_bytes(""), 0);
+    }
 
     #[test]
     fn stat_lines_are_read_from_the_last_parenthesis() {

@@ -1,10 +1,10 @@
 //! A lean HTTP/1.1 client for load runs: keep-alive connections, each sending its requests one
 //! after another (as `wrk` does), with no URL to parse and no redirect or retry layer. On two
 //! shared cores the load client competes with the server it measures: through `reqwest` each
-//! poll of the polling scenario cost the client about twice the server's CPU, and the client,
+//! position read of the waiting-room scenario cost the client about twice the server's CPU, and the client,
 //! not the server, set the rate. [`get_all`] sends a list of GETs over a fixed number of
-//! connections (the polling scenario); a [`Pool`] sends any request over an idle connection (the
-//! throughput scenario's reservations and payments).
+//! connections (the waiting-room scenario's position reads); a [`Pool`] sends any request over an
+//! idle connection (joins, reservations and payments); [`open_stream`] holds one event stream.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -144,6 +144,22 @@ async fn send(
         *conn = None;
     }
     answer
+}
+
+/// Opens a connection of its own to `addr` for one long-lived GET (a Server-Sent Events stream)
+/// and answers its status and body once the headers are in; the body is read as it comes.
+pub async fn open_stream(addr: &str, get: &Get) -> anyhow::Result<(u16, hyper::body::Incoming)> {
+    let mut sender = connect(addr).await?;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(&get.path)
+        .header(header::HOST, addr)
+        .header(header::AUTHORIZATION, &get.authorization)
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Full::new(Bytes::new()))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    Ok((response.status().as_u16(), response.into_body()))
 }
 
 /// A new HTTP/1.1 connection to `addr`, driven by a task of its own.

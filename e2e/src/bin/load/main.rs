@@ -1,9 +1,13 @@
 //! Load scenarios against the whole system on this machine (figures, not tests).
 //!
 //! `cargo build --release -p ticketing -p e2e && $CARGO_TARGET_DIR/release/load <scenario> [n]`
-//! - `flash-sale [users=10000]`: every user joins the waiting room, is admitted at the configured
-//!   rate, and races for the 50 seats of one schedule (retrying other seats until sold out);
-//!   each winner pays. Expect exactly 50 CONFIRMED and no 5xx.
+//! - `flash-sale [users=10000]`: every user joins the sale's waiting room (the schedule's own),
+//!   is admitted at the configured rate, and races for the 50 seats of the schedule (retrying
+//!   other seats until sold out); each winner pays. A user waits without polling: after
+//!   joining it reads its token with `Prefer: wait=10`, answered when the user is admitted or
+//!   the sale sold out. Once the seat service announces the sale sold out, everyone still in the room
+//!   is answered SOLD_OUT, the waiting ones without being admitted. Expect exactly 50 CONFIRMED and no 5xx; the memory of every
+//!   program is printed before and after.
 //! - `throughput [seconds per step=10]`: many schedules, no contention; two ramps, first holds
 //!   only (reserve → HELD), then full sagas (→ pay → CONFIRMED). Concurrency doubles from 8
 //!   until `POST /reservations` → HELD p99 passes 100 ms; each step measures `seconds` after 1 s
@@ -17,14 +21,22 @@
 //!   open-loop: an attempt starts every 1/1000 s whatever the earlier ones are doing, taken in
 //!   turn by `LOAD_CONCURRENCY` users, and its latency counts from when it was due (a closed
 //!   loop waits for its answers and so never measures the queue it would have built).
-//! - `polling [users=100000]`: users wait in the queue and poll their position; polls/s and p99.
+//! - `waiting-room [users=1000000]`: nobody is admitted; every user joins the global line
+//!   (joins/s, and Redis's memory per waiting user), reads its position once (reads/s, p99), and
+//!   19,000 of them (`LOAD_STREAMS`) hold their token's event stream open (the server's memory
+//!   per stream); then the first 100 in line leave, and every stream must tell its user the new
+//!   place within a refresh (p99 of how soon).
+//! - `soak [minutes=60]`: open-loop reservations at `LOAD_RATE` (1,000/s) for an hour, each a new
+//!   user's, one in ten paid, one in ten cancelled, the rest left to expire; a line a minute with
+//!   the minute's rate and p99 and what the tables hold (see `load/soak.rs`), and at the end the
+//!   last five minutes' p99 against the five after the warm-up minute.
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
 //! or runs against the deployment at `LOAD_BASE_URL` (such as `scripts/cluster-up`'s, whose
 //! printed settings it needs: `E2E_JWT_PRIVATE_KEY`, `E2E_CONTROL` and the `TICKETING_*` variables),
 //! sends load only to 127.0.0.1, and ends with `ticketing audit`'s checks. `scripts/bench-topology`
 //! runs the throughput steps against both, alternated. Throughput steps and the
-//! polling run also print the CPU each operation cost, by program (`e2e::cpu`): on a shared host
+//! waiting room also print the CPU each operation cost, by program (`e2e::cpu`): on a shared host
 //! that figure moves far less from run to run than the rates do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary")]
@@ -51,6 +63,8 @@ use std::{
 };
 use testkit::TestEnv;
 
+mod soak;
+
 /// mimalloc, as in the services: with the system allocator the client spent a sixth of its
 /// time growing and trimming its heap, and a load tool should not be what sets the rate.
 #[global_allocator]
@@ -60,11 +74,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Stats {
     steps: Mutex<BTreeMap<&'static str, Histogram<u64>>>,
     errors: Mutex<BTreeMap<String, u64>>,
-    /// 4xx answers a user of a flash sale expects (a seat someone else reserves), by code.
+    /// 4xx answers a user of a flash sale expects (a seat someone else reserves, a sale sold
+    /// out), by code.
     refusals: Mutex<BTreeMap<String, u64>>,
     requests: AtomicU64,
     /// Requests in flight at once: users are many, connections are not.
     inflight: tokio::sync::Semaphore,
+    /// Requests that wait for a turn (`Prefer: wait` on a queue token) in flight at once: the
+    /// server parks them, so they are bounded by connections, not by work.
+    waiting: tokio::sync::Semaphore,
+    /// When set, the admitted users' requests (seats, reserve, pay, leave) in flight at once,
+    /// apart from the joins: each user has a browser of their own, so a user who was let in
+    /// does not queue behind a hundred thousand joins in this one client.
+    admitted: Option<tokio::sync::Semaphore>,
 }
 
 impl Default for Stats {
@@ -77,9 +99,13 @@ impl Default for Stats {
             inflight: tokio::sync::Semaphore::new(
                 std::env::var("LOAD_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
             ),
+            waiting: tokio::sync::Semaphore::new(WAITING_CONNECTIONS),
+            admitted: None,
         }
     }
 }
+
+impl Stats {}
 
 /// Latencies in microseconds, up to two minutes.
 fn latencies() -> Histogram<u64> {
@@ -148,7 +174,12 @@ async fn timed_since(
     since: Option<Instant>,
     request: impl std::future::Future<Output = anyhow::Result<e2e::api::Answer>>,
 ) -> Option<e2e::api::Answer> {
-    let Ok(_permit) = stats.inflight.acquire().await else { return None };
+    let permits = match (step, &stats.admitted) {
+        (WAIT, _) => &stats.waiting,
+        ("join", _) | (_, None) => &stats.inflight,
+        (_, Some(admitted)) => admitted,
+    };
+    let Ok(_permit) = permits.acquire().await else { return None };
     let started = since.unwrap_or_else(Instant::now);
     match request.await {
         Ok(a) => {
@@ -156,7 +187,7 @@ async fn timed_since(
             if a.status >= 400 {
                 let code = a.body["code"].as_str().unwrap_or("?").to_owned();
                 let kind = format!("{step} {} {code}", a.status);
-                if a.status == 409 && code == "SEAT_UNAVAILABLE" {
+                if a.status == 409 && (code == "SEAT_UNAVAILABLE" || code == "SOLD_OUT") {
                     *stats.refusals.lock().unwrap().entry(kind).or_default() += 1;
                 } else {
                     stats.error(kind);
@@ -186,6 +217,29 @@ async fn lean(
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         headers: Default::default(),
     })
+}
+
+/// [`lean`] with the call shape of [`Api::send`]: `bearer` becomes the Authorization header.
+struct Lean(wire::Pool);
+
+impl Lean {
+    fn of(api: &Api) -> Self {
+        Self(wire::Pool::new(api.base.trim_start_matches("http://")))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<e2e::api::Answer> {
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let mut all: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        all.extend_from_slice(headers);
+        lean(&self.0, method, path, &all, body).await
+    }
 }
 
 /// The system under load: `ticketing up` started here in an environment of its own, or the
@@ -240,6 +294,14 @@ async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System
 }
 
 impl System {
+    /// The system's database, when this process started it (a deployment's is its own).
+    fn database(&self) -> Option<&sea_orm::DatabaseConnection> {
+        match &self.target {
+            Target::Local { env, .. } => Some(&env.db),
+            Target::Deployment(_) => None,
+        }
+    }
+
     /// `ticketing audit`'s checks once the system has settled; panics with the report if any fails.
     async fn check(&self) {
         match &self.target {
@@ -274,17 +336,24 @@ async fn flash_sale(users: usize) {
     let (_, schedule) = api.schedule(50, 10_000).await.unwrap();
     let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();
     charge_all(api, &ids, 10_000).await;
-    println!("flash-sale: {users} users, 50 seats, waiting room admits 1000 per 200 ms up to 5000 active");
+    sale_room_open(api, schedule).await;
+    println!("flash-sale: {users} users, 50 seats, the sale's room admits 1000 per 200 ms up to 5000 active");
+    println!("  {}", e2e::cpu::memory_line("before"));
 
-    let stats = Arc::new(Stats::default());
-    let confirmed = Arc::new(AtomicU64::new(0));
+    let stats = Arc::new(Stats { admitted: Some(tokio::sync::Semaphore::new(256)), ..Stats::default() });
+    let outcome = Arc::new(Outcome::default());
     let first_admitted = Arc::new(Mutex::new(None::<Instant>));
+    // Each user arrives signed in: their tokens are signed before the clock starts, as an
+    // identity provider would have done before the sale.
+    let bearers: Vec<String> = ids.iter().map(|u| api.token(*u)).collect();
+    // Over the lean client, as the throughput scenario: reqwest cost this client more CPU per
+    // request than the server spent answering it.
+    let lean = &Lean::of(api);
     let started = Instant::now();
-    futures::stream::iter(ids.iter().copied())
-        .map(|user| {
-            let (stats, confirmed, first_admitted) =
-                (stats.clone(), confirmed.clone(), first_admitted.clone());
-            async move { buyer(api, &stats, user, schedule, &confirmed, &first_admitted).await }
+    futures::stream::iter(bearers)
+        .map(|bearer| {
+            let (stats, outcome, first_admitted) = (stats.clone(), outcome.clone(), first_admitted.clone());
+            async move { buyer(lean, &stats, bearer, schedule, &outcome, &first_admitted).await }
         })
         .buffer_unordered(users)
         .collect::<Vec<_>>()
@@ -296,45 +365,111 @@ async fn flash_sale(users: usize) {
         elapsed.as_secs_f64(),
         after_admission.as_secs_f64()
     );
-    println!("  CONFIRMED: {}", confirmed.load(Ordering::Relaxed));
+    println!(
+        "  CONFIRMED: {}; told SOLD_OUT while waiting: {}, once admitted: {}",
+        outcome.confirmed.load(Ordering::Relaxed),
+        outcome.sold_out_waiting.load(Ordering::Relaxed),
+        outcome.sold_out_admitted.load(Ordering::Relaxed),
+    );
+    let since_start = |t: &Mutex<Option<Instant>>| {
+        t.lock().unwrap().map_or("-".to_owned(), |t| format!("{:.2} s", (t - started).as_secs_f64()))
+    };
+    println!(
+        "  from the start: first admission {}, last seat paid {}, first waiting user told SOLD_OUT {}",
+        since_start(&first_admitted),
+        since_start(&outcome.last_confirmed),
+        since_start(&outcome.first_sold_out)
+    );
     stats.print(elapsed);
+    println!("  {}", e2e::cpu::memory_line("after"));
+    let checking = Instant::now();
     sys.check().await;
+    println!("  checked in {:.1} s", checking.elapsed().as_secs_f64());
+}
+
+/// Waiting requests held open at most: the session's open-file limit here is 20,000, shared by
+/// the client's connections and (on one machine) the server's.
+const WAITING_CONNECTIONS: usize = 9_000;
+
+/// The step of a request that waits for the user's turn.
+const WAIT: &str = "wait";
+
+/// How the buyers of a flash sale ended.
+#[derive(Default)]
+struct Outcome {
+    /// When the last seat was paid for, and when a waiting user was first told SOLD_OUT.
+    last_confirmed: Mutex<Option<Instant>>,
+    first_sold_out: Mutex<Option<Instant>>,
+    confirmed: AtomicU64,
+    sold_out_waiting: AtomicU64,
+    sold_out_admitted: AtomicU64,
+}
+
+/// Waits until the queue knows `schedule` (it learns of it from the catalog's event), so the
+/// sale's room can be joined.
+async fn sale_room_open(api: &Api, schedule: ScheduleId) {
+    let probe = api.token(UserId::new());
+    let body = serde_json::json!({ "scheduleId": schedule });
+    for _ in 0..100 {
+        let a = api.send(Method::POST, "/queue/tokens", Some(&probe), Some(body.clone()), &[]).await.unwrap();
+        if (200..300).contains(&a.status) {
+            let token = a.body["token"].as_str().unwrap_or_default();
+            api.send(Method::DELETE, &format!("/queue/tokens/{token}"), Some(&probe), None, &[])
+                .await
+                .unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the queue never learned of schedule {schedule}");
 }
 
 async fn buyer(
-    api: &Api,
+    api: &Lean,
     stats: &Stats,
-    user: UserId,
+    bearer: String,
     schedule: ScheduleId,
-    confirmed: &AtomicU64,
+    outcome: &Outcome,
     first_admitted: &Mutex<Option<Instant>>,
 ) {
-    let bearer = api.token(user);
-    let Some(joined) =
-        timed(stats, "join", api.send(Method::POST, "/queue/tokens", Some(&bearer), None, &[])).await
+    let sale = serde_json::json!({ "scheduleId": schedule });
+    // Join, then wait without polling: the wait is answered when the user is admitted or the
+    // sale sold out (or after 10 s, and then the user waits again).
+    let Some(mut t) =
+        timed(stats, "join", api.send(Method::POST, "/queue/tokens", Some(&bearer), Some(sale), &[])).await
     else {
         return;
     };
-    let token = joined.body["token"].as_str().unwrap_or_default().to_owned();
+    if t.body["code"] == "SOLD_OUT" {
+        outcome.sold_out_waiting.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let wait = [("Prefer", "wait=10")];
+    let token = t.body["token"].as_str().unwrap_or_default().to_owned();
     loop {
-        let Some(t) = timed(
+        match t.body["status"].as_str() {
+            Some("ACTIVE") => break,
+            Some("SOLD_OUT") => {
+                outcome.first_sold_out.lock().unwrap().get_or_insert_with(Instant::now);
+                outcome.sold_out_waiting.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Some("WAITING") => {}
+            _ => return,
+        }
+        let Some(again) = timed(
             stats,
-            "poll",
-            api.send(Method::GET, &format!("/queue/tokens/{token}"), Some(&bearer), None, &[]),
+            WAIT,
+            api.send(Method::GET, &format!("/queue/tokens/{token}"), Some(&bearer), None, &wait),
         )
         .await
         else {
             return;
         };
-        if t.body["status"] == "ACTIVE" {
-            break;
-        }
-        // Poll at the pace the waiting room suggests, as a well-behaved client does.
-        let eta_ms = t.body["etaSeconds"].as_u64().unwrap_or(0) * 1000;
-        tokio::time::sleep(Duration::from_millis((eta_ms / 2).clamp(200, 2000))).await;
+        t = again;
     }
     first_admitted.lock().unwrap().get_or_insert_with(Instant::now);
-    if !book(api, stats, &bearer, &token, schedule, confirmed).await {
+    if !book(api, stats, &bearer, &token, schedule, outcome).await {
         // Done without a booking (sold out): give the slot back, as a client that closes the
         // page would (a completed booking spends the token by itself).
         timed(
@@ -348,12 +483,12 @@ async fn buyer(
 
 /// Races for a free seat until one is held and paid (true) or none is left (false).
 async fn book(
-    api: &Api,
+    api: &Lean,
     stats: &Stats,
     bearer: &str,
     token: &str,
     schedule: ScheduleId,
-    confirmed: &AtomicU64,
+    outcome: &Outcome,
 ) -> bool {
     let headers = [("X-Queue-Token", token), ("Prefer", "wait=10")];
     for _ in 0..60 {
@@ -383,6 +518,10 @@ async fn book(
         else {
             return false;
         };
+        if held.body["code"] == "SOLD_OUT" {
+            outcome.sold_out_admitted.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         if held.body["status"] != "HELD" {
             continue; // someone was faster; try another seat
         }
@@ -395,7 +534,8 @@ async fn book(
         .await
             && paid.body["status"] == "CONFIRMED"
         {
-            confirmed.fetch_add(1, Ordering::Relaxed);
+            outcome.confirmed.fetch_add(1, Ordering::Relaxed);
+            *outcome.last_confirmed.lock().unwrap() = Some(Instant::now());
             return true;
         }
         return false;
@@ -646,8 +786,16 @@ async fn step(
     p99
 }
 
-async fn polling(users: usize) {
-    // Nobody is admitted: every poll is a waiting user asking for its position.
+/// Event streams `waiting-room` holds open at once (`LOAD_STREAMS` to change): the open-file
+/// limit here is 20,000 per process and cannot be raised, and on one machine the client and the
+/// server each hold one end of every stream besides their other connections.
+const STREAMS: usize = 19_000;
+
+/// Users who leave the line while the streams are open, so that everyone behind them moves up.
+const LEAVERS: usize = 100;
+
+async fn waiting_room(users: usize) {
+    // Nobody is admitted: every user waits, and every read is a waiting user's position.
     let sys = start(
         &[
             ("TICKETING_QUEUE_ADMIT_PER_TICK", "1"),
@@ -659,60 +807,251 @@ async fn polling(users: usize) {
     )
     .await;
     let api = &sys.api;
-    println!("polling: {users} waiting users poll their position");
-    let ids: Vec<UserId> = (0..users).map(|_| UserId::new()).collect();
-    let stats = Arc::new(Stats::default());
-    let tokens: Vec<(String, String)> = futures::stream::iter(ids.iter().copied())
-        .map(|u| {
-            let stats = stats.clone();
-            async move {
-                let bearer = api.token(u);
-                let a =
-                    timed(&stats, "join", api.send(Method::POST, "/queue/tokens", Some(&bearer), None, &[]))
-                        .await
-                        .unwrap();
-                (bearer, a.body["token"].as_str().unwrap_or_default().to_owned())
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    let polls: Vec<wire::Get> = tokens
+    let streams = std::env::var("LOAD_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(STREAMS);
+    let streams = streams.min(users.saturating_sub(LEAVERS));
+    println!(
+        "waiting-room: {users} users join and read their position; {streams} hold its event stream open"
+    );
+    // Signed in before the clock starts, as an identity provider would have done.
+    let bearers: Vec<String> = (0..users).map(|_| format!("Bearer {}", api.token(UserId::new()))).collect();
+    let addr = api.base.trim_start_matches("http://").to_owned();
+    println!("  {}", e2e::cpu::memory_line("before"));
+
+    let tokens = joins(&addr, &bearers).await;
+    let mut in_line: Vec<(u64, wire::Get)> = bearers
         .into_iter()
-        .map(|(bearer, token)| wire::Get {
-            path: format!("/queue/tokens/{token}"),
-            authorization: format!("Bearer {bearer}"),
+        .zip(tokens)
+        .filter_map(|(authorization, joined)| {
+            let (token, position) = joined?;
+            Some((position, wire::Get { path: format!("/queue/tokens/{token}"), authorization }))
         })
         .collect();
-    let addr = api.base.trim_start_matches("http://").to_owned();
+    in_line.sort_by_key(|(position, _)| *position);
+    let mut gets: Vec<wire::Get> = in_line.into_iter().map(|(_, get)| get).collect();
+    position_reads(&addr, gets.clone()).await;
+    // The first in line leave while the next ones watch: everyone behind them moves up.
+    let leavers: Vec<wire::Get> = gets.drain(..LEAVERS.min(gets.len())).collect();
+    gets.truncate(streams);
+    event_streams(&addr, gets, leavers).await;
+    sys.check().await;
+}
+
+/// Every user joins the global line (over `LOAD_CONNECTIONS` connections); their tokens and
+/// places, in the order of `bearers`. Prints joins/s, latency, the CPU per join and Redis's
+/// memory per user.
+async fn joins(addr: &str, bearers: &[String]) -> Vec<Option<(String, u64)>> {
+    let stats = Arc::new(Stats::default());
+    let pool = &wire::Pool::new(addr);
+    let redis_before = redis_memory();
     let started = Instant::now();
     let cpu = Snapshot::now();
-    // Over 64 keep-alive connections with the lean client, so that the client's own work per
-    // poll is not what sets the rate (see `e2e::wire`).
+    let tokens: Vec<Option<(String, u64)>> = futures::stream::iter(bearers)
+        .map(|bearer| {
+            let stats = stats.clone();
+            async move {
+                let auth = [("authorization", bearer.as_str())];
+                let a = timed(&stats, "join", lean(pool, Method::POST, "/queue/tokens", &auth, None)).await?;
+                Some((a.body["token"].as_str()?.to_owned(), a.body["position"].as_u64()?))
+            }
+        })
+        // In order: each token belongs to the bearer at its place.
+        .buffered(stats.inflight.available_permits())
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let cpu = cpu.until(&Snapshot::now());
+    let joined = tokens.iter().flatten().count();
+    println!(
+        "  {joined} joins in {:.1} s = {:.0} joins/s",
+        elapsed.as_secs_f64(),
+        joined as f64 / elapsed.as_secs_f64()
+    );
+    stats.print(elapsed);
+    println!("  {}", cpu.per_op(joined as u64 / 1000, "1000 joins"));
+    let grown = redis_memory().saturating_sub(redis_before);
+    println!(
+        "  Redis grew {} MiB: {:.0} bytes per waiting user",
+        grown / (1 << 20),
+        grown as f64 / joined.max(1) as f64
+    );
+    tokens
+}
+
+/// Redis's memory (its PSS), in bytes.
+fn redis_memory() -> u64 {
+    e2e::cpu::memory().get("redis-server").copied().unwrap_or(0)
+}
+
+/// Every waiting user reads its position once, over 64 keep-alive connections with the lean
+/// client (so that the client's own work per read is not what sets the rate).
+async fn position_reads(addr: &str, gets: Vec<wire::Get>) {
+    let n = gets.len();
+    let stats = Arc::new(Stats::default());
+    let started = Instant::now();
+    let cpu = Snapshot::now();
     let recorded = stats.clone();
-    let sent = wire::get_all(&addr, polls, 64, move |outcome| match outcome {
+    let sent = wire::get_all(addr, gets, 64, move |outcome| match outcome {
         wire::Outcome::Answered { status, took } => {
-            recorded.record("poll", took);
+            recorded.record("position read", took);
             if status >= 400 {
-                recorded.error(format!("poll {status}"));
+                recorded.error(format!("position read {status}"));
             }
         }
-        wire::Outcome::Failed(e) => recorded.error(format!("poll transport: {e}")),
+        wire::Outcome::Failed(e) => recorded.error(format!("position read transport: {e}")),
     })
     .await;
     if let Err(e) = sent {
-        stats.error(format!("poll client: {e}"));
+        stats.error(format!("position read client: {e}"));
     }
     let elapsed = started.elapsed();
     let cpu = cpu.until(&Snapshot::now());
     println!(
-        "  {users} polls in {:.2} s = {:.0} polls/s",
+        "  {n} position reads in {:.2} s = {:.0} reads/s",
         elapsed.as_secs_f64(),
-        users as f64 / elapsed.as_secs_f64()
+        n as f64 / elapsed.as_secs_f64()
     );
     stats.print(elapsed);
-    println!("  {}", cpu.per_op(users as u64 / 1000, "1000 polls"));
-    sys.check().await;
+    println!("  {}", cpu.per_op(n as u64 / 1000, "1000 reads"));
+}
+
+/// How far each event stream got.
+#[derive(Default)]
+struct Streams {
+    /// Streams that answered their first `token` event, and those that failed.
+    open: AtomicU64,
+    failed: Mutex<BTreeMap<String, u64>>,
+    /// Streams that sent a second event (the position moved), and how long after the leavers left.
+    moved: AtomicU64,
+    moved_after: Mutex<Option<Histogram<u64>>>,
+    left_at: Mutex<Option<Instant>>,
+}
+
+/// Opens one event stream per get (256 opening at once), each reading its events until the
+/// end; once all are open, the `leavers` leave the line, and every stream behind them should
+/// say within a position refresh that it moved up. Prints the time to open them, the memory
+/// each costs the server, the CPU of holding them, and how soon they moved.
+async fn event_streams(addr: &str, gets: Vec<wire::Get>, leavers: Vec<wire::Get>) {
+    let n = gets.len();
+    let state = Arc::new(Streams { moved_after: Mutex::new(Some(latencies())), ..Streams::default() });
+    let opening = Arc::new(tokio::sync::Semaphore::new(256));
+    let before = e2e::cpu::memory();
+    let started = Instant::now();
+    let tasks: Vec<_> = gets
+        .into_iter()
+        .map(|get| {
+            let (state, opening, addr) = (state.clone(), opening.clone(), addr.to_owned());
+            tokio::spawn(async move {
+                let permit = opening.acquire_owned().await.ok();
+                if let Err(e) = watch(&addr, &get, &state, permit).await {
+                    *state.failed.lock().unwrap().entry(e.to_string()).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    let settled =
+        |s: &Streams| s.open.load(Ordering::Relaxed) + s.failed.lock().unwrap().values().sum::<u64>();
+    while settled(&state) < n as u64 && started.elapsed() < Duration::from_secs(300) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let open = state.open.load(Ordering::Relaxed);
+    println!(
+        "  {open} event streams open in {:.1} s (each answered its first event)",
+        started.elapsed().as_secs_f64()
+    );
+    let after = e2e::cpu::memory();
+    let grown =
+        |p: &str| after.get(p).copied().unwrap_or(0).saturating_sub(before.get(p).copied().unwrap_or(0));
+    println!(
+        "  memory per open stream: server {:.1} KiB, Redis {:.2} KiB, client {:.1} KiB",
+        grown("ticketing") as f64 / 1024.0 / open.max(1) as f64,
+        grown("redis-server") as f64 / 1024.0 / open.max(1) as f64,
+        grown("load") as f64 / 1024.0 / open.max(1) as f64,
+    );
+    println!("  {}", e2e::cpu::memory_line("with the streams open"));
+
+    // The first in line leave; every open stream is behind them.
+    let cpu = Snapshot::now();
+    let held = Instant::now();
+    *state.left_at.lock().unwrap() = Some(Instant::now());
+    let pool = wire::Pool::new(addr);
+    for get in &leavers {
+        let auth = [("authorization", get.authorization.as_str())];
+        if let Ok((status, _)) = pool.send(Method::DELETE, &get.path, &auth, None).await
+            && status >= 300
+        {
+            *state.failed.lock().unwrap().entry(format!("leave {status}")).or_default() += 1;
+        }
+    }
+    // A stream reads its place at least every five seconds: all should have moved by then.
+    while state.moved.load(Ordering::Relaxed) < open && held.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let moved = state.moved.load(Ordering::Relaxed);
+    let h = state.moved_after.lock().unwrap().take().unwrap_or_else(latencies);
+    let s = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
+    println!(
+        "  {LEAVERS} users ahead left: {moved} of {open} streams told their new place, p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+        s(0.5),
+        s(0.99),
+        h.max() as f64 / 1e6
+    );
+    let cpu = cpu.until(&Snapshot::now());
+    println!(
+        "  holding them for {:.1} s: {}",
+        held.elapsed().as_secs_f64(),
+        cpu.per_op(held.elapsed().as_secs().max(1), "second")
+    );
+    for task in tasks {
+        task.abort();
+    }
+    let failed = state.failed.lock().unwrap();
+    if failed.is_empty() && moved == open && open == n as u64 {
+        println!("  stream errors: none");
+    }
+    for (kind, count) in failed.iter() {
+        println!("  stream error {kind}: {count}");
+    }
+    if moved < open {
+        println!("  stream error: {} streams never told their new place", open - moved);
+    }
+}
+
+/// Reads the event stream of the token `get` reads: counts it open at its first `token` event (and gives the
+/// opening permit back), and moved at its second.
+async fn watch(
+    addr: &str,
+    get: &wire::Get,
+    state: &Streams,
+    mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> anyhow::Result<()> {
+    use http_body_util::BodyExt;
+    let events_of =
+        wire::Get { path: format!("{}/events", get.path), authorization: get.authorization.clone() };
+    let (status, mut body) = wire::open_stream(addr, &events_of).await?;
+    anyhow::ensure!(status == 200, "status {status}");
+    let (mut buffer, mut events) = (String::new(), 0);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        buffer.push_str(&String::from_utf8_lossy(&data));
+        while let Some(end) = buffer.find("\n\n") {
+            if buffer[..end].lines().any(|l| l == "event: token") {
+                events += 1;
+                if events == 1 {
+                    state.open.fetch_add(1, Ordering::Relaxed);
+                    permit.take();
+                } else if events == 2 {
+                    state.moved.fetch_add(1, Ordering::Relaxed);
+                    if let Some(left) = *state.left_at.lock().unwrap()
+                        && let Some(h) = state.moved_after.lock().unwrap().as_mut()
+                    {
+                        record_latency(h, left.elapsed());
+                    }
+                }
+            }
+            buffer.drain(..end + 2);
+        }
+    }
+    anyhow::bail!("ended after {events} events: {:?}", buffer.chars().take(120).collect::<String>())
 }
 
 #[tokio::main]
@@ -722,9 +1061,12 @@ async fn main() {
     match args.first().map(String::as_str) {
         Some("flash-sale") => flash_sale(n(10_000)).await,
         Some("throughput") => throughput(n(10) as u64).await,
-        Some("polling") => polling(n(100_000)).await,
+        Some("waiting-room") => waiting_room(n(1_000_000)).await,
+        Some("soak") => soak::soak(n(60) as u64).await,
         _ => {
-            eprintln!("usage: load flash-sale [users] | throughput [seconds per step] | polling [users]");
+            eprintln!(
+                "usage: load flash-sale [users] | throughput [seconds per step] | waiting-room [users] | soak [minutes]"
+            );
             std::process::exit(2);
         }
     }
