@@ -63,9 +63,10 @@ impl Handler for Reservations {
     /// whose seats are all free and asked for by no earlier request of it, and announces it.
     /// Another sells what the batch's completed reservations hold; whether a sale sold its
     /// schedule out is checked after that commit (and again when it is delivered again, so a
-    /// crash in between loses no announcement). The others (a seat taken or being taken, an
-    /// unknown schedule or seat, a malformed event, a release, a sale of seats not held) go the
-    /// way of [`Handler::handle`], which decides them on the committed rows.
+    /// crash in between loses no announcement). A third releases what the batch's failed
+    /// reservations hold and announces each release that freed seats. The others (a seat taken
+    /// or being taken, an unknown schedule or seat, a malformed event, a sale of seats not held)
+    /// go the way of [`Handler::handle`], which decides them on the committed rows.
     async fn at_once_each(
         &self,
         db: &DatabaseConnection,
@@ -74,6 +75,7 @@ impl Handler for Reservations {
     ) -> Result<Vec<i64>, HandleError> {
         let mut done = self.hold_each(db, claims, msgs).await?;
         done.extend(self.sell_each(db, claims, msgs).await?);
+        done.extend(self.release_each(db, claims, msgs).await?);
         done.sort_unstable();
         Ok(done)
     }
@@ -162,6 +164,44 @@ impl Reservations {
             }
         }
         Ok(positions)
+    }
+
+    /// The releases of [`Handler::at_once_each`], each reservation's once: every position of a
+    /// failed reservation (one that holds nothing here is released by doing nothing).
+    async fn release_each(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        msgs: &[Incoming],
+    ) -> Result<Vec<i64>, HandleError> {
+        let (mut releases, mut events) = (Vec::new(), Vec::new());
+        for (position, msg) in (1i64..).zip(msgs) {
+            if msg.kind() != ReservationFailed::TYPE {
+                continue;
+            }
+            let Ok(failed) = msg.decode::<ReservationFailed>() else { continue };
+            let p = &failed.payload;
+            if releases.iter().any(|r: &store::Release| r.reservation == p.reservation_id) {
+                continue;
+            }
+            // Its seats are filled in with those the statement releases.
+            let event = SeatsReleased {
+                reservation_id: p.reservation_id,
+                schedule_id: p.schedule_id,
+                seat_nos: Vec::new(),
+            };
+            events.push((
+                position,
+                self.outbox.row(&Envelope::new(NAME, p.reservation_id, event).caused_by(&failed.meta()))?,
+            ));
+            releases.push(store::Release {
+                position,
+                schedule: p.schedule_id,
+                reservation: p.reservation_id,
+            });
+        }
+        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
+        Ok(store::release_each(db, &releases, &self.outbox, &events, claims).await?)
     }
 }
 
@@ -533,6 +573,80 @@ mod tests {
         assert_eq!(status(seats(&db, three).await), ["SOLD", "SOLD", "SOLD"]);
         let sold_out = env.outbox_envelopes(crate::SCHEMA).await.unwrap();
         assert_eq!(sold_out.iter().filter(|e| e["type"] == SoldOut::TYPE).count(), 2);
+    }
+
+    fn failed(schedule: ScheduleId, held: &Incoming) -> Incoming {
+        let r = ReservationId(reservation(held));
+        let e = ReservationFailed {
+            reservation_id: r,
+            user_id: UserId::new(),
+            schedule_id: schedule,
+            seat_nos: Vec::new(),
+            reason: contracts::ReservationFailureReason::Expired,
+            queue_token: String::new(),
+        };
+        Incoming::first_delivery(&Envelope::new("reservation", r, e)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_releases_at_once_what_its_failed_reservations_hold_and_announces_only_what_it_freed() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let (one, other) = (schedule_of(&db, 3).await, schedule_of(&db, 1).await);
+        let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler(&outbox));
+        let held = [request(one, &[2, 1]), request(one, &[3]), request(other, &[1])];
+        for h in &held {
+            inbox.apply_batch(INBOX, std::slice::from_ref(h)).await.pop().unwrap().unwrap();
+        }
+        let before = announced(&env).await.len();
+
+        // Two reservations end in one batch, one of them delivered twice, with the end of a
+        // reservation that holds nothing here (its hold was refused).
+        let stranger = request(one, &[1]);
+        let first = failed(one, &held[0]);
+        let batch = [first.clone(), failed(other, &held[2]), first, failed(one, &stranger)];
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
+        let handler = handler(&outbox);
+        assert_eq!(
+            handler.at_once_each(&db, &claims, &batch).await.unwrap(),
+            [1, 2, 4],
+            "each reservation's end at once; the repeat is left to the transaction"
+        );
+        let status = |rows: Vec<(i32, String, Option<uuid::Uuid>)>| -> Vec<String> {
+            rows.into_iter().map(|(_, status, _)| status).collect()
+        };
+        assert_eq!(status(seats(&db, one).await), ["AVAILABLE", "AVAILABLE", "HELD"]);
+        assert_eq!(status(seats(&db, other).await), ["AVAILABLE"]);
+        let released: Vec<(uuid::Uuid, serde_json::Value)> = env
+            .outbox_envelopes(crate::SCHEMA)
+            .await
+            .unwrap()
+            .into_iter()
+            .skip(before)
+            .map(|e| {
+                assert_eq!(e["type"], SeatsReleased::TYPE);
+                (
+                    e["payload"]["reservationId"].as_str().unwrap().parse().unwrap(),
+                    e["payload"]["seatNos"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            released,
+            [
+                (reservation(&held[0]), serde_json::json!([1, 2])),
+                (reservation(&held[2]), serde_json::json!([1]))
+            ],
+            "a release that freed nothing says nothing"
+        );
+
+        // The whole batch again: every message is a duplicate and nothing changes.
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
+        let again: Vec<Applied> =
+            inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
+        assert!(again.iter().all(|a| *a == Applied::Duplicate), "{again:?}");
+        assert_eq!(announced(&env).await.len(), before + 2);
     }
 
     #[tokio::test]

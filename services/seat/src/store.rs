@@ -376,6 +376,48 @@ pub async fn release_held_before(
     Ok(out)
 }
 
+/// The seats a reservation holds, to release, keyed by a position (from 1, as [`InboxClaims`]
+/// counts).
+pub struct Release {
+    pub position: i64,
+    pub schedule: ScheduleId,
+    pub reservation: ReservationId,
+}
+
+/// Releases the seats each reservation of `releases` holds, in one statement outside a
+/// transaction, with the inbox row of every position (a reservation that holds nothing here has
+/// nothing to release) and the `events` (keyed by position) of those that released seats, their
+/// `seatNos` filled with the seats released; answers every position. No two releases may name
+/// one reservation. As in [`sell_each`], the seats are found through the array of their
+/// schedules.
+pub async fn release_each(
+    db: &impl ConnectionTrait,
+    releases: &[Release],
+    outbox: &Outbox,
+    events: &[(i64, &OutboxRow)],
+    claims: &InboxClaims<'_>,
+) -> Result<Vec<i64>, DbErr> {
+    let input = Input::at(releases.iter().map(|r| r.position).collect())
+        .column("schedule_id", "uuid", releases.iter().map(|r| r.schedule.0).collect())
+        .column("reservation_id", "uuid", releases.iter().map(|r| r.reservation.0).collect());
+    BatchWrite::over(input)
+        .step(
+            "released",
+            "UPDATE seat.seats s SET status = 'AVAILABLE', reservation_id = NULL, held_until = NULL
+             FROM input w
+             WHERE s.schedule_id = ANY(ARRAY(SELECT schedule_id FROM input))
+               AND s.schedule_id = w.schedule_id AND s.reservation_id = w.reservation_id AND s.status = 'HELD'
+             RETURNING w.i, s.seat_no",
+        )
+        .step("freed", "SELECT i, array_agg(seat_no ORDER BY seat_no) AS seat_nos FROM released GROUP BY i")
+        .claims(claims)
+        .events(outbox, events.to_vec())
+        .announcing_from("freed")
+        .filling("seatNos", "seat_nos")
+        .run(db)
+        .await
+}
+
 /// Releases the seats `reservation` holds; returns their numbers.
 pub async fn release(
     db: &impl ConnectionTrait,

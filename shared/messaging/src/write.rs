@@ -62,8 +62,11 @@ impl Input {
 struct Events<'a> {
     outbox: &'a Outbox,
     rows: Vec<(i64, &'a OutboxRow)>,
-    /// `(payload field, column of the applied step)`: see [`BatchWrite::filling`].
+    /// `(payload field, column of the announcing step)`: see [`BatchWrite::filling`].
     fill: Option<(&'a str, &'a str)>,
+    /// The step whose positions are announced, when not every applied one is: see
+    /// [`BatchWrite::announcing_from`].
+    from: Option<&'static str>,
 }
 
 /// One statement applying a batch: the service's change over [`Input`], the inbox rows of the
@@ -122,12 +125,24 @@ impl<'a> BatchWrite<'a> {
     /// Writes, of `rows` (each keyed by the position it answers), those of the positions
     /// applied, in the order given.
     pub fn events(mut self, outbox: &'a Outbox, rows: Vec<(i64, &'a OutboxRow)>) -> Self {
-        self.events = Some(Events { outbox, rows, fill: None });
+        self.events = Some(Events { outbox, rows, fill: None, from: None });
         self
     }
 
-    /// Sets each event's payload `field` (a top-level key) to its applied row's `column`: for an
-    /// event that says what the statement computes (the balance after a debit).
+    /// Writes the events only of the positions in `step` (a column `i`, each position once; a
+    /// part of those applied): for a change that applies every position but announces only
+    /// those that changed something (a release of seats a reservation no longer holds changes
+    /// nothing and says nothing).
+    pub fn announcing_from(mut self, step: &'static str) -> Self {
+        if let Some(events) = &mut self.events {
+            events.from = Some(step);
+        }
+        self
+    }
+
+    /// Sets each event's payload `field` (a top-level key) to its announcing row's `column` (the
+    /// applied step's, or [`BatchWrite::announcing_from`]'s): for an event that says what the
+    /// statement computes (the balance after a debit, the seats released).
     pub fn filling(mut self, field: &'a str, column: &'a str) -> Self {
         if let Some(events) = &mut self.events {
             events.fill = Some((field, column));
@@ -170,7 +185,8 @@ impl<'a> BatchWrite<'a> {
             sql.push_str(&format!(", {}", claims.cte(self.applied, &mut values)));
         }
         if let Some(e) = &self.events {
-            sql.push_str(&e.outbox.then_cte_each(&e.rows, &mut values, self.applied, e.fill));
+            let from = e.from.unwrap_or(self.applied);
+            sql.push_str(&e.outbox.then_cte_each(&e.rows, &mut values, from, e.fill));
         }
         match &self.answer {
             Some(select) => sql.push_str(&format!(" {select}")),
