@@ -30,6 +30,9 @@
 //!   user's, one in ten paid, one in ten cancelled, the rest left to expire; a line a minute with
 //!   the minute's rate and p99 and what the tables hold (see `load/soak.rs`), and at the end the
 //!   last five minutes' p99 against the five after the warm-up minute.
+//! - `growth [seconds per step=10]`: the holds step with 10,000, 100,000 and 1,000,000 ended
+//!   reservations in the tables, then 1,000 and 100,000 more schedules: holds/s, CPU per hold and
+//!   the statements Postgres ran per hold at each size (see `load/growth.rs`).
 //!
 //! Each starts `ticketing up` (the release binary beside this one) in an isolated environment,
 //! or runs against the deployment at `LOAD_BASE_URL` (such as `scripts/cluster-up`'s, whose
@@ -63,6 +66,7 @@ use std::{
 };
 use testkit::TestEnv;
 
+mod growth;
 mod soak;
 
 /// mimalloc, as in the services: with the system allocator the client spent a sixth of its
@@ -550,6 +554,14 @@ struct SeatSupply {
 }
 
 impl SeatSupply {
+    /// Every seat of `schedules` (50 each), seat by seat across the schedules, so that one
+    /// user's next attempt is of another schedule (a user may have one live reservation of a
+    /// schedule, and four of its seats).
+    fn across(schedules: &[ScheduleId]) -> Arc<Self> {
+        let seats = (1..=50).flat_map(|n| schedules.iter().map(move |s| (*s, n))).collect();
+        Arc::new(Self { seats, next: AtomicU64::new(0) })
+    }
+
     fn take(&self) -> Option<(ScheduleId, i32)> {
         self.seats.get(self.next.fetch_add(1, Ordering::Relaxed) as usize).copied()
     }
@@ -579,12 +591,7 @@ async fn throughput(seconds: u64) {
         .buffer_unordered(16)
         .collect()
         .await;
-    let supply = Arc::new(SeatSupply {
-        // Seat by seat across the schedules, so that one user's next attempt is of another schedule
-        // (a user may have one live reservation of a schedule, and four of its seats).
-        seats: (1..=50).flat_map(|n| schedules.iter().map(move |s| (*s, n))).collect(),
-        next: AtomicU64::new(0),
-    });
+    let supply = SeatSupply::across(&schedules);
     // Full sagas first: the holds ramp leaves its seats held, and cancels them at the end.
     let held = Mutex::new(Vec::new());
     // `LOAD_RAMP=sagas|holds` runs one ramp; `LOAD_CONCURRENCY` starts it there (one fixed step
@@ -621,8 +628,13 @@ async fn throughput(seconds: u64) {
             None => println!("  knee: not reached (p99 stayed under 100 ms, or the seats or steps ran out)"),
         }
     }
-    let held = held.into_inner().unwrap();
-    println!("  cancelling the {} reservations the holds ramp left HELD", held.len());
+    cancel_all(api, held.into_inner().unwrap()).await;
+    sys.check().await;
+}
+
+/// Cancels the reservations the holds steps left HELD.
+async fn cancel_all(api: &Api, held: Vec<(UserId, ReservationId)>) {
+    println!("  cancelling the {} reservations the holds left HELD", held.len());
     futures::stream::iter(held)
         .map(|(user, id): (UserId, ReservationId)| async move {
             let path = format!("/reservations/{id}");
@@ -631,7 +643,6 @@ async fn throughput(seconds: u64) {
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
-    sys.check().await;
 }
 
 /// One step of the throughput ramp: `concurrency` users reserve (and with `pay`, pay for) one
@@ -1063,9 +1074,11 @@ async fn main() {
         Some("throughput") => throughput(n(10) as u64).await,
         Some("waiting-room") => waiting_room(n(1_000_000)).await,
         Some("soak") => soak::soak(n(60) as u64).await,
+        Some("growth") => growth::growth(n(10) as u64).await,
         _ => {
             eprintln!(
-                "usage: load flash-sale [users] | throughput [seconds per step] | waiting-room [users] | soak [minutes]"
+                "usage: load flash-sale [users] | throughput [seconds per step] | waiting-room [users] | soak [minutes] \
+                 | growth [seconds per step]"
             );
             std::process::exit(2);
         }
