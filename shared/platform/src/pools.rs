@@ -15,6 +15,9 @@ pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConne
         // more round trip for each query and transaction).
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false)
+        // Every connection handed out is reported with how long its caller waited for it
+        // (`telemetry::PoolWaits` makes it a histogram; no log line shows it).
+        .map_sqlx_postgres_pool_opts(|o| o.acquire_time_level(log::LevelFilter::Trace))
         // Plan each prepared statement once per connection. Every statement here is a short
         // keyed read or write whose best plan does not depend on its parameters, but the
         // planner's default (five custom plans, then a generic one only if it looks no costlier)

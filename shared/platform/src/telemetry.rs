@@ -77,8 +77,11 @@ pub fn init(
     global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("ticketing");
 
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,async_nats=warn,tower_http=warn"));
+    // Each layer has its own filter: the pool's waits are read at a level no log shows.
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,async_nats=warn,tower_http=warn"))
+    };
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).boxed(),
         LogFormat::Json => {
@@ -86,11 +89,51 @@ pub fn init(
         }
     };
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .with(lines)
+        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter()))
+        .with(lines.with_filter(filter()))
+        .with(PoolWaits::layer())
         .try_init();
     Ok(Telemetry { provider })
+}
+
+/// The database pool's waits as a histogram, `db_pool_acquire_duration_seconds`: how long each
+/// connection the pool handed out was waited for (sqlx reports every one, `pools::connect_db`
+/// asks it to). sqlx does not say how many tasks are waiting at a moment; how long they waited
+/// is what a saturated pool shows first.
+pub struct PoolWaits;
+
+/// sqlx's event for a connection handed out, with `acquired_after_secs`.
+const POOL_ACQUIRE: &str = "sqlx::pool::acquire";
+
+impl PoolWaits {
+    /// The layer, reading only sqlx's acquire events.
+    pub fn layer<S>() -> impl Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        PoolWaits.with_filter(
+            tracing_subscriber::filter::Targets::new().with_target(POOL_ACQUIRE, tracing::Level::TRACE),
+        )
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for PoolWaits {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Waited(Option<f64>);
+        impl Visit for Waited {
+            fn record_f64(&mut self, field: &Field, value: f64) {
+                if field.name() == "acquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+        }
+        let mut waited = Waited(None);
+        event.record(&mut waited);
+        if let Some(secs) = waited.0 {
+            metrics::histogram!("db_pool_acquire_duration_seconds").record(secs);
+        }
+    }
 }
 
 /// [`LogFormat::Json`]'s lines. The trace and span ids are those of the OpenTelemetry context
