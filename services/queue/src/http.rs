@@ -204,6 +204,21 @@ async fn settle(
     Ok(waiter.reading)
 }
 
+/// The caller's token as it is now; another user's is answered as one that does not exist.
+async fn own_token(
+    s: &AppState,
+    conn: &mut platform::pools::Redis,
+    token: &str,
+    who: &Identity,
+) -> Result<store::Token, Error> {
+    let now = chrono::Utc::now().timestamp_millis();
+    store::poll(conn, &s.keys, token, now)
+        .await
+        .map_err(Error::Unavailable)?
+        .filter(|t| t.user == who.user_id.to_string())
+        .ok_or(Error::TokenNotFound)
+}
+
 fn view_of(s: &AppState, token: String, t: &store::Token) -> TokenView {
     view(s, token, t.status, t.position, t.active_until, t.schedule)
 }
@@ -233,12 +248,7 @@ async fn get_token(
 ) -> Result<Json<TokenView>, Problem> {
     let token = token.to_string();
     let mut conn = s.redis.clone();
-    let now = chrono::Utc::now().timestamp_millis();
-    let t = store::poll(&mut conn, &s.keys, &token, now)
-        .await
-        .map_err(Error::Unavailable)?
-        .filter(|t| t.user == who.user_id.to_string())
-        .ok_or(Error::TokenNotFound)?;
+    let t = own_token(&s, &mut conn, &token, &who).await?;
     let t = match wait {
         Some(limit) => settle(&s, &mut conn, &parking, token.clone(), t, limit).await?,
         None => t,
@@ -273,12 +283,7 @@ async fn token_events(
 ) -> Result<Response, Problem> {
     let token = token.to_string();
     let mut conn = s.redis.clone();
-    let now = chrono::Utc::now().timestamp_millis();
-    let first = store::poll(&mut conn, &s.keys, &token, now)
-        .await
-        .map_err(Error::Unavailable)?
-        .filter(|t| t.user == who.user_id.to_string())
-        .ok_or(Error::TokenNotFound)?;
+    let first = own_token(&s, &mut conn, &token, &who).await?;
     let waiter = live::Waiter::new(&s.rooms, token.clone(), first.clone());
     let first = Some(view_of(&s, token, &first));
     // (waiter, the view to send next, the last one sent)
