@@ -14,6 +14,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ServiceDef::of::<ranking::Ranking>(),
     ServiceDef::of::<wallet_history::WalletHistory>(),
     ServiceDef::of::<external_data::ExternalData>(),
+    ServiceDef::of::<user::Users>(),
 ];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.

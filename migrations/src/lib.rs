@@ -175,6 +175,11 @@ impl MigratorTrait for Migrator {
             sql: RESERVATION_ONE_LIVE,
         }));
         all.push(Box::new(OutboxDead));
+        all.push(Box::new(ServiceSchema::new(
+            "m20261207_000013_users",
+            "users",
+            include_str!("sql/users.sql"),
+        )));
         all
     }
 }
@@ -287,7 +292,7 @@ pub async fn migrate(url: &str) -> Result<(), DbErr> {
 
 /// Every service that connects to Postgres, with the schema it owns: none for those whose state
 /// is in Redis (queue, ranking), which may connect and read nothing.
-pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 8] = [
+pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 9] = [
     ("queue", None),
     ("concert", Some("concert")),
     ("seat", Some("seat")),
@@ -296,6 +301,7 @@ pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 8] = [
     ("wallet-history", Some("wallet_history")),
     ("ranking", None),
     ("external-data", Some("external_data")),
+    ("user", Some("users")),
 ];
 
 /// The Postgres role the service `service` connects as: `ticketing_<service>`.

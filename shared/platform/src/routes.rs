@@ -16,6 +16,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/wallets/me/history", "wallet-history"),
     ("/wallets", "wallet"),
     ("/external-data", "external-data"),
+    ("/users", "user"),
+    ("/sessions", "user"),
 ];
 
 /// The service that answers everything no prefix matches: the ops routes, the OpenAPI
