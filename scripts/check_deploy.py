@@ -32,6 +32,12 @@ the sources of truth in the repository:
 - nats/nats-server.conf (the copy under k8s/, what the NATS pods mount) and
   nats/nats-server.version (the NATS image's tag).
 
+Tokens: every process checks them with the public key (TICKETING_JWT_PUBLIC_KEY, a mounted file
+holding no private key); the user service alone (SIGNING_SERVICE) also signs them, with
+TICKETING_JWT_PRIVATE_KEY, a file mounted from a Secret (the development key only with
+TICKETING_ENV=dev, and a copy of shared/platform/dev-keys/jwt-ed25519.pem). No other container
+gets a private key by any way, and none the shared secret TICKETING_JWT_SECRET.
+
 Beyond them, the NATS StatefulSet must form its cluster (every pod in --routes, a name per
 server, its store on a volume) and Redis must keep an append-only file on a persistent volume.
 
@@ -79,9 +85,16 @@ ROLE_PASSWORDS = "--role-passwords"
 # URL must escape would give the two different passwords.
 URL_SAFE_PASSWORD = re.compile(r"[A-Za-z0-9._~-]+")
 # Services check tokens with the identity provider's public key, a file mounted from a ConfigMap
-# or Secret; none of them holds a key that signs tokens.
+# or Secret. One service alone, SIGNING_SERVICE, also signs tokens (sign-in): its Deployment, and
+# nothing else, gets the private key (TICKETING_JWT_PRIVATE_KEY, a file mounted from a Secret).
+# No container gets the shared secret (TICKETING_JWT_SECRET, development and tests).
 JWT_PUBLIC_KEY, JWT_PRIVATE_KEY = "TICKETING_JWT_PUBLIC_KEY", "TICKETING_JWT_PRIVATE_KEY"
+SIGNING_SERVICE = "user"
 DEV_PUBLIC_KEY = (ROOT / "shared/platform/dev-keys/jwt-ed25519.pub.pem").read_text()
+DEV_PRIVATE_KEY = (ROOT / "shared/platform/dev-keys/jwt-ed25519.pem").read_text()
+# The development Secrets' copy of the private key (kustomize reads no file outside its root).
+DEV_PRIVATE_KEY_COPY = ROOT / "k8s/components/dev-secrets/jwt-private-key.pem"
+PRIVATE_KEY_MARK = "PRIVATE KEY"  # in the PEM armour of every kind of private key
 # Every process sets each stream's replicas to this at start; they must agree with one another and
 # with the servers the NATS StatefulSet runs.
 NATS_REPLICAS = "TICKETING_NATS_REPLICAS"
@@ -876,12 +889,26 @@ def mounted_entry(render: Render, pod: Pod, c: dict, path: str) -> str | tuple[s
     return kind, source["name"], key, data[key]
 
 
-def check_token_keys(p: Problems, where: str, render: Render, pod: Pod, c: dict, env: dict[str, EnvVar]) -> None:
-    """Services check tokens with the identity provider's public key alone."""
+def is_signer(pod: Pod, args: list[str]) -> bool:
+    """Whether the container is the one that may sign tokens: a Deployment's `serve SIGNING_SERVICE`."""
+    return pod.kind == "Deployment" and args == ["serve", SIGNING_SERVICE]
+
+
+def check_token_keys(
+    p: Problems, where: str, render: Render, pod: Pod, c: dict, env: dict[str, EnvVar], args: list[str]
+) -> None:
+    """Every process checks tokens with the identity provider's public key; the signing service
+    alone also gets the private key, and none the shared secret."""
     development = getattr(env.get("TICKETING_ENV"), "value", None) == "dev"
-    for var in (JWT_SECRET, JWT_PRIVATE_KEY):
-        if var in env:
-            p.add(where, f"{var} is set: a service would hold a key that signs tokens; give it {JWT_PUBLIC_KEY} alone")
+    if JWT_SECRET in env:
+        p.add(where, f"{JWT_SECRET} is set: the process would hold a key that signs tokens; give it {JWT_PUBLIC_KEY} alone")
+    signer = is_signer(pod, args)
+    if JWT_PRIVATE_KEY in env and not signer:
+        p.add(
+            where,
+            f"{JWT_PRIVATE_KEY} is set: only `serve {SIGNING_SERVICE}` may hold the key that signs tokens; "
+            f"give it {JWT_PUBLIC_KEY} alone",
+        )
     public = env.get(JWT_PUBLIC_KEY)
     if public is None or not public.value:
         p.add(where, f"{JWT_PUBLIC_KEY} is not set: the process checks tokens with no key and refuses to start")
@@ -891,10 +918,95 @@ def check_token_keys(p: Problems, where: str, render: Render, pod: Pod, c: dict,
         p.add(where, f"{JWT_PUBLIC_KEY} ({public.value}): {found}")
         return
     holder, content = found
-    if "PRIVATE KEY" in content:
+    if PRIVATE_KEY_MARK in content:
         p.add(where, f"{JWT_PUBLIC_KEY}: {holder} holds a private key")
     if content.strip() == DEV_PUBLIC_KEY.strip() and not development:
         p.add(where, f"{JWT_PUBLIC_KEY}: {holder} holds the public development key but TICKETING_ENV is not dev: the process would refuse it")
+    if signer:
+        check_signing_key(p, where, render, pod, c, env, content, development)
+
+
+def check_signing_key(
+    p: Problems, where: str, render: Render, pod: Pod, c: dict, env: dict[str, EnvVar], public: str, development: bool
+) -> None:
+    """The signing service's private key: a file mounted from a Secret, a private key, the
+    development one only with TICKETING_ENV=dev, and the half of the public key's pair where both
+    are known."""
+    private = env.get(JWT_PRIVATE_KEY)
+    if private is None or not private.value:
+        p.add(where, f"{JWT_PRIVATE_KEY} is not set: `serve {SIGNING_SERVICE}` signs tokens and refuses to start without it")
+        return
+    found = mounted_entry(render, pod, c, private.value)
+    if isinstance(found, str):
+        p.add(where, f"{JWT_PRIVATE_KEY} ({private.value}): {found}")
+        return
+    kind, name, _, content = found
+    holder = f"{kind} {name}"
+    if kind != "Secret":
+        p.add(where, f"{JWT_PRIVATE_KEY}: {holder} is not a Secret: the key that signs tokens belongs in one")
+    if PRIVATE_KEY_MARK not in content:
+        p.add(where, f"{JWT_PRIVATE_KEY}: {holder} holds no private key (PEM)")
+    dev_private = content.strip() == DEV_PRIVATE_KEY.strip()
+    if dev_private and not development:
+        p.add(where, f"{JWT_PRIVATE_KEY}: {holder} holds the development key but TICKETING_ENV is not dev: the process would refuse it")
+    # A PEM public key names one key; a JWKS may hold several, so only PEMs are compared.
+    dev_public = public.strip() == DEV_PUBLIC_KEY.strip()
+    if public.lstrip().startswith("-----BEGIN") and dev_public != dev_private:
+        mismatch = (
+            f"{holder} holds the development private key but {JWT_PUBLIC_KEY} is another key"
+            if dev_private
+            else f"{JWT_PUBLIC_KEY} is the development public key but {holder} holds another private key"
+        )
+        p.add(where, f"{JWT_PRIVATE_KEY}: {mismatch}: no process would accept the tokens it signs")
+
+
+def private_keys_of(render: Render, pod: Pod, c: dict) -> list[str]:
+    """Every private key (PEM) the container gets, from a Secret or ConfigMap by env, envFrom or
+    volume: where each comes from."""
+    found: list[str] = []
+
+    def scan(kind: str, name: str, data: dict | None, how: str, key: str | None = None) -> None:
+        for k, v in (data or {}).items():
+            if (key is None or k == key) and PRIVATE_KEY_MARK in str(v):
+                found.append(f"{kind} {name} key {k} ({how})")
+
+    for name, how, key in secrets_of(pod, c):
+        scan("Secret", name, render.secret_data(name), how, key)
+    mounted = {m["name"]: m["mountPath"] for m in c.get("volumeMounts") or []}
+    for v in pod.spec.get("volumes") or []:
+        if v["name"] not in mounted:
+            continue
+        for s in [v] + [s for s in (v.get("projected") or {}).get("sources") or []]:
+            name = (s.get("configMap") or {}).get("name")
+            if name:
+                cm = render.get("ConfigMap", name)
+                scan("ConfigMap", name, (cm or {}).get("data"), f"volume {v['name']} at {mounted[v['name']]}")
+    for ef in c.get("envFrom") or []:
+        name = (ef.get("configMapRef") or {}).get("name")
+        if name:
+            scan("ConfigMap", name, (render.get("ConfigMap", name) or {}).get("data"), "envFrom")
+    for e in c.get("env") or []:
+        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+        if ref:
+            cm = render.get("ConfigMap", ref["name"]) or {}
+            scan("ConfigMap", ref["name"], cm.get("data"), f"{e['name']} from key {ref['key']}", ref["key"])
+        elif PRIVATE_KEY_MARK in str(e.get("value", "")):
+            found.append(f"the literal value of {e['name']}")
+    return found
+
+
+def check_private_keys(p: Problems, render: Render, ticketing: list[Ticketing]) -> None:
+    """No container but the signing service's gets a private key, by any way."""
+    signers = {id(t.c) for t in ticketing if is_signer(t.pod, t.args)}
+    for pod in render.pods:
+        for c in pod.containers():
+            if id(c) in signers:
+                continue
+            for source in private_keys_of(render, pod, c):
+                p.add(
+                    f"{pod.owner} container {c['name']}",
+                    f"gets a private key from {source}: only `serve {SIGNING_SERVICE}` may hold the key that signs tokens",
+                )
 
 
 def check_ticketing_container(
@@ -924,7 +1036,7 @@ def check_ticketing_container(
     for var in sorted(config.required):
         if not (env.get(var) and env[var].value):
             p.add(where, f"{var} is required by config.rs and not set")
-    check_token_keys(p, where, render, pod, c, env)
+    check_token_keys(p, where, render, pod, c, env, args)
     for var in (JWT_SECRET, EXTERNAL_SECRET):
         secret = env.get(var)
         development = getattr(env.get("TICKETING_ENV"), "value", None) == "dev"
@@ -2067,6 +2179,7 @@ def check_render(
                 ):
                     pf.add(where, "hot service without a PodDisruptionBudget")
 
+    check_private_keys(pf, render, ticketing)
     check_db_roles(pf, render, binary, ticketing)
     prefix = deployment_prefix(pf, ticketing)
     check_nats_users(pf, render, binary, ticketing, prefix)
@@ -2091,6 +2204,17 @@ def check_nats_copy(p: Problems) -> None:
         p.add(
             str(copy.relative_to(ROOT)),
             "differs from nats/nats-server.conf (the one source): cp nats/nats-server.conf k8s/base/nats/",
+        )
+
+
+def check_dev_key_copy(p: Problems) -> None:
+    # The development Secrets carry a copy of the development private key (the public one's copy
+    # is held equal by a test of shared/platform).
+    if not DEV_PRIVATE_KEY_COPY.is_file() or DEV_PRIVATE_KEY_COPY.read_text() != DEV_PRIVATE_KEY:
+        p.add(
+            str(DEV_PRIVATE_KEY_COPY.relative_to(ROOT)),
+            "differs from shared/platform/dev-keys/jwt-ed25519.pem (the one source): "
+            f"cp shared/platform/dev-keys/jwt-ed25519.pem {DEV_PRIVATE_KEY_COPY.relative_to(ROOT)}",
         )
 
 
@@ -2390,6 +2514,7 @@ def main() -> int:
     p = Problems()
     image_uid = check_dockerfile(p, binary)
     check_nats_copy(p)
+    check_dev_key_copy(p)
     summaries = []
     for item in args.renders:
         overlay, _, path = item.partition("=")

@@ -16,8 +16,17 @@ use std::{
 use testkit::TestEnv;
 
 /// The services a cluster runs.
-pub const SERVICES: &[&str] =
-    &["queue", "concert", "seat", "reservation", "wallet", "wallet-history", "ranking", "external-data"];
+pub const SERVICES: &[&str] = &[
+    "queue",
+    "concert",
+    "seat",
+    "reservation",
+    "wallet",
+    "wallet-history",
+    "ranking",
+    "external-data",
+    "user",
+];
 
 /// Settings every in-test cluster starts with (the scenario's win): each process keeps a small
 /// Postgres pool, so a cluster stays well inside the server's connection limit.
