@@ -180,6 +180,10 @@ impl MigratorTrait for Migrator {
             "users",
             include_str!("sql/users.sql"),
         )));
+        all.push(Box::new(Change {
+            name: "m20261207_000014_reservation_user_status",
+            sql: include_str!("sql/reservation_user_status.sql"),
+        }));
         all
     }
 }

@@ -1,12 +1,18 @@
 //! Accounts end to end: a buyer opens an account, signs in, and the token the user service
-//! signed is the buyer's identity at every other service; a blocked account cannot sign in.
+//! signed is the buyer's identity at every other service; blocking the account reaches the saga
+//! as an event.
 
 use crate::scenario;
+use contracts::UserId;
+use e2e::api::id_of;
 use reqwest::Method;
 use serde_json::json;
 
+/// An account signs up and in, tops up and joins the waiting room with its session token, holds
+/// seats; blocked, it cannot sign in, its hold fails (USER_BLOCKED) and frees the seats, and it
+/// starts no other reservation.
 #[tokio::test]
-async fn a_signed_in_buyer_tops_up_and_joins_the_waiting_room_with_the_session_token() {
+async fn a_signed_in_buyer_books_until_an_admin_blocks_the_account() {
     let Some(s) = scenario(&[]).await else { return };
     // Unique on a shared deployment.
     let email = format!("buyer-{}@example.com", uuid::Uuid::now_v7());
@@ -36,7 +42,15 @@ async fn a_signed_in_buyer_tops_up_and_joins_the_waiting_room_with_the_session_t
         s.api.send(Method::DELETE, &format!("/queue/tokens/{queue}"), Some(&token), None, &[]).await.unwrap();
     assert!(left.status < 300, "{:?}", left);
 
-    // Blocked by an admin: the password no longer signs in.
+    // The account holds two seats (the scenario's own client mints tokens for the same id)...
+    let (_, schedule) = s.api.schedule(10, 1_000).await.unwrap();
+    let id = UserId(user.parse().unwrap());
+    let held = s.api.reserve(id, schedule, &[1, 2], 10).await.unwrap();
+    assert_eq!(held.body["status"], "HELD", "{:?}", held);
+    let reservation = id_of(&held).unwrap();
+
+    // ...and an admin blocks it: the password no longer signs in, the hold fails and its seats
+    // are free again, and the account starts no other reservation.
     let blocked = s
         .api
         .send(
@@ -51,5 +65,17 @@ async fn a_signed_in_buyer_tops_up_and_joins_the_waiting_room_with_the_session_t
     assert_eq!((blocked.status, blocked.body["status"].as_str()), (200, Some("BLOCKED")), "{:?}", blocked);
     let refused = s.api.send(Method::POST, "/sessions", None, Some(credentials), &[]).await.unwrap();
     assert_eq!((refused.status, refused.body["code"].as_str()), (403, Some("USER_BLOCKED")), "{:?}", refused);
+    let failed = s.api.wait_status(id, reservation, "FAILED").await.unwrap();
+    assert_eq!(failed["failureReason"], "USER_BLOCKED", "{failed}");
+    s.api
+        .eventually("seats 1 and 2 released", || async {
+            let seats = s.api.seats(schedule).await?;
+            Ok((seats[&1].as_str(), seats[&2].as_str()) == ("AVAILABLE", "AVAILABLE"))
+        })
+        .await
+        .unwrap();
+    let again = s.api.reserve_raw(id, schedule, &[3], 0).await.unwrap();
+    assert_eq!((again.status, again.body["code"].as_str()), (403, Some("USER_BLOCKED")), "{:?}", again);
+    s.api.leave_all().await.unwrap();
     s.check().await.unwrap();
 }

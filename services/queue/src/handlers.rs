@@ -117,10 +117,13 @@ enum Ended {
 /// or lets the hold run out keeps the token as it is (its active time running on, or spent):
 /// giving it time back, or a place at the head of the queue, would make cancelling a way to
 /// stay admitted longer than everyone else. A seat lost to another user, a payment the wallet
-/// refused or a saga that timed out are not the user's doing: the token gets its time back.
+/// refused or a saga that timed out are not the user's doing: the token gets its time back. A
+/// blocked user's token gets nothing back either: it could book nothing with it.
 fn restores(reason: ReservationFailureReason) -> bool {
     match reason {
-        ReservationFailureReason::Cancelled | ReservationFailureReason::Expired => false,
+        ReservationFailureReason::Cancelled
+        | ReservationFailureReason::Expired
+        | ReservationFailureReason::UserBlocked => false,
         ReservationFailureReason::SeatUnavailable
         | ReservationFailureReason::PaymentFailed
         | ReservationFailureReason::Timeout => true,

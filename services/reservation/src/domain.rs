@@ -93,6 +93,8 @@ pub enum Input {
     },
     /// The user cancels.
     Cancel,
+    /// An admin blocked the user (`UserStatusChanged`).
+    UserBlocked,
     /// The sweeper looks at the clocks.
     Tick {
         now: DateTime<Utc>,
@@ -124,13 +126,30 @@ pub enum Refusal {
     NotCancellable(Status),
 }
 
-/// A user's share of a schedule: what a new reservation of theirs is checked against.
+/// A user's share of a schedule, and their standing: what a new reservation of theirs is
+/// checked against.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Share {
     /// Whether they have a live (PENDING, HELD or PAYING) reservation of the schedule.
     pub live: bool,
     /// The schedule's seats in their PENDING, HELD, PAYING and CONFIRMED reservations.
     pub seats: u32,
+    /// Whether an admin has blocked them (the newest `UserStatusChanged` said BLOCKED).
+    pub blocked: bool,
+    /// The reservations they started in the last minute, of any schedule (counted up to the
+    /// limit).
+    pub started: u32,
+}
+
+/// The per-user limits (a flash sale's fairness): one live reservation per user and schedule
+/// always, at most `max_seats_per_user` seats of a schedule (`TICKETING_MAX_SEATS_PER_USER`,
+/// default 4) held, being paid for and sold together, and at most `reservations_per_minute`
+/// reservations started a minute (`TICKETING_MAX_RESERVATIONS_PER_MINUTE`, default 20; 0: no
+/// limit): a person picks seats, a script tries them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_seats_per_user: u32,
+    pub reservations_per_minute: u32,
 }
 
 /// A per-user limit of a schedule that a new reservation would break: a flash sale's fairness,
@@ -145,14 +164,26 @@ pub enum Limit {
     /// At most `max` seats of a schedule per user, held, being paid for and sold together.
     #[error("at most {max} seats of a schedule per user: you have {owned} and asked for {asked}")]
     Seats { max: u32, owned: u32, asked: u32 },
+    /// An admin has blocked the user.
+    #[error("your account is blocked: it cannot start reservations")]
+    Blocked,
+    /// At most `max` reservations started a minute.
+    #[error("at most {max} reservations a minute per user: wait a minute before starting another")]
+    TooFast { max: u32 },
 }
 
 /// The limit a new reservation of `asked` seats breaks, given the user's `share` of the
-/// schedule and at most `max` seats per user. `store::insert_each_unless_taken` inserts under
-/// the same rule, in the statement that reads the share, so racing requests cannot both pass.
-pub fn over_limit(share: Share, asked: usize, max: u32) -> Option<Limit> {
+/// schedule and `limits`. `store::insert_each_unless_taken` inserts under the same rule, in the
+/// statement that reads the share, so racing requests cannot both pass.
+pub fn over_limit(share: Share, asked: usize, limits: Limits) -> Option<Limit> {
     let asked = u32::try_from(asked).unwrap_or(u32::MAX);
-    if share.live {
+    let max = limits.max_seats_per_user;
+    let per_minute = limits.reservations_per_minute;
+    if share.blocked {
+        Some(Limit::Blocked)
+    } else if per_minute > 0 && share.started >= per_minute {
+        Some(Limit::TooFast { max: per_minute })
+    } else if share.live {
         Some(Limit::OneLive)
     } else if share.seats.saturating_add(asked) > max {
         Some(Limit::Seats { max, owned: share.seats, asked })
@@ -227,6 +258,11 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
         }
 
         (Held, Input::Cancel) => fail(r, Cancelled, ReservationFailureReason::Cancelled, Vec::new()),
+
+        // A blocked user keeps no seats; a payment already in flight is the wallet's to settle.
+        (Pending | Held, Input::UserBlocked) => {
+            fail(r, Failed, ReservationFailureReason::UserBlocked, Vec::new())
+        }
         (status, Input::Cancel) => return Err(Refusal::NotCancellable(status)),
 
         (Held, Input::Tick { now, .. }) if r.held_until.is_some_and(|u| now >= u) => {
@@ -255,16 +291,50 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
 mod tests {
     use super::*;
 
+    const LIMITS: Limits = Limits { max_seats_per_user: 4, reservations_per_minute: 0 };
+
     #[test]
     fn a_user_has_one_live_reservation_and_a_share_of_seats_per_schedule() {
         let none = Share::default();
-        assert_eq!(over_limit(none, 4, 4), None);
-        assert_eq!(over_limit(none, 5, 4), Some(Limit::Seats { max: 4, owned: 0, asked: 5 }));
-        assert_eq!(over_limit(Share { live: true, seats: 1 }, 1, 4), Some(Limit::OneLive));
-        let sold = Share { live: false, seats: 3 };
-        assert_eq!(over_limit(sold, 1, 4), None);
-        assert_eq!(over_limit(sold, 2, 4), Some(Limit::Seats { max: 4, owned: 3, asked: 2 }));
-        assert!(matches!(over_limit(Share { live: false, seats: 4 }, 1, 4), Some(Limit::Seats { .. })));
+        assert_eq!(over_limit(none, 4, LIMITS), None);
+        assert_eq!(over_limit(none, 5, LIMITS), Some(Limit::Seats { max: 4, owned: 0, asked: 5 }));
+        let live = Share { live: true, seats: 1, ..Share::default() };
+        assert_eq!(over_limit(live, 1, LIMITS), Some(Limit::OneLive));
+        let sold = Share { seats: 3, ..Share::default() };
+        assert_eq!(over_limit(sold, 1, LIMITS), None);
+        assert_eq!(over_limit(sold, 2, LIMITS), Some(Limit::Seats { max: 4, owned: 3, asked: 2 }));
+        let full = Share { seats: 4, ..Share::default() };
+        assert!(matches!(over_limit(full, 1, LIMITS), Some(Limit::Seats { .. })));
+    }
+
+    #[test]
+    fn a_blocked_or_too_fast_user_starts_nothing_whatever_the_share() {
+        let blocked = Share { blocked: true, started: 99, ..Share::default() };
+        assert_eq!(over_limit(blocked, 1, LIMITS), Some(Limit::Blocked));
+        let paced = Limits { reservations_per_minute: 3, ..LIMITS };
+        let two = Share { started: 2, ..Share::default() };
+        assert_eq!(over_limit(two, 1, paced), None);
+        let three = Share { started: 3, live: true, ..Share::default() };
+        assert_eq!(over_limit(three, 1, paced), Some(Limit::TooFast { max: 3 }));
+        // 0: no limit.
+        assert_eq!(over_limit(Share { started: 1000, ..Share::default() }, 1, LIMITS), None);
+    }
+
+    #[test]
+    fn blocking_fails_a_pending_or_held_reservation_and_leaves_a_payment_to_finish() {
+        for status in [Status::Pending, Status::Held] {
+            let d = decide(&reservation(status), Input::UserBlocked).unwrap();
+            assert_eq!(
+                (d.next.status, d.next.failure_reason),
+                (Status::Failed, Some(ReservationFailureReason::UserBlocked))
+            );
+            assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::UserBlocked)]);
+        }
+        for status in [Status::Paying, Status::Confirmed, Status::Failed, Status::Expired, Status::Cancelled]
+        {
+            let r = reservation(status);
+            assert!(decide(&r, Input::UserBlocked).unwrap().is_noop(&r), "{status:?}");
+        }
     }
 
     #[test]

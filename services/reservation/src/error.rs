@@ -59,6 +59,10 @@ impl ApiError for Error {
             Error::NotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
             Error::ScheduleNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
             Error::SeatUnavailable(_) => AsProblem::Code(StatusCode::CONFLICT, "SEAT_UNAVAILABLE"),
+            Error::LimitReached(Limit::Blocked) => AsProblem::Code(StatusCode::FORBIDDEN, "USER_BLOCKED"),
+            Error::LimitReached(Limit::TooFast { .. }) => {
+                AsProblem::Code(StatusCode::TOO_MANY_REQUESTS, "VELOCITY_LIMIT")
+            }
             Error::LimitReached(_) => AsProblem::Code(StatusCode::CONFLICT, "LIMIT_REACHED"),
             Error::Refused(Refusal::HoldExpired) => AsProblem::Code(StatusCode::CONFLICT, "HOLD_EXPIRED"),
             Error::Refused(Refusal::NotPayable(_)) => AsProblem::Code(StatusCode::CONFLICT, "NOT_PAYABLE"),

@@ -8,7 +8,7 @@ use crate::{
 };
 use contracts::{
     EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
-    SeatReservationRejected, SeatReserved,
+    SeatReservationRejected, SeatReserved, UserStatus, UserStatusChanged,
 };
 use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -25,6 +25,37 @@ impl Handler for Catalog {
         let e = msg.decode::<ScheduleCreated>()?.payload;
         let seats: Vec<_> = e.seats.iter().map(|s| s.seat_no).collect();
         store::upsert_schedule(txn, e.schedule_id, e.concert_id, &seats).await?;
+        Ok(())
+    }
+}
+
+/// Keeps the accounts' status the user service announces; a user blocked now loses every
+/// reservation not yet being paid for (FAILED `USER_BLOCKED`, its seats released).
+pub struct Accounts {
+    pub outbox: Outbox,
+}
+
+impl Handler for Accounts {
+    fn handles(&self, kind: &str) -> bool {
+        kind == UserStatusChanged::TYPE
+    }
+
+    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        let e = msg.decode::<UserStatusChanged>()?.payload;
+        let blocked = e.status == UserStatus::Blocked;
+        // An older change arriving late changes nothing.
+        if !store::set_user_status(txn, e.user_id, blocked, e.changed_at).await? || !blocked {
+            return Ok(());
+        }
+        let meta = msg.meta();
+        for id in store::pending_or_held_of(txn, e.user_id).await? {
+            let origin = Origin::Event { kind: msg.kind(), meta: &meta };
+            match saga::apply(txn, &self.outbox, id, Input::UserBlocked, origin).await {
+                Ok(_) => {}
+                Err(Error::Db(e)) => return Err(e.into()),
+                Err(other) => return Err(HandleError::Permanent(format!("blocking {id}: {other}"))),
+            }
+        }
         Ok(())
     }
 }
@@ -170,7 +201,15 @@ mod tests {
         };
         let new = store::NewReservation { row: r, events: vec![] };
         let store::Inserted::Stored(store::Stored { row: stored, version, .. }) =
-            store::insert_each_unless_taken(db, &[new], 4, &saga.outbox).await.unwrap().remove(0)
+            store::insert_each_unless_taken(
+                db,
+                &[new],
+                crate::Limits { max_seats_per_user: 4, reservations_per_minute: 0 },
+                &saga.outbox,
+            )
+            .await
+            .unwrap()
+            .remove(0)
         else {
             panic!("the seat is free")
         };

@@ -133,7 +133,10 @@ impl View {
         (status = 200, description = "With `Prefer: wait`: the settled reservation, with its timeline.", body = View),
         (status = 400, response = BadRequest),
         (status = 401, response = BookingUnauthenticated),
-        (status = 403, response = QueueNotAdmitted),
+        (status = 403, description = "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
+            (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`); or an admin has blocked the caller \
+            (`USER_BLOCKED`).",
+            body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The user already has a live reservation of this schedule, or would own more \
@@ -142,6 +145,10 @@ impl View {
             (`IDEMPOTENCY_IN_PROGRESS`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
+        (status = 429, description = "More of these requests than a person makes (`RATE_LIMITED`, with \
+            `Retry-After`), or `TICKETING_MAX_RESERVATIONS_PER_MINUTE` reservations started in the last minute \
+            (`VELOCITY_LIMIT`).",
+            body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A seat number the schedule does not have (`SEAT_NOT_IN_SCHEDULE`), or this \
             Idempotency-Key was used for another request (`IDEMPOTENCY_KEY_REUSED`).",
             body = Problem, content_type = PROBLEM_JSON),

@@ -14,7 +14,7 @@ mod store;
 mod sweeper;
 mod waiters;
 
-pub use domain::{Status, decide};
+pub use domain::{Limits, Status, decide};
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
@@ -38,17 +38,16 @@ pub struct AppState {
     pub requests: requests::Requests,
 }
 
-/// The per-user limits of a schedule (a flash sale's fairness): one live reservation per user
-/// and schedule always, and at most `TICKETING_MAX_SEATS_PER_USER` seats (default 4) held,
-/// being paid for and sold together.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub max_seats_per_user: u32,
-}
-
 impl platform::config::Settings for Limits {
     fn read(vars: &mut platform::config::Vars<'_>) -> Self {
-        Self { max_seats_per_user: vars.positive("TICKETING_MAX_SEATS_PER_USER", 4) }
+        Self {
+            max_seats_per_user: vars.positive("TICKETING_MAX_SEATS_PER_USER", 4),
+            reservations_per_minute: vars.parsed(
+                "TICKETING_MAX_RESERVATIONS_PER_MINUTE",
+                20,
+                "a whole number of reservations (0: no limit)",
+            ),
+        }
     }
 }
 
@@ -84,6 +83,10 @@ impl Service for Reservations {
         )?;
         let seat = rt.consumer(ConsumerSpec::declared(NAME, Stream::Seat)?, publishing(&saga))?;
         let wallet = rt.consumer(ConsumerSpec::declared(NAME, Stream::Wallet)?, publishing(&saga))?;
+        let accounts = rt.consumer(
+            ConsumerSpec::declared(NAME, Stream::User)?,
+            PgInbox::publishing(rt.db.clone(), &outbox, handlers::Accounts { outbox: outbox.clone() }),
+        )?;
         rt.spawn_relay(SCHEMA);
         rt.spawn_pruner(SCHEMA);
         // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
@@ -106,6 +109,7 @@ impl Service for Reservations {
                 consumer.spawn(&task_rt);
             }
             catalog.spawn(&task_rt);
+            accounts.spawn(&task_rt);
             sweeper.run(every, task_rt.shutdown.clone()).await;
         });
         let jwt = rt.config.jwt.clone();

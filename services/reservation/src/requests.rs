@@ -119,8 +119,7 @@ impl Requests {
     /// The facade of the service's requests; `local` is what the consumers and the sweeper
     /// also tell of their changes.
     pub fn start(db: DatabaseConnection, outbox: Outbox, local: Local, limits: crate::Limits) -> Self {
-        let inserts =
-            Inserts { db: db.clone(), outbox: outbox.clone(), max_seats: limits.max_seats_per_user };
+        let inserts = Inserts { db: db.clone(), outbox: outbox.clone(), limits };
         let saves = Saves { db: db.clone(), outbox: outbox.clone(), local: local.clone() };
         Self {
             schedules: Schedules::default(),
@@ -209,14 +208,13 @@ impl Requests {
                 }
             }
         }
-        let (outbox, user, max_seats) = (self.outbox.clone(), who.user_id, self.limits.max_seats_per_user);
+        let (outbox, user, limits) = (self.outbox.clone(), who.user_id, self.limits);
         let answer = servicekit::idempotent(&self.outbox, &self.db, who, key, request, |txn| {
             Box::pin(async move {
                 let r = match change {
                     // Not remembered: the row is only stored once the transaction commits.
                     Change::Insert(new) => {
-                        let mut done =
-                            store::insert_each_unless_taken(txn, &[new], max_seats, &outbox).await?;
+                        let mut done = store::insert_each_unless_taken(txn, &[new], limits, &outbox).await?;
                         let done = done.pop().ok_or(Error::Db(sea_orm::DbErr::RecordNotInserted))?;
                         inserted(done)?.row
                     }

@@ -1,6 +1,6 @@
 //! The reservation service's queries.
 
-use crate::domain::{Limit, Reservation, Share, Status, over_limit};
+use crate::domain::{Limit, Limits, Reservation, Share, Status, over_limit};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
@@ -157,8 +157,8 @@ pub struct NewReservation {
     pub events: Vec<OutboxRow>,
 }
 
-/// Inserts each new reservation with its events, unless the user's share of the schedule allows
-/// no more ([`crate::domain::over_limit`], with at most `max_seats` seats per user) or one of its
+/// Inserts each new reservation with its events, unless the user's share of the schedule or
+/// standing allows no more ([`crate::domain::over_limit`] under `limits`) or one of its
 /// seats is in a live reservation of the schedule (PENDING, HELD and not past its hold, PAYING,
 /// or CONFIRMED): then nothing of it is written, and it is answered which. One statement; the
 /// reservations travel as one JSON parameter, so its text (and prepared plan) is the same
@@ -172,7 +172,7 @@ pub struct NewReservation {
 pub async fn insert_each_unless_taken(
     db: &impl ConnectionTrait,
     new: &[NewReservation],
-    max_seats: u32,
+    limits: Limits,
     outbox: &Outbox,
 ) -> Result<Vec<Inserted>, DbErr> {
     let rows: Vec<serde_json::Value> = new
@@ -190,7 +190,9 @@ pub async fn insert_each_unless_taken(
                 "queue_token": r.queue_token,
                 "created_at": r.created_at,
                 "kinds": events.iter().map(|e| e.kind).collect::<Vec<&str>>(),
-                "max_seats": max_seats,
+                "max_seats": limits.max_seats_per_user,
+                "per_minute": limits.reservations_per_minute,
+                "since_id": first_id_since(r.created_at - chrono::Duration::minutes(1)),
             })
         })
         .collect();
@@ -199,7 +201,8 @@ pub async fn insert_each_unless_taken(
     let input = Input::records(
         rows,
         "i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[], \
-         status text, queue_token text, created_at timestamptz, kinds text[], max_seats integer",
+         status text, queue_token text, created_at timestamptz, kinds text[], max_seats integer, \
+         per_minute integer, since_id uuid",
     );
     let write = BatchWrite::over(input)
         .materialized(
@@ -209,7 +212,18 @@ pub async fn insert_each_unless_taken(
                WHERE r.schedule_id = c.schedule_id AND r.status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
                  AND NOT (r.status = 'HELD' AND r.held_until < now()) AND r.seat_nos && c.seat_nos
                  AND n = ANY(c.seat_nos)
-             ) AS n, mine.live, mine.seats
+             ) AS n, mine.live, mine.seats,
+             EXISTS (SELECT 1 FROM reservation.user_status u WHERE u.user_id = c.user_id AND u.blocked) AS blocked,
+             -- Ids are UUIDv7, ordered by time: the user's reservations of the last minute are a
+             -- range of reservations_by_user, counted no further than the limit. Requests of one
+             -- user for other schedules written by one statement do not see each other: the
+             -- pace is a person's, not a count exact to the request.
+             CASE WHEN c.per_minute > 0 THEN (
+               SELECT count(*) FROM (
+                 SELECT 1 FROM reservation.reservations r
+                 WHERE r.user_id = c.user_id AND r.id >= c.since_id LIMIT c.per_minute
+               ) recent
+             ) ELSE 0 END::integer AS started
              FROM input c CROSS JOIN LATERAL (
                SELECT coalesce(bool_or(r.status <> 'CONFIRMED'), false) AS live,
                       coalesce(sum(cardinality(r.seat_nos)), 0)::integer AS seats
@@ -227,6 +241,7 @@ pub async fn insert_each_unless_taken(
                         c.created_at, {entries}
                  FROM input c JOIN taken ON taken.i = c.i
                  WHERE taken.n IS NULL AND NOT taken.live AND taken.seats + cardinality(c.seat_nos) <= c.max_seats
+                   AND NOT taken.blocked AND (c.per_minute = 0 OR taken.started < c.per_minute)
                  ORDER BY c.i
                  ON CONFLICT DO NOTHING
                  RETURNING {COLUMNS}, xmin::text AS version",
@@ -237,7 +252,8 @@ pub async fn insert_each_unless_taken(
         .applied_by("done")
         .events(outbox, events)
         .answering(
-            "SELECT c.i, taken.n, taken.live AS user_live, taken.seats AS user_seats, inserted.*
+            "SELECT c.i, taken.n, taken.live AS user_live, taken.seats AS user_seats,
+                    taken.blocked AS user_blocked, taken.started AS user_started, inserted.*
              FROM input c JOIN taken ON taken.i = c.i
              LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i",
         );
@@ -262,12 +278,12 @@ pub async fn insert_each_unless_taken(
             let share = Share {
                 live: row.try_get("", "user_live")?,
                 seats: row.try_get::<i32>("", "user_seats")? as u32,
+                blocked: row.try_get("", "user_blocked")?,
+                started: row.try_get::<i32>("", "user_started")? as u32,
             };
             Ok(
-                match (
-                    over_limit(share, n.row.seat_nos.len(), max_seats),
-                    row.try_get::<Option<i32>>("", "n")?,
-                ) {
+                match (over_limit(share, n.row.seat_nos.len(), limits), row.try_get::<Option<i32>>("", "n")?)
+                {
                     (Some(limit), _) => Inserted::Limited(limit),
                     (None, Some(seat)) => Inserted::Taken(SeatNo(seat)),
                     // Checked clear, yet not inserted: another statement wrote the user's live
@@ -279,6 +295,49 @@ pub async fn insert_each_unless_taken(
         .collect()
 }
 
+/// The least UUIDv7 of an instant: every id made at `at` or later sorts at or after it.
+fn first_id_since(at: DateTime<Utc>) -> uuid::Uuid {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// Records an account's status as `UserStatusChanged` said it at `changed_at`, unless a newer
+/// change was recorded already; whether it was recorded.
+pub async fn set_user_status(
+    db: &impl ConnectionTrait,
+    user: UserId,
+    blocked: bool,
+    changed_at: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let done = db
+        .execute_raw(stmt(
+            "INSERT INTO reservation.user_status (user_id, blocked, changed_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET blocked = EXCLUDED.blocked, changed_at = EXCLUDED.changed_at
+             WHERE reservation.user_status.changed_at < EXCLUDED.changed_at",
+            [user.0.into(), blocked.into(), changed_at.into()],
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The user's reservations that are PENDING or HELD.
+pub async fn pending_or_held_of(
+    db: &impl ConnectionTrait,
+    user: UserId,
+) -> Result<Vec<ReservationId>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT id FROM reservation.reservations WHERE user_id = $1 AND status IN ('PENDING', 'HELD')",
+            [user.0.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
+}
+
 /// `POST /reservations`' inserts, written together when they arrive together
 /// ([`platform::combine`]). Requests that share a seat of a schedule, or a user and a schedule,
 /// are never written together, so the statement's look at the live reservations (which cannot
@@ -287,8 +346,8 @@ pub async fn insert_each_unless_taken(
 pub struct Inserts {
     pub db: DatabaseConnection,
     pub outbox: Outbox,
-    /// Seats of a schedule per user at most.
-    pub max_seats: u32,
+    /// The per-user limits.
+    pub limits: Limits,
 }
 
 impl Batch for Inserts {
@@ -305,7 +364,7 @@ impl Batch for Inserts {
     }
 
     async fn run(&self, batch: &[NewReservation]) -> Result<Vec<Inserted>, crate::error::Error> {
-        Ok(insert_each_unless_taken(&self.db, batch, self.max_seats, &self.outbox).await?)
+        Ok(insert_each_unless_taken(&self.db, batch, self.limits, &self.outbox).await?)
     }
 }
 
@@ -706,5 +765,25 @@ mod tests {
         due.sort();
         assert_eq!(locked, due);
         assert_eq!(lock_due(&txn, now, grace, timeout, 1).await.unwrap().len(), 1, "the limit holds");
+    }
+
+    #[test]
+    fn the_first_id_of_an_instant_sorts_before_every_id_made_since_and_after_those_made_before() {
+        let at = Utc::now();
+        let first = first_id_since(at);
+        let ts = |t: DateTime<Utc>| {
+            let ms = u64::try_from(t.timestamp_millis()).unwrap();
+            uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ms / 1000,
+                u32::try_from(ms % 1000).unwrap() * 1_000_000,
+            )
+        };
+        for _ in 0..100 {
+            assert!(uuid::Uuid::new_v7(ts(at)) >= first);
+            assert!(uuid::Uuid::new_v7(ts(at - chrono::Duration::milliseconds(1))) < first);
+        }
+        assert!(uuid::Uuid::now_v7() >= first);
+        assert_eq!(first.get_version_num(), 7);
     }
 }

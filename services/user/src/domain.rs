@@ -79,6 +79,15 @@ impl AccountStatus {
     }
 }
 
+impl From<AccountStatus> for contracts::UserStatus {
+    fn from(s: AccountStatus) -> Self {
+        match s {
+            AccountStatus::Active => contracts::UserStatus::Active,
+            AccountStatus::Blocked => contracts::UserStatus::Blocked,
+        }
+    }
+}
+
 /// The stored form of a role.
 pub fn role_str(role: Role) -> &'static str {
     match role {

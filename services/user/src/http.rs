@@ -15,14 +15,15 @@ use axum::{
     routing::{get, post, put},
 };
 use chrono::{DateTime, Utc};
-use contracts::UserId;
+use contracts::{Envelope, UserId, UserStatusChanged};
+use messaging::Outbox;
 use platform::{
     Problem,
     auth::{Admin, Identity, JwtKeys, Role},
     openapi::{BadRequest, Forbidden, Internal, NotFound, Shared, Unauthenticated, UnsupportedMediaType},
     problem::{ApiJson, ApiPath, PROBLEM_JSON},
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
 /// The user service's OpenAPI document.
@@ -38,6 +39,8 @@ pub struct Api;
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    /// `users.outbox`: status changes.
+    pub outbox: Outbox,
     pub jwt: JwtKeys,
     pub settings: Settings,
 }
@@ -239,7 +242,9 @@ async fn get_user(
     Ok(Json(account.into()))
 }
 
-/// Blocks or unblocks an account: a blocked account cannot sign in. Admins only.
+/// Blocks or unblocks an account (`UserStatusChanged`): a blocked account cannot sign in, its
+/// live reservations that are not being paid fail (`USER_BLOCKED`, their seats released), and
+/// it cannot start new ones. Admins only.
 #[utoipa::path(
     put,
     path = "/users/{id}/status",
@@ -263,8 +268,20 @@ async fn set_status(
     ApiPath(id): ApiPath<UserId>,
     ApiJson(body): ApiJson<StatusChange>,
 ) -> Result<Json<Account>, Problem> {
-    let account = store::set_status(&s.db, id, body.status).await?.ok_or(Error::NotFound)?;
-    tracing::info!(user = %id, status = body.status.as_str(), by = %admin.user_id, "account status set");
+    // The change and its event commit together; the reservation service fails a blocked
+    // user's live reservations and refuses new ones when the event reaches it.
+    let txn = s.db.begin().await?;
+    let (account, changed) = store::set_status(&txn, id, body.status).await?.ok_or(Error::NotFound)?;
+    if changed {
+        let event =
+            UserStatusChanged { user_id: id, status: body.status.into(), changed_at: account.updated_at };
+        s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await?;
+    }
+    txn.commit().await?;
+    if changed {
+        s.outbox.committed();
+        tracing::info!(user = %id, status = body.status.as_str(), by = %admin.user_id, "account status set");
+    }
     Ok(Json(account.into()))
 }
 
@@ -293,7 +310,7 @@ async fn set_role(
     ApiPath(id): ApiPath<UserId>,
     ApiJson(body): ApiJson<RoleChange>,
 ) -> Result<Json<Account>, Problem> {
-    let account = store::set_role(&s.db, id, body.role).await?.ok_or(Error::NotFound)?;
+    let (account, _) = store::set_role(&s.db, id, body.role).await?.ok_or(Error::NotFound)?;
     tracing::info!(user = %id, role = domain::role_str(body.role), by = %admin.user_id, "account role set");
     Ok(Json(account.into()))
 }

@@ -1,7 +1,7 @@
 //! user: accounts. Anyone opens one with an email and a password (kept as an Argon2id hash) and
 //! signs in for a bearer token, signed with the system's private key like the tokens every
-//! service verifies; admins block accounts (a blocked account cannot sign in) and make
-//! organizers.
+//! service verifies; admins block accounts (a blocked account cannot sign in, and
+//! `UserStatusChanged` tells the reservation service) and make organizers.
 
 mod domain;
 mod error;
@@ -62,7 +62,10 @@ impl Service for Users {
         jwt.mint(contracts::UserId::new(), platform::auth::Role::User, settings.session_ttl).map_err(
             |e| StartError::Setup { what: "the user service's token signer", message: e.to_string() },
         )?;
-        let state = http::AppState { db: rt.db.clone(), jwt: jwt.clone(), settings };
+        let outbox = messaging::Outbox::new(SCHEMA, rt.config.prefix.clone());
+        rt.spawn_relay(SCHEMA);
+        rt.spawn_pruner(SCHEMA);
+        let state = http::AppState { db: rt.db.clone(), outbox, jwt: jwt.clone(), settings };
         // Signing up and in are limited per client address (their only POSTs): guessing
         // passwords is as slow as a person.
         let limit = RateLimit::new("accounts", &rt.config.settings()?, jwt);

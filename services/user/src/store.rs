@@ -86,18 +86,22 @@ pub async fn by_id(db: &impl ConnectionTrait, id: UserId) -> Result<Option<Accou
     one(db, stmt(&sql, [id.0.into()])).await
 }
 
-/// Sets an account's status; `None` if there is no such account. Setting the status it has
-/// changes nothing (not even `updated_at`).
+/// Sets an account's status; `None` if there is no such account. Answers whether it changed:
+/// setting the status it has changes nothing (not even `updated_at`).
 pub async fn set_status(
     db: &impl ConnectionTrait,
     id: UserId,
     status: AccountStatus,
-) -> Result<Option<Account>, DbErr> {
+) -> Result<Option<(Account, bool)>, DbErr> {
     set(db, id, "status", status.as_str()).await
 }
 
 /// Sets an account's role, as [`set_status`] its status.
-pub async fn set_role(db: &impl ConnectionTrait, id: UserId, role: Role) -> Result<Option<Account>, DbErr> {
+pub async fn set_role(
+    db: &impl ConnectionTrait,
+    id: UserId,
+    role: Role,
+) -> Result<Option<(Account, bool)>, DbErr> {
     set(db, id, "role", role_str(role)).await
 }
 
@@ -107,13 +111,18 @@ async fn set(
     id: UserId,
     column: &'static str,
     value: &'static str,
-) -> Result<Option<Account>, DbErr> {
+) -> Result<Option<(Account, bool)>, DbErr> {
     let sql = format!(
         "WITH changed AS (
              UPDATE users.accounts SET {column} = $2, updated_at = now()
              WHERE id = $1 AND {column} <> $2 RETURNING {COLUMNS})
-         SELECT {COLUMNS} FROM changed
-         UNION ALL SELECT {COLUMNS} FROM users.accounts WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed)"
+         SELECT {COLUMNS}, true AS changed FROM changed
+         UNION ALL SELECT {COLUMNS}, false FROM users.accounts
+         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed)"
     );
-    one(db, stmt(&sql, [id.0.into(), value.into()])).await
+    let Some(row) = db.query_one_raw(stmt(&sql, [id.0.into(), value.into()])).await? else {
+        return Ok(None);
+    };
+    let changed: bool = row.try_get("", "changed")?;
+    Ok(Some((Row::from_query_result(&row, "")?.try_into()?, changed)))
 }

@@ -19,7 +19,7 @@ macro_rules! event {
 }
 
 /// Every event type with its stream and subject: `(TYPE, STREAM, SUBJECT)`.
-pub const ALL_EVENTS: [(&str, Stream, &str); 16] = [
+pub const ALL_EVENTS: [(&str, Stream, &str); 17] = [
     kind::<ConcertCreated>(),
     kind::<ConcertUpdated>(),
     kind::<ScheduleCreated>(),
@@ -36,6 +36,7 @@ pub const ALL_EVENTS: [(&str, Stream, &str); 16] = [
     kind::<PaymentCompleted>(),
     kind::<PaymentFailed>(),
     kind::<PaymentRefunded>(),
+    kind::<UserStatusChanged>(),
 ];
 
 const fn kind<E: Event>() -> (&'static str, Stream, &'static str) {
@@ -127,6 +128,8 @@ pub enum ReservationFailureReason {
     Expired,
     Cancelled,
     Timeout,
+    /// An admin blocked the user while the reservation was PENDING or HELD.
+    UserBlocked,
 }
 
 /// The reservation ended without seats; seats it held are released, the queue token restored.
@@ -282,6 +285,25 @@ pub struct DeadLetter {
     pub original_body: String,
 }
 
+/// Whether an account may sign in and book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserStatus {
+    Active,
+    Blocked,
+}
+
+/// An admin blocked or unblocked an account. `changedAt` orders the changes of one account:
+/// a consumer keeps the newest it has seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStatusChanged {
+    pub user_id: UserId,
+    pub status: UserStatus,
+    pub changed_at: DateTime<Utc>,
+}
+event!(UserStatusChanged, Stream::User, "user.status_changed");
+
 /// The JSON Schema of every event's payload (named by its `TYPE`), of the envelope's fields
 /// (`EnvelopeMeta`) and of a dead letter, with every schema they refer to; each name once. The
 /// event contract's document (`nats/asyncapi.json`) is made of these.
@@ -307,6 +329,7 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<PaymentCompleted>(&mut out);
     add::<PaymentFailed>(&mut out);
     add::<PaymentRefunded>(&mut out);
+    add::<UserStatusChanged>(&mut out);
     add::<crate::EnvelopeMeta>(&mut out);
     add::<DeadLetter>(&mut out);
     out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -10,14 +10,16 @@ pub enum Stream {
     Reservation,
     Seat,
     Wallet,
+    /// Accounts' changes, announced by the user service.
+    User,
     /// Dead letters, one subject per consuming service (`dlq.<service>`).
     Dlq,
 }
 
 impl Stream {
     /// Every stream, in a stable order.
-    pub const ALL: [Stream; 5] =
-        [Stream::Catalog, Stream::Reservation, Stream::Seat, Stream::Wallet, Stream::Dlq];
+    pub const ALL: [Stream; 6] =
+        [Stream::Catalog, Stream::Reservation, Stream::Seat, Stream::Wallet, Stream::User, Stream::Dlq];
 
     /// The stream name without prefix, e.g. `SEAT`.
     pub const fn name(self) -> &'static str {
@@ -26,6 +28,7 @@ impl Stream {
             Stream::Reservation => "RESERVATION",
             Stream::Seat => "SEAT",
             Stream::Wallet => "WALLET",
+            Stream::User => "USER",
             Stream::Dlq => "DLQ",
         }
     }
@@ -37,6 +40,7 @@ impl Stream {
             Stream::Reservation => "reservation",
             Stream::Seat => "seat",
             Stream::Wallet => "wallet",
+            Stream::User => "user",
             Stream::Dlq => "dlq",
         }
     }

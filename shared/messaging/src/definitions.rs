@@ -13,6 +13,7 @@ pub fn stream_source(stream: Stream) -> &'static str {
         Stream::Reservation => include_str!("../../../nats/streams/RESERVATION.json"),
         Stream::Seat => include_str!("../../../nats/streams/SEAT.json"),
         Stream::Wallet => include_str!("../../../nats/streams/WALLET.json"),
+        Stream::User => include_str!("../../../nats/streams/USER.json"),
         Stream::Dlq => include_str!("../../../nats/streams/DLQ.json"),
     }
 }

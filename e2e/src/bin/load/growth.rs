@@ -27,7 +27,7 @@ const CHUNK: u64 = 100_000;
 
 pub async fn growth(seconds: u64) {
     let sys = start(
-        &[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), UNLIMITED[0], UNLIMITED[1]],
+        &[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), UNLIMITED[0], UNLIMITED[1], UNLIMITED[2]],
         &[("TICKETING_DATABASE_MAX_CONNECTIONS", "40")],
     )
     .await;

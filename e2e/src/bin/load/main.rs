@@ -263,7 +263,13 @@ enum Target {
 /// for one `ticketing up` process (a deployment sizes its own pools).
 /// The rate limits off: every simulated client comes from this one address, and a worker asks
 /// far faster than a person would.
-const UNLIMITED: [(&str, &str); 2] = [("TICKETING_RATE_PER_USER", "0"), ("TICKETING_RATE_PER_ADDRESS", "0")];
+/// The per-user and per-address rates and the per-user velocity limit off: the load tool's users
+/// are scripts, all of one address.
+const UNLIMITED: [(&str, &str); 3] = [
+    ("TICKETING_RATE_PER_USER", "0"),
+    ("TICKETING_RATE_PER_ADDRESS", "0"),
+    ("TICKETING_MAX_RESERVATIONS_PER_MINUTE", "0"),
+];
 
 async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System {
     if let Some(url) = std::env::var("LOAD_BASE_URL").ok().filter(|u| !u.is_empty()) {
@@ -332,6 +338,7 @@ async fn flash_sale(users: usize) {
             ("TICKETING_QUEUE_TICK_MS", "200"),
             UNLIMITED[0],
             UNLIMITED[1],
+            UNLIMITED[2],
         ],
         &[],
     )
@@ -573,7 +580,7 @@ impl SeatSupply {
 
 async fn throughput(seconds: u64) {
     let sys = start(
-        &[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), UNLIMITED[0], UNLIMITED[1]],
+        &[("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"), UNLIMITED[0], UNLIMITED[1], UNLIMITED[2]],
         &[("TICKETING_DATABASE_MAX_CONNECTIONS", "40")],
     )
     .await;
@@ -813,6 +820,7 @@ async fn waiting_room(users: usize) {
             ("TICKETING_QUEUE_TICK_MS", "3600000"),
             UNLIMITED[0],
             UNLIMITED[1],
+            UNLIMITED[2],
         ],
         &[],
     )

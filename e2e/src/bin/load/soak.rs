@@ -92,6 +92,7 @@ pub async fn soak(minutes: u64) {
             ("TICKETING_HOLD_SECS", "60"),
             UNLIMITED[0],
             UNLIMITED[1],
+            UNLIMITED[2],
         ],
         &[("TICKETING_DATABASE_MAX_CONNECTIONS", "40")],
     )

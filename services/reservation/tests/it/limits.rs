@@ -1,4 +1,5 @@
-//! The per-user limits of a schedule: one live reservation per user, and a share of its seats.
+//! The per-user limits: one live reservation per user and a share of a schedule's seats, a pace,
+//! and none for a blocked user.
 
 use super::*;
 
@@ -150,4 +151,70 @@ async fn many_users_from_one_address_share_its_rate() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 6, "a burst of twice the rate: {statuses:?}");
     assert!(statuses[6..].iter().all(|s| *s == 429), "{statuses:?}");
+}
+
+/// Plays the user service: `user`'s status became `status` at `at`.
+async fn status_changed(s: &Service, user: UserId, status: UserStatus, at: DateTime<Utc>) {
+    let e = Envelope::new("user", user, UserStatusChanged { user_id: user, status, changed_at: at });
+    s.env.publish(&e).await.unwrap();
+    s.env.wait_handled("reservation", e.id).await;
+}
+
+#[tokio::test]
+async fn a_blocked_user_loses_a_held_reservation_and_starts_none_until_unblocked() {
+    let s = Service::start().await;
+    let (user, other) = (UserId::new(), UserId::new());
+    let held = s.held(user, 1, Span::minutes(5)).await;
+    let theirs = s.held(other, 2, Span::minutes(5)).await;
+
+    let blocked_at = Utc::now();
+    status_changed(&s, user, UserStatus::Blocked, blocked_at).await;
+    let r = s.wait_status(user, held, "FAILED").await;
+    assert_eq!(r["failureReason"], "USER_BLOCKED", "{r}");
+    // Its seats are released as for any failure; another user's reservation is untouched.
+    eventually("ReservationFailed(USER_BLOCKED)", Duration::from_secs(10), || async {
+        let failed = s.env.events_of::<ReservationFailed>().await.unwrap();
+        failed
+            .iter()
+            .any(|f| f.reservation_id == held && f.reason == ReservationFailureReason::UserBlocked)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(s.get(other, theirs).await["status"], "HELD");
+
+    let ask = |seat: i32| {
+        let body = json!({"scheduleId": s.schedule, "seatNos": [seat]});
+        s.call(Method::POST, "/reservations", user, Some(body))
+    };
+    let (status, body) = ask(3).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("USER_BLOCKED")), "{body}");
+    // An older change delivered late does not unblock.
+    status_changed(&s, user, UserStatus::Active, blocked_at - Span::seconds(1)).await;
+    assert_eq!(ask(3).await.0, 403);
+    status_changed(&s, user, UserStatus::Active, blocked_at + Span::seconds(1)).await;
+    let (status, body) = ask(3).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn a_user_starts_no_more_reservations_a_minute_than_the_limit() {
+    let s = Service::start_with(&[("TICKETING_MAX_RESERVATIONS_PER_MINUTE", "2")]).await;
+    let user = UserId::new();
+    let ask = |user: UserId, seat: i32| {
+        let body = json!({"scheduleId": s.schedule, "seatNos": [seat]});
+        s.call(Method::POST, "/reservations", user, Some(body))
+    };
+    for seat in [1, 2] {
+        let (status, body) = ask(user, seat).await;
+        assert_eq!(status, 202, "{body}");
+        let id: ReservationId = serde_json::from_value(body["id"].clone()).unwrap();
+        // Not live any more, so only the pace can refuse the next one.
+        s.seats_rejected(id).await;
+        s.wait_status(user, id, "FAILED").await;
+    }
+    let (status, body) = ask(user, 3).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("VELOCITY_LIMIT")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("at most 2 reservations a minute"), "{body}");
+    // Another user's pace is their own.
+    assert_eq!(ask(UserId::new(), 3).await.0, 202);
 }

@@ -13,9 +13,10 @@ mod saga;
 
 use chrono::{DateTime, Duration as Span, Utc};
 use contracts::{
-    ConcertId, Envelope, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId, ReservationId,
-    ReservationRequested, ScheduleCreated, ScheduleId, SeatNo, SeatPrice, SeatRejectReason,
-    SeatReservationRejected, SeatReserved, UserId, Won,
+    ConcertId, Envelope, PaymentCompleted, PaymentFailed, PaymentFailureReason, PaymentId, ReservationFailed,
+    ReservationFailureReason, ReservationId, ReservationRequested, ScheduleCreated, ScheduleId, SeatNo,
+    SeatPrice, SeatRejectReason, SeatReservationRejected, SeatReserved, UserId, UserStatus,
+    UserStatusChanged, Won,
 };
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -114,6 +114,12 @@ async fn a_blocked_account_cannot_sign_in_until_an_admin_unblocks_it() {
 
     let (status, body) = users.send(Method::PUT, &path, &admin, Some(json!({"status": "BLOCKED"}))).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("BLOCKED")), "{body}");
+    // Announced once (for the reservation service); blocking it again changes nothing.
+    let (status, _) = users.send(Method::PUT, &path, &admin, Some(json!({"status": "BLOCKED"}))).await;
+    assert_eq!(status, 200);
+    let changes = users.status_changes(1).await;
+    assert_eq!(changes[0].user_id.0.to_string(), account["id"].as_str().unwrap());
+    assert_eq!(changes[0].status, contracts::UserStatus::Blocked);
     let (status, body) = users.sign_in("erin@example.com", PASSWORD).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("USER_BLOCKED")), "{body}");
     // Without the password, a blocked account looks like any wrong guess.
@@ -122,6 +128,9 @@ async fn a_blocked_account_cannot_sign_in_until_an_admin_unblocks_it() {
 
     let (status, body) = users.send(Method::PUT, &path, &admin, Some(json!({"status": "ACTIVE"}))).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ACTIVE")), "{body}");
+    let changes = users.status_changes(2).await;
+    assert_eq!(changes[1].status, contracts::UserStatus::Active);
+    assert!(changes[1].changed_at > changes[0].changed_at);
     assert_eq!(users.sign_in("erin@example.com", PASSWORD).await.0, 201);
 }
 

@@ -56,6 +56,21 @@ impl Users {
         self.post("/sessions", json!({"email": email, "password": password})).await
     }
 
+    /// The `UserStatusChanged` events published, once there are `n` (and a moment later, to
+    /// see that no more follow).
+    pub async fn status_changes(&self, n: usize) -> Vec<contracts::UserStatusChanged> {
+        let env = &self.env;
+        testkit::eventually("the status changes", std::time::Duration::from_secs(10), || async move {
+            let got = env.events_of::<contracts::UserStatusChanged>().await.ok()?;
+            (got.len() >= n).then_some(())
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let got = self.env.events_of::<contracts::UserStatusChanged>().await.unwrap();
+        assert_eq!(got.len(), n, "{got:?}");
+        got
+    }
+
     /// The number of accounts.
     pub async fn accounts(&self) -> i64 {
         use sea_orm::ConnectionTrait;
