@@ -59,8 +59,13 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
-    /// An address like `name@example.com`; its case does not matter.
-    #[schema(example = "ann@example.com", max_length = 254)]
+    /// An address like `name@example.com`; its case does not matter. The pattern is
+    /// `domain::EMAIL_PATTERN` (a test holds them equal).
+    #[schema(
+        example = "ann@example.com",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+    )]
     pub email: String,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128, format = Password)]
@@ -313,4 +318,23 @@ async fn set_role(
     let (account, _) = store::set_role(&s.db, id, body.role).await?.ok_or(Error::NotFound)?;
     tracing::info!(user = %id, role = domain::role_str(body.role), by = %admin.user_id, "account role set");
     Ok(Json(account.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_email_and_password_are_the_rule() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(Credentials::schema()).unwrap_or_default();
+        let email = &schema["properties"]["email"];
+        assert_eq!(email["pattern"], domain::EMAIL_PATTERN);
+        assert_eq!(email["maxLength"], domain::MAX_EMAIL);
+        let password = &schema["properties"]["password"];
+        assert_eq!(
+            (&password["minLength"], &password["maxLength"]),
+            (&domain::MIN_PASSWORD.into(), &domain::MAX_PASSWORD.into())
+        );
+    }
 }
