@@ -184,6 +184,10 @@ impl MigratorTrait for Migrator {
             name: "m20261207_000014_reservation_user_status",
             sql: include_str!("sql/reservation_user_status.sql"),
         }));
+        all.push(Box::new(Change {
+            name: "m20261207_000015_wallet_history_refusals",
+            sql: include_str!("sql/wallet_history_refusals.sql"),
+        }));
         all
     }
 }

@@ -146,5 +146,19 @@ async fn insufficient_balance() {
         .await
         .unwrap();
     assert_eq!(s.api.balance(user).await.unwrap(), 5_000);
+    // The history shows the refused payment beside the top-up, the balance where it was.
+    let token = s.api.token(user);
+    s.api
+        .eventually("the refusal in the history", || async {
+            let h = s.api.send(Method::GET, "/wallets/me/history", Some(&token), None, &[]).await?;
+            let first = &h.body["data"][0];
+            Ok(first["kind"] == "PAYMENT_FAILED"
+                && first["reason"] == "INSUFFICIENT_BALANCE"
+                && first["reservationId"] == json!(id)
+                && first["balanceAfter"].is_null()
+                && h.body["data"][1]["kind"] == "CHARGE")
+        })
+        .await
+        .unwrap();
     s.check().await.unwrap();
 }

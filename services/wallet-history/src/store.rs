@@ -6,26 +6,35 @@ use messaging::{BatchWrite, InboxClaims, Input};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement};
 use serde::Serialize;
 
-/// What moved the balance.
+/// What moved the balance, or what the wallet refused to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Kind {
     Charge,
     Payment,
     Refund,
+    /// A top-up the wallet refused (`reason` says why); the balance did not move.
+    ChargeFailed,
+    /// A payment the wallet refused (`reason` says why); the balance did not move.
+    PaymentFailed,
 }
 
 impl Kind {
+    const ALL: [Kind; 5] =
+        [Kind::Charge, Kind::Payment, Kind::Refund, Kind::ChargeFailed, Kind::PaymentFailed];
+
     fn as_str(self) -> &'static str {
         match self {
             Kind::Charge => "CHARGE",
             Kind::Payment => "PAYMENT",
             Kind::Refund => "REFUND",
+            Kind::ChargeFailed => "CHARGE_FAILED",
+            Kind::PaymentFailed => "PAYMENT_FAILED",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [Kind::Charge, Kind::Payment, Kind::Refund].into_iter().find(|k| k.as_str() == s)
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -38,10 +47,14 @@ pub struct Entry {
     /// The id of the wallet event that made this entry.
     pub id: EventId,
     pub kind: Kind,
-    /// Always positive; `kind` says which way it moved.
+    /// Always positive; `kind` says which way it moved (or would have).
     pub amount: Won,
-    pub balance_after: Won,
+    /// The balance after the change; none for a refusal, which changed nothing.
+    pub balance_after: Option<Won>,
     pub reservation_id: Option<ReservationId>,
+    /// Why the wallet refused (`BALANCE_LIMIT`, `INSUFFICIENT_BALANCE`, `DEADLINE_PASSED`); none
+    /// for a change.
+    pub reason: Option<String>,
     /// When the wallet made the change.
     pub at: DateTime<Utc>,
     #[serde(skip)]
@@ -52,15 +65,16 @@ pub struct Entry {
 pub async fn append(db: &impl ConnectionTrait, e: &Entry) -> Result<(), DbErr> {
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, reason, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         [
             e.id.0.into(),
             e.user_id.0.into(),
             e.kind.as_str().into(),
             e.amount.0.into(),
-            e.balance_after.0.into(),
+            e.balance_after.map(|b| b.0).into(),
             e.reservation_id.map(|r| r.0).into(),
+            e.reason.clone().into(),
             e.at.into(),
         ],
     ))
@@ -82,17 +96,23 @@ pub async fn append_each(
         .column("user_id", "uuid", each(|e| e.user_id.0))
         .column("kind", "text", entries.iter().map(|(_, e)| e.kind.as_str().to_owned()).collect())
         .column("amount", "bigint", entries.iter().map(|(_, e)| e.amount.0).collect())
-        .column("balance_after", "bigint", entries.iter().map(|(_, e)| e.balance_after.0).collect())
-        // A uuid[] cannot hold a NULL here (sea-query binds it as Vec<Uuid>): a charge's
-        // missing reservation travels as the nil UUID, which no reservation has.
+        // An array parameter cannot hold a NULL here (sea-query binds it as Vec<T>): what is
+        // missing travels as a value no entry has (a balance of -1, the nil UUID, ''), read back
+        // as NULL.
+        .column(
+            "balance_after",
+            "bigint",
+            entries.iter().map(|(_, e)| e.balance_after.map_or(-1, |b| b.0)).collect(),
+        )
         .column("reservation_id", "uuid", each(|e| e.reservation_id.map_or(uuid::Uuid::nil(), |r| r.0)))
+        .column("reason", "text", entries.iter().map(|(_, e)| e.reason.clone().unwrap_or_default()).collect())
         .column("at", "timestamptz", entries.iter().map(|(_, e)| e.at).collect());
     BatchWrite::over(input)
         .step(
             "appended",
-            "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, at)
-             SELECT id, user_id, kind, amount, balance_after,
-                    NULLIF(reservation_id, '00000000-0000-0000-0000-000000000000'), at
+            "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, reason, at)
+             SELECT id, user_id, kind, amount, NULLIF(balance_after, -1),
+                    NULLIF(reservation_id, '00000000-0000-0000-0000-000000000000'), NULLIF(reason, ''), at
              FROM input ORDER BY i
              ON CONFLICT (id) DO NOTHING",
         )
@@ -110,7 +130,7 @@ pub async fn page(
 ) -> Result<Vec<Entry>, DbErr> {
     Entry::find_by_statement(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT id, user_id, kind, amount, balance_after, reservation_id, at FROM wallet_history.entries
+        "SELECT id, user_id, kind, amount, balance_after, reservation_id, reason, at FROM wallet_history.entries
          WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
         [
             user.into(),

@@ -1,7 +1,7 @@
 //! The wallet's rules, without IO.
 
 use chrono::{DateTime, Utc};
-use contracts::{PaymentFailureReason, Won};
+use contracts::{ChargeFailureReason, PaymentFailureReason, Won};
 
 /// The largest single top-up.
 pub const MAX_CHARGE: Won = Won(10_000_000);
@@ -12,6 +12,17 @@ pub fn charge_amount(raw: i64) -> Result<Won, String> {
         Ok(Won(raw))
     } else {
         Err(format!("amount must be between 1 and {} won", MAX_CHARGE.0))
+    }
+}
+
+/// The most a wallet may hold (the `wallets_balance_check` of its table says so too).
+pub const MAX_BALANCE: Won = Won(1_000_000_000_000);
+
+/// A top-up of `amount` onto `balance`: the balance after it, or why it is refused.
+pub fn decide_charge(balance: Won, amount: Won) -> Result<Won, ChargeFailureReason> {
+    match balance.0.checked_add(amount.0) {
+        Some(after) if after <= MAX_BALANCE.0 => Ok(Won(after)),
+        _ => Err(ChargeFailureReason::BalanceLimit),
     }
 }
 
@@ -138,5 +149,13 @@ mod tests {
         assert_eq!(decide_refund(Some(PaymentStatus::Refunded)), RefundDecision::Nothing);
         assert_eq!(decide_refund(None), RefundDecision::Void);
         assert_eq!(decide_refund(Some(PaymentStatus::Voided)), RefundDecision::Nothing);
+    }
+
+    #[test]
+    fn a_top_up_may_fill_the_wallet_to_its_cap_and_no_further() {
+        assert_eq!(decide_charge(Won(0), Won(10)), Ok(Won(10)));
+        assert_eq!(decide_charge(Won(MAX_BALANCE.0 - 10), Won(10)), Ok(MAX_BALANCE));
+        assert_eq!(decide_charge(Won(MAX_BALANCE.0 - 10), Won(11)), Err(ChargeFailureReason::BalanceLimit));
+        assert_eq!(decide_charge(Won(i64::MAX), Won(1)), Err(ChargeFailureReason::BalanceLimit));
     }
 }

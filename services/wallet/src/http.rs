@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use contracts::{ChargeCompleted, ChargeId, Envelope, UserId, Won};
+use contracts::{ChargeCompleted, ChargeFailed, ChargeId, Envelope, UserId, Won};
 use platform::{
     Problem,
     auth::Identity,
@@ -75,7 +75,8 @@ async fn get_wallet(
     Ok(Json(serde_json::to_value(Wallet { user_id: who.user_id, balance })?))
 }
 
-/// Tops up the caller's wallet (`ChargeCompleted`).
+/// Tops up the caller's wallet (`ChargeCompleted`); a top-up the balance cap refuses is
+/// announced too (`ChargeFailed`, for the history), and answered 422 `BALANCE_LIMIT`.
 #[utoipa::path(
     post,
     path = "/wallets/me/charges",
@@ -113,8 +114,16 @@ async fn charge_wallet(
         &[b"POST /wallets/me/charges", &request],
         |txn| {
             Box::pin(async move {
-                let balance = store::credit(txn, who.user_id, amount).await.map_err(over_the_cap)?;
                 let charge_id = ChargeId::new();
+                // The wallet's row, locked: the cap is decided on the balance it will change.
+                let before = store::balance_for_update(txn, who.user_id).await?;
+                if let Err(reason) = domain::decide_charge(before, amount) {
+                    // Refused, and recorded as such (the history shows the failed top-up).
+                    let event = ChargeFailed { charge_id, user_id: who.user_id, amount, reason };
+                    outbox.push(txn, &Envelope::new(NAME, who.user_id, event)).await?;
+                    return StoredResponse::problem(&Problem::from(Error::BalanceLimit));
+                }
+                let balance = store::credit(txn, who.user_id, amount).await.map_err(over_the_cap)?;
                 store::insert_charge(txn, charge_id, who.user_id, amount, balance).await?;
                 let event = ChargeCompleted { charge_id, user_id: who.user_id, amount, balance };
                 outbox.push(txn, &Envelope::new(NAME, who.user_id, event)).await?;
@@ -126,7 +135,8 @@ async fn charge_wallet(
     .map(IntoResponse::into_response)
 }
 
-/// The balance cap is a check constraint; hitting it is the caller's problem, not ours.
+/// The balance cap is also a check constraint (a wallet made by a racing first top-up has no
+/// row to lock); hitting it is the caller's problem, not ours.
 fn over_the_cap(e: sea_orm::DbErr) -> Error {
     if e.to_string().contains("wallets_balance_check") { Error::BalanceLimit } else { Error::Db(e) }
 }

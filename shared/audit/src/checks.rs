@@ -259,7 +259,8 @@ ORDER BY id
 LIMIT 10";
 
 /// In flight while the wallet changed less than the grace ago (its event is on its way to the
-/// history). The history's last entry is its newest event id (UUIDv7), the order it pages in.
+/// history). The history's last change is its newest event id (UUIDv7), the order it pages in;
+/// refusals (no balance) moved nothing.
 const HISTORY_ENDS_AT_BALANCE: &str = "
 SELECT w.user_id::text AS id,
        'balance ' || w.balance || ', history ends at ' || coalesce(h.balance_after::text, 'nothing') AS detail,
@@ -267,7 +268,7 @@ SELECT w.user_id::text AS id,
 FROM wallet.wallets w
 LEFT JOIN LATERAL (
     SELECT e.balance_after FROM wallet_history.entries e
-    WHERE e.user_id = w.user_id ORDER BY e.id DESC LIMIT 1
+    WHERE e.user_id = w.user_id AND e.balance_after IS NOT NULL ORDER BY e.id DESC LIMIT 1
 ) h ON true
 WHERE h.balance_after IS DISTINCT FROM w.balance
   AND w.updated_at < now() - make_interval(secs => $1)

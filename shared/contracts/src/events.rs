@@ -19,7 +19,7 @@ macro_rules! event {
 }
 
 /// Every event type with its stream and subject: `(TYPE, STREAM, SUBJECT)`.
-pub const ALL_EVENTS: [(&str, Stream, &str); 17] = [
+pub const ALL_EVENTS: [(&str, Stream, &str); 18] = [
     kind::<ConcertCreated>(),
     kind::<ConcertUpdated>(),
     kind::<ScheduleCreated>(),
@@ -33,6 +33,7 @@ pub const ALL_EVENTS: [(&str, Stream, &str); 17] = [
     kind::<SeatsReleased>(),
     kind::<SoldOut>(),
     kind::<ChargeCompleted>(),
+    kind::<ChargeFailed>(),
     kind::<PaymentCompleted>(),
     kind::<PaymentFailed>(),
     kind::<PaymentRefunded>(),
@@ -231,6 +232,25 @@ pub struct PaymentCompleted {
 }
 event!(PaymentCompleted, Stream::Wallet, "wallet.payment.completed");
 
+/// Why a top-up was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChargeFailureReason {
+    /// The balance would pass its cap.
+    BalanceLimit,
+}
+
+/// The wallet refused a top-up; the balance is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeFailed {
+    pub charge_id: ChargeId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub reason: ChargeFailureReason,
+}
+event!(ChargeFailed, Stream::Wallet, "wallet.charge.failed");
+
 /// Why a payment was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -326,6 +346,7 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<SeatsReleased>(&mut out);
     add::<SoldOut>(&mut out);
     add::<ChargeCompleted>(&mut out);
+    add::<ChargeFailed>(&mut out);
     add::<PaymentCompleted>(&mut out);
     add::<PaymentFailed>(&mut out);
     add::<PaymentRefunded>(&mut out);

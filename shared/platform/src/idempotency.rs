@@ -94,6 +94,13 @@ impl StoredResponse {
     }
 
     /// Adds a `Location` header.
+    /// A refusal that is the request's answer, kept like any other (a retry with the same key
+    /// is refused alike): for a refusal the effect records, such as a failed top-up in the
+    /// history. Served as problem+json.
+    pub fn problem(problem: &Problem) -> Result<Self, Problem> {
+        Ok(Self { status: problem.status, body: serde_json::to_value(problem)?, location: None })
+    }
+
     pub fn with_location(mut self, location: String) -> Self {
         self.location = Some(location);
         self
@@ -103,6 +110,9 @@ impl StoredResponse {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
         let mut res = (status, axum::Json(self.body)).into_response();
         let headers: &mut HeaderMap = res.headers_mut();
+        if status.is_client_error() || status.is_server_error() {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::problem::PROBLEM_JSON));
+        }
         if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
             headers.insert(header::LOCATION, loc);
         }

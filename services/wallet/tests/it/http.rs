@@ -1,5 +1,5 @@
 use crate::Wallet;
-use contracts::{ChargeCompleted, UserId, Won};
+use contracts::{ChargeCompleted, ChargeFailed, ChargeFailureReason, UserId, Won};
 use serde_json::json;
 use std::time::Duration;
 use testkit::eventually;
@@ -129,4 +129,63 @@ where
         out.push(r.unwrap());
     }
     out
+}
+
+#[tokio::test]
+async fn a_top_up_past_the_cap_is_refused_announced_once_and_changes_nothing() {
+    use sea_orm::ConnectionTrait;
+    let w = Wallet::start().await;
+    let user = UserId::new();
+    assert_eq!(w.charge(user, json!({"amount": 1_000})).await.status(), 200);
+    let near_cap: i64 = 1_000_000_000_000 - 5_000;
+    w.env
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE wallet.wallets SET balance = {near_cap} WHERE user_id = '{user}'"
+        ))
+        .await
+        .unwrap();
+
+    // With an Idempotency-Key, twice: refused both times, the second a replay.
+    let url = format!("{}/wallets/me/charges", w.url);
+    let token = w.env.user_token(user);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let res = w
+            .http
+            .post(&url)
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "over-the-cap")
+            .json(&json!({"amount": 10_000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let replayed = res.headers().get("idempotent-replayed").is_some();
+        let p: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(p["code"], "BALANCE_LIMIT", "{p}");
+        answers.push(replayed);
+    }
+    assert_eq!(answers, [false, true]);
+    // Without one, refused again: a new attempt.
+    assert_eq!(w.charge(user, json!({"amount": 5_001})).await.status(), 422);
+    // Up to the cap is taken.
+    assert_eq!(w.charge(user, json!({"amount": 5_000})).await.status(), 200);
+    assert_eq!(w.balance(user).await, 1_000_000_000_000);
+
+    let failed = eventually("two ChargeFailed", Duration::from_secs(10), || async {
+        let got = w.env.events_of::<ChargeFailed>().await.ok()?;
+        (got.len() >= 2).then_some(got)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.env.events_of::<ChargeFailed>().await.unwrap().len(), 2, "one per attempt, none per replay");
+    assert_eq!(
+        failed.iter().map(|f| (f.user_id, f.amount, f.reason)).collect::<Vec<_>>(),
+        [
+            (user, Won(10_000), ChargeFailureReason::BalanceLimit),
+            (user, Won(5_001), ChargeFailureReason::BalanceLimit)
+        ]
+    );
 }

@@ -262,9 +262,9 @@ async fn an_event_the_handler_cannot_apply_at_once_is_applied_in_a_transaction()
 async fn a_consumer_whose_filters_and_handler_disagree_does_not_start() {
     let env = env().await;
     let rt = env.runtime();
-    // wallet-history is given the wallet's charges, payments and refunds, not its failures; a
-    // handler that takes every event would miss some of them.
-    let spec = messaging::ConsumerSpec::declared("wallet-history", Stream::Wallet).unwrap();
+    // The reservation service is given the seat service's holds and rejections, not its
+    // releases or sell-outs; a handler that takes every event would miss some of them.
+    let spec = messaging::ConsumerSpec::declared("reservation", Stream::Seat).unwrap();
     let refused = rt.consumer(spec, PgInbox::new(env.db.clone(), "probe", Recorder::default()));
     let Err(messaging::MessagingError::Filters(why)) = refused else {
         panic!("a mismatched consumer started")
