@@ -129,24 +129,27 @@ async fn confirmed_reservations_are_delivered_to_the_external_platform() {
     s.check().await.unwrap();
 }
 
-/// Scenario 2: insufficient balance → FAILED(PAYMENT_FAILED) → seats AVAILABLE again.
+/// Scenario 2: the balance does not cover the payment → the reservation stays HELD with the
+/// refusal on its timeline → the buyer tops up within the hold and pays again → CONFIRMED; the
+/// history shows the refusal between the two top-ups.
 #[tokio::test]
-async fn insufficient_balance() {
+async fn insufficient_balance_then_a_top_up_within_the_hold() {
     let Some(s) = scenario(&[]).await else { return };
     let (_, schedule) = s.api.schedule(50, 10_000).await.unwrap();
     let user = UserId::new();
     s.api.charge(user, 5_000).await.unwrap();
     let held = s.api.reserve(user, schedule, &[3], 10).await.unwrap();
     let id = id_of(&held).unwrap();
-    let paid = s.api.pay(user, id, 10).await.unwrap();
-    assert_eq!(paid.body["status"], "FAILED", "{:?}", paid);
-    assert_eq!(paid.body["failureReason"], "PAYMENT_FAILED");
-    s.api
-        .eventually("seat 3 released", || async { Ok(s.api.seats(schedule).await?[&3] == "AVAILABLE") })
-        .await
-        .unwrap();
+    let refused = s.api.pay(user, id, 10).await.unwrap();
+    assert_eq!(refused.body["status"], "HELD", "{:?}", refused);
+    assert!(refused.body["failureReason"].is_null(), "{:?}", refused);
+    let r = s.api.reservation(user, id).await.unwrap();
+    let kinds: Vec<&str> =
+        r["timeline"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"PaymentFailed"), "{r}");
+    assert_eq!(s.api.seats(schedule).await.unwrap()[&3], "HELD");
     assert_eq!(s.api.balance(user).await.unwrap(), 5_000);
-    // The history shows the refused payment beside the top-up, the balance where it was.
+    // The history shows the refused payment, the balance where it was.
     let token = s.api.token(user);
     s.api
         .eventually("the refusal in the history", || async {
@@ -155,8 +158,27 @@ async fn insufficient_balance() {
             Ok(first["kind"] == "PAYMENT_FAILED"
                 && first["reason"] == "INSUFFICIENT_BALANCE"
                 && first["reservationId"] == json!(id)
-                && first["balanceAfter"].is_null()
-                && h.body["data"][1]["kind"] == "CHARGE")
+                && first["balanceAfter"].is_null())
+        })
+        .await
+        .unwrap();
+
+    s.api.charge(user, 5_000).await.unwrap();
+    let paid = s.api.pay(user, id, 10).await.unwrap();
+    assert_eq!(paid.body["status"], "CONFIRMED", "{:?}", paid);
+    assert_eq!(s.api.balance(user).await.unwrap(), 0);
+    s.api
+        .eventually("seat 3 sold", || async { Ok(s.api.seats(schedule).await?[&3] == "SOLD") })
+        .await
+        .unwrap();
+    s.api
+        .eventually("the history", || async {
+            let h = s.api.send(Method::GET, "/wallets/me/history", Some(&token), None, &[]).await?;
+            let kinds: Vec<&str> = h.body["data"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|e| e["kind"].as_str()).collect())
+                .unwrap_or_default();
+            Ok(kinds == ["PAYMENT", "CHARGE", "PAYMENT_FAILED", "CHARGE"])
         })
         .await
         .unwrap();

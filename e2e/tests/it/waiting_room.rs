@@ -60,10 +60,12 @@ async fn users_wait_their_turn_book_and_retry_without_requeuing() {
         .unwrap();
     assert_eq!(s.api.admitted(bob).await.unwrap(), b_token, "bob is admitted with the token he waited with");
 
-    // Bob cannot pay; his token is restored, not spent, so he retries without queuing again.
+    // Bob cannot pay yet: his seats stay held and his token ACTIVE, so he tops up and pays
+    // again without queuing again.
     let held = s.api.reserve(bob, schedule, &[2], 10).await.unwrap();
-    let failed = s.api.pay(bob, id_of(&held).unwrap(), 10).await.unwrap();
-    assert_eq!(failed.body["failureReason"], "PAYMENT_FAILED");
+    let id = id_of(&held).unwrap();
+    let refused = s.api.pay(bob, id, 10).await.unwrap();
+    assert_eq!(refused.body["status"], "HELD", "{:?}", refused);
     s.api.charge(bob, 10_000).await.unwrap();
     let t = s
         .api
@@ -71,8 +73,7 @@ async fn users_wait_their_turn_book_and_retry_without_requeuing() {
         .await
         .unwrap();
     assert_eq!(t.body["status"], "ACTIVE", "{:?}", t.body);
-    let again = s.api.reserve(bob, schedule, &[2], 10).await.unwrap();
-    let paid = s.api.pay(bob, id_of(&again).unwrap(), 10).await.unwrap();
+    let paid = s.api.pay(bob, id, 10).await.unwrap();
     assert_eq!(paid.body["status"], "CONFIRMED");
     s.check().await.unwrap();
 }

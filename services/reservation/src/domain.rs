@@ -3,7 +3,9 @@
 //! HTTP routes and the deadline sweeper all go through it.
 
 use chrono::{DateTime, Duration, Utc};
-use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
+use contracts::{
+    ConcertId, PaymentFailureReason, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won,
+};
 
 /// Where a reservation is in the saga.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema, serde::Serialize, serde::Deserialize)]
@@ -85,7 +87,9 @@ pub enum Input {
     },
     SeatRejected,
     PaymentCompleted,
-    PaymentFailed,
+    PaymentFailed {
+        reason: PaymentFailureReason,
+    },
     PaymentRefunded,
     /// The user asks to pay.
     Pay {
@@ -253,7 +257,13 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
             next: Reservation { paid: true, ..r.clone() },
             emit: vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
         },
-        (Paying, Input::PaymentFailed) => {
+        // The balance did not cover it: the seats stay held until the hold ends, so the buyer
+        // can top up and pay again (the refusal is on the timeline). Only the deadline, or a
+        // refusal for lateness, releases them.
+        (Paying, Input::PaymentFailed { reason: PaymentFailureReason::InsufficientBalance }) => {
+            Decision { next: Reservation { status: Held, ..r.clone() }, emit: Vec::new() }
+        }
+        (Paying, Input::PaymentFailed { .. }) => {
             fail(r, Failed, ReservationFailureReason::PaymentFailed, Vec::new())
         }
 
@@ -394,8 +404,34 @@ mod tests {
         let d = decide(&reservation(Status::Pending), Input::SeatRejected).unwrap();
         assert_eq!(d.next.status, Status::Failed);
         assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::SeatUnavailable)]);
-        let d = decide(&reservation(Status::Paying), Input::PaymentFailed).unwrap();
+        let late = Input::PaymentFailed { reason: PaymentFailureReason::DeadlinePassed };
+        let d = decide(&reservation(Status::Paying), late).unwrap();
+        assert_eq!(d.next.status, Status::Failed);
         assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::PaymentFailed)]);
+    }
+
+    #[test]
+    fn a_payment_the_balance_did_not_cover_leaves_the_seats_held_to_pay_again() {
+        let paying = reservation(Status::Paying);
+        let short = Input::PaymentFailed { reason: PaymentFailureReason::InsufficientBalance };
+        let d = decide(&paying, short.clone()).unwrap();
+        assert_eq!(
+            (d.next.status, d.next.held_until, d.next.failure_reason),
+            (Status::Held, paying.held_until, None)
+        );
+        assert!(d.emit.is_empty());
+        // Topped up, the buyer pays again before the hold ends...
+        let again = decide(&d.next, Input::Pay { now: Utc::now() }).unwrap();
+        assert_eq!(again.next.status, Status::Paying);
+        // ...and the hold's end still releases the seats of one who does not.
+        let until = paying.held_until.unwrap();
+        let expired = decide(&d.next, tick(until)).unwrap();
+        assert_eq!(expired.next.status, Status::Expired);
+        // A refusal for a reservation no longer paying changes nothing.
+        for status in [Status::Pending, Status::Held, Status::Confirmed, Status::Failed] {
+            let r = reservation(status);
+            assert!(decide(&r, short.clone()).unwrap().is_noop(&r), "{status:?}");
+        }
     }
 
     #[test]
@@ -472,7 +508,8 @@ mod tests {
         let confirmed = reservation(Status::Confirmed);
         for input in [
             Input::PaymentCompleted,
-            Input::PaymentFailed,
+            Input::PaymentFailed { reason: PaymentFailureReason::InsufficientBalance },
+            Input::PaymentFailed { reason: PaymentFailureReason::DeadlinePassed },
             Input::SeatRejected,
             Input::PaymentRefunded,
             tick(Utc::now() + Duration::days(1)),
@@ -481,6 +518,7 @@ mod tests {
         }
         let held = reservation(Status::Held);
         assert!(decide(&held, Input::SeatRejected).unwrap().is_noop(&held));
-        assert!(decide(&held, Input::PaymentFailed).unwrap().is_noop(&held));
+        let late = Input::PaymentFailed { reason: PaymentFailureReason::DeadlinePassed };
+        assert!(decide(&held, late).unwrap().is_noop(&held));
     }
 }

@@ -140,7 +140,10 @@ fn input_of(msg: &Incoming) -> Result<(ReservationId, Input), HandleError> {
         PaymentCompleted::TYPE => {
             (msg.decode::<PaymentCompleted>()?.payload.reservation_id, Input::PaymentCompleted)
         }
-        PaymentFailed::TYPE => (msg.decode::<PaymentFailed>()?.payload.reservation_id, Input::PaymentFailed),
+        PaymentFailed::TYPE => {
+            let e = msg.decode::<PaymentFailed>()?.payload;
+            (e.reservation_id, Input::PaymentFailed { reason: e.reason })
+        }
         PaymentRefunded::TYPE => {
             (msg.decode::<PaymentRefunded>()?.payload.reservation_id, Input::PaymentRefunded)
         }

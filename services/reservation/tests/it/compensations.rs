@@ -1,6 +1,8 @@
 use crate::Service;
 use chrono::{Duration as Span, Utc};
-use contracts::{RefundRequested, ReservationFailed, ReservationFailureReason, UserId, Won};
+use contracts::{
+    PaymentFailureReason, RefundRequested, ReservationFailed, ReservationFailureReason, UserId, Won,
+};
 use reqwest::Method;
 use std::time::Duration;
 use testkit::eventually;
@@ -126,7 +128,7 @@ async fn duplicate_and_reordered_events_change_nothing() {
     let user = UserId::new();
     let id = s.reserve(user, &[1]).await;
     // A payment answer before the hold (reordered): ignored.
-    s.payment_failed(id, user).await;
+    s.payment_failed(id, user, PaymentFailureReason::InsufficientBalance).await;
     let held = s.seats_held(id, &[1], Utc::now() + Span::minutes(5)).await;
     s.wait_status(user, id, "HELD").await;
     // The same SeatReserved again (a new copy, same event id): the inbox drops it.

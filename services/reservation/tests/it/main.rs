@@ -183,16 +183,12 @@ impl Service {
         e
     }
 
-    pub async fn payment_failed(&self, id: ReservationId, user: UserId) {
+    /// Plays the wallet: the payment was refused for `reason`.
+    pub async fn payment_failed(&self, id: ReservationId, user: UserId, reason: PaymentFailureReason) {
         let e = Envelope::new(
             "wallet",
             id,
-            PaymentFailed {
-                reservation_id: id,
-                user_id: user,
-                amount: Won(1000),
-                reason: PaymentFailureReason::InsufficientBalance,
-            },
+            PaymentFailed { reservation_id: id, user_id: user, amount: Won(1000), reason },
         );
         self.env.publish(&e).await.unwrap();
     }

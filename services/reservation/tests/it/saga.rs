@@ -1,8 +1,8 @@
 use crate::Service;
 use chrono::{Duration as Span, Utc};
 use contracts::{
-    PaymentRequested, ReservationCompleted, ReservationFailed, ReservationFailureReason, ReservationId,
-    SeatNo, UserId, Won,
+    PaymentFailureReason, PaymentRequested, ReservationCompleted, ReservationFailed,
+    ReservationFailureReason, ReservationId, SeatNo, UserId, Won,
 };
 use reqwest::Method;
 use sea_orm::ConnectionTrait;
@@ -77,12 +77,12 @@ async fn a_rejected_hold_fails_the_reservation() {
 }
 
 #[tokio::test]
-async fn a_failed_payment_fails_the_reservation_and_releases_the_seats() {
+async fn a_payment_refused_as_late_fails_the_reservation_and_releases_the_seats() {
     let s = Service::start().await;
     let user = UserId::new();
     let id = s.held(user, 3, Span::minutes(5)).await;
     s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
-    s.payment_failed(id, user).await;
+    s.payment_failed(id, user, PaymentFailureReason::DeadlinePassed).await;
     let r = s.wait_status(user, id, "FAILED").await;
     assert_eq!(r["failureReason"], "PAYMENT_FAILED");
     let failed = eventually("ReservationFailed", Duration::from_secs(10), || async {
@@ -93,6 +93,34 @@ async fn a_failed_payment_fails_the_reservation_and_releases_the_seats() {
         (failed.reason, failed.seat_nos.clone()),
         (ReservationFailureReason::PaymentFailed, vec![SeatNo(3)])
     );
+}
+
+#[tokio::test]
+async fn a_payment_the_balance_did_not_cover_keeps_the_hold_and_the_buyer_pays_again() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let id = s.held(user, 3, Span::minutes(5)).await;
+    let path = format!("/reservations/{id}/payment");
+    let pay = || s.call(Method::POST, &path, user, None);
+    assert_eq!(pay().await.0, 202);
+    s.wait_status(user, id, "PAYING").await;
+    s.payment_failed(id, user, PaymentFailureReason::InsufficientBalance).await;
+    let r = s.wait_status(user, id, "HELD").await;
+    // The refused attempt is on the timeline; nothing failed, nothing was released.
+    let kinds: Vec<&str> =
+        r["timeline"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"PaymentFailed"), "{r}");
+    assert!(r["failureReason"].is_null(), "{r}");
+    // Topped up, the buyer pays again: a second PaymentRequested, and the payment confirms.
+    let (status, body) = pay().await;
+    assert_eq!(status, 202, "{body}");
+    eventually("a second PaymentRequested", Duration::from_secs(10), || async {
+        (s.env.events_of::<PaymentRequested>().await.unwrap().len() == 2).then_some(())
+    })
+    .await;
+    s.paid(id, user).await;
+    s.wait_status(user, id, "CONFIRMED").await;
+    assert!(s.env.events_of::<ReservationFailed>().await.unwrap().is_empty());
 }
 
 #[tokio::test]
