@@ -294,8 +294,10 @@ async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System
     let env = TestEnv::new().await.unwrap();
     let mut cmd = command(&binary(), &env);
     cmd.env("RUST_LOG", "warn");
-    for (k, v) in settings.iter().chain(local_only).filter(|(k, _)| std::env::var_os(k).is_none()) {
-        cmd.env(k, v);
+    // As against a deployment, a setting given to `load` itself wins over the scenario's own
+    // (the harness passes the process no other TICKETING_ variable of this one's).
+    for (k, v) in settings.iter().chain(local_only) {
+        cmd.env(k, std::env::var(k).unwrap_or_else(|_| (*v).to_owned()));
     }
     cmd.arg("up");
     let process = Process::spawn(cmd).unwrap();
