@@ -222,6 +222,18 @@ async fn every_span_of_a_saga_is_in_its_one_trace_while_consumers_batch() {
         .filter(|trace| traces.contains(trace))
         .collect();
     assert!(linked.len() > 1, "the seat service applied no two of the sagas' requests in one batch");
+
+    // Every database statement has a span inside the span that ran it (a request, a consume, a
+    // batch write), with its text: the seat service's holds among them.
+    let statements: Vec<&Got> = got.iter().filter(|span| span.name.starts_with("sea_orm.")).collect();
+    let held = statements.iter().any(|span| {
+        span.service == "seat"
+            && span.attributes.get("db.statement").is_some_and(|q| q.contains("UPDATE seat.seats"))
+    });
+    assert!(held, "no statement span of the seat service's holds among {} statement spans", statements.len());
+    let roots: Vec<&str> =
+        statements.iter().filter(|span| span.parent.is_empty()).map(|span| span.name.as_str()).collect();
+    assert!(roots.is_empty(), "statement spans outside any span: {roots:?}");
     s.check().await.unwrap();
 }
 
