@@ -282,9 +282,8 @@ async fn set_status(
             UserStatusChanged { user_id: id, status: body.status.into(), changed_at: account.updated_at };
         s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await?;
     }
-    txn.commit().await?;
+    s.outbox.commit(txn).await?;
     if changed {
-        s.outbox.committed();
         tracing::info!(user = %id, status = body.status.as_str(), by = %admin.user_id, "account status set");
     }
     Ok(Json(account.into()))

@@ -33,7 +33,7 @@ pub struct Settings {
 impl platform::config::Settings for Settings {
     fn read(vars: &mut Vars<'_>) -> Self {
         let session_ttl = vars.secs("TICKETING_SESSION_TTL_SECS", 3600);
-        let max = vars.secs("TICKETING_JWT_MAX_LIFETIME_SECS", 86_400);
+        let max = vars.secs("TICKETING_JWT_MAX_LIFETIME_SECS", platform::auth::DEFAULT_MAX_LIFETIME_SECS);
         if session_ttl.is_zero() || session_ttl > max {
             vars.fail("TICKETING_SESSION_TTL_SECS", "must be 1 to TICKETING_JWT_MAX_LIFETIME_SECS seconds");
         }

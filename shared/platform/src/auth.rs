@@ -59,12 +59,15 @@ pub struct TokenRules {
     pub max_lifetime: Duration,
 }
 
+/// The longest a token may live unless `TICKETING_JWT_MAX_LIFETIME_SECS` says otherwise: a day.
+pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 86_400;
+
 impl Default for TokenRules {
     fn default() -> Self {
         Self {
             issuer: "ticketing".into(),
             audience: "ticketing".into(),
-            max_lifetime: Duration::from_secs(86_400),
+            max_lifetime: Duration::from_secs(DEFAULT_MAX_LIFETIME_SECS),
         }
     }
 }

@@ -373,7 +373,7 @@ fn read_token_keys(r: &mut Vars<'_>) -> Option<JwtKeys> {
     let rules = TokenRules {
         issuer: r.string("TICKETING_JWT_ISSUER", "ticketing"),
         audience: r.string("TICKETING_JWT_AUDIENCE", "ticketing"),
-        max_lifetime: r.secs("TICKETING_JWT_MAX_LIFETIME_SECS", 86_400),
+        max_lifetime: r.secs("TICKETING_JWT_MAX_LIFETIME_SECS", crate::auth::DEFAULT_MAX_LIFETIME_SECS),
     };
     if rules.max_lifetime.is_zero() {
         r.fail("TICKETING_JWT_MAX_LIFETIME_SECS", "must be at least 1");
