@@ -138,6 +138,16 @@ impl Api {
     /// Creates a concert with one schedule of `seats` seats at `price`, and waits until the
     /// seat service and the reservation service both know it.
     pub async fn schedule(&self, seats: i32, price: i64) -> anyhow::Result<(ConcertId, ScheduleId)> {
+        self.schedule_opening(seats, price, None).await
+    }
+
+    /// As [`Self::schedule`], its sale opening at `opens` (at once with `None`).
+    pub async fn schedule_opening(
+        &self,
+        seats: i32,
+        price: i64,
+        opens: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> anyhow::Result<(ConcertId, ScheduleId)> {
         let admin = self.admin();
         let c = self
             .send(
@@ -156,7 +166,7 @@ impl Api {
                 Method::POST,
                 &format!("/concerts/{concert}/schedules"),
                 Some(&admin),
-                Some(json!({"startsAt": starts, "seatCount": seats, "price": price})),
+                Some(json!({"startsAt": starts, "seatCount": seats, "price": price, "salesOpenAt": opens})),
                 &[],
             )
             .await?;

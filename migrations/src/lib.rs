@@ -188,6 +188,10 @@ impl MigratorTrait for Migrator {
             name: "m20261207_000015_wallet_history_refusals",
             sql: include_str!("sql/wallet_history_refusals.sql"),
         }));
+        all.push(Box::new(Change {
+            name: "m20261208_000016_sales_open_at",
+            sql: include_str!("sql/sales_open_at.sql"),
+        }));
         all
     }
 }

@@ -77,3 +77,74 @@ async fn users_wait_their_turn_book_and_retry_without_requeuing() {
     assert_eq!(paid.body["status"], "CONFIRMED");
     s.check().await.unwrap();
 }
+
+/// Issue 24: those who join a sale's room before it opens are admitted at the opening, not
+/// before, in an order drawn at random; a global-room token cannot book the sale early.
+#[tokio::test]
+async fn a_sale_admits_no_one_before_it_opens_and_then_its_early_joiners_first() {
+    let Some(s) = scenario(&[("TICKETING_QUEUE_TICK_MS", "200")]).await else {
+        return;
+    };
+    let opens = chrono::Utc::now() + chrono::Duration::seconds(6);
+    let (_, schedule) = s.api.schedule_opening(10, 10_000, Some(opens)).await.unwrap();
+
+    // Booking with a token of the global room before the opening: the seats are not on sale.
+    let early_bird = UserId::new();
+    let refused = s.api.reserve(early_bird, schedule, &[1], 10).await.unwrap();
+    if chrono::Utc::now() < opens {
+        assert_eq!(
+            (refused.body["status"].as_str(), refused.body["failureReason"].as_str()),
+            (Some("FAILED"), Some("NOT_ON_SALE")),
+            "{:?}",
+            refused
+        );
+    }
+
+    let users: Vec<UserId> = (0..6).map(|_| UserId::new()).collect();
+    let mut tokens = Vec::new();
+    for u in &users {
+        let joined = s
+            .api
+            .send(
+                Method::POST,
+                "/queue/tokens",
+                Some(&s.api.token(*u)),
+                Some(json!({"scheduleId": schedule})),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(joined.status, 201, "{:?}", joined);
+        if chrono::Utc::now() < opens {
+            assert!(joined.body["salesOpenAt"].is_string(), "{:?}", joined.body);
+        }
+        let token = joined.body["token"].as_str().unwrap().to_owned();
+        s.api.remember_token(*u, &token);
+        tokens.push(token);
+    }
+    // Every token turns ACTIVE, none before the opening.
+    for (u, t) in users.iter().zip(&tokens) {
+        let bearer = s.api.token(*u);
+        s.api
+            .eventually("an early joiner to be admitted", || async {
+                let read =
+                    s.api.send(Method::GET, &format!("/queue/tokens/{t}"), Some(&bearer), None, &[]).await?;
+                let active = read.body["status"] == "ACTIVE";
+                anyhow::ensure!(
+                    !active || chrono::Utc::now() >= opens,
+                    "admitted before the opening: {:?}",
+                    read
+                );
+                Ok(active)
+            })
+            .await
+            .unwrap();
+    }
+    s.api.charge(users[0], 10_000).await.unwrap();
+    let held = s.api.reserve(users[0], schedule, &[2], 10).await.unwrap();
+    assert_eq!(held.body["status"], "HELD", "{:?}", held);
+    let paid = s.api.pay(users[0], id_of(&held).unwrap(), 10).await.unwrap();
+    assert_eq!(paid.body["status"], "CONFIRMED", "{:?}", paid);
+    s.api.leave_all().await.unwrap();
+    s.check().await.unwrap();
+}

@@ -58,6 +58,8 @@ pub struct ScheduleRequest {
     #[serde(default, deserialize_with = "platform::whole::optional")]
     pub price: Option<i64>,
     pub seats: Option<Vec<SeatSpec>>,
+    #[serde(default)]
+    pub sales_open_at: Option<DateTime<Utc>>,
 }
 
 /// A new schedule: every seat at one price, or each seat with its own.
@@ -83,6 +85,10 @@ pub struct UniformSchedule {
     /// The price of every seat, in won.
     #[schema(minimum = 1, maximum = 10_000_000)]
     pub price: i64,
+    /// When its sale opens, before `startsAt` (else 422). Until then no seat is held, and its
+    /// waiting room (`POST /queue/tokens {"scheduleId"}`) takes joins in an order drawn at
+    /// random; from then on, first come first served. Absent: on sale at once.
+    pub sales_open_at: Option<DateTime<Utc>>,
 }
 
 /// Each seat with its own price.
@@ -98,6 +104,10 @@ pub struct SeatedSchedule {
     /// 1-50 seats, each seat number once (else 422).
     #[schema(min_items = 1, max_items = 50)]
     pub seats: Vec<SeatSpec>,
+    /// When its sale opens, before `startsAt` (else 422). Until then no seat is held, and its
+    /// waiting room (`POST /queue/tokens {"scheduleId"}`) takes joins in an order drawn at
+    /// random; from then on, first come first served. Absent: on sale at once.
+    pub sales_open_at: Option<DateTime<Utc>>,
 }
 
 /// Why a schedule request is refused.
@@ -168,6 +178,9 @@ pub fn plan_schedule(req: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<Se
     if req.starts_at <= now {
         return Err(PlanError::Refused("startsAt must be in the future".into()));
     }
+    if req.sales_open_at.is_some_and(|opens| opens >= req.starts_at) {
+        return Err(PlanError::Refused("salesOpenAt must be before startsAt".into()));
+    }
     Ok(seats)
 }
 
@@ -183,7 +196,19 @@ mod tests {
             seat_count,
             price,
             seats: seats.map(|s| s.into_iter().map(|(seat_no, price)| SeatSpec { seat_no, price }).collect()),
+            sales_open_at: None,
         }
+    }
+
+    #[test]
+    fn a_sale_opens_before_the_performance_starts() {
+        let mut r = req(None, Some(50_000), None);
+        r.sales_open_at = Some(r.starts_at - Duration::hours(1));
+        assert!(plan_schedule(&r, Utc::now()).is_ok());
+        r.sales_open_at = Some(Utc::now() - Duration::hours(1));
+        assert!(plan_schedule(&r, Utc::now()).is_ok(), "a sale may have opened already");
+        r.sales_open_at = Some(r.starts_at);
+        assert!(matches!(plan_schedule(&r, Utc::now()), Err(PlanError::Refused(_))));
     }
 
     #[test]

@@ -230,10 +230,16 @@ pub(crate) async fn create_schedule_in(
         concert_id: concert,
         starts_at: req.starts_at,
         seat_count: i32::try_from(seats.len()).unwrap_or(i32::MAX),
+        sales_open_at: req.sales_open_at,
     };
     store::insert_schedule(txn, &schedule).await?;
-    let event =
-        ScheduleCreated { schedule_id: schedule.id, concert_id: concert, starts_at: req.starts_at, seats };
+    let event = ScheduleCreated {
+        schedule_id: schedule.id,
+        concert_id: concert,
+        starts_at: req.starts_at,
+        seats,
+        sales_open_at: req.sales_open_at,
+    };
     outbox.push(txn, &Envelope::new(NAME, schedule.id, event)).await?;
     Ok(schedule)
 }

@@ -66,6 +66,7 @@ pub async fn seed_demo(
                     .map(|n| SeatSpec { seat_no: n, price: if n <= 10 { 150_000 } else { 90_000 } })
                     .collect(),
             ),
+            sales_open_at: None,
         };
         let plan = domain::plan_schedule(&request, Utc::now()).map_err(Error::from)?;
         schedules.push(http::create_schedule_in(&txn, outbox, concert, &request, plan).await?.id);

@@ -28,6 +28,8 @@ pub struct Schedule {
     pub starts_at: DateTime<Utc>,
     /// How many seats it has (numbered from 1).
     pub seat_count: i32,
+    /// When its sale opens; absent when it was on sale from the start.
+    pub sales_open_at: Option<DateTime<Utc>>,
 }
 
 pub async fn insert_concert(db: &impl ConnectionTrait, c: &Concert) -> Result<(), DbErr> {
@@ -83,8 +85,15 @@ pub async fn list_concerts(
 
 pub async fn insert_schedule(db: &impl ConnectionTrait, s: &Schedule) -> Result<(), DbErr> {
     db.execute_raw(stmt(
-        "INSERT INTO concert.schedules (id, concert_id, starts_at, seat_count) VALUES ($1, $2, $3, $4)",
-        [s.id.0.into(), s.concert_id.0.into(), s.starts_at.into(), s.seat_count.into()],
+        "INSERT INTO concert.schedules (id, concert_id, starts_at, seat_count, sales_open_at)
+         VALUES ($1, $2, $3, $4, $5)",
+        [
+            s.id.0.into(),
+            s.concert_id.0.into(),
+            s.starts_at.into(),
+            s.seat_count.into(),
+            s.sales_open_at.into(),
+        ],
     ))
     .await?;
     Ok(())
@@ -98,7 +107,7 @@ pub async fn list_schedules(
     limit: u64,
 ) -> Result<Vec<Schedule>, DbErr> {
     Schedule::find_by_statement(stmt(
-        "SELECT id, concert_id, starts_at, seat_count FROM concert.schedules
+        "SELECT id, concert_id, starts_at, seat_count, sales_open_at FROM concert.schedules
          WHERE concert_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         [
             concert.into(),

@@ -36,10 +36,14 @@ impl RedisHandler for Tokens {
         let (token, user, ended) = match msg.kind() {
             ScheduleCreated::TYPE => {
                 let e = msg.decode::<ScheduleCreated>()?.payload;
+                let opens = e.sales_open_at.map(|t| t.timestamp_millis().to_string()).unwrap_or_default();
                 let answer: i64 = SCHEDULE
                     .prepare(inbox)
                     .key(&self.keys.schedules)
+                    .key(&self.keys.room(Some(e.schedule_id)).sale)
                     .arg(e.schedule_id.to_string())
+                    .arg(opens)
+                    .arg(uuid::Uuid::new_v4().simple().to_string())
                     .invoke_async(conn)
                     .await?;
                 return Ok(applied(answer));
@@ -117,14 +121,15 @@ enum Ended {
 /// or lets the hold run out keeps the token as it is (its active time running on, or spent):
 /// giving it time back, or a place at the head of the queue, would make cancelling a way to
 /// stay admitted longer than everyone else. A seat lost to another user, a payment the wallet
-/// refused or a saga that timed out are not the user's doing: the token gets its time back. A
-/// blocked user's token gets nothing back either: it could book nothing with it.
+/// refused, a sale not open yet or a saga that timed out are not the user's doing: the token
+/// gets its time back. A blocked user's token gets nothing back either: it could book nothing with it.
 fn restores(reason: ReservationFailureReason) -> bool {
     match reason {
         ReservationFailureReason::Cancelled
         | ReservationFailureReason::Expired
         | ReservationFailureReason::UserBlocked => false,
         ReservationFailureReason::SeatUnavailable
+        | ReservationFailureReason::NotOnSale
         | ReservationFailureReason::PaymentFailed
         | ReservationFailureReason::Timeout => true,
     }

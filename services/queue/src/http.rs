@@ -76,13 +76,20 @@ pub struct TokenView {
     /// The schedule whose sale's room the token is in; absent in the global room.
     #[serde(skip_serializing_if = "Option::is_none")]
     schedule_id: Option<ScheduleId>,
-    /// Place in the waiting queue (1 = next); 0 unless waiting.
+    /// Place in the waiting queue (1 = next); 0 unless waiting. Before the sale opens, the
+    /// place in the order drawn for those who joined so far: later early joiners may draw a
+    /// place ahead of it.
     position: u64,
-    /// Estimated seconds until admission: position ÷ admission rate.
+    /// Estimated seconds until admission: the time until the sale opens (if it is yet to),
+    /// then position ÷ admission rate.
     eta_seconds: u64,
     /// Until when an ACTIVE token may book (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     active_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// While the token waits for a sale yet to open: when it opens. Until then the room
+    /// admits no one, and those who joined are ordered by a random draw, not by arrival.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sales_open_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The waiting room's size and pace.
@@ -103,23 +110,21 @@ pub struct QueueStatus {
     admission_rate_per_sec: f64,
 }
 
-fn view(
-    s: &AppState,
-    token: String,
-    status: TokenStatus,
-    position: u64,
-    active_until: Option<i64>,
-    schedule_id: Option<ScheduleId>,
-) -> TokenView {
+fn view_of(s: &AppState, token: String, t: &store::Token) -> TokenView {
+    let now = chrono::Utc::now().timestamp_millis();
+    let opens_in = t.opens_at.map_or(0, |at| at.saturating_sub(now).max(0) as u64);
     TokenView {
         token,
-        status: status.as_str(),
-        schedule_id,
-        position,
-        eta_seconds: domain::eta_seconds(position, s.settings.admit_per_tick, s.settings.tick),
-        active_until: active_until
-            .filter(|_| status == TokenStatus::Active)
+        status: t.status.as_str(),
+        schedule_id: t.schedule,
+        position: t.position,
+        eta_seconds: domain::eta_seconds(t.position, s.settings.admit_per_tick, s.settings.tick)
+            + opens_in.div_ceil(1000),
+        active_until: t
+            .active_until
+            .filter(|_| t.status == TokenStatus::Active)
             .and_then(chrono::DateTime::from_timestamp_millis),
+        sales_open_at: t.opens_at.filter(|at| *at > now).and_then(chrono::DateTime::from_timestamp_millis),
     }
 }
 
@@ -161,10 +166,14 @@ async fn join_queue(
     let keys = s.keys.room(ask.schedule_id);
     let mut conn = s.redis.clone();
     let now = chrono::Utc::now().timestamp_millis();
-    let (token, created, position) = store::join(&mut conn, &keys, who.user_id, now).await?;
+    let store::Joined { token, created, position, opens_at } =
+        store::join(&mut conn, &keys, who.user_id, now).await?;
     let body = match (position, wait) {
         // Waiting, and no wish to wait here: answered without another read.
-        (1.., None) => view(&s, token.clone(), TokenStatus::Waiting, position, None, ask.schedule_id),
+        (1.., None) => {
+            let waiting = store::Token::waiting(who.user_id, position, ask.schedule_id, opens_at);
+            view_of(&s, token.clone(), &waiting)
+        }
         _ => {
             let t = store::poll(&mut conn, &keys, &token, now)
                 .await
@@ -217,10 +226,6 @@ async fn own_token(
         .map_err(Error::Unavailable)?
         .filter(|t| t.user == who.user_id.to_string())
         .ok_or(Error::TokenNotFound)
-}
-
-fn view_of(s: &AppState, token: String, t: &store::Token) -> TokenView {
-    view(s, token, t.status, t.position, t.active_until, t.schedule)
 }
 
 /// Polls a token: status, position and ETA. With `Prefer: wait=N` a waiting token is answered
@@ -301,7 +306,9 @@ async fn token_events(
                     next = match reading {
                         Ok(Some(t)) => Some(view_of(&s, waiter.token.clone(), &t)),
                         // Gone from Redis: it expired long enough ago to be forgotten.
-                        Ok(None) => Some(view(&s, waiter.token.clone(), TokenStatus::Expired, 0, None, None)),
+                        Ok(None) => {
+                            Some(view_of(&s, waiter.token.clone(), &store::Token::gone(&waiter.reading)))
+                        }
                         // Redis did not answer: try again on the next pulse.
                         Err(_) => None,
                     };

@@ -15,33 +15,44 @@ fn with_rooms(body: &str) -> String {
     format!("{ROOM_LUA}{body}")
 }
 
-/// Join: returns the user's live token in the room, or makes a new one at its tail. A sale's
-/// room admits no one once its schedule is sold out, and exists only for a schedule the catalog
-/// announced.
-/// KEYS: seq, waiting, user key, sold-out, rooms, schedules (the room's). ARGV: token prefix,
-/// new token, user, now ms, waiting TTL s, the room's schedule ('' for the global room).
-/// Answers `{token, created (0|1), rank (-1 when active)}`, or `{'', 0, -2}` when the sale is
-/// sold out and `{'', 0, -3}` when its schedule is unknown.
+/// Join: returns the user's live token in the room, or makes a new one. A sale's room admits
+/// no one once its schedule is sold out, and exists only for a schedule the catalog announced.
+/// Before a sale opens its room takes joins in a random order: a token's score is a keyed hash
+/// of its user (the sale's secret `salt`, drawn when the schedule was announced), below every
+/// score given after the opening (the sequence, from 1). So the order among early joiners is
+/// a draw no one can predict, made once per user: leaving and joining again before the opening
+/// finds the same place. From the opening on, first come first served.
+/// KEYS: seq, waiting, user key, sold-out, rooms, schedules, sale (the room's). ARGV: token
+/// prefix, new token, user, now ms, waiting TTL s, the room's schedule ('' for the global room).
+/// Answers `{token, created (0|1), rank (-1 when active), opensAt ('' unless the sale is yet to
+/// open)}`, or `{'', 0, -2, ''}` when the sale is sold out and `{'', 0, -3, ''}` when its
+/// schedule is unknown.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local prefix, now, room = ARGV[1], tonumber(ARGV[4]), ARGV[6]
+local draw, opens = nil, ''
 if room ~= '' then
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {'', 0, -2} end
-  if redis.call('SISMEMBER', KEYS[6], room) == 0 then return {'', 0, -3} end
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {'', 0, -2, ''} end
+  if redis.call('SISMEMBER', KEYS[6], room) == 0 then return {'', 0, -3, ''} end
+  local sale = redis.call('HMGET', KEYS[7], 'opensAt', 'salt')
+  if sale[1] and now < tonumber(sale[1]) then
+    opens = sale[1]
+    draw = tonumber(string.sub(redis.sha1hex(sale[2] .. ':' .. ARGV[3]), 1, 12), 16) - 281474976710656
+  end
 end
 local existing = redis.call('GET', KEYS[3])
 if existing then
   local h = redis.call('HMGET', prefix .. existing, 'status', 'activeUntil')
   if h[1] == 'WAITING' then
-    return {existing, 0, redis.call('ZRANK', KEYS[2], existing) or -1}
+    return {existing, 0, redis.call('ZRANK', KEYS[2], existing) or -1, opens}
   elseif h[1] == 'ACTIVE' and tonumber(h[2]) > now then
-    return {existing, 0, -1}
+    return {existing, 0, -1, opens}
   end
 end
 local token = ARGV[2]
 local seq = redis.call('INCR', KEYS[1])
-redis.call('ZADD', KEYS[2], seq, token)
+redis.call('ZADD', KEYS[2], draw or seq, token)
 redis.call('HSET', prefix .. token, 'user', ARGV[3], 'status', 'WAITING', 'seq', seq)
 if room ~= '' then
   redis.call('HSET', prefix .. token, 'room', room)
@@ -49,14 +60,15 @@ if room ~= '' then
 end
 redis.call('EXPIRE', prefix .. token, ARGV[5])
 redis.call('SET', KEYS[3], token, 'EX', ARGV[5])
-return {token, 1, redis.call('ZRANK', KEYS[2], token)}
+return {token, 1, redis.call('ZRANK', KEYS[2], token), opens}
 "#,
     )
 });
 
 /// Poll: ARGV: token key, token, now ms, `QueueKeys::prefix`.
 /// Answers nil for an unknown token, else `{user, status, rank (-1 unless waiting),
-/// activeUntil, room, score (its place's score while waiting, else '')}`. A token of a sold-out sale that was neither spent nor given up reads
+/// activeUntil, room, score (its place's score while waiting, else ''), opensAt (while a
+/// waiting token's sale is yet to open, else '')}`. A token of a sold-out sale that was neither spent nor given up reads
 /// SOLD_OUT, whether it was waiting or admitted.
 pub static POLL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&with_rooms(
@@ -64,16 +76,18 @@ pub static POLL: LazyLock<Script> = LazyLock::new(|| {
 local h = redis.call('HMGET', ARGV[1], 'user', 'status', 'activeUntil', 'room', 'spent', 'left')
 if not h[1] then return nil end
 local base = room_base(ARGV[4], h[4])
-local status, rank, score = h[2], -1, ''
+local status, rank, score, opens = h[2], -1, '', ''
 if h[4] and h[5] ~= '1' and h[6] ~= '1' and redis.call('EXISTS', base .. 'sold-out') == 1 then
   status = 'SOLD_OUT'
 elseif status == 'WAITING' then
   rank = redis.call('ZRANK', base .. 'waiting', ARGV[2]) or -1
   score = redis.call('ZSCORE', base .. 'waiting', ARGV[2]) or ''
+  local at = h[4] and redis.call('HGET', base .. 'sale', 'opensAt')
+  if at and tonumber(at) > tonumber(ARGV[3]) then opens = at end
 elseif status == 'ACTIVE' and tonumber(h[3]) <= tonumber(ARGV[3]) then
   status = 'EXPIRED'
 end
-return {h[1], status, rank, h[3] or '', h[4] or '', score}
+return {h[1], status, rank, h[3] or '', h[4] or '', score, opens}
 "#,
     ))
 });
@@ -105,10 +119,11 @@ return 1
 /// last window is kept as its start in milliseconds, not its number, so a change of the tick's
 /// length (a restart with another setting) neither stalls admission nor admits twice.
 /// KEYS: waiting, active, last tick, sold-out, rooms, admitted-through (the highest score ever
-/// admitted: a waiting token whose score is above it has not been). ARGV: token prefix, now ms, maxActive,
-/// admitPerTick, active TTL ms, tick ms, retention s, the room's schedule ('' when global). Answers `{expired, admitted}`.
-/// A sale's room (KEYS: also sold-out, rooms; ARGV: also its schedule) admits no one once sold
-/// out, and leaves the set of rooms once sold out or empty.
+/// admitted: a waiting token whose score is above it has not been), sale. ARGV: token prefix,
+/// now ms, maxActive, admitPerTick, active TTL ms, tick ms, retention s, the room's schedule
+/// ('' when global). Answers `{expired, admitted}`.
+/// A sale's room (KEYS: also sold-out, rooms, sale; ARGV: also its schedule) admits no one
+/// before its sale opens or once sold out, and leaves the set of rooms once sold out or empty.
 pub static TICK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -117,6 +132,7 @@ if room ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('SREM', KEYS[5], room)
   return {0, 0}
 end
+if room ~= '' and now < tonumber(redis.call('HGET', KEYS[7], 'opensAt') or '0') then return {0, 0} end
 local tick = tonumber(ARGV[6])
 local window = math.floor(now / tick) * tick
 if window <= tonumber(redis.call('GET', KEYS[3]) or '-1') then return {0, 0} end
@@ -235,6 +251,17 @@ redis.call('SREM', KEYS[5], ARGV[2])
     )
 });
 
-/// ScheduleCreated: the schedule may have a room. KEYS[2..]: schedules. ARGV[2..]: schedule.
-pub static SCHEDULE: LazyLock<IdempotentScript> =
-    LazyLock::new(|| IdempotentScript::new("redis.call('SADD', KEYS[2], ARGV[2])"));
+/// ScheduleCreated: the schedule may have a room; one whose sale opens later keeps when, and
+/// the secret its room's draw is made with (`JOIN`). KEYS[2..]: schedules, sale (the room's).
+/// ARGV[2..]: schedule, opens at ms ('' when on sale at once), salt.
+pub static SCHEDULE: LazyLock<IdempotentScript> = LazyLock::new(|| {
+    IdempotentScript::new(
+        r#"
+redis.call('SADD', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], 'opensAt', ARGV[3])
+  redis.call('HSETNX', KEYS[3], 'salt', ARGV[4])
+end
+"#,
+    )
+});

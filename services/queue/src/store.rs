@@ -29,24 +29,65 @@ pub struct Token {
     /// Its place's score while waiting: the tick that admits it moves the room's
     /// admitted-through to this or beyond.
     pub score: Option<i64>,
+    /// While it waits for a sale yet to open: when it opens (ms since the epoch).
+    pub opens_at: Option<i64>,
 }
 
-/// Joins (or re-finds the live token of) `user` in the room of `keys`: `(token, created,
-/// position)`, position 0 when the live token is already active.
+impl Token {
+    /// A token just joined (or found) waiting at `position`.
+    pub fn waiting(user: UserId, position: u64, schedule: Option<ScheduleId>, opens_at: Option<i64>) -> Self {
+        Self {
+            user: user.to_string(),
+            status: TokenStatus::Waiting,
+            position,
+            active_until: None,
+            schedule,
+            score: None,
+            opens_at,
+        }
+    }
+
+    /// `last`, read once more after Redis forgot it: it expired long enough ago.
+    pub fn gone(last: &Token) -> Self {
+        Self {
+            status: TokenStatus::Expired,
+            position: 0,
+            active_until: None,
+            score: None,
+            opens_at: None,
+            ..last.clone()
+        }
+    }
+}
+
+/// A join's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    pub token: String,
+    /// Whether the token is new (else the user's live one).
+    pub created: bool,
+    /// 1-based place in the waiting queue; 0 when the live token is already active.
+    pub position: u64,
+    /// When the room's sale opens, if it is yet to (ms since the epoch).
+    pub opens_at: Option<i64>,
+}
+
+/// Joins (or re-finds the live token of) `user` in the room of `keys`.
 pub async fn join(
     conn: &mut platform::pools::Redis,
     keys: &QueueKeys,
     user: UserId,
     now_ms: i64,
-) -> Result<(String, bool, u64), Error> {
+) -> Result<Joined, Error> {
     let fresh = uuid::Uuid::new_v4().to_string();
-    let (token, created, rank): (String, i64, i64) = JOIN
+    let (token, created, rank, opens): (String, i64, i64, String) = JOIN
         .key(&keys.seq)
         .key(&keys.waiting)
         .key(keys.user(&user))
         .key(&keys.sold_out)
         .key(&keys.rooms)
         .key(&keys.schedules)
+        .key(&keys.sale)
         .arg(keys.token_prefix())
         .arg(&fresh)
         .arg(user.to_string())
@@ -58,7 +99,12 @@ pub async fn join(
     match rank {
         -2 => Err(Error::SoldOut),
         -3 => Err(Error::ScheduleNotFound),
-        _ => Ok((token, created == 1, u64::try_from(rank + 1).unwrap_or(0))),
+        _ => Ok(Joined {
+            token,
+            created: created == 1,
+            position: u64::try_from(rank + 1).unwrap_or(0),
+            opens_at: opens.parse().ok(),
+        }),
     }
 }
 
@@ -79,10 +125,10 @@ pub async fn poll(
     Ok(answer.map(token_of))
 }
 
-/// What `POLL` answers of a known token: user, status, rank, activeUntil, room, score.
-type Polled = (String, String, i64, String, String, String);
+/// What `POLL` answers of a known token: user, status, rank, activeUntil, room, score, opensAt.
+type Polled = (String, String, i64, String, String, String, String);
 
-fn token_of((user, status, rank, until, room, score): Polled) -> Token {
+fn token_of((user, status, rank, until, room, score, opens): Polled) -> Token {
     Token {
         user,
         status: TokenStatus::parse(&status),
@@ -90,6 +136,7 @@ fn token_of((user, status, rank, until, room, score): Polled) -> Token {
         active_until: until.parse().ok(),
         schedule: room.parse().ok().map(ScheduleId),
         score: score.parse().ok(),
+        opens_at: opens.parse().ok(),
     }
 }
 
@@ -124,6 +171,7 @@ pub async fn tick(
         .key(&keys.sold_out)
         .key(&keys.rooms)
         .key(&keys.admitted_through)
+        .key(&keys.sale)
         .arg(keys.token_prefix())
         .arg(now_ms)
         .arg(settings.max_active)

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use contracts::{
-    ConcertId, PaymentFailureReason, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won,
+    ConcertId, PaymentFailureReason, ReservationFailureReason, ReservationId, ScheduleId, SeatNo,
+    SeatRejectReason, UserId, Won,
 };
 
 /// Where a reservation is in the saga.
@@ -85,7 +86,9 @@ pub enum Input {
         amount: Won,
         held_until: DateTime<Utc>,
     },
-    SeatRejected,
+    SeatRejected {
+        reason: SeatRejectReason,
+    },
     PaymentCompleted,
     PaymentFailed {
         reason: PaymentFailureReason,
@@ -235,8 +238,14 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
             next: r.clone(),
             emit: vec![Emit::Failed(r.failure_reason.unwrap_or(ReservationFailureReason::Timeout))],
         },
-        (Pending, Input::SeatRejected) => {
-            fail(r, Failed, ReservationFailureReason::SeatUnavailable, Vec::new())
+        (Pending, Input::SeatRejected { reason }) => {
+            let why = match reason {
+                SeatRejectReason::NotOnSale => ReservationFailureReason::NotOnSale,
+                SeatRejectReason::Taken | SeatRejectReason::NotFound => {
+                    ReservationFailureReason::SeatUnavailable
+                }
+            };
+            fail(r, Failed, why, Vec::new())
         }
 
         (Held, Input::Pay { now }) => match r.held_until {
@@ -401,9 +410,14 @@ mod tests {
 
     #[test]
     fn rejections_and_payment_failures_fail_with_their_reason() {
-        let d = decide(&reservation(Status::Pending), Input::SeatRejected).unwrap();
+        let d =
+            decide(&reservation(Status::Pending), Input::SeatRejected { reason: SeatRejectReason::Taken })
+                .unwrap();
         assert_eq!(d.next.status, Status::Failed);
         assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::SeatUnavailable)]);
+        let early = Input::SeatRejected { reason: SeatRejectReason::NotOnSale };
+        let d = decide(&reservation(Status::Pending), early).unwrap();
+        assert_eq!(d.emit, vec![Emit::Failed(ReservationFailureReason::NotOnSale)]);
         let late = Input::PaymentFailed { reason: PaymentFailureReason::DeadlinePassed };
         let d = decide(&reservation(Status::Paying), late).unwrap();
         assert_eq!(d.next.status, Status::Failed);
@@ -510,14 +524,16 @@ mod tests {
             Input::PaymentCompleted,
             Input::PaymentFailed { reason: PaymentFailureReason::InsufficientBalance },
             Input::PaymentFailed { reason: PaymentFailureReason::DeadlinePassed },
-            Input::SeatRejected,
+            Input::SeatRejected { reason: SeatRejectReason::Taken },
             Input::PaymentRefunded,
             tick(Utc::now() + Duration::days(1)),
         ] {
             assert!(decide(&confirmed, input).unwrap().is_noop(&confirmed));
         }
         let held = reservation(Status::Held);
-        assert!(decide(&held, Input::SeatRejected).unwrap().is_noop(&held));
+        assert!(
+            decide(&held, Input::SeatRejected { reason: SeatRejectReason::Taken }).unwrap().is_noop(&held)
+        );
         let late = Input::PaymentFailed { reason: PaymentFailureReason::DeadlinePassed };
         assert!(decide(&held, late).unwrap().is_noop(&held));
     }

@@ -135,7 +135,8 @@ fn input_of(msg: &Incoming) -> Result<(ReservationId, Input), HandleError> {
             (e.reservation_id, Input::SeatReserved { amount: e.amount, held_until: e.held_until })
         }
         SeatReservationRejected::TYPE => {
-            (msg.decode::<SeatReservationRejected>()?.payload.reservation_id, Input::SeatRejected)
+            let e = msg.decode::<SeatReservationRejected>()?.payload;
+            (e.reservation_id, Input::SeatRejected { reason: e.reason })
         }
         PaymentCompleted::TYPE => {
             (msg.decode::<PaymentCompleted>()?.payload.reservation_id, Input::PaymentCompleted)

@@ -1,5 +1,6 @@
 //! The inventory's rules, without IO.
 
+use chrono::{DateTime, Utc};
 use contracts::{ReservationId, SeatNo, SeatRejectReason, Won};
 
 /// A seat's state.
@@ -52,6 +53,11 @@ pub enum HoldDecision {
     AlreadyHeld { amount: Won },
 }
 
+/// Whether a schedule whose sale opens at `opens` is on sale at `now`: nothing is held before.
+pub fn on_sale(opens: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    opens.is_none_or(|opens| opens <= now)
+}
+
 /// All or nothing: every requested seat must exist and be available (`found` are the rows
 /// that exist among the requested ones).
 pub fn decide_hold(reservation: ReservationId, requested: &[SeatNo], found: &[Seat]) -> HoldDecision {
@@ -85,6 +91,15 @@ mod tests {
 
     fn seat(n: i32, status: SeatStatus, by: Option<ReservationId>) -> Seat {
         Seat { seat_no: SeatNo(n), price: Won(100 * i64::from(n)), status, reservation_id: by }
+    }
+
+    #[test]
+    fn a_sale_is_on_from_its_opening_instant() {
+        let now = Utc::now();
+        assert!(on_sale(None, now));
+        assert!(on_sale(Some(now), now));
+        assert!(on_sale(Some(now - chrono::Duration::seconds(1)), now));
+        assert!(!on_sale(Some(now + chrono::Duration::milliseconds(1)), now));
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl Handler for Catalog {
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
         let e = msg.decode::<ScheduleCreated>()?.payload;
-        store::create_schedule(txn, e.schedule_id, e.concert_id, &e.seats).await?;
+        store::create_schedule(txn, e.schedule_id, e.concert_id, &e.seats, e.sales_open_at).await?;
         Ok(())
     }
 }
@@ -98,6 +98,7 @@ impl Reservations {
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
     ) -> Result<Vec<i64>, HandleError> {
+        let now = Utc::now();
         let until = self.held_until()?;
         let mut asked = HashSet::new();
         let (mut holds, mut events) = (Vec::new(), Vec::new());
@@ -112,6 +113,9 @@ impl Reservations {
                 continue;
             }
             let Some(priced) = self.prices.get(db, p.schedule_id).await? else { continue };
+            if !domain::on_sale(priced.sales_open_at, now) {
+                continue;
+            }
             let Some(amount) = priced.amount(&seats) else { continue };
             asked.extend(seats.iter().map(|s| (p.schedule_id, *s)));
             let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
@@ -262,7 +266,7 @@ impl Reservations {
         // In a rush most requests are for seats already taken: those are answered from the
         // committed rows, without queueing behind the locks of the requests still in flight.
         // Only a hold takes the locks, and decides again on what it finds then.
-        let Some((concert_id, committed)) = store::inventory(txn, p.schedule_id, Some(&seats)).await? else {
+        let Some(inventory) = store::inventory(txn, p.schedule_id, Some(&seats)).await? else {
             if msg.deliveries < CATALOG_LAG_DELIVERIES {
                 return Err(HandleError::Transient(format!(
                     "schedule {} not in the inventory yet",
@@ -275,7 +279,15 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        let decision = match domain::decide_hold(p.reservation_id, requested, &committed) {
+        if !domain::on_sale(inventory.sales_open_at, Utc::now()) {
+            let event = reject(SeatRejectReason::NotOnSale);
+            self.outbox
+                .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta()))
+                .await?;
+            return Ok(());
+        }
+        let concert_id = inventory.concert;
+        let decision = match domain::decide_hold(p.reservation_id, requested, &inventory.seats) {
             HoldDecision::Hold { .. } => {
                 let locked = store::lock_seats(txn, p.schedule_id, &seats).await?;
                 domain::decide_hold(p.reservation_id, requested, &locked)
@@ -387,7 +399,7 @@ mod tests {
         let schedule = ScheduleId::new();
         let prices: Vec<SeatPrice> =
             (1..=n).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(100) }).collect();
-        store::create_schedule(db, schedule, ConcertId::new(), &prices).await.unwrap();
+        store::create_schedule(db, schedule, ConcertId::new(), &prices, None).await.unwrap();
         schedule
     }
 
@@ -509,6 +521,35 @@ mod tests {
         expected.extend(last.iter().map(reserved));
         assert!(seats(&db, schedule).await.iter().all(|(_, status, _)| status == "HELD"));
         assert_eq!(announced(&env).await, expected);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_held_before_the_sale_opens() {
+        let env = testkit::TestEnv::new().await.unwrap();
+        let db = env.db.clone();
+        let (early, open) = (ScheduleId::new(), ScheduleId::new());
+        let prices = [SeatPrice { seat_no: SeatNo(1), price: Won(100) }];
+        let opens = chrono::Utc::now() + chrono::Duration::hours(1);
+        store::create_schedule(&db, early, ConcertId::new(), &prices, Some(opens)).await.unwrap();
+        let opened = chrono::Utc::now() - chrono::Duration::seconds(1);
+        store::create_schedule(&db, open, ConcertId::new(), &prices, Some(opened)).await.unwrap();
+        let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler(&outbox));
+        let batch = [request(early, &[1]), request(open, &[1])];
+        let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
+        assert_eq!(handler(&outbox).at_once_each(&db, &claims, &batch).await.unwrap(), [2]);
+        let rest = std::slice::from_ref(&batch[0]);
+        assert_eq!(inbox.apply_batch(INBOX, rest).await.pop().unwrap().unwrap(), Applied::Done);
+        assert_eq!(seats(&db, early).await, [(1, "AVAILABLE".into(), None)]);
+        let rejected: Vec<serde_json::Value> = env
+            .outbox_envelopes(crate::SCHEMA)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e["type"] == SeatReservationRejected::TYPE)
+            .map(|e| e["payload"]["reason"].clone())
+            .collect();
+        assert_eq!(rejected, [serde_json::json!("NOT_ON_SALE")]);
     }
 
     fn completed(schedule: ScheduleId, held: &Incoming) -> Incoming {

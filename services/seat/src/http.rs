@@ -77,9 +77,7 @@ async fn list_seats(
     };
     let seats = s
         .maps
-        .get(id, async {
-            Ok::<_, sea_orm::DbErr>(store::inventory(&s.db, id, None).await?.map(|(_, seats)| seats))
-        })
+        .get(id, async { Ok::<_, sea_orm::DbErr>(store::inventory(&s.db, id, None).await?.map(|i| i.seats)) })
         .await?
         .ok_or(Error::ScheduleNotFound)?;
     Ok(Json(SeatMap {

@@ -24,10 +24,17 @@ pub async fn create_schedule(
     schedule: ScheduleId,
     concert: ConcertId,
     seats: &[SeatPrice],
+    sales_open_at: Option<DateTime<Utc>>,
 ) -> Result<(), DbErr> {
     db.execute_raw(stmt(
-        "INSERT INTO seat.schedules (schedule_id, concert_id, seat_count) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        [schedule.0.into(), concert.0.into(), i32::try_from(seats.len()).unwrap_or(i32::MAX).into()],
+        "INSERT INTO seat.schedules (schedule_id, concert_id, seat_count, sales_open_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
+        [
+            schedule.0.into(),
+            concert.0.into(),
+            i32::try_from(seats.len()).unwrap_or(i32::MAX).into(),
+            sales_open_at.into(),
+        ],
     ))
     .await?;
     let seat_nos: Vec<i32> = seats.iter().map(|s| s.seat_no.0).collect();
@@ -47,17 +54,27 @@ fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
     Seat::from_query_result(r, "")
 }
 
-/// The schedule's concert and those of `seats` that exist (every seat with `None`), by
-/// number, as last committed (without waiting for anyone's locks), in one round trip; `None` if
-/// the schedule is unknown.
+/// A schedule as the inventory knows it.
+#[derive(Clone, Debug)]
+pub struct Inventory {
+    pub concert: ConcertId,
+    /// When its sale opens (`None`: on sale from the start).
+    pub sales_open_at: Option<DateTime<Utc>>,
+    /// The seats asked for that exist, by number.
+    pub seats: Vec<Seat>,
+}
+
+/// The schedule and those of `seats` that exist (every seat with `None`), by number, as last
+/// committed (without waiting for anyone's locks), in one round trip; `None` if the schedule
+/// is unknown.
 pub async fn inventory(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
     seats: Option<&[SeatNo]>,
-) -> Result<Option<(ConcertId, Vec<Seat>)>, DbErr> {
+) -> Result<Option<Inventory>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            "SELECT sc.concert_id, st.seat_no, st.price, st.status, st.reservation_id
+            "SELECT sc.concert_id, sc.sales_open_at, st.seat_no, st.price, st.status, st.reservation_id
              FROM seat.schedules sc
              LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id
                                     AND ($2::int[] IS NULL OR st.seat_no = ANY($2))
@@ -67,12 +84,13 @@ pub async fn inventory(
         .await?;
     let Some(first) = rows.first() else { return Ok(None) };
     let concert = ConcertId(first.try_get("", "concert_id")?);
+    let sales_open_at = first.try_get("", "sales_open_at")?;
     let found = rows
         .iter()
         .filter(|r| r.try_get::<Option<i32>>("", "seat_no").is_ok_and(|n| n.is_some()))
         .map(seat)
         .collect::<Result<_, _>>()?;
-    Ok(Some((concert, found)))
+    Ok(Some(Inventory { concert, sales_open_at, seats: found }))
 }
 
 /// The requested seats that exist, locked until the transaction ends.
@@ -91,15 +109,17 @@ pub async fn lock_seats(
     rows.iter().map(seat).collect()
 }
 
-/// A schedule's concert and seat prices. Prices never change once a schedule's seats exist
-/// (they are only inserted), so each schedule is read from the database once per process.
+/// A schedule's concert, sale opening and seat prices. None of them change once a schedule's
+/// seats exist (they are only inserted), so each schedule is read from the database once per
+/// process.
 #[derive(Clone)]
 pub struct Prices(Memo<ScheduleId, Arc<Priced>>);
 
-/// A schedule's concert and what each of its seats costs.
+/// A schedule's concert, when its sale opens, and what each of its seats costs.
 #[derive(Debug)]
 pub struct Priced {
     pub concert: ConcertId,
+    pub sales_open_at: Option<DateTime<Utc>>,
     prices: HashMap<SeatNo, Won>,
 }
 
@@ -128,8 +148,12 @@ impl Prices {
     ) -> Result<Option<Arc<Priced>>, DbErr> {
         let load = async {
             let found = inventory(db, schedule, None).await?;
-            Ok(found.map(|(concert, seats)| {
-                Arc::new(Priced { concert, prices: seats.iter().map(|s| (s.seat_no, s.price)).collect() })
+            Ok(found.map(|i| {
+                Arc::new(Priced {
+                    concert: i.concert,
+                    sales_open_at: i.sales_open_at,
+                    prices: i.seats.iter().map(|s| (s.seat_no, s.price)).collect(),
+                })
             }))
         };
         self.0.get(&schedule, load).await

@@ -80,6 +80,10 @@ pub struct ScheduleCreated {
     pub concert_id: ConcertId,
     pub starts_at: DateTime<Utc>,
     pub seats: Vec<SeatPrice>,
+    /// When its sale opens: no seat is held before, and its waiting room draws the order of
+    /// those who joined before at random. Absent: on sale from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sales_open_at: Option<DateTime<Utc>>,
 }
 event!(ScheduleCreated, Stream::Catalog, "catalog.schedule.created");
 
@@ -131,6 +135,8 @@ pub enum ReservationFailureReason {
     Timeout,
     /// An admin blocked the user while the reservation was PENDING or HELD.
     UserBlocked,
+    /// The schedule's sale had not opened when its seats were asked for.
+    NotOnSale,
 }
 
 /// The reservation ended without seats; seats it held are released, the queue token restored.
@@ -175,6 +181,8 @@ event!(SeatReserved, Stream::Seat, "seat.reserved");
 pub enum SeatRejectReason {
     Taken,
     NotFound,
+    /// The schedule's sale has not opened yet.
+    NotOnSale,
 }
 
 /// None of the requested seats were held.

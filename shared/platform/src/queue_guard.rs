@@ -32,6 +32,9 @@ pub struct QueueKeys {
     pub sold_out: String,
     /// The highest waiting score any tick admitted.
     pub admitted_through: String,
+    /// A sale's opening (hash: `opensAt` ms, and the `salt` its draw is made with), for a
+    /// schedule that goes on sale later than it is announced.
+    pub sale: String,
     pub lock: String,
     /// The schedules whose rooms have waiting or active tokens.
     pub rooms: String,
@@ -69,6 +72,7 @@ impl QueueKeys {
             last_tick: format!("{base}last-tick"),
             sold_out: format!("{base}sold-out"),
             admitted_through: format!("{base}admitted-through"),
+            sale: format!("{base}sale"),
             user_prefix: format!("{base}user:"),
             lock: format!("{prefix}admission-lock"),
             rooms: format!("{prefix}rooms"),

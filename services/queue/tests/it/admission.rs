@@ -9,7 +9,7 @@ async fn join_many(env: &TestEnv, n: usize) -> Vec<String> {
     let mut c = conn(env).await;
     let mut tokens = Vec::new();
     for _ in 0..n {
-        tokens.push(store::join(&mut c, &keys, UserId::new(), base_ms()).await.unwrap().0);
+        tokens.push(store::join(&mut c, &keys, UserId::new(), base_ms()).await.unwrap().token);
     }
     tokens
 }

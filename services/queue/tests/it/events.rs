@@ -86,8 +86,8 @@ async fn a_completed_reservation_spends_the_token_and_frees_its_slot() {
     let (keys, s) = (keys(&env), crate::settings(1, 1));
     let mut c = conn(&env).await;
     let (alice, bob) = (UserId::new(), UserId::new());
-    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
-    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let a = store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token;
+    let b = store::join(&mut c, &keys, bob, base_ms()).await.unwrap().token;
     let now = chrono::Utc::now().timestamp_millis();
     store::tick(&mut c, &keys, &s, now).await.unwrap();
     assert_eq!(status(&env, &a).await.status, TokenStatus::Active);
@@ -116,7 +116,7 @@ async fn a_failed_reservation_restores_the_token() {
     let (keys, s) = (keys(&env), crate::settings(1, 1));
     let mut c = conn(&env).await;
     let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
-    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let a = store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token;
     let now = chrono::Utc::now().timestamp_millis();
     store::tick(&mut c, &keys, &s, now).await.unwrap();
 
@@ -132,8 +132,8 @@ async fn a_failed_reservation_restores_the_token() {
     env.publish_raw("reservation.failed", "copy", serde_json::to_vec(&f).unwrap()).await.unwrap();
 
     // An expired token goes back to the head of the waiting queue.
-    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
-    let (carol_token, _, _) = store::join(&mut c, &keys, carol, base_ms()).await.unwrap();
+    let b = store::join(&mut c, &keys, bob, base_ms()).await.unwrap().token;
+    let carol_token = store::join(&mut c, &keys, carol, base_ms()).await.unwrap().token;
     // Alice's active time runs out (the reservation took too long), and the ticker expires it.
     let past = chrono::Utc::now().timestamp_millis() - 1;
     redis::cmd("ZADD").arg(&keys.active).arg(past).arg(&a).query_async::<()>(&mut c).await.unwrap();
@@ -149,7 +149,8 @@ async fn a_failed_reservation_restores_the_token() {
     assert_eq!(status(&env, &carol_token).await.position, 2);
     assert!(kept.is_some());
     // Joining again finds the restored token: no re-queuing.
-    assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap(), (a, false, 1));
+    let again = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    assert_eq!((again.token, again.created, again.position), (a, false, 1));
 }
 
 #[tokio::test]
@@ -158,7 +159,7 @@ async fn a_token_its_user_left_stays_out_of_the_queue_when_a_reservation_fails_l
     let (keys, s) = (keys(&env), crate::settings(1, 1));
     let mut c = conn(&env).await;
     let (alice, bob) = (UserId::new(), UserId::new());
-    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let a = store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token;
     store::tick(&mut c, &keys, &s, chrono::Utc::now().timestamp_millis()).await.unwrap();
     assert_eq!(status(&env, &a).await.status, TokenStatus::Active);
     // Alice books, then leaves the waiting room; her reservation fails afterwards.
@@ -169,7 +170,7 @@ async fn a_token_its_user_left_stays_out_of_the_queue_when_a_reservation_fails_l
     let t = status(&env, &a).await;
     assert_eq!((t.status, t.position), (TokenStatus::Expired, 0), "not back in the queue");
     // Her slot is free: the next user is admitted at the next tick.
-    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let b = store::join(&mut c, &keys, bob, base_ms()).await.unwrap().token;
     store::tick(&mut c, &keys, &s, chrono::Utc::now().timestamp_millis() + 3_600_000).await.unwrap();
     assert_eq!(status(&env, &b).await.status, TokenStatus::Active);
 }
@@ -180,7 +181,7 @@ async fn cancelling_or_letting_a_hold_expire_gives_back_no_time_and_no_place() {
     let (keys, s) = (keys(&env), crate::settings(1, 1));
     let mut c = conn(&env).await;
     let (alice, bob) = (UserId::new(), UserId::new());
-    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let a = store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token;
     let now = chrono::Utc::now().timestamp_millis();
     store::tick(&mut c, &keys, &s, now).await.unwrap();
     // Little active time left; alice cancels her hold: the time keeps running out.
@@ -193,7 +194,7 @@ async fn cancelling_or_letting_a_hold_expire_gives_back_no_time_and_no_place() {
 
     // Her token runs out; a hold of hers that expires later does not put it back in the queue,
     // ahead of bob, who waits.
-    let (b, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let b = store::join(&mut c, &keys, bob, base_ms()).await.unwrap().token;
     let past = chrono::Utc::now().timestamp_millis() - 1;
     redis::cmd("ZADD").arg(&keys.active).arg(past).arg(&a).query_async::<()>(&mut c).await.unwrap();
     let lapsed = failed_for(alice, &a, ReservationFailureReason::Expired);
@@ -211,14 +212,15 @@ async fn a_restore_never_gives_one_user_two_tokens() {
     let (keys, s) = (keys(&env), crate::settings(1, 1));
     let mut c = conn(&env).await;
     let alice = UserId::new();
-    let (a, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let a = store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token;
     let now = chrono::Utc::now().timestamp_millis();
     store::tick(&mut c, &keys, &s, now).await.unwrap();
     // Her token runs out while her reservation is pending; she joins again and waits.
     let past = chrono::Utc::now().timestamp_millis() - 1;
     redis::cmd("ZADD").arg(&keys.active).arg(past).arg(&a).query_async::<()>(&mut c).await.unwrap();
     store::tick(&mut c, &keys, &s, now + 3_600_000).await.unwrap();
-    let (again, created, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
+    let store::Joined { token: again, created, .. } =
+        store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
     assert!(created && again != a);
     // The reservation then fails through no doing of hers: the old token is not restored
     // beside the new one.
@@ -228,5 +230,5 @@ async fn a_restore_never_gives_one_user_two_tokens() {
     assert_eq!(status(&env, &a).await.status, TokenStatus::Expired);
     assert_eq!(status(&env, &again).await.status, TokenStatus::Waiting);
     assert_eq!(store::sizes(&mut c, &keys).await.unwrap(), (1, 0), "one token of hers in the room");
-    assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap().0, again);
+    assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token, again);
 }

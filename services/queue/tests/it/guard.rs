@@ -55,8 +55,8 @@ async fn only_an_active_token_of_the_caller_passes() {
     let (keys, s) = (keys(&env), settings(1, 1));
     let mut c = conn(&env).await;
     let (alice, bob) = (UserId::new(), UserId::new());
-    let (active, _, _) = store::join(&mut c, &keys, alice, base_ms()).await.unwrap();
-    let (waiting, _, _) = store::join(&mut c, &keys, bob, base_ms()).await.unwrap();
+    let active = store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token;
+    let waiting = store::join(&mut c, &keys, bob, base_ms()).await.unwrap().token;
     store::tick(&mut c, &keys, &s, base_ms() + 1000).await.unwrap();
 
     let unknown = uuid::Uuid::new_v4().to_string();

@@ -15,7 +15,7 @@ async fn ten_thousand_concurrent_joins_get_positions_one_to_n_in_join_order() {
             let mut conn = redis.clone();
             let mut out = Vec::new();
             for user in chunk {
-                let (token, created, position) =
+                let store::Joined { token, created, position, .. } =
                     store::join(&mut conn, &keys, user, chrono::Utc::now().timestamp_millis()).await.unwrap();
                 assert!(created);
                 out.push((user, token, position));
@@ -39,7 +39,7 @@ async fn ten_thousand_concurrent_joins_get_positions_one_to_n_in_join_order() {
     // Joining again returns the same token and place.
     for (user, token, position) in joined.iter().take(50) {
         let again = store::join(&mut c, &keys, *user, chrono::Utc::now().timestamp_millis()).await.unwrap();
-        assert_eq!(again, (token.clone(), false, *position));
+        assert_eq!((again.token, again.created, again.position), (token.clone(), false, *position));
     }
     let (waiting, active) = store::sizes(&mut c, &keys).await.unwrap();
     assert_eq!((waiting, active), (10_000, 0));

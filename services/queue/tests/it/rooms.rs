@@ -24,6 +24,11 @@ async fn start() -> (TestEnv, String) {
 
 /// The catalog announces `schedule`; the queue knows it once this returns.
 async fn announce(env: &TestEnv, schedule: ScheduleId) {
+    announce_sale(env, schedule, None).await;
+}
+
+/// The catalog announces `schedule`, on sale from `opens` (at once with `None`).
+async fn announce_sale(env: &TestEnv, schedule: ScheduleId, opens: Option<chrono::DateTime<chrono::Utc>>) {
     let created = Envelope::new(
         "concert",
         schedule.0,
@@ -32,6 +37,7 @@ async fn announce(env: &TestEnv, schedule: ScheduleId) {
             concert_id: ConcertId::new(),
             starts_at: chrono::Utc::now(),
             seats: vec![],
+            sales_open_at: opens,
         },
     );
     env.publish(&created).await.unwrap();
@@ -195,10 +201,10 @@ async fn a_sold_out_sale_tells_everyone_in_its_room_at_once() {
     let users: Vec<UserId> = (0..4).map(|_| UserId::new()).collect();
     let mut tokens = Vec::new();
     for u in &users {
-        tokens.push(store::join(&mut c, &room, *u, now).await.unwrap().0);
+        tokens.push(store::join(&mut c, &room, *u, now).await.unwrap().token);
     }
     let global_user = UserId::new();
-    let (global, _, _) = store::join(&mut c, &keys, global_user, now).await.unwrap();
+    let global = store::join(&mut c, &keys, global_user, now).await.unwrap().token;
     store::tick(&mut c, &room, &crate::settings(1, 1), now).await.unwrap();
     store::tick(&mut c, &keys, &crate::settings(1, 1), now).await.unwrap();
     // The first user bought (the reservation completed and spent the token); the second left.
@@ -395,4 +401,92 @@ async fn a_waiting_read_is_answered_on_admission_or_when_the_sale_sells_out() {
     let (seen, took) = bob_joins.await.unwrap();
     assert_eq!((seen["status"].as_str(), seen["position"].as_u64()), (Some("SOLD_OUT"), Some(0)), "{seen}");
     assert!(took < std::time::Duration::from_secs(9), "answered when the sale sold out: {took:?}");
+}
+
+/// Every token of `tokens` in the order the room admits them: by place, read at `at`.
+async fn places(env: &TestEnv, tokens: &[String], at: i64) -> Vec<u64> {
+    let mut c = conn(env).await;
+    let mut out = Vec::new();
+    for t in tokens {
+        out.push(store::poll(&mut c, &keys(env), t, at).await.unwrap().unwrap().position);
+    }
+    out
+}
+
+#[tokio::test]
+async fn those_who_join_before_a_sale_opens_are_drawn_in_random_order_and_go_first() {
+    let (env, url) = start().await;
+    let opens = chrono::Utc::now() + chrono::Duration::hours(1);
+    let opens_ms = opens.timestamp_millis();
+    let (sale, other) = (ScheduleId::new(), ScheduleId::new());
+    announce_sale(&env, sale, Some(opens)).await;
+    announce_sale(&env, other, Some(opens)).await;
+    let keys = keys(&env);
+    let mut c = conn(&env).await;
+    let before = opens_ms - 60_000;
+    let early: Vec<UserId> = (0..30).map(|_| UserId::new()).collect();
+    let (mut tokens, mut elsewhere) = (Vec::new(), Vec::new());
+    for u in &early {
+        let joined = store::join(&mut c, &keys.room(Some(sale)), *u, before).await.unwrap();
+        assert_eq!(joined.opens_at, Some(opens_ms), "a join before the opening is told when it opens");
+        tokens.push(joined.token);
+        elsewhere.push(store::join(&mut c, &keys.room(Some(other)), *u, before).await.unwrap().token);
+    }
+
+    // The order is a draw, not arrival, and each sale draws its own.
+    let drawn = places(&env, &tokens, before).await;
+    let mut sorted = drawn.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=30).collect::<Vec<u64>>());
+    assert_ne!(drawn, sorted, "thirty joins kept their arrival order: no draw was made");
+    assert_ne!(drawn, places(&env, &elsewhere, before).await, "two sales drew the same order");
+
+    // Leaving and joining again before the opening finds the same place: no second draw.
+    let last = drawn[29];
+    assert!(store::leave(&mut c, &keys, &tokens[29], early[29]).await.unwrap());
+    let again = store::join(&mut c, &keys.room(Some(sale)), early[29], before + 1).await.unwrap();
+    assert!(again.created);
+    assert_eq!(again.position, last);
+    tokens[29] = again.token;
+
+    // The token says when the sale opens, and its ETA counts the wait for it.
+    let (code, seen) =
+        call(&url, &env, Method::GET, &format!("/queue/tokens/{}", tokens[0]), early[0], None).await;
+    assert_eq!(code, 200, "{seen}");
+    let said: chrono::DateTime<chrono::Utc> = seen["salesOpenAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(said.timestamp_millis(), opens_ms);
+    assert!(seen["etaSeconds"].as_u64().unwrap() >= 3500, "{seen}");
+
+    // No tick admits before the opening.
+    let room = keys.room(Some(sale));
+    assert_eq!(store::tick(&mut c, &room, &crate::settings(100, 10), before + 1000).await.unwrap(), (0, 0));
+    assert_eq!(store::tick(&mut c, &room, &crate::settings(100, 10), opens_ms - 1).await.unwrap(), (0, 0));
+
+    // After the opening, first come first served: behind every early joiner.
+    let late = UserId::new();
+    let joined = store::join(&mut c, &room, late, opens_ms + 10).await.unwrap();
+    assert_eq!((joined.position, joined.opens_at), (31, None));
+
+    // The opening tick admits the first ten of the draw, the next the next ten.
+    let admitted =
+        |drawn: &[u64], upto: u64| -> Vec<usize> { (0..drawn.len()).filter(|i| drawn[*i] <= upto).collect() };
+    assert_eq!(
+        store::tick(&mut c, &room, &crate::settings(100, 10), opens_ms + 1000).await.unwrap(),
+        (0, 10)
+    );
+    let mut active = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if status(&env, t).await.status == TokenStatus::Active {
+            active.push(i);
+        }
+    }
+    assert_eq!(active, admitted(&drawn, 10));
+    assert_eq!(
+        store::tick(&mut c, &room, &crate::settings(100, 30), opens_ms + 2000).await.unwrap(),
+        (0, 21)
+    );
+    assert_eq!(status(&env, &joined.token).await.status, TokenStatus::Active, "the late joiner came last");
+    let (_, seen) =
+        call(&url, &env, Method::GET, &format!("/queue/tokens/{}", tokens[0]), early[0], None).await;
+    assert!(seen.get("salesOpenAt").is_none(), "{seen}");
 }

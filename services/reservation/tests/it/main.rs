@@ -70,6 +70,7 @@ impl Service {
                 concert_id: concert,
                 starts_at: Utc::now() + Span::days(1),
                 seats,
+                sales_open_at: None,
             },
         );
         env.publish(&created).await.unwrap();

@@ -41,6 +41,7 @@ impl Seats {
                 concert_id: self.concert,
                 starts_at: Utc::now() + Span::days(1),
                 seats,
+                sales_open_at: None,
             },
         );
         self.env.publish(&e).await.unwrap();
