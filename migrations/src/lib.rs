@@ -192,6 +192,10 @@ impl MigratorTrait for Migrator {
             name: "m20261208_000016_sales_open_at",
             sql: include_str!("sql/sales_open_at.sql"),
         }));
+        all.push(Box::new(Change {
+            name: "m20261208_000017_schedule_cancelled",
+            sql: include_str!("sql/schedule_cancelled.sql"),
+        }));
         all
     }
 }

@@ -105,3 +105,48 @@ async fn payment_completed_after_expiry_is_refunded_once() {
     assert_eq!(refunded.iter().filter(|r| r.reservation_id == id).count(), 1);
     assert_eq!(s.api.balance(user).await.unwrap(), 30_000);
 }
+
+/// Issue 24: an organizer cancels a schedule. The buyer who paid is refunded (the refund in
+/// the wallet's history), the one holding seats fails `SCHEDULE_CANCELLED`, and nothing more
+/// of it is sold.
+#[tokio::test]
+async fn a_cancelled_schedule_refunds_its_buyers_and_fails_its_holds() {
+    let Some(s) = scenario(&[]).await else { return };
+    let (concert, schedule) = s.api.schedule(10, 10_000).await.unwrap();
+    let (buyer, holder, late) = (UserId::new(), UserId::new(), UserId::new());
+    s.api.charge(buyer, 30_000).await.unwrap();
+    let held = s.api.reserve(buyer, schedule, &[1, 2], 10).await.unwrap();
+    let bought = id_of(&held).unwrap();
+    let paid = s.api.pay(buyer, bought, 10).await.unwrap();
+    assert_eq!(paid.body["status"], "CONFIRMED", "{paid:?}");
+    let holding = id_of(&s.api.reserve(holder, schedule, &[3], 10).await.unwrap()).unwrap();
+
+    let admin = s.api.admin();
+    let path = format!("/concerts/{concert}/schedules/{schedule}/cancellation");
+    let cancelled = s.api.send(reqwest::Method::POST, &path, Some(&admin), None, &[]).await.unwrap();
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    assert!(cancelled.body["cancelledAt"].is_string(), "{cancelled:?}");
+
+    let r = s.api.wait_status(holder, holding, "FAILED").await.unwrap();
+    assert_eq!(r["failureReason"], "SCHEDULE_CANCELLED");
+    let r = s.api.wait_status(buyer, bought, "CANCELLED").await.unwrap();
+    assert_eq!(r["failureReason"], "SCHEDULE_CANCELLED");
+    s.api.eventually("the refund", || async { Ok(s.api.balance(buyer).await? == 30_000) }).await.unwrap();
+    let token = s.api.token(buyer);
+    s.api
+        .eventually("the refund in the history", || async {
+            let h = s.api.send(reqwest::Method::GET, "/wallets/me/history", Some(&token), None, &[]).await?;
+            let kinds: Vec<&str> = h.body["data"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|e| e["kind"].as_str()).collect())
+                .unwrap_or_default();
+            Ok(kinds == ["REFUND", "PAYMENT", "CHARGE"])
+        })
+        .await
+        .unwrap();
+    // Nothing more of it is sold.
+    let refused = s.api.reserve(late, schedule, &[4], 10).await.unwrap();
+    assert_eq!(refused.body["failureReason"], "NOT_ON_SALE", "{refused:?}");
+    s.api.leave_all().await.unwrap();
+    s.check().await.unwrap();
+}

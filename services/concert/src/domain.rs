@@ -175,13 +175,37 @@ pub fn plan_schedule(req: &ScheduleRequest, now: DateTime<Utc>) -> Result<Vec<Se
             out
         }
     };
-    if req.starts_at <= now {
+    plan_times(req.starts_at, req.sales_open_at, now)?;
+    Ok(seats)
+}
+
+/// A schedule moved: when it starts, and when its sale opens (absent: on sale now). Its seats
+/// and prices stay as they are.
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"startsAt": "2030-05-02T19:00:00Z", "salesOpenAt": "2030-04-01T10:00:00Z"}))]
+pub struct ScheduleChange {
+    /// When the performance starts; must be in the future (else 422).
+    pub starts_at: DateTime<Utc>,
+    /// When its sale opens, before `startsAt` (else 422); absent: on sale from now.
+    #[serde(default)]
+    pub sales_open_at: Option<DateTime<Utc>>,
+}
+
+/// A schedule's times as `plan_schedule` and a change check them: it starts in the future,
+/// and its sale opens before it starts.
+pub fn plan_times(
+    starts_at: DateTime<Utc>,
+    sales_open_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), PlanError> {
+    if starts_at <= now {
         return Err(PlanError::Refused("startsAt must be in the future".into()));
     }
-    if req.sales_open_at.is_some_and(|opens| opens >= req.starts_at) {
+    if sales_open_at.is_some_and(|opens| opens >= starts_at) {
         return Err(PlanError::Refused("salesOpenAt must be before startsAt".into()));
     }
-    Ok(seats)
+    Ok(())
 }
 
 #[cfg(test)]

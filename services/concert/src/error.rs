@@ -27,6 +27,11 @@ pub enum Error {
     Refused(String),
     #[error("the concert was not found")]
     ConcertNotFound,
+    #[error("the concert has no such schedule")]
+    ScheduleNotFound,
+    /// A cancelled schedule stays as it is.
+    #[error("the schedule is cancelled: it cannot be changed")]
+    ScheduleCancelled,
     /// What a shared layer answered (authentication, paging).
     #[error(transparent)]
     Problem(#[from] Problem),
@@ -39,7 +44,10 @@ impl ApiError for Error {
         match self {
             Error::Invalid(_) => AsProblem::Code(StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
             Error::Refused(_) => AsProblem::Code(StatusCode::UNPROCESSABLE_ENTITY, "SCHEDULE_REFUSED"),
-            Error::ConcertNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Error::ConcertNotFound | Error::ScheduleNotFound => {
+                AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND")
+            }
+            Error::ScheduleCancelled => AsProblem::Code(StatusCode::CONFLICT, "SCHEDULE_CANCELLED"),
             Error::Problem(p) => AsProblem::Passed(p),
             Error::Db(_) => AsProblem::Internal,
         }

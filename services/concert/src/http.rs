@@ -10,11 +10,12 @@ use axum::{
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use chrono::Utc;
 use contracts::{
-    ConcertCreated, ConcertId, ConcertUpdated, Envelope, ScheduleCreated, ScheduleId, SeatPrice,
+    ConcertCreated, ConcertId, ConcertUpdated, Envelope, ScheduleCancelled, ScheduleChanged, ScheduleCreated,
+    ScheduleId, SeatPrice,
 };
 use messaging::Outbox;
 use platform::{
@@ -30,7 +31,17 @@ use serde::{Deserialize, Serialize};
 /// The catalog's OpenAPI document: every route below, with its schemas.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_concerts, create_concert, get_concert, update_concert, list_schedules, create_schedule),
+    paths(
+        list_concerts,
+        create_concert,
+        get_concert,
+        update_concert,
+        list_schedules,
+        create_schedule,
+        get_schedule,
+        change_schedule,
+        cancel_schedule
+    ),
     tags((name = NAME, description = "The catalog: concerts and their schedules. Everyone browses; admins change.")),
     modifiers(&Shared)
 )]
@@ -41,6 +52,8 @@ pub fn routes() -> Router<AppState> {
         .route("/concerts", get(list_concerts).post(create_concert))
         .route("/concerts/{id}", get(get_concert).put(update_concert))
         .route("/concerts/{id}/schedules", get(list_schedules).post(create_schedule))
+        .route("/concerts/{id}/schedules/{scheduleId}", get(get_schedule).put(change_schedule))
+        .route("/concerts/{id}/schedules/{scheduleId}/cancellation", post(cancel_schedule))
 }
 
 /// `{name, host}`.
@@ -225,20 +238,23 @@ pub(crate) async fn create_schedule_in(
     req: &ScheduleRequest,
     seats: Vec<SeatPrice>,
 ) -> Result<Schedule, Error> {
+    // As Postgres keeps them (microseconds), so the answer and the announcement say what a read says.
+    use chrono::SubsecRound;
     let schedule = Schedule {
         id: ScheduleId::new(),
         concert_id: concert,
-        starts_at: req.starts_at,
+        starts_at: req.starts_at.trunc_subsecs(6),
         seat_count: i32::try_from(seats.len()).unwrap_or(i32::MAX),
-        sales_open_at: req.sales_open_at,
+        sales_open_at: req.sales_open_at.map(|t| t.trunc_subsecs(6)),
+        cancelled_at: None,
     };
     store::insert_schedule(txn, &schedule).await?;
     let event = ScheduleCreated {
         schedule_id: schedule.id,
         concert_id: concert,
-        starts_at: req.starts_at,
+        starts_at: schedule.starts_at,
         seats,
-        sales_open_at: req.sales_open_at,
+        sales_open_at: schedule.sales_open_at,
     };
     outbox.push(txn, &Envelope::new(NAME, schedule.id, event)).await?;
     Ok(schedule)
@@ -282,6 +298,121 @@ async fn create_schedule(
     s.outbox.commit(txn).await?;
     let location = format!("/concerts/{id}/schedules/{}", schedule.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(schedule)).into_response())
+}
+
+/// One schedule of a concert.
+#[utoipa::path(
+    get,
+    path = "/concerts/{id}/schedules/{scheduleId}",
+    tag = NAME,
+    params(
+        ("id" = ConcertId, Path, description = "The concert."),
+        ("scheduleId" = ScheduleId, Path, description = "The schedule."),
+    ),
+    responses(
+        (status = 200, description = "The schedule.", body = Schedule),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
+async fn get_schedule(
+    State(s): State<AppState>,
+    ApiPath((concert, id)): ApiPath<(ConcertId, ScheduleId)>,
+) -> Result<Json<Schedule>, Problem> {
+    store::get_schedule(&s.db, concert, id).await?.map(Json).ok_or(Error::ScheduleNotFound.into())
+}
+
+/// Moves a schedule: when it starts and when its sale opens (absent: on sale from now); its
+/// seats and prices stay. Announces `ScheduleChanged`: the inventory and the waiting room
+/// follow. Admins only.
+#[utoipa::path(
+    put,
+    path = "/concerts/{id}/schedules/{scheduleId}",
+    tag = NAME,
+    params(
+        ("id" = ConcertId, Path, description = "The concert."),
+        ("scheduleId" = ScheduleId, Path, description = "The schedule."),
+    ),
+    request_body = domain::ScheduleChange,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Moved.", body = Schedule),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The schedule is cancelled (`SCHEDULE_CANCELLED`).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "Starting in the past, or a sale opening after the start \
+            (`SCHEDULE_REFUSED`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 500, response = Internal),
+    )
+)]
+async fn change_schedule(
+    State(s): State<AppState>,
+    _admin: Admin,
+    ApiPath((concert, id)): ApiPath<(ConcertId, ScheduleId)>,
+    ApiJson(body): ApiJson<domain::ScheduleChange>,
+) -> Result<Json<Schedule>, Problem> {
+    domain::plan_times(body.starts_at, body.sales_open_at, Utc::now()).map_err(Error::from)?;
+    let txn = s.db.begin().await?;
+    let schedule = store::move_schedule(&txn, concert, id, body.starts_at, body.sales_open_at)
+        .await?
+        .ok_or(Error::ScheduleNotFound)?;
+    if schedule.cancelled_at.is_some() {
+        return Err(Error::ScheduleCancelled.into());
+    }
+    let event = ScheduleChanged {
+        schedule_id: id,
+        concert_id: concert,
+        starts_at: schedule.starts_at,
+        sales_open_at: schedule.sales_open_at,
+    };
+    s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await?;
+    s.outbox.commit(txn).await?;
+    Ok(Json(schedule))
+}
+
+/// Cancels a schedule. Announces `ScheduleCancelled`: its seats are no longer sold, every live
+/// reservation of it fails (`SCHEDULE_CANCELLED`, seats released, a payment in flight given
+/// back) and every confirmed one is refunded to its buyer's wallet. Cancelling again changes
+/// nothing and answers the same. Admins only.
+#[utoipa::path(
+    post,
+    path = "/concerts/{id}/schedules/{scheduleId}/cancellation",
+    tag = NAME,
+    params(
+        ("id" = ConcertId, Path, description = "The concert."),
+        ("scheduleId" = ScheduleId, Path, description = "The schedule."),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled (`cancelledAt` says when).", body = Schedule),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
+async fn cancel_schedule(
+    State(s): State<AppState>,
+    _admin: Admin,
+    ApiPath((concert, id)): ApiPath<(ConcertId, ScheduleId)>,
+) -> Result<Json<Schedule>, Problem> {
+    let txn = s.db.begin().await?;
+    let (schedule, now_cancelled) =
+        store::cancel_schedule(&txn, concert, id, Utc::now()).await?.ok_or(Error::ScheduleNotFound)?;
+    if let (true, Some(cancelled_at)) = (now_cancelled, schedule.cancelled_at) {
+        let event = ScheduleCancelled { schedule_id: id, concert_id: concert, cancelled_at };
+        s.outbox.push(&txn, &Envelope::new(NAME, id, event)).await?;
+        s.outbox.commit(txn).await?;
+    } else {
+        txn.rollback().await?;
+    }
+    Ok(Json(schedule))
 }
 
 #[cfg(test)]

@@ -30,7 +30,12 @@ pub struct Schedule {
     pub seat_count: i32,
     /// When its sale opens; absent when it was on sale from the start.
     pub sales_open_at: Option<DateTime<Utc>>,
+    /// When an organizer cancelled it; absent while it goes ahead.
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
+
+/// The columns a [`Schedule`] reads.
+const SCHEDULE: &str = "id, concert_id, starts_at, seat_count, sales_open_at, cancelled_at";
 
 pub async fn insert_concert(db: &impl ConnectionTrait, c: &Concert) -> Result<(), DbErr> {
     db.execute_raw(stmt(
@@ -107,8 +112,9 @@ pub async fn list_schedules(
     limit: u64,
 ) -> Result<Vec<Schedule>, DbErr> {
     Schedule::find_by_statement(stmt(
-        "SELECT id, concert_id, starts_at, seat_count, sales_open_at FROM concert.schedules
-         WHERE concert_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        &format!(
+            "SELECT {SCHEDULE} FROM concert.schedules WHERE concert_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ),
         [
             concert.into(),
             platform::paging::after(after).into(),
@@ -117,4 +123,65 @@ pub async fn list_schedules(
     ))
     .all(db)
     .await
+}
+
+/// One schedule of a concert.
+pub async fn get_schedule(
+    db: &impl ConnectionTrait,
+    concert: ConcertId,
+    id: ScheduleId,
+) -> Result<Option<Schedule>, DbErr> {
+    Schedule::find_by_statement(stmt(
+        &format!("SELECT {SCHEDULE} FROM concert.schedules WHERE concert_id = $1 AND id = $2"),
+        [concert.into(), id.into()],
+    ))
+    .one(db)
+    .await
+}
+
+/// Moves a schedule that is not cancelled; the schedule as it is now (`None`: no such schedule
+/// of the concert). A cancelled one comes back unchanged.
+pub async fn move_schedule(
+    db: &impl ConnectionTrait,
+    concert: ConcertId,
+    id: ScheduleId,
+    starts_at: DateTime<Utc>,
+    sales_open_at: Option<DateTime<Utc>>,
+) -> Result<Option<Schedule>, DbErr> {
+    let moved = Schedule::find_by_statement(stmt(
+        &format!(
+            "UPDATE concert.schedules SET starts_at = $3, sales_open_at = $4
+             WHERE concert_id = $1 AND id = $2 AND cancelled_at IS NULL RETURNING {SCHEDULE}"
+        ),
+        [concert.into(), id.into(), starts_at.into(), sales_open_at.into()],
+    ))
+    .one(db)
+    .await?;
+    match moved {
+        Some(s) => Ok(Some(s)),
+        None => get_schedule(db, concert, id).await,
+    }
+}
+
+/// Cancels a schedule; the schedule as it is now, and whether this cancelled it (`None`: no
+/// such schedule of the concert).
+pub async fn cancel_schedule(
+    db: &impl ConnectionTrait,
+    concert: ConcertId,
+    id: ScheduleId,
+    now: DateTime<Utc>,
+) -> Result<Option<(Schedule, bool)>, DbErr> {
+    let cancelled = Schedule::find_by_statement(stmt(
+        &format!(
+            "UPDATE concert.schedules SET cancelled_at = $3
+             WHERE concert_id = $1 AND id = $2 AND cancelled_at IS NULL RETURNING {SCHEDULE}"
+        ),
+        [concert.into(), id.into(), now.into()],
+    ))
+    .one(db)
+    .await?;
+    match cancelled {
+        Some(s) => Ok(Some((s, true))),
+        None => Ok(get_schedule(db, concert, id).await?.map(|s| (s, false))),
+    }
 }

@@ -1,20 +1,21 @@
 //! Reactions to the saga: a completed reservation spends its token; one that failed through no
 //! doing of its user restores it. And to the catalog and the seats: a new schedule may have a
-//! room, and a sold-out one closes it.
+//! room (opening when its sale does), and a sold-out or cancelled one closes it.
 
 use crate::Settings;
 use crate::{
-    scripts::{COMPLETE, RESTORE, SCHEDULE, SOLD_OUT},
+    scripts::{CANCELLED, COMPLETE, RESTORE, SCHEDULE, SOLD_OUT},
     store::{RETENTION, WAITING_TTL},
 };
 use contracts::{
-    Event, ReservationCompleted, ReservationFailed, ReservationFailureReason, ScheduleCreated, SoldOut,
+    Event, ReservationCompleted, ReservationFailed, ReservationFailureReason, ScheduleCancelled,
+    ScheduleChanged, ScheduleCreated, SoldOut,
 };
 use messaging::{Applied, HandleError, InboxKey, Incoming, RedisHandler, applied};
 use platform::queue_guard::QueueKeys;
 
 /// Consumes ReservationCompleted and ReservationFailed from the RESERVATION stream,
-/// ScheduleCreated from CATALOG and SoldOut from SEAT.
+/// ScheduleCreated, ScheduleChanged and ScheduleCancelled from CATALOG and SoldOut from SEAT.
 #[derive(Clone)]
 pub struct Tokens {
     pub keys: QueueKeys,
@@ -23,8 +24,15 @@ pub struct Tokens {
 
 impl RedisHandler for Tokens {
     fn handles(&self, kind: &str) -> bool {
-        [ReservationCompleted::TYPE, ReservationFailed::TYPE, ScheduleCreated::TYPE, SoldOut::TYPE]
-            .contains(&kind)
+        [
+            ReservationCompleted::TYPE,
+            ReservationFailed::TYPE,
+            ScheduleCreated::TYPE,
+            ScheduleChanged::TYPE,
+            ScheduleCancelled::TYPE,
+            SoldOut::TYPE,
+        ]
+        .contains(&kind)
     }
 
     async fn handle(
@@ -34,16 +42,39 @@ impl RedisHandler for Tokens {
         msg: &Incoming,
     ) -> Result<Applied, HandleError> {
         let (token, user, ended) = match msg.kind() {
-            ScheduleCreated::TYPE => {
-                let e = msg.decode::<ScheduleCreated>()?.payload;
-                let opens = e.sales_open_at.map(|t| t.timestamp_millis().to_string()).unwrap_or_default();
+            ScheduleCreated::TYPE | ScheduleChanged::TYPE => {
+                let (schedule, opens) = if msg.kind() == ScheduleCreated::TYPE {
+                    let e = msg.decode::<ScheduleCreated>()?.payload;
+                    (e.schedule_id, e.sales_open_at)
+                } else {
+                    let e = msg.decode::<ScheduleChanged>()?.payload;
+                    (e.schedule_id, e.sales_open_at)
+                };
+                let opens = opens.map(|t| t.timestamp_millis().to_string()).unwrap_or_default();
                 let answer: i64 = SCHEDULE
                     .prepare(inbox)
                     .key(&self.keys.schedules)
-                    .key(&self.keys.room(Some(e.schedule_id)).sale)
-                    .arg(e.schedule_id.to_string())
+                    .key(&self.keys.room(Some(schedule)).sale)
+                    .arg(schedule.to_string())
                     .arg(opens)
                     .arg(uuid::Uuid::new_v4().simple().to_string())
+                    .invoke_async(conn)
+                    .await?;
+                return Ok(applied(answer));
+            }
+            ScheduleCancelled::TYPE => {
+                let e = msg.decode::<ScheduleCancelled>()?.payload;
+                let room = self.keys.room(Some(e.schedule_id));
+                let answer: i64 = CANCELLED
+                    .prepare(inbox)
+                    .key(&room.sold_out)
+                    .key(&room.waiting)
+                    .key(&room.active)
+                    .key(&room.rooms)
+                    .key(&room.schedules)
+                    .arg(e.schedule_id.to_string())
+                    .arg(e.cancelled_at.timestamp_millis())
+                    .arg(2 * WAITING_TTL.as_secs())
                     .invoke_async(conn)
                     .await?;
                 return Ok(applied(answer));
@@ -122,12 +153,14 @@ enum Ended {
 /// giving it time back, or a place at the head of the queue, would make cancelling a way to
 /// stay admitted longer than everyone else. A seat lost to another user, a payment the wallet
 /// refused, a sale not open yet or a saga that timed out are not the user's doing: the token
-/// gets its time back. A blocked user's token gets nothing back either: it could book nothing with it.
+/// gets its time back. A blocked user's token gets nothing back either (it could book nothing
+/// with it), nor does a token of a cancelled schedule, whose room is closed.
 fn restores(reason: ReservationFailureReason) -> bool {
     match reason {
         ReservationFailureReason::Cancelled
         | ReservationFailureReason::Expired
-        | ReservationFailureReason::UserBlocked => false,
+        | ReservationFailureReason::UserBlocked
+        | ReservationFailureReason::ScheduleCancelled => false,
         ReservationFailureReason::SeatUnavailable
         | ReservationFailureReason::NotOnSale
         | ReservationFailureReason::PaymentFailed

@@ -251,9 +251,10 @@ redis.call('SREM', KEYS[5], ARGV[2])
     )
 });
 
-/// ScheduleCreated: the schedule may have a room; one whose sale opens later keeps when, and
-/// the secret its room's draw is made with (`JOIN`). KEYS[2..]: schedules, sale (the room's).
-/// ARGV[2..]: schedule, opens at ms ('' when on sale at once), salt.
+/// ScheduleCreated and ScheduleChanged: the schedule may have a room; one whose sale opens
+/// later keeps when, and the secret its room's draw is made with (`JOIN`, drawn once).
+/// KEYS[2..]: schedules, sale (the room's). ARGV[2..]: schedule, opens at ms ('' when on sale
+/// at once), salt.
 pub static SCHEDULE: LazyLock<IdempotentScript> = LazyLock::new(|| {
     IdempotentScript::new(
         r#"
@@ -261,7 +262,24 @@ redis.call('SADD', KEYS[2], ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[3], 'opensAt', ARGV[3])
   redis.call('HSETNX', KEYS[3], 'salt', ARGV[4])
+else
+  redis.call('HDEL', KEYS[3], 'opensAt')
 end
+"#,
+    )
+});
+
+/// ScheduleCancelled: the room closes as a sold-out one does (`SOLD_OUT`: nothing is left to
+/// buy; a join is refused 409, and 404 once the mark is gone, the schedule being forgotten). KEYS[2..]: sold-out,
+/// waiting, active, rooms, schedules. ARGV[2..]: schedule, cancelled-at ms, how long the mark is
+/// kept s.
+pub static CANCELLED: LazyLock<IdempotentScript> = LazyLock::new(|| {
+    IdempotentScript::new(
+        r#"
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('UNLINK', KEYS[3], KEYS[4])
+redis.call('SREM', KEYS[5], ARGV[2])
+redis.call('SREM', KEYS[6], ARGV[2])
 "#,
     )
 });

@@ -102,6 +102,8 @@ pub enum Input {
     Cancel,
     /// An admin blocked the user (`UserStatusChanged`).
     UserBlocked,
+    /// An organizer cancelled the schedule (`ScheduleCancelled`).
+    ScheduleCancelled,
     /// The sweeper looks at the clocks.
     Tick {
         now: DateTime<Utc>,
@@ -284,6 +286,26 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
         }
         (status, Input::Cancel) => return Err(Refusal::NotCancellable(status)),
 
+        // A cancelled schedule sells nothing: a live reservation fails (a payment in flight is
+        // given back, or voided before the wallet takes it), a confirmed one is refunded.
+        (Pending | Held, Input::ScheduleCancelled) => {
+            fail(r, Failed, ReservationFailureReason::ScheduleCancelled, Vec::new())
+        }
+        (Paying, Input::ScheduleCancelled) => fail(
+            r,
+            Failed,
+            ReservationFailureReason::ScheduleCancelled,
+            vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
+        ),
+        (Confirmed, Input::ScheduleCancelled) => Decision {
+            next: Reservation {
+                status: Cancelled,
+                failure_reason: Some(ReservationFailureReason::ScheduleCancelled),
+                ..r.clone()
+            },
+            emit: vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
+        },
+
         (Held, Input::Tick { now, .. }) if r.held_until.is_some_and(|u| now >= u) => {
             fail(r, Expired, ReservationFailureReason::Expired, Vec::new())
         }
@@ -406,6 +428,30 @@ mod tests {
         let done = decide(&paying.next, Input::PaymentCompleted).unwrap();
         assert_eq!((done.next.status, done.next.paid), (Status::Confirmed, true));
         assert_eq!(done.emit, vec![Emit::Completed]);
+    }
+
+    #[test]
+    fn a_cancelled_schedule_fails_live_reservations_and_refunds_paid_ones() {
+        use ReservationFailureReason::ScheduleCancelled;
+        for status in [Status::Pending, Status::Held] {
+            let d = decide(&reservation(status), Input::ScheduleCancelled).unwrap();
+            assert_eq!((d.next.status, d.next.failure_reason), (Status::Failed, Some(ScheduleCancelled)));
+            assert_eq!(d.emit, vec![Emit::Failed(ScheduleCancelled)]);
+        }
+        let d = decide(&reservation(Status::Paying), Input::ScheduleCancelled).unwrap();
+        assert_eq!(d.next.status, Status::Failed);
+        assert_eq!(
+            d.emit,
+            vec![Emit::Failed(ScheduleCancelled), Emit::RefundRequested { amount: Won(5000) }]
+        );
+        let confirmed = Reservation { paid: true, ..reservation(Status::Confirmed) };
+        let d = decide(&confirmed, Input::ScheduleCancelled).unwrap();
+        assert_eq!((d.next.status, d.next.failure_reason), (Status::Cancelled, Some(ScheduleCancelled)));
+        assert_eq!(d.emit, vec![Emit::RefundRequested { amount: Won(5000) }]);
+        // Once ended, a cancellation changes nothing: delivered again, it refunds nothing twice.
+        for ended in [d.next, reservation(Status::Expired), reservation(Status::Failed)] {
+            assert!(decide(&ended, Input::ScheduleCancelled).unwrap().is_noop(&ended));
+        }
     }
 
     #[test]

@@ -7,26 +7,55 @@ use crate::{
     store,
 };
 use contracts::{
-    EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCreated,
-    SeatReservationRejected, SeatReserved, UserStatus, UserStatusChanged,
+    EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCancelled,
+    ScheduleCreated, SeatReservationRejected, SeatReserved, UserStatus, UserStatusChanged,
 };
 use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
-/// Keeps the projection of schedules that requests are validated against.
-pub struct Catalog;
+/// Keeps the projection of schedules that requests are validated against; a schedule
+/// cancelled now ends every reservation of it (live ones FAILED `SCHEDULE_CANCELLED`, confirmed
+/// ones refunded). One started as the cancellation ran is ended by the sweeper.
+pub struct Catalog {
+    pub outbox: Outbox,
+}
 
 impl Handler for Catalog {
     fn handles(&self, kind: &str) -> bool {
-        kind == ScheduleCreated::TYPE
+        [ScheduleCreated::TYPE, ScheduleCancelled::TYPE].contains(&kind)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
+        if msg.kind() == ScheduleCancelled::TYPE {
+            let e = msg.decode::<ScheduleCancelled>()?.payload;
+            let open = store::cancel_schedule(txn, e.schedule_id, e.cancelled_at).await?;
+            return end_each(txn, &self.outbox, msg, open, Input::ScheduleCancelled).await;
+        }
         let e = msg.decode::<ScheduleCreated>()?.payload;
         let seats: Vec<_> = e.seats.iter().map(|s| s.seat_no).collect();
         store::upsert_schedule(txn, e.schedule_id, e.concert_id, &seats).await?;
         Ok(())
     }
+}
+
+/// Applies `input`, which `msg` brought, to each of `reservations` in `txn`.
+async fn end_each(
+    txn: &DatabaseTransaction,
+    outbox: &Outbox,
+    msg: &Incoming,
+    reservations: Vec<ReservationId>,
+    input: Input,
+) -> Result<(), HandleError> {
+    let meta = msg.meta();
+    for id in reservations {
+        let origin = Origin::Event { kind: msg.kind(), meta: &meta };
+        match saga::apply(txn, outbox, id, input.clone(), origin).await {
+            Ok(_) => {}
+            Err(Error::Db(e)) => return Err(e.into()),
+            Err(other) => return Err(HandleError::Permanent(format!("{} of {id}: {other}", msg.kind()))),
+        }
+    }
+    Ok(())
 }
 
 /// Keeps the accounts' status the user service announces; a user blocked now loses every
@@ -47,16 +76,8 @@ impl Handler for Accounts {
         if !store::set_user_status(txn, e.user_id, blocked, e.changed_at).await? || !blocked {
             return Ok(());
         }
-        let meta = msg.meta();
-        for id in store::pending_or_held_of(txn, e.user_id).await? {
-            let origin = Origin::Event { kind: msg.kind(), meta: &meta };
-            match saga::apply(txn, &self.outbox, id, Input::UserBlocked, origin).await {
-                Ok(_) => {}
-                Err(Error::Db(e)) => return Err(e.into()),
-                Err(other) => return Err(HandleError::Permanent(format!("blocking {id}: {other}"))),
-            }
-        }
-        Ok(())
+        let live = store::pending_or_held_of(txn, e.user_id).await?;
+        end_each(txn, &self.outbox, msg, live, Input::UserBlocked).await
     }
 }
 

@@ -79,7 +79,7 @@ impl Service for Reservations {
             |saga: &handlers::Saga| PgInbox::publishing(rt.db.clone(), &saga.outbox, saga.clone());
         let catalog = rt.consumer(
             ConsumerSpec::declared(NAME, Stream::Catalog)?,
-            PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),
+            PgInbox::publishing(rt.db.clone(), &outbox, handlers::Catalog { outbox: outbox.clone() }),
         )?;
         let seat = rt.consumer(ConsumerSpec::declared(NAME, Stream::Seat)?, publishing(&saga))?;
         let wallet = rt.consumer(ConsumerSpec::declared(NAME, Stream::Wallet)?, publishing(&saga))?;

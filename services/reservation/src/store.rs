@@ -338,6 +338,55 @@ pub async fn pending_or_held_of(
     rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
 }
 
+/// Marks a schedule cancelled; the reservations of it not yet ended (PENDING, HELD, PAYING or
+/// CONFIRMED), for the cancellation to end.
+pub async fn cancel_schedule(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    at: DateTime<Utc>,
+) -> Result<Vec<ReservationId>, DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE reservation.schedules SET cancelled_at = coalesce(cancelled_at, $2) WHERE schedule_id = $1",
+        [schedule.0.into(), at.into()],
+    ))
+    .await?;
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT id FROM reservation.reservations
+             WHERE schedule_id = $1 AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')",
+            [schedule.0.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
+}
+
+/// How long after a schedule's cancellation the sweeper still looks for reservations of it
+/// that the cancellation missed (one started as it was being cancelled): far longer than any
+/// reservation stays open.
+pub const CANCELLED_LOOKED_AT: chrono::Duration = chrono::Duration::days(1);
+
+/// Reservations not yet ended of schedules cancelled since `since`, locked (skipping those
+/// locked): those a cancellation did not see because they were inserted as it ran.
+pub async fn lock_of_cancelled(
+    db: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Reservation>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM reservation.reservations
+                 WHERE schedule_id IN (SELECT schedule_id FROM reservation.schedules
+                                       WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1)
+                   AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            [since.into(), limit.into()],
+        ))
+        .await?;
+    rows.iter().map(reservation).collect()
+}
+
 /// `POST /reservations`' inserts, written together when they arrive together
 /// ([`platform::combine`]). Requests that share a seat of a schedule, or a user and a schedule,
 /// are never written together, so the statement's look at the live reservations (which cannot

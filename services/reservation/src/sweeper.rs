@@ -1,5 +1,6 @@
 //! The deadline sweeper: expires holds, gives up on payments past payBy + grace, and times out
-//! requests the seat service never answered. Safe with many replicas: due rows are claimed with
+//! requests the seat service never answered; and ends the reservations a schedule's
+//! cancellation missed (started as it ran). Safe with many replicas: due rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, and every change is a compare-and-set through `decide`.
 
 use crate::{
@@ -42,10 +43,16 @@ impl Sweeper {
         let timeout = chrono::Duration::from_std(self.clocks.request_timeout).unwrap_or_default();
         let txn = self.db.begin().await?;
         let due = store::lock_due(&txn, now, grace, timeout, BATCH).await?;
+        let tick = Input::Tick { now, pay_grace: grace, request_timeout: timeout };
+        let mut due: Vec<_> = due.into_iter().map(|r| (r, tick.clone())).collect();
+        // Reservations a schedule's cancellation missed: started as it ran.
+        let missed = store::lock_of_cancelled(&txn, now - store::CANCELLED_LOOKED_AT, BATCH).await?;
+        let ticked: std::collections::HashSet<_> = due.iter().map(|(r, _)| r.id).collect();
+        let missed = missed.into_iter().filter(|m| !ticked.contains(&m.id));
+        due.extend(missed.map(|r| (r, Input::ScheduleCancelled)));
         let mut changed = Vec::new();
-        for r in &due {
-            let tick = Input::Tick { now, pay_grace: grace, request_timeout: timeout };
-            let Ok(decision) = domain::decide(r, tick) else { continue };
+        for (r, input) in &due {
+            let Ok(decision) = domain::decide(r, input.clone()) else { continue };
             if decision.is_noop(r) {
                 continue;
             }

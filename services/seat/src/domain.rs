@@ -53,9 +53,10 @@ pub enum HoldDecision {
     AlreadyHeld { amount: Won },
 }
 
-/// Whether a schedule whose sale opens at `opens` is on sale at `now`: nothing is held before.
-pub fn on_sale(opens: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-    opens.is_none_or(|opens| opens <= now)
+/// Whether a schedule whose sale opens at `opens` is on sale at `now`: nothing is held before
+/// its opening, nor once it is `cancelled`.
+pub fn on_sale(opens: Option<DateTime<Utc>>, cancelled: bool, now: DateTime<Utc>) -> bool {
+    !cancelled && opens.is_none_or(|opens| opens <= now)
 }
 
 /// All or nothing: every requested seat must exist and be available (`found` are the rows
@@ -94,12 +95,13 @@ mod tests {
     }
 
     #[test]
-    fn a_sale_is_on_from_its_opening_instant() {
+    fn a_sale_is_on_from_its_opening_instant_until_cancelled() {
         let now = Utc::now();
-        assert!(on_sale(None, now));
-        assert!(on_sale(Some(now), now));
-        assert!(on_sale(Some(now - chrono::Duration::seconds(1)), now));
-        assert!(!on_sale(Some(now + chrono::Duration::milliseconds(1)), now));
+        assert!(on_sale(None, false, now));
+        assert!(on_sale(Some(now), false, now));
+        assert!(on_sale(Some(now - chrono::Duration::seconds(1)), false, now));
+        assert!(!on_sale(Some(now + chrono::Duration::milliseconds(1)), false, now));
+        assert!(!on_sale(None, true, now), "a cancelled schedule is off sale for good");
     }
 
     #[test]

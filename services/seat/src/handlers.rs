@@ -8,8 +8,8 @@ use crate::{
 use chrono::{DateTime, Utc};
 use contracts::{
     ConcertId, Envelope, Event, ReservationCompleted, ReservationFailed, ReservationRequested,
-    ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut,
-    Won,
+    ScheduleCancelled, ScheduleChanged, ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected,
+    SeatReserved, SeatsReleased, SoldOut, Won,
 };
 use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
@@ -18,17 +18,30 @@ use std::{
     time::Duration,
 };
 
-/// Builds seat inventory from `ScheduleCreated`.
+/// Builds seat inventory from `ScheduleCreated`, and follows a schedule's sale as organizers
+/// move (`ScheduleChanged`) or cancel it (`ScheduleCancelled`).
 pub struct Catalog;
 
 impl Handler for Catalog {
     fn handles(&self, kind: &str) -> bool {
-        kind == ScheduleCreated::TYPE
+        [ScheduleCreated::TYPE, ScheduleChanged::TYPE, ScheduleCancelled::TYPE].contains(&kind)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let e = msg.decode::<ScheduleCreated>()?.payload;
-        store::create_schedule(txn, e.schedule_id, e.concert_id, &e.seats, e.sales_open_at).await?;
+        match msg.kind() {
+            ScheduleChanged::TYPE => {
+                let e = msg.decode::<ScheduleChanged>()?.payload;
+                store::move_sale(txn, e.schedule_id, e.sales_open_at).await?;
+            }
+            ScheduleCancelled::TYPE => {
+                let e = msg.decode::<ScheduleCancelled>()?.payload;
+                store::cancel(txn, e.schedule_id, e.cancelled_at).await?;
+            }
+            _ => {
+                let e = msg.decode::<ScheduleCreated>()?.payload;
+                store::create_schedule(txn, e.schedule_id, e.concert_id, &e.seats, e.sales_open_at).await?;
+            }
+        }
         Ok(())
     }
 }
@@ -98,7 +111,6 @@ impl Reservations {
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
     ) -> Result<Vec<i64>, HandleError> {
-        let now = Utc::now();
         let until = self.held_until()?;
         let mut asked = HashSet::new();
         let (mut holds, mut events) = (Vec::new(), Vec::new());
@@ -113,9 +125,6 @@ impl Reservations {
                 continue;
             }
             let Some(priced) = self.prices.get(db, p.schedule_id).await? else { continue };
-            if !domain::on_sale(priced.sales_open_at, now) {
-                continue;
-            }
             let Some(amount) = priced.amount(&seats) else { continue };
             asked.extend(seats.iter().map(|s| (p.schedule_id, *s)));
             let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
@@ -279,7 +288,7 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        if !domain::on_sale(inventory.sales_open_at, Utc::now()) {
+        if !domain::on_sale(inventory.sales_open_at, inventory.cancelled, Utc::now()) {
             let event = reject(SeatRejectReason::NotOnSale);
             self.outbox
                 .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta()))

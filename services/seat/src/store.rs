@@ -60,6 +60,8 @@ pub struct Inventory {
     pub concert: ConcertId,
     /// When its sale opens (`None`: on sale from the start).
     pub sales_open_at: Option<DateTime<Utc>>,
+    /// Whether an organizer cancelled it.
+    pub cancelled: bool,
     /// The seats asked for that exist, by number.
     pub seats: Vec<Seat>,
 }
@@ -74,7 +76,7 @@ pub async fn inventory(
 ) -> Result<Option<Inventory>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            "SELECT sc.concert_id, sc.sales_open_at, st.seat_no, st.price, st.status, st.reservation_id
+            "SELECT sc.concert_id, sc.sales_open_at, sc.cancelled_at IS NOT NULL AS cancelled, st.seat_no, st.price, st.status, st.reservation_id
              FROM seat.schedules sc
              LEFT JOIN seat.seats st ON st.schedule_id = sc.schedule_id
                                     AND ($2::int[] IS NULL OR st.seat_no = ANY($2))
@@ -85,12 +87,13 @@ pub async fn inventory(
     let Some(first) = rows.first() else { return Ok(None) };
     let concert = ConcertId(first.try_get("", "concert_id")?);
     let sales_open_at = first.try_get("", "sales_open_at")?;
+    let cancelled = first.try_get("", "cancelled")?;
     let found = rows
         .iter()
         .filter(|r| r.try_get::<Option<i32>>("", "seat_no").is_ok_and(|n| n.is_some()))
         .map(seat)
         .collect::<Result<_, _>>()?;
-    Ok(Some(Inventory { concert, sales_open_at, seats: found }))
+    Ok(Some(Inventory { concert, sales_open_at, cancelled, seats: found }))
 }
 
 /// The requested seats that exist, locked until the transaction ends.
@@ -109,17 +112,15 @@ pub async fn lock_seats(
     rows.iter().map(seat).collect()
 }
 
-/// A schedule's concert, sale opening and seat prices. None of them change once a schedule's
-/// seats exist (they are only inserted), so each schedule is read from the database once per
-/// process.
+/// A schedule's concert and seat prices. Prices never change once a schedule's seats exist
+/// (they are only inserted), so each schedule is read from the database once per process.
 #[derive(Clone)]
 pub struct Prices(Memo<ScheduleId, Arc<Priced>>);
 
-/// A schedule's concert, when its sale opens, and what each of its seats costs.
+/// A schedule's concert and what each of its seats costs.
 #[derive(Debug)]
 pub struct Priced {
     pub concert: ConcertId,
-    pub sales_open_at: Option<DateTime<Utc>>,
     prices: HashMap<SeatNo, Won>,
 }
 
@@ -151,7 +152,6 @@ impl Prices {
             Ok(found.map(|i| {
                 Arc::new(Priced {
                     concert: i.concert,
-                    sales_open_at: i.sales_open_at,
                     prices: i.seats.iter().map(|s| (s.seat_no, s.price)).collect(),
                 })
             }))
@@ -176,7 +176,9 @@ pub struct Hold {
 /// with its `events` (keyed by position) and its inbox row of `claims`, in one statement outside
 /// a transaction; answers the positions of those made. The others change nothing. No two holds
 /// may ask for the same seat. Skipping locked rows keeps a request for a seat someone else is
-/// taking from queueing behind that hold: it is decided afterwards from the committed rows.
+/// taking from queueing behind that hold: it is decided afterwards from the committed rows. A
+/// schedule off sale (not open yet, or cancelled) has no free seat here: its requests are
+/// decided afterwards too (`domain::on_sale`).
 pub async fn hold_each_free(
     db: &impl ConnectionTrait,
     holds: &[Hold],
@@ -194,10 +196,12 @@ pub async fn hold_each_free(
     BatchWrite::over(input)
         .materialized(
             "free",
-            "SELECT schedule_id, seat_no FROM seat.seats
-             WHERE (schedule_id, seat_no) IN (SELECT schedule_id, seat_no FROM input)
-               AND status = 'AVAILABLE'
-             ORDER BY schedule_id, seat_no FOR UPDATE SKIP LOCKED",
+            "SELECT st.schedule_id, st.seat_no FROM seat.seats st
+             WHERE (st.schedule_id, st.seat_no) IN (SELECT schedule_id, seat_no FROM input)
+               AND st.status = 'AVAILABLE'
+               AND EXISTS (SELECT FROM seat.schedules sc WHERE sc.schedule_id = st.schedule_id
+                             AND sc.cancelled_at IS NULL AND coalesce(sc.sales_open_at <= now(), true))
+             ORDER BY st.schedule_id, st.seat_no FOR UPDATE OF st SKIP LOCKED",
         )
         .step(
             "whole",
@@ -459,4 +463,28 @@ pub async fn release(
         rows.iter().map(|r| r.try_get("", "seat_no").map(SeatNo)).collect::<Result<_, _>>()?;
     seats.sort();
     Ok(seats)
+}
+
+/// Moves a schedule's sale opening (`None`: on sale now).
+pub async fn move_sale(
+    db: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    sales_open_at: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE seat.schedules SET sales_open_at = $2 WHERE schedule_id = $1",
+        [schedule.0.into(), sales_open_at.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Marks a schedule cancelled: none of its seats is held any more.
+pub async fn cancel(db: &impl ConnectionTrait, schedule: ScheduleId, at: DateTime<Utc>) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE seat.schedules SET cancelled_at = coalesce(cancelled_at, $2) WHERE schedule_id = $1",
+        [schedule.0.into(), at.into()],
+    ))
+    .await?;
+    Ok(())
 }

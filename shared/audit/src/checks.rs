@@ -84,7 +84,10 @@ impl Invariant {
         match self {
             Invariant::Settled => "still busy when the settle time ran out",
             Invariant::SeatSoldOnce => "a seat in more than one CONFIRMED reservation",
-            Invariant::SoldSeatOwned => "a SOLD seat not sold to a CONFIRMED reservation that claims it",
+            Invariant::SoldSeatOwned => {
+                "a SOLD seat not sold to a CONFIRMED reservation (or one refunded when its schedule was \
+                 cancelled) that claims it"
+            }
             Invariant::ConfirmedSeatsSold => "a CONFIRMED reservation whose seats are not all SOLD to it",
             Invariant::NoOrphanHold => {
                 "a seat HELD for a reservation that ended, does not exist or does not claim it"
@@ -148,7 +151,9 @@ SELECT s.schedule_id || '#' || s.seat_no AS id,
 FROM seat.seats s
 LEFT JOIN reservation.reservations r ON r.id = s.reservation_id
 WHERE s.status = 'SOLD'
-  AND (r.id IS NULL OR r.status <> 'CONFIRMED'
+  AND (r.id IS NULL
+       OR (r.status <> 'CONFIRMED'
+           AND NOT (r.status = 'CANCELLED' AND r.failure_reason = 'SCHEDULE_CANCELLED'))
        OR r.schedule_id <> s.schedule_id OR NOT s.seat_no = ANY (r.seat_nos))
 ORDER BY id
 LIMIT 10";

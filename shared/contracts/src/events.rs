@@ -19,10 +19,12 @@ macro_rules! event {
 }
 
 /// Every event type with its stream and subject: `(TYPE, STREAM, SUBJECT)`.
-pub const ALL_EVENTS: [(&str, Stream, &str); 18] = [
+pub const ALL_EVENTS: [(&str, Stream, &str); 20] = [
     kind::<ConcertCreated>(),
     kind::<ConcertUpdated>(),
     kind::<ScheduleCreated>(),
+    kind::<ScheduleChanged>(),
+    kind::<ScheduleCancelled>(),
     kind::<ReservationRequested>(),
     kind::<PaymentRequested>(),
     kind::<ReservationCompleted>(),
@@ -87,6 +89,30 @@ pub struct ScheduleCreated {
 }
 event!(ScheduleCreated, Stream::Catalog, "catalog.schedule.created");
 
+/// An organizer moved a schedule: when it starts, and when its sale opens (absent: on sale
+/// now). Its seats and prices never change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleChanged {
+    pub schedule_id: ScheduleId,
+    pub concert_id: ConcertId,
+    pub starts_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sales_open_at: Option<DateTime<Utc>>,
+}
+event!(ScheduleChanged, Stream::Catalog, "catalog.schedule.changed");
+
+/// An organizer cancelled a schedule: nothing of it is sold any more, every live reservation
+/// of it fails and every confirmed one is refunded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleCancelled {
+    pub schedule_id: ScheduleId,
+    pub concert_id: ConcertId,
+    pub cancelled_at: DateTime<Utc>,
+}
+event!(ScheduleCancelled, Stream::Catalog, "catalog.schedule.cancelled");
+
 /// A user asked to hold seats; the saga starts here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -135,8 +161,10 @@ pub enum ReservationFailureReason {
     Timeout,
     /// An admin blocked the user while the reservation was PENDING or HELD.
     UserBlocked,
-    /// The schedule's sale had not opened when its seats were asked for.
+    /// The schedule's sale had not opened (or was cancelled) when its seats were asked for.
     NotOnSale,
+    /// The organizer cancelled the schedule; a paid reservation is refunded.
+    ScheduleCancelled,
 }
 
 /// The reservation ended without seats; seats it held are released, the queue token restored.
@@ -181,7 +209,7 @@ event!(SeatReserved, Stream::Seat, "seat.reserved");
 pub enum SeatRejectReason {
     Taken,
     NotFound,
-    /// The schedule's sale has not opened yet.
+    /// The schedule's sale has not opened yet, or the schedule was cancelled.
     NotOnSale,
 }
 
@@ -344,6 +372,8 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<ConcertCreated>(&mut out);
     add::<ConcertUpdated>(&mut out);
     add::<ScheduleCreated>(&mut out);
+    add::<ScheduleChanged>(&mut out);
+    add::<ScheduleCancelled>(&mut out);
     add::<ReservationRequested>(&mut out);
     add::<PaymentRequested>(&mut out);
     add::<ReservationCompleted>(&mut out);

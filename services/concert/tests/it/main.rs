@@ -230,3 +230,75 @@ async fn the_demo_seed_creates_bookable_schedules_once() {
     .await;
     assert!(created.iter().all(|s| s.seats.len() == 50));
 }
+
+#[tokio::test]
+async fn organizers_move_and_cancel_schedules_and_each_change_is_announced_once() {
+    let c = Catalog::start().await;
+    let concert = c.create_concert("Jazz").await;
+    let path = format!("/concerts/{concert}/schedules");
+    let opens = (Utc::now() + Span::days(1)).to_rfc3339();
+    let (status, created) = c
+        .send(
+            reqwest::Method::POST,
+            &path,
+            Some(&c.admin),
+            Some(json!({"startsAt": future(), "price": 1000, "seatCount": 2, "salesOpenAt": opens})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created["salesOpenAt"].is_string() && created["cancelledAt"].is_null(), "{created}");
+    let one = format!("{path}/{}", created["id"].as_str().unwrap());
+    let (status, read) = c.send(reqwest::Method::GET, &one, None, None).await;
+    assert_eq!((status, &read), (200, &created));
+
+    // Moved: a later start, on sale at once. A sale opening after the start is refused.
+    let later = (Utc::now() + Span::days(9)).to_rfc3339();
+    let user = c.env.user_token(UserId::new());
+    let (status, _) = c.send(reqwest::Method::PUT, &one, Some(&user), Some(json!({"startsAt": later}))).await;
+    assert_eq!(status, 403);
+    let (status, refused) = c
+        .send(
+            reqwest::Method::PUT,
+            &one,
+            Some(&c.admin),
+            Some(json!({"startsAt": future(), "salesOpenAt": later})),
+        )
+        .await;
+    assert_eq!((status, refused["code"].as_str()), (422, Some("SCHEDULE_REFUSED")), "{refused}");
+    let (status, moved) =
+        c.send(reqwest::Method::PUT, &one, Some(&c.admin), Some(json!({"startsAt": later}))).await;
+    assert_eq!(status, 200, "{moved}");
+    assert!(moved["salesOpenAt"].is_null(), "{moved}");
+
+    // Cancelled, twice: the same answer, one announcement; then it cannot be moved.
+    let cancel = format!("{one}/cancellation");
+    let (status, cancelled) = c.send(reqwest::Method::POST, &cancel, Some(&c.admin), None).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert!(cancelled["cancelledAt"].is_string(), "{cancelled}");
+    let (status, again) = c.send(reqwest::Method::POST, &cancel, Some(&c.admin), None).await;
+    assert_eq!((status, &again), (200, &cancelled));
+    let (status, refused) =
+        c.send(reqwest::Method::PUT, &one, Some(&c.admin), Some(json!({"startsAt": later}))).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("SCHEDULE_CANCELLED")), "{refused}");
+    let (status, _) = c
+        .send(
+            reqwest::Method::POST,
+            &format!("{path}/{}/cancellation", uuid::Uuid::now_v7()),
+            Some(&c.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    let (changed, cancelled) = eventually("the announcements", Duration::from_secs(10), || async {
+        let changed = c.env.events_of::<contracts::ScheduleChanged>().await.unwrap();
+        let cancelled = c.env.events_of::<contracts::ScheduleCancelled>().await.unwrap();
+        (!changed.is_empty() && !cancelled.is_empty()).then_some((changed, cancelled))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.env.events_of::<contracts::ScheduleChanged>().await.unwrap().len(), 1);
+    assert_eq!(c.env.events_of::<contracts::ScheduleCancelled>().await.unwrap().len(), 1);
+    assert_eq!(changed[0].sales_open_at, None);
+    assert_eq!(cancelled[0].schedule_id.to_string(), created["id"].as_str().unwrap());
+}

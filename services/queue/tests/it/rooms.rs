@@ -490,3 +490,51 @@ async fn those_who_join_before_a_sale_opens_are_drawn_in_random_order_and_go_fir
         call(&url, &env, Method::GET, &format!("/queue/tokens/{}", tokens[0]), early[0], None).await;
     assert!(seen.get("salesOpenAt").is_none(), "{seen}");
 }
+
+#[tokio::test]
+async fn a_moved_opening_moves_the_room_and_a_cancelled_schedule_closes_it() {
+    let (env, url) = start().await;
+    let sale = ScheduleId::new();
+    let keys = keys(&env);
+    let room = keys.room(Some(sale));
+    let mut c = conn(&env).await;
+    announce(&env, sale).await;
+    let now = chrono::Utc::now();
+    let user = UserId::new();
+    assert_eq!(store::join(&mut c, &room, user, now.timestamp_millis()).await.unwrap().opens_at, None);
+
+    // The organizer moves the opening an hour ahead: the room waits for it.
+    let opens = now + chrono::Duration::hours(1);
+    let changed = Envelope::new(
+        "concert",
+        sale.0,
+        contracts::ScheduleChanged {
+            schedule_id: sale,
+            concert_id: ConcertId::new(),
+            starts_at: now + chrono::Duration::days(1),
+            sales_open_at: Some(opens),
+        },
+    );
+    env.publish(&changed).await.unwrap();
+    env.wait_redis_handled("queue__CATALOG", changed.id).await;
+    let other = store::join(&mut c, &room, UserId::new(), now.timestamp_millis()).await.unwrap();
+    assert_eq!(other.opens_at, Some(opens.timestamp_millis()));
+    assert_eq!(
+        store::tick(&mut c, &room, &crate::settings(10, 10), now.timestamp_millis()).await.unwrap(),
+        (0, 0)
+    );
+
+    // Cancelled: every token of it reads SOLD_OUT (nothing is left to buy), and no one joins.
+    let cancelled = Envelope::new(
+        "concert",
+        sale.0,
+        contracts::ScheduleCancelled { schedule_id: sale, concert_id: ConcertId::new(), cancelled_at: now },
+    );
+    env.publish(&cancelled).await.unwrap();
+    env.wait_redis_handled("queue__CATALOG", cancelled.id).await;
+    assert_eq!(status(&env, &other.token).await.status, TokenStatus::SoldOut);
+    let (code, refused) =
+        call(&url, &env, Method::POST, "/queue/tokens", UserId::new(), Some(json!({"scheduleId": sale})))
+            .await;
+    assert_eq!(code, 409, "{refused}");
+}
