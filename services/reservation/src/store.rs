@@ -360,10 +360,10 @@ pub async fn cancel_schedule(
     rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
 }
 
-/// How long after a schedule's cancellation the sweeper still looks for reservations of it
-/// that the cancellation missed (one started as it was being cancelled): far longer than any
+/// How long after a schedule's cancellation, or a user's block, the sweeper still looks for
+/// reservations it missed (one started as it was being applied): far longer than any
 /// reservation stays open.
-pub const CANCELLED_LOOKED_AT: chrono::Duration = chrono::Duration::days(1);
+pub const MISSED_LOOKED_AT: chrono::Duration = chrono::Duration::days(1);
 
 /// Reservations not yet ended of schedules cancelled since `since`, locked (skipping those
 /// locked): those a cancellation did not see because they were inserted as it ran.
@@ -379,6 +379,28 @@ pub async fn lock_of_cancelled(
                  WHERE schedule_id IN (SELECT schedule_id FROM reservation.schedules
                                        WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1)
                    AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ),
+            [since.into(), limit.into()],
+        ))
+        .await?;
+    rows.iter().map(reservation).collect()
+}
+
+/// PENDING or HELD reservations of users blocked since `since`, locked (skipping those locked):
+/// those a block did not see because they were inserted as it ran.
+pub async fn lock_of_blocked(
+    db: &impl ConnectionTrait,
+    since: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Reservation>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {COLUMNS} FROM reservation.reservations
+                 WHERE user_id IN (SELECT user_id FROM reservation.user_status
+                                   WHERE blocked AND changed_at >= $1)
+                   AND status IN ('PENDING', 'HELD')
                  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
             ),
             [since.into(), limit.into()],

@@ -1,6 +1,6 @@
 //! The deadline sweeper: expires holds, gives up on payments past payBy + grace, and times out
 //! requests the seat service never answered; and ends the reservations a schedule's
-//! cancellation missed (started as it ran). Safe with many replicas: due rows are claimed with
+//! cancellation or a user's block missed (started as it ran). Safe with many replicas: due rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, and every change is a compare-and-set through `decide`.
 
 use crate::{
@@ -45,11 +45,19 @@ impl Sweeper {
         let due = store::lock_due(&txn, now, grace, timeout, BATCH).await?;
         let tick = Input::Tick { now, pay_grace: grace, request_timeout: timeout };
         let mut due: Vec<_> = due.into_iter().map(|r| (r, tick.clone())).collect();
-        // Reservations a schedule's cancellation missed: started as it ran.
-        let missed = store::lock_of_cancelled(&txn, now - store::CANCELLED_LOOKED_AT, BATCH).await?;
-        let ticked: std::collections::HashSet<_> = due.iter().map(|(r, _)| r.id).collect();
-        let missed = missed.into_iter().filter(|m| !ticked.contains(&m.id));
-        due.extend(missed.map(|r| (r, Input::ScheduleCancelled)));
+        // Reservations a schedule's cancellation or a user's block missed: started as it ran.
+        let since = now - store::MISSED_LOOKED_AT;
+        let missed = [
+            (store::lock_of_cancelled(&txn, since, BATCH).await?, Input::ScheduleCancelled),
+            (store::lock_of_blocked(&txn, since, BATCH).await?, Input::UserBlocked),
+        ];
+        for (reservations, input) in missed {
+            for r in reservations {
+                if due.iter().all(|(d, _)| d.id != r.id) {
+                    due.push((r, input.clone()));
+                }
+            }
+        }
         let mut changed = Vec::new();
         for (r, input) in &due {
             let Ok(decision) = domain::decide(r, input.clone()) else { continue };

@@ -218,3 +218,24 @@ async fn a_user_starts_no_more_reservations_a_minute_than_the_limit() {
     // Another user's pace is their own.
     assert_eq!(ask(UserId::new(), 3).await.0, 202);
 }
+
+#[tokio::test]
+async fn the_sweeper_ends_a_reservation_a_block_missed() {
+    let s = Service::start().await;
+    let user = UserId::new();
+    let held = s.held(user, 1, Span::minutes(5)).await;
+    // The block committed without seeing the reservation (inserted as the block ran): its row
+    // is written as the block's handler writes it, and nothing else.
+    use sea_orm::ConnectionTrait;
+    s.env
+        .db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO reservation.user_status (user_id, blocked, changed_at) VALUES ($1, true, now())",
+            [user.0.into()],
+        ))
+        .await
+        .unwrap();
+    let r = s.wait_status(user, held, "FAILED").await;
+    assert_eq!(r["failureReason"], "USER_BLOCKED", "{r}");
+}
