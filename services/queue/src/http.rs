@@ -24,7 +24,7 @@ use platform::{
     Problem,
     auth::Identity,
     http::Parking,
-    openapi::{BadRequest, NotFound, Shared, Unauthenticated},
+    openapi::{BadRequest, NotFound, ServerSentEvent, Shared, Unauthenticated},
     paging::PreferWait,
     problem::{ApiPath, ApiQuery, PROBLEM_JSON},
 };
@@ -274,7 +274,7 @@ async fn get_token(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "`text/event-stream`: events `token`, each data a TokenView.",
-         body = TokenView, content_type = "text/event-stream"),
+         body = ServerSentEvent, content_type = "text/event-stream"),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 404, response = NotFound),

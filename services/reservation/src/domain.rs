@@ -51,7 +51,8 @@ impl Status {
         .find(|x| x.as_str() == s)
     }
 
-    /// No transition leaves a terminal state.
+    /// No transition leaves a terminal state, but one: a schedule's cancellation refunds a
+    /// CONFIRMED reservation (CANCELLED).
     pub fn is_terminal(self) -> bool {
         matches!(self, Status::Confirmed | Status::Failed | Status::Expired | Status::Cancelled)
     }

@@ -1,5 +1,5 @@
 //! `POST /reservations`, `GET /reservations[/{id}]`, `POST /reservations/{id}/payment`,
-//! `DELETE /reservations/{id}`.
+//! `DELETE /reservations/{id}`, `GET /reservations/{id}/events`.
 
 use crate::{
     AppState, NAME,
@@ -11,7 +11,10 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
-    response::{IntoResponse, Response},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
@@ -21,8 +24,8 @@ use platform::{
     auth::Identity,
     idempotency::{self, MaybeKey},
     openapi::{
-        BadRequest, BookingUnauthenticated, Internal, NotFound, QueueNotAdmitted, Shared, Unauthenticated,
-        UnsupportedMediaType,
+        BadRequest, BookingUnauthenticated, Internal, NotFound, QueueNotAdmitted, ServerSentEvent, Shared,
+        Unauthenticated, UnsupportedMediaType,
     },
     paging::{PageQuery, Paged, PreferWait},
     problem::{ApiJson, ApiPath, ApiQuery, PROBLEM_JSON},
@@ -33,7 +36,14 @@ use serde::{Deserialize, Serialize};
 /// The reservation service's OpenAPI document.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(create_reservation, list_reservations, get_reservation, cancel_reservation, pay_reservation),
+    paths(
+        create_reservation,
+        list_reservations,
+        get_reservation,
+        reservation_events,
+        cancel_reservation,
+        pay_reservation
+    ),
     tags((name = NAME, description = "The saga: hold up to 4 seats, pay for them before the hold ends, or cancel.")),
     modifiers(&Shared)
 )]
@@ -43,6 +53,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/reservations", post(create_reservation).get(list_reservations))
         .route("/reservations/{id}", get(get_reservation).delete(cancel_reservation))
+        .route("/reservations/{id}/events", get(reservation_events))
         .route("/reservations/{id}/payment", post(pay_reservation))
 }
 
@@ -242,6 +253,42 @@ async fn get_reservation(
 ) -> Result<Json<View>, Problem> {
     let (r, timeline) = s.requests.find(who.user_id, id).await?;
     Ok(Json(View::of(r, Some(timeline))))
+}
+
+/// Streams one of the caller's reservations as Server-Sent Events: an event `reservation` (as
+/// `GET /reservations/{id}` answers it, with its timeline) at once, and again after each change
+/// as the saga moves it, until it is CONFIRMED, FAILED, EXPIRED or CANCELLED (the last event).
+/// A page follows the saga without polling.
+#[utoipa::path(
+    get,
+    path = "/reservations/{id}/events",
+    tag = NAME,
+    params(("id" = ReservationId, Path, description = "The reservation.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`text/event-stream`: events `reservation`, each data a View.",
+         body = ServerSentEvent, content_type = "text/event-stream"),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 404, response = NotFound),
+        (status = 500, response = Internal),
+    )
+)]
+async fn reservation_events(
+    State(s): State<AppState>,
+    who: Identity,
+    ApiPath(id): ApiPath<ReservationId>,
+) -> Result<Response, Problem> {
+    use futures::StreamExt;
+    let views = s.requests.follow(who.user_id, id).await?;
+    let events = views.map(|(r, timeline)| {
+        let view = View::of(r, Some(timeline));
+        Ok::<_, std::convert::Infallible>(
+            Event::default().event("reservation").json_data(view).unwrap_or_default(),
+        )
+    });
+    // `X-Accel-Buffering: no`: nginx passes each event on at once instead of buffering them.
+    Ok(([("x-accel-buffering", "no")], Sse::new(events).keep_alive(KeepAlive::default())).into_response())
 }
 
 /// Lists the caller's reservations, oldest first (without timelines).

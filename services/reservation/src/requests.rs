@@ -42,6 +42,23 @@ const AT_ONCE: usize = 64;
 /// Requests waiting for a writer at most, of each: more are answered 503 at once.
 const WAITING: usize = 16 * AT_ONCE;
 
+/// How often a followed reservation is read even without a signal: a change another replica
+/// made and failed to tell shows within this.
+pub const FOLLOW_RECHECK: Duration = Duration::from_secs(2);
+
+/// A reservation being followed ([`Requests::follow`]).
+struct Following {
+    watch: Watch,
+    /// The signals seen.
+    seen: u64,
+    /// The first reading, to be shown at once.
+    first: Option<(Reservation, Vec<TimelineEntry>)>,
+    /// The length of the timeline last shown: a longer one is a later state.
+    shown: usize,
+    /// Whether the last state shown was terminal.
+    ended: bool,
+}
+
 /// Users' requests of their reservations.
 #[derive(Clone)]
 pub struct Requests {
@@ -310,6 +327,50 @@ impl Requests {
             let wake = deadline.min(tokio::time::Instant::now() + RECHECK);
             let _ = tokio::time::timeout_at(wake, watch.after(seen)).await;
         }
+    }
+
+    /// One of the user's reservations with its timeline, at once and again after each change
+    /// as it commits, until it ends (a terminal status) or the stream is dropped. A change
+    /// signalled here or by another replica is read at once; a lost signal costs at most
+    /// [`FOLLOW_RECHECK`].
+    pub async fn follow(
+        &self,
+        user: UserId,
+        id: ReservationId,
+    ) -> Result<impl futures::Stream<Item = (Reservation, Vec<TimelineEntry>)> + Send + 'static, Error> {
+        // Watched before the first read, so a change committed in between is seen.
+        let watch = self.local.waiters.watch(id);
+        let seen = watch.count();
+        let first = self.find(user, id).await?;
+        let following = Following { watch, seen, first: Some(first), shown: 0, ended: false };
+        let requests = self.clone();
+        Ok(futures::stream::unfold(following, move |mut f| {
+            let requests = requests.clone();
+            async move {
+                let next = match f.first.take() {
+                    Some(first) => first,
+                    None if f.ended => return None,
+                    None => loop {
+                        let _ = tokio::time::timeout(FOLLOW_RECHECK, f.watch.after(f.seen)).await;
+                        f.seen = f.watch.count();
+                        let read = match f.watch.offered_after(f.shown) {
+                            Some(view) => (view.reservation.clone(), view.timeline.clone()),
+                            // A failed read is tried again at the next signal or recheck.
+                            None => match requests.find(user, id).await {
+                                Ok(read) => read,
+                                Err(_) => continue,
+                            },
+                        };
+                        if read.1.len() > f.shown {
+                            break read;
+                        }
+                    },
+                };
+                f.shown = next.1.len();
+                f.ended = next.0.status.is_terminal();
+                Some((next, f))
+            }
+        }))
     }
 
     /// One of the user's reservations, with its timeline.

@@ -8,6 +8,7 @@ mod domain;
 mod error;
 mod handlers;
 mod http;
+mod live;
 mod maps;
 mod store;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// Seat maps read recently, forgotten when this process changes a seat.
     pub maps: maps::SeatMaps,
+    /// The schedules whose maps some stream watches.
+    pub watched: live::Watched,
 }
 
 /// How long a seat map read from the database is answered again (unless a seat of it changes
@@ -83,6 +86,9 @@ impl Service for Seats {
                 },
             ),
         )?;
-        Ok(http::routes().with_state(AppState { db: rt.db.clone(), maps }))
+        let watched = live::Watched::default();
+        let (live, db, shutdown) = (watched.clone(), rt.db.clone(), rt.shutdown.clone());
+        rt.spawn("live[seat]", live.run(db, shutdown));
+        Ok(http::routes().with_state(AppState { db: rt.db.clone(), maps, watched }))
     }
 }

@@ -96,6 +96,27 @@ pub async fn inventory(
     Ok(Some(Inventory { concert, sales_open_at, cancelled, seats: found }))
 }
 
+/// The seats of each of `schedules` that exists, by number, as last committed, in one statement.
+pub async fn maps_of(
+    db: &impl ConnectionTrait,
+    schedules: &[ScheduleId],
+) -> Result<HashMap<ScheduleId, Vec<Seat>>, DbErr> {
+    let ids: Vec<uuid::Uuid> = schedules.iter().map(|s| s.0).collect();
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT schedule_id, seat_no, price, status, reservation_id FROM seat.seats
+             WHERE schedule_id = ANY($1) ORDER BY schedule_id, seat_no",
+            [ids.into()],
+        ))
+        .await?;
+    let mut maps: HashMap<ScheduleId, Vec<Seat>> = HashMap::new();
+    for r in &rows {
+        let schedule = ScheduleId(r.try_get("", "schedule_id")?);
+        maps.entry(schedule).or_default().push(seat(r)?);
+    }
+    Ok(maps)
+}
+
 /// The requested seats that exist, locked until the transaction ends.
 pub async fn lock_seats(
     db: &impl ConnectionTrait,

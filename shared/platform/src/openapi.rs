@@ -16,6 +16,18 @@ use utoipa::{
     },
 };
 
+/// One Server-Sent Event as a `text/event-stream` answer carries it (`body = ServerSentEvent,
+/// content_type = "text/event-stream"`): its name, and its data, a JSON document whose schema
+/// the route's description names.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only: the streams write their events with axum")]
+pub struct ServerSentEvent {
+    /// The event's name (such as `token`, `seats`, `reservation`).
+    pub event: String,
+    /// The event's data: one JSON document, as the route says.
+    pub data: String,
+}
+
 /// The security scheme of routes that need a JWT: `security(("bearer" = []))`.
 pub const BEARER: &str = "bearer";
 

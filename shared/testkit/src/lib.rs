@@ -398,6 +398,42 @@ where
 /// Starts a service on a runtime ([`servicekit::start`]), for tests that configure their own.
 pub use servicekit::start;
 
+/// A Server-Sent Events response read event by event.
+pub struct Events {
+    res: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// Reads `res`, which must be a `text/event-stream`.
+    pub fn of(res: reqwest::Response) -> Self {
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Self { res, buffer: String::new() }
+    }
+
+    /// The `data` of the next event named `kind` (JSON), skipping others and comments; `None`
+    /// once the stream ends. Panics when none comes within 15 s.
+    #[allow(clippy::expect_used, reason = "a test's helper: a broken stream fails the test")]
+    pub async fn next(&mut self, kind: &str) -> Option<serde_json::Value> {
+        let name = format!("event: {kind}");
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                if event.lines().any(|l| l == name) {
+                    let data = event.lines().find_map(|l| l.strip_prefix("data: ")).expect("an event's data");
+                    return Some(serde_json::from_str(data).expect("an event's data is JSON"));
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(15), self.res.chunk())
+                .await
+                .expect("an event within 15 s")
+                .expect("the stream to be read")?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8 events"));
+        }
+    }
+}
+
 /// Whether `S`'s document and routes agree, on a service started in a fresh environment (see
 /// [`openapi_drift`]). Empty when they do.
 pub async fn openapi_drift_of<S: servicekit::Service>() -> anyhow::Result<Vec<String>> {

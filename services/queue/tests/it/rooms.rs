@@ -282,26 +282,6 @@ async fn a_sold_out_sale_tells_everyone_in_its_room_at_once() {
     assert_eq!(try_book(&booking, &env, global_user, &global, ScheduleId::new()).await.0, 200);
 }
 
-/// The `data` of the next `token` event of a Server-Sent Events response; `None` once the
-/// stream ends.
-async fn next_event(res: &mut reqwest::Response, buffer: &mut String) -> Option<Value> {
-    loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            if event.lines().any(|l| l == "event: token") {
-                let data = event.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
-                return Some(serde_json::from_str(data).unwrap());
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(15), res.chunk())
-            .await
-            .expect("an event within 15 s")
-            .unwrap()?;
-        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-}
-
 #[tokio::test]
 async fn a_token_stream_tells_each_move_and_ends_with_sold_out() {
     let env = TestEnv::new().await.unwrap();
@@ -329,12 +309,11 @@ async fn a_token_stream_tells_each_move_and_ends_with_sold_out() {
     };
     // Only the token's user may watch it.
     assert_eq!(open(alice, &tokens[2]).await.unwrap().status(), 404);
-    let mut res = open(carol, &tokens[2]).await.unwrap();
-    assert_eq!(res.headers()["content-type"], "text/event-stream");
-    let mut buffer = String::new();
+    let mut events = testkit::Events::of(open(carol, &tokens[2]).await.unwrap());
     macro_rules! next {
         () => {
-            next_event(&mut res, &mut buffer)
+            events
+                .next("token")
                 .await
                 .map(|v| (v["status"].as_str().unwrap().to_owned(), v["position"].as_u64().unwrap()))
         };

@@ -304,3 +304,29 @@ async fn prefer_wait_on_a_payment_answers_with_the_confirmed_reservation() {
     // Not its own PAYING commit, nor anything earlier: the later, settled one, as stored.
     assert_eq!(body, s.get(user, id).await);
 }
+
+#[tokio::test]
+async fn a_reservation_stream_shows_each_step_of_the_saga_and_ends_with_it() {
+    let s = Service::start().await;
+    let (user, stranger) = (UserId::new(), UserId::new());
+    let id = s.reserve(user, &[7]).await;
+    let open = |who: UserId| {
+        s.http.get(format!("{}/reservations/{id}/events", s.url)).bearer_auth(s.env.user_token(who)).send()
+    };
+    assert_eq!(open(stranger).await.unwrap().status(), 404, "only its user follows it");
+    let mut events = testkit::Events::of(open(user).await.unwrap());
+    let mut next = async || {
+        let v = events.next("reservation").await?;
+        assert_eq!(v["id"], id.to_string());
+        Some(v["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(next().await.as_deref(), Some("PENDING"));
+    s.seats_held(id, &[7], Utc::now() + Span::minutes(5)).await;
+    assert_eq!(next().await.as_deref(), Some("HELD"));
+    let (status, body) = s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(next().await.as_deref(), Some("PAYING"));
+    s.paid(id, user).await;
+    assert_eq!(next().await.as_deref(), Some("CONFIRMED"));
+    assert_eq!(next().await, None, "the stream ends with the saga");
+}

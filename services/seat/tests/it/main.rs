@@ -328,3 +328,22 @@ async fn the_backstop_releases_seats_held_past_every_deadline() {
         (lost, vec![SeatNo(1), SeatNo(2)])
     );
 }
+
+#[tokio::test]
+async fn a_seat_map_stream_shows_each_hold_and_release_as_it_happens() {
+    let s = Seats::start().await;
+    let schedule = s.schedule(3).await;
+    let open = |schedule: ScheduleId| reqwest::get(format!("{}/schedules/{schedule}/seats/events", s.url));
+    assert_eq!(open(ScheduleId::new()).await.unwrap().status(), 404);
+    let mut events = testkit::Events::of(open(schedule).await.unwrap());
+    let statuses = |map: Value| -> Vec<String> {
+        assert_eq!(map["scheduleId"], schedule.to_string());
+        map["seats"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(statuses(events.next("seats").await.unwrap()), ["AVAILABLE", "AVAILABLE", "AVAILABLE"]);
+
+    let (r, _) = s.request(schedule, &[1, 2]).await;
+    assert_eq!(statuses(events.next("seats").await.unwrap()), ["HELD", "HELD", "AVAILABLE"]);
+    s.fail(schedule, r, &[1, 2]).await;
+    assert_eq!(statuses(events.next("seats").await.unwrap()), ["AVAILABLE", "AVAILABLE", "AVAILABLE"]);
+}
