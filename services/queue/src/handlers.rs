@@ -4,7 +4,7 @@
 
 use crate::Settings;
 use crate::{
-    scripts::{CANCELLED, COMPLETE, RESTORE, SCHEDULE, SOLD_OUT},
+    scripts::{CLOSE, COMPLETE, RESTORE, SCHEDULE},
     store::{RETENTION, WAITING_TTL},
 };
 use contracts::{
@@ -64,36 +64,11 @@ impl RedisHandler for Tokens {
             }
             ScheduleCancelled::TYPE => {
                 let e = msg.decode::<ScheduleCancelled>()?.payload;
-                let room = self.keys.room(Some(e.schedule_id));
-                let answer: i64 = CANCELLED
-                    .prepare(inbox)
-                    .key(&room.sold_out)
-                    .key(&room.waiting)
-                    .key(&room.active)
-                    .key(&room.rooms)
-                    .key(&room.schedules)
-                    .arg(e.schedule_id.to_string())
-                    .arg(e.cancelled_at.timestamp_millis())
-                    .arg(2 * WAITING_TTL.as_secs())
-                    .invoke_async(conn)
-                    .await?;
-                return Ok(applied(answer));
+                return self.close(conn, inbox, e.schedule_id, e.cancelled_at, true).await;
             }
             SoldOut::TYPE => {
                 let e = msg.decode::<SoldOut>()?.payload;
-                let room = self.keys.room(Some(e.schedule_id));
-                let answer: i64 = SOLD_OUT
-                    .prepare(inbox)
-                    .key(&room.sold_out)
-                    .key(&room.waiting)
-                    .key(&room.active)
-                    .key(&room.rooms)
-                    .arg(e.schedule_id.to_string())
-                    .arg(e.sold_out_at.timestamp_millis())
-                    .arg(2 * WAITING_TTL.as_secs())
-                    .invoke_async(conn)
-                    .await?;
-                return Ok(applied(answer));
+                return self.close(conn, inbox, e.schedule_id, e.sold_out_at, false).await;
             }
             ReservationCompleted::TYPE => {
                 let e = msg.decode::<ReservationCompleted>()?.payload;
@@ -136,6 +111,34 @@ impl RedisHandler for Tokens {
                     .await?
             }
         };
+        Ok(applied(answer))
+    }
+}
+
+impl Tokens {
+    /// Closes the room of `schedule`'s sale (sold out, or cancelled and then forgotten).
+    async fn close(
+        &self,
+        conn: &mut platform::pools::Redis,
+        inbox: &InboxKey,
+        schedule: contracts::ScheduleId,
+        at: chrono::DateTime<chrono::Utc>,
+        forget: bool,
+    ) -> Result<Applied, HandleError> {
+        let room = self.keys.room(Some(schedule));
+        let answer: i64 = CLOSE
+            .prepare(inbox)
+            .key(&room.sold_out)
+            .key(&room.waiting)
+            .key(&room.active)
+            .key(&room.rooms)
+            .key(&room.schedules)
+            .arg(schedule.to_string())
+            .arg(at.timestamp_millis())
+            .arg(2 * WAITING_TTL.as_secs())
+            .arg(if forget { "1" } else { "" })
+            .invoke_async(conn)
+            .await?;
         Ok(applied(answer))
     }
 }

@@ -12,10 +12,7 @@ use axum::{
     body::Bytes,
     extract::State,
     http::{StatusCode, header},
-    response::{
-        IntoResponse, Response,
-        sse::{Event, KeepAlive, Sse},
-    },
+    response::{IntoResponse, Response, sse::Event},
     routing::{get, post},
 };
 use contracts::ScheduleId;
@@ -318,8 +315,7 @@ async fn token_events(
                 Some((Ok::<_, std::convert::Infallible>(event), (waiter, None, Some(view))))
             }
         });
-    // `X-Accel-Buffering: no`: nginx passes each event on at once instead of buffering them.
-    Ok(([("x-accel-buffering", "no")], Sse::new(events).keep_alive(KeepAlive::default())).into_response())
+    Ok(platform::http::event_stream(events))
 }
 
 /// How often a stream reads its token even when its room did not move (its place changes

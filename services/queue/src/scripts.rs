@@ -236,17 +236,20 @@ redis.call('SET', user, ARGV[2], 'EX', ARGV[6])
     ))
 });
 
-/// SoldOut: the sale's room closes. Every token of it not yet spent reads SOLD_OUT (`POLL`,
-/// the booking guard) without one write per token; its queues go (UNLINK frees them off the
-/// main thread) and the ticker stops visiting it.
-/// KEYS[2..]: sold-out, waiting, active, rooms (the room's). ARGV[2..]: schedule, sold-out-at
-/// ms, how long the mark is kept s (longer than any token of the room lives).
-pub static SOLD_OUT: LazyLock<IdempotentScript> = LazyLock::new(|| {
+/// SoldOut or ScheduleCancelled: the sale's room closes. Every token of it not yet spent reads
+/// SOLD_OUT (`POLL`, the booking guard: nothing is left to buy) without one write per token; its
+/// queues go (UNLINK frees them off the main thread) and the ticker stops visiting it. A join is
+/// refused 409; a cancelled schedule is also forgotten, so once the mark is gone a join is 404.
+/// KEYS[2..]: sold-out, waiting, active, rooms (the room's), schedules. ARGV[2..]: schedule,
+/// closed-at ms, how long the mark is kept s (longer than any token of the room lives), '1' to
+/// forget the schedule.
+pub static CLOSE: LazyLock<IdempotentScript> = LazyLock::new(|| {
     IdempotentScript::new(
         r#"
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 redis.call('UNLINK', KEYS[3], KEYS[4])
 redis.call('SREM', KEYS[5], ARGV[2])
+if ARGV[5] == '1' then redis.call('SREM', KEYS[6], ARGV[2]) end
 "#,
     )
 });
@@ -265,21 +268,6 @@ if ARGV[3] ~= '' then
 else
   redis.call('HDEL', KEYS[3], 'opensAt')
 end
-"#,
-    )
-});
-
-/// ScheduleCancelled: the room closes as a sold-out one does (`SOLD_OUT`: nothing is left to
-/// buy; a join is refused 409, and 404 once the mark is gone, the schedule being forgotten). KEYS[2..]: sold-out,
-/// waiting, active, rooms, schedules. ARGV[2..]: schedule, cancelled-at ms, how long the mark is
-/// kept s.
-pub static CANCELLED: LazyLock<IdempotentScript> = LazyLock::new(|| {
-    IdempotentScript::new(
-        r#"
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-redis.call('UNLINK', KEYS[3], KEYS[4])
-redis.call('SREM', KEYS[5], ARGV[2])
-redis.call('SREM', KEYS[6], ARGV[2])
 "#,
     )
 });

@@ -11,10 +11,7 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
-    response::{
-        IntoResponse, Response,
-        sse::{Event, KeepAlive, Sse},
-    },
+    response::{IntoResponse, Response, sse::Event},
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
@@ -287,8 +284,7 @@ async fn reservation_events(
             Event::default().event("reservation").json_data(view).unwrap_or_default(),
         )
     });
-    // `X-Accel-Buffering: no`: nginx passes each event on at once instead of buffering them.
-    Ok(([("x-accel-buffering", "no")], Sse::new(events).keep_alive(KeepAlive::default())).into_response())
+    Ok(platform::http::event_stream(events))
 }
 
 /// Lists the caller's reservations, oldest first (without timelines).

@@ -365,42 +365,48 @@ pub async fn cancel_schedule(
 /// reservation stays open.
 pub const MISSED_LOOKED_AT: chrono::Duration = chrono::Duration::days(1);
 
-/// Reservations not yet ended of schedules cancelled since `since`, locked (skipping those
-/// locked): those a cancellation did not see because they were inserted as it ran.
-pub async fn lock_of_cancelled(
-    db: &impl ConnectionTrait,
-    since: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Reservation>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            &format!(
-                "SELECT {COLUMNS} FROM reservation.reservations
-                 WHERE schedule_id IN (SELECT schedule_id FROM reservation.schedules
-                                       WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1)
-                   AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-            ),
-            [since.into(), limit.into()],
-        ))
-        .await?;
-    rows.iter().map(reservation).collect()
+/// What a sweep looks for that a handler applying a change may have missed: a reservation
+/// inserted as it ran, which its read could not see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missed {
+    /// Reservations not yet ended of schedules cancelled since the time given.
+    Cancelled,
+    /// PENDING or HELD reservations of users blocked since the time given.
+    Blocked,
 }
 
-/// PENDING or HELD reservations of users blocked since `since`, locked (skipping those locked):
-/// those a block did not see because they were inserted as it ran.
-pub async fn lock_of_blocked(
+impl Missed {
+    /// What the change means for each reservation it missed.
+    pub fn input(self) -> crate::domain::Input {
+        match self {
+            Missed::Cancelled => crate::domain::Input::ScheduleCancelled,
+            Missed::Blocked => crate::domain::Input::UserBlocked,
+        }
+    }
+}
+
+/// The reservations `missed` since `since`, locked (skipping those locked).
+pub async fn lock_missed(
     db: &impl ConnectionTrait,
+    missed: Missed,
     since: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Reservation>, DbErr> {
+    let (whose, statuses) = match missed {
+        Missed::Cancelled => (
+            "schedule_id IN (SELECT schedule_id FROM reservation.schedules
+                             WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1)",
+            "'PENDING', 'HELD', 'PAYING', 'CONFIRMED'",
+        ),
+        Missed::Blocked => (
+            "user_id IN (SELECT user_id FROM reservation.user_status WHERE blocked AND changed_at >= $1)",
+            "'PENDING', 'HELD'",
+        ),
+    };
     let rows = db
         .query_all_raw(stmt(
             &format!(
-                "SELECT {COLUMNS} FROM reservation.reservations
-                 WHERE user_id IN (SELECT user_id FROM reservation.user_status
-                                   WHERE blocked AND changed_at >= $1)
-                   AND status IN ('PENDING', 'HELD')
+                "SELECT {COLUMNS} FROM reservation.reservations WHERE {whose} AND status IN ({statuses})
                  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
             ),
             [since.into(), limit.into()],

@@ -47,14 +47,10 @@ impl Sweeper {
         let mut due: Vec<_> = due.into_iter().map(|r| (r, tick.clone())).collect();
         // Reservations a schedule's cancellation or a user's block missed: started as it ran.
         let since = now - store::MISSED_LOOKED_AT;
-        let missed = [
-            (store::lock_of_cancelled(&txn, since, BATCH).await?, Input::ScheduleCancelled),
-            (store::lock_of_blocked(&txn, since, BATCH).await?, Input::UserBlocked),
-        ];
-        for (reservations, input) in missed {
-            for r in reservations {
+        for missed in [store::Missed::Cancelled, store::Missed::Blocked] {
+            for r in store::lock_missed(&txn, missed, since, BATCH).await? {
                 if due.iter().all(|(d, _)| d.id != r.id) {
-                    due.push((r, input.clone()));
+                    due.push((r, missed.input()));
                 }
             }
         }

@@ -5,10 +5,7 @@ use crate::{AppState, NAME, domain::SeatStatus, error::Error, store};
 use axum::{
     Json, Router,
     extract::State,
-    response::{
-        IntoResponse, Response,
-        sse::{Event, KeepAlive, Sse},
-    },
+    response::{Response, sse::Event},
     routing::get,
 };
 use contracts::{ScheduleId, SeatNo, Won};
@@ -140,6 +137,5 @@ async fn seat_events(
         let event = Event::default().event("seats").json_data(view(id, &seats, None)).unwrap_or_default();
         Some((Ok::<_, std::convert::Infallible>(event), maps))
     });
-    // `X-Accel-Buffering: no`: nginx passes each event on at once instead of buffering them.
-    Ok(([("x-accel-buffering", "no")], Sse::new(events).keep_alive(KeepAlive::default())).into_response())
+    Ok(platform::http::event_stream(events))
 }

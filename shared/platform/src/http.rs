@@ -294,6 +294,19 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     res
 }
 
+/// A `text/event-stream` answer of `events`, kept alive with comments while nothing happens.
+/// `X-Accel-Buffering: no` asks nginx to pass each event on at once instead of buffering them.
+pub fn event_stream<S>(events: S) -> axum::response::Response
+where
+    S: futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> + Send + 'static,
+{
+    use axum::response::{
+        IntoResponse,
+        sse::{KeepAlive, Sse},
+    };
+    ([("x-accel-buffering", "no")], Sse::new(events).keep_alive(KeepAlive::default())).into_response()
+}
+
 /// What a panic said: its payload when that is a message, as `panic!` makes it.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
