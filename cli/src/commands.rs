@@ -49,7 +49,8 @@ pub async fn serve(
     // Every process documents the whole API, not only what it runs: behind an ingress,
     // `/openapi.json` reaches whichever process the catch-all route picks.
     let docs = platform::http::docs_router(openapi(&services::SERVICES.iter().collect::<Vec<_>>()))
-        .merge(platform::http::json_route("/asyncapi.json", messaging::asyncapi::document()?));
+        .merge(platform::http::json_route("/asyncapi.json", messaging::asyncapi::document()?))
+        .merge(crate::web::router());
     let ops = platform::http::ops_router(readiness);
     let app = match ops_addr {
         None => platform::http::finish(router.merge(ops).merge(docs), limits),

@@ -2,6 +2,7 @@
 
 mod commands;
 mod services;
+mod web;
 
 use clap::{Parser, Subcommand};
 use std::{net::SocketAddr, process::ExitCode};

@@ -134,8 +134,10 @@ async fn forward(State((upstreams, http)): State<(Upstreams, reqwest::Client)>, 
             for (k, v) in res.headers() {
                 builder = builder.header(k, v);
             }
-            let bytes = res.bytes().await.unwrap_or_default();
-            builder.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+            // Passed on as it comes, as nginx does: an event stream never ends.
+            builder
+                .body(Body::from_stream(res.bytes_stream()))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
         }
         Err(_) => upstream_down(),
     }

@@ -3,6 +3,7 @@
 //! deployment named by `E2E_BASE_URL`.
 
 pub mod api;
+pub mod browser;
 pub mod cluster;
 pub mod cpu;
 pub mod deployment;
