@@ -330,13 +330,20 @@ async function organizer() {
   } }, h('label', {}, 'Name', name), h('label', {}, 'Host', host), h('button', { type: 'submit' }, 'Add')))];
   for (const c of list.data) {
     const schedules = await api('GET', `/concerts/${c.id}/schedules?limit=50`, { auth: false });
+    // Sales per schedule, from its seat map: sold and held of all.
+    const sales = {};
+    for (const s of schedules.data) {
+      const map = await api('GET', `/schedules/${s.id}/seats`, { auth: false }).catch(() => null);
+      const count = (status) => map?.seats.filter((seat) => seat.status === status).length ?? 0;
+      sales[s.id] = map ? `${count('SOLD')} sold, ${count('HELD')} held of ${map.seats.length}` : '';
+    }
     const starts = h('input', { type: 'datetime-local', required: true });
     const opens = h('input', { type: 'datetime-local' });
     const price = h('input', { type: 'number', min: 1, value: 90000, required: true });
     const count = h('input', { type: 'number', min: 1, max: 50, value: 50, required: true });
     blocks.push(h('section', {}, h('h2', {}, c.name),
-      h('table', {}, h('tr', {}, h('th', {}, 'Starts'), h('th', {}, 'Seats'), h('th', {}, 'Sale opens'), h('th', {})),
-        schedules.data.map((s) => h('tr', {}, h('td', {}, when(s.startsAt)), h('td', {}, String(s.seatCount)), h('td', {}, when(s.salesOpenAt) || 'at once'),
+      h('table', {}, h('tr', {}, h('th', {}, 'Starts'), h('th', {}, 'Sales'), h('th', {}, 'Sale opens'), h('th', {})),
+        schedules.data.map((s) => h('tr', {}, h('td', {}, when(s.startsAt)), h('td', { 'data-sales': s.id }, sales[s.id]), h('td', {}, when(s.salesOpenAt) || 'at once'),
           h('td', {}, s.cancelledAt ? `cancelled ${when(s.cancelledAt)}` : h('button', { class: 'quiet', 'data-cancel': s.id, onclick: async () => {
             if (!confirm('Cancel this schedule? Every buyer is refunded.')) return;
             try { await api('POST', `/concerts/${c.id}/schedules/${s.id}/cancellation`); organizer(); } catch (err) { say(err.message, true); }

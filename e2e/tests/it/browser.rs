@@ -116,6 +116,7 @@ async fn a_buyer_waits_is_admitted_holds_two_seats_another_sees_them_held_and_sh
     organizer.click("#sign-in").await.unwrap();
     organizer.goto(&format!("{base}/#/organizer")).await.unwrap();
     organizer.find(&format!("[data-cancel='{schedule}']")).await.unwrap();
+    organizer.until_text(&format!("[data-sales='{schedule}']"), "2 sold, 0 held of 10").await.unwrap();
     organizer.find("#ranking").await.unwrap();
     shot(&organizer, "organizer").await;
 
