@@ -60,8 +60,17 @@ pub fn on_sale(opens: Option<DateTime<Utc>>, cancelled: bool, now: DateTime<Utc>
 }
 
 /// All or nothing: every requested seat must exist and be available (`found` are the rows
-/// that exist among the requested ones).
-pub fn decide_hold(reservation: ReservationId, requested: &[SeatNo], found: &[Seat]) -> HoldDecision {
+/// that exist among the requested ones), and the schedule must be [`on_sale`]: off sale,
+/// nothing is held, not even again.
+pub fn decide_hold(
+    reservation: ReservationId,
+    requested: &[SeatNo],
+    found: &[Seat],
+    on_sale: bool,
+) -> HoldDecision {
+    if !on_sale {
+        return HoldDecision::Reject(SeatRejectReason::NotOnSale);
+    }
     if requested.is_empty() || found.len() != requested.len() {
         return HoldDecision::Reject(SeatRejectReason::NotFound);
     }
@@ -105,10 +114,26 @@ mod tests {
     }
 
     #[test]
+    fn off_sale_nothing_is_held_not_even_again() {
+        let r = ReservationId::new();
+        let free = [seat(1, SeatStatus::Available, None)];
+        let mine = [seat(1, SeatStatus::Held, Some(r))];
+        for found in [&free[..], &mine[..]] {
+            assert_eq!(
+                decide_hold(r, &[SeatNo(1)], found, false),
+                HoldDecision::Reject(SeatRejectReason::NotOnSale)
+            );
+        }
+    }
+
+    #[test]
     fn all_available_seats_are_held_together() {
         let r = ReservationId::new();
         let found = [seat(1, SeatStatus::Available, None), seat(2, SeatStatus::Available, None)];
-        assert_eq!(decide_hold(r, &[SeatNo(1), SeatNo(2)], &found), HoldDecision::Hold { amount: Won(300) });
+        assert_eq!(
+            decide_hold(r, &[SeatNo(1), SeatNo(2)], &found, true),
+            HoldDecision::Hold { amount: Won(300) }
+        );
     }
 
     #[test]
@@ -117,11 +142,11 @@ mod tests {
         let other = Some(ReservationId::new());
         let found = [seat(1, SeatStatus::Available, None), seat(2, SeatStatus::Held, other)];
         assert_eq!(
-            decide_hold(r, &[SeatNo(1), SeatNo(2)], &found),
+            decide_hold(r, &[SeatNo(1), SeatNo(2)], &found, true),
             HoldDecision::Reject(SeatRejectReason::Taken)
         );
         let sold = [seat(1, SeatStatus::Sold, other)];
-        assert_eq!(decide_hold(r, &[SeatNo(1)], &sold), HoldDecision::Reject(SeatRejectReason::Taken));
+        assert_eq!(decide_hold(r, &[SeatNo(1)], &sold, true), HoldDecision::Reject(SeatRejectReason::Taken));
     }
 
     #[test]
@@ -129,7 +154,7 @@ mod tests {
         let r = ReservationId::new();
         let found = [seat(1, SeatStatus::Available, None)];
         assert_eq!(
-            decide_hold(r, &[SeatNo(1), SeatNo(99)], &found),
+            decide_hold(r, &[SeatNo(1), SeatNo(99)], &found, true),
             HoldDecision::Reject(SeatRejectReason::NotFound)
         );
     }
@@ -138,6 +163,9 @@ mod tests {
     fn seats_already_held_by_the_same_reservation_are_not_held_twice() {
         let r = ReservationId::new();
         let found = [seat(3, SeatStatus::Held, Some(r))];
-        assert_eq!(decide_hold(r, &[SeatNo(3)], &found), HoldDecision::AlreadyHeld { amount: Won(300) });
+        assert_eq!(
+            decide_hold(r, &[SeatNo(3)], &found, true),
+            HoldDecision::AlreadyHeld { amount: Won(300) }
+        );
     }
 }

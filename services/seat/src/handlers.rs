@@ -288,18 +288,12 @@ impl Reservations {
                 .await?;
             return Ok(());
         };
-        if !domain::on_sale(inventory.sales_open_at, inventory.cancelled, Utc::now()) {
-            let event = reject(SeatRejectReason::NotOnSale);
-            self.outbox
-                .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta()))
-                .await?;
-            return Ok(());
-        }
+        let on_sale = domain::on_sale(inventory.sales_open_at, inventory.cancelled, Utc::now());
         let concert_id = inventory.concert;
-        let decision = match domain::decide_hold(p.reservation_id, requested, &inventory.seats) {
+        let decision = match domain::decide_hold(p.reservation_id, requested, &inventory.seats, on_sale) {
             HoldDecision::Hold { .. } => {
                 let locked = store::lock_seats(txn, p.schedule_id, &seats).await?;
-                domain::decide_hold(p.reservation_id, requested, &locked)
+                domain::decide_hold(p.reservation_id, requested, &locked, on_sale)
             }
             answered => answered,
         };
