@@ -4,7 +4,7 @@ use crate::{
     domain::Input,
     error::Error,
     saga::{self, Origin},
-    store,
+    store::{self, Ending},
 };
 use contracts::{
     EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCancelled,
@@ -28,8 +28,8 @@ impl Handler for Catalog {
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
         if msg.kind() == ScheduleCancelled::TYPE {
             let e = msg.decode::<ScheduleCancelled>()?.payload;
-            let open = store::cancel_schedule(txn, e.schedule_id, e.cancelled_at).await?;
-            return end_each(txn, &self.outbox, msg, open, Input::ScheduleCancelled).await;
+            store::cancel_schedule(txn, e.schedule_id, e.cancelled_at).await?;
+            return end_all(txn, &self.outbox, msg, Ending::Cancelled, e.schedule_id.0).await;
         }
         let e = msg.decode::<ScheduleCreated>()?.payload;
         let seats: Vec<_> = e.seats.iter().map(|s| s.seat_no).collect();
@@ -38,18 +38,19 @@ impl Handler for Catalog {
     }
 }
 
-/// Applies `input`, which `msg` brought, to each of `reservations` in `txn`.
-async fn end_each(
+/// Ends, in `txn`, every reservation that `ending` (which `msg` brought) ends of the schedule or
+/// user `of`.
+async fn end_all(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
     msg: &Incoming,
-    reservations: Vec<ReservationId>,
-    input: Input,
+    ending: Ending,
+    of: uuid::Uuid,
 ) -> Result<(), HandleError> {
     let meta = msg.meta();
-    for id in reservations {
+    for id in store::ended_by(txn, ending, of).await? {
         let origin = Origin::Event { kind: msg.kind(), meta: &meta };
-        match saga::apply(txn, outbox, id, input.clone(), origin).await {
+        match saga::apply(txn, outbox, id, ending.input(), origin).await {
             Ok(_) => {}
             Err(Error::Db(e)) => return Err(e.into()),
             Err(other) => return Err(HandleError::Permanent(format!("{} of {id}: {other}", msg.kind()))),
@@ -76,8 +77,7 @@ impl Handler for Accounts {
         if !store::set_user_status(txn, e.user_id, blocked, e.changed_at).await? || !blocked {
             return Ok(());
         }
-        let live = store::pending_or_held_of(txn, e.user_id).await?;
-        end_each(txn, &self.outbox, msg, live, Input::UserBlocked).await
+        end_all(txn, &self.outbox, msg, Ending::Blocked, e.user_id.0).await
     }
 }
 

@@ -324,40 +324,18 @@ pub async fn set_user_status(
     Ok(done.rows_affected() == 1)
 }
 
-/// The user's reservations that are PENDING or HELD.
-pub async fn pending_or_held_of(
-    db: &impl ConnectionTrait,
-    user: UserId,
-) -> Result<Vec<ReservationId>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT id FROM reservation.reservations WHERE user_id = $1 AND status IN ('PENDING', 'HELD')",
-            [user.0.into()],
-        ))
-        .await?;
-    rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
-}
-
-/// Marks a schedule cancelled; the reservations of it not yet ended (PENDING, HELD, PAYING or
-/// CONFIRMED), for the cancellation to end.
+/// Marks a schedule cancelled (the sweeper looks at it for a day: [`MISSED_LOOKED_AT`]).
 pub async fn cancel_schedule(
     db: &impl ConnectionTrait,
     schedule: ScheduleId,
     at: DateTime<Utc>,
-) -> Result<Vec<ReservationId>, DbErr> {
+) -> Result<(), DbErr> {
     db.execute_raw(stmt(
         "UPDATE reservation.schedules SET cancelled_at = coalesce(cancelled_at, $2) WHERE schedule_id = $1",
         [schedule.0.into(), at.into()],
     ))
     .await?;
-    let rows = db
-        .query_all_raw(stmt(
-            "SELECT id FROM reservation.reservations
-             WHERE schedule_id = $1 AND status IN ('PENDING', 'HELD', 'PAYING', 'CONFIRMED')",
-            [schedule.0.into()],
-        ))
-        .await?;
-    rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
+    Ok(())
 }
 
 /// How long after a schedule's cancellation, or a user's block, the sweeper still looks for
@@ -365,49 +343,84 @@ pub async fn cancel_schedule(
 /// reservation stays open.
 pub const MISSED_LOOKED_AT: chrono::Duration = chrono::Duration::days(1);
 
-/// What a sweep looks for that a handler applying a change may have missed: a reservation
-/// inserted as it ran, which its read could not see.
+/// A change that ends reservations other than through their own saga: the reservations it
+/// ends, what it means for each, and which of them it may have missed (one inserted as its
+/// handler ran, which that handler's read could not see), for the sweeper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Missed {
-    /// Reservations not yet ended of schedules cancelled since the time given.
+pub enum Ending {
+    /// A schedule's cancellation: its reservations not yet ended (CONFIRMED ones are refunded).
     Cancelled,
-    /// PENDING or HELD reservations of users blocked since the time given.
+    /// A user's block: their PENDING and HELD reservations (a payment in flight is the wallet's).
     Blocked,
 }
 
-impl Missed {
-    /// What the change means for each reservation it missed.
+impl Ending {
+    /// What the change means for each reservation it ends.
     pub fn input(self) -> crate::domain::Input {
         match self {
-            Missed::Cancelled => crate::domain::Input::ScheduleCancelled,
-            Missed::Blocked => crate::domain::Input::UserBlocked,
+            Ending::Cancelled => crate::domain::Input::ScheduleCancelled,
+            Ending::Blocked => crate::domain::Input::UserBlocked,
+        }
+    }
+
+    /// The statuses of the reservations it ends.
+    fn statuses(self) -> &'static str {
+        match self {
+            Ending::Cancelled => "'PENDING', 'HELD', 'PAYING', 'CONFIRMED'",
+            Ending::Blocked => "'PENDING', 'HELD'",
+        }
+    }
+
+    /// The column that names what changed: the schedule, or the user.
+    fn whose(self) -> &'static str {
+        match self {
+            Ending::Cancelled => "schedule_id",
+            Ending::Blocked => "user_id",
         }
     }
 }
 
-/// The reservations `missed` since `since`, locked (skipping those locked).
+/// The reservations `ending` ends of the schedule or user `of`.
+pub async fn ended_by(
+    db: &impl ConnectionTrait,
+    ending: Ending,
+    of: uuid::Uuid,
+) -> Result<Vec<ReservationId>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT id FROM reservation.reservations WHERE {} = $1 AND status IN ({})",
+                ending.whose(),
+                ending.statuses()
+            ),
+            [of.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
+}
+
+/// The reservations `ending` ends of schedules cancelled, or users blocked, since `since`,
+/// locked (skipping those locked): those its handler may have missed.
 pub async fn lock_missed(
     db: &impl ConnectionTrait,
-    missed: Missed,
+    ending: Ending,
     since: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Reservation>, DbErr> {
-    let (whose, statuses) = match missed {
-        Missed::Cancelled => (
-            "schedule_id IN (SELECT schedule_id FROM reservation.schedules
-                             WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1)",
-            "'PENDING', 'HELD', 'PAYING', 'CONFIRMED'",
-        ),
-        Missed::Blocked => (
-            "user_id IN (SELECT user_id FROM reservation.user_status WHERE blocked AND changed_at >= $1)",
-            "'PENDING', 'HELD'",
-        ),
+    let changed = match ending {
+        Ending::Cancelled => {
+            "SELECT schedule_id FROM reservation.schedules WHERE cancelled_at IS NOT NULL AND cancelled_at >= $1"
+        }
+        Ending::Blocked => "SELECT user_id FROM reservation.user_status WHERE blocked AND changed_at >= $1",
     };
     let rows = db
         .query_all_raw(stmt(
             &format!(
-                "SELECT {COLUMNS} FROM reservation.reservations WHERE {whose} AND status IN ({statuses})
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+                "SELECT {COLUMNS} FROM reservation.reservations
+                 WHERE {} IN ({changed}) AND status IN ({})
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                ending.whose(),
+                ending.statuses()
             ),
             [since.into(), limit.into()],
         ))

@@ -47,10 +47,10 @@ impl Sweeper {
         let mut due: Vec<_> = due.into_iter().map(|r| (r, tick.clone())).collect();
         // Reservations a schedule's cancellation or a user's block missed: started as it ran.
         let since = now - store::MISSED_LOOKED_AT;
-        for missed in [store::Missed::Cancelled, store::Missed::Blocked] {
-            for r in store::lock_missed(&txn, missed, since, BATCH).await? {
+        for ending in [store::Ending::Cancelled, store::Ending::Blocked] {
+            for r in store::lock_missed(&txn, ending, since, BATCH).await? {
                 if due.iter().all(|(d, _)| d.id != r.id) {
-                    due.push((r, missed.input()));
+                    due.push((r, ending.input()));
                 }
             }
         }
