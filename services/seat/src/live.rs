@@ -62,24 +62,15 @@ impl Watched {
         Ok(streams)
     }
 
-    /// Refreshes every [`PULSE`] until `shutdown`.
+    /// Refreshes every [`PULSE`] until `shutdown` (backing off while the database fails), then
+    /// ends every stream with its sender, so none holds the shutdown up.
     pub async fn run(self, db: DatabaseConnection, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(PULSE);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = every.tick() => {}
-            }
-            match self.refresh(&db).await {
-                Ok(streams) => metrics::gauge!("seat_map_streams").set(streams as f64),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the watched seat maps failed; trying again next pulse")
-                }
-            }
-        }
-        // Every stream ends with its sender, so none holds the shutdown up.
+        platform::periodic::run("live[seat]", PULSE, shutdown, || async {
+            let streams = self.refresh(&db).await?;
+            metrics::gauge!("seat_map_streams").set(streams as f64);
+            Ok::<_, sea_orm::DbErr>(platform::periodic::Pass::Done)
+        })
+        .await;
         self.schedules.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        tracing::info!(task = "live[seat]", "stopped: shutdown requested");
     }
 }
