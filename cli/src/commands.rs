@@ -301,6 +301,43 @@ fn without_credentials(url: &str) -> &str {
     rest.rsplit_once('@').map_or(rest, |(_, host)| host)
 }
 
+/// `ticketing pg-sim`: the payment gateway simulator on `addr`, until a signal.
+pub fn pg_sim(addr: std::net::SocketAddr) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let config = match pg_sim::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ticketing pg-sim: {}: {}", e.var, e.message);
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ticketing pg-sim: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ran = runtime.block_on(async move {
+        let _telemetry = platform::telemetry::init("pg-sim", None, platform::telemetry::LogFormat::Text)?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let shutdown = platform::shutdown::on_signal();
+        let server = pg_sim::start(listener, config, shutdown).await?;
+        // Printed as every process prints its listener, so scripts and the e2e harness find it.
+        println!("ticketing listening on http://{} services=pg-sim", server.addr);
+        server.stopped().await?;
+        anyhow::Ok(())
+    });
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ticketing pg-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,15 @@ enum Command {
         #[arg(long)]
         settle_secs: Option<u64>,
     },
+    /// Run the payment gateway simulator (development and tests): the gateway's API, its
+    /// checkout page and signed webhooks, with failures set by `PUT /sim/settings`
+    /// (docs/payments.md). Configured by PG_SIM_API_KEY, PG_SIM_WEBHOOK_SECRET, PG_SIM_WEBHOOK_URL
+    /// and PG_SIM_PUBLIC_URL.
+    PgSim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: SocketAddr,
+    },
     /// Mint a development identity token.
     Token {
         /// The user's UUID (the token's `sub`).
@@ -144,6 +153,10 @@ enum DlqCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The simulator stands for an external system: it reads none of the services' settings.
+    if let Command::PgSim { addr } = cli.command {
+        return commands::pg_sim(addr);
+    }
     let config = match platform::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -177,6 +190,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: platform::Config) -> anyhow::Result<()> {
     match command {
+        Command::PgSim { .. } => anyhow::bail!("pg-sim runs before the services' settings are read"),
         Command::Up { addr } => {
             let all: Vec<String> = services::SERVICES.iter().map(|s| s.name.to_owned()).collect();
             commands::serve(config, &all, addr, "ticketing").await
