@@ -15,6 +15,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ServiceDef::of::<wallet_history::WalletHistory>(),
     ServiceDef::of::<external_data::ExternalData>(),
     ServiceDef::of::<user::Users>(),
+    ServiceDef::of::<payment::Payments>(),
 ];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.

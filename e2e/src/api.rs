@@ -319,6 +319,40 @@ impl Api {
         self.booking(user, &format!("/reservations/{id}/payment"), None, wait).await
     }
 
+    /// `POST /reservations/{id}/payment` by card (`{"method": "CARD"}`), admitted first: the
+    /// reservation is PAYING until the buyer confirms on the gateway.
+    pub async fn pay_by_card(&self, user: UserId, id: ReservationId) -> anyhow::Result<Answer> {
+        self.booking(user, &format!("/reservations/{id}/payment"), Some(json!({"method": "CARD"})), 0).await
+    }
+
+    /// The reservation's card payments, newest first (`GET /payments?reservationId=`).
+    pub async fn card_payments(&self, user: UserId, id: ReservationId) -> anyhow::Result<Vec<Value>> {
+        let path = format!("/payments?reservationId={id}");
+        let a = self.send(Method::GET, &path, Some(&self.token(user)), None, &[]).await?;
+        anyhow::ensure!(a.status == 200, "list card payments: {:?}", a);
+        Ok(a.body.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits (up to 30 s) for the reservation's newest card payment to offer its gateway page,
+    /// and answers that page's URL.
+    pub async fn checkout_url(&self, user: UserId, id: ReservationId) -> anyhow::Result<String> {
+        for _ in 0..1500 {
+            let newest = self.card_payments(user, id).await?.into_iter().next();
+            if let Some(url) = newest.as_ref().and_then(|p| p["checkoutUrl"].as_str()) {
+                return Ok(url.to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("reservation {id} was never given a gateway page")
+    }
+
+    /// Does what the buyer's browser does on the gateway's page: `confirm` or `decline` (a
+    /// form POST; the redirect back is not followed). Answers the gateway's status code.
+    pub async fn on_gateway_page(&self, checkout_url: &str, action: &str) -> anyhow::Result<u16> {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        Ok(http.post(format!("{checkout_url}/{action}")).send().await?.status().as_u16())
+    }
+
     /// Pays and answers the settled reservation (CONFIRMED, FAILED or EXPIRED), polling after
     /// the `Prefer: wait` if needed.
     pub async fn pay(&self, user: UserId, id: ReservationId, wait: u64) -> anyhow::Result<Answer> {

@@ -26,6 +26,7 @@ pub const SERVICES: &[&str] = &[
     "ranking",
     "external-data",
     "user",
+    "payment",
 ];
 
 /// Settings every in-test cluster starts with (the scenario's win): each process keeps a small
@@ -41,6 +42,9 @@ pub struct Cluster {
     upstreams: Upstreams,
     processes: HashMap<&'static str, Process>,
     overrides: Vec<(String, String)>,
+    /// The payment gateway the payment service talks to (`ticketing pg-sim`), its webhooks sent
+    /// to the ingress.
+    pub gateway: Process,
 }
 
 impl Cluster {
@@ -50,8 +54,8 @@ impl Cluster {
         let router =
             axum::Router::new().fallback(forward).with_state((upstreams.clone(), reqwest::Client::new()));
         let base_url = env.spawn_raw(router).await?;
+        let gateway = start_gateway(env, &base_url)?;
         let mut cluster = Self {
-            base_url,
             upstreams,
             processes: HashMap::new(),
             // Later settings win when the command's environment is built.
@@ -60,6 +64,8 @@ impl Cluster {
                 .chain(overrides)
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            gateway,
+            base_url,
         };
         for service in SERVICES {
             cluster.start_service(env, service)?;
@@ -86,6 +92,8 @@ impl Cluster {
             "TICKETING_DATABASE_URL",
             testkit::with_user(&env.database_url, &migrations::service_role(service)),
         );
+        cmd.env("TICKETING_PAYMENT_GATEWAY_URL", &self.gateway.url)
+            .env("TICKETING_PAYMENT_RETURN_URL", format!("{}/", self.base_url));
         for (k, v) in &self.overrides {
             cmd.env(k, v);
         }
@@ -109,6 +117,17 @@ impl Cluster {
         self.upstreams.write().map_err(|_| anyhow::anyhow!("poisoned"))?.remove(service);
         Ok(())
     }
+}
+
+/// `ticketing pg-sim` on a port of its own, sending its webhooks to the ingress at `base_url`.
+pub fn start_gateway(env: &TestEnv, base_url: &str) -> anyhow::Result<Process> {
+    let mut cmd = command(&binary(), env);
+    cmd.env("PG_SIM_WEBHOOK_URL", format!("{base_url}/payments/webhooks/pg-sim")).args([
+        "pg-sim",
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    Process::spawn(cmd)
 }
 
 async fn forward(State((upstreams, http)): State<(Upstreams, reqwest::Client)>, req: Request) -> Response {

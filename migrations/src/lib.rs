@@ -196,6 +196,15 @@ impl MigratorTrait for Migrator {
             name: "m20261208_000017_schedule_cancelled",
             sql: include_str!("sql/schedule_cancelled.sql"),
         }));
+        all.push(Box::new(ServiceSchema::new(
+            "m20261209_000018_payment",
+            "payment",
+            include_str!("sql/payment.sql"),
+        )));
+        all.push(Box::new(Change {
+            name: "m20261209_000019_reservation_payment_method",
+            sql: include_str!("sql/reservation_payment_method.sql"),
+        }));
         all
     }
 }
@@ -308,7 +317,7 @@ pub async fn migrate(url: &str) -> Result<(), DbErr> {
 
 /// Every service that connects to Postgres, with the schema it owns: none for those whose state
 /// is in Redis (queue, ranking), which may connect and read nothing.
-pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 9] = [
+pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 10] = [
     ("queue", None),
     ("concert", Some("concert")),
     ("seat", Some("seat")),
@@ -318,6 +327,7 @@ pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 9] = [
     ("ranking", None),
     ("external-data", Some("external_data")),
     ("user", Some("users")),
+    ("payment", Some("payment")),
 ];
 
 /// The Postgres role the service `service` connects as: `ticketing_<service>`.

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod browser;
+mod cards;
 mod compensations;
 mod concurrency;
 mod faults;

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use contracts::{
-    ConcertId, PaymentFailureReason, ReservationFailureReason, ReservationId, ScheduleId, SeatNo,
-    SeatRejectReason, UserId, Won,
+    ConcertId, PaymentFailureReason, PaymentMethod, ReservationFailureReason, ReservationId, ScheduleId,
+    SeatNo, SeatRejectReason, UserId, Won,
 };
 
 /// Where a reservation is in the saga.
@@ -77,6 +77,8 @@ pub struct Reservation {
     pub failure_reason: Option<ReservationFailureReason>,
     pub queue_token: String,
     pub paid: bool,
+    /// How it is being (or was last) paid: its payment and refund requests go that way.
+    pub method: Option<PaymentMethod>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -95,9 +97,10 @@ pub enum Input {
         reason: PaymentFailureReason,
     },
     PaymentRefunded,
-    /// The user asks to pay.
+    /// The user asks to pay, by wallet or card.
     Pay {
         now: DateTime<Utc>,
+        method: PaymentMethod,
     },
     /// The user cancels.
     Cancel,
@@ -251,9 +254,9 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
             fail(r, Failed, why, Vec::new())
         }
 
-        (Held, Input::Pay { now }) => match r.held_until {
+        (Held, Input::Pay { now, method }) => match r.held_until {
             Some(until) if now < until => Decision {
-                next: Reservation { status: Paying, ..r.clone() },
+                next: Reservation { status: Paying, method: Some(method), ..r.clone() },
                 emit: vec![Emit::PaymentRequested { pay_by: until }],
             },
             _ => return Err(Refusal::HoldExpired),
@@ -269,10 +272,11 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
             next: Reservation { paid: true, ..r.clone() },
             emit: vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
         },
-        // The balance did not cover it: the seats stay held until the hold ends, so the buyer
-        // can top up and pay again (the refusal is on the timeline). Only the deadline, or a
+        // The balance did not cover it, the card was declined, or the gateway was down: the
+        // seats stay held until the hold ends, so the buyer can top up, or use another card or
+        // the wallet, and pay again (the refusal is on the timeline). Only the deadline, or a
         // refusal for lateness, releases them.
-        (Paying, Input::PaymentFailed { reason: PaymentFailureReason::InsufficientBalance }) => {
+        (Paying, Input::PaymentFailed { reason }) if reason.retryable() => {
             Decision { next: Reservation { status: Held, ..r.clone() }, emit: Vec::new() }
         }
         (Paying, Input::PaymentFailed { .. }) => {
@@ -409,6 +413,7 @@ mod tests {
             },
             queue_token: "q".into(),
             paid: false,
+            method: (status != Status::Pending).then_some(PaymentMethod::Wallet),
             created_at: now,
         }
     }
@@ -423,7 +428,7 @@ mod tests {
         let until = Utc::now() + Duration::seconds(300);
         let held = decide(&r, Input::SeatReserved { amount: Won(7000), held_until: until }).unwrap().next;
         assert_eq!((held.status, held.amount, held.held_until), (Status::Held, Some(Won(7000)), Some(until)));
-        let paying = decide(&held, Input::Pay { now: Utc::now() }).unwrap();
+        let paying = decide(&held, Input::Pay { now: Utc::now(), method: PaymentMethod::Wallet }).unwrap();
         assert_eq!(paying.next.status, Status::Paying);
         assert_eq!(paying.emit, vec![Emit::PaymentRequested { pay_by: until }]);
         let done = decide(&paying.next, Input::PaymentCompleted).unwrap();
@@ -482,7 +487,7 @@ mod tests {
         );
         assert!(d.emit.is_empty());
         // Topped up, the buyer pays again before the hold ends...
-        let again = decide(&d.next, Input::Pay { now: Utc::now() }).unwrap();
+        let again = decide(&d.next, Input::Pay { now: Utc::now(), method: PaymentMethod::Wallet }).unwrap();
         assert_eq!(again.next.status, Status::Paying);
         // ...and the hold's end still releases the seats of one who does not.
         let until = paying.held_until.unwrap();
@@ -499,9 +504,15 @@ mod tests {
     fn paying_needs_a_live_hold() {
         let held = reservation(Status::Held);
         let late = held.held_until.unwrap() + Duration::seconds(1);
-        assert_eq!(decide(&held, Input::Pay { now: late }), Err(Refusal::HoldExpired));
+        assert_eq!(
+            decide(&held, Input::Pay { now: late, method: PaymentMethod::Wallet }),
+            Err(Refusal::HoldExpired)
+        );
         for s in [Status::Pending, Status::Paying, Status::Confirmed, Status::Failed, Status::Expired] {
-            assert_eq!(decide(&reservation(s), Input::Pay { now: Utc::now() }), Err(Refusal::NotPayable(s)));
+            assert_eq!(
+                decide(&reservation(s), Input::Pay { now: Utc::now(), method: PaymentMethod::Wallet }),
+                Err(Refusal::NotPayable(s))
+            );
         }
     }
 

@@ -7,8 +7,9 @@ use crate::{
     store::{self, Ending},
 };
 use contracts::{
-    EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentRefunded, ReservationId, ScheduleCancelled,
-    ScheduleCreated, SeatReservationRejected, SeatReserved, UserStatus, UserStatusChanged,
+    CardPaymentCompleted, CardPaymentFailed, CardPaymentRefunded, EnvelopeMeta, Event, PaymentCompleted,
+    PaymentFailed, PaymentRefunded, ReservationId, ScheduleCancelled, ScheduleCreated,
+    SeatReservationRejected, SeatReserved, UserStatus, UserStatusChanged,
 };
 use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
@@ -90,12 +91,15 @@ pub struct Saga {
     pub local: saga::Local,
 }
 
-const KINDS: [&str; 5] = [
+const KINDS: [&str; 8] = [
     SeatReserved::TYPE,
     SeatReservationRejected::TYPE,
     PaymentCompleted::TYPE,
     PaymentFailed::TYPE,
     PaymentRefunded::TYPE,
+    CardPaymentCompleted::TYPE,
+    CardPaymentFailed::TYPE,
+    CardPaymentRefunded::TYPE,
 ];
 
 impl Handler for Saga {
@@ -169,6 +173,17 @@ fn input_of(msg: &Incoming) -> Result<(ReservationId, Input), HandleError> {
         PaymentRefunded::TYPE => {
             (msg.decode::<PaymentRefunded>()?.payload.reservation_id, Input::PaymentRefunded)
         }
+        // A card payment settles the saga as a wallet payment does.
+        CardPaymentCompleted::TYPE => {
+            (msg.decode::<CardPaymentCompleted>()?.payload.reservation_id, Input::PaymentCompleted)
+        }
+        CardPaymentFailed::TYPE => {
+            let e = msg.decode::<CardPaymentFailed>()?.payload;
+            (e.reservation_id, Input::PaymentFailed { reason: e.reason })
+        }
+        CardPaymentRefunded::TYPE => {
+            (msg.decode::<CardPaymentRefunded>()?.payload.reservation_id, Input::PaymentRefunded)
+        }
         other => return Err(HandleError::Permanent(format!("not an event of the saga: {other}"))),
     })
 }
@@ -222,6 +237,7 @@ mod tests {
             failure_reason: None,
             queue_token: String::new(),
             paid: false,
+            method: None,
             created_at: Utc::now(),
         };
         let new = store::NewReservation { row: r, events: vec![] };

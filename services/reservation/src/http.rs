@@ -15,7 +15,9 @@ use axum::{
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
-use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
+use contracts::{
+    ConcertId, PaymentMethod, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won,
+};
 use platform::{
     Problem,
     auth::Identity,
@@ -101,6 +103,9 @@ pub struct View {
     held_until: Option<DateTime<Utc>>,
     /// Why it ended without seats, if it did.
     failure_reason: Option<ReservationFailureReason>,
+    /// How it is being (or was) paid, once the buyer paid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_method: Option<PaymentMethod>,
     created_at: DateTime<Utc>,
     /// What happened, in order (not in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,6 +124,7 @@ impl View {
             amount: r.amount,
             held_until: r.held_until,
             failure_reason: r.failure_reason,
+            payment_method: r.method,
             created_at: r.created_at,
             timeline,
         }
@@ -176,13 +182,26 @@ async fn create_reservation(
     Ok(respond(s.requests.ask(ticket, &key, &request, wait.0, ask).await?))
 }
 
-/// Pays for a HELD reservation from the caller's wallet (`PaymentRequested`). It is PAYING until
-/// the wallet answers: CONFIRMED, or FAILED with the seats released.
+/// How to pay (the body of `POST /reservations/{id}/payment`, which may be empty: the wallet).
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// `WALLET` (the default) or `CARD`.
+    #[serde(default)]
+    method: PaymentMethod,
+}
+
+/// Pays for a HELD reservation: from the caller's wallet (`PaymentRequested`), or by card
+/// (`CardPaymentRequested`: `GET /payments?reservationId=` then shows the gateway page on which
+/// the buyer confirms it). It is PAYING until the payment answers: CONFIRMED; HELD again when
+/// the balance is short, the card declined or the gateway down (pay again before the hold ends);
+/// or FAILED with the seats released.
 #[utoipa::path(
     post,
     path = "/reservations/{id}/payment",
     tag = NAME,
     params(("id" = ReservationId, Path, description = "The reservation."), MaybeKey, PreferWait, QueueTicket),
+    request_body(content = PaymentRequest, description = "How to pay; an empty body pays from the wallet."),
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted and PAYING (`{id, status}`, with `Location`); with `Prefer: wait`, \
@@ -207,9 +226,18 @@ async fn pay_reservation(
     key: MaybeKey,
     wait: PreferWait,
     ApiPath(id): ApiPath<ReservationId>,
+    body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
+    let how: PaymentRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PaymentRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::validation(format!("the body is not a payment request: {e}")))?
+    };
     let path = format!("POST /reservations/{id}/payment");
-    Ok(respond(s.requests.ask(ticket, &key, &[path.as_bytes()], wait.0, Ask::Pay(id)).await?))
+    // A retry is the same request whatever its spelling; another method is another request.
+    let request: [&[u8]; 2] = [path.as_bytes(), how.method.as_str().as_bytes()];
+    Ok(respond(s.requests.ask(ticket, &key, &request, wait.0, Ask::Pay(id, how.method)).await?))
 }
 
 /// A request's answer: `202 {id, status}` at once (or replayed), or the reservation a wait

@@ -83,6 +83,7 @@ impl Service for Reservations {
         )?;
         let seat = rt.consumer(ConsumerSpec::declared(NAME, Stream::Seat)?, publishing(&saga))?;
         let wallet = rt.consumer(ConsumerSpec::declared(NAME, Stream::Wallet)?, publishing(&saga))?;
+        let card = rt.consumer(ConsumerSpec::declared(NAME, Stream::Payment)?, publishing(&saga))?;
         let accounts = rt.consumer(
             ConsumerSpec::declared(NAME, Stream::User)?,
             PgInbox::publishing(rt.db.clone(), &outbox, handlers::Accounts { outbox: outbox.clone() }),
@@ -105,7 +106,7 @@ impl Service for Reservations {
             if let Err(e) = sweeper.sweep().await {
                 tracing::warn!(error = %e, "first deadline sweep failed; consumers start anyway");
             }
-            for consumer in [seat, wallet] {
+            for consumer in [seat, wallet, card] {
                 consumer.spawn(&task_rt);
             }
             catalog.spawn(&task_rt);

@@ -75,8 +75,8 @@ pub struct Requests {
 pub enum Ask {
     /// To hold 1-[`MAX_SEATS`] seats of a schedule.
     Hold { schedule: ScheduleId, seats: Vec<i32> },
-    /// To pay for a HELD reservation.
-    Pay(ReservationId),
+    /// To pay for a HELD reservation, by wallet or card.
+    Pay(ReservationId, contracts::PaymentMethod),
 }
 
 impl Ask {
@@ -84,7 +84,7 @@ impl Ask {
     fn settled(&self, status: Status) -> bool {
         match self {
             Ask::Hold { .. } => status != Status::Pending,
-            Ask::Pay(_) => status != Status::Paying,
+            Ask::Pay(..) => status != Status::Paying,
         }
     }
 }
@@ -167,7 +167,7 @@ impl Requests {
         }
         let booked = match &ask {
             Ask::Hold { schedule, .. } => Some(*schedule),
-            Ask::Pay(_) => None,
+            Ask::Pay(..) => None,
         };
         let admitted = ticket.admit(booked).await?;
         let who = admitted.identity;
@@ -181,7 +181,9 @@ impl Requests {
     async fn change(&self, ask: &Ask, admitted: Admitted) -> Result<Change, Error> {
         let user = admitted.identity.user_id;
         match ask {
-            Ask::Pay(id) => Ok(Change::Apply { id: *id, input: Input::Pay { now: Utc::now() } }),
+            Ask::Pay(id, method) => {
+                Ok(Change::Apply { id: *id, input: Input::Pay { now: Utc::now(), method: *method } })
+            }
             Ask::Hold { schedule, seats } => {
                 let (concert_id, schedule_seats) =
                     self.schedules.get(&self.db, *schedule).await?.ok_or(Error::ScheduleNotFound)?;
@@ -197,6 +199,7 @@ impl Requests {
                     failure_reason: None,
                     queue_token: admitted.token.unwrap_or_default(),
                     paid: false,
+                    method: None,
                     created_at: Utc::now(),
                 };
                 Ok(Change::Insert(announced(&self.outbox, row)?))

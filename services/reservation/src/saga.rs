@@ -10,8 +10,8 @@ use crate::{
     waiters::{self, Waiters},
 };
 use contracts::{
-    Envelope, EnvelopeMeta, Event, PaymentRequested, RefundRequested, ReservationCompleted,
-    ReservationFailed, ReservationId, UserId,
+    CardPaymentRequested, CardRefundRequested, Envelope, EnvelopeMeta, Event, PaymentMethod,
+    PaymentRequested, RefundRequested, ReservationCompleted, ReservationFailed, ReservationId, UserId,
 };
 use messaging::{InboxClaims, Outbox, OutboxRow, Peers, Runtime};
 use platform::combine::{Batch, Combiner};
@@ -423,13 +423,16 @@ fn event_row(
     }
     match emit {
         Emit::PaymentRequested { pay_by } => {
-            let amount = r.amount.unwrap_or_default();
-            row(
-                outbox,
-                r,
-                PaymentRequested { reservation_id: r.id, user_id: r.user_id, amount, pay_by: *pay_by },
-                cause,
-            )
+            let (reservation_id, user_id, amount, pay_by) =
+                (r.id, r.user_id, r.amount.unwrap_or_default(), *pay_by);
+            match r.method.unwrap_or_default() {
+                PaymentMethod::Wallet => {
+                    row(outbox, r, PaymentRequested { reservation_id, user_id, amount, pay_by }, cause)
+                }
+                PaymentMethod::Card => {
+                    row(outbox, r, CardPaymentRequested { reservation_id, user_id, amount, pay_by }, cause)
+                }
+            }
         }
         Emit::Completed => {
             let payload = ReservationCompleted {
@@ -454,12 +457,18 @@ fn event_row(
             };
             row(outbox, r, payload, cause)
         }
-        Emit::RefundRequested { amount } => row(
-            outbox,
-            r,
-            RefundRequested { reservation_id: r.id, user_id: r.user_id, amount: *amount },
-            cause,
-        ),
+        // The money goes back the way it came.
+        Emit::RefundRequested { amount } => {
+            let (reservation_id, user_id, amount) = (r.id, r.user_id, *amount);
+            match r.method.unwrap_or_default() {
+                PaymentMethod::Wallet => {
+                    row(outbox, r, RefundRequested { reservation_id, user_id, amount }, cause)
+                }
+                PaymentMethod::Card => {
+                    row(outbox, r, CardRefundRequested { reservation_id, user_id, amount }, cause)
+                }
+            }
+        }
     }
 }
 
@@ -496,6 +505,7 @@ mod tests {
             failure_reason: None,
             queue_token: String::new(),
             paid: false,
+            method: None,
             created_at: Utc::now(),
         };
         (r, version.to_string())

@@ -2,7 +2,9 @@
 
 use crate::domain::{Limit, Limits, Reservation, Share, Status, over_limit};
 use chrono::{DateTime, Utc};
-use contracts::{ConcertId, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won};
+use contracts::{
+    ConcertId, PaymentMethod, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won,
+};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
 use platform::{combine::Batch, memo::Memo};
 use sea_orm::{
@@ -19,7 +21,7 @@ fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
 }
 
 const COLUMNS: &str = "id, user_id, schedule_id, concert_id, seat_nos, status, amount, held_until, failure_reason, \
-                       queue_token, paid, created_at";
+                       queue_token, paid, payment_method, created_at";
 
 fn reason_str(r: ReservationFailureReason) -> String {
     serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
@@ -41,6 +43,7 @@ struct Row {
     failure_reason: Option<String>,
     queue_token: String,
     paid: bool,
+    payment_method: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -61,6 +64,7 @@ fn reservation(r: &QueryResult) -> Result<Reservation, DbErr> {
             .and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok()),
         queue_token: row.queue_token,
         paid: row.paid,
+        method: row.payment_method.as_deref().and_then(PaymentMethod::parse),
         created_at: row.created_at,
     })
 }
@@ -635,6 +639,7 @@ pub async fn save(
                 "next_held_until": c.next.held_until,
                 "next_reason": c.next.failure_reason.map(reason_str),
                 "next_paid": c.next.paid,
+                "next_method": c.next.method.map(PaymentMethod::as_str),
                 "version": c.version,
                 "kinds": c.kinds,
                 "view": c.view,
@@ -646,7 +651,7 @@ pub async fn save(
     let input = Input::records(
         rows,
         "i bigint, target uuid, expected text, next_status text, next_amount bigint, \
-         next_held_until timestamptz, next_reason text, next_paid bool, version text, kinds text[], view bool",
+         next_held_until timestamptz, next_reason text, next_paid bool, next_method text, version text, kinds text[], view bool",
     );
     let mut write = BatchWrite::over(input)
         .step(
@@ -654,7 +659,8 @@ pub async fn save(
             format!(
                 "UPDATE reservation.reservations r
                  SET status = c.next_status, amount = c.next_amount, held_until = c.next_held_until,
-                     failure_reason = c.next_reason, paid = c.next_paid, updated_at = now(),
+                     failure_reason = c.next_reason, paid = c.next_paid,
+                     payment_method = c.next_method, updated_at = now(),
                      timeline = r.timeline || {entries}
                  FROM input c
                  WHERE r.id = ANY(ARRAY(SELECT target FROM input)) AND r.id = c.target AND r.status = c.expected

@@ -232,33 +232,43 @@ WHERE balance <> charges - payments + refunds
 ORDER BY id
 LIMIT 10";
 
-/// A COMPLETED payment of a reservation that is not CONFIRMED is in flight while the payment is
-/// younger than the grace (its PaymentCompleted is on its way), while the reservation is still
-/// PAYING (the deadlines' check watches that), or while the reservation changed less than the
-/// grace ago (it just ended, and its RefundRequested is on its way). Strict for a CONFIRMED
-/// reservation: it is confirmed only by a PaymentCompleted, announced after the wallet's commit,
-/// and no refund is ever asked for a CONFIRMED one.
+/// Money is kept by a COMPLETED wallet payment or a CAPTURED card payment. Kept for a
+/// reservation that is not CONFIRMED, it is in flight while the payment changed less than the
+/// grace ago (its completion is on its way), while the reservation is still PAYING (the
+/// deadlines' check watches that), or while the reservation changed less than the grace ago (it
+/// just ended, and its refund request is on its way). Strict for a CONFIRMED reservation: it is
+/// confirmed only by a payment's completion, announced after that payment's commit, and no refund
+/// is ever asked for a CONFIRMED one; it keeps exactly one payment, of its amount (two would be a
+/// double charge).
 const MONEY_FOR_CONFIRMED: &str = "
+WITH kept AS (
+    SELECT reservation_id, id, amount, created_at AS since, 'wallet payment' AS what
+    FROM wallet.payments WHERE status = 'COMPLETED'
+    UNION ALL
+    SELECT reservation_id, id, amount, updated_at, 'card payment'
+    FROM payment.payments WHERE status = 'CAPTURED'
+)
 SELECT id, detail, count(*) OVER () AS violations
 FROM (
     SELECT p.reservation_id::text AS id,
-           'payment ' || p.id || ' of ' || p.amount || ' kept, but the reservation '
+           p.what || ' ' || p.id || ' of ' || p.amount || ' kept, but the reservation '
                || coalesce('is ' || r.status, 'does not exist') AS detail
-    FROM wallet.payments p
+    FROM kept p
     LEFT JOIN reservation.reservations r ON r.id = p.reservation_id
-    WHERE p.status = 'COMPLETED'
-      AND r.status IS DISTINCT FROM 'CONFIRMED'
+    WHERE r.status IS DISTINCT FROM 'CONFIRMED'
       AND r.status IS DISTINCT FROM 'PAYING'
-      AND p.created_at < now() - make_interval(secs => $1)
+      AND p.since < now() - make_interval(secs => $1)
       AND (r.id IS NULL OR r.updated_at < now() - make_interval(secs => $1))
     UNION ALL
     SELECT r.id::text,
            'CONFIRMED for ' || coalesce(r.amount::text, 'no amount') || ', but '
-               || coalesce('its payment is ' || p.status || ' of ' || p.amount, 'no payment was made')
+               || CASE count(p.id) WHEN 0 THEN 'no payment is kept'
+                  ELSE count(p.id) || ' payment(s) keep ' || sum(p.amount) END
     FROM reservation.reservations r
-    LEFT JOIN wallet.payments p ON p.reservation_id = r.id
+    LEFT JOIN kept p ON p.reservation_id = r.id
     WHERE r.status = 'CONFIRMED'
-      AND (p.status IS DISTINCT FROM 'COMPLETED' OR p.amount IS DISTINCT FROM r.amount)
+    GROUP BY r.id, r.amount
+    HAVING count(p.id) <> 1 OR sum(p.amount) IS DISTINCT FROM r.amount
 ) v
 ORDER BY id
 LIMIT 10";

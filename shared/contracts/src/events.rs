@@ -19,7 +19,7 @@ macro_rules! event {
 }
 
 /// Every event type with its stream and subject: `(TYPE, STREAM, SUBJECT)`.
-pub const ALL_EVENTS: [(&str, Stream, &str); 20] = [
+pub const ALL_EVENTS: [(&str, Stream, &str); 25] = [
     kind::<ConcertCreated>(),
     kind::<ConcertUpdated>(),
     kind::<ScheduleCreated>(),
@@ -30,6 +30,8 @@ pub const ALL_EVENTS: [(&str, Stream, &str); 20] = [
     kind::<ReservationCompleted>(),
     kind::<ReservationFailed>(),
     kind::<RefundRequested>(),
+    kind::<CardPaymentRequested>(),
+    kind::<CardRefundRequested>(),
     kind::<SeatReserved>(),
     kind::<SeatReservationRejected>(),
     kind::<SeatsReleased>(),
@@ -40,6 +42,9 @@ pub const ALL_EVENTS: [(&str, Stream, &str); 20] = [
     kind::<PaymentFailed>(),
     kind::<PaymentRefunded>(),
     kind::<UserStatusChanged>(),
+    kind::<CardPaymentCompleted>(),
+    kind::<CardPaymentFailed>(),
+    kind::<CardPaymentRefunded>(),
 ];
 
 const fn kind<E: Event>() -> (&'static str, Stream, &'static str) {
@@ -135,6 +140,56 @@ pub struct PaymentRequested {
     pub pay_by: DateTime<Utc>,
 }
 event!(PaymentRequested, Stream::Reservation, "reservation.payment_requested");
+
+/// How a reservation is paid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentMethod {
+    /// From the buyer's prepaid wallet (the wallet service), at once.
+    #[default]
+    Wallet,
+    /// By card through the external gateway (the payment service): the buyer confirms on the
+    /// gateway's page, and its signed webhook settles it.
+    Card,
+}
+
+impl PaymentMethod {
+    /// The stored and API form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Wallet => "WALLET",
+            PaymentMethod::Card => "CARD",
+        }
+    }
+
+    /// Reads the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        [PaymentMethod::Wallet, PaymentMethod::Card].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// The reservation asks the payment service to take a card payment through the gateway before
+/// `pay_by`; the buyer confirms it on the gateway's page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CardPaymentRequested {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub pay_by: DateTime<Utc>,
+}
+event!(CardPaymentRequested, Stream::Reservation, "reservation.card.payment_requested");
+
+/// A card payment taken for a reservation that did not complete must go back through the
+/// gateway (or, not taken yet, must never be).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CardRefundRequested {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+}
+event!(CardRefundRequested, Stream::Reservation, "reservation.card.refund_requested");
 
 /// The reservation is paid and final.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -293,6 +348,18 @@ event!(ChargeFailed, Stream::Wallet, "wallet.charge.failed");
 pub enum PaymentFailureReason {
     InsufficientBalance,
     DeadlinePassed,
+    /// The card was declined on the gateway: the buyer may pay again while the seats are held.
+    CardDeclined,
+    /// The gateway could not be reached to start the payment: the buyer may pay again.
+    GatewayUnavailable,
+}
+
+impl PaymentFailureReason {
+    /// Whether the buyer may pay again while the hold lasts (the seats stay held): a refusal
+    /// of this attempt, not of the reservation.
+    pub fn retryable(self) -> bool {
+        !matches!(self, PaymentFailureReason::DeadlinePassed)
+    }
 }
 
 /// The wallet refused to pay; nothing was debited.
@@ -317,6 +384,41 @@ pub struct PaymentRefunded {
     pub balance: Won,
 }
 event!(PaymentRefunded, Stream::Wallet, "wallet.payment.refunded");
+
+/// A card payment was captured by the gateway for a reservation, in time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CardPaymentCompleted {
+    pub payment_id: PaymentId,
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+}
+event!(CardPaymentCompleted, Stream::Payment, "payment.completed");
+
+/// A card payment was declined, could not start, or was captured too late (and is refunded
+/// through the gateway); nothing stays charged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CardPaymentFailed {
+    pub payment_id: PaymentId,
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+    pub reason: PaymentFailureReason,
+}
+event!(CardPaymentFailed, Stream::Payment, "payment.failed");
+
+/// A captured card payment was given back through the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CardPaymentRefunded {
+    pub payment_id: PaymentId,
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub amount: Won,
+}
+event!(CardPaymentRefunded, Stream::Payment, "payment.refunded");
 
 /// A message a consumer could not handle, kept on `dlq.<service>` so nothing is lost.
 /// It is published as-is (not in an envelope): it must be writable even when the original
@@ -379,6 +481,8 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<ReservationCompleted>(&mut out);
     add::<ReservationFailed>(&mut out);
     add::<RefundRequested>(&mut out);
+    add::<CardPaymentRequested>(&mut out);
+    add::<CardRefundRequested>(&mut out);
     add::<SeatReserved>(&mut out);
     add::<SeatReservationRejected>(&mut out);
     add::<SeatsReleased>(&mut out);
@@ -389,6 +493,10 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<PaymentFailed>(&mut out);
     add::<PaymentRefunded>(&mut out);
     add::<UserStatusChanged>(&mut out);
+    add::<CardPaymentCompleted>(&mut out);
+    add::<CardPaymentFailed>(&mut out);
+    add::<CardPaymentRefunded>(&mut out);
+    add::<PaymentMethod>(&mut out);
     add::<crate::EnvelopeMeta>(&mut out);
     add::<DeadLetter>(&mut out);
     out.sort_by(|a, b| a.0.cmp(&b.0));

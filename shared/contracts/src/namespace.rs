@@ -12,14 +12,23 @@ pub enum Stream {
     Wallet,
     /// Accounts' changes, announced by the user service.
     User,
+    /// Card payments through the external gateway, announced by the payment service.
+    Payment,
     /// Dead letters, one subject per consuming service (`dlq.<service>`).
     Dlq,
 }
 
 impl Stream {
     /// Every stream, in a stable order.
-    pub const ALL: [Stream; 6] =
-        [Stream::Catalog, Stream::Reservation, Stream::Seat, Stream::Wallet, Stream::User, Stream::Dlq];
+    pub const ALL: [Stream; 7] = [
+        Stream::Catalog,
+        Stream::Reservation,
+        Stream::Seat,
+        Stream::Wallet,
+        Stream::User,
+        Stream::Payment,
+        Stream::Dlq,
+    ];
 
     /// The stream name without prefix, e.g. `SEAT`.
     pub const fn name(self) -> &'static str {
@@ -29,6 +38,7 @@ impl Stream {
             Stream::Seat => "SEAT",
             Stream::Wallet => "WALLET",
             Stream::User => "USER",
+            Stream::Payment => "PAYMENT",
             Stream::Dlq => "DLQ",
         }
     }
@@ -41,6 +51,7 @@ impl Stream {
             Stream::Seat => "seat",
             Stream::Wallet => "wallet",
             Stream::User => "user",
+            Stream::Payment => "payment",
             Stream::Dlq => "dlq",
         }
     }

@@ -14,6 +14,7 @@ pub fn stream_source(stream: Stream) -> &'static str {
         Stream::Seat => include_str!("../../../nats/streams/SEAT.json"),
         Stream::Wallet => include_str!("../../../nats/streams/WALLET.json"),
         Stream::User => include_str!("../../../nats/streams/USER.json"),
+        Stream::Payment => include_str!("../../../nats/streams/PAYMENT.json"),
         Stream::Dlq => include_str!("../../../nats/streams/DLQ.json"),
     }
 }

@@ -17,12 +17,13 @@ use std::fmt::Write as _;
 
 /// The service whose relay publishes each stream's events. Every service publishes its dead
 /// letters on the DLQ stream (`dlq.<service>`).
-pub const PUBLISHERS: [(Stream, &str); 5] = [
+pub const PUBLISHERS: [(Stream, &str); 6] = [
     (Stream::Catalog, "concert"),
     (Stream::Seat, "seat"),
     (Stream::Reservation, "reservation"),
     (Stream::Wallet, "wallet"),
     (Stream::User, "user"),
+    (Stream::Payment, "payment"),
 ];
 
 /// The user with every right.

@@ -18,6 +18,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/external-data", "external-data"),
     ("/users", "user"),
     ("/sessions", "user"),
+    ("/payments", "payment"),
 ];
 
 /// The service that answers everything no prefix matches: the ops routes, the OpenAPI

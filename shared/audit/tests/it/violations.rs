@@ -279,7 +279,7 @@ async fn a_confirmed_reservation_nobody_paid_for_is_reported_at_once() {
     assert_eq!(failing(&report), ["money-for-confirmed"], "{report}");
     let check = report.check(Invariant::MoneyForConfirmed).unwrap();
     assert_eq!(check.examples[0].id, unpaid.to_string());
-    assert_eq!(check.examples[0].detail, "CONFIRMED for 5000, but no payment was made");
+    assert_eq!(check.examples[0].detail, "CONFIRMED for 5000, but no payment is kept");
 }
 
 #[tokio::test]
