@@ -263,12 +263,26 @@ function reservation(id) {
       if (what === 'pay') {
         const r = await api('POST', `/reservations/${id}/payment`, { headers: { 'X-Queue-Token': queue, Prefer: 'wait=5' } });
         if (r.status === 'HELD') say('Your balance does not cover it: top up your wallet and pay again before the hold ends.', true);
+      } else if (what === 'card') {
+        await api('POST', `/reservations/${id}/payment`, { body: { method: 'CARD' }, headers: { 'X-Queue-Token': queue } });
+        await toGateway();
       } else {
         await api('DELETE', `/reservations/${id}`);
       }
     } catch (e) {
       say(e.message, true);
     }
+  };
+  // The card payment is created on the gateway a moment after the request: its page is where
+  // the buyer goes next (and the gateway sends them back here).
+  const toGateway = async () => {
+    for (let i = 0; i < 40; i += 1) {
+      const [newest] = await api('GET', `/payments?reservationId=${id}`);
+      if (newest?.checkoutUrl) { location.href = newest.checkoutUrl; return; }
+      if (newest && newest.status !== 'NEW') break;
+      await new Promise((done) => setTimeout(done, 250));
+    }
+    say('The card payment could not be started: pay again, by card or from your wallet.', true);
   };
   const draw = (r) => {
     current = r;
@@ -279,7 +293,10 @@ function reservation(id) {
     if (r.status === 'HELD') {
       rows.push(h('p', {}, 'Held for you for ', h('b', { id: 'countdown' }), '.'),
         h('p', {}, h('button', { id: 'pay', onclick: () => act('pay') }, 'Pay from my wallet'), ' ',
+          h('button', { id: 'pay-card', onclick: () => act('card') }, 'Pay by card'), ' ',
           h('button', { id: 'cancel', class: 'quiet', onclick: () => act('cancel') }, 'Cancel')));
+    } else if (r.status === 'PAYING' && r.paymentMethod === 'CARD') {
+      rows.push(h('p', {}, 'Waiting for the card payment. ', h('button', { id: 'to-gateway', onclick: toGateway }, 'Open the payment page')));
     }
     rows.push(h('h2', {}, 'Timeline'), h('ol', { class: 'timeline', id: 'timeline' }, (r.timeline || []).map((e) => h('li', {}, `${e.type} `, h('span', { class: 'muted' }, when(e.at))))));
     box.replaceChildren(...rows);
@@ -393,4 +410,8 @@ async function route() {
 }
 
 window.addEventListener('hashchange', route);
+// Back from the card gateway's page (`?reservation=<id>&paymentId=…&status=…`): show the
+// reservation, whose stream tells how the payment ended.
+const back = new URLSearchParams(location.search).get('reservation');
+if (back) history.replaceState(null, '', `/#/reservation/${back}`);
 route();

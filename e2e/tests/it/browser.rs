@@ -1,4 +1,5 @@
-//! The web pages in headless Chromium (issue 24): two buyers and an organizer at their screens.
+//! The web pages in headless Chromium (issue 24): two buyers (one paying from her wallet, one
+//! by card on the gateway's page) and an organizer at their screens.
 //! With `TICKETING_SCREENSHOTS=<dir>` every page is also written there as a PNG
 //! (`scripts/screenshots` does that for the README).
 
@@ -81,6 +82,16 @@ async fn a_buyer_waits_is_admitted_holds_two_seats_another_sees_them_held_and_sh
     alice.until_text("#balance", "30,000 won").await.unwrap();
     shot(&alice, "wallet").await;
 
+    // Bob pays by card: the gateway's page, confirmed there, sends him back to CONFIRMED.
+    bob.click("[data-seat='3']").await.unwrap();
+    bob.click("#hold").await.unwrap();
+    bob.until_text("#status", "HELD").await.unwrap();
+    bob.click("#pay-card").await.unwrap();
+    bob.find("#confirm").await.unwrap();
+    shot(&bob, "card-checkout").await;
+    bob.click("#confirm").await.unwrap();
+    bob.until_text("#status", "CONFIRMED").await.unwrap();
+
     // An organizer sees the concert with its schedule, and the ranking.
     let organizer = driver.browser("organizer").await.unwrap();
     let email = format!("organizer-{run}@example.com");
@@ -116,7 +127,7 @@ async fn a_buyer_waits_is_admitted_holds_two_seats_another_sees_them_held_and_sh
     organizer.click("#sign-in").await.unwrap();
     organizer.goto(&format!("{base}/#/organizer")).await.unwrap();
     organizer.find(&format!("[data-cancel='{schedule}']")).await.unwrap();
-    organizer.until_text(&format!("[data-sales='{schedule}']"), "2 sold, 0 held of 10").await.unwrap();
+    organizer.until_text(&format!("[data-sales='{schedule}']"), "3 sold, 0 held of 10").await.unwrap();
     organizer.find("#ranking").await.unwrap();
     shot(&organizer, "organizer").await;
 
