@@ -7,6 +7,8 @@
 #   <svc>.<n>        `ticketing serve <svc>`: two replicas of queue, seat and reservation, one of the rest
 #   nats.1..3        a three-node JetStream cluster (scripts/nats-server), streams with three replicas
 #   redis            redis-server with append-only persistence
+#   gateway          `ticketing pg-sim`, the card payment gateway the payment service calls, its
+#                    webhooks sent through the ingress (an external system in production)
 #   postgres         the dev stack's server (scripts/dev-stack), database ticketing_cluster; not ours
 #                    to start or stop, only to restart for a fault
 
@@ -22,8 +24,8 @@ BASE=${CLUSTER_PORT_BASE:-18000}
 DATABASE=${CLUSTER_DATABASE:-ticketing_cluster}
 
 # Service replicas, the HPA minimum of the hot services (k8s/components/hot) and one of the rest,
-# with the Postgres pool each process opens (72 in all; scripts/dev-stack gives the server 300).
-SERVICE_REPLICAS=(queue:2:2 concert:1:4 seat:2:10 reservation:2:12 wallet:1:8 wallet-history:1:4 ranking:1:2 external-data:1:4 user:1:2)
+# with the Postgres pool each process opens (74 in all; scripts/dev-stack gives the server 300).
+SERVICE_REPLICAS=(queue:2:2 concert:1:4 seat:2:10 reservation:2:12 wallet:1:8 wallet-history:1:4 ranking:1:2 external-data:1:4 user:1:2 payment:1:2)
 NATS_NODES=3
 
 log() { echo "cluster: $*" >&2; }
@@ -45,6 +47,7 @@ all_names() {
   local i
   for i in $(seq 1 "$NATS_NODES"); do echo "nats.$i"; done
   echo redis
+  echo gateway
   service_names
   echo ingress
 }
@@ -74,6 +77,7 @@ port_of() {
   case "$name" in
     ingress) echo "$INGRESS_PORT" ;;
     redis) echo $((BASE + 379)) ;;
+    gateway) echo $((BASE + 390)) ;;
     nats.*) echo $((BASE + 220 + ${name#nats.})) ;;
     nats-route.*) echo $((BASE + 250 + ${name#nats-route.})) ;;
     nats-monitor.*) echo $((BASE + 280 + ${name#nats-monitor.})) ;;
@@ -169,6 +173,7 @@ wait_healthy() {
     redis) local i; for i in $(seq 1 $((secs * 5))); do port_open "$port" && return 0; sleep 0.2; done
       log "redis did not listen on $port within $secs s; its log: $LOGS/redis.log"; return 1 ;;
     ingress) wait_http "$name" "http://127.0.0.1:$port/openapi.json" "$secs" ;;
+    gateway) wait_http "$name" "http://127.0.0.1:$port/healthz" "$secs" ;;
     *) wait_http "$name" "http://127.0.0.1:$(port_of "ops.$name")/readyz" "$secs" ;;
   esac
 }
