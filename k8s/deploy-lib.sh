@@ -8,6 +8,9 @@ readonly repo_root
 # The tag the overlays deploy (k8s/components/local-image).
 readonly image=ticketing:dev
 readonly namespace=ticketing
+# The Deployments of the ticketing image: the services and, where the overlay has it, the card
+# gateway's simulator (components/pg-sim).
+readonly workloads='app.kubernetes.io/component in (service,gateway)'
 
 say() { printf '%s: %s\n' "${0##*/}" "$*"; }
 die() { printf '%s: %s\n' "${0##*/}" "$*" >&2; exit 1; }
@@ -33,7 +36,7 @@ deploy() {
   # below to pick up the image just loaded.
   local existed
   existed=$("${kc[@]}" get deployments --namespace "$namespace" \
-    --selector app.kubernetes.io/component=service --output name 2>/dev/null || true)
+    --selector "$workloads" --output name 2>/dev/null || true)
 
   say "applying $overlay"
   # The ingress controller's admission webhook can refuse connections for a few seconds after
@@ -68,7 +71,7 @@ deploy() {
   say "waiting for the services"
   local deployment
   for deployment in $("${kc[@]}" get deployments --namespace "$namespace" \
-    --selector app.kubernetes.io/component=service --output name); do
+    --selector "$workloads" --output name); do
     "${kc[@]}" rollout status --namespace "$namespace" "$deployment" --timeout=300s
   done
 }
@@ -85,6 +88,23 @@ wait_for_url() {
   die "$url/readyz did not answer within 2 minutes: is the ingress controller running?"
 }
 
+# set_public_url CONTEXT URL: the card gateway simulator's checkout links (PG_SIM_PUBLIC_URL) and
+# the buyer's way back from them (TICKETING_PAYMENT_RETURN_URL) name the URL the browser reaches
+# the cluster at, which components/pg-sim gives as http://localhost (kind's). Where the cluster's
+# URL differs (minikube's node, kind on another HTTP_PORT) both are set on the Deployments; each
+# apply puts the component's back, so each run sets them again.
+set_public_url() {
+  local context=$1 url=$2
+  local kc=(kubectl --context "$context" --namespace "$namespace")
+  [ "$url" != http://localhost ] || return 0
+  "${kc[@]}" get deployment pg-sim >/dev/null 2>&1 || return 0
+  say "pointing the card checkout pages and the way back from them at $url"
+  "${kc[@]}" set env deployment/pg-sim PG_SIM_PUBLIC_URL="$url"
+  "${kc[@]}" set env deployment/ticketing-payment TICKETING_PAYMENT_RETURN_URL="$url/"
+  "${kc[@]}" rollout status deployment/pg-sim --timeout=300s
+  "${kc[@]}" rollout status deployment/ticketing-payment --timeout=300s
+}
+
 # print_next_steps CONTEXT URL
 print_next_steps() {
   local context=$1 url=$2
@@ -99,6 +119,12 @@ alone), from this checkout:
   TICKETING_ENV=dev TICKETING_JWT_PUBLIC_KEY=shared/platform/dev-keys/jwt-ed25519.pub.pem \\
     TICKETING_JWT_PRIVATE_KEY=shared/platform/dev-keys/jwt-ed25519.pem \\
     cargo run -q --bin ticketing -- token --user \$(uuidgen | tr A-Z a-z)
+
+Card payments go to the gateway's simulator (pg-sim), its checkout pages under $url/checkout/.
+To make it fail (declineAll, dropWebhooks, failNextApiCalls, …), reach its API from here:
+  kubectl --context $context -n $namespace port-forward svc/pg-sim 8090 &
+  curl -X PUT -H 'Authorization: Bearer sk_test_ticketing' -H 'Content-Type: application/json' \\
+    -d '{"declineAll": true}' http://127.0.0.1:8090/sim/settings
 
 Logs and dead letters:
   kubectl --context $context -n $namespace logs deploy/ticketing-reservation

@@ -76,4 +76,5 @@ deploy "$context" k8s/overlays/kind
 
 if [ "$http_port" = 80 ]; then url=http://localhost; else url=http://localhost:$http_port; fi
 wait_for_url "$url"
+set_public_url "$context" "$url"
 print_next_steps "$context" "$url"

@@ -48,4 +48,5 @@ if ! curl --silent --max-time 3 --output /dev/null "$url/"; then
   url=http://127.0.0.1
 fi
 wait_for_url "$url"
+set_public_url "$context" "$url"
 print_next_steps "$context" "$url"

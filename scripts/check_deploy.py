@@ -41,6 +41,12 @@ gets a private key by any way, and none the shared secret TICKETING_JWT_SECRET.
 Beyond them, the NATS StatefulSet must form its cluster (every pod in --routes, a name per
 server, its store on a volume) and Redis must keep an append-only file on a persistent volume.
 
+A subcommand that reads none of the configuration (STANDALONE_COMMANDS: `ticketing pg-sim`, the
+card gateway's simulator) is held to its command alone and gets no TICKETING_* variable; an
+Ingress path to it stays off the route table's prefixes. Only the services of LEAVING_SERVICES
+may leave the cluster, on their ports, and only those of SIMULATORS reach the simulator standing
+in for their outside system.
+
 Metrics: every service pod serves /metrics on its container port named ops (TICKETING_OPS_ADDR),
 which must be scrapable and private. Its pod template carries the prometheus.io/* annotations,
 naming that port; the NetworkPolicies admit the monitoring namespace to it (and to nothing else),
@@ -73,6 +79,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The services that take a flash sale's traffic get an HPA and a PodDisruptionBudget (issue 6).
 HOT_SERVICES = {"queue", "reservation", "seat"}
+# Subcommands that read none of the configuration: `ticketing pg-sim`, the card gateway's
+# simulator (k8s/components/pg-sim), stands in for a system outside ours and takes its own
+# PG_SIM_* settings alone. Its container is no process of the system (no NATS, Postgres or Redis).
+STANDALONE_COMMANDS = {"pg-sim"}
+# The services that may leave the cluster, and on which ports: external-data for the external
+# data platform (HTTP or HTTPS), payment for the card gateway (HTTPS).
+LEAVING_SERVICES = {"external-data": {80, 443}, "payment": {443}}
+# In-cluster stand-ins for those outside systems, by their pods' app.kubernetes.io/name, and the
+# services that may reach them (the development gateway of k8s/components/pg-sim).
+SIMULATORS = {"pg-sim": {"payment"}}
 # config.rs refuses a delivery URL without its signing secret; the manifests must not set one
 # without the other (checked below by name, so a rename in config.rs is caught).
 EXTERNAL_URL, EXTERNAL_SECRET = "TICKETING_EXTERNAL_DATA_URL", "TICKETING_EXTERNAL_DATA_SECRET"
@@ -504,6 +520,26 @@ def check_command(p: Problems, where: str, args: list[str], binary: Binary) -> N
         for name in names:
             if name not in binary.services:
                 p.add(where, f"`ticketing serve {name}`: the binary has no such service")
+
+
+def standalone_command(c: dict) -> str | None:
+    """The subcommand of STANDALONE_COMMANDS a ticketing container runs, if it runs one."""
+    args = c.get("args") or []
+    return args[0] if is_ticketing(c) and args and args[0] in STANDALONE_COMMANDS else None
+
+
+def check_standalone_container(p: Problems, where: str, render: Render, pod: Pod, c: dict, binary: Binary) -> None:
+    """A container running a subcommand that reads none of the configuration: a command the
+    binary has, run by the image's entrypoint, and no TICKETING_* variable (it would read none, and
+    a credential among them would only be exposed)."""
+    command = c.get("command")
+    if command and command != ["ticketing"]:
+        p.add(where, f"command {command} replaces the image's ENTRYPOINT (ticketing)")
+    args = list(c.get("args") or [])
+    check_command(p, where, args, binary)
+    env, _ = container_env(p, where, render, pod, c)
+    for var in sorted(v for v in env if v.startswith("TICKETING_")):
+        p.add(where, f"{var} is set, but `ticketing {args[0]}` reads none of the configuration")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1738,13 +1774,21 @@ def check_network_policies(p: Problems, render: Render, namespace: str) -> None:
                 for peer in rule.get("to") or [{}]:
                     if "ipBlock" in peer:
                         ports = {pt.get("port") for pt in rule.get("ports") or []}
-                        if service != "external-data" or not ports or not ports <= {80, 443}:
+                        if not ports or not ports <= LEAVING_SERVICES.get(service or "", set()):
+                            leaving = " and ".join(
+                                f"{name} (on {'/'.join(map(str, sorted(allowed)))})"
+                                for name, allowed in LEAVING_SERVICES.items()
+                            )
                             p.add(
                                 where,
-                                f"lets {service} leave the cluster ({peer['ipBlock'].get('cidr')}, ports {sorted(ports) or 'all'}); only external-data may, on 80/443",
+                                f"lets {service} leave the cluster ({peer['ipBlock'].get('cidr')}, ports {sorted(ports) or 'all'}); only {leaving} may",
                             )
                         continue
                     target = (peer.get("podSelector") or {}).get("matchLabels") or {}
+                    if "namespaceSelector" not in peer and service in SIMULATORS.get(
+                        target.get("app.kubernetes.io/name", ""), set()
+                    ):
+                        continue  # the simulator of the outside system it may leave for
                     if not is_dns(peer) and (
                         "namespaceSelector" in peer
                         or target.get("app.kubernetes.io/name") not in backend_names
@@ -2039,11 +2083,16 @@ def check_render(
     serves: dict[str, str] = {}  # Deployment name -> service (one per pod in Kubernetes)
     stream_replicas: dict[str, EnvVar | None] = {}  # ticketing container -> its NATS_REPLICAS
     ticketing: list[Ticketing] = []
+    standalone: set[str] = set()  # the workloads that run a STANDALONE_COMMANDS subcommand
     for pod in render.pods:
         for c in pod.containers():
             if not is_ticketing(c):
                 continue
             where = f"{pod.owner} container {c['name']}"
+            if standalone_command(c):
+                check_standalone_container(pf, where, render, pod, c, binary)
+                standalone.add(pod.owner)
+                continue
             args, env = check_ticketing_container(pf, where, render, pod, c, binary, config, namespace)
             ticketing.append(Ticketing(where, pod, c, args, env))
             stream_replicas[where] = env.get(NATS_REPLICAS)
@@ -2104,9 +2153,21 @@ def check_render(
                         f"{path} points at port {backend.get('port')} of Service {backend['name']}, which it does not have",
                     )
                     continue
-                owners = {
-                    serves.get(pod.name) for pod in render.selected_pods(svc) if pod.kind == "Deployment"
-                }
+                selected = render.selected_pods(svc)
+                if selected and all(q.owner in standalone for q in selected):
+                    # A simulator's own pages (pg-sim's checkout): outside the route table, and
+                    # over none of its prefixes.
+                    for prefix, name in routes.prefixes:
+                        if path.rstrip("/") == prefix.rstrip("/") or any(
+                            a.startswith(b.rstrip("/") + "/") for a, b in ((path, prefix), (prefix, path))
+                        ):
+                            pf.add(
+                                where,
+                                f"{path} goes to Service {backend['name']}, which runs no service, over "
+                                f"the route table's {prefix} ({name})",
+                            )
+                    continue
+                owners = {serves.get(pod.name) for pod in selected if pod.kind == "Deployment"}
                 owners.discard(None)
                 if len(owners) != 1:
                     pf.add(
