@@ -6,7 +6,7 @@
 
 use crate::{Scenario, scenario};
 use chrono::{DateTime, Utc};
-use contracts::{CardPaymentCompleted, CardPaymentRefunded, ReservationId, ScheduleId, UserId};
+use contracts::{CardPaymentCompleted, CardPaymentRefunded, ConcertId, ReservationId, ScheduleId, UserId};
 use e2e::api::id_of;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -50,12 +50,18 @@ async fn on_gateway(gateway: &str, gateway_id: &str) -> Value {
 
 /// A schedule with a buyer holding seat 1 of it, answered with the hold's end.
 async fn held(s: &Scenario) -> (ScheduleId, UserId, ReservationId, DateTime<Utc>) {
-    let (_, schedule) = s.api.schedule(5, 12_000).await.unwrap();
+    let (_, schedule, user, id, until) = held_of_concert(s).await;
+    (schedule, user, id, until)
+}
+
+/// As [`held`], with the schedule's concert.
+async fn held_of_concert(s: &Scenario) -> (ConcertId, ScheduleId, UserId, ReservationId, DateTime<Utc>) {
+    let (concert, schedule) = s.api.schedule(5, 12_000).await.unwrap();
     let user = UserId::new();
     let r = s.api.reserve(user, schedule, &[1], 10).await.unwrap();
     assert_eq!(r.body["status"], "HELD", "{r:?}");
     let until = serde_json::from_value(r.body["heldUntil"].clone()).unwrap();
-    (schedule, user, id_of(&r).unwrap(), until)
+    (concert, schedule, user, id_of(&r).unwrap(), until)
 }
 
 /// Pays `id` by card and answers its gateway page.
@@ -209,5 +215,30 @@ async fn an_unreachable_gateway_leaves_the_seats_held_and_a_lost_webhook_is_made
     s.api.on_gateway_page(&page, "confirm").await.unwrap();
     s.api.wait_status(user, id, "CONFIRMED").await.unwrap();
     gateway_settings(&gateway, json!({})).await;
+    s.check().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_schedule_refunds_a_card_payment_through_the_gateway() {
+    let Some(s) = scenario(&[]).await else { return };
+    let (concert, schedule, user, id, _) = held_of_concert(&s).await;
+    let page = paying_by_card(&s, user, id).await;
+    s.api.on_gateway_page(&page, "confirm").await.unwrap();
+    s.api.wait_status(user, id, "CONFIRMED").await.unwrap();
+
+    let path = format!("/concerts/{concert}/schedules/{schedule}/cancellation");
+    let cancelled = s.api.send(reqwest::Method::POST, &path, Some(&s.api.admin()), None, &[]).await.unwrap();
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    let r = s.api.wait_status(user, id, "CANCELLED").await.unwrap();
+    assert_eq!(r["failureReason"], "SCHEDULE_CANCELLED");
+    s.api
+        .eventually("the card refund", || async {
+            Ok(s.api.card_payments(user, id).await?[0]["status"] == "REFUNDED")
+        })
+        .await
+        .unwrap();
+    let gateway_id = page.rsplit('/').next().unwrap();
+    assert_eq!(on_gateway(&gateway_of(&page), gateway_id).await["status"], "REFUNDED");
+    assert_eq!(s.api.balance(user).await.unwrap(), 0, "a card payment goes back to the card");
     s.check().await.unwrap();
 }
