@@ -120,6 +120,24 @@ async fn a_cancelled_schedule_refunds_its_buyers_and_fails_its_holds() {
     let paid = s.api.pay(buyer, bought, 10).await.unwrap();
     assert_eq!(paid.body["status"], "CONFIRMED", "{paid:?}");
     let holding = id_of(&s.api.reserve(holder, schedule, &[3], 10).await.unwrap()).unwrap();
+    // The concert's seats in the ranking of the last two minutes (other concerts may sell on a
+    // shared deployment: it is looked for among the top 100).
+    let ranked = || async {
+        let r = s
+            .api
+            .send(reqwest::Method::GET, "/rankings/concerts?window=2m&limit=100", None, None, &[])
+            .await?;
+        let rows = r.body["data"].as_array().cloned().unwrap_or_default();
+        anyhow::Ok(
+            rows.iter()
+                .find(|c| c["concertId"] == serde_json::json!(concert))
+                .map(|c| c["confirmedSeats"].clone()),
+        )
+    };
+    s.api
+        .eventually("the sale ranked", || async { Ok(ranked().await? == Some(serde_json::json!(2))) })
+        .await
+        .unwrap();
 
     let admin = s.api.admin();
     let path = format!("/concerts/{concert}/schedules/{schedule}/cancellation");
@@ -144,6 +162,8 @@ async fn a_cancelled_schedule_refunds_its_buyers_and_fails_its_holds() {
         })
         .await
         .unwrap();
+    // The sale undone leaves the ranking.
+    s.api.eventually("the sale unranked", || async { Ok(ranked().await?.is_none()) }).await.unwrap();
     // Nothing more of it is sold.
     let refused = s.api.reserve(late, schedule, &[4], 10).await.unwrap();
     assert_eq!(refused.body["failureReason"], "NOT_ON_SALE", "{refused:?}");

@@ -16,6 +16,7 @@ pub struct Keys {
     /// HASH schedule → concert, for sold-out entries.
     pub schedule_concert: String,
     minute_prefix: String,
+    sale_prefix: String,
 }
 
 impl Keys {
@@ -27,11 +28,17 @@ impl Keys {
             sold_out: ns.redis_key("ranking:sold-out"),
             schedule_concert: ns.redis_key("ranking:schedule-concert"),
             minute_prefix: ns.redis_key("ranking:minute:"),
+            sale_prefix: ns.redis_key("ranking:sale:"),
         }
     }
 
     /// ZSET concert → confirmed seats sold in one minute (epoch minutes).
     pub fn minute(&self, minute: i64) -> String {
         format!("{}{minute}", self.minute_prefix)
+    }
+
+    /// STRING: the minute bucket a confirmed reservation was counted in, while that bucket lives.
+    pub fn sale(&self, reservation: contracts::ReservationId) -> String {
+        format!("{}{reservation}", self.sale_prefix)
     }
 }

@@ -119,10 +119,16 @@ pub enum Input {
 /// An event the decision asks to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Emit {
-    PaymentRequested { pay_by: DateTime<Utc> },
+    PaymentRequested {
+        pay_by: DateTime<Utc>,
+    },
     Completed,
     Failed(ReservationFailureReason),
-    RefundRequested { amount: Won },
+    /// A CONFIRMED reservation was undone.
+    Cancelled(ReservationFailureReason),
+    RefundRequested {
+        amount: Won,
+    },
 }
 
 /// Why the user's action is refused (the reservation is unchanged).
@@ -302,13 +308,17 @@ pub fn decide(r: &Reservation, input: Input) -> Result<Decision, Refusal> {
             ReservationFailureReason::ScheduleCancelled,
             vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
         ),
+        // A sale undone: told (the ranking counts it no more), and the money given back.
         (Confirmed, Input::ScheduleCancelled) => Decision {
             next: Reservation {
                 status: Cancelled,
                 failure_reason: Some(ReservationFailureReason::ScheduleCancelled),
                 ..r.clone()
             },
-            emit: vec![Emit::RefundRequested { amount: r.amount.unwrap_or_default() }],
+            emit: vec![
+                Emit::Cancelled(ReservationFailureReason::ScheduleCancelled),
+                Emit::RefundRequested { amount: r.amount.unwrap_or_default() },
+            ],
         },
 
         (Held, Input::Tick { now, .. }) if r.held_until.is_some_and(|u| now >= u) => {
@@ -453,7 +463,10 @@ mod tests {
         let confirmed = Reservation { paid: true, ..reservation(Status::Confirmed) };
         let d = decide(&confirmed, Input::ScheduleCancelled).unwrap();
         assert_eq!((d.next.status, d.next.failure_reason), (Status::Cancelled, Some(ScheduleCancelled)));
-        assert_eq!(d.emit, vec![Emit::RefundRequested { amount: Won(5000) }]);
+        assert_eq!(
+            d.emit,
+            vec![Emit::Cancelled(ScheduleCancelled), Emit::RefundRequested { amount: Won(5000) }]
+        );
         // Once ended, a cancellation changes nothing: delivered again, it refunds nothing twice.
         for ended in [d.next, reservation(Status::Expired), reservation(Status::Failed)] {
             assert!(decide(&ended, Input::ScheduleCancelled).unwrap().is_noop(&ended));

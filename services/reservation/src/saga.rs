@@ -11,7 +11,8 @@ use crate::{
 };
 use contracts::{
     CardPaymentRequested, CardRefundRequested, Envelope, EnvelopeMeta, Event, PaymentMethod,
-    PaymentRequested, RefundRequested, ReservationCompleted, ReservationFailed, ReservationId, UserId,
+    PaymentRequested, RefundRequested, ReservationCancelled, ReservationCompleted, ReservationFailed,
+    ReservationId, UserId,
 };
 use messaging::{InboxClaims, Outbox, OutboxRow, Peers, Runtime};
 use platform::combine::{Batch, Combiner};
@@ -443,6 +444,18 @@ fn event_row(
                 seat_nos: r.seat_nos.clone(),
                 amount: r.amount.unwrap_or_default(),
                 queue_token: r.queue_token.clone(),
+            };
+            row(outbox, r, payload, cause)
+        }
+        Emit::Cancelled(reason) => {
+            let payload = ReservationCancelled {
+                reservation_id: r.id,
+                user_id: r.user_id,
+                concert_id: r.concert_id,
+                schedule_id: r.schedule_id,
+                seat_nos: r.seat_nos.clone(),
+                amount: r.amount.unwrap_or_default(),
+                reason: *reason,
             };
             row(outbox, r, payload, cause)
         }

@@ -19,7 +19,7 @@ macro_rules! event {
 }
 
 /// Every event type with its stream and subject: `(TYPE, STREAM, SUBJECT)`.
-pub const ALL_EVENTS: [(&str, Stream, &str); 25] = [
+pub const ALL_EVENTS: [(&str, Stream, &str); 26] = [
     kind::<ConcertCreated>(),
     kind::<ConcertUpdated>(),
     kind::<ScheduleCreated>(),
@@ -29,6 +29,7 @@ pub const ALL_EVENTS: [(&str, Stream, &str); 25] = [
     kind::<PaymentRequested>(),
     kind::<ReservationCompleted>(),
     kind::<ReservationFailed>(),
+    kind::<ReservationCancelled>(),
     kind::<RefundRequested>(),
     kind::<CardPaymentRequested>(),
     kind::<CardRefundRequested>(),
@@ -234,6 +235,21 @@ pub struct ReservationFailed {
     pub queue_token: String,
 }
 event!(ReservationFailed, Stream::Reservation, "reservation.failed");
+
+/// A CONFIRMED reservation was undone (its schedule was cancelled): its seats are no longer
+/// sold, and its money goes back (RefundRequested or CardRefundRequested follows).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationCancelled {
+    pub reservation_id: ReservationId,
+    pub user_id: UserId,
+    pub concert_id: ConcertId,
+    pub schedule_id: ScheduleId,
+    pub seat_nos: Vec<SeatNo>,
+    pub amount: Won,
+    pub reason: ReservationFailureReason,
+}
+event!(ReservationCancelled, Stream::Reservation, "reservation.cancelled");
 
 /// Money taken for a reservation that did not complete must go back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -480,6 +496,7 @@ pub fn schemas() -> Vec<(String, RefOr<Schema>)> {
     add::<PaymentRequested>(&mut out);
     add::<ReservationCompleted>(&mut out);
     add::<ReservationFailed>(&mut out);
+    add::<ReservationCancelled>(&mut out);
     add::<RefundRequested>(&mut out);
     add::<CardPaymentRequested>(&mut out);
     add::<CardRefundRequested>(&mut out);

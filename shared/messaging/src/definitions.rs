@@ -107,13 +107,42 @@ pub fn consumer_entries() -> Result<Vec<ConsumerEntry>, MessagingError> {
 
 /// Creates or updates every stream (each kept on `replicas` servers), then every declared
 /// consumer (which follows its stream's replicas), bringing one that exists to its declared
-/// configuration.
+/// configuration, and deletes the durable consumers no longer declared.
 pub async fn apply(bus: &Bus, replicas: usize) -> Result<(), MessagingError> {
     for stream in Stream::ALL {
         apply_stream(bus, stream, replicas).await?;
     }
-    for spec in declared_consumers()? {
+    let declared = declared_consumers()?;
+    for spec in &declared {
         spec.apply(bus).await?;
+    }
+    retire_undeclared(bus, &declared).await
+}
+
+/// Deletes the durable consumers of the namespace's streams that `nats/consumers.json` no longer
+/// declares (a consumer renamed, or split by filter subject): left in place, each would keep every
+/// new message of its subjects pending for a reader that never comes, and page as lagging.
+/// Ephemeral consumers (tools reading a stream) are left alone.
+async fn retire_undeclared(bus: &Bus, declared: &[ConsumerSpec]) -> Result<(), MessagingError> {
+    use futures::TryStreamExt as _;
+    for stream in Stream::ALL {
+        let js_stream = bus
+            .js
+            .get_stream(bus.ns.stream(stream))
+            .await
+            .map_err(|e| MessagingError::js("get stream", e))?;
+        let found: Vec<_> =
+            js_stream.consumers().try_collect().await.map_err(|e| MessagingError::js("list consumers", e))?;
+        for info in found {
+            let known = declared.iter().any(|d| d.stream == stream && d.name() == info.name);
+            if info.config.durable_name.is_some() && !known {
+                js_stream
+                    .delete_consumer(&info.name)
+                    .await
+                    .map_err(|e| MessagingError::js("delete an undeclared consumer", e))?;
+                tracing::info!(stream = %stream, consumer = %info.name, "deleted a consumer nats/consumers.json no longer declares");
+            }
+        }
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ mod openapi;
 
 use chrono::{Duration as Span, Utc};
 use contracts::{
-    ConcertCreated, ConcertId, ConcertUpdated, Envelope, ReservationCompleted, ReservationId, ScheduleId,
-    SeatNo, SoldOut, UserId, Won,
+    ConcertCreated, ConcertId, ConcertUpdated, Envelope, ReservationCancelled, ReservationCompleted,
+    ReservationFailureReason, ReservationId, ScheduleId, SeatNo, SoldOut, UserId, Won,
 };
 use serde_json::Value;
 use testkit::TestEnv;
@@ -159,6 +159,61 @@ async fn sold_out_schedules_are_ranked_fastest_first() {
         })
         .collect();
     assert_eq!(rows, vec![(fast.to_string(), 12, "Hit".into()), (slow.to_string(), 300, "Hit".into())]);
+}
+
+/// The undoing of `sale`, as the reservation service announces it when its schedule is cancelled.
+fn undone(sale: &Envelope<ReservationCompleted>) -> Envelope<ReservationCancelled> {
+    let s = &sale.payload;
+    Envelope::new(
+        "reservation",
+        s.reservation_id,
+        ReservationCancelled {
+            reservation_id: s.reservation_id,
+            user_id: s.user_id,
+            concert_id: s.concert_id,
+            schedule_id: s.schedule_id,
+            seat_nos: s.seat_nos.clone(),
+            amount: s.amount,
+            reason: ReservationFailureReason::ScheduleCancelled,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_sale_undone_by_a_cancelled_schedule_counts_no_more_once_and_leaves_the_sold_out_ranking() {
+    let (env, url) = start().await;
+    let c = ConcertId::new();
+    named(&env, c, "Cancelled").await;
+    let (kept, lost) = (sale(c, 1), sale(c, 3));
+    sold(&env, &kept).await;
+    sold(&env, &lost).await;
+    let out = Envelope::new(
+        "seat",
+        lost.payload.schedule_id,
+        SoldOut {
+            schedule_id: lost.payload.schedule_id,
+            concert_id: c,
+            sold_out_at: Utc::now(),
+            seconds_to_sell_out: 5,
+        },
+    );
+    env.publish(&out).await.unwrap();
+    env.wait_redis_handled("ranking__SEAT", out.id).await;
+    assert_eq!(get(&url, "/rankings/sold-out").await.1["data"].as_array().unwrap().len(), 1);
+
+    let cancelled = undone(&lost);
+    for copy in ["first", "copy"] {
+        env.publish_raw("reservation.cancelled", copy, serde_json::to_vec(&cancelled).unwrap())
+            .await
+            .unwrap();
+    }
+    env.wait_redis_handled("ranking__RESERVATION", cancelled.id).await;
+    // Out of the all-time count and of the window it was sold in, once however often it comes.
+    for window in ["all", "60m"] {
+        let (_, body) = get(&url, &format!("/rankings/concerts?window={window}")).await;
+        assert_eq!(ranks(&body), vec![("Cancelled".into(), 1)], "window {window}");
+    }
+    assert!(get(&url, "/rankings/sold-out").await.1["data"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test]

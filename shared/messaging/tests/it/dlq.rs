@@ -186,3 +186,28 @@ async fn applying_the_definitions_brings_an_existing_consumer_to_its_declared_co
     messaging::definitions::apply(&env.bus, 1).await.unwrap();
     assert_eq!(max_deliver(old).await, -1);
 }
+
+#[tokio::test]
+async fn applying_the_definitions_deletes_a_durable_consumer_no_longer_declared() {
+    let env = env().await;
+    // A consumer an earlier version declared (before ranking's was split by subject), and a
+    // tool's ephemeral reader.
+    let stream = env.bus.js.get_stream(env.bus.ns.stream(Stream::Reservation)).await.unwrap();
+    let durable = async_nats::jetstream::consumer::pull::Config {
+        durable_name: Some("ranking__RESERVATION".into()),
+        ..Default::default()
+    };
+    stream.create_consumer(durable).await.unwrap();
+    let reader = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
+        .await
+        .unwrap()
+        .cached_info()
+        .name
+        .clone();
+    messaging::definitions::apply(&env.bus, 1).await.unwrap();
+    let names: Vec<String> = futures::TryStreamExt::try_collect(stream.consumer_names()).await.unwrap();
+    assert!(!names.contains(&"ranking__RESERVATION".to_owned()), "{names:?}");
+    assert!(names.contains(&reader), "an ephemeral reader is left alone: {names:?}");
+    assert!(names.contains(&"ranking__RESERVATION__cancelled".to_owned()), "{names:?}");
+}
