@@ -335,8 +335,8 @@ async function wallet() {
         h('td', {}, won(e.amount)), h('td', {}, e.balanceAfter === null || e.balanceAfter === undefined ? '' : won(e.balanceAfter)))))));
 }
 
-/// The organizer's page: concerts and their schedules (add, cancel), the ranking, and the
-/// deliveries to the data platform that failed (retry).
+/// The organizer's page: concerts and their schedules (add, cancel), the ranking, the
+/// deliveries to the data platform that failed (retry), and the dead letters (replay, discard).
 async function organizer() {
   const list = await api('GET', '/concerts?limit=50', { auth: false });
   const name = h('input', { id: 'concert-name', required: true, maxlength: 200 });
@@ -383,6 +383,21 @@ async function organizer() {
       h('td', {}, h('button', { class: 'quiet', onclick: async () => {
         try { await api('POST', `/external-data/deliveries/${d.id}/retry`); say('Retrying.'); organizer(); } catch (err) { say(err.message, true); }
       } }, 'Retry'))))) : h('p', { class: 'muted' }, 'None.')));
+  const dead = await api('GET', '/dead-letters?limit=50');
+  const deadAct = (letter, how) => async () => {
+    try {
+      if (how === 'replay') await api('POST', `/dead-letters/${letter.seq}/replay`);
+      else if (confirm('Discard this dead letter? Its message is not handled.')) await api('DELETE', `/dead-letters/${letter.seq}`);
+      else return;
+      say(how === 'replay' ? 'Replayed.' : 'Discarded.');
+      organizer();
+    } catch (err) { say(err.message, true); }
+  };
+  blocks.push(h('section', { id: 'dead-letters' }, h('h2', {}, `Dead letters (${dead.total})`), dead.data.length ? h('table', {},
+    h('tr', {}, h('th', {}, 'Event'), h('th', {}, 'Consumer'), h('th', {}, 'Why'), h('th', {}, 'When'), h('th', {})),
+    dead.data.map((l) => h('tr', { 'data-letter': l.seq }, h('td', {}, l.eventType || l.originalSubject), h('td', {}, l.consumer), h('td', {}, l.reason), h('td', {}, when(l.failedAt)),
+      h('td', {}, l.replayable ? h('button', { class: 'quiet', 'data-replay': l.seq, onclick: deadAct(l, 'replay') }, 'Replay') : null, ' ',
+        h('button', { class: 'quiet', 'data-discard': l.seq, onclick: deadAct(l, 'discard') }, 'Discard'))))) : h('p', { class: 'muted' }, 'None.')));
   show(h('h1', {}, 'Organizer'), ...blocks);
 }
 

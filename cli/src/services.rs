@@ -16,6 +16,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ServiceDef::of::<external_data::ExternalData>(),
     ServiceDef::of::<user::Users>(),
     ServiceDef::of::<payment::Payments>(),
+    ServiceDef::of::<dead_letters::DeadLetters>(),
 ];
 
 /// Looks up services by name, naming the unknown ones and the known ones in the error.

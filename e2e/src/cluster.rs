@@ -27,6 +27,7 @@ pub const SERVICES: &[&str] = &[
     "external-data",
     "user",
     "payment",
+    "dead-letters",
 ];
 
 /// Settings every in-test cluster starts with (the scenario's win): each process keeps a small

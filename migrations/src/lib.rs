@@ -317,7 +317,7 @@ pub async fn migrate(url: &str) -> Result<(), DbErr> {
 
 /// Every service that connects to Postgres, with the schema it owns: none for those whose state
 /// is in Redis (queue, ranking), which may connect and read nothing.
-pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 10] = [
+pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 11] = [
     ("queue", None),
     ("concert", Some("concert")),
     ("seat", Some("seat")),
@@ -328,6 +328,7 @@ pub const SERVICE_SCHEMA_OWNERS: [(&str, Option<&str>); 10] = [
     ("external-data", Some("external_data")),
     ("user", Some("users")),
     ("payment", Some("payment")),
+    ("dead-letters", None),
 ];
 
 /// The Postgres role the service `service` connects as: `ticketing_<service>`.

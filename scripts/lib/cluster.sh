@@ -24,8 +24,8 @@ BASE=${CLUSTER_PORT_BASE:-18000}
 DATABASE=${CLUSTER_DATABASE:-ticketing_cluster}
 
 # Service replicas, the HPA minimum of the hot services (k8s/components/hot) and one of the rest,
-# with the Postgres pool each process opens (74 in all; scripts/dev-stack gives the server 300).
-SERVICE_REPLICAS=(queue:2:2 concert:1:4 seat:2:10 reservation:2:12 wallet:1:8 wallet-history:1:4 ranking:1:2 external-data:1:4 user:1:2 payment:1:2)
+# with the Postgres pool each process opens (75 in all; scripts/dev-stack gives the server 300).
+SERVICE_REPLICAS=(queue:2:2 concert:1:4 seat:2:10 reservation:2:12 wallet:1:8 wallet-history:1:4 ranking:1:2 external-data:1:4 user:1:2 payment:1:2 dead-letters:1:1)
 NATS_NODES=3
 
 log() { echo "cluster: $*" >&2; }

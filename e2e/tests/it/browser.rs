@@ -129,6 +129,7 @@ async fn a_buyer_waits_is_admitted_holds_two_seats_another_sees_them_held_and_sh
     organizer.find(&format!("[data-cancel='{schedule}']")).await.unwrap();
     organizer.until_text(&format!("[data-sales='{schedule}']"), "3 sold, 0 held of 10").await.unwrap();
     organizer.find("#ranking").await.unwrap();
+    organizer.find("#dead-letters").await.unwrap();
     shot(&organizer, "organizer").await;
 
     for b in [alice, bob, organizer] {

@@ -9,6 +9,7 @@ mod browser;
 mod cards;
 mod compensations;
 mod concurrency;
+mod dead_letters;
 mod faults;
 mod happy;
 mod input;

@@ -123,21 +123,55 @@ pub async fn count(bus: &Bus) -> Result<u64, MessagingError> {
     Ok(stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.messages)
 }
 
-/// Republishes dead letter `seq` to its original subject with its original headers and body,
-/// then removes it from the DLQ. The new publish gets its own `Nats-Msg-Id` so the stream's
-/// dedup window does not swallow it; consumers still dedupe by the envelope id in their inbox.
-pub async fn replay(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
-    let stream = bus
-        .js
-        .get_stream(bus.ns.stream(Stream::Dlq))
-        .await
-        .map_err(|e| MessagingError::js("get DLQ stream", e))?;
+/// Dead letter `seq`.
+pub async fn get(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
+    let stream = dlq_stream(bus).await?;
+    letter_at(&stream, seq).await
+}
+
+/// Removes dead letter `seq` without replaying it (one that cannot be made to succeed).
+pub async fn discard(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
+    let stream = dlq_stream(bus).await?;
+    let letter = letter_at(&stream, seq).await?;
+    stream.delete_message(seq).await.map_err(|e| MessagingError::js("delete a dead letter", e))?;
+    Ok(letter)
+}
+
+/// Whether a dead letter can be replayed: one an outbox set aside has no body to publish (the
+/// row is kept in the schema's `outbox_dead`).
+pub fn replayable(letter: &DeadLetter) -> bool {
+    letter.stream_sequence != 0 || !letter.original_body.is_empty()
+}
+
+async fn dlq_stream(bus: &Bus) -> Result<async_nats::jetstream::stream::Stream, MessagingError> {
+    bus.js.get_stream(bus.ns.stream(Stream::Dlq)).await.map_err(|e| MessagingError::js("get DLQ stream", e))
+}
+
+async fn letter_at(
+    stream: &async_nats::jetstream::stream::Stream,
+    seq: u64,
+) -> Result<DeadLetter, MessagingError> {
     let m = stream
         .get_raw_message(seq)
         .await
         .map_err(|e| MessagingError::NotFound(format!("dead letter {seq}: {e}")))?;
-    let letter: DeadLetter = serde_json::from_slice(&m.payload)
-        .map_err(|e| MessagingError::NotFound(format!("dead letter {seq} is unreadable: {e}")))?;
+    serde_json::from_slice(&m.payload)
+        .map_err(|e| MessagingError::NotFound(format!("dead letter {seq} is unreadable: {e}")))
+}
+
+/// Republishes dead letter `seq` to its original subject with its original headers and body,
+/// then removes it from the DLQ. The new publish gets its own `Nats-Msg-Id` so the stream's
+/// dedup window does not swallow it; consumers still dedupe by the envelope id in their inbox.
+/// A letter with nothing to publish ([`replayable`]) is refused and kept.
+pub async fn replay(bus: &Bus, seq: u64) -> Result<DeadLetter, MessagingError> {
+    let stream = dlq_stream(bus).await?;
+    let letter = letter_at(&stream, seq).await?;
+    if !replayable(&letter) {
+        return Err(MessagingError::NotReplayable(format!(
+            "dead letter {seq} is an outbox row JetStream refused: {}",
+            letter.reason
+        )));
+    }
     let body = base64::engine::general_purpose::STANDARD
         .decode(&letter.original_body)
         .map_err(|e| MessagingError::NotFound(format!("dead letter {seq} body: {e}")))?;

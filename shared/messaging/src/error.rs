@@ -15,6 +15,9 @@ pub enum MessagingError {
     Definition { file: String, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// A dead letter with nothing to publish again.
+    #[error("{0}")]
+    NotReplayable(String),
     /// A consumer's filters and its handler disagree on which events it takes.
     #[error("consumer filters: {0}")]
     Filters(String),

@@ -29,6 +29,11 @@ pub const PUBLISHERS: [(Stream, &str); 6] = [
 /// The user with every right.
 pub const ADMIN: &str = "admin";
 
+/// The one service that may republish any event subject: it replays dead letters to where they
+/// were published (`dead-letters`, for operators). It may also read and delete dead letters, and
+/// holds no consumer.
+pub const REPLAYER: &str = "dead-letters";
+
 /// The environment variable the nats-server reads `user`'s password from.
 pub fn password_variable(user: &str) -> String {
     format!("NATS_PASSWORD_{}", user.replace('-', "_").to_uppercase())
@@ -42,6 +47,11 @@ pub fn allowed(ns: &Namespace, service: &str) -> Result<(Vec<String>, Vec<String
         .filter(|(_, owner)| *owner == service)
         .map(|(s, _)| ns.stream_subjects(*s))
         .collect();
+    if service == REPLAYER {
+        publish.extend(Stream::ALL.iter().filter(|s| **s != Stream::Dlq).map(|s| ns.stream_subjects(*s)));
+        let dlq = ns.stream(Stream::Dlq);
+        publish.extend([format!("$JS.API.STREAM.MSG.GET.{dlq}"), format!("$JS.API.STREAM.MSG.DELETE.{dlq}")]);
+    }
     publish.push(ns.dlq_subject(service));
     publish.push(internal.clone());
     publish.push("$JS.API.INFO".into());

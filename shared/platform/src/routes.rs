@@ -19,6 +19,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/users", "user"),
     ("/sessions", "user"),
     ("/payments", "payment"),
+    ("/dead-letters", "dead-letters"),
 ];
 
 /// The service that answers everything no prefix matches: the ops routes, the OpenAPI

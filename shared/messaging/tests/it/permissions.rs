@@ -13,8 +13,17 @@ use std::{
     time::Duration,
 };
 
-const SERVICES: [&str; 8] =
-    ["queue", "concert", "seat", "reservation", "wallet", "wallet-history", "ranking", "external-data"];
+const SERVICES: [&str; 9] = [
+    "queue",
+    "concert",
+    "seat",
+    "reservation",
+    "wallet",
+    "wallet-history",
+    "ranking",
+    "external-data",
+    "dead-letters",
+];
 
 /// A nats-server on a free port with JetStream and the generated users; killed on drop.
 struct Server {
@@ -159,4 +168,51 @@ async fn the_wallets_nats_user_publishes_and_reads_its_own_subjects_alone() {
         tokio::time::timeout(Duration::from_millis(500), their_notices.next()).await.is_err(),
         "heard reservation notices"
     );
+}
+
+#[tokio::test]
+async fn the_replayer_reads_replays_and_discards_dead_letters_and_makes_no_consumer() {
+    let ns = Namespace::new(&format!("perm{}", &uuid::Uuid::new_v4().simple().to_string()[..8])).unwrap();
+    let server = start(&ns).await;
+    let admin = Bus::connect_as(&server.url, ns.clone(), Some(&login(permissions::ADMIN))).await.unwrap();
+    definitions::apply(&admin, 1).await.unwrap();
+    let replayer =
+        Bus::connect_as(&server.url, ns.clone(), Some(&login(permissions::REPLAYER))).await.unwrap();
+
+    // Two dead letters of the seat service, as its consumer writes them.
+    for n in 1..=2u64 {
+        let letter = contracts::DeadLetter {
+            original_subject: ns.subject("reservation.requested"),
+            stream_sequence: n,
+            event_id: Some(format!("e{n}")),
+            event_type: Some("ReservationRequested".into()),
+            consumer: "seat__RESERVATION__requested".into(),
+            deliveries: 8,
+            reason: "test".into(),
+            failed_at: chrono::Utc::now(),
+            original_headers: Vec::new(),
+            original_body: "e30=".into(),
+        };
+        let body = serde_json::to_vec(&letter).unwrap();
+        admin.js.publish(ns.dlq_subject("seat"), body.into()).await.unwrap().await.unwrap();
+    }
+    let letters = messaging::dlq::list(&replayer, 10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    // Replayed to the reservation stream, though it is not the replayer's; the other discarded.
+    messaging::dlq::replay(&replayer, letters[0].0).await.unwrap();
+    messaging::dlq::discard(&replayer, letters[1].0).await.unwrap();
+    assert_eq!(messages_in(&admin, Stream::Reservation).await, 1);
+    assert_eq!(messaging::dlq::count(&admin).await.unwrap(), 0);
+
+    // No consumer, no stream change.
+    let js = impatient(&replayer);
+    let reservations = js.get_stream(ns.stream(Stream::Reservation)).await.unwrap();
+    let made = reservations
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("dead-letters__RESERVATION".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(made.is_err(), "the replayer made a consumer");
+    assert!(js.delete_stream(ns.stream(Stream::Seat)).await.is_err(), "the replayer deleted a stream");
 }
