@@ -57,7 +57,7 @@ impl Rooms {
         Ok(waiters)
     }
 
-    /// Refreshes every `pulse` until `shutdown`.
+    /// Refreshes every `pulse` until `shutdown` (backing off while Redis fails).
     pub async fn run(
         self,
         redis: platform::pools::Redis,
@@ -65,22 +65,17 @@ impl Rooms {
         pulse: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut every = tokio::time::interval(pulse);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut conn = redis;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = every.tick() => {}
+        platform::periodic::run("live[queue]", pulse, shutdown, || {
+            // The connection is multiplexed: a clone per pass shares it.
+            let mut conn = redis.clone();
+            let (rooms, keys) = (&self, &keys);
+            async move {
+                let waiters = rooms.refresh(&mut conn, keys).await?;
+                metrics::gauge!("queue_waiters").set(waiters as f64);
+                Ok::<_, redis::RedisError>(platform::periodic::Pass::Done)
             }
-            match self.refresh(&mut conn, &keys).await {
-                Ok(waiters) => metrics::gauge!("queue_waiters").set(waiters as f64),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the waited-on rooms failed; trying again next pulse")
-                }
-            }
-        }
-        tracing::info!(task = "live[queue]", "stopped: shutdown requested");
+        })
+        .await;
     }
 }
 
