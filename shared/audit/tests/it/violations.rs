@@ -395,3 +395,21 @@ async fn a_dead_letter_is_reported_with_what_and_why() {
         assert!(detail.contains(part), "{part} not in {detail}");
     }
 }
+
+/// A card capture for a reservation the wallet also paid: a double charge, reported at once.
+#[tokio::test]
+async fn a_confirmed_reservation_paid_by_wallet_and_card_is_a_double_charge() {
+    let env = TestEnv::new().await.unwrap();
+    let sale = Sale::make(&env).await;
+    exec(
+        &env,
+        "INSERT INTO payment.payments (id, reservation_id, user_id, amount, pay_by, status, gateway_id)
+         VALUES ($1, $2, $3, $4, now(), 'CAPTURED', 'pay_1')",
+        vec![Uuid::now_v7().into(), sale.reservation.into(), sale.user.into(), PRICE.into()],
+    )
+    .await;
+    let report = audit(&env, 30).await;
+    assert_eq!(failing(&report), ["money-for-confirmed"], "{report}");
+    let check = report.check(Invariant::MoneyForConfirmed).unwrap();
+    assert_eq!(check.examples[0].detail, "CONFIRMED for 5000, but 2 payment(s) keep 10000");
+}
