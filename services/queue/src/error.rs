@@ -18,6 +18,9 @@ pub enum Error {
     /// The schedule whose room was asked for is sold out: there is nothing to wait for.
     #[error("this schedule is sold out")]
     SoldOut,
+    /// An admin has blocked the caller's account: it waits for nothing it could book.
+    #[error("your account is blocked: it cannot join a waiting room")]
+    Blocked,
     /// Redis did not answer; the caller may retry.
     #[error("the waiting room is unavailable; retry shortly")]
     Unavailable(#[from] redis::RedisError),
@@ -32,6 +35,7 @@ impl ApiError for Error {
             Error::TokenNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "NOT_FOUND"),
             Error::ScheduleNotFound => AsProblem::Code(StatusCode::NOT_FOUND, "SCHEDULE_NOT_FOUND"),
             Error::SoldOut => AsProblem::Code(StatusCode::CONFLICT, "SOLD_OUT"),
+            Error::Blocked => AsProblem::Code(StatusCode::FORBIDDEN, "USER_BLOCKED"),
             Error::Unavailable(_) => AsProblem::Code(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             Error::Problem(p) => AsProblem::Passed(p),
         }

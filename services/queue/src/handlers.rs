@@ -4,18 +4,19 @@
 
 use crate::Settings;
 use crate::{
-    scripts::{CLOSE, COMPLETE, RESTORE, SCHEDULE},
+    scripts::{CLOSE, COMPLETE, RESTORE, SCHEDULE, USER_STATUS},
     store::{RETENTION, WAITING_TTL},
 };
 use contracts::{
     Event, ReservationCompleted, ReservationFailed, ReservationFailureReason, ScheduleCancelled,
-    ScheduleChanged, ScheduleCreated, SoldOut,
+    ScheduleChanged, ScheduleCreated, SoldOut, UserStatus, UserStatusChanged,
 };
 use messaging::{Applied, HandleError, InboxKey, Incoming, RedisHandler, applied};
 use platform::queue_guard::QueueKeys;
 
 /// Consumes ReservationCompleted and ReservationFailed from the RESERVATION stream,
-/// ScheduleCreated, ScheduleChanged and ScheduleCancelled from CATALOG and SoldOut from SEAT.
+/// ScheduleCreated, ScheduleChanged and ScheduleCancelled from CATALOG, SoldOut from SEAT and
+/// UserStatusChanged from USER.
 #[derive(Clone)]
 pub struct Tokens {
     pub keys: QueueKeys,
@@ -31,6 +32,7 @@ impl RedisHandler for Tokens {
             ScheduleChanged::TYPE,
             ScheduleCancelled::TYPE,
             SoldOut::TYPE,
+            UserStatusChanged::TYPE,
         ]
         .contains(&kind)
     }
@@ -69,6 +71,21 @@ impl RedisHandler for Tokens {
             SoldOut::TYPE => {
                 let e = msg.decode::<SoldOut>()?.payload;
                 return self.close(conn, inbox, e.schedule_id, e.sold_out_at, false).await;
+            }
+            UserStatusChanged::TYPE => {
+                let e = msg.decode::<UserStatusChanged>()?.payload;
+                let status = if e.status == UserStatus::Blocked { "BLOCKED" } else { "ACTIVE" };
+                let answer: i64 = USER_STATUS
+                    .prepare(inbox)
+                    .key(&self.keys.blocked)
+                    .key(&self.keys.rooms)
+                    .arg(e.user_id.to_string())
+                    .arg(status)
+                    .arg(self.keys.prefix())
+                    .arg(RETENTION.as_secs())
+                    .invoke_async(conn)
+                    .await?;
+                return Ok(applied(answer));
             }
             ReservationCompleted::TYPE => {
                 let e = msg.decode::<ReservationCompleted>()?.payload;

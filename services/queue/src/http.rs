@@ -140,6 +140,7 @@ fn view_of(s: &AppState, token: String, t: &store::Token) -> TokenView {
         (status = 200, description = "Already in the waiting room: the live token.", body = TokenView),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
+        (status = 403, description = "An admin has blocked the caller's account (`USER_BLOCKED`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such schedule (`SCHEDULE_NOT_FOUND`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The schedule is sold out (`SOLD_OUT`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "Redis is unavailable.", body = Problem, content_type = PROBLEM_JSON),

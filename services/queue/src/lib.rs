@@ -75,7 +75,7 @@ impl Service for Queue {
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         let state = AppState::new(rt)?;
         let tokens = handlers::Tokens { keys: (*state.keys).clone(), settings: state.settings.clone() };
-        for stream in [Stream::Reservation, Stream::Catalog, Stream::Seat] {
+        for stream in [Stream::Reservation, Stream::Catalog, Stream::Seat, Stream::User] {
             rt.spawn_consumer(
                 ConsumerSpec::declared(NAME, stream)?,
                 RedisInbox::new(state.redis.clone(), rt.config.prefix.clone(), tokens.clone()),

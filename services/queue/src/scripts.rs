@@ -22,16 +22,17 @@ fn with_rooms(body: &str) -> String {
 /// score given after the opening (the sequence, from 1). So the order among early joiners is
 /// a draw no one can predict, made once per user: leaving and joining again before the opening
 /// finds the same place. From the opening on, first come first served.
-/// KEYS: seq, waiting, user key, sold-out, rooms, schedules, sale (the room's). ARGV: token
-/// prefix, new token, user, now ms, waiting TTL s, the room's schedule ('' for the global room).
-/// Answers `{token, created (0|1), rank (-1 when active), opensAt ('' unless the sale is yet to
-/// open)}`, or `{'', 0, -2, ''}` when the sale is sold out and `{'', 0, -3, ''}` when its
-/// schedule is unknown.
+/// KEYS: seq, waiting, user key, sold-out, rooms, schedules, sale (the room's), blocked users.
+/// ARGV: token prefix, new token, user, now ms, waiting TTL s, the room's schedule ('' for the
+/// global room). Answers `{token, created (0|1), rank (-1 when active), opensAt ('' unless the
+/// sale is yet to open)}`, or `{'', 0, -2, ''}` when the sale is sold out, `{'', 0, -3, ''}` when
+/// its schedule is unknown and `{'', 0, -4, ''}` when an admin has blocked the user.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local prefix, now, room = ARGV[1], tonumber(ARGV[4]), ARGV[6]
 local draw, opens = nil, ''
+if redis.call('SISMEMBER', KEYS[8], ARGV[3]) == 1 then return {'', 0, -4, ''} end
 if room ~= '' then
   if redis.call('EXISTS', KEYS[4]) == 1 then return {'', 0, -2, ''} end
   if redis.call('SISMEMBER', KEYS[6], room) == 0 then return {'', 0, -3, ''} end
@@ -63,6 +64,41 @@ redis.call('SET', KEYS[3], token, 'EX', ARGV[5])
 return {token, 1, redis.call('ZRANK', KEYS[2], token), opens}
 "#,
     )
+});
+
+/// A user blocked or unblocked (`UserStatusChanged`). KEYS[2..]: blocked users, rooms with
+/// tokens. ARGV[2..]: user, status, `QueueKeys::prefix`, retention s. Blocked, the user joins no
+/// room again, and every token of theirs (waiting or admitted, in any room) is taken away as a
+/// leave takes it: no place is held, and no admission, for someone who may not book. Answers how
+/// many tokens it took.
+pub static USER_STATUS: LazyLock<IdempotentScript> = LazyLock::new(|| {
+    IdempotentScript::new(&with_rooms(
+        r#"
+if ARGV[3] ~= 'BLOCKED' then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 0
+end
+redis.call('SADD', KEYS[2], ARGV[2])
+local taken = 0
+local function take(room)
+  local base = room_base(ARGV[4], room)
+  local user = base .. 'user:' .. ARGV[2]
+  local token = redis.call('GET', user)
+  if not token then return end
+  redis.call('ZREM', base .. 'waiting', token)
+  redis.call('ZREM', base .. 'active', token)
+  local key = ARGV[4] .. 'token:' .. token
+  redis.call('HSET', key, 'status', 'EXPIRED', 'left', '1')
+  redis.call('HDEL', key, 'activeUntil')
+  redis.call('EXPIRE', key, ARGV[5])
+  redis.call('DEL', user)
+  taken = taken + 1
+end
+take('')
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do take(room) end
+return taken
+"#,
+    ))
 });
 
 /// Poll: ARGV: token key, token, now ms, `QueueKeys::prefix`.

@@ -88,6 +88,7 @@ pub async fn join(
         .key(&keys.rooms)
         .key(&keys.schedules)
         .key(&keys.sale)
+        .key(&keys.blocked)
         .arg(keys.token_prefix())
         .arg(&fresh)
         .arg(user.to_string())
@@ -99,6 +100,7 @@ pub async fn join(
     match rank {
         -2 => Err(Error::SoldOut),
         -3 => Err(Error::ScheduleNotFound),
+        -4 => Err(Error::Blocked),
         _ => Ok(Joined {
             token,
             created: created == 1,

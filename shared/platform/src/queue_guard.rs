@@ -40,6 +40,8 @@ pub struct QueueKeys {
     pub rooms: String,
     /// The schedules the catalog has announced: only those have rooms.
     pub schedules: String,
+    /// The users an admin has blocked: they join no room, and their tokens were taken away.
+    pub blocked: String,
     /// `Some` for a schedule's room.
     pub schedule: Option<contracts::ScheduleId>,
     base: String,
@@ -77,6 +79,7 @@ impl QueueKeys {
             lock: format!("{prefix}admission-lock"),
             rooms: format!("{prefix}rooms"),
             schedules: format!("{prefix}schedules"),
+            blocked: format!("{prefix}blocked"),
             token_prefix: format!("{prefix}token:"),
             schedule,
             base,

@@ -232,3 +232,63 @@ async fn a_restore_never_gives_one_user_two_tokens() {
     assert_eq!(store::sizes(&mut c, &keys).await.unwrap(), (1, 0), "one token of hers in the room");
     assert_eq!(store::join(&mut c, &keys, alice, base_ms()).await.unwrap().token, again);
 }
+
+/// An admin blocks or unblocks `user` (`UserStatusChanged`); the queue has taken it on return.
+async fn user_status(env: &TestEnv, user: UserId, status: contracts::UserStatus) {
+    let e = Envelope::new(
+        "user",
+        user.0,
+        contracts::UserStatusChanged { user_id: user, status, changed_at: chrono::Utc::now() },
+    );
+    env.publish(&e).await.unwrap();
+    env.wait_redis_handled("queue__USER", e.id).await;
+}
+
+#[tokio::test]
+async fn a_blocked_user_loses_every_token_and_joins_no_room_until_unblocked() {
+    let env = start().await;
+    let (keys, s) = (keys(&env), crate::settings(1, 1));
+    let mut c = conn(&env).await;
+    let (mallory, alice) = (UserId::new(), UserId::new());
+    // Mallory is admitted in the global room and waits in a sale's room; Alice waits behind her.
+    let admitted = store::join(&mut c, &keys, mallory, base_ms()).await.unwrap().token;
+    store::tick(&mut c, &keys, &s, chrono::Utc::now().timestamp_millis()).await.unwrap();
+    assert_eq!(status(&env, &admitted).await.status, TokenStatus::Active);
+    let sale = ScheduleId::new();
+    let created = Envelope::new(
+        "concert",
+        sale.0,
+        contracts::ScheduleCreated {
+            schedule_id: sale,
+            concert_id: ConcertId::new(),
+            starts_at: chrono::Utc::now() + chrono::Duration::days(1),
+            seats: vec![],
+            sales_open_at: None,
+        },
+    );
+    env.publish(&created).await.unwrap();
+    env.wait_redis_handled("queue__CATALOG", created.id).await;
+    let room = keys.room(Some(sale));
+    let waiting = store::join(&mut c, &room, mallory, base_ms()).await.unwrap().token;
+    let behind = store::join(&mut c, &room, alice, base_ms()).await.unwrap().token;
+    assert_eq!(status(&env, &behind).await.position, 2);
+
+    user_status(&env, mallory, contracts::UserStatus::Blocked).await;
+    // Both her tokens are gone: her admission freed its place, Alice moved up.
+    for token in [&admitted, &waiting] {
+        assert_eq!(status(&env, token).await.status, TokenStatus::Expired, "{token}");
+    }
+    assert_eq!(store::sizes(&mut c, &keys).await.unwrap(), (0, 0));
+    assert_eq!(status(&env, &behind).await.position, 1);
+    // She joins no room.
+    for k in [&keys, &room] {
+        match store::join(&mut c, k, mallory, base_ms()).await {
+            Err(e) => assert!(e.to_string().contains("blocked"), "{e}"),
+            Ok(j) => panic!("a blocked user joined: {}", j.token),
+        }
+    }
+    // Unblocked, she joins again, at the back.
+    user_status(&env, mallory, contracts::UserStatus::Active).await;
+    let again = store::join(&mut c, &room, mallory, base_ms()).await.unwrap();
+    assert_eq!((again.created, again.position), (true, 2));
+}
