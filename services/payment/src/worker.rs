@@ -25,7 +25,10 @@ const CONCURRENCY: u64 = 16;
 /// How often due payments are looked for when nothing wakes the worker.
 const POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Runs until `shutdown`; `wake` says a payment became due.
+/// Runs until `shutdown`; `wake` says a payment became due. Calls run side by side, up to
+/// [`CONCURRENCY`]: a slow gateway answer holds up no other payment, and a finished call frees
+/// its slot for the next due one at once. On shutdown it stops claiming and lets the calls in
+/// flight finish (each is bounded by the client's timeout), so their answers are recorded.
 pub async fn run(
     db: DatabaseConnection,
     outbox: Outbox,
@@ -34,39 +37,47 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut in_flight = JoinSet::new();
     loop {
         let mut pause = POLL;
-        match store::claim_due(&db, CONCURRENCY, LEASE).await {
-            Ok(claimed) => {
-                failures = 0;
-                let full = claimed.len() as u64 == CONCURRENCY;
-                let mut calls = JoinSet::new();
-                for p in claimed {
-                    let (db, outbox, gateway) = (db.clone(), outbox.clone(), gateway.clone());
-                    calls.spawn(async move { step(&db, &outbox, &gateway, p).await });
-                }
-                while let Some(done) = calls.join_next().await {
-                    if let Err(e) = done {
-                        tracing::error!(task = TASK, error = %e, "a gateway call panicked; it is made again when its lease ends");
+        let free = CONCURRENCY.saturating_sub(in_flight.len() as u64);
+        if free > 0 {
+            match store::claim_due(&db, free, LEASE).await {
+                Ok(claimed) => {
+                    failures = 0;
+                    // A full claim means more may be due: look again at once.
+                    if claimed.len() as u64 == free {
+                        pause = std::time::Duration::ZERO;
+                    }
+                    for p in claimed {
+                        let (db, outbox, gateway) = (db.clone(), outbox.clone(), gateway.clone());
+                        in_flight.spawn(async move { step(&db, &outbox, &gateway, p).await });
                     }
                 }
-                if full {
-                    pause = std::time::Duration::ZERO;
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    pause = POLL.saturating_mul(2u32.pow(failures.min(5)));
+                    tracing::warn!(task = TASK, error = %e, ?pause, "claiming due payments failed; retrying");
                 }
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                pause = POLL.saturating_mul(2u32.pow(failures.min(5)));
-                tracing::warn!(task = TASK, error = %e, ?pause, "claiming due payments failed; retrying");
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
         }
     }
+    while let Some(done) = in_flight.join_next().await {
+        log_panic(done);
+    }
     tracing::info!(task = TASK, "stopped: shutdown requested");
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(task = TASK, error = %e, "a gateway call panicked; it is made again when its lease ends");
+    }
 }
 
 /// Makes the call `p` waits for and applies its answer.
