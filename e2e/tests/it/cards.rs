@@ -242,3 +242,34 @@ async fn a_cancelled_schedule_refunds_a_card_payment_through_the_gateway() {
     assert_eq!(s.api.balance(user).await.unwrap(), 0, "a card payment goes back to the card");
     s.check().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_capture_the_gateway_tells_of_after_the_hold_ended_is_refunded_not_confirmed() {
+    // The hold and its grace end 3 s after the hold starts; the payment service first asks the
+    // gateway 5 s after creating the payment, so it learns of the capture only after.
+    let Some(s) = scenario(&[("TICKETING_HOLD_SECS", "2"), ("TICKETING_PAY_GRACE_SECS", "1")]).await else {
+        return;
+    };
+    let (schedule, user, id, _) = held(&s).await;
+    let page = paying_by_card(&s, user, id).await;
+    let gateway = gateway_of(&page);
+    // The buyer pays (in time, or just after), but the gateway's word of it comes only after the
+    // hold has ended.
+    gateway_settings(&gateway, json!({"webhookDelayMs": 15_000})).await;
+    s.api.on_gateway_page(&page, "confirm").await.unwrap();
+    let r = s.api.wait_status(user, id, "EXPIRED").await.unwrap();
+    assert_eq!(r["failureReason"], "EXPIRED");
+    // Asked to give up on it, the payment service finds it taken and gives it back.
+    s.api
+        .eventually("the capture to be refunded", || async {
+            Ok(s.api.card_payments(user, id).await?[0]["status"] == "REFUNDED")
+        })
+        .await
+        .unwrap();
+    let gateway_id = page.rsplit('/').next().unwrap();
+    assert_eq!(on_gateway(&gateway, gateway_id).await["status"], "REFUNDED");
+    assert!(!s.events_of::<CardPaymentCompleted>().await.unwrap().iter().any(|c| c.reservation_id == id));
+    assert_eq!(s.api.seats(schedule).await.unwrap()[&1], "AVAILABLE");
+    gateway_settings(&gateway, json!({})).await;
+    s.check().await.unwrap();
+}
