@@ -11,9 +11,9 @@ use crate::{
     store::{self, Claimed},
 };
 use chrono::Utc;
+use platform::periodic::{Claims, run_claims};
 use sea_orm::DatabaseConnection;
-use std::{sync::Arc, time::Duration};
-use tokio::task::JoinSet;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// The worker's task name.
@@ -63,52 +63,12 @@ pub async fn run(
         return;
     };
     let worker = Arc::new(Worker { db, target, settings });
-    let concurrency = worker.settings.concurrency.max(1);
-    let mut in_flight = JoinSet::new();
-    let mut failures = 0u32;
-    loop {
-        while let Some(done) = in_flight.try_join_next() {
-            log_panic(done);
-        }
-        let free = concurrency.saturating_sub(in_flight.len());
-        let mut pause = worker.settings.poll;
-        if free > 0 {
-            let limit = u64::try_from(free).unwrap_or(u64::MAX);
-            match store::claim_due(&worker.db, limit, worker.settings.lease()).await {
-                Ok(claimed) => {
-                    failures = 0;
-                    // A full batch means more may be due: look again at once if slots remain.
-                    if claimed.len() == free {
-                        pause = Duration::ZERO;
-                    }
-                    for claim in claimed {
-                        in_flight.spawn(deliver(worker.clone(), claim));
-                    }
-                }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    pause = worker.settings.poll.saturating_mul(2u32.pow(failures.min(5)));
-                    tracing::warn!(task = TASK, error = %e, ?pause, "claiming due deliveries failed; retrying");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
-            // A finished attempt frees a slot: claim the next due delivery without waiting.
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
-        }
-    }
-    while let Some(done) = in_flight.join_next().await {
-        log_panic(done);
-    }
-    tracing::info!(task = TASK, "stopped: shutdown requested");
-}
-
-fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(task = TASK, error = %e, "a delivery attempt panicked; it is retried when its lease ends");
-    }
+    let claims = Claims { concurrency: worker.settings.concurrency, poll: worker.settings.poll, wake: None };
+    let claim = |free: usize| {
+        let limit = u64::try_from(free).unwrap_or(u64::MAX);
+        store::claim_due(&worker.db, limit, worker.settings.lease())
+    };
+    run_claims(TASK, claims, shutdown, claim, |c| deliver(worker.clone(), c)).await;
 }
 
 /// One attempt of one claimed delivery, and its outcome recorded.

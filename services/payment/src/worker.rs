@@ -11,9 +11,10 @@ use crate::{
 };
 use chrono::{Duration, Utc};
 use messaging::Outbox;
+use platform::periodic::{Claims, run_claims};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
-use tokio::{sync::Notify, task::JoinSet};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The worker's task name.
@@ -21,14 +22,13 @@ pub const TASK: &str = "gateway-worker[payment]";
 /// How long a claimed call may take before another replica may make it again.
 const LEASE: Duration = Duration::seconds(30);
 /// Calls in flight at once.
-const CONCURRENCY: u64 = 16;
+const CONCURRENCY: usize = 16;
 /// How often due payments are looked for when nothing wakes the worker.
 const POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs until `shutdown`; `wake` says a payment became due. Calls run side by side, up to
-/// [`CONCURRENCY`]: a slow gateway answer holds up no other payment, and a finished call frees
-/// its slot for the next due one at once. On shutdown it stops claiming and lets the calls in
-/// flight finish (each is bounded by the client's timeout), so their answers are recorded.
+/// [`CONCURRENCY`] (`platform::periodic::run_claims`): a slow gateway answer holds up no other
+/// payment, and on shutdown the calls in flight finish, so their answers are recorded.
 pub async fn run(
     db: DatabaseConnection,
     outbox: Outbox,
@@ -36,48 +36,13 @@ pub async fn run(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
-    let mut in_flight = JoinSet::new();
-    loop {
-        let mut pause = POLL;
-        let free = CONCURRENCY.saturating_sub(in_flight.len() as u64);
-        if free > 0 {
-            match store::claim_due(&db, free, LEASE).await {
-                Ok(claimed) => {
-                    failures = 0;
-                    // A full claim means more may be due: look again at once.
-                    if claimed.len() as u64 == free {
-                        pause = std::time::Duration::ZERO;
-                    }
-                    for p in claimed {
-                        let (db, outbox, gateway) = (db.clone(), outbox.clone(), gateway.clone());
-                        in_flight.spawn(async move { step(&db, &outbox, &gateway, p).await });
-                    }
-                }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    pause = POLL.saturating_mul(2u32.pow(failures.min(5)));
-                    tracing::warn!(task = TASK, error = %e, ?pause, "claiming due payments failed; retrying");
-                }
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(done),
-        }
-    }
-    while let Some(done) = in_flight.join_next().await {
-        log_panic(done);
-    }
-    tracing::info!(task = TASK, "stopped: shutdown requested");
-}
-
-fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done {
-        tracing::error!(task = TASK, error = %e, "a gateway call panicked; it is made again when its lease ends");
-    }
+    let claims = Claims { concurrency: CONCURRENCY, poll: POLL, wake: Some(wake) };
+    let claim = |free: usize| store::claim_due(&db, u64::try_from(free).unwrap_or(u64::MAX), LEASE);
+    let call = |p: Payment| {
+        let (db, outbox, gateway) = (db.clone(), outbox.clone(), gateway.clone());
+        async move { step(&db, &outbox, &gateway, p).await }
+    };
+    run_claims(TASK, claims, shutdown, claim, call).await;
 }
 
 /// Makes the call `p` waits for and applies its answer.
