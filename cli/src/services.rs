@@ -37,3 +37,17 @@ pub fn resolve(names: &[String]) -> anyhow::Result<Vec<&'static ServiceDef>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every service has its database role, and the e2e cluster (which starts the services by
+    /// that list) runs every one.
+    #[test]
+    fn every_service_has_a_database_role_and_nothing_else_does() {
+        let mut served: Vec<&str> = super::SERVICES.iter().map(|s| s.name).collect();
+        let mut owners: Vec<&str> = migrations::SERVICE_SCHEMA_OWNERS.iter().map(|(s, _)| *s).collect();
+        served.sort_unstable();
+        owners.sort_unstable();
+        assert_eq!(served, owners);
+    }
+}

@@ -15,20 +15,11 @@ use std::{
 };
 use testkit::TestEnv;
 
-/// The services a cluster runs.
-pub const SERVICES: &[&str] = &[
-    "queue",
-    "concert",
-    "seat",
-    "reservation",
-    "wallet",
-    "wallet-history",
-    "ranking",
-    "external-data",
-    "user",
-    "payment",
-    "dead-letters",
-];
+/// The services a cluster runs: every one, by the list that gives each its database role (so a
+/// new service is in the cluster once it has its role).
+pub fn services() -> impl Iterator<Item = &'static str> {
+    migrations::SERVICE_SCHEMA_OWNERS.iter().map(|(service, _)| *service)
+}
 
 /// Settings every in-test cluster starts with (the scenario's win): each process keeps a small
 /// Postgres pool, so a cluster stays well inside the server's connection limit.
@@ -68,7 +59,7 @@ impl Cluster {
             gateway,
             base_url,
         };
-        for service in SERVICES {
+        for service in services() {
             cluster.start_service(env, service)?;
         }
         Ok(cluster)
@@ -78,7 +69,7 @@ impl Cluster {
     pub async fn reconfigure(&mut self, env: &TestEnv, overrides: &[(&str, &str)]) -> anyhow::Result<()> {
         self.overrides =
             DEFAULTS.iter().chain(overrides).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        for service in SERVICES {
+        for service in services() {
             self.stop_service(service).await?;
             self.start_service(env, service)?;
         }
