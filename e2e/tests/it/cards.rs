@@ -37,15 +37,27 @@ async fn gateway_settings(gateway: &str, settings: Value) {
     assert!(res.status().is_success(), "{}", res.text().await.unwrap());
 }
 
-/// The payment as the gateway has it.
-async fn on_gateway(gateway: &str, gateway_id: &str) -> Value {
+/// The status the gateway gives the payment of its checkout page `page`.
+async fn on_gateway(page: &str) -> Value {
+    let gateway_id = page.rsplit('/').next().unwrap_or_default();
     let res = reqwest::Client::new()
-        .get(format!("{gateway}/v1/payments/{gateway_id}"))
+        .get(format!("{}/v1/payments/{gateway_id}", gateway_of(page)))
         .bearer_auth(gateway_key())
         .send()
         .await
         .unwrap();
-    res.json().await.unwrap()
+    res.json::<Value>().await.unwrap()["status"].clone()
+}
+
+/// Waits until the reservation's newest card payment has `field` equal to `value`.
+async fn newest_payment(s: &Scenario, user: UserId, id: ReservationId, field: &str, value: &str) {
+    s.api
+        .eventually(&format!("the card payment's {field} to be {value}"), || async {
+            let newest = s.api.card_payments(user, id).await?.into_iter().next();
+            Ok(newest.is_some_and(|p| p[field] == value))
+        })
+        .await
+        .unwrap();
 }
 
 /// A schedule with a buyer holding seat 1 of it, answered with the hold's end.
@@ -154,14 +166,8 @@ async fn a_capture_after_the_hold_ended_is_refunded_through_the_gateway() {
         })
         .await
         .unwrap();
-    s.api
-        .eventually("the capture to be refunded", || async {
-            Ok(s.api.card_payments(user, id).await?[0]["status"] == "REFUNDED")
-        })
-        .await
-        .unwrap();
-    let gateway_id = page.rsplit('/').next().unwrap();
-    assert_eq!(on_gateway(&gateway_of(&page), gateway_id).await["status"], "REFUNDED");
+    newest_payment(&s, user, id, "status", "REFUNDED").await;
+    assert_eq!(on_gateway(&page).await, "REFUNDED");
     let refunded = s.events_of::<CardPaymentRefunded>().await.unwrap();
     assert_eq!(refunded.iter().filter(|r| r.reservation_id == id).count(), 1);
     s.check().await.unwrap();
@@ -176,12 +182,7 @@ async fn a_card_payment_never_confirmed_is_cancelled_on_the_gateway_when_the_hol
     let page = paying_by_card(&s, user, id).await;
     let r = s.api.wait_status(user, id, "EXPIRED").await.unwrap();
     assert!(timeline(&r).contains(&"CardRefundRequested".to_owned()), "{r}");
-    s.api
-        .eventually("the payment to be voided", || async {
-            Ok(s.api.card_payments(user, id).await?[0]["status"] == "VOIDED")
-        })
-        .await
-        .unwrap();
+    newest_payment(&s, user, id, "status", "VOIDED").await;
     // Too late on the gateway's page: it was cancelled there.
     assert_eq!(s.api.on_gateway_page(&page, "confirm").await.unwrap(), 409);
     assert_eq!(s.api.seats(schedule).await.unwrap()[&1], "AVAILABLE");
@@ -201,12 +202,7 @@ async fn an_unreachable_gateway_leaves_the_seats_held_and_a_lost_webhook_is_made
     // The gateway answers nothing: after a few tries the attempt fails and the seats stay held.
     gateway_settings(&gateway, json!({"failNextApiCalls": 100})).await;
     s.api.pay_by_card(user, id).await.unwrap();
-    s.api
-        .eventually("the attempt to fail", || async {
-            Ok(s.api.card_payments(user, id).await?[0]["failureReason"] == "GATEWAY_UNAVAILABLE")
-        })
-        .await
-        .unwrap();
+    newest_payment(&s, user, id, "failureReason", "GATEWAY_UNAVAILABLE").await;
     s.api.wait_status(user, id, "HELD").await.unwrap();
 
     // Back, but its webhooks are lost: the payment service asks the gateway itself.
@@ -231,14 +227,8 @@ async fn a_cancelled_schedule_refunds_a_card_payment_through_the_gateway() {
     assert_eq!(cancelled.status, 200, "{cancelled:?}");
     let r = s.api.wait_status(user, id, "CANCELLED").await.unwrap();
     assert_eq!(r["failureReason"], "SCHEDULE_CANCELLED");
-    s.api
-        .eventually("the card refund", || async {
-            Ok(s.api.card_payments(user, id).await?[0]["status"] == "REFUNDED")
-        })
-        .await
-        .unwrap();
-    let gateway_id = page.rsplit('/').next().unwrap();
-    assert_eq!(on_gateway(&gateway_of(&page), gateway_id).await["status"], "REFUNDED");
+    newest_payment(&s, user, id, "status", "REFUNDED").await;
+    assert_eq!(on_gateway(&page).await, "REFUNDED");
     assert_eq!(s.api.balance(user).await.unwrap(), 0, "a card payment goes back to the card");
     s.check().await.unwrap();
 }
@@ -260,14 +250,8 @@ async fn a_capture_the_gateway_tells_of_after_the_hold_ended_is_refunded_not_con
     let r = s.api.wait_status(user, id, "EXPIRED").await.unwrap();
     assert_eq!(r["failureReason"], "EXPIRED");
     // Asked to give up on it, the payment service finds it taken and gives it back.
-    s.api
-        .eventually("the capture to be refunded", || async {
-            Ok(s.api.card_payments(user, id).await?[0]["status"] == "REFUNDED")
-        })
-        .await
-        .unwrap();
-    let gateway_id = page.rsplit('/').next().unwrap();
-    assert_eq!(on_gateway(&gateway, gateway_id).await["status"], "REFUNDED");
+    newest_payment(&s, user, id, "status", "REFUNDED").await;
+    assert_eq!(on_gateway(&page).await, "REFUNDED");
     assert!(!s.events_of::<CardPaymentCompleted>().await.unwrap().iter().any(|c| c.reservation_id == id));
     assert_eq!(s.api.seats(schedule).await.unwrap()[&1], "AVAILABLE");
     gateway_settings(&gateway, json!({})).await;
