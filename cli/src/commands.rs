@@ -302,7 +302,7 @@ fn without_credentials(url: &str) -> &str {
 }
 
 /// `ticketing pg-sim`: the payment gateway simulator on `addr`, until a signal.
-pub fn pg_sim(addr: std::net::SocketAddr) -> std::process::ExitCode {
+pub async fn pg_sim(addr: std::net::SocketAddr) -> std::process::ExitCode {
     use std::process::ExitCode;
     let config = match pg_sim::Config::from_env() {
         Ok(c) => c,
@@ -311,14 +311,7 @@ pub fn pg_sim(addr: std::net::SocketAddr) -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ticketing pg-sim: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let ran = runtime.block_on(async move {
+    let ran = async move {
         let _telemetry = platform::telemetry::init("pg-sim", None, platform::telemetry::LogFormat::Text)?;
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -328,7 +321,8 @@ pub fn pg_sim(addr: std::net::SocketAddr) -> std::process::ExitCode {
         println!("ticketing listening on http://{} services=pg-sim", server.addr);
         server.stopped().await?;
         anyhow::Ok(())
-    });
+    }
+    .await;
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -153,9 +153,16 @@ enum DlqCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ticketing: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // The simulator stands for an external system: it reads none of the services' settings.
     if let Command::PgSim { addr } = cli.command {
-        return commands::pg_sim(addr);
+        return runtime.block_on(commands::pg_sim(addr));
     }
     let config = match platform::Config::from_env() {
         Ok(c) => c,
@@ -163,13 +170,6 @@ fn main() -> ExitCode {
             eprintln!("ticketing: {e}");
             eprintln!("ticketing: set the variables above (see docs/configuration.md) and start again");
             return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ticketing: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli.command, config)) {
