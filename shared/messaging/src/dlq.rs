@@ -87,11 +87,7 @@ async fn publish(bus: &Bus, service: &str, letter: &DeadLetter, msg_id: &str) ->
 
 /// The dead letters in the stream, oldest first, at most `limit`, with their DLQ sequence.
 pub async fn list(bus: &Bus, limit: usize) -> Result<Vec<(u64, DeadLetter)>, MessagingError> {
-    let mut stream = bus
-        .js
-        .get_stream(bus.ns.stream(Stream::Dlq))
-        .await
-        .map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let mut stream = dlq_stream(bus).await?;
     let state = stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.clone();
     let mut out = Vec::new();
     if state.messages == 0 {
@@ -115,11 +111,7 @@ pub async fn list(bus: &Bus, limit: usize) -> Result<Vec<(u64, DeadLetter)>, Mes
 
 /// How many dead letters are waiting.
 pub async fn count(bus: &Bus) -> Result<u64, MessagingError> {
-    let mut stream = bus
-        .js
-        .get_stream(bus.ns.stream(Stream::Dlq))
-        .await
-        .map_err(|e| MessagingError::js("get DLQ stream", e))?;
+    let mut stream = dlq_stream(bus).await?;
     Ok(stream.info().await.map_err(|e| MessagingError::js("DLQ info", e))?.state.messages)
 }
 
