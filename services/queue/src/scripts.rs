@@ -15,6 +15,23 @@ fn with_rooms(body: &str) -> String {
     format!("{ROOM_LUA}{body}")
 }
 
+/// Lua: `let_go(base, key, token, retention)` takes token `token` (hash `key`) out of its room
+/// (`base`, as `room_base` answers) as a leave does: neither waiting nor admitted, EXPIRED and
+/// marked left (a late failure of its reservation must not put it back), kept `retention` s.
+const LEAVE_LUA: &str = r#"
+local function let_go(base, key, token, retention)
+  redis.call('ZREM', base .. 'waiting', token)
+  redis.call('ZREM', base .. 'active', token)
+  redis.call('HSET', key, 'status', 'EXPIRED', 'left', '1')
+  redis.call('HDEL', key, 'activeUntil')
+  redis.call('EXPIRE', key, retention)
+end
+"#;
+
+fn with_rooms_and_leave(body: &str) -> String {
+    with_rooms(&format!("{LEAVE_LUA}{body}"))
+}
+
 /// Join: returns the user's live token in the room, or makes a new one. A sale's room admits
 /// no one once its schedule is sold out, and exists only for a schedule the catalog announced.
 /// Before a sale opens its room takes joins in a random order: a token's score is a keyed hash
@@ -72,7 +89,7 @@ return {token, 1, redis.call('ZRANK', KEYS[2], token), opens}
 /// leave takes it: no place is held, and no admission, for someone who may not book. Answers how
 /// many tokens it took.
 pub static USER_STATUS: LazyLock<IdempotentScript> = LazyLock::new(|| {
-    IdempotentScript::new(&with_rooms(
+    IdempotentScript::new(&with_rooms_and_leave(
         r#"
 if ARGV[3] ~= 'BLOCKED' then
   redis.call('SREM', KEYS[2], ARGV[2])
@@ -85,12 +102,7 @@ local function take(room)
   local user = base .. 'user:' .. ARGV[2]
   local token = redis.call('GET', user)
   if not token then return end
-  redis.call('ZREM', base .. 'waiting', token)
-  redis.call('ZREM', base .. 'active', token)
-  local key = ARGV[4] .. 'token:' .. token
-  redis.call('HSET', key, 'status', 'EXPIRED', 'left', '1')
-  redis.call('HDEL', key, 'activeUntil')
-  redis.call('EXPIRE', key, ARGV[5])
+  let_go(base, ARGV[4] .. 'token:' .. token, token, ARGV[5])
   redis.call('DEL', user)
   taken = taken + 1
 end
@@ -132,16 +144,12 @@ return {h[1], status, rank, h[3] or '', h[4] or '', score, opens}
 /// The token is EXPIRED and marked left: a late failure of its reservation must not put it
 /// back in the queue. Answers 1 when the token was the user's, 0 otherwise.
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&with_rooms(
+    Script::new(&with_rooms_and_leave(
         r#"
 local h = redis.call('HMGET', ARGV[1], 'user', 'room')
 if h[1] ~= ARGV[3] then return 0 end
 local base = room_base(ARGV[5], h[2])
-redis.call('ZREM', base .. 'waiting', ARGV[2])
-redis.call('ZREM', base .. 'active', ARGV[2])
-redis.call('HSET', ARGV[1], 'status', 'EXPIRED', 'left', '1')
-redis.call('HDEL', ARGV[1], 'activeUntil')
-redis.call('EXPIRE', ARGV[1], ARGV[4])
+let_go(base, ARGV[1], ARGV[2], ARGV[4])
 local user = base .. 'user:' .. ARGV[3]
 if redis.call('GET', user) == ARGV[2] then redis.call('DEL', user) end
 return 1
