@@ -19,7 +19,7 @@ pub use gateway::{DEV_API_KEY, DEV_WEBHOOK_SECRET, Gateway};
 
 use axum::Router;
 use contracts::{
-    CardPaymentCompleted, CardPaymentFailed, CardPaymentRefunded, Envelope, EnvelopeMeta, PaymentId, Stream,
+    CardPaymentCompleted, CardPaymentFailed, CardPaymentRefunded, EnvelopeMeta, PaymentId, Stream,
 };
 use messaging::{ConsumerSpec, Outbox, OutboxRow, PgInbox, Runtime};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
@@ -141,31 +141,28 @@ pub(crate) fn outbox_rows(
     d: &domain::Decision,
     cause: Option<&EnvelopeMeta>,
 ) -> Result<Vec<OutboxRow>, DbErr> {
-    fn row<E: contracts::Event>(
-        outbox: &Outbox,
-        p: &domain::Payment,
-        payload: E,
-        cause: Option<&EnvelopeMeta>,
-    ) -> Result<OutboxRow, DbErr> {
-        let mut envelope = Envelope::new(NAME, p.reservation_id, payload);
-        if let Some(cause) = cause {
-            envelope = envelope.caused_by(cause);
-        }
-        outbox.row(&envelope)
-    }
     let p = &d.next;
     let Some(emit) = d.emit else { return Ok(Vec::new()) };
     let (payment_id, reservation_id, user_id, amount) = (p.id, p.reservation_id, p.user_id, p.amount);
     let row = match emit {
-        domain::Emit::Completed => {
-            row(outbox, p, CardPaymentCompleted { payment_id, reservation_id, user_id, amount }, cause)?
-        }
-        domain::Emit::Failed(reason) => {
-            row(outbox, p, CardPaymentFailed { payment_id, reservation_id, user_id, amount, reason }, cause)?
-        }
-        domain::Emit::Refunded => {
-            row(outbox, p, CardPaymentRefunded { payment_id, reservation_id, user_id, amount }, cause)?
-        }
+        domain::Emit::Completed => outbox.row_of(
+            NAME,
+            p.reservation_id,
+            CardPaymentCompleted { payment_id, reservation_id, user_id, amount },
+            cause,
+        )?,
+        domain::Emit::Failed(reason) => outbox.row_of(
+            NAME,
+            p.reservation_id,
+            CardPaymentFailed { payment_id, reservation_id, user_id, amount, reason },
+            cause,
+        )?,
+        domain::Emit::Refunded => outbox.row_of(
+            NAME,
+            p.reservation_id,
+            CardPaymentRefunded { payment_id, reservation_id, user_id, amount },
+            cause,
+        )?,
     };
     Ok(vec![row])
 }

@@ -10,9 +10,8 @@ use crate::{
     waiters::{self, Waiters},
 };
 use contracts::{
-    CardPaymentRequested, CardRefundRequested, Envelope, EnvelopeMeta, Event, PaymentMethod,
-    PaymentRequested, RefundRequested, ReservationCancelled, ReservationCompleted, ReservationFailed,
-    ReservationId, UserId,
+    CardPaymentRequested, CardRefundRequested, EnvelopeMeta, PaymentMethod, PaymentRequested,
+    RefundRequested, ReservationCancelled, ReservationCompleted, ReservationFailed, ReservationId, UserId,
 };
 use messaging::{InboxClaims, Outbox, OutboxRow, Peers, Runtime};
 use platform::combine::{Batch, Combiner};
@@ -410,29 +409,23 @@ fn event_row(
     emit: &Emit,
     cause: Option<&EnvelopeMeta>,
 ) -> Result<OutboxRow, DbErr> {
-    fn row<E: Event>(
-        outbox: &Outbox,
-        r: &Reservation,
-        payload: E,
-        cause: Option<&EnvelopeMeta>,
-    ) -> Result<OutboxRow, DbErr> {
-        let mut envelope = Envelope::new(NAME, r.id, payload);
-        if let Some(cause) = cause {
-            envelope = envelope.caused_by(cause);
-        }
-        outbox.row(&envelope)
-    }
     match emit {
         Emit::PaymentRequested { pay_by } => {
             let (reservation_id, user_id, amount, pay_by) =
                 (r.id, r.user_id, r.amount.unwrap_or_default(), *pay_by);
             match r.method.unwrap_or_default() {
-                PaymentMethod::Wallet => {
-                    row(outbox, r, PaymentRequested { reservation_id, user_id, amount, pay_by }, cause)
-                }
-                PaymentMethod::Card => {
-                    row(outbox, r, CardPaymentRequested { reservation_id, user_id, amount, pay_by }, cause)
-                }
+                PaymentMethod::Wallet => outbox.row_of(
+                    NAME,
+                    r.id,
+                    PaymentRequested { reservation_id, user_id, amount, pay_by },
+                    cause,
+                ),
+                PaymentMethod::Card => outbox.row_of(
+                    NAME,
+                    r.id,
+                    CardPaymentRequested { reservation_id, user_id, amount, pay_by },
+                    cause,
+                ),
             }
         }
         Emit::Completed => {
@@ -445,7 +438,7 @@ fn event_row(
                 amount: r.amount.unwrap_or_default(),
                 queue_token: r.queue_token.clone(),
             };
-            row(outbox, r, payload, cause)
+            outbox.row_of(NAME, r.id, payload, cause)
         }
         Emit::Cancelled(reason) => {
             let payload = ReservationCancelled {
@@ -457,7 +450,7 @@ fn event_row(
                 amount: r.amount.unwrap_or_default(),
                 reason: *reason,
             };
-            row(outbox, r, payload, cause)
+            outbox.row_of(NAME, r.id, payload, cause)
         }
         Emit::Failed(reason) => {
             let payload = ReservationFailed {
@@ -468,17 +461,17 @@ fn event_row(
                 reason: *reason,
                 queue_token: r.queue_token.clone(),
             };
-            row(outbox, r, payload, cause)
+            outbox.row_of(NAME, r.id, payload, cause)
         }
         // The money goes back the way it came.
         Emit::RefundRequested { amount } => {
             let (reservation_id, user_id, amount) = (r.id, r.user_id, *amount);
             match r.method.unwrap_or_default() {
                 PaymentMethod::Wallet => {
-                    row(outbox, r, RefundRequested { reservation_id, user_id, amount }, cause)
+                    outbox.row_of(NAME, r.id, RefundRequested { reservation_id, user_id, amount }, cause)
                 }
                 PaymentMethod::Card => {
-                    row(outbox, r, CardRefundRequested { reservation_id, user_id, amount }, cause)
+                    outbox.row_of(NAME, r.id, CardRefundRequested { reservation_id, user_id, amount }, cause)
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! applies a batch ([`with_causes`]), otherwise the current span (the HTTP request, or the one
 //! message being consumed). So a saga is one trace however its consumers batch.
 
-use contracts::{Envelope, Event, HEADER_TYPE, Namespace};
+use contracts::{Envelope, EnvelopeMeta, Event, HEADER_TYPE, Namespace};
 use platform::signal::Signal;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use std::{
@@ -113,6 +113,22 @@ impl Outbox {
         let Some((sql, values)) = self.insert(rows, 1, None) else { return Ok(()) };
         conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
         Ok(())
+    }
+
+    /// `payload` as an outbox row of a new envelope from `source` about `correlation`, caused by
+    /// `cause` when there is one (then it carries the cause's correlation and trace).
+    pub fn row_of<E: Event>(
+        &self,
+        source: &str,
+        correlation: impl Into<uuid::Uuid>,
+        payload: E,
+        cause: Option<&EnvelopeMeta>,
+    ) -> Result<OutboxRow, DbErr> {
+        let envelope = Envelope::new(source, correlation, payload);
+        self.row(&match cause {
+            Some(cause) => envelope.caused_by(cause),
+            None => envelope,
+        })
     }
 
     /// `event` as an outbox row, with the trace context of its cause (see the module).
