@@ -12,11 +12,13 @@ pub const PROGRAMS: [&str; 6] = ["postgres", "ticketing", "nats-server", "redis-
 /// Kernel ticks per second of `/proc`'s CPU times (`USER_HZ`: 100 on every Linux ABI we run on).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// CPU ticks (user + system) used so far, summed by program, and the machine's busy, stolen
-/// and total ticks over all cores.
+/// CPU ticks (user + system) used so far by each process of [`PROGRAMS`], and the machine's
+/// busy, stolen and total ticks over all cores.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    by_program: BTreeMap<String, u64>,
+    /// By program and process id: a window counts each process's own ticks, so a process that
+    /// ended within it takes nothing away from those that did not.
+    by_process: BTreeMap<(String, u32), u64>,
     machine: Machine,
 }
 
@@ -33,29 +35,33 @@ struct Machine {
 impl Snapshot {
     /// Reads `/proc` now; empty where it cannot be read (another OS).
     pub fn now() -> Self {
-        let mut by_program = BTreeMap::new();
+        let mut by_process = BTreeMap::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
             if let Some((name, ticks)) = program_ticks(&stat)
                 && PROGRAMS.contains(&name)
             {
-                *by_program.entry(name.to_owned()).or_default() += ticks;
+                by_process.insert((name.to_owned(), pid), ticks);
             }
         }
         let machine =
             std::fs::read_to_string("/proc/stat").ok().and_then(|s| machine_ticks(&s)).unwrap_or_default();
-        Self { by_program, machine }
+        Self { by_process, machine }
     }
 
     /// What happened between `self` and `later`.
     pub fn until(&self, later: &Snapshot) -> Usage {
-        let by_program = later
-            .by_program
-            .iter()
-            .map(|(name, t)| {
-                let used = t.saturating_sub(self.by_program.get(name).copied().unwrap_or(0));
-                (name.clone(), Duration::from_secs_f64(used as f64 / TICKS_PER_SECOND))
-            })
+        let mut ticks = BTreeMap::<&str, u64>::new();
+        for (process, t) in &later.by_process {
+            // A process started within the window counts from 0. (A pid reused within it by
+            // another process of the same program would count from the first one's ticks.)
+            let used = t.saturating_sub(self.by_process.get(process).copied().unwrap_or(0));
+            *ticks.entry(process.0.as_str()).or_default() += used;
+        }
+        let by_program = ticks
+            .into_iter()
+            .map(|(name, used)| (name.to_owned(), Duration::from_secs_f64(used as f64 / TICKS_PER_SECOND)))
             .collect();
         let total = later.machine.total.saturating_sub(self.machine.total);
         let share = |t: u64| if total == 0 { 0.0 } else { t as f64 / total as f64 };
@@ -183,12 +189,14 @@ mod tests {
 
     #[test]
     fn usage_is_per_operation_and_by_program() {
+        let p = |name: &str, pid: u32, ticks: u64| ((name.to_owned(), pid), ticks);
         let before = Snapshot {
-            by_program: [("postgres".to_owned(), 100), ("load".to_owned(), 10)].into(),
+            by_process: [p("postgres", 1, 100), p("load", 2, 10), p("postgres", 3, 50)].into(),
             machine: Machine::default(),
         };
+        // Backend 3 ended within the window and backend 4 began: neither changes what backend 1 used.
         let after = Snapshot {
-            by_program: [("postgres".to_owned(), 300), ("load".to_owned(), 30)].into(),
+            by_process: [p("postgres", 1, 280), p("load", 2, 30), p("postgres", 4, 20)].into(),
             machine: Machine { busy: 150, stolen: 20, total: 200 },
         };
         let line = before.until(&after).per_op(1000, "hold");

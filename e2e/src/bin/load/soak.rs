@@ -334,6 +334,24 @@ async fn print_minute(i: u64, minute: &Mutex<Minute>, in_flight: usize, db: Opti
     }
 }
 
+/// Postgres's checkpoints so far (timed, and requested because the WAL filled up) and the
+/// buffers its backends had to write out themselves; empty where `pg_stat_bgwriter` has no such
+/// columns (they moved in Postgres 17).
+async fn checkpoints(db: &DatabaseConnection) -> String {
+    let sql = "SELECT checkpoints_timed::bigint AS timed, checkpoints_req::bigint AS requested, \
+        buffers_backend::bigint AS by_backends FROM pg_stat_bgwriter";
+    let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.ok().flatten();
+    row.map_or_else(String::new, |row| {
+        let get = |name: &str| row.try_get::<i64>("", name).unwrap_or(-1);
+        format!(
+            ", checkpoints {} timed {} requested, buffers written by backends {}",
+            get("timed"),
+            get("requested"),
+            get("by_backends")
+        )
+    })
+}
+
 /// What the tables hold now: their size, rows, dead rows and vacuums (from Postgres's
 /// statistics), the outbox backlog (counted), and the inbox and idempotency rows.
 async fn tables(db: &DatabaseConnection) -> String {
@@ -370,7 +388,7 @@ async fn tables(db: &DatabaseConnection) -> String {
         };
         anyhow::Ok(format!(
             "database {} MiB, {} rows ({} reservations), {} dead ({:.1}%), outbox backlog {backlog}, inbox {} rows, \
-             idempotency {} rows, vacuums {} (running {}), analyzes {}",
+             idempotency {} rows, vacuums {} (running {}), analyzes {}{}",
             get("bytes") / (1 << 20),
             get("live"),
             get("reservations"),
@@ -381,6 +399,7 @@ async fn tables(db: &DatabaseConnection) -> String {
             get("vacuums"),
             get("vacuuming"),
             get("analyzes"),
+            checkpoints(db).await,
         ))
     };
     read.await.unwrap_or_else(|e| format!("tables: {e}"))
