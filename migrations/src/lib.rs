@@ -126,43 +126,23 @@ pub const RESERVATION_TIMELINE_IN_ROW: &str = include_str!("sql/reservation_time
 /// it already keeps its older reservations out of the index. Safe to run again.
 pub const RESERVATION_ONE_LIVE: &str = include_str!("sql/reservation_one_live.sql");
 
-/// `<schema>.outbox_dead` in every service schema: the outbox rows JetStream will never take,
-/// set aside by the relay (`messaging::Relay`) so that they do not block the rows after them.
-struct OutboxDead;
+/// [`service_schema_sql`] again, for the schemas `schemas` names: how a later addition to the
+/// DDL every service schema has (a table, an index) reaches the schemas created before it.
+struct ServiceSchemaDdl {
+    name: &'static str,
+    schemas: fn() -> Vec<&'static str>,
+}
 
-impl MigrationName for OutboxDead {
+impl MigrationName for ServiceSchemaDdl {
     fn name(&self) -> &str {
-        "m20261206_000012_outbox_dead"
+        self.name
     }
 }
 
 #[sea_orm_migration::async_trait::async_trait]
-impl MigrationTrait for OutboxDead {
+impl MigrationTrait for ServiceSchemaDdl {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for ServiceSchema { schema, .. } in SERVICE_SCHEMAS {
-            manager.get_connection().execute_unprepared(&service_schema_sql(schema)).await?;
-        }
-        Ok(())
-    }
-
-    async fn down(&self, _: &SchemaManager) -> Result<(), DbErr> {
-        Ok(())
-    }
-}
-
-/// The age indexes of [`service_schema_sql`] in every service schema, the later ones included.
-struct PruneByAge;
-
-impl MigrationName for PruneByAge {
-    fn name(&self) -> &str {
-        "m20261210_000020_prune_by_age"
-    }
-}
-
-#[sea_orm_migration::async_trait::async_trait]
-impl MigrationTrait for PruneByAge {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for schema in SERVICE_SCHEMA_OWNERS.iter().filter_map(|(_, schema)| *schema) {
+        for schema in (self.schemas)() {
             manager.get_connection().execute_unprepared(&service_schema_sql(schema)).await?;
         }
         Ok(())
@@ -197,7 +177,13 @@ impl MigratorTrait for Migrator {
             name: "m20261205_000011_reservation_one_live",
             sql: RESERVATION_ONE_LIVE,
         }));
-        all.push(Box::new(OutboxDead));
+        // `<schema>.outbox_dead` in every service schema of the time: the outbox rows JetStream
+        // will never take, set aside by the relay (`messaging::Relay`) so that they do not block
+        // the rows after them.
+        all.push(Box::new(ServiceSchemaDdl {
+            name: "m20261206_000012_outbox_dead",
+            schemas: || SERVICE_SCHEMAS.iter().map(|s| s.schema).collect(),
+        }));
         all.push(Box::new(ServiceSchema::new(
             "m20261207_000013_users",
             "users",
@@ -228,7 +214,11 @@ impl MigratorTrait for Migrator {
             name: "m20261209_000019_reservation_payment_method",
             sql: include_str!("sql/reservation_payment_method.sql"),
         }));
-        all.push(Box::new(PruneByAge));
+        // The age indexes the pruner reads, in every service schema, the later ones included.
+        all.push(Box::new(ServiceSchemaDdl {
+            name: "m20261210_000020_prune_by_age",
+            schemas: || SERVICE_SCHEMA_OWNERS.iter().filter_map(|(_, schema)| *schema).collect(),
+        }));
         all
     }
 }
