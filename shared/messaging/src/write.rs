@@ -24,7 +24,7 @@ pub struct Input {
     rows: usize,
     columns: Vec<(&'static str, &'static str, Value)>,
     /// As one JSON array of records, with their definition (`i bigint, id uuid, ..`).
-    records: Option<(Value, &'static str)>,
+    records: Option<(Value, String)>,
 }
 
 impl Input {
@@ -37,12 +37,12 @@ impl Input {
     /// Rows as JSON records, each with its position `i`, read as `definition` says (`i bigint,
     /// id uuid, seat_nos integer[], ..`): for columns that may be NULL, or hold arrays, which
     /// arrays of arrays cannot carry.
-    pub fn records(records: Vec<serde_json::Value>, definition: &'static str) -> Self {
+    pub fn records(records: Vec<serde_json::Value>, definition: impl Into<String>) -> Self {
         let rows = records.len();
         Self {
             rows,
             columns: Vec::new(),
-            records: Some((serde_json::Value::Array(records).into(), definition)),
+            records: Some((serde_json::Value::Array(records).into(), definition.into())),
         }
     }
 

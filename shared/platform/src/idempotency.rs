@@ -3,6 +3,11 @@
 //! same transaction as the effect, and replayed for the same user, key and request
 //! (`Idempotent-Replayed: true`). The same key with another request is refused (422); a request
 //! whose twin is still running waits for it up to the lock timeout, then gets 409.
+//!
+//! A write that runs as one statement outside a transaction keeps its answer in that statement
+//! instead ([`Keyed`], [`keep_step`]): the answer is known before it runs, and is kept only for
+//! the rows it wrote. A twin's kept answer makes the statement fail ([`is_twin`]); a keyed write
+//! that did not go through then answers with what its twin kept ([`stored`]).
 
 use crate::{Problem, auth::Identity};
 use axum::{
@@ -200,6 +205,86 @@ where
     Ok(Answer { stored: answer, replayed: false })
 }
 
+/// A request's `Idempotency-Key`, to keep its answer with a write outside [`run`]'s
+/// transaction: one batch statement that writes the effect and, in its [`keep_step`], the answer.
+#[derive(Clone, Debug)]
+pub struct Keyed {
+    user: uuid::Uuid,
+    key: String,
+    hash: Vec<u8>,
+}
+
+/// The columns of a batch statement's JSON input rows that [`Kept::fields`] fills (NULL for a
+/// row without a key).
+const KEPT_COLUMNS: &str =
+    "key_user uuid, key text, key_hash bytea, key_status smallint, key_body jsonb, key_location text";
+
+/// `columns`, the definition of a batch statement's JSON input rows, with the columns that
+/// [`Kept::fields`] fills when some row is `keyed`.
+pub fn with_kept(columns: &str, keyed: bool) -> String {
+    if keyed { format!("{columns}, {KEPT_COLUMNS}") } else { columns.to_owned() }
+}
+
+impl Keyed {
+    /// The key of `who` asking `request`; `None` without one.
+    pub fn of(who: &Identity, key: &MaybeKey, request: &[&[u8]]) -> Option<Self> {
+        let key = key.0.as_ref()?;
+        Some(Self { user: who.user_id.0, key: key.0.clone(), hash: fingerprint(request) })
+    }
+
+    /// `answer`, to keep under this key if the write goes through.
+    pub fn keeping(&self, answer: StoredResponse) -> Kept {
+        Kept { keyed: self.clone(), answer }
+    }
+}
+
+/// An answer to keep under a request's key, with its write ([`keep_step`]).
+#[derive(Clone, Debug)]
+pub struct Kept {
+    keyed: Keyed,
+    answer: StoredResponse,
+}
+
+impl Kept {
+    /// Adds to `row` (a JSON object, an input row of the statement) the fields that keep this
+    /// answer ([`with_kept`]).
+    pub fn fields(&self, row: &mut serde_json::Value) {
+        let Some(row) = row.as_object_mut() else { return };
+        let Kept { keyed, answer } = self;
+        let hash: String = keyed.hash.iter().map(|b| format!("{b:02x}")).collect();
+        row.insert("key_user".into(), keyed.user.to_string().into());
+        row.insert("key".into(), keyed.key.clone().into());
+        // bytea's text form, as the statement reads its JSON rows.
+        row.insert("key_hash".into(), format!("\\x{hash}").into());
+        row.insert("key_status".into(), answer.status.into());
+        row.insert("key_body".into(), answer.body.clone());
+        row.insert("key_location".into(), answer.location.clone().into());
+    }
+}
+
+/// A batch statement's step keeping the answers of the keyed input rows (those [`Kept::fields`]
+/// filled) in `<schema>.idempotency`, of the rows of `written`: a `FROM` list that names the
+/// input rows the statement wrote `c` (`input c JOIN done ON done.i = c.i`). A write refused
+/// keeps nothing, as in [`run`]. There is no `ON CONFLICT`: a twin's answer, kept before (or
+/// being kept) under the same key, makes the whole statement fail, and nothing of it stays.
+pub fn keep_step(schema: &str, written: &str) -> String {
+    format!(
+        "INSERT INTO {schema}.idempotency (user_id, key, request_hash, status, body, location)
+         SELECT c.key_user, c.key, c.key_hash, c.key_status, c.key_body, c.key_location
+         FROM {written} WHERE c.key IS NOT NULL"
+    )
+}
+
+/// Whether `e` is a statement's failure on an answer already kept under one of its keys
+/// ([`keep_step`]): a twin request went through first.
+pub fn is_twin(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
+        return false;
+    };
+    matches!(&**e, sqlx::Error::Database(db) if db.constraint() == Some("idempotency_pkey"))
+}
+
 /// The answer stored for this user, key and request, if the first request has finished: a
 /// handler may replay it before checks that only a new request must pass (a spent queue token).
 /// The same key with another request is 422, as in [`run`].
@@ -269,6 +354,26 @@ fn in_progress_or_internal(e: DbErr) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_answer_fills_every_column_its_step_reads_and_no_key_keeps_nothing() {
+        let who = Identity { user_id: contracts::UserId::new(), role: crate::auth::Role::User };
+        let key = MaybeKey(Some(IdempotencyKey::parse("k-1").unwrap()));
+        let answer =
+            StoredResponse { status: 202, body: serde_json::json!({"id": 1}), location: Some("/r/1".into()) };
+        let kept = Keyed::of(&who, &key, &[b"POST", b"/r"]).unwrap().keeping(answer);
+        let mut row = serde_json::json!({"i": 1});
+        kept.fields(&mut row);
+        let columns = with_kept("i bigint", true);
+        let mut names: Vec<&str> = columns.split(", ").filter_map(|c| c.split(' ').next()).collect();
+        let mut filled: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
+        names.sort_unstable();
+        filled.sort_unstable();
+        assert_eq!(filled, names);
+        assert!(row["key_hash"].as_str().unwrap().starts_with("\\x"), "bytea's text form: {row}");
+        assert_eq!(with_kept("i bigint", false), "i bigint");
+        assert!(Keyed::of(&who, &MaybeKey(None), &[b"POST"]).is_none());
+    }
 
     #[test]
     fn the_documented_key_pattern_takes_exactly_the_keys_that_parse() {
