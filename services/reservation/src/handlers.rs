@@ -240,7 +240,7 @@ mod tests {
             method: None,
             created_at: Utc::now(),
         };
-        let new = store::NewReservation { row: r, events: vec![] };
+        let new = store::NewReservation { row: r, events: vec![], kept: None };
         let store::Inserted::Stored(store::Stored { row: stored, version, .. }) =
             store::insert_each_unless_taken(
                 db,

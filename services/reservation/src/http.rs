@@ -154,9 +154,9 @@ impl View {
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The user already has a live reservation of this schedule, or would own more \
-            than `TICKETING_MAX_SEATS_PER_USER` of its seats (`LIMIT_REACHED`, the detail saying which); a seat is in \
-            another live reservation (`SEAT_UNAVAILABLE`); or a request with this Idempotency-Key is still running \
-            (`IDEMPOTENCY_IN_PROGRESS`).",
+            than `TICKETING_MAX_SEATS_PER_USER` of its seats (`LIMIT_REACHED`, the detail saying which); or a seat \
+            is in another live reservation (`SEAT_UNAVAILABLE`). A retry sent while its first request is still \
+            being written waits for it and is answered as it was.",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 415, response = UnsupportedMediaType),
         (status = 429, description = "More of these requests than a person makes (`RATE_LIMITED`, with \

@@ -5,7 +5,7 @@
 //! process last wrote (a change starts from one instead of reading the row), the combiners that
 //! write the requests arriving together in one statement, and the waiters. The Idempotency-Key
 //! is a layer around the one write ([`Requests::write`]): a retry is answered from what the
-//! first request kept, and a key makes the write keep its answer in the same transaction.
+//! first request kept, and a key makes the write keep its answer in the same statement.
 
 use crate::{
     SCHEMA,
@@ -22,7 +22,7 @@ use messaging::Outbox;
 use platform::{
     auth::Identity,
     combine::Combiner,
-    idempotency::{self, Answer, MaybeKey, StoredResponse},
+    idempotency::{self, Answer, Kept, Keyed, MaybeKey, StoredResponse},
     queue_guard::{Admitted, QueueTicket},
 };
 use sea_orm::{DatabaseConnection, TransactionTrait};
@@ -66,7 +66,6 @@ pub struct Requests {
     outbox: Outbox,
     schedules: Schedules,
     local: Local,
-    limits: crate::Limits,
     inserts: Combiner<Inserts>,
     saves: Combiner<Saves>,
 }
@@ -110,7 +109,7 @@ pub struct Viewed {
 /// A change a request makes.
 enum Change {
     /// A new reservation, with the event that announces it.
-    Insert(NewReservation),
+    Insert(Box<NewReservation>),
     /// An input to an existing reservation of the user's.
     Apply { id: ReservationId, input: Input },
 }
@@ -145,7 +144,6 @@ impl Requests {
             db,
             outbox,
             local,
-            limits,
         }
     }
 
@@ -202,15 +200,16 @@ impl Requests {
                     method: None,
                     created_at: Utc::now(),
                 };
-                Ok(Change::Insert(announced(&self.outbox, row)?))
+                Ok(Change::Insert(Box::new(announced(&self.outbox, row)?)))
             }
         }
     }
 
-    /// Writes a request's change, once. Without a key there is no answer to keep: the change is
-    /// written in one statement with the requests that arrive meanwhile, and only a payment
-    /// whose row moved meanwhile takes a transaction. With a key, the answer commits with the
-    /// change, in a transaction that a retry of the same key waits for.
+    /// Writes a request's change, once, in one statement with the requests that arrive
+    /// meanwhile; with a key, the statement also keeps the answer under it. A keyed request
+    /// that did not go through (refused, or its statement failing on the key) answers as the
+    /// request with its key that went through first, if there is one: a twin sent at the same
+    /// time, whose write made this one's refused or failed.
     async fn write(
         &self,
         who: &Identity,
@@ -218,58 +217,64 @@ impl Requests {
         request: &[&[u8]],
         change: Change,
     ) -> Result<Written, Error> {
-        if key.0.is_none() {
-            match change {
-                Change::Insert(new) => return self.insert_alone(new).await,
-                Change::Apply { id, ref input } => {
-                    if let Some(written) = self.apply_alone(who.user_id, id, input.clone()).await? {
-                        return Ok(written);
-                    }
+        let keyed = Keyed::of(who, key, request);
+        let written = match change {
+            Change::Insert(new) => self.insert(*new, keyed.as_ref()).await,
+            Change::Apply { id, input } => self.apply(who, key, request, id, input, keyed.as_ref()).await,
+        };
+        match written {
+            Err(e) if keyed.is_some() => {
+                match idempotency::stored(&self.db, SCHEMA, who, key, request).await? {
+                    Some(answer) => Ok(Written { answer, entries: None }),
+                    None => Err(e),
                 }
             }
+            written => written,
         }
-        let (outbox, user, limits) = (self.outbox.clone(), who.user_id, self.limits);
+    }
+
+    /// A new reservation, written with the others that arrive meanwhile.
+    async fn insert(&self, mut new: NewReservation, keyed: Option<&Keyed>) -> Result<Written, Error> {
+        let answer = accepted(&new.row)?;
+        new.kept = keyed.map(|k| k.keeping(answer.clone()));
+        let stored = inserted(self.inserts.run(new).await?)?;
+        self.local.saved(stored.row, stored.version, None);
+        Ok(Written { answer: servicekit::answered(&self.outbox, answer), entries: Some(stored.entries) })
+    }
+
+    /// An input to a reservation of the user's, written with the others that arrive meanwhile;
+    /// in a transaction when the row moved under it twice.
+    async fn apply(
+        &self,
+        who: &Identity,
+        key: &MaybeKey,
+        request: &[&[u8]],
+        id: ReservationId,
+        input: Input,
+        keyed: Option<&Keyed>,
+    ) -> Result<Written, Error> {
+        let user = who.user_id;
+        let keep = |r: &Reservation| -> Result<Option<Kept>, Error> {
+            Ok(match keyed {
+                Some(k) => Some(k.keeping(accepted(r)?)),
+                None => None,
+            })
+        };
+        if let Some((row, entries)) =
+            saga::apply_requested(&self.saves, id, input.clone(), user, keep).await?
+        {
+            let answer = servicekit::answered(&self.outbox, accepted(&row)?);
+            return Ok(Written { answer, entries });
+        }
+        let outbox = self.outbox.clone();
         let answer = servicekit::idempotent(&self.outbox, &self.db, who, key, request, |txn| {
             Box::pin(async move {
-                let r = match change {
-                    // Not remembered: the row is only stored once the transaction commits.
-                    Change::Insert(new) => {
-                        let mut done = store::insert_each_unless_taken(txn, &[new], limits, &outbox).await?;
-                        let done = done.pop().ok_or(Error::Db(sea_orm::DbErr::RecordNotInserted))?;
-                        inserted(done)?.row
-                    }
-                    Change::Apply { id, input } => {
-                        saga::apply(txn, &outbox, id, input, Origin::Request { user }).await?
-                    }
-                };
+                let r = saga::apply(txn, &outbox, id, input, Origin::Request { user }).await?;
                 Ok(accepted(&r)?)
             })
         })
         .await?;
         Ok(Written { answer, entries: None })
-    }
-
-    /// A new reservation written outside a transaction, with the others that arrive meanwhile.
-    async fn insert_alone(&self, new: NewReservation) -> Result<Written, Error> {
-        let stored = inserted(self.inserts.run(new).await?)?;
-        let answer = accepted(&stored.row)?;
-        self.local.saved(stored.row, stored.version, None);
-        Ok(Written { answer: servicekit::answered(&self.outbox, answer), entries: Some(stored.entries) })
-    }
-
-    /// An input written outside a transaction, with the others that arrive meanwhile; `None`
-    /// when the row moved under it twice (nothing was written).
-    async fn apply_alone(
-        &self,
-        user: UserId,
-        id: ReservationId,
-        input: Input,
-    ) -> Result<Option<Written>, Error> {
-        let Some((row, entries)) = saga::apply_requested(&self.saves, id, input, user).await? else {
-            return Ok(None);
-        };
-        let answer = servicekit::answered(&self.outbox, accepted(&row)?);
-        Ok(Some(Written { answer, entries }))
     }
 
     /// Answers at once, or with a `wait`, once the reservation settles (or the wait ends).
@@ -447,7 +452,7 @@ fn announced(outbox: &Outbox, r: Reservation) -> Result<NewReservation, Error> {
         queue_token: r.queue_token.clone(),
     };
     let event = outbox.row(&Envelope::new(crate::NAME, r.id, requested))?;
-    Ok(NewReservation { row: r, events: vec![event] })
+    Ok(NewReservation { row: r, events: vec![event], kept: None })
 }
 
 /// The reservation an insert stored; `LIMIT_REACHED` when the user's share allowed no more,

@@ -14,7 +14,10 @@ use contracts::{
     RefundRequested, ReservationCancelled, ReservationCompleted, ReservationFailed, ReservationId, UserId,
 };
 use messaging::{InboxClaims, Outbox, OutboxRow, Peers, Runtime};
-use platform::combine::{Batch, Combiner};
+use platform::{
+    combine::{Batch, Combiner},
+    idempotency::Kept,
+};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use std::collections::{HashMap, HashSet};
 
@@ -137,12 +140,14 @@ impl Local {
 /// was written, and the caller applies the input in a transaction instead ([`apply`]). When
 /// someone in this process waits on the reservation, the change also answers its whole
 /// timeline, offered to the waiters as the settled view, and its length comes back with the
-/// reservation.
+/// reservation. `keep` says what answer to keep (under the request's `Idempotency-Key`) with a
+/// change that leaves the reservation as given; the statement keeps it.
 pub async fn apply_requested(
     saves: &Combiner<Saves>,
     id: ReservationId,
     input: Input,
     user: UserId,
+    keep: impl Fn(&Reservation) -> Result<Option<Kept>, Error>,
 ) -> Result<Option<(Reservation, Option<usize>)>, Error> {
     let Saves { db, outbox, local } = saves.batch();
     let step = Step { position: 1, id, input, origin: Origin::Request { user } };
@@ -151,10 +156,11 @@ pub async fn apply_requested(
     // The same for a copy that refuses the input: only the row as it stands may refuse.
     for memory in [true, false] {
         let (planned, from_memory) = plan_known(db, outbox, local, step.clone(), memory).await?;
-        if let Some(planned) = planned
-            && let Some(saved) = saves.run(planned).await?
-        {
-            return Ok(Some(saved));
+        if let Some(mut planned) = planned {
+            planned.kept = keep(&planned.next)?;
+            if let Some(saved) = saves.run(planned).await? {
+                return Ok(Some(saved));
+            }
         }
         if !from_memory {
             break;
@@ -281,6 +287,8 @@ pub struct Planned<'a> {
     events: Vec<OutboxRow>,
     kinds: Vec<&'a str>,
     view: bool,
+    /// The request's answer to keep with the change ([`apply_requested`]).
+    kept: Option<Kept>,
 }
 
 /// Decides `step` on `known` (a row and its version); `None` when there is nothing to save, or
@@ -306,7 +314,7 @@ fn plan<'a>(
     }
     let (events, kinds) = outcome(outbox, &decision, seen, cause)?;
     let view = local.wants_view(id);
-    Ok(Some(Planned { position, current, version, next: decision.next, events, kinds, view }))
+    Ok(Some(Planned { position, current, version, next: decision.next, events, kinds, view, kept: None }))
 }
 
 /// Saves `planned`, each keyed by a position (with `claims`, its message's), in one statement;
@@ -329,6 +337,7 @@ async fn save_planned(
                 kinds: &p.kinds,
                 events: &p.events,
                 view: p.view,
+                kept: p.kept.as_ref(),
             };
             (position, change)
         })
@@ -393,6 +402,7 @@ pub async fn persist(
         kinds: &kinds,
         events: &events,
         view: false,
+        kept: None,
     };
     if store::save(txn, &[(1, change)], outbox, None).await?.is_empty() {
         // The row is locked, so its status cannot have moved; fail loudly (the transaction and

@@ -6,7 +6,11 @@ use contracts::{
     ConcertId, PaymentMethod, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won,
 };
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
-use platform::{combine::Batch, memo::Memo};
+use platform::{
+    combine::Batch,
+    idempotency::{self, Kept},
+    memo::Memo,
+};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, QueryResult, Statement, Value,
 };
@@ -159,6 +163,8 @@ pub struct Stored {
 pub struct NewReservation {
     pub row: Reservation,
     pub events: Vec<OutboxRow>,
+    /// The request's answer, kept under its `Idempotency-Key` if the reservation is inserted.
+    pub kept: Option<Kept>,
 }
 
 /// Inserts each new reservation with its events, unless the user's share of the schedule or
@@ -173,6 +179,9 @@ pub struct NewReservation {
 /// (`reservations_one_live`) turns the later insert into nothing, answered
 /// [`Limit::OneLive`]. Two of them asking for the same seat, or of the same user and schedule,
 /// are not looked at against each other: the caller keeps them apart ([`Inserts`]).
+///
+/// The answers of those inserted that came with a key are kept in the same statement
+/// ([`idempotency::keep_step`]); an answer a twin request kept first makes it fail as a whole.
 pub async fn insert_each_unless_taken(
     db: &impl ConnectionTrait,
     new: &[NewReservation],
@@ -182,8 +191,8 @@ pub async fn insert_each_unless_taken(
     let rows: Vec<serde_json::Value> = new
         .iter()
         .zip(1_i64..)
-        .map(|(NewReservation { row: r, events }, i)| {
-            serde_json::json!({
+        .map(|(NewReservation { row: r, events, kept }, i)| {
+            let mut row = serde_json::json!({
                 "i": i,
                 "id": r.id.0,
                 "user_id": r.user_id.0,
@@ -197,18 +206,26 @@ pub async fn insert_each_unless_taken(
                 "max_seats": limits.max_seats_per_user,
                 "per_minute": limits.reservations_per_minute,
                 "since_id": first_id_since(r.created_at - chrono::Duration::minutes(1)),
-            })
+            });
+            if let Some(kept) = kept {
+                kept.fields(&mut row);
+            }
+            row
         })
         .collect();
     let events: Vec<(i64, &OutboxRow)> =
         new.iter().zip(1_i64..).flat_map(|(n, i)| n.events.iter().map(move |e| (i, e))).collect();
+    let keyed = new.iter().any(|n| n.kept.is_some());
     let input = Input::records(
         rows,
-        "i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[], \
-         status text, queue_token text, created_at timestamptz, kinds text[], max_seats integer, \
-         per_minute integer, since_id uuid",
+        idempotency::with_kept(
+            "i bigint, id uuid, user_id uuid, schedule_id uuid, concert_id uuid, seat_nos integer[], \
+             status text, queue_token text, created_at timestamptz, kinds text[], max_seats integer, \
+             per_minute integer, since_id uuid",
+            keyed,
+        ),
     );
-    let write = BatchWrite::over(input)
+    let mut write = BatchWrite::over(input)
         .materialized(
             "taken",
             "SELECT c.i, (
@@ -252,7 +269,12 @@ pub async fn insert_each_unless_taken(
                 entries = timeline_entries("c.kinds")
             ),
         )
-        .step("done", "SELECT c.i FROM input c JOIN inserted ON inserted.id = c.id")
+        .step("done", "SELECT c.i FROM input c JOIN inserted ON inserted.id = c.id");
+    if keyed {
+        write =
+            write.step("kept", idempotency::keep_step(crate::SCHEMA, "input c JOIN done ON done.i = c.i"));
+    }
+    let rows = write
         .applied_by("done")
         .events(outbox, events)
         .answering(
@@ -260,8 +282,9 @@ pub async fn insert_each_unless_taken(
                     taken.blocked AS user_blocked, taken.started AS user_started, inserted.*
              FROM input c JOIN taken ON taken.i = c.i
              LEFT JOIN inserted ON inserted.id = c.id ORDER BY c.i",
-        );
-    let rows = write.rows(db).await?;
+        )
+        .rows(db)
+        .await?;
     if rows.len() != new.len() {
         return Err(DbErr::Custom(format!(
             "{} reservations to insert answered {} rows",
@@ -601,6 +624,9 @@ pub struct Change<'a> {
     pub events: &'a [OutboxRow],
     /// Whether to answer the whole timeline after the change as well ([`Saved::timeline`]).
     pub view: bool,
+    /// The answer of the request that asked for it, kept under its `Idempotency-Key` if the
+    /// change is written.
+    pub kept: Option<&'a Kept>,
 }
 
 /// A reservation as a compare-and-set left it.
@@ -620,7 +646,8 @@ pub struct Saved {
 /// has moved on is written. The changes travel as one JSON parameter, so the statement's text
 /// (and its prepared plan) is the same whatever their number; the rows are found through the
 /// array of their ids, because the plan joining them to the changes (taken for a hundred)
-/// hashed a sequential scan of the whole table.
+/// hashed a sequential scan of the whole table. The answers kept under keys are kept in the
+/// same statement, as [`insert_each_unless_taken`] keeps them.
 pub async fn save(
     db: &impl ConnectionTrait,
     changes: &[(i64, Change<'_>)],
@@ -630,7 +657,7 @@ pub async fn save(
     let rows: Vec<serde_json::Value> = changes
         .iter()
         .map(|(i, c)| {
-            serde_json::json!({
+            let mut row = serde_json::json!({
                 "i": i,
                 "target": c.next.id.0,
                 "expected": c.expected.as_str(),
@@ -643,15 +670,24 @@ pub async fn save(
                 "version": c.version,
                 "kinds": c.kinds,
                 "view": c.view,
-            })
+            });
+            if let Some(kept) = c.kept {
+                kept.fields(&mut row);
+            }
+            row
         })
         .collect();
     let events: Vec<(i64, &OutboxRow)> =
         changes.iter().flat_map(|(i, c)| c.events.iter().map(move |e| (*i, e))).collect();
+    let keyed = changes.iter().any(|(_, c)| c.kept.is_some());
     let input = Input::records(
         rows,
-        "i bigint, target uuid, expected text, next_status text, next_amount bigint, \
-         next_held_until timestamptz, next_reason text, next_paid bool, next_method text, version text, kinds text[], view bool",
+        idempotency::with_kept(
+            "i bigint, target uuid, expected text, next_status text, next_amount bigint, \
+             next_held_until timestamptz, next_reason text, next_paid bool, next_method text, version text, \
+             kinds text[], view bool",
+            keyed,
+        ),
     );
     let mut write = BatchWrite::over(input)
         .step(
@@ -674,6 +710,10 @@ pub async fn save(
         .applied_by("done")
         .events(outbox, events)
         .answering("SELECT * FROM saved ORDER BY i");
+    if keyed {
+        write =
+            write.step("kept", idempotency::keep_step(crate::SCHEMA, "input c JOIN done ON done.i = c.i"));
+    }
     if let Some(claims) = claims {
         write = write.claims(claims);
     }
@@ -861,6 +901,86 @@ mod tests {
         due.sort();
         assert_eq!(locked, due);
         assert_eq!(lock_due(&txn, now, grace, timeout, 1).await.unwrap().len(), 1, "the limit holds");
+    }
+
+    /// The answers of keyed reservations are kept with their inserts; a refused one keeps
+    /// nothing; a key whose answer is kept already fails the whole statement.
+    #[tokio::test]
+    async fn an_insert_keeps_its_answer_under_its_key_and_a_twins_key_fails_the_whole_statement() {
+        use platform::{
+            auth::{Identity, Role},
+            idempotency::{IdempotencyKey, Keyed, MaybeKey, StoredResponse},
+        };
+        let env = testkit::TestEnv::new().await.unwrap();
+        let outbox = Outbox::new(crate::SCHEMA, env.config.prefix.clone());
+        let schedule = ScheduleId::new();
+        let reservation = |user: UserId, schedule: ScheduleId, seat: i32| Reservation {
+            id: ReservationId::new(),
+            user_id: user,
+            schedule_id: schedule,
+            concert_id: ConcertId::new(),
+            seat_nos: vec![SeatNo(seat)],
+            status: Status::Pending,
+            amount: None,
+            held_until: None,
+            failure_reason: None,
+            queue_token: String::new(),
+            paid: false,
+            method: None,
+            created_at: Utc::now(),
+        };
+        let request: &[&[u8]] = &[b"POST", b"/reservations", b"{}"];
+        let key = |k: &str| MaybeKey(Some(IdempotencyKey::parse(k).unwrap()));
+        let who = |user: UserId| Identity { user_id: user, role: Role::User };
+        let new = |row: Reservation, k: Option<&str>| {
+            let answer =
+                StoredResponse::json(axum::http::StatusCode::ACCEPTED, &serde_json::json!({"id": row.id}))
+                    .unwrap()
+                    .with_location(format!("/reservations/{}", row.id));
+            let kept =
+                k.and_then(|k| Keyed::of(&who(row.user_id), &key(k), request)).map(|k| k.keeping(answer));
+            NewReservation { row, events: Vec::new(), kept }
+        };
+        let limits = Limits { max_seats_per_user: 4, reservations_per_minute: 0 };
+        let insert = |batch: Vec<NewReservation>| {
+            let (db, outbox) = (env.db.clone(), outbox.clone());
+            async move { insert_each_unless_taken(&db, &batch, limits, &outbox).await }
+        };
+        let kept = || async {
+            let row =
+                env.db.query_one_raw(stmt("SELECT count(*) AS n FROM reservation.idempotency", [])).await;
+            row.unwrap().unwrap().try_get::<i64>("", "n").unwrap()
+        };
+
+        let (keyed, other) = (UserId::new(), UserId::new());
+        let first = reservation(keyed, schedule, 1);
+        let first_id = first.id;
+        let done =
+            insert(vec![new(first, Some("k-1")), new(reservation(other, schedule, 2), None)]).await.unwrap();
+        assert!(done.iter().all(|d| matches!(d, Inserted::Stored(_))));
+        let replay =
+            idempotency::stored(&env.db, crate::SCHEMA, &who(keyed), &key("k-1"), request).await.unwrap();
+        let replay = replay.expect("the keyed insert's answer is kept");
+        assert!(replay.replayed);
+        assert_eq!((replay.stored.status, &replay.stored.body["id"]), (202, &serde_json::json!(first_id)));
+        assert_eq!(replay.stored.location, Some(format!("/reservations/{first_id}")));
+        assert_eq!(kept().await, 1, "the unkeyed insert keeps nothing");
+
+        let refused = reservation(UserId::new(), schedule, 1);
+        let done = insert(vec![new(refused, Some("k-2"))]).await.unwrap();
+        assert!(matches!(done[..], [Inserted::Taken(SeatNo(1))]));
+        assert_eq!(kept().await, 1, "a refused insert keeps nothing");
+
+        let twin = reservation(keyed, ScheduleId::new(), 3);
+        let bystander = reservation(UserId::new(), schedule, 4);
+        let failed = insert(vec![new(bystander, None), new(twin, Some("k-1"))]).await.err().unwrap();
+        assert!(idempotency::is_twin(&failed), "{failed}");
+        let rows = env.db.query_one_raw(stmt("SELECT count(*) AS n FROM reservation.reservations", [])).await;
+        assert_eq!(
+            rows.unwrap().unwrap().try_get::<i64>("", "n").unwrap(),
+            2,
+            "nothing of the statement stays"
+        );
     }
 
     #[test]

@@ -94,6 +94,41 @@ async fn a_repeated_idempotency_key_makes_one_reservation() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
 
+/// Twins sent at once (a client retrying before its first request was answered): each answers
+/// as the one that went through, whichever of them that was.
+#[tokio::test]
+async fn twins_sent_at_once_with_one_key_make_one_reservation_and_one_payment() {
+    // Without the rate limit, so that every twin reaches the write.
+    let s = Service::start_with(&[("TICKETING_RATE_PER_USER", "0")]).await;
+    let user = UserId::new();
+    let body = json!({"scheduleId": s.schedule, "seatNos": [6]});
+    // Any visible ASCII: the key travels in the statement's JSON input.
+    let key = [("Idempotency-Key", r#"twins"'\{-1"#)];
+    let twins = (0..8).map(|_| s.call_with(Method::POST, "/reservations", user, Some(body.clone()), &key));
+    let answers = futures::future::join_all(twins).await;
+    for (status, answer) in &answers {
+        assert_eq!((*status, &answer["id"]), (202, &answers[0].1["id"]), "{answers:?}");
+    }
+    let id: ReservationId = answers[0].1["id"].as_str().unwrap().parse().unwrap();
+    let (_, list) = s.call(Method::GET, "/reservations", user, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+
+    s.seats_held(id, &[6], Utc::now() + Span::minutes(5)).await;
+    s.wait_status(user, id, "HELD").await;
+    let pay = format!("/reservations/{id}/payment");
+    let key = [("Idempotency-Key", "twins-pay")];
+    let twins = (0..8).map(|_| s.call_with(Method::POST, &pay, user, None, &key));
+    let answers = futures::future::join_all(twins).await;
+    for (status, answer) in &answers {
+        assert_eq!((*status, answer), (202, &json!({"id": id, "status": "PAYING"})), "{answers:?}");
+    }
+    let asked = || async { s.env.events_of::<contracts::PaymentRequested>().await.unwrap().len() };
+    let wait = std::time::Duration::from_secs(10);
+    testkit::eventually("its payment request", wait, || async { (asked().await == 1).then_some(()) }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(asked().await, 1, "one payment asked for");
+}
+
 #[tokio::test]
 async fn prefer_wait_answers_with_the_settled_reservation() {
     let s = Service::start().await;

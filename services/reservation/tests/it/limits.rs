@@ -15,7 +15,7 @@ async fn fifty_racing_requests_of_one_user_make_one_reservation() {
     let s = Service::start_with(&[("TICKETING_RATE_PER_USER", "0")]).await;
     let user = UserId::new();
     // Each asks for a seat of its own, so only the per-user limit can turn them away; half carry
-    // an Idempotency-Key (written in a transaction of their own), half are written together.
+    // an Idempotency-Key (their statements also keep their answers), half do not.
     let service = &s;
     let ask = move |seat: i32| async move {
         let body = json!({"scheduleId": service.schedule, "seatNos": [seat]});
