@@ -21,6 +21,7 @@
 //!   open-loop: an attempt starts every 1/1000 s whatever the earlier ones are doing, taken in
 //!   turn by `LOAD_CONCURRENCY` users, and its latency counts from when it was due (a closed
 //!   loop waits for its answers and so never measures the queue it would have built).
+//!   `LOAD_KEYED=1` sends every reservation and payment with an `Idempotency-Key` of its own.
 //! - `waiting-room [users=1000000]`: nobody is admitted; every user joins the global line
 //!   (joins/s, and Redis's memory per waiting user), reads its position once (reads/s, p99), and
 //!   19,000 of them (`LOAD_STREAMS`) hold their token's event stream open (the server's memory
@@ -674,6 +675,7 @@ async fn step(
         charge_all(api, &users, 10_000_000).await;
     }
     let authorizations: Vec<String> = users.iter().map(|u| format!("Bearer {}", api.token(*u))).collect();
+    let keyed = std::env::var("LOAD_KEYED").is_ok_and(|v| v == "1");
     // The lean client (`e2e::wire`): the load tool shares the two cores with what it measures.
     let pool = wire::Pool::new(api.base.trim_start_matches("http://"));
     // Open loop: reserve -> HELD latency by the second the attempt was due in, to see whether a
@@ -696,6 +698,7 @@ async fn step(
     let attempt = |u: usize, due: Option<Instant>| {
         let (stats, scratch, holds, sagas, users, authorizations, pool, by_second) =
             (&stats, &scratch, &holds, &sagas, &users, &authorizations, &pool, &by_second);
+        let key = keyed.then(|| uuid::Uuid::new_v4().to_string());
         async move {
             let measured = due.unwrap_or_else(Instant::now) >= measured_from;
             let stats = if measured { stats } else { scratch };
@@ -709,7 +712,10 @@ async fn step(
                 (user, Some(format!("Bearer {}", api.token(user))))
             };
             let authorization = fresh.as_deref().unwrap_or(&authorizations[u]);
-            let headers = [("authorization", authorization), ("prefer", "wait=10")];
+            let mut headers = vec![("authorization", authorization), ("prefer", "wait=10")];
+            if let Some(key) = &key {
+                headers.push(("idempotency-key", key.as_str()));
+            }
             let body = serde_json::json!({"scheduleId": schedule, "seatNos": [seat]});
             let reserve = lean(pool, Method::POST, "/reservations", &headers, Some(body));
             let Some(answer) = timed_since(stats, "reserve -> HELD", due, reserve).await else { return true };
@@ -731,6 +737,11 @@ async fn step(
                 return true;
             }
             let path = format!("/reservations/{id}/payment");
+            let paying = key.as_ref().map(|k| format!("{k}-pay"));
+            let mut headers = headers[..2].to_vec();
+            if let Some(key) = &paying {
+                headers.push(("idempotency-key", key.as_str()));
+            }
             let payment = lean(pool, Method::POST, &path, &headers, None);
             if let Some(paid) = timed(stats, "pay -> CONFIRMED", payment).await
                 && paid.body["status"] == "CONFIRMED"
