@@ -47,6 +47,10 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// The least a relay waits after a drain that failed on the database, however soon a commit
+/// says the database is back.
+pub const RETRY_FLOOR: Duration = Duration::from_millis(200);
+
 /// Publishes one schema's outbox.
 #[derive(Clone)]
 pub struct Relay {
@@ -63,6 +67,9 @@ pub struct Relay {
     pub window: usize,
     /// How often the outbox is checked when no writer of this process signals.
     pub poll: Duration,
+    /// The pause after the first failed drain; it doubles with each failure after it, up to 32
+    /// times this.
+    pub first_pause: Duration,
     /// Rows deleted after which the relay vacuums the outbox.
     pub vacuum_after: u64,
     /// Rows deleted since the last vacuum.
@@ -103,6 +110,7 @@ impl Relay {
             batch: 500,
             window: 256,
             poll: Duration::from_millis(500),
+            first_pause: Duration::from_millis(200),
             vacuum_after: 2_000,
             deleted: Arc::default(),
         }
@@ -110,7 +118,10 @@ impl Relay {
 
     /// Runs until `shutdown`: drains the outbox whenever a writer signals a commit the last
     /// drain may not have seen (or every `poll`), and after errors backs off (bounded) and tries
-    /// again. Logs why it stops.
+    /// again. A drain that failed on the database is tried again at the first commit since
+    /// (after at most [`RETRY_FLOOR`]) rather than at the end of its pause: a commit says the
+    /// database takes writes again, and the events it wrote wait for this relay. Logs why it
+    /// stops.
     pub async fn run(self, shutdown: CancellationToken) {
         let name = format!("relay[{}]", self.schema);
         let mut failures = 0u32;
@@ -126,11 +137,20 @@ impl Relay {
                     failures = failures.saturating_add(1);
                     metrics::counter!("outbox_relay_errors_total", "schema" => self.schema.clone())
                         .increment(1);
-                    let pause = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    let pause = self.first_pause * 2u32.pow(failures.saturating_sub(1).min(5));
                     tracing::warn!(task = %name, error = %e, ?pause, "publishing the outbox failed; retrying");
+                    let database = matches!(e, MessagingError::Db(_) | MessagingError::Sql(_));
+                    let back = async {
+                        if !database {
+                            return std::future::pending().await;
+                        }
+                        tokio::time::sleep(pause.min(RETRY_FLOOR)).await;
+                        self.wake.after(seen).await;
+                    };
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(pause) => continue,
+                        _ = back => continue,
                     }
                 }
             }

@@ -37,6 +37,33 @@ async fn committed_event_is_published_exactly_once() {
     assert_eq!(outbox_rows(&env).await, 0);
 }
 
+/// A relay whose drains fail on the database (its outbox gone, as in a database restart) does
+/// not wait out its back-off once the database is back: the first commit wakes it.
+#[tokio::test]
+async fn a_relay_failing_on_its_database_tries_again_at_the_first_commit_after() {
+    let env = env().await;
+    let mut relay = Relay::new(&env.db, env.bus.clone(), "probe");
+    // Back-off and polling far longer than the test waits: only the commit can wake it in time.
+    relay.first_pause = Duration::from_secs(3600);
+    relay.poll = Duration::from_secs(3600);
+    env.db.execute_unprepared("ALTER TABLE probe.outbox RENAME TO outbox_away").await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    // Its first drain fails (the outbox is away) and it pauses; then the database is back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.db.execute_unprepared("ALTER TABLE probe.outbox_away RENAME TO outbox").await.unwrap();
+    let ob = outbox(&env);
+    let txn = env.db.begin().await.unwrap();
+    ob.push(&txn, &sample()).await.unwrap();
+    ob.commit(txn).await.unwrap();
+    eventually("the event published", Duration::from_secs(30), || async {
+        (env.stream_messages(Stream::Seat).await.unwrap() == 1).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
 #[tokio::test]
 async fn relay_killed_between_ack_and_commit_republishes_as_a_dedup_hit() {
     let env = env().await;
