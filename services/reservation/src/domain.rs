@@ -82,6 +82,29 @@ pub struct Reservation {
     pub created_at: DateTime<Utc>,
 }
 
+#[cfg(test)]
+impl Reservation {
+    /// A new PENDING reservation of seat `seat`, of a new user, schedule and concert: for tests
+    /// to change what they look at (`Reservation { status, ..Reservation::pending_of_seat(1) }`).
+    pub(crate) fn pending_of_seat(seat: i32) -> Self {
+        Reservation {
+            id: ReservationId::new(),
+            user_id: UserId::new(),
+            schedule_id: ScheduleId::new(),
+            concert_id: ConcertId::new(),
+            seat_nos: vec![SeatNo(seat)],
+            status: Status::Pending,
+            amount: None,
+            held_until: None,
+            failure_reason: None,
+            queue_token: String::new(),
+            paid: false,
+            method: None,
+            created_at: Utc::now(),
+        }
+    }
+}
+
 /// Something that happened to a reservation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {

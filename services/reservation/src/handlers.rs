@@ -195,7 +195,7 @@ mod tests {
     use super::*;
     use crate::domain::{Reservation, Status};
     use chrono::Utc;
-    use contracts::{ConcertId, Envelope, ScheduleId, SeatNo, SeatRejectReason, UserId, Won};
+    use contracts::{Envelope, SeatRejectReason, Won};
     use messaging::{Applied, Apply as _, PgInbox};
     use sea_orm::ConnectionTrait as _;
 
@@ -225,21 +225,7 @@ mod tests {
 
     /// A PENDING reservation of seat `seat`, stored; remembered by `saga` when `remember`.
     async fn pending(db: &DatabaseConnection, saga: &Saga, seat: i32, remember: bool) -> Reservation {
-        let r = Reservation {
-            id: ReservationId::new(),
-            user_id: UserId::new(),
-            schedule_id: ScheduleId::new(),
-            concert_id: ConcertId::new(),
-            seat_nos: vec![SeatNo(seat)],
-            status: Status::Pending,
-            amount: None,
-            held_until: None,
-            failure_reason: None,
-            queue_token: String::new(),
-            paid: false,
-            method: None,
-            created_at: Utc::now(),
-        };
+        let r = Reservation::pending_of_seat(seat);
         let new = store::NewReservation { row: r, events: vec![], kept: None };
         let store::Inserted::Stored(store::Stored { row: stored, version, .. }) =
             store::insert_each_unless_taken(

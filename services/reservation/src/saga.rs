@@ -495,7 +495,6 @@ mod tests {
     use super::*;
     use crate::domain::Status;
     use chrono::Utc;
-    use contracts::{ConcertId, ScheduleId, SeatNo};
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
@@ -509,21 +508,7 @@ mod tests {
     }
 
     fn held(version: u32) -> (Reservation, String) {
-        let r = Reservation {
-            id: ReservationId::new(),
-            user_id: UserId::new(),
-            schedule_id: ScheduleId::new(),
-            concert_id: ConcertId::new(),
-            seat_nos: vec![SeatNo(1)],
-            status: Status::Held,
-            amount: None,
-            held_until: None,
-            failure_reason: None,
-            queue_token: String::new(),
-            paid: false,
-            method: None,
-            created_at: Utc::now(),
-        };
+        let r = Reservation { status: Status::Held, ..Reservation::pending_of_seat(1) };
         (r, version.to_string())
     }
 

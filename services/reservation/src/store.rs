@@ -915,19 +915,9 @@ mod tests {
         let outbox = Outbox::new(crate::SCHEMA, env.config.prefix.clone());
         let schedule = ScheduleId::new();
         let reservation = |user: UserId, schedule: ScheduleId, seat: i32| Reservation {
-            id: ReservationId::new(),
             user_id: user,
             schedule_id: schedule,
-            concert_id: ConcertId::new(),
-            seat_nos: vec![SeatNo(seat)],
-            status: Status::Pending,
-            amount: None,
-            held_until: None,
-            failure_reason: None,
-            queue_token: String::new(),
-            paid: false,
-            method: None,
-            created_at: Utc::now(),
+            ..Reservation::pending_of_seat(seat)
         };
         let request: &[&[u8]] = &[b"POST", b"/reservations", b"{}"];
         let key = |k: &str| MaybeKey(Some(IdempotencyKey::parse(k).unwrap()));
