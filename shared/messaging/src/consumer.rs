@@ -91,17 +91,7 @@ impl From<DbErr> for HandleError {
 
 /// The SQLSTATE of an error Postgres answered, if it was one.
 fn sqlstate(e: &DbErr) -> Option<String> {
-    use sea_orm::{RuntimeErr, sqlx};
-    let (DbErr::Exec(RuntimeErr::SqlxError(e))
-    | DbErr::Query(RuntimeErr::SqlxError(e))
-    | DbErr::Conn(RuntimeErr::SqlxError(e))) = e
-    else {
-        return None;
-    };
-    match &**e {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-        _ => None,
-    }
+    platform::pools::database_error(e)?.code().map(|c| c.into_owned())
 }
 
 impl From<DecodeError> for HandleError {

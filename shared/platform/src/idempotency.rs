@@ -278,11 +278,7 @@ pub fn keep_step(schema: &str, written: &str) -> String {
 /// Whether `e` is a statement's failure on an answer already kept under one of its keys
 /// ([`keep_step`]): a twin request went through first.
 pub fn is_twin(e: &DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx};
-    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = e else {
-        return false;
-    };
-    matches!(&**e, sqlx::Error::Database(db) if db.constraint() == Some("idempotency_pkey"))
+    crate::pools::database_error(e).is_some_and(|db| db.constraint() == Some("idempotency_pkey"))
 }
 
 /// The answer stored for this user, key and request, if the first request has finished: a

@@ -81,6 +81,22 @@ pub async fn connect_redis(url: &str) -> Result<Redis, RedisSetupError> {
     Ok(conn)
 }
 
+/// The error Postgres itself answered, behind `e`, if it was one (not a lost connection or a
+/// decoding failure): its SQLSTATE, the constraint it names.
+pub fn database_error(e: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
+    use sea_orm::{RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e))) = e
+    else {
+        return None;
+    };
+    match &**e {
+        sqlx::Error::Database(db) => Some(db.as_ref()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// A pool keeps its connections however long they live: a lifetime would expire the
