@@ -159,6 +159,12 @@ pub struct Stored {
     pub entries: usize,
 }
 
+/// `write` keeping the answers of its keyed input rows of the positions its step `done` wrote
+/// ([`idempotency::keep_step`]).
+fn keeping_answers(write: BatchWrite<'_>) -> BatchWrite<'_> {
+    write.step("kept", idempotency::keep_step(crate::SCHEMA, "input c JOIN done ON done.i = c.i"))
+}
+
 /// A reservation to insert, with the events that announce it (also its first timeline entries).
 pub struct NewReservation {
     pub row: Reservation,
@@ -271,8 +277,7 @@ pub async fn insert_each_unless_taken(
         )
         .step("done", "SELECT c.i FROM input c JOIN inserted ON inserted.id = c.id");
     if keyed {
-        write =
-            write.step("kept", idempotency::keep_step(crate::SCHEMA, "input c JOIN done ON done.i = c.i"));
+        write = keeping_answers(write);
     }
     let rows = write
         .applied_by("done")
@@ -711,8 +716,7 @@ pub async fn save(
         .events(outbox, events)
         .answering("SELECT * FROM saved ORDER BY i");
     if keyed {
-        write =
-            write.step("kept", idempotency::keep_step(crate::SCHEMA, "input c JOIN done ON done.i = c.i"));
+        write = keeping_answers(write);
     }
     if let Some(claims) = claims {
         write = write.claims(claims);
