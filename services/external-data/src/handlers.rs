@@ -4,8 +4,8 @@
 
 use crate::{domain::DeliveryId, store};
 use contracts::{Event, ReservationCompleted};
-use messaging::{HandleError, Handler, InboxClaims, Incoming};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use messaging::{HandleError, InboxClaims, Incoming, Reaction};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 
 /// What the external platform receives for one completed reservation (camelCase JSON).
 #[derive(Debug, serde::Serialize)]
@@ -20,32 +20,52 @@ pub struct CompletedReservation {
     pub completed_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Consumes `ReservationCompleted` from the RESERVATION stream.
+/// Consumes `ReservationCompleted` from the RESERVATION stream: each is a delivery, whatever the
+/// tables hold (a second one of the same event changes nothing).
 pub struct Completed;
 
-impl Handler for Completed {
+impl Reaction for Completed {
+    type Asked = store::Pending;
+    type Found = ();
+    type Plan = store::Pending;
+
     fn handles(&self, kind: &str) -> bool {
         kind == ReservationCompleted::TYPE
     }
 
-    /// The deliveries of a batch are one statement with their inbox rows; an event that does
-    /// not decode is left to [`Handler::handle`], which dead-letters it.
-    async fn at_once_each(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        Ok(store::insert_pending_each(db, &messaging::by_position(msgs, pending), claims).await?)
+    fn asked(&self, msg: &Incoming) -> Result<store::Pending, HandleError> {
+        pending(msg)
     }
 
-    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let pending = pending(msg)?;
-        let (event, reservation) = (pending.event, pending.reservation);
-        if store::insert_pending(txn, pending).await? {
-            tracing::debug!(event_id = %event, reservation_id = %reservation, "delivery recorded");
-        }
+    async fn assume(
+        &self,
+        _: &DatabaseConnection,
+        pending: &store::Pending,
+        _: &[(i64, store::Pending)],
+    ) -> Result<Option<store::Pending>, HandleError> {
+        Ok(Some(pending.clone()))
+    }
+
+    async fn load(
+        &self,
+        _: &DatabaseTransaction,
+        _: &store::Pending,
+        _: &Incoming,
+    ) -> Result<(), HandleError> {
         Ok(())
+    }
+
+    fn decide(&self, pending: &store::Pending, (): ()) -> Result<Option<store::Pending>, HandleError> {
+        Ok(Some(pending.clone()))
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        deliveries: Vec<(i64, store::Pending)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        Ok(store::insert_pending_each(db, &deliveries, claims).await?)
     }
 }
 
@@ -74,7 +94,7 @@ mod tests {
 
     use super::*;
     use contracts::{ConcertId, Envelope, ReservationId, ScheduleId, SeatNo, UserId, Won};
-    use messaging::{Applied, Apply as _, PgInbox};
+    use messaging::{Applied, Apply as _, Handler as _, PgInbox, react};
 
     const INBOX: &str = "external-data__RESERVATION";
 
@@ -99,7 +119,7 @@ mod tests {
         malformed.envelope.payload["seatNos"] = "seven".into();
         let batch = [completed(), malformed, completed()];
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
-        assert_eq!(Completed.at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 3]);
+        assert_eq!(react(Completed).at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 3]);
         let recorded = |env: &testkit::TestEnv| {
             let db = env.db.clone();
             async move {
@@ -116,7 +136,7 @@ mod tests {
         // Delivered again: nothing is recorded twice, and the malformed event fails on its own,
         // permanently (the consumer dead-letters it).
         let outcomes =
-            PgInbox::new(env.db.clone(), crate::SCHEMA, Completed).apply_batch(INBOX, &batch).await;
+            PgInbox::new(env.db.clone(), crate::SCHEMA, react(Completed)).apply_batch(INBOX, &batch).await;
         assert!(matches!(outcomes[0], Ok(Applied::Duplicate)), "{outcomes:?}");
         assert!(matches!(outcomes[1], Err(HandleError::Permanent(_))), "{outcomes:?}");
         assert!(matches!(outcomes[2], Ok(Applied::Duplicate)), "{outcomes:?}");

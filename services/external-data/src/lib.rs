@@ -67,7 +67,7 @@ pub fn routes_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, S
     let Destination(target) = rt.config.settings()?;
     rt.spawn_consumer(
         ConsumerSpec::declared(NAME, Stream::Reservation)?,
-        PgInbox::new(rt.db.clone(), SCHEMA, handlers::Completed),
+        PgInbox::new(rt.db.clone(), SCHEMA, messaging::react(handlers::Completed)),
     )?;
     rt.spawn_pruner(SCHEMA);
     rt.spawn(deliverer::TASK, deliverer::run(rt.db.clone(), target, settings, rt.shutdown.clone()));

@@ -59,25 +59,13 @@ pub struct Pending {
     pub payload: serde_json::Value,
 }
 
-/// Records a PENDING delivery due now; `false` when this event already has one.
-pub async fn insert_pending(db: &impl ConnectionTrait, d: Pending) -> Result<bool, DbErr> {
-    let r = db
-        .execute_raw(stmt(
-            "INSERT INTO external_data.deliveries (id, event_id, reservation_id, payload, status)
-             VALUES ($1, $2, $3, $4, 'PENDING') ON CONFLICT (event_id) DO NOTHING",
-            [d.id.0.into(), d.event.0.into(), d.reservation.0.into(), d.payload.into()],
-        ))
-        .await?;
-    Ok(r.rows_affected() == 1)
-}
-
 /// Records the deliveries of a batch, each at its position in the batch (from 1), with their
 /// inbox rows (`claims`), in one statement; the positions recorded. An event applied before
 /// fails the whole statement on the inbox's key.
 pub async fn insert_pending_each(
     db: &impl ConnectionTrait,
     deliveries: &[(i64, Pending)],
-    claims: &InboxClaims<'_>,
+    claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<i64>, DbErr> {
     let each = |f: fn(&Pending) -> uuid::Uuid| deliveries.iter().map(|(_, d)| f(d)).collect::<Vec<_>>();
     let input = Input::at(deliveries.iter().map(|(i, _)| *i).collect())

@@ -7,16 +7,16 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use contracts::{
-    ConcertId, Envelope, Event, ReservationCompleted, ReservationFailed, ReservationRequested,
-    ScheduleCancelled, ScheduleChanged, ScheduleCreated, SeatNo, SeatRejectReason, SeatReservationRejected,
-    SeatReserved, SeatsReleased, SoldOut, Won,
+    ConcertId, Envelope, EnvelopeMeta, Event, ReservationCompleted, ReservationFailed, ReservationId,
+    ReservationRequested, ScheduleCancelled, ScheduleChanged, ScheduleCreated, SeatNo, SeatRejectReason,
+    SeatReservationRejected, SeatReserved, SeatsReleased, SoldOut, Won,
 };
-use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
+use messaging::{
+    Answered, HandleError, Handler, InboxClaims, Incoming, Or, Outbox, OutboxRow, Reacting, Reaction, Split,
+    react,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 /// Builds seat inventory from `ScheduleCreated`, and follows a schedule's sale as organizers
 /// move (`ScheduleChanged`) or cancel it (`ScheduleCancelled`).
@@ -46,7 +46,7 @@ impl Handler for Catalog {
     }
 }
 
-/// Holds, sells and releases seats for the reservation saga.
+/// Holds, sells and releases seats for the reservation saga: what its reactions share.
 pub struct Reservations {
     pub outbox: Outbox,
     /// How long a hold lasts (the reservation service enforces it).
@@ -56,165 +56,193 @@ pub struct Reservations {
     pub maps: crate::maps::SeatMaps,
 }
 
-/// Deliveries during which an unknown schedule is taken for the catalog event not having
-/// arrived yet (it travels on another stream); after that the request is rejected.
-const CATALOG_LAG_DELIVERIES: u64 = 4;
+/// The handler of the reservation saga's requests, completions and failures.
+pub type SagaHandler = Or<Or<Reacting<Hold>, Reacting<Sell>>, Reacting<Release>>;
 
-impl Handler for Reservations {
-    fn handles(&self, kind: &str) -> bool {
-        [ReservationRequested::TYPE, ReservationCompleted::TYPE, ReservationFailed::TYPE].contains(&kind)
+impl Reservations {
+    /// One handler of its three reactions.
+    pub fn handler(self) -> SagaHandler {
+        let shared = Arc::new(self);
+        react(Hold(shared.clone())).or(react(Sell(shared.clone()))).or(react(Release(shared)))
     }
 
-    fn after_commit(&self, msg: &Incoming) {
-        // Every event this handler takes names its schedule.
+    /// Forgets the seat map of the schedule `msg` names (every event these reactions take
+    /// names its schedule) once its effect is committed.
+    fn changed(&self, msg: &Incoming) {
         if let Some(schedule) = msg.payload_field("scheduleId") {
             self.maps.changed(schedule);
         }
     }
 
-    /// Most requests find their seats free: one statement holds, for each request of the batch
-    /// whose seats are all free and asked for by no earlier request of it, and announces it.
-    /// Another sells what the batch's completed reservations hold; whether a sale sold its
-    /// schedule out is checked after that commit (and again when it is delivered again, so a
-    /// crash in between loses no announcement). A third releases what the batch's failed
-    /// reservations hold and announces each release that freed seats. The others (a seat taken
-    /// or being taken, an unknown schedule or seat, a malformed event, a sale of seats not held)
-    /// go the way of [`Handler::handle`], which decides them on the committed rows.
-    async fn at_once_each(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let mut done = self.hold_each(db, claims, msgs).await?;
-        done.extend(self.sell_each(db, claims, msgs).await?);
-        done.extend(self.release_each(db, claims, msgs).await?);
-        done.sort_unstable();
-        Ok(done)
+    /// When a hold made now ends.
+    fn held_until(&self) -> Result<DateTime<Utc>, HandleError> {
+        Ok(Utc::now()
+            + chrono::Duration::from_std(self.hold).map_err(|e| HandleError::Permanent(e.to_string()))?)
     }
 
-    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        match msg.kind() {
-            ReservationRequested::TYPE => self.hold(txn, msg, msg.decode::<ReservationRequested>()?).await,
-            ReservationCompleted::TYPE => self.sell(txn, msg.decode::<ReservationCompleted>()?).await,
-            ReservationFailed::TYPE => self.release(txn, msg.decode::<ReservationFailed>()?).await,
-            _ => Ok(()),
-        }
+    /// An event of the reservation `req` answers, caused by it.
+    fn answer<E: Event>(
+        &self,
+        req: &Envelope<impl Event>,
+        reservation: ReservationId,
+        event: E,
+    ) -> Result<OutboxRow, HandleError> {
+        Ok(self.outbox.row(&Envelope::new(NAME, reservation, event).caused_by(&req.meta()))?)
     }
 }
 
-impl Reservations {
-    /// The holds of [`Handler::at_once_each`]; the positions held.
-    async fn hold_each(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let until = self.held_until()?;
-        let mut asked = HashSet::new();
-        let (mut holds, mut events) = (Vec::new(), Vec::new());
-        for (position, msg) in (1i64..).zip(msgs) {
-            if msg.kind() != ReservationRequested::TYPE {
-                continue;
-            }
-            let Ok(req) = msg.decode::<ReservationRequested>() else { continue };
-            let p = &req.payload;
-            let (seats, distinct) = sorted(&p.seat_nos);
-            if !distinct || seats.is_empty() || seats.iter().any(|s| asked.contains(&(p.schedule_id, *s))) {
-                continue;
-            }
-            let Some(priced) = self.prices.get(db, p.schedule_id).await? else { continue };
-            let Some(amount) = priced.amount(&seats) else { continue };
-            asked.extend(seats.iter().map(|s| (p.schedule_id, *s)));
-            let event = self.outbox.row(&reserved(&req, priced.concert, seats.clone(), amount, until))?;
-            events.push((position, event));
-            holds.push(store::Hold {
-                position,
-                schedule: p.schedule_id,
-                seats,
-                reservation: p.reservation_id,
-                until,
-            });
-        }
-        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
-        Ok(store::hold_each_free(db, &holds, &self.outbox, &events, claims).await?)
+/// Deliveries during which an unknown schedule is taken for the catalog event not having
+/// arrived yet (it travels on another stream); after that the request is rejected.
+const CATALOG_LAG_DELIVERIES: u64 = 4;
+
+/// Holds a request's seats, all or none.
+pub struct Hold(Arc<Reservations>);
+
+/// What a request for seats comes to: the hold, announced by `SeatReserved`, or
+/// `SeatReservationRejected`.
+pub type Holding = Answered<store::Hold>;
+
+/// What a request's seats were found to be.
+pub enum Found {
+    /// The schedule is unknown, and stays so past the catalog's lag.
+    NoSchedule,
+    Schedule {
+        concert: ConcertId,
+        on_sale: bool,
+        seats: Vec<domain::Seat>,
+    },
+}
+
+impl Reaction for Hold {
+    type Asked = Envelope<ReservationRequested>;
+    type Found = Found;
+    type Plan = Holding;
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == ReservationRequested::TYPE
     }
 
-    /// The sales of [`Handler::at_once_each`], each reservation's once; the positions that sold
-    /// seats, once each schedule they sold out is announced.
-    async fn sell_each(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let mut completed = HashMap::new();
-        let mut sales = Vec::new();
-        for (position, msg) in (1i64..).zip(msgs) {
-            if msg.kind() != ReservationCompleted::TYPE {
-                continue;
-            }
-            let Ok(done) = msg.decode::<ReservationCompleted>() else { continue };
-            let (schedule, reservation) = (done.payload.schedule_id, done.payload.reservation_id);
-            if sales.iter().any(|s: &store::Sale| s.reservation == reservation) {
-                continue;
-            }
-            sales.push(store::Sale { position, schedule, reservation });
-            completed.insert(position, done);
-        }
-        let sold = store::sell_each(db, &sales, Some(claims)).await?;
-        let mut positions: Vec<i64> = sold.iter().map(|(i, ..)| *i).collect();
-        positions.dedup();
-        // Every completion's schedule is looked at, not only those this statement sold: a sale
-        // delivered again (its first delivery committed the sale, then the process stopped
-        // before announcing) is a duplicate from here on, and this is its only chance to
-        // announce SoldOut. Announcing is idempotent (`mark_sold_out`).
-        let mut checked = HashSet::new();
-        for done in completed.values() {
-            if checked.insert(done.payload.schedule_id) {
-                self.announce_if_sold_out(db, done).await?;
-            }
-        }
-        Ok(positions)
+    fn asked(&self, msg: &Incoming) -> Result<Self::Asked, HandleError> {
+        msg.decode::<ReservationRequested>()
     }
 
-    /// The releases of [`Handler::at_once_each`], each reservation's once: every position of a
-    /// failed reservation (one that holds nothing here is released by doing nothing).
-    async fn release_each(
+    /// Most requests find their seats free: held by the statement if all are free, the
+    /// schedule is on sale, and no earlier request of the batch asks for one of them. A seat
+    /// taken or being taken, an unknown schedule or seat leave the request to be decided on the
+    /// committed rows.
+    async fn assume(
         &self,
         db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let (mut releases, mut events) = (Vec::new(), Vec::new());
-        for (position, msg) in (1i64..).zip(msgs) {
-            if msg.kind() != ReservationFailed::TYPE {
-                continue;
+        req: &Self::Asked,
+        earlier: &[(i64, Holding)],
+    ) -> Result<Option<Holding>, HandleError> {
+        let p = &req.payload;
+        let (seats, distinct) = sorted(&p.seat_nos);
+        let asked_before = |hold: &store::Hold| {
+            hold.schedule == p.schedule_id && hold.seats.iter().any(|s| seats.contains(s))
+        };
+        if !distinct
+            || seats.is_empty()
+            || earlier.iter().filter_map(|(_, plan)| plan.change()).any(asked_before)
+        {
+            return Ok(None);
+        }
+        let Some(priced) = self.0.prices.get(db, p.schedule_id).await? else { return Ok(None) };
+        let Some(amount) = priced.amount(&seats) else { return Ok(None) };
+        Ok(Some(self.hold(req, priced.concert, seats, amount)?))
+    }
+
+    /// In a rush most requests are for seats already taken: those are answered from the
+    /// committed rows, without queueing behind the locks of the requests still in flight. Only
+    /// a request those rows would let hold takes the locks, and is decided on what it finds then.
+    async fn load(
+        &self,
+        txn: &DatabaseTransaction,
+        req: &Self::Asked,
+        msg: &Incoming,
+    ) -> Result<Found, HandleError> {
+        let p = &req.payload;
+        let (seats, _) = sorted(&p.seat_nos);
+        let Some(inventory) = store::inventory(txn, p.schedule_id, Some(&seats)).await? else {
+            if msg.deliveries < CATALOG_LAG_DELIVERIES {
+                return Err(HandleError::Transient(format!(
+                    "schedule {} not in the inventory yet",
+                    p.schedule_id
+                )));
             }
-            let Ok(failed) = msg.decode::<ReservationFailed>() else { continue };
-            let p = &failed.payload;
-            if releases.iter().any(|r: &store::Release| r.reservation == p.reservation_id) {
-                continue;
-            }
-            // Its seats are filled in with those the statement releases.
-            let event = SeatsReleased {
+            return Ok(Found::NoSchedule);
+        };
+        let on_sale = domain::on_sale(inventory.sales_open_at, inventory.cancelled, Utc::now());
+        let seats =
+            match domain::decide_hold(p.reservation_id, &requested(&p.seat_nos), &inventory.seats, on_sale) {
+                HoldDecision::Hold { .. } => store::lock_seats(txn, p.schedule_id, &seats).await?,
+                _ => inventory.seats,
+            };
+        Ok(Found::Schedule { concert: inventory.concert, on_sale, seats })
+    }
+
+    fn decide(&self, req: &Self::Asked, found: Found) -> Result<Option<Holding>, HandleError> {
+        let p = &req.payload;
+        let reject = |reason| {
+            let rejected = SeatReservationRejected {
                 reservation_id: p.reservation_id,
                 schedule_id: p.schedule_id,
-                seat_nos: Vec::new(),
+                seat_nos: p.seat_nos.clone(),
+                reason,
             };
-            events.push((
-                position,
-                self.outbox.row(&Envelope::new(NAME, p.reservation_id, event).caused_by(&failed.meta()))?,
-            ));
-            releases.push(store::Release {
-                position,
-                schedule: p.schedule_id,
-                reservation: p.reservation_id,
-            });
+            Ok(Some(Holding::Refused { announced: self.0.answer(req, p.reservation_id, rejected)? }))
+        };
+        let Found::Schedule { concert, on_sale, seats } = found else {
+            return reject(SeatRejectReason::NotFound);
+        };
+        match domain::decide_hold(p.reservation_id, &requested(&p.seat_nos), &seats, on_sale) {
+            HoldDecision::AlreadyHeld { .. } => Ok(None),
+            HoldDecision::Reject(reason) => reject(reason),
+            HoldDecision::Hold { amount } => {
+                Ok(Some(self.hold(req, concert, sorted(&p.seat_nos).0, amount)?))
+            }
         }
-        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
-        Ok(store::release_each(db, &releases, &self.outbox, &events, claims).await?)
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, Holding)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let outbox = &self.0.outbox;
+        let Split { changes, announced, refused } = Answered::split(&plans);
+        let held = store::hold_each_free(db, &changes, outbox, announced, claims).await?;
+        messaging::refusals(db, outbox, refused, claims, held).await
+    }
+
+    fn after_commit(&self, msg: &Incoming) {
+        self.0.changed(msg);
+    }
+}
+
+impl Hold {
+    /// The hold of `seats` (sorted, distinct) for `req`, and its announcement.
+    fn hold(
+        &self,
+        req: &Envelope<ReservationRequested>,
+        concert_id: ConcertId,
+        seats: Vec<SeatNo>,
+        amount: Won,
+    ) -> Result<Holding, HandleError> {
+        let p = &req.payload;
+        let until = self.0.held_until()?;
+        let event = SeatReserved {
+            reservation_id: p.reservation_id,
+            concert_id,
+            schedule_id: p.schedule_id,
+            seat_nos: seats.clone(),
+            amount,
+            held_until: until,
+        };
+        let reserved = self.0.answer(req, p.reservation_id, event)?;
+        let hold = store::Hold { schedule: p.schedule_id, seats, reservation: p.reservation_id, until };
+        Ok(Holding::Change { change: hold, announced: reserved })
     }
 }
 
@@ -227,119 +255,111 @@ fn sorted(requested: &[SeatNo]) -> (Vec<SeatNo>, bool) {
     (seats, distinct)
 }
 
-/// The announcement that `req`'s seats are held.
-fn reserved(
-    req: &Envelope<ReservationRequested>,
-    concert_id: ConcertId,
-    seat_nos: Vec<SeatNo>,
-    amount: Won,
-    held_until: DateTime<Utc>,
-) -> Envelope<SeatReserved> {
-    let p = &req.payload;
-    let event = SeatReserved {
-        reservation_id: p.reservation_id,
-        concert_id,
-        schedule_id: p.schedule_id,
-        seat_nos,
-        amount,
-        held_until,
-    };
-    Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta())
+/// The seats a request asks for, sorted: none if it names a seat twice, an invalid request
+/// decided as one naming none.
+fn requested(asked: &[SeatNo]) -> Vec<SeatNo> {
+    let (seats, distinct) = sorted(asked);
+    if distinct { seats } else { Vec::new() }
 }
 
-impl Reservations {
-    /// When a hold made now ends.
-    fn held_until(&self) -> Result<DateTime<Utc>, HandleError> {
-        Ok(Utc::now()
-            + chrono::Duration::from_std(self.hold).map_err(|e| HandleError::Permanent(e.to_string()))?)
+/// Sells what a completed reservation holds, and announces `SoldOut` when that sold its
+/// schedule's last seat.
+pub struct Sell(Arc<Reservations>);
+
+/// A sale to make, and the completion that asked for it.
+pub struct Selling {
+    held: store::HeldBy,
+    cause: EnvelopeMeta,
+}
+
+impl Reaction for Sell {
+    type Asked = Envelope<ReservationCompleted>;
+    /// Whether the reservation holds seats here (locked).
+    type Found = bool;
+    type Plan = Selling;
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == ReservationCompleted::TYPE
     }
 
-    /// Holds the seats unless they are taken (for requests [`Handler::at_once`] did not hold).
-    async fn hold(
+    fn asked(&self, msg: &Incoming) -> Result<Self::Asked, HandleError> {
+        msg.decode::<ReservationCompleted>()
+    }
+
+    /// Each reservation's sale once a batch.
+    async fn assume(
+        &self,
+        _: &DatabaseConnection,
+        done: &Self::Asked,
+        earlier: &[(i64, Selling)],
+    ) -> Result<Option<Selling>, HandleError> {
+        let selling = selling(done);
+        Ok((!earlier.iter().any(|(_, s)| s.held.reservation == selling.held.reservation)).then_some(selling))
+    }
+
+    async fn load(
         &self,
         txn: &DatabaseTransaction,
-        msg: &Incoming,
-        req: Envelope<ReservationRequested>,
-    ) -> Result<(), HandleError> {
-        let p = &req.payload;
-        let (seats, distinct) = sorted(&p.seat_nos);
-        // A request naming a seat twice is invalid, decided as one naming none.
-        let requested: &[SeatNo] = if distinct { &seats } else { &[] };
-        let reject = |reason| SeatReservationRejected {
-            reservation_id: p.reservation_id,
-            schedule_id: p.schedule_id,
-            seat_nos: p.seat_nos.clone(),
-            reason,
-        };
-        let held_until = self.held_until()?;
-        // In a rush most requests are for seats already taken: those are answered from the
-        // committed rows, without queueing behind the locks of the requests still in flight.
-        // Only a hold takes the locks, and decides again on what it finds then.
-        let Some(inventory) = store::inventory(txn, p.schedule_id, Some(&seats)).await? else {
-            if msg.deliveries < CATALOG_LAG_DELIVERIES {
-                return Err(HandleError::Transient(format!(
-                    "schedule {} not in the inventory yet",
-                    p.schedule_id
-                )));
-            }
-            let event = reject(SeatRejectReason::NotFound);
-            self.outbox
-                .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&req.meta()))
-                .await?;
-            return Ok(());
-        };
-        let on_sale = domain::on_sale(inventory.sales_open_at, inventory.cancelled, Utc::now());
-        let concert_id = inventory.concert;
-        let decision = match domain::decide_hold(p.reservation_id, requested, &inventory.seats, on_sale) {
-            HoldDecision::Hold { .. } => {
-                let locked = store::lock_seats(txn, p.schedule_id, &seats).await?;
-                domain::decide_hold(p.reservation_id, requested, &locked, on_sale)
-            }
-            answered => answered,
-        };
-        match decision {
-            HoldDecision::AlreadyHeld { .. } => Ok(()),
-            HoldDecision::Reject(reason) => {
-                self.outbox
-                    .push(txn, &Envelope::new(NAME, p.reservation_id, reject(reason)).caused_by(&req.meta()))
-                    .await?;
-                Ok(())
-            }
-            HoldDecision::Hold { amount } => {
-                let held = store::hold(txn, p.schedule_id, &seats, p.reservation_id, held_until).await?;
-                if held != seats.len() as u64 {
-                    // Cannot happen while the rows are locked; retry rather than hold part.
-                    return Err(HandleError::Transient(format!("held {held} of {} seats", seats.len())));
-                }
-                self.outbox.push(txn, &reserved(&req, concert_id, seats, amount, held_until)).await?;
-                Ok(())
-            }
-        }
+        done: &Self::Asked,
+        _: &Incoming,
+    ) -> Result<bool, HandleError> {
+        Ok(store::holds_any(txn, selling(done).held).await?)
     }
 
-    /// Sells the seats (for a sale [`Handler::at_once`] did not make).
-    async fn sell(
+    fn decide(&self, done: &Self::Asked, holds: bool) -> Result<Option<Selling>, HandleError> {
+        if !holds {
+            tracing::warn!(reservation = %done.payload.reservation_id, "completed reservation holds no seats here");
+            return Ok(None);
+        }
+        Ok(Some(selling(done)))
+    }
+
+    /// Then looks at every completion's schedule, not only those this statement sold: a sale
+    /// delivered again (its first delivery committed the sale, then the process stopped before
+    /// announcing) is a duplicate from here on, and this is its only chance to announce
+    /// `SoldOut`. Announcing is idempotent (`mark_sold_out`). Whether a sale sold its schedule
+    /// out is seen once it is committed, so a batch's is seen by the next statement.
+    async fn save<C: ConnectionTrait>(
         &self,
-        txn: &DatabaseTransaction,
-        done: Envelope<ReservationCompleted>,
-    ) -> Result<(), HandleError> {
-        let p = &done.payload;
-        let sale = store::Sale { position: 1, schedule: p.schedule_id, reservation: p.reservation_id };
-        let sold = store::sell_each(txn, &[sale], None).await?;
-        if sold.is_empty() {
-            tracing::warn!(reservation = %p.reservation_id, "completed reservation holds no seats here");
-            return Ok(());
+        db: &C,
+        plans: Vec<(i64, Selling)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let sales: Vec<(i64, store::HeldBy)> = plans.iter().map(|(i, s)| (*i, s.held)).collect();
+        let mut sold: Vec<i64> =
+            store::sell_each(db, &sales, claims).await?.iter().map(|(i, ..)| *i).collect();
+        sold.dedup();
+        let mut checked = HashSet::new();
+        for (_, selling) in &plans {
+            if checked.insert(selling.held.schedule) {
+                self.announce_if_sold_out(db, selling).await?;
+            }
         }
-        self.announce_if_sold_out(txn, &done).await
+        Ok(sold)
     }
 
-    /// Announces `SoldOut` (once) if no seat of the schedule of `done` is left unsold.
+    fn after_commit(&self, msg: &Incoming) {
+        self.0.changed(msg);
+    }
+}
+
+/// The sale a completion asks for.
+fn selling(done: &Envelope<ReservationCompleted>) -> Selling {
+    let p = &done.payload;
+    Selling {
+        held: store::HeldBy { schedule: p.schedule_id, reservation: p.reservation_id },
+        cause: done.meta(),
+    }
+}
+
+impl Sell {
+    /// Announces `SoldOut` (once) if no seat of the schedule `selling` sold in is left unsold.
     async fn announce_if_sold_out(
         &self,
         db: &impl ConnectionTrait,
-        done: &Envelope<ReservationCompleted>,
+        selling: &Selling,
     ) -> Result<(), HandleError> {
-        let schedule = done.payload.schedule_id;
+        let schedule = selling.held.schedule;
         let Some((concert_id, first_sold_at, sold_out_at)) = store::sold_out(db, schedule).await? else {
             return Ok(());
         };
@@ -349,30 +369,72 @@ impl Reservations {
             sold_out_at,
             seconds_to_sell_out: (sold_out_at - first_sold_at).num_seconds(),
         };
-        let event = self.outbox.row(&Envelope::new(NAME, schedule, event).caused_by(&done.meta()))?;
-        store::mark_sold_out(db, schedule, sold_out_at, &self.outbox, &[event]).await?;
+        let event = self.0.outbox.row(&Envelope::new(NAME, schedule, event).caused_by(&selling.cause))?;
+        store::mark_sold_out(db, schedule, sold_out_at, &self.0.outbox, &[event]).await?;
+        Ok(())
+    }
+}
+
+/// Releases what a failed reservation holds (one that holds nothing here is released by doing
+/// nothing), announcing the seats it freed.
+pub struct Release(Arc<Reservations>);
+
+impl Reaction for Release {
+    type Asked = Envelope<ReservationFailed>;
+    type Found = ();
+    /// The seats to release, and their announcement (its seats filled in by the statement).
+    type Plan = (store::HeldBy, OutboxRow);
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == ReservationFailed::TYPE
+    }
+
+    fn asked(&self, msg: &Incoming) -> Result<Self::Asked, HandleError> {
+        msg.decode::<ReservationFailed>()
+    }
+
+    /// Each reservation's release once a batch.
+    async fn assume(
+        &self,
+        _: &DatabaseConnection,
+        failed: &Self::Asked,
+        earlier: &[(i64, Self::Plan)],
+    ) -> Result<Option<Self::Plan>, HandleError> {
+        let reservation = failed.payload.reservation_id;
+        if earlier.iter().any(|(_, (held, _))| held.reservation == reservation) {
+            return Ok(None);
+        }
+        self.decide(failed, ())
+    }
+
+    async fn load(&self, _: &DatabaseTransaction, _: &Self::Asked, _: &Incoming) -> Result<(), HandleError> {
         Ok(())
     }
 
-    async fn release(
-        &self,
-        txn: &DatabaseTransaction,
-        failed: Envelope<ReservationFailed>,
-    ) -> Result<(), HandleError> {
+    fn decide(&self, failed: &Self::Asked, (): ()) -> Result<Option<Self::Plan>, HandleError> {
         let p = &failed.payload;
-        let released = store::release(txn, p.schedule_id, p.reservation_id).await?;
-        if released.is_empty() {
-            return Ok(());
-        }
         let event = SeatsReleased {
             reservation_id: p.reservation_id,
             schedule_id: p.schedule_id,
-            seat_nos: released,
+            seat_nos: Vec::new(),
         };
-        self.outbox
-            .push(txn, &Envelope::new(NAME, p.reservation_id, event).caused_by(&failed.meta()))
-            .await?;
-        Ok(())
+        let held = store::HeldBy { schedule: p.schedule_id, reservation: p.reservation_id };
+        Ok(Some((held, self.0.answer(failed, p.reservation_id, event)?)))
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, Self::Plan)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let releases: Vec<(i64, store::HeldBy)> = plans.iter().map(|(i, (held, _))| (*i, *held)).collect();
+        let events = plans.iter().map(|(i, (_, event))| (*i, event)).collect();
+        Ok(store::release_each(db, &releases, &self.0.outbox, events, claims).await?)
+    }
+
+    fn after_commit(&self, msg: &Incoming) {
+        self.0.changed(msg);
     }
 }
 
@@ -388,13 +450,14 @@ mod tests {
     const INBOX: &str = "seat__RESERVATION";
 
     /// The handler as the service builds it, writing to `outbox`.
-    fn handler(outbox: &Outbox) -> Reservations {
+    fn handler(outbox: &Outbox) -> SagaHandler {
         Reservations {
             outbox: outbox.clone(),
             hold: Duration::from_secs(300),
             prices: store::Prices::default(),
             maps: crate::maps::SeatMaps::new(Duration::from_millis(100)),
         }
+        .handler()
     }
 
     /// A schedule with seats 1..=`n`, each at 100 won.
@@ -509,7 +572,8 @@ mod tests {
         // An event held before whose seats are free again would be held again by the batch's
         // statement: its inbox row makes the statement fail, and the batch is decided in a
         // transaction instead, the event a duplicate.
-        store::release(&db, schedule, ReservationId(reservation(&batch[2]))).await.unwrap();
+        let held = store::HeldBy { schedule, reservation: ReservationId(reservation(&batch[2])) };
+        store::release_each(&db, &[(1, held)], &outbox, Vec::new(), None).await.unwrap();
         let again = [batch[2].clone(), request(schedule, &[3])];
         assert_eq!(outcomes(inbox.apply_batch(INBOX, &again).await), [Duplicate, Done]);
         expected.push(reserved(&again[1]));
@@ -706,7 +770,7 @@ mod tests {
         // The sale's statement committed (seat and inbox row), then the process stopped.
         let done = completed(schedule, &held);
         let claims = messaging::InboxClaims::new(crate::SCHEMA, INBOX, vec![done.envelope.id.0]);
-        let sale = store::Sale { position: 1, schedule, reservation: ReservationId(reservation(&held)) };
+        let sale = (1, store::HeldBy { schedule, reservation: ReservationId(reservation(&held)) });
         assert_eq!(store::sell_each(&db, &[sale], Some(&claims)).await.unwrap().len(), 1);
         let sold_out = || async {
             let envelopes = env.outbox_envelopes(crate::SCHEMA).await.unwrap();

@@ -83,7 +83,8 @@ impl Service for Seats {
                     hold: rt.config.saga.hold,
                     prices: store::Prices::default(),
                     maps: maps.clone(),
-                },
+                }
+                .handler(),
             ),
         )?;
         let watched = live::Watched::default();

@@ -184,8 +184,6 @@ impl Prices {
 /// Seats to hold for a reservation, and until when.
 #[derive(Clone, Debug)]
 pub struct Hold {
-    /// The position of the request in its batch, from 1 ([`messaging::InboxClaims`]).
-    pub position: i64,
     pub schedule: ScheduleId,
     /// Sorted and distinct.
     pub seats: Vec<SeatNo>,
@@ -202,18 +200,18 @@ pub struct Hold {
 /// decided afterwards too (`domain::on_sale`).
 pub async fn hold_each_free(
     db: &impl ConnectionTrait,
-    holds: &[Hold],
+    holds: &[(i64, &Hold)],
     outbox: &Outbox,
-    events: &[(i64, &OutboxRow)],
-    claims: &InboxClaims<'_>,
+    events: Vec<(i64, &OutboxRow)>,
+    claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<i64>, DbErr> {
     // One row per seat asked for.
-    let seats = || holds.iter().flat_map(|h| h.seats.iter().map(move |s| (h, s)));
-    let input = Input::at(seats().map(|(h, _)| h.position).collect())
-        .column("schedule_id", "uuid", seats().map(|(h, _)| h.schedule.0).collect())
+    let seats = || holds.iter().flat_map(|(i, h)| h.seats.iter().map(move |s| ((*i, *h), s)));
+    let input = Input::at(seats().map(|((i, _), _)| i).collect())
+        .column("schedule_id", "uuid", seats().map(|((_, h), _)| h.schedule.0).collect())
         .column("seat_no", "int", seats().map(|(_, s)| s.0).collect())
-        .column("reservation_id", "uuid", seats().map(|(h, _)| h.reservation.0).collect())
-        .column("held_until", "timestamptz", seats().map(|(h, _)| h.until).collect());
+        .column("reservation_id", "uuid", seats().map(|((_, h), _)| h.reservation.0).collect())
+        .column("held_until", "timestamptz", seats().map(|((_, h), _)| h.until).collect());
     BatchWrite::over(input)
         .materialized(
             "free",
@@ -241,35 +239,28 @@ pub async fn hold_each_free(
         .step("done", "SELECT DISTINCT i FROM held")
         .applied_by("done")
         .claims(claims)
-        .events(outbox, events.to_vec())
+        .events(outbox, events)
         .run(db)
         .await
 }
 
-/// Holds the seats for `reservation`; returns how many were available and now held.
-pub async fn hold(
-    db: &impl ConnectionTrait,
-    schedule: ScheduleId,
-    seats: &[SeatNo],
-    reservation: ReservationId,
-    until: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let r = db
-        .execute_raw(stmt(
-            "UPDATE seat.seats SET status = 'HELD', reservation_id = $3, held_until = $4
-             WHERE schedule_id = $1 AND seat_no = ANY($2) AND status = 'AVAILABLE'",
-            [schedule.0.into(), nos(seats).into(), reservation.0.into(), until.into()],
-        ))
-        .await?;
-    Ok(r.rows_affected())
-}
-
-/// A sale to make: the seats a reservation holds, keyed by a position (from 1, as
-/// [`InboxClaims`] counts).
-pub struct Sale {
-    pub position: i64,
+/// The seats a reservation holds in a schedule: what its sale sells, or its release frees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldBy {
     pub schedule: ScheduleId,
     pub reservation: ReservationId,
+}
+
+/// Whether `held` names any seat HELD, locking those seats until the transaction ends.
+pub async fn holds_any(db: &impl ConnectionTrait, held: HeldBy) -> Result<bool, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "SELECT seat_no FROM seat.seats
+             WHERE schedule_id = $1 AND reservation_id = $2 AND status = 'HELD' FOR UPDATE",
+            [held.schedule.0.into(), held.reservation.0.into()],
+        ))
+        .await?;
+    Ok(!rows.is_empty())
 }
 
 /// Sells the seats each reservation of `sales` holds and marks each schedule's first sale
@@ -280,13 +271,13 @@ pub struct Sale {
 /// alone, the generic plan (taken for ten sales) scanned the whole table, 12.6 ms a statement.
 pub async fn sell_each(
     db: &impl ConnectionTrait,
-    sales: &[Sale],
+    sales: &[(i64, HeldBy)],
     claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<(i64, ScheduleId, SeatNo)>, DbErr> {
-    let input = Input::at(sales.iter().map(|s| s.position).collect())
-        .column("schedule_id", "uuid", sales.iter().map(|s| s.schedule.0).collect())
-        .column("reservation_id", "uuid", sales.iter().map(|s| s.reservation.0).collect());
-    let mut write = BatchWrite::over(input)
+    let input = Input::at(sales.iter().map(|(i, _)| *i).collect())
+        .column("schedule_id", "uuid", sales.iter().map(|(_, s)| s.schedule.0).collect())
+        .column("reservation_id", "uuid", sales.iter().map(|(_, s)| s.reservation.0).collect());
+    let rows = BatchWrite::over(input)
         .step(
             "sold",
             "UPDATE seat.seats s SET status = 'SOLD', sold_at = now(), held_until = NULL
@@ -302,11 +293,10 @@ pub async fn sell_each(
              WHERE schedule_id IN (SELECT schedule_id FROM sold) AND first_sold_at IS NULL",
         )
         .applied_by("done")
-        .answering("SELECT i, schedule_id, seat_no FROM sold ORDER BY i, seat_no");
-    if let Some(claims) = claims {
-        write = write.claims(claims);
-    }
-    let rows = write.rows(db).await?;
+        .answering("SELECT i, schedule_id, seat_no FROM sold ORDER BY i, seat_no")
+        .claims(claims)
+        .rows(db)
+        .await?;
     rows.iter()
         .map(|r| {
             Ok((
@@ -425,14 +415,6 @@ pub async fn release_held_before(
     Ok(out)
 }
 
-/// The seats a reservation holds, to release, keyed by a position (from 1, as [`InboxClaims`]
-/// counts).
-pub struct Release {
-    pub position: i64,
-    pub schedule: ScheduleId,
-    pub reservation: ReservationId,
-}
-
 /// Releases the seats each reservation of `releases` holds, in one statement outside a
 /// transaction, with the inbox row of every position (a reservation that holds nothing here has
 /// nothing to release) and the `events` (keyed by position) of those that released seats, their
@@ -441,14 +423,14 @@ pub struct Release {
 /// schedules.
 pub async fn release_each(
     db: &impl ConnectionTrait,
-    releases: &[Release],
+    releases: &[(i64, HeldBy)],
     outbox: &Outbox,
-    events: &[(i64, &OutboxRow)],
-    claims: &InboxClaims<'_>,
+    events: Vec<(i64, &OutboxRow)>,
+    claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<i64>, DbErr> {
-    let input = Input::at(releases.iter().map(|r| r.position).collect())
-        .column("schedule_id", "uuid", releases.iter().map(|r| r.schedule.0).collect())
-        .column("reservation_id", "uuid", releases.iter().map(|r| r.reservation.0).collect());
+    let input = Input::at(releases.iter().map(|(i, _)| *i).collect())
+        .column("schedule_id", "uuid", releases.iter().map(|(_, r)| r.schedule.0).collect())
+        .column("reservation_id", "uuid", releases.iter().map(|(_, r)| r.reservation.0).collect());
     BatchWrite::over(input)
         .step(
             "released",
@@ -460,30 +442,11 @@ pub async fn release_each(
         )
         .step("freed", "SELECT i, array_agg(seat_no ORDER BY seat_no) AS seat_nos FROM released GROUP BY i")
         .claims(claims)
-        .events(outbox, events.to_vec())
+        .events(outbox, events)
         .announcing_from("freed")
         .filling("seatNos", "seat_nos")
         .run(db)
         .await
-}
-
-/// Releases the seats `reservation` holds; returns their numbers.
-pub async fn release(
-    db: &impl ConnectionTrait,
-    schedule: ScheduleId,
-    reservation: ReservationId,
-) -> Result<Vec<SeatNo>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            "UPDATE seat.seats SET status = 'AVAILABLE', reservation_id = NULL, held_until = NULL
-             WHERE schedule_id = $1 AND reservation_id = $2 AND status = 'HELD' RETURNING seat_no",
-            [schedule.0.into(), reservation.0.into()],
-        ))
-        .await?;
-    let mut seats: Vec<SeatNo> =
-        rows.iter().map(|r| r.try_get("", "seat_no").map(SeatNo)).collect::<Result<_, _>>()?;
-    seats.sort();
-    Ok(seats)
 }
 
 /// Moves a schedule's sale opening (`None`: on sale now).

@@ -2,13 +2,18 @@
 
 use crate::store::{self, Entry, Kind};
 use contracts::{ChargeCompleted, ChargeFailed, Event, PaymentCompleted, PaymentFailed, PaymentRefunded};
-use messaging::{HandleError, Handler, InboxClaims, Incoming};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use messaging::{HandleError, InboxClaims, Incoming, Reaction};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 
-/// Consumes the WALLET stream's balance changes and refusals.
+/// Consumes the WALLET stream's balance changes and refusals: each is an entry, whatever the
+/// tables hold (a copy of an entry changes nothing).
 pub struct History;
 
-impl Handler for History {
+impl Reaction for History {
+    type Asked = Entry;
+    type Found = ();
+    type Plan = Entry;
+
     fn handles(&self, kind: &str) -> bool {
         [
             ChargeCompleted::TYPE,
@@ -20,20 +25,34 @@ impl Handler for History {
         .contains(&kind)
     }
 
-    /// The entries of a batch are one statement with their inbox rows; an event that does not
-    /// decode is left to [`Handler::handle`], which dead-letters it.
-    async fn at_once_each(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        Ok(store::append_each(db, &messaging::by_position(msgs, entry), claims).await?)
+    fn asked(&self, msg: &Incoming) -> Result<Entry, HandleError> {
+        entry(msg)
     }
 
-    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        store::append(txn, &entry(msg)?).await?;
+    async fn assume(
+        &self,
+        _: &DatabaseConnection,
+        entry: &Entry,
+        _: &[(i64, Entry)],
+    ) -> Result<Option<Entry>, HandleError> {
+        Ok(Some(entry.clone()))
+    }
+
+    async fn load(&self, _: &DatabaseTransaction, _: &Entry, _: &Incoming) -> Result<(), HandleError> {
         Ok(())
+    }
+
+    fn decide(&self, entry: &Entry, (): ()) -> Result<Option<Entry>, HandleError> {
+        Ok(Some(entry.clone()))
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        entries: Vec<(i64, Entry)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        Ok(store::append_each(db, &entries, claims).await?)
     }
 }
 
@@ -125,7 +144,7 @@ mod tests {
 
     use super::*;
     use contracts::{ChargeId, Envelope, PaymentId, ReservationId, UserId, Won};
-    use messaging::{Applied, Apply as _, HandleError, PgInbox};
+    use messaging::{Applied, Apply as _, HandleError, Handler as _, PgInbox, react};
 
     const INBOX: &str = "wallet-history__WALLET";
 
@@ -155,7 +174,7 @@ mod tests {
             Incoming::first_delivery(&Envelope::new("wallet", reservation, payment)).unwrap(),
         ];
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
-        assert_eq!(History.at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 3]);
+        assert_eq!(react(History).at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 3]);
         let entries = store::page(&env.db, user, None, 10).await.unwrap();
         let seen: Vec<(Kind, Option<Won>, Option<ReservationId>)> =
             entries.iter().map(|e| (e.kind, e.balance_after, e.reservation_id)).collect();
@@ -166,7 +185,8 @@ mod tests {
 
         // Delivered again: the batch statement fails on the inbox, nothing is added twice, and
         // the malformed event fails on its own, permanently (the consumer dead-letters it).
-        let outcomes = PgInbox::new(env.db.clone(), crate::SCHEMA, History).apply_batch(INBOX, &batch).await;
+        let outcomes =
+            PgInbox::new(env.db.clone(), crate::SCHEMA, react(History)).apply_batch(INBOX, &batch).await;
         assert!(matches!(outcomes[0], Ok(Applied::Duplicate)), "{outcomes:?}");
         assert!(matches!(outcomes[1], Err(HandleError::Permanent(_))), "{outcomes:?}");
         assert!(matches!(outcomes[2], Ok(Applied::Duplicate)), "{outcomes:?}");
@@ -194,7 +214,7 @@ mod tests {
             Incoming::first_delivery(&Envelope::new("wallet", reservation, payment)).unwrap(),
         ];
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
-        assert_eq!(History.at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 2]);
+        assert_eq!(react(History).at_once_each(&env.db, &claims, &batch).await.unwrap(), [1, 2]);
         let entries = store::page(&env.db, user, None, 10).await.unwrap();
         type Seen<'a> = (Kind, Option<Won>, Option<ReservationId>, Option<&'a str>);
         let seen: Vec<Seen<'_>> = entries
@@ -220,7 +240,8 @@ mod tests {
             },
         ))
         .unwrap();
-        let outcome = PgInbox::new(env.db.clone(), crate::SCHEMA, History).apply_batch(INBOX, &[one]).await;
+        let outcome =
+            PgInbox::new(env.db.clone(), crate::SCHEMA, react(History)).apply_batch(INBOX, &[one]).await;
         assert!(matches!(outcome[0], Ok(Applied::Done)), "{outcome:?}");
         let newest = &store::page(&env.db, user, None, 1).await.unwrap()[0];
         assert_eq!(

@@ -37,7 +37,7 @@ impl Service for WalletHistory {
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         rt.spawn_consumer(
             ConsumerSpec::declared(NAME, Stream::Wallet)?,
-            PgInbox::new(rt.db.clone(), SCHEMA, handlers::History),
+            PgInbox::new(rt.db.clone(), SCHEMA, messaging::react(handlers::History)),
         )?;
         rt.spawn_pruner(SCHEMA);
         Ok(http::routes().with_state(AppState { db: rt.db.clone(), jwt: rt.config.jwt.clone() }))

@@ -61,34 +61,13 @@ pub struct Entry {
     pub user_id: UserId,
 }
 
-/// Appends an entry; a second copy of the same event changes nothing.
-pub async fn append(db: &impl ConnectionTrait, e: &Entry) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "INSERT INTO wallet_history.entries (id, user_id, kind, amount, balance_after, reservation_id, reason, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        [
-            e.id.0.into(),
-            e.user_id.0.into(),
-            e.kind.as_str().into(),
-            e.amount.0.into(),
-            e.balance_after.map(|b| b.0).into(),
-            e.reservation_id.map(|r| r.0).into(),
-            e.reason.clone().into(),
-            e.at.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// Appends the entries of a batch, each at its position in the batch (from 1), with their
-/// inbox rows (`claims`), in one statement; the positions appended. An event applied before
-/// fails the whole statement on the inbox's key.
+/// inbox rows (`claims`), in one statement; the positions appended (a copy of an entry changes
+/// nothing, and counts). An event applied before fails the whole statement on the inbox's key.
 pub async fn append_each(
     db: &impl ConnectionTrait,
     entries: &[(i64, Entry)],
-    claims: &InboxClaims<'_>,
+    claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<i64>, DbErr> {
     let each = |f: fn(&Entry) -> uuid::Uuid| entries.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
     let input = Input::at(entries.iter().map(|(i, _)| *i).collect())

@@ -7,76 +7,114 @@ use crate::{
 };
 use chrono::Utc;
 use contracts::{
-    Envelope, Event, PaymentCompleted, PaymentFailed, PaymentId, PaymentRefunded, PaymentRequested,
-    RefundRequested, Won,
+    Envelope, EnvelopeMeta, Event, PaymentCompleted, PaymentFailed, PaymentId, PaymentRefunded,
+    PaymentRequested, RefundRequested, ReservationId, Won,
 };
-use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
-use std::collections::HashSet;
+use messaging::{Answered, HandleError, InboxClaims, Incoming, Or, Outbox, Reacting, Reaction, Split, react};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 
-/// Consumes `PaymentRequested` and `RefundRequested` from the RESERVATION stream.
-pub struct Payments {
+/// Consumes `PaymentRequested` and `RefundRequested` from the RESERVATION stream, writing to
+/// `outbox`.
+pub fn payments(outbox: Outbox) -> Or<Reacting<Pay>, Reacting<Refund>> {
+    react(Pay { outbox: outbox.clone() }).or(react(Refund { outbox }))
+}
+
+/// Pays a reservation from its user's wallet, once, in time, never below zero.
+pub struct Pay {
     pub outbox: Outbox,
 }
 
-impl Handler for Payments {
+/// What a payment asked for comes to: a debit and the payment recorded, announced by
+/// `PaymentCompleted` (whose balance the statement fills in), or `PaymentFailed`.
+pub type Payment = Answered<store::Payment>;
+
+impl Reaction for Pay {
+    type Asked = Envelope<PaymentRequested>;
+    /// The reservation's payment and the wallet's balance, both locked.
+    type Found = (Option<PaymentStatus>, Won);
+    type Plan = Payment;
+
     fn handles(&self, kind: &str) -> bool {
-        kind == PaymentRequested::TYPE || kind == RefundRequested::TYPE
+        kind == PaymentRequested::TYPE
     }
 
-    /// The payments of a batch (or a single one) that the balance covers, asked for in time,
-    /// each of another wallet and reservation, are one statement; the rest goes the way of
-    /// [`Handler::handle`].
-    async fn at_once_each(
+    /// A payment of nothing, or of less, is no payment the saga asks for: a malformed event.
+    fn asked(&self, msg: &Incoming) -> Result<Self::Asked, HandleError> {
+        let req = msg.decode::<PaymentRequested>()?;
+        domain::payable(req.payload.amount).map_err(HandleError::Permanent)?;
+        Ok(req)
+    }
+
+    /// A payment asked for in time, of another wallet and reservation than the batch's earlier
+    /// ones: the statement's guard pays it if the wallet covers it and the reservation has no
+    /// payment yet. What it leaves is decided on the rows as locked.
+    async fn assume(
         &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let now = Utc::now();
-        let (mut named, mut payments, mut events) = (HashSet::new(), Vec::new(), Vec::new());
-        for (position, msg) in (1i64..).zip(msgs) {
-            if msg.kind() != PaymentRequested::TYPE {
-                continue;
-            }
-            let Ok(req) = msg.decode::<PaymentRequested>() else { continue };
-            let p = &req.payload;
-            // In time, and each of another wallet and reservation: the statement's guard then
-            // pays it if the wallet covers it and the reservation has no payment yet; what it
-            // leaves is decided in the transaction, on the rows as locked.
-            if !domain::in_time(now, p.pay_by)
-                || domain::payable(p.amount).is_err()
-                || named.contains(&p.user_id.0)
-                || named.contains(&p.reservation_id.0)
-            {
-                continue;
-            }
-            named.extend([p.user_id.0, p.reservation_id.0]);
-            // The balance in the event is the one the statement leaves.
-            let (payment, completed) = self.completed(&req, Won(0))?;
-            payments.push((position, payment));
-            events.push((position, completed));
+        _: &DatabaseConnection,
+        req: &Self::Asked,
+        earlier: &[(i64, Payment)],
+    ) -> Result<Option<Payment>, HandleError> {
+        let p = &req.payload;
+        let named = earlier
+            .iter()
+            .filter_map(|(_, plan)| plan.change())
+            .any(|payment| payment.user == p.user_id || payment.reservation == p.reservation_id);
+        if named || !domain::in_time(Utc::now(), p.pay_by) {
+            return Ok(None);
         }
-        let events: Vec<_> = events.iter().map(|(i, e)| (*i, e)).collect();
-        Ok(store::pay_each_at_once(db, &payments, &self.outbox, &events, claims).await?)
+        Ok(Some(self.pay(req)?))
     }
 
-    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        match msg.kind() {
-            PaymentRequested::TYPE => self.pay(txn, msg.decode::<PaymentRequested>()?).await,
-            RefundRequested::TYPE => self.refund(txn, msg.decode::<RefundRequested>()?).await,
-            _ => Ok(()),
+    async fn load(
+        &self,
+        txn: &DatabaseTransaction,
+        req: &Self::Asked,
+        _: &Incoming,
+    ) -> Result<Self::Found, HandleError> {
+        let p = &req.payload;
+        let existing = store::payment_status(txn, p.reservation_id).await?;
+        Ok((existing, store::balance_for_update(txn, p.user_id).await?))
+    }
+
+    fn decide(
+        &self,
+        req: &Self::Asked,
+        (existing, balance): Self::Found,
+    ) -> Result<Option<Payment>, HandleError> {
+        let p = &req.payload;
+        match domain::decide_payment(Utc::now(), p.pay_by, existing, balance, p.amount) {
+            PayDecision::AlreadyDecided => Ok(None),
+            PayDecision::Debit { .. } => Ok(Some(self.pay(req)?)),
+            PayDecision::Refuse(reason) => {
+                let failed = PaymentFailed {
+                    reservation_id: p.reservation_id,
+                    user_id: p.user_id,
+                    amount: p.amount,
+                    reason,
+                };
+                let failed =
+                    self.outbox.row(&Envelope::new(NAME, p.reservation_id, failed).caused_by(&req.meta()))?;
+                Ok(Some(Payment::Refused { announced: failed }))
+            }
         }
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, Payment)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let Split { changes, announced, refused } = Answered::split(&plans);
+        let paid = store::pay_each(db, &changes, &self.outbox, announced, claims).await?;
+        messaging::refusals(db, &self.outbox, refused, claims, paid).await
     }
 }
 
-impl Payments {
-    /// The completed payment of `req` and its announcement, with the balance after it.
-    fn completed(
-        &self,
-        req: &Envelope<PaymentRequested>,
-        balance: Won,
-    ) -> Result<(store::Payment, messaging::OutboxRow), HandleError> {
+impl Pay {
+    /// The completed payment `req` asks for, and its announcement (whose balance the statement
+    /// fills in).
+    fn pay(&self, req: &Envelope<PaymentRequested>) -> Result<Payment, HandleError> {
         let p = &req.payload;
         let payment = store::Payment {
             id: PaymentId::new(),
@@ -90,91 +128,96 @@ impl Payments {
             reservation_id: p.reservation_id,
             user_id: p.user_id,
             amount: p.amount,
-            balance,
+            balance: Won(0),
         };
-        let done = self.outbox.row(&Envelope::new(NAME, p.reservation_id, done).caused_by(&req.meta()))?;
-        Ok((payment, done))
+        let completed =
+            self.outbox.row(&Envelope::new(NAME, p.reservation_id, done).caused_by(&req.meta()))?;
+        Ok(Payment::Change { change: payment, announced: completed })
+    }
+}
+
+/// Gives a reservation's payment back, once; a reservation not paid for is voided, so that a
+/// late payment cannot debit.
+pub struct Refund {
+    pub outbox: Outbox,
+}
+
+/// What a refund asked for comes to.
+pub enum Refunding {
+    /// Give the completed payment back to its wallet, announced as caused by the request.
+    Refund { reservation: ReservationId, cause: EnvelopeMeta },
+    /// Record that the reservation has no payment and never will.
+    Void(store::Payment),
+}
+
+impl Reaction for Refund {
+    type Asked = Envelope<RefundRequested>;
+    /// The reservation's payment, locked.
+    type Found = Option<PaymentStatus>;
+    type Plan = Refunding;
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == RefundRequested::TYPE
     }
 
-    async fn pay(
-        &self,
-        txn: &DatabaseTransaction,
-        req: Envelope<PaymentRequested>,
-    ) -> Result<(), HandleError> {
-        let p = &req.payload;
-        // A payment of nothing, or of less, is no payment the saga asks for: a malformed event.
-        domain::payable(p.amount).map_err(HandleError::Permanent)?;
-        let existing = store::payment_status(txn, p.reservation_id).await?;
-        let balance = store::balance_for_update(txn, p.user_id).await?;
-        let failure = match domain::decide_payment(Utc::now(), p.pay_by, existing, balance, p.amount) {
-            PayDecision::AlreadyDecided => return Ok(()),
-            PayDecision::Refuse(reason) => Some(reason),
-            PayDecision::Debit { balance_after } => {
-                // The wallet is locked: the guard holds, and the balance is the one decided.
-                let balance = store::debit(txn, p.user_id, p.amount).await?.ok_or_else(|| {
-                    HandleError::from(sea_orm::DbErr::Custom(
-                        "a locked wallet changed under its debit".into(),
-                    ))
-                })?;
-                debug_assert_eq!(balance, balance_after);
-                let (payment, done) = self.completed(&req, balance)?;
-                store::insert_payment(txn, &payment, &self.outbox, &[done]).await?;
-                None
-            }
-        };
-        if let Some(reason) = failure {
-            let failed = PaymentFailed {
-                reservation_id: p.reservation_id,
-                user_id: p.user_id,
-                amount: p.amount,
-                reason,
-            };
-            self.outbox
-                .push(txn, &Envelope::new(NAME, p.reservation_id, failed).caused_by(&req.meta()))
-                .await?;
-        }
-        Ok(())
+    fn asked(&self, msg: &Incoming) -> Result<Self::Asked, HandleError> {
+        msg.decode::<RefundRequested>()
     }
 
-    async fn refund(
+    async fn load(
         &self,
         txn: &DatabaseTransaction,
-        req: Envelope<RefundRequested>,
-    ) -> Result<(), HandleError> {
+        req: &Self::Asked,
+        _: &Incoming,
+    ) -> Result<Self::Found, HandleError> {
+        Ok(store::payment_status(txn, req.payload.reservation_id).await?)
+    }
+
+    fn decide(&self, req: &Self::Asked, existing: Self::Found) -> Result<Option<Refunding>, HandleError> {
         let p = &req.payload;
-        let existing = store::payment_status(txn, p.reservation_id).await?;
-        match domain::decide_refund(existing) {
-            RefundDecision::Nothing => Ok(()),
-            RefundDecision::Void => {
-                let void = store::Payment {
-                    id: PaymentId::new(),
-                    reservation: p.reservation_id,
-                    user: p.user_id,
-                    amount: contracts::Won(0),
-                    status: PaymentStatus::Voided,
-                };
-                store::insert_payment(txn, &void, &self.outbox, &[]).await?;
-                Ok(())
-            }
+        Ok(match domain::decide_refund(existing) {
+            RefundDecision::Nothing => None,
             RefundDecision::Refund => {
-                let Some((payment_id, user_id, amount)) = store::mark_refunded(txn, p.reservation_id).await?
-                else {
-                    return Ok(());
-                };
-                let balance = store::credit(txn, user_id, amount).await?;
-                let refunded = PaymentRefunded {
-                    payment_id,
-                    reservation_id: p.reservation_id,
-                    user_id,
-                    amount,
-                    balance,
-                };
-                self.outbox
-                    .push(txn, &Envelope::new(NAME, p.reservation_id, refunded).caused_by(&req.meta()))
-                    .await?;
-                Ok(())
+                Some(Refunding::Refund { reservation: p.reservation_id, cause: req.meta() })
             }
+            RefundDecision::Void => Some(Refunding::Void(store::Payment {
+                id: PaymentId::new(),
+                reservation: p.reservation_id,
+                user: p.user_id,
+                amount: Won(0),
+                status: PaymentStatus::Voided,
+            })),
+        })
+    }
+
+    /// Statement by statement: only ever saved in the transaction that locked the payment (no
+    /// refund is assumed).
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, Refunding)>,
+        _: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let mut applied = Vec::new();
+        for (position, plan) in plans {
+            match plan {
+                Refunding::Void(void) => store::insert_payment(db, &void, &self.outbox, &[]).await?,
+                Refunding::Refund { reservation, cause } => {
+                    let Some((payment_id, user_id, amount)) = store::mark_refunded(db, reservation).await?
+                    else {
+                        continue;
+                    };
+                    let balance = store::credit(db, user_id, amount).await?;
+                    let refunded =
+                        PaymentRefunded { payment_id, reservation_id: reservation, user_id, amount, balance };
+                    self.outbox
+                        .push(db, &Envelope::new(NAME, reservation, refunded).caused_by(&cause))
+                        .await?;
+                }
+            }
+            applied.push(position);
         }
+        Ok(applied)
     }
 }
 
@@ -184,7 +227,7 @@ mod tests {
 
     use super::*;
     use contracts::{ReservationId, UserId};
-    use messaging::{Applied, Apply as _, PgInbox};
+    use messaging::{Applied, Apply as _, Handler as _, PgInbox};
 
     const INBOX: &str = "wallet__RESERVATION";
 
@@ -215,7 +258,8 @@ mod tests {
         let (rich, poor) = (UserId::new(), UserId::new());
         store::credit(&db, rich, Won(1_000)).await.unwrap();
         store::credit(&db, poor, Won(50)).await.unwrap();
-        let handler = Payments { outbox: Outbox::new(crate::SCHEMA, env.ns.clone()) };
+        let outbox = Outbox::new(crate::SCHEMA, env.ns.clone());
+        let handler = payments(outbox.clone());
         let batch = [pay(rich, 300), pay(poor, 100), pay(rich, 200)];
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
         // The poor wallet does not cover its payment; the second payment from the rich wallet
@@ -226,7 +270,7 @@ mod tests {
         assert_eq!(announced(&env).await, [(completed.clone(), Some(700))]);
 
         // Delivered again: the first is a duplicate, the others are decided in one transaction.
-        let inbox = PgInbox::publishing(db.clone(), &handler.outbox.clone(), handler);
+        let inbox = PgInbox::publishing(db.clone(), &outbox, handler);
         let outcomes: Vec<Applied> =
             inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
         assert_eq!(outcomes, [Applied::Duplicate, Applied::Done, Applied::Done]);

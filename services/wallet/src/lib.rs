@@ -36,11 +36,7 @@ impl Service for Wallet {
         rt.spawn_pruner(SCHEMA);
         rt.spawn_consumer(
             ConsumerSpec::declared(NAME, Stream::Reservation)?,
-            PgInbox::publishing(
-                rt.db.clone(),
-                &state.outbox,
-                handlers::Payments { outbox: state.outbox.clone() },
-            ),
+            PgInbox::publishing(rt.db.clone(), &state.outbox, handlers::payments(state.outbox.clone())),
         )?;
         Ok(http::routes().with_state(state))
     }

@@ -36,19 +36,6 @@ pub async fn balance_for_update(db: &impl ConnectionTrait, user: UserId) -> Resu
     Ok(Won(row.map(|r| r.try_get("", "balance")).transpose()?.unwrap_or(0)))
 }
 
-/// Takes `amount` if the balance covers it (the guard of a debit decided on the balance);
-/// `None` (and no change) if it does not.
-pub async fn debit(db: &impl ConnectionTrait, user: UserId, amount: Won) -> Result<Option<Won>, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "UPDATE wallet.wallets SET balance = balance - $2, updated_at = now()
-             WHERE user_id = $1 AND balance >= $2 RETURNING balance",
-            [user.0.into(), amount.0.into()],
-        ))
-        .await?;
-    row.map(|r| r.try_get("", "balance").map(Won)).transpose()
-}
-
 /// The current balance (0 for a wallet never charged).
 pub async fn balance(db: &impl ConnectionTrait, user: UserId) -> Result<Won, DbErr> {
     let row = db
@@ -130,18 +117,17 @@ pub async fn insert_payment(
     Ok(())
 }
 
-/// Pays, in one statement outside a transaction, each of `payments` (COMPLETED, keyed by
-/// position as [`messaging::InboxClaims`] counts) whose reservation has no payment yet and
-/// whose wallet covers it: debits the wallet, records the payment and writes its `events`
-/// (their `balance` set to the balance after the debit) and its inbox row of `claims`. No two
-/// payments may be of the same wallet or reservation. Answers the positions paid; the others
-/// change nothing.
-pub async fn pay_each_at_once(
+/// Pays, in one statement, each of `payments` (COMPLETED, keyed by position as
+/// [`messaging::InboxClaims`] counts) whose reservation has no payment yet and whose wallet
+/// covers it: debits the wallet, records the payment and writes its `events` (their `balance`
+/// set to the balance after the debit) and its inbox row of `claims`. No two payments may be of
+/// the same wallet or reservation. Answers the positions paid; the others change nothing.
+pub async fn pay_each(
     db: &impl ConnectionTrait,
-    payments: &[(i64, Payment)],
+    payments: &[(i64, &Payment)],
     outbox: &Outbox,
-    events: &[(i64, &OutboxRow)],
-    claims: &InboxClaims<'_>,
+    events: Vec<(i64, &OutboxRow)>,
+    claims: Option<&InboxClaims<'_>>,
 ) -> Result<Vec<i64>, DbErr> {
     let each = |f: fn(&Payment) -> uuid::Uuid| payments.iter().map(|(_, p)| f(p)).collect::<Vec<_>>();
     let input = Input::at(payments.iter().map(|(i, _)| *i).collect())
@@ -166,7 +152,7 @@ pub async fn pay_each_at_once(
         )
         .applied_by("debited")
         .claims(claims)
-        .events(outbox, events.to_vec())
+        .events(outbox, events)
         .filling("balance", "balance")
         .run(db)
         .await

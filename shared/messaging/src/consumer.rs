@@ -193,13 +193,6 @@ impl<'a> InboxClaims<'a> {
     }
 }
 
-/// What `row` makes of each event of a batch, keyed by its position (from 1, as
-/// [`InboxClaims`] counts). An event it refuses (one that does not decode, say) is left out,
-/// for [`Handler::handle`] to refuse again on its own, and the consumer to dead-letter.
-pub fn by_position<T>(msgs: &[Incoming], row: impl Fn(&Incoming) -> Result<T, HandleError>) -> Vec<(i64, T)> {
-    (1i64..).zip(msgs).filter_map(|(position, msg)| Some((position, row(msg).ok()?))).collect()
-}
-
 /// Applies a message's effect at most once per consumer. Implemented by [`PgInbox`] and
 /// [`crate::RedisInbox`]; the consumer loop is the same for both.
 pub trait Apply: Send + Sync + 'static {

@@ -13,6 +13,7 @@ mod outbox;
 mod peers;
 pub mod permissions;
 pub mod prune;
+mod reaction;
 mod redis_inbox;
 mod relay;
 mod runtime;
@@ -20,12 +21,13 @@ mod write;
 
 pub use bus::Bus;
 pub use consumer::{
-    Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaims, Incoming, PgInbox, by_position,
-    check_filters, run_consumer,
+    Applied, Apply, ConsumerSpec, HandleError, Handler, InboxClaims, Incoming, PgInbox, check_filters,
+    run_consumer,
 };
 pub use error::MessagingError;
 pub use outbox::{Outbox, OutboxRow, When};
 pub use peers::Peers;
+pub use reaction::{Answered, Or, Reacting, Reaction, Split, react, refusals};
 pub use redis_inbox::{IdempotentScript, InboxKey, RedisHandler, RedisInbox, applied};
 pub use relay::Relay;
 pub use runtime::{Consumer, Runtime};

@@ -116,9 +116,10 @@ impl<'a> BatchWrite<'a> {
         self
     }
 
-    /// Writes the inbox rows of the positions applied.
-    pub fn claims(mut self, claims: &'a InboxClaims<'a>) -> Self {
-        self.claims = Some(claims);
+    /// Writes the inbox rows of the positions applied (none in a transaction that wrote its
+    /// inbox row already).
+    pub fn claims(mut self, claims: impl Into<Option<&'a InboxClaims<'a>>>) -> Self {
+        self.claims = claims.into();
         self
     }
 
@@ -214,6 +215,22 @@ impl<'a> BatchWrite<'a> {
             .instrument(span)
             .await
     }
+}
+
+/// Writes `events` (each keyed by the position it answers) and the inbox rows of `claims` for
+/// their positions, in one statement: answers that change nothing else (a refusal). Answers
+/// every position.
+pub(crate) async fn announce_each(
+    db: &impl ConnectionTrait,
+    outbox: &Outbox,
+    events: Vec<(i64, &OutboxRow)>,
+    claims: Option<&InboxClaims<'_>>,
+) -> Result<Vec<i64>, DbErr> {
+    BatchWrite::over(Input::at(events.iter().map(|(i, _)| *i).collect()))
+        .claims(claims)
+        .events(outbox, events)
+        .run(db)
+        .await
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod outbox;
 mod peers;
 mod permissions;
 mod prune;
+mod reaction;
 mod redis;
 mod runtime;
 mod support;

@@ -1,0 +1,218 @@
+//! A reaction (load → decide → save) as a consumer runs it: planned and saved at once where the
+//! statement's guard allows, decided again on the locked rows where it does not.
+
+use crate::support::{applied, env, incoming};
+use contracts::{Envelope, ReservationId, ScheduleId, SeatNo, SeatsReleased};
+use messaging::{Applied, Apply, HandleError, InboxClaims, Incoming, Input, PgInbox, Reaction, react};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement};
+
+const INBOX: &str = "probe__SEAT";
+
+/// One record per reservation: the first event on a reservation is recorded with it, a later
+/// one is recorded as refused. An event naming no seat asks nothing. `blind` loads as if
+/// nothing were recorded: a broken `load`.
+struct OnePerReservation {
+    blind: bool,
+}
+
+/// What an event asks: to record itself against its reservation; nothing without seats.
+struct Asked {
+    event: uuid::Uuid,
+    reservation: Option<ReservationId>,
+}
+
+enum Plan {
+    Record { event: uuid::Uuid, reservation: ReservationId },
+    Refuse { event: uuid::Uuid },
+}
+
+impl Reaction for OnePerReservation {
+    type Asked = Asked;
+    /// Whether the reservation has its record.
+    type Found = bool;
+    type Plan = Plan;
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == "SeatsReleased"
+    }
+
+    fn asked(&self, msg: &Incoming) -> Result<Asked, HandleError> {
+        let e = msg.decode::<SeatsReleased>()?;
+        let reservation = (!e.payload.seat_nos.is_empty()).then_some(e.payload.reservation_id);
+        Ok(Asked { event: e.id.0, reservation })
+    }
+
+    async fn assume(
+        &self,
+        _: &DatabaseConnection,
+        asked: &Asked,
+        earlier: &[(i64, Plan)],
+    ) -> Result<Option<Plan>, HandleError> {
+        let Some(reservation) = asked.reservation else { return Ok(None) };
+        let named = earlier
+            .iter()
+            .any(|(_, p)| matches!(p, Plan::Record { reservation: r, .. } if *r == reservation));
+        Ok((!named).then_some(Plan::Record { event: asked.event, reservation }))
+    }
+
+    async fn load(
+        &self,
+        txn: &DatabaseTransaction,
+        asked: &Asked,
+        _: &Incoming,
+    ) -> Result<bool, HandleError> {
+        let Some(reservation) = asked.reservation else { return Ok(false) };
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtext($1)), EXISTS (SELECT FROM probe.applied WHERE trace_id = $1) AS recorded",
+                [reservation.to_string().into()],
+            ))
+            .await?
+            .ok_or_else(|| HandleError::Transient("no row".into()))?;
+        let recorded: bool =
+            row.try_get("", "recorded").map_err(|e| HandleError::Transient(e.to_string()))?;
+        Ok(recorded && !self.blind)
+    }
+
+    fn decide(&self, asked: &Asked, recorded: bool) -> Result<Option<Plan>, HandleError> {
+        Ok(match asked.reservation {
+            None => None,
+            Some(_) if recorded => Some(Plan::Refuse { event: asked.event }),
+            Some(reservation) => Some(Plan::Record { event: asked.event, reservation }),
+        })
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, Plan)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let (mut records, mut refusals) = (Vec::new(), Vec::new());
+        for (i, plan) in plans {
+            match plan {
+                Plan::Record { event, reservation } => records.push((i, event, reservation.to_string())),
+                Plan::Refuse { event } => refusals.push((i, event)),
+            }
+        }
+        let input = Input::at(records.iter().map(|r| r.0).collect())
+            .column("event_id", "uuid", records.iter().map(|r| r.1).collect())
+            .column("reservation", "text", records.iter().map(|r| r.2.clone()).collect());
+        let mut done = messaging::BatchWrite::over(input)
+            .step(
+                "recorded",
+                "INSERT INTO probe.applied (event_id, trace_id) SELECT event_id, reservation FROM input
+                 WHERE NOT EXISTS (SELECT FROM probe.applied a WHERE a.trace_id = input.reservation) RETURNING 0",
+            )
+            .step("done", "SELECT i FROM input WHERE NOT EXISTS (SELECT FROM probe.applied a WHERE a.trace_id = input.reservation)")
+            .applied_by("done")
+            .claims(claims)
+            .run(db)
+            .await?;
+        let input = Input::at(refusals.iter().map(|r| r.0).collect()).column(
+            "event_id",
+            "uuid",
+            refusals.iter().map(|r| r.1).collect(),
+        );
+        done.extend(
+            messaging::BatchWrite::over(input)
+                .step(
+                    "refused",
+                    "INSERT INTO probe.applied (event_id, trace_id) SELECT event_id, 'refused' FROM input",
+                )
+                .claims(claims)
+                .run(db)
+                .await?,
+        );
+        done.sort_unstable();
+        Ok(done)
+    }
+}
+
+fn on(reservation: ReservationId, seats: usize) -> Incoming {
+    let event = SeatsReleased {
+        reservation_id: reservation,
+        schedule_id: ScheduleId::new(),
+        seat_nos: vec![SeatNo(1); seats],
+    };
+    incoming(&Envelope::new("probe", reservation, event), 1)
+}
+
+/// What `event` was recorded as, once each.
+async fn recorded_as(db: &DatabaseConnection, event: &Incoming) -> Vec<String> {
+    db.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT trace_id FROM probe.applied WHERE event_id = $1",
+        [event.envelope.id.0.into()],
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get::<String>("", "trace_id").unwrap())
+    .collect()
+}
+
+#[tokio::test]
+async fn what_the_guard_refuses_at_once_is_decided_again_on_the_locked_rows_and_saved_by_the_same_statement()
+{
+    let env = env().await;
+    let (r1, r2) = (ReservationId::new(), ReservationId::new());
+    let (a, b, c, nothing) = (on(r1, 1), on(r1, 1), on(r2, 1), on(ReservationId::new(), 0));
+    let handler = react(OnePerReservation { blind: false });
+    let claims = InboxClaims::new("probe", INBOX, [&a, &b, &c].iter().map(|m| m.envelope.id.0).collect());
+    // At once: `b` names the reservation of `a`, which plans first; `b` is left.
+    assert_eq!(
+        messaging::Handler::at_once_each(&handler, &env.db, &claims, &[a.clone(), b.clone(), c.clone()])
+            .await
+            .unwrap(),
+        [1, 3]
+    );
+    assert_eq!(recorded_as(&env.db, &a).await, [r1.to_string()]);
+    assert_eq!(recorded_as(&env.db, &b).await, Vec::<String>::new());
+
+    // The consumer's way: `b` and `d` are planned as records and saved at once, but the
+    // statement's guard finds their reservations recorded; in the transaction each is decided
+    // again on what it finds, refused, and saved as such. `a` and `c` are duplicates, and
+    // `nothing` asks nothing.
+    let inbox = PgInbox::new(env.db.clone(), "probe", handler);
+    let d = on(r2, 1);
+    let batch = [b.clone(), d.clone(), a.clone(), c.clone(), nothing.clone()];
+    let outcomes: Vec<Applied> =
+        inbox.apply_batch(INBOX, &batch).await.into_iter().map(Result::unwrap).collect();
+    use Applied::{Done, Duplicate};
+    assert_eq!(outcomes, [Done, Done, Duplicate, Duplicate, Done]);
+    assert_eq!(recorded_as(&env.db, &b).await, ["refused"]);
+    assert_eq!(recorded_as(&env.db, &d).await, ["refused"]);
+    assert_eq!(applied(&env, nothing.envelope.id.0).await, 0, "nothing to do, and nothing done");
+    assert_eq!(recorded_as(&env.db, &a).await, [r1.to_string()]);
+    assert_eq!(recorded_as(&env.db, &c).await, [r2.to_string()]);
+}
+
+#[tokio::test]
+async fn a_plan_decided_on_locked_rows_that_its_statement_refuses_is_a_transient_failure_that_leaves_nothing()
+{
+    let env = env().await;
+    let r = ReservationId::new();
+    let first = on(r, 1);
+    let inbox = PgInbox::new(env.db.clone(), "probe", react(OnePerReservation { blind: true }));
+    assert_eq!(inbox.apply(INBOX, &first).await.unwrap(), Applied::Done);
+
+    // The broken load sees no record, so the plan is to record; the statement's guard refuses.
+    let second = on(r, 1);
+    let outcome = inbox.apply(INBOX, &second).await;
+    assert!(
+        matches!(outcome, Err(HandleError::Transient(ref reason)) if reason.contains("not applied")),
+        "{outcome:?}"
+    );
+    assert_eq!(recorded_as(&env.db, &second).await, Vec::<String>::new());
+
+    // Nothing of it stayed, its inbox row neither: a sound reaction applies it on the next
+    // delivery.
+    let sound = PgInbox::new(env.db.clone(), "probe", react(OnePerReservation { blind: false }));
+    assert_eq!(
+        sound.apply(INBOX, &Incoming { deliveries: 2, ..second.clone() }).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(recorded_as(&env.db, &second).await, ["refused"]);
+}
