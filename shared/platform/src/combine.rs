@@ -12,7 +12,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 pub trait Batch: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
     type Output: Send + 'static;
-    type Error: From<Unanswered> + From<Busy> + Send + 'static;
+    type Error: From<Unanswered> + From<Busy> + From<sea_orm::DbErr> + std::error::Error + Send + 'static;
 
     /// Whether `item` may be written together with `batch` (say, because it names nothing an
     /// item of the batch names). One that may not waits for a later batch, ahead of the
@@ -158,6 +158,15 @@ async fn write<B: Batch>(name: &'static str, batch: &B, jobs: Jobs<B>) {
         }
         return;
     }
+    if crate::pools::no_connection(&failed) {
+        // No database connection came free in time, and nothing was written: alone, each
+        // would wait as long again, one after the other. Each is told at once, as the batch was.
+        for answer in answers {
+            let _ =
+                answer.send(Err(sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout).into()));
+        }
+        return;
+    }
     drop(failed);
     tracing::debug!(writer = name, items = items.len(), "a batch failed; each of its items is written alone");
     for (item, answer) in items.iter().zip(answers) {
@@ -188,7 +197,8 @@ mod tests {
     use tokio::sync::Semaphore;
 
     /// Writes numbers: records each batch, waits for a permit per batch, fails a batch holding
-    /// 13 and panics on one holding 666; two numbers of one tens never share a batch.
+    /// 13, finds no database connection for one holding 99 and panics on one holding 666; two
+    /// numbers of one tens never share a batch.
     struct Numbers {
         batches: StdMutex<Vec<Vec<u32>>>,
         permits: Semaphore,
@@ -196,17 +206,23 @@ mod tests {
 
     #[derive(Debug, thiserror::Error)]
     #[error("{0}")]
-    struct Failed(String);
+    struct Failed(String, #[source] Option<sea_orm::DbErr>);
+
+    impl From<sea_orm::DbErr> for Failed {
+        fn from(e: sea_orm::DbErr) -> Self {
+            Failed(e.to_string(), Some(e))
+        }
+    }
 
     impl From<Unanswered> for Failed {
         fn from(e: Unanswered) -> Self {
-            Failed(e.to_string())
+            Failed(e.to_string(), None)
         }
     }
 
     impl From<Busy> for Failed {
         fn from(e: Busy) -> Self {
-            Failed(e.to_string())
+            Failed(e.to_string(), None)
         }
     }
 
@@ -224,7 +240,10 @@ mod tests {
             self.batches.lock().unwrap().push(batch.to_vec());
             assert!(!batch.contains(&666), "a writer that panics");
             if batch.contains(&13) {
-                return Err(Failed("13 is refused".into()));
+                return Err(Failed("13 is refused".into(), None));
+            }
+            if batch.contains(&99) {
+                return Err(sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout).into());
             }
             Ok(batch.iter().map(|n| n * 2).collect())
         }
@@ -274,6 +293,15 @@ mod tests {
         assert_eq!(outputs[3], Err("the numbers writer gave no answer".to_owned()), "a panic is an error");
         assert_eq!(outputs[4], Ok(60), "the writer goes on after a panic");
         assert_eq!(batches, [vec![1], vec![13, 20, 666, 30], vec![13], vec![20], vec![666], vec![30]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_that_found_no_database_connection_is_not_written_again_request_by_request() {
+        let (outputs, batches) = write_all(&[1, 20, 99, 30]).await;
+        assert_eq!(outputs[0], Ok(2));
+        let none = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout).to_string();
+        assert_eq!(outputs[1..], [Err(none.clone()), Err(none.clone()), Err(none)]);
+        assert_eq!(batches, [vec![1], vec![20, 99, 30]], "each is told at once, none waits again alone");
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -41,6 +41,9 @@ pub struct Config {
     pub database_url: Secret,
     /// Largest Postgres pool a process opens.
     pub database_max_connections: u32,
+    /// How long a request or a consumer waits for a free connection of the pool before it is
+    /// told the database is unavailable (a request: 503 with `Retry-After`, nothing done).
+    pub database_acquire_timeout: Duration,
     /// One NATS server, or several separated by commas (the members of a cluster).
     pub nats_url: String,
     /// How many JetStream servers keep each stream (1, or 3 on a three-node cluster).
@@ -279,6 +282,10 @@ impl Config {
             &["postgres", "postgresql"],
         );
         let database_max_connections = r.positive("TICKETING_DATABASE_MAX_CONNECTIONS", 20);
+        let database_acquire_timeout = r.millis("TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS", 3_000);
+        if database_acquire_timeout.is_zero() {
+            r.fail("TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS", "must be at least 1");
+        }
         let nats_url = r.urls("TICKETING_NATS_URL", "nats://127.0.0.1:4222", &["nats", "tls"], true);
         let nats_replicas = r.parsed("TICKETING_NATS_REPLICAS", 1_usize, "a whole number");
         if !(1..=5).contains(&nats_replicas) {
@@ -344,6 +351,7 @@ impl Config {
         Ok(Config {
             database_url: Secret(database_url),
             database_max_connections,
+            database_acquire_timeout,
             nats_url,
             nats_replicas,
             nats_login,

@@ -343,8 +343,12 @@ fn in_progress() -> Problem {
     )
 }
 
+/// 409 when the wait for a twin's row lock ran out (SQLSTATE 55P03, `lock_not_available`);
+/// otherwise what a database error is answered ([`Problem::from`]).
 fn in_progress_or_internal(e: DbErr) -> Problem {
-    if e.to_string().contains("lock timeout") { in_progress() } else { Problem::internal(&e) }
+    let lock_not_available =
+        crate::pools::database_error(&e).and_then(|d| d.code()).is_some_and(|c| c == "55P03");
+    if lock_not_available { in_progress() } else { Problem::from(e) }
 }
 
 #[cfg(test)]

@@ -4,13 +4,28 @@ use crate::Config;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
+/// How long a connection of the pool is waited for, unless the configuration says otherwise
+/// (`TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS`).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Opens the Postgres pool.
 pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    open(url, max_connections, ACQUIRE_TIMEOUT).await
+}
+
+/// Opens the Postgres pool, whose connections are waited for at most `acquire_timeout`: past it
+/// the caller gets [`sea_orm::DbErr::ConnectionAcquire`], having sent nothing ([`no_connection`]).
+/// While Postgres is down, a wait is spent trying to connect.
+pub async fn open(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         // Ping only connections that sat idle (sqlx's default pings on every checkout: one
         // more round trip for each query and transaction).
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
@@ -46,7 +61,7 @@ pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConne
 
 /// Opens the Postgres pool the configuration names.
 pub async fn connect_db_from(config: &Config) -> Result<DatabaseConnection, DbErr> {
-    connect_db(config.database_url.expose(), config.database_max_connections).await
+    open(config.database_url.expose(), config.database_max_connections, config.database_acquire_timeout).await
 }
 
 /// Why the Redis connection could not be set up.
@@ -97,17 +112,55 @@ pub fn database_error(e: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseEr
     }
 }
 
+/// Whether `e`, or an error behind it, is a connection of the pool not had in time: nothing
+/// was sent to the database, so nothing was done, and the same request may succeed later.
+pub fn no_connection(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(DbErr::ConnectionAcquire(_)) = e.downcast_ref::<DbErr>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use std::time::Duration;
+
+    fn url() -> String {
+        std::env::var("TICKETING_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned())
+    }
+
     /// A pool keeps its connections however long they live: a lifetime would expire the
     /// connections of a busy pool together.
     #[tokio::test]
     async fn connections_do_not_expire() {
-        let url = std::env::var("TICKETING_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned());
-        let db = super::connect_db(&url, 2).await.expect("postgres");
+        let db = super::connect_db(&url(), 2).await.expect("postgres");
         let pool = db.get_postgres_connection_pool();
         assert_eq!(pool.options().get_max_lifetime(), None);
         assert!(pool.options().get_idle_timeout().is_some(), "idle connections still go");
+    }
+
+    /// A request that gets no connection in time is told so at once, 503 with `Retry-After`:
+    /// nothing was sent. An error Postgres answered is not that.
+    #[tokio::test]
+    async fn a_connection_not_had_in_time_is_answered_503_with_retry_after() {
+        let db = super::open(&url(), 1, Duration::from_millis(200)).await.expect("postgres");
+        let held = db.begin().await.expect("the pool's one connection");
+        let waited = db.execute_unprepared("SELECT 1").await.expect_err("no connection is free");
+        assert!(super::no_connection(&waited), "{waited:?}");
+        let problem = crate::Problem::from(waited);
+        assert_eq!(
+            (problem.status, problem.code.as_str(), problem.retry_after),
+            (503, "DATABASE_UNAVAILABLE", Some(1))
+        );
+        held.rollback().await.expect("rollback");
+        let refused = db.execute_unprepared("SELECT no_such_column").await.expect_err("refused");
+        assert!(!super::no_connection(&refused));
+        assert_eq!(crate::Problem::from(refused).status, 500);
     }
 }

@@ -83,6 +83,19 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", detail)
     }
 
+    /// 503 when no database connection came free in time (the database is down, or every
+    /// connection busy for longer than `TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS`): nothing was
+    /// done, and the caller may retry in a second. Counted in `db_pool_acquire_timeouts_total`.
+    pub fn no_database_connection() -> Self {
+        metrics::counter!("db_pool_acquire_timeouts_total").increment(1);
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DATABASE_UNAVAILABLE",
+            "no database connection came free in time; nothing was done, retry in a moment",
+        )
+        .retry_after(1)
+    }
+
     /// 503 when this process has more to do than it can take on (load shed): nothing was done,
     /// and the caller may retry in a second.
     pub fn overloaded(detail: impl Into<String>) -> Self {
@@ -126,7 +139,9 @@ pub enum AsProblem<'a> {
     /// More than this process can take on now: 503 `OVERLOADED` with `Retry-After`; the error's
     /// message is the detail ([`Problem::overloaded`]).
     Overloaded,
-    /// Nothing the caller can act on: 500, logged in full ([`Problem::internal`]).
+    /// Nothing the caller can act on: 500, logged in full ([`Problem::internal`]); or 503
+    /// `DATABASE_UNAVAILABLE` with `Retry-After` when it is a database connection not had in
+    /// time ([`Problem::no_database_connection`]).
     Internal,
 }
 
@@ -149,15 +164,18 @@ impl<E: ApiError> From<E> for Problem {
             }
             AsProblem::Passed(problem) => problem.clone(),
             AsProblem::Overloaded => Problem::overloaded(e.to_string()),
+            AsProblem::Internal if crate::pools::no_connection(&e) => Problem::no_database_connection(),
             AsProblem::Internal => Problem::internal(&e),
         }
     }
 }
 
-/// A database error no route expects: 500, logged with a reference ([`Problem::internal`]).
+/// A database error no route expects: 500, logged with a reference ([`Problem::internal`]);
+/// 503 with `Retry-After` when no connection came free in time
+/// ([`Problem::no_database_connection`]).
 impl From<sea_orm::DbErr> for Problem {
     fn from(e: sea_orm::DbErr) -> Self {
-        Self::internal(&e)
+        if crate::pools::no_connection(&e) { Self::no_database_connection() } else { Self::internal(&e) }
     }
 }
 
@@ -235,6 +253,8 @@ mod tests {
         Shared(Problem),
         #[error("database: {0}")]
         Db(String),
+        #[error("database: {0}")]
+        Pool(#[from] sea_orm::DbErr),
     }
 
     impl ApiError for Error {
@@ -242,7 +262,7 @@ mod tests {
             match self {
                 Error::Taken(_) => AsProblem::Code(StatusCode::CONFLICT, "SEAT_TAKEN"),
                 Error::Shared(p) => AsProblem::Passed(p),
-                Error::Db(_) => AsProblem::Internal,
+                Error::Db(_) | Error::Pool(_) => AsProblem::Internal,
             }
         }
     }
@@ -260,5 +280,12 @@ mod tests {
         let internal = Problem::from(Error::Db("connection reset by peer".into()));
         assert_eq!((internal.status, internal.code.as_str()), (500, "INTERNAL"));
         assert!(!internal.detail.contains("connection reset"), "{}", internal.detail);
+        let waited =
+            Problem::from(Error::from(sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)));
+        assert_eq!(
+            (waited.status, waited.code.as_str(), waited.retry_after),
+            (503, "DATABASE_UNAVAILABLE", Some(1)),
+            "no connection in time: nothing done, try again"
+        );
     }
 }
