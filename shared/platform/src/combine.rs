@@ -167,10 +167,16 @@ async fn write<B: Batch>(name: &'static str, batch: &B, jobs: Jobs<B>) {
         }
         return;
     }
+    // A batch whose connection broke mid-statement may have been written: an item then told
+    // "no connection, nothing done" by its write alone would be told wrong.
+    let maybe_written = !crate::pools::nothing_done(&failed);
     drop(failed);
     tracing::debug!(writer = name, items = items.len(), "a batch failed; each of its items is written alone");
     for (item, answer) in items.iter().zip(answers) {
-        let alone = run(name, batch, std::slice::from_ref(item)).await;
+        let alone = match run(name, batch, std::slice::from_ref(item)).await {
+            Err(e) if maybe_written && crate::pools::no_connection(&e) => Err(Unanswered(name).into()),
+            alone => alone,
+        };
         let _ = answer.send(alone.and_then(|mut o| o.pop().ok_or_else(|| Unanswered(name).into())));
     }
 }
@@ -197,8 +203,9 @@ mod tests {
     use tokio::sync::Semaphore;
 
     /// Writes numbers: records each batch, waits for a permit per batch, fails a batch holding
-    /// 13, finds no database connection for one holding 99 and panics on one holding 666; two
-    /// numbers of one tens never share a batch.
+    /// 13, finds no database connection for one holding 99 (or for 96 alone) and loses its
+    /// connection mid-statement for one holding 85 with others, and panics on one holding 666;
+    /// two numbers of one tens never share a batch.
     struct Numbers {
         batches: StdMutex<Vec<Vec<u32>>>,
         permits: Semaphore,
@@ -242,8 +249,12 @@ mod tests {
             if batch.contains(&13) {
                 return Err(Failed("13 is refused".into(), None));
             }
-            if batch.contains(&99) {
+            if batch.contains(&99) || batch == [96] {
                 return Err(sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout).into());
+            }
+            if batch.contains(&85) && batch.len() > 1 {
+                let lost = sea_orm::sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into());
+                return Err(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(lost.into())).into());
             }
             Ok(batch.iter().map(|n| n * 2).collect())
         }
@@ -302,6 +313,18 @@ mod tests {
         let none = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout).to_string();
         assert_eq!(outputs[1..], [Err(none.clone()), Err(none.clone()), Err(none)]);
         assert_eq!(batches, [vec![1], vec![20, 99, 30]], "each is told at once, none waits again alone");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_of_a_batch_that_may_have_been_written_is_not_told_nothing_was_done() {
+        // The batch of 85, 96 and 72 lost its connection mid-statement; written alone, 85 and 72
+        // are written, and 96 finds no connection: it may have been written by the batch.
+        let (outputs, batches) = write_all(&[1, 85, 96, 72]).await;
+        assert_eq!(outputs[0], Ok(2));
+        assert_eq!(outputs[1], Ok(170));
+        assert_eq!(outputs[2], Err("the numbers writer gave no answer".to_owned()), "not: nothing was done");
+        assert_eq!(outputs[3], Ok(144));
+        assert_eq!(batches, [vec![1], vec![85, 96, 72], vec![85], vec![96], vec![72]]);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -125,6 +125,20 @@ pub fn no_connection(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether `e`, or an error behind it, says for sure that the database did nothing: no
+/// connection was had ([`no_connection`]), or Postgres refused the statement (which then
+/// changed nothing). A connection that broke mid-statement leaves it unknown.
+pub fn nothing_done(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(db) = e.downcast_ref::<DbErr>() {
+            return matches!(db, DbErr::ConnectionAcquire(_)) || database_error(db).is_some();
+        }
+        next = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, TransactionTrait};
