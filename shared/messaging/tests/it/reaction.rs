@@ -216,3 +216,69 @@ async fn a_plan_decided_on_locked_rows_that_its_statement_refuses_is_a_transient
     );
     assert_eq!(recorded_as(&env.db, &second).await, ["refused"]);
 }
+
+/// Reacts to `ChargeCompleted` and never manages to save it.
+struct NeverSaved;
+
+impl Reaction for NeverSaved {
+    type Asked = ();
+    type Found = ();
+    type Plan = ();
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == "ChargeCompleted"
+    }
+
+    fn asked(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn assume(
+        &self,
+        _: &DatabaseConnection,
+        (): &(),
+        _: &[(i64, ())],
+    ) -> Result<Option<()>, HandleError> {
+        Ok(Some(()))
+    }
+
+    async fn load(&self, _: &DatabaseTransaction, (): &(), _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    fn decide(&self, (): &(), (): ()) -> Result<Option<()>, HandleError> {
+        Ok(Some(()))
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        _: &C,
+        _: Vec<(i64, ())>,
+        _: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        Err(HandleError::Transient("the charge's table is away".into()))
+    }
+}
+
+#[tokio::test]
+async fn what_one_reaction_applied_at_once_stays_applied_when_another_of_the_batch_fails() {
+    let env = env().await;
+    let released = on(ReservationId::new(), 1);
+    let charge = contracts::ChargeCompleted {
+        charge_id: contracts::ChargeId::new(),
+        user_id: contracts::UserId::new(),
+        amount: contracts::Won(1),
+        balance: contracts::Won(1),
+    };
+    let charge = incoming(&Envelope::new("probe", charge.user_id, charge), 1);
+    let both = || react(NeverSaved).or(react(OnePerReservation { blind: false }));
+    let claims = InboxClaims::new("probe", INBOX, vec![charge.envelope.id.0, released.envelope.id.0]);
+    let batch = [charge.clone(), released.clone()];
+    assert_eq!(messaging::Handler::at_once_each(&both(), &env.db, &claims, &batch).await.unwrap(), [2]);
+    assert_eq!(applied(&env, released.envelope.id.0).await, 1);
+
+    // The consumer's way: the release is a duplicate, the charge fails alone.
+    let outcomes = PgInbox::new(env.db.clone(), "probe", both()).apply_batch(INBOX, &batch).await;
+    assert!(matches!(outcomes[0], Err(HandleError::Transient(_))), "{outcomes:?}");
+    assert!(matches!(outcomes[1], Ok(Applied::Duplicate)), "{outcomes:?}");
+}
