@@ -192,9 +192,10 @@ pub struct Hold {
 }
 
 /// Makes each of `holds` whose seats are all AVAILABLE and not locked by another transaction,
-/// with its `events` (keyed by position) and its inbox row of `claims`, in one statement outside
-/// a transaction; answers the positions of those made. The others change nothing. No two holds
-/// may ask for the same seat. Skipping locked rows keeps a request for a seat someone else is
+/// with its `events` (keyed by position) and its inbox row of `claims`, in one statement (a
+/// batch's, or the one hold of the transaction that locked its seats and decided it); answers
+/// the positions of those made. The others change nothing. No two holds may ask for the same
+/// seat. Skipping locked rows keeps a request for a seat someone else is
 /// taking from queueing behind that hold: it is decided afterwards from the committed rows. A
 /// schedule off sale (not open yet, or cancelled) has no free seat here: its requests are
 /// decided afterwards too (`domain::on_sale`).
@@ -415,8 +416,8 @@ pub async fn release_held_before(
     Ok(out)
 }
 
-/// Releases the seats each reservation of `releases` holds, in one statement outside a
-/// transaction, with the inbox row of every position (a reservation that holds nothing here has
+/// Releases the seats each reservation of `releases` holds, in one statement, with the inbox
+/// row of every position (a reservation that holds nothing here has
 /// nothing to release) and the `events` (keyed by position) of those that released seats, their
 /// `seatNos` filled with the seats released; answers every position. No two releases may name
 /// one reservation. As in [`sell_each`], the seats are found through the array of their
