@@ -119,9 +119,9 @@ impl Relay {
     /// Runs until `shutdown`: drains the outbox whenever a writer signals a commit the last
     /// drain may not have seen (or every `poll`), and after errors backs off (bounded) and tries
     /// again. A drain that failed on the database is tried again at the first commit since
-    /// (after at most [`RETRY_FLOOR`]) rather than at the end of its pause: a commit says the
-    /// database takes writes again, and the events it wrote wait for this relay. Logs why it
-    /// stops.
+    /// (after at least `RETRY_FLOOR`, 200 ms, or the pause if shorter) rather than at the end
+    /// of its pause: a commit says the database takes writes again, and the events it wrote wait
+    /// for this relay. Logs why it stops.
     pub async fn run(self, shutdown: CancellationToken) {
         let name = format!("relay[{}]", self.schema);
         let mut failures = 0u32;

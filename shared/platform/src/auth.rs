@@ -388,7 +388,7 @@ impl JwtKeys {
     }
 
     /// Verifies signature, algorithm, issuer, audience, expiry and lifetime. A token this
-    /// process verified lately is answered from memory ([`Recent`]) while it has not expired
+    /// process verified lately is answered from memory (`Recent`) while it has not expired
     /// and the keys it was verified with are still the keys.
     pub fn verify(&self, token: &str) -> Result<Claims, Problem> {
         let (keys, generation) = self.0.public.as_ref().map(PublicKeys::current).unwrap_or_default();
