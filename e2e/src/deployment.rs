@@ -277,9 +277,13 @@ impl Deployment {
             let info = message.info().map_err(|e| anyhow::anyhow!("reading events: {e}"))?;
             let (sequence, pending) = (info.stream_sequence, info.pending);
             // An ordered consumer that resets resumes after what it delivered; a message it
-            // delivers again is the reader's repeat, not a second copy in the stream.
-            if out.last().is_none_or(|(last, _)| sequence > *last) {
-                out.push((sequence, serde_json::from_slice(&message.payload)?));
+            // delivers again is the reader's repeat, not a second copy in the stream. A message
+            // that is no envelope is no event: another scenario sharing the deployment published
+            // it to see it dead-lettered.
+            if out.last().is_none_or(|(last, _)| sequence > *last)
+                && let Ok(event) = serde_json::from_slice(&message.payload)
+            {
+                out.push((sequence, event));
             }
             if pending == 0 {
                 break;
