@@ -282,7 +282,8 @@ impl Config {
             &["postgres", "postgresql"],
         );
         let database_max_connections = r.positive("TICKETING_DATABASE_MAX_CONNECTIONS", 20);
-        let database_acquire_timeout = r.millis("TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS", 3_000);
+        let database_acquire_timeout =
+            r.millis("TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS", crate::pools::ACQUIRE_TIMEOUT_MS);
         if database_acquire_timeout.is_zero() {
             r.fail("TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS", "must be at least 1");
         }

@@ -4,9 +4,12 @@ use crate::Config;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
-/// How long a connection of the pool is waited for, unless the configuration says otherwise
-/// (`TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS`).
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many milliseconds a connection of the pool is waited for, unless the configuration says
+/// otherwise (`TICKETING_DATABASE_ACQUIRE_TIMEOUT_MS`).
+pub const ACQUIRE_TIMEOUT_MS: u64 = 3_000;
+
+/// [`ACQUIRE_TIMEOUT_MS`] as a duration.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(ACQUIRE_TIMEOUT_MS);
 
 /// Opens the Postgres pool.
 pub async fn connect_db(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
@@ -112,31 +115,23 @@ pub fn database_error(e: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseEr
     }
 }
 
+/// The first database error in `e`'s chain of sources (`e` itself included).
+fn db_err_behind<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e DbErr> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<DbErr>())
+}
+
 /// Whether `e`, or an error behind it, is a connection of the pool not had in time: nothing
 /// was sent to the database, so nothing was done, and the same request may succeed later.
 pub fn no_connection(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if let Some(DbErr::ConnectionAcquire(_)) = e.downcast_ref::<DbErr>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
+    matches!(db_err_behind(e), Some(DbErr::ConnectionAcquire(_)))
 }
 
 /// Whether `e`, or an error behind it, says for sure that the database did nothing: no
 /// connection was had ([`no_connection`]), or Postgres refused the statement (which then
 /// changed nothing). A connection that broke mid-statement leaves it unknown.
 pub fn nothing_done(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if let Some(db) = e.downcast_ref::<DbErr>() {
-            return matches!(db, DbErr::ConnectionAcquire(_)) || database_error(db).is_some();
-        }
-        next = e.source();
-    }
-    false
+    db_err_behind(e)
+        .is_some_and(|db| matches!(db, DbErr::ConnectionAcquire(_)) || database_error(db).is_some())
 }
 
 #[cfg(test)]
