@@ -113,8 +113,25 @@ pub enum Found {
     },
 }
 
+/// A request for seats, with its seats sorted once.
+pub struct SeatRequest {
+    req: Envelope<ReservationRequested>,
+    /// The seats asked for, sorted and without repeats.
+    seats: Vec<SeatNo>,
+    /// Whether no seat was named twice.
+    distinct: bool,
+}
+
+impl SeatRequest {
+    /// The seats the rule decides on: none if a seat was named twice, an invalid request
+    /// decided as one naming none.
+    fn requested(&self) -> &[SeatNo] {
+        if self.distinct { &self.seats } else { &[] }
+    }
+}
+
 impl Reaction for Hold {
-    type Asked = Envelope<ReservationRequested>;
+    type Asked = SeatRequest;
     type Found = Found;
     type Plan = Holding;
 
@@ -123,7 +140,12 @@ impl Reaction for Hold {
     }
 
     fn asked(&self, msg: &Incoming) -> Result<Self::Asked, HandleError> {
-        msg.decode::<ReservationRequested>()
+        let req = msg.decode::<ReservationRequested>()?;
+        let mut seats = req.payload.seat_nos.clone();
+        seats.sort();
+        seats.dedup();
+        let distinct = seats.len() == req.payload.seat_nos.len();
+        Ok(SeatRequest { req, seats, distinct })
     }
 
     /// Most requests find their seats free: held by the statement if all are free, the
@@ -133,11 +155,11 @@ impl Reaction for Hold {
     async fn assume(
         &self,
         db: &DatabaseConnection,
-        req: &Self::Asked,
+        asked: &Self::Asked,
         earlier: &[(i64, Holding)],
     ) -> Result<Option<Holding>, HandleError> {
+        let SeatRequest { req, seats, distinct } = asked;
         let p = &req.payload;
-        let (seats, distinct) = sorted(&p.seat_nos);
         let asked_before = |hold: &store::Hold| {
             hold.schedule == p.schedule_id && hold.seats.iter().any(|s| seats.contains(s))
         };
@@ -148,8 +170,8 @@ impl Reaction for Hold {
             return Ok(None);
         }
         let Some(priced) = self.0.prices.get(db, p.schedule_id).await? else { return Ok(None) };
-        let Some(amount) = priced.amount(&seats) else { return Ok(None) };
-        Ok(Some(self.hold(req, priced.concert, seats, amount)?))
+        let Some(amount) = priced.amount(seats) else { return Ok(None) };
+        Ok(Some(self.hold(req, priced.concert, seats.clone(), amount)?))
     }
 
     /// In a rush most requests are for seats already taken: those are answered from the
@@ -158,12 +180,11 @@ impl Reaction for Hold {
     async fn load(
         &self,
         txn: &DatabaseTransaction,
-        req: &Self::Asked,
+        asked: &Self::Asked,
         msg: &Incoming,
     ) -> Result<Found, HandleError> {
-        let p = &req.payload;
-        let (seats, _) = sorted(&p.seat_nos);
-        let Some(inventory) = store::inventory(txn, p.schedule_id, Some(&seats)).await? else {
+        let p = &asked.req.payload;
+        let Some(inventory) = store::inventory(txn, p.schedule_id, Some(&asked.seats)).await? else {
             if msg.deliveries < CATALOG_LAG_DELIVERIES {
                 return Err(HandleError::Transient(format!(
                     "schedule {} not in the inventory yet",
@@ -173,15 +194,16 @@ impl Reaction for Hold {
             return Ok(Found::NoSchedule);
         };
         let on_sale = domain::on_sale(inventory.sales_open_at, inventory.cancelled, Utc::now());
-        let seats =
-            match domain::decide_hold(p.reservation_id, &requested(&p.seat_nos), &inventory.seats, on_sale) {
-                HoldDecision::Hold { .. } => store::lock_seats(txn, p.schedule_id, &seats).await?,
-                _ => inventory.seats,
-            };
+        let seats = match domain::decide_hold(p.reservation_id, asked.requested(), &inventory.seats, on_sale)
+        {
+            HoldDecision::Hold { .. } => store::lock_seats(txn, p.schedule_id, &asked.seats).await?,
+            _ => inventory.seats,
+        };
         Ok(Found::Schedule { concert: inventory.concert, on_sale, seats })
     }
 
-    fn decide(&self, req: &Self::Asked, found: Found) -> Result<Option<Holding>, HandleError> {
+    fn decide(&self, asked: &Self::Asked, found: Found) -> Result<Option<Holding>, HandleError> {
+        let req = &asked.req;
         let p = &req.payload;
         let reject = |reason| {
             let rejected = SeatReservationRejected {
@@ -195,11 +217,11 @@ impl Reaction for Hold {
         let Found::Schedule { concert, on_sale, seats } = found else {
             return reject(SeatRejectReason::NotFound);
         };
-        match domain::decide_hold(p.reservation_id, &requested(&p.seat_nos), &seats, on_sale) {
+        match domain::decide_hold(p.reservation_id, asked.requested(), &seats, on_sale) {
             HoldDecision::AlreadyHeld { .. } => Ok(None),
             HoldDecision::Reject(reason) => reject(reason),
             HoldDecision::Hold { amount } => {
-                Ok(Some(self.hold(req, concert, sorted(&p.seat_nos).0, amount)?))
+                Ok(Some(self.hold(req, concert, asked.seats.clone(), amount)?))
             }
         }
     }
@@ -244,22 +266,6 @@ impl Hold {
         let hold = store::Hold { schedule: p.schedule_id, seats, reservation: p.reservation_id, until };
         Ok(Holding::Change { change: hold, announced: reserved })
     }
-}
-
-/// The requested seats sorted and without repeats, and whether none repeated.
-fn sorted(requested: &[SeatNo]) -> (Vec<SeatNo>, bool) {
-    let mut seats = requested.to_vec();
-    seats.sort();
-    seats.dedup();
-    let distinct = seats.len() == requested.len();
-    (seats, distinct)
-}
-
-/// The seats a request asks for, sorted: none if it names a seat twice, an invalid request
-/// decided as one naming none.
-fn requested(asked: &[SeatNo]) -> Vec<SeatNo> {
-    let (seats, distinct) = sorted(asked);
-    if distinct { seats } else { Vec::new() }
 }
 
 /// Sells what a completed reservation holds, and announces `SoldOut` when that sold its
