@@ -1,9 +1,9 @@
 //! Reactions to the catalog, the seat service and the wallet.
 
 use crate::{
-    domain::Input,
+    domain::{Input, Reservation},
     error::Error,
-    saga::{self, Origin},
+    saga::{self, Origin, Planned},
     store::{self, Ending},
 };
 use contracts::{
@@ -11,8 +11,9 @@ use contracts::{
     PaymentFailed, PaymentRefunded, ReservationId, ScheduleCancelled, ScheduleCreated,
     SeatReservationRejected, SeatReserved, UserStatus, UserStatusChanged,
 };
-use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox};
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use messaging::{HandleError, Handler, InboxClaims, Incoming, Outbox, Reaction};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
+use std::collections::HashSet;
 
 /// Keeps the projection of schedules that requests are validated against; a schedule
 /// cancelled now ends every reservation of it (live ones FAILED `SCHEDULE_CANCELLED`, confirmed
@@ -49,8 +50,12 @@ async fn end_all(
     of: uuid::Uuid,
 ) -> Result<(), HandleError> {
     let meta = msg.meta();
+    let kind = match ending {
+        Ending::Cancelled => ScheduleCancelled::TYPE,
+        Ending::Blocked => UserStatusChanged::TYPE,
+    };
     for id in store::ended_by(txn, ending, of).await? {
-        let origin = Origin::Event { kind: msg.kind(), meta: &meta };
+        let origin = Origin::Event { kind, meta: &meta };
         match saga::apply(txn, outbox, id, ending.input(), origin).await {
             Ok(_) => {}
             Err(Error::Db(e)) => return Err(e.into()),
@@ -102,9 +107,117 @@ const KINDS: [&str; 8] = [
     CardPaymentRefunded::TYPE,
 ];
 
-impl Handler for Saga {
+/// What an event of the saga asks of its reservation.
+pub struct Asked {
+    id: ReservationId,
+    input: Input,
+    kind: &'static str,
+    meta: EnvelopeMeta,
+}
+
+impl Asked {
+    fn origin(&self) -> Origin<'_> {
+        Origin::Event { kind: self.kind, meta: &self.meta }
+    }
+}
+
+impl Reaction for Saga {
+    type Asked = Asked;
+    /// The reservation, locked; `None` when there is none.
+    type Found = Option<Reservation>;
+    type Plan = Planned;
+
     fn handles(&self, kind: &str) -> bool {
         KINDS.contains(&kind)
+    }
+
+    fn asked(&self, msg: &Incoming) -> Result<Asked, HandleError> {
+        let (id, input) = input_of(msg)?;
+        let kind = KINDS.into_iter().find(|k| *k == msg.kind()).unwrap_or_default();
+        Ok(Asked { id, input, kind, meta: msg.meta() })
+    }
+
+    /// Each reservation the batch names, once (a later event on it goes to the transaction),
+    /// decided on the copy this process remembers (what it, or another replica, wrote last) or
+    /// else on the rows read together in one statement. A copy another writer had overtaken
+    /// (its notice had not arrived yet) fails its compare-and-set, and is forgotten: planned
+    /// again, it is read. A refusal is left to the transaction, which decides on the locked row.
+    async fn assume_each(
+        &self,
+        db: &DatabaseConnection,
+        asked: &[(i64, &Asked)],
+    ) -> Result<Vec<(i64, Planned)>, HandleError> {
+        let mut named = HashSet::new();
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for &(position, asked) in asked.iter().filter(|(_, a)| named.insert(a.id)) {
+            match self.local.recent.take(asked.id) {
+                Some(copy) => known.push((position, asked, copy, true)),
+                None => unknown.push((position, asked)),
+            }
+        }
+        let ids: Vec<ReservationId> = unknown.iter().map(|(_, a)| a.id).collect();
+        let mut read = store::read_each(db, &ids).await?;
+        known.extend(
+            unknown.into_iter().filter_map(|(i, asked)| Some((i, asked, read.remove(&asked.id)?, false))),
+        );
+        let mut plans = Vec::with_capacity(known.len());
+        for (position, asked, (current, version), remembered) in known {
+            let decided =
+                match saga::decide(&self.outbox, asked.input.clone(), asked.origin(), current, Some(version))
+                {
+                    // Left to the transaction, even when the row was read.
+                    Err(Error::NotFound | Error::Refused(_)) => continue,
+                    decided => decided,
+                };
+            if let Some(planned) = self.local.to_save(decided, remembered).map_err(failed)? {
+                plans.push((position, planned));
+            }
+        }
+        Ok(plans)
+    }
+
+    fn may_be_stale(&self, plan: &Planned) -> bool {
+        plan.remembered
+    }
+
+    async fn load(
+        &self,
+        txn: &DatabaseTransaction,
+        asked: &Asked,
+        _: &Incoming,
+    ) -> Result<Option<Reservation>, HandleError> {
+        Ok(store::lock(txn, asked.id).await?)
+    }
+
+    fn decide(&self, asked: &Asked, found: Option<Reservation>) -> Result<Option<Planned>, HandleError> {
+        // Reservations commit before their first event is published, so this is a bug
+        // upstream or a foreign event: keep it in the DLQ.
+        let current = found.ok_or_else(|| HandleError::Permanent(format!("no reservation {}", asked.id)))?;
+        saga::decide(&self.outbox, asked.input.clone(), asked.origin(), current, None)
+            .map(Some)
+            .map_err(failed)
+    }
+
+    /// Plans decided outside a transaction are remembered as saved and offered to their
+    /// waiters; one decided on a locked row is not (its transaction may yet roll back), and
+    /// [`Reaction::after_commit`] wakes the waiters.
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, Planned)>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        let keyed: Vec<(i64, &Planned)> = plans.iter().map(|(i, p)| (*i, p)).collect();
+        let saved = saga::save(db, &self.outbox, &keyed, claims).await?;
+        let locked = plans.iter().any(|(_, p)| p.locked());
+        let mut applied: Vec<i64> = if locked {
+            saved.into_iter().map(|(i, _)| i).collect()
+        } else {
+            self.local.saved_each(saved).into_iter().map(|(i, ..)| i).collect()
+        };
+        applied.sort_unstable();
+        Ok(applied)
     }
 
     fn after_commit(&self, msg: &Incoming) {
@@ -113,42 +226,14 @@ impl Handler for Saga {
             self.local.changed(id);
         }
     }
+}
 
-    /// The events of a batch on reservations this process wrote last (as it does every hold
-    /// and payment it takes), each on its own reservation, applied in one statement; the rest
-    /// as [`Handler::handle`] says.
-    async fn at_once_each(
-        &self,
-        db: &DatabaseConnection,
-        claims: &InboxClaims<'_>,
-        msgs: &[Incoming],
-    ) -> Result<Vec<i64>, HandleError> {
-        let metas: Vec<EnvelopeMeta> = msgs.iter().map(Incoming::meta).collect();
-        let mut steps = Vec::with_capacity(msgs.len());
-        for ((position, msg), meta) in (1i64..).zip(msgs).zip(&metas) {
-            let Ok((id, input)) = input_of(msg) else { continue };
-            steps.push(saga::Step { position, id, input, origin: Origin::Event { kind: msg.kind(), meta } });
-        }
-        match saga::apply_each_at_once(db, &self.outbox, &self.local, steps, claims).await {
-            Ok(applied) => Ok(applied),
-            Err(Error::Db(e)) => Err(e.into()),
-            // Not found or refused: applied one by one, each event meets its own fate.
-            Err(_) => Ok(Vec::new()),
-        }
-    }
-
-    async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {
-        let (id, input) = input_of(msg)?;
-        let meta = msg.meta();
-        match saga::apply(txn, &self.outbox, id, input, Origin::Event { kind: msg.kind(), meta: &meta }).await
-        {
-            Ok(_) => Ok(()),
-            // Reservations commit before their first event is published, so this is a bug
-            // upstream or a foreign event: keep it in the DLQ.
-            Err(Error::NotFound) => Err(HandleError::Permanent(format!("no reservation {id}"))),
-            Err(Error::Db(e)) => Err(e.into()),
-            Err(refused) => Err(HandleError::Permanent(format!("event refused: {refused}"))),
-        }
+/// A failure to decide on a saga's event: a database error is transient; anything else
+/// (the reservation's state refuses the event) is permanent, and the DLQ keeps the event.
+fn failed(e: Error) -> HandleError {
+    match e {
+        Error::Db(e) => e.into(),
+        refused => HandleError::Permanent(format!("event refused: {refused}")),
     }
 }
 
@@ -196,8 +281,7 @@ mod tests {
     use crate::domain::{Reservation, Status};
     use chrono::Utc;
     use contracts::{Envelope, SeatRejectReason, Won};
-    use messaging::{Applied, Apply as _, PgInbox};
-    use sea_orm::ConnectionTrait as _;
+    use messaging::{Applied, Apply as _, PgInbox, react};
 
     const INBOX: &str = "reservation__SEAT";
 
@@ -277,7 +361,7 @@ mod tests {
         let claims = InboxClaims::new(crate::SCHEMA, INBOX, batch.iter().map(|m| m.envelope.id.0).collect());
         // `a` and `b` from memory, `c` read with the batch, `d` read again after its stale copy
         // failed; the event on `a` delivered twice and the one on nobody's are left.
-        assert_eq!(saga.at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2, 3, 4]);
+        assert_eq!(react(saga.clone()).at_once_each(&db, &claims, &batch).await.unwrap(), [1, 2, 3, 4]);
         assert_eq!(status(&db, &a).await, Status::Held);
         assert_eq!(status(&db, &b).await, Status::Failed);
         assert_eq!(status(&db, &c).await, Status::Held);
@@ -289,7 +373,7 @@ mod tests {
 
         // Delivered again: the applied ones are duplicates, and the transaction finds no
         // reservation for the last (a permanent failure: the DLQ keeps it).
-        let inbox = PgInbox::publishing(db.clone(), &saga.outbox.clone(), saga.clone());
+        let inbox = PgInbox::publishing(db.clone(), &saga.outbox.clone(), react(saga.clone()));
         let outcomes = inbox.apply_batch(INBOX, &batch).await;
         use Applied::Duplicate;
         let (last, applied) = outcomes.split_last().unwrap();

@@ -18,7 +18,7 @@ pub use domain::{Limits, Status, decide};
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
+use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime, react};
 use platform::{auth::JwtKeys, queue_guard::QueueGate, rate_limit::RateLimit, redis_acl::RedisKeys};
 use servicekit::{Service, StartError};
 use std::time::Duration;
@@ -76,7 +76,7 @@ impl Service for Reservations {
         let local = saga::Local::across_replicas(rt);
         let saga = handlers::Saga { outbox: outbox.clone(), local: local.clone() };
         let publishing =
-            |saga: &handlers::Saga| PgInbox::publishing(rt.db.clone(), &saga.outbox, saga.clone());
+            |saga: &handlers::Saga| PgInbox::publishing(rt.db.clone(), &saga.outbox, react(saga.clone()));
         let catalog = rt.consumer(
             ConsumerSpec::declared(NAME, Stream::Catalog)?,
             PgInbox::publishing(rt.db.clone(), &outbox, handlers::Catalog { outbox: outbox.clone() }),

@@ -18,19 +18,22 @@ use platform::{
     combine::{Batch, Combiner},
     idempotency::Kept,
 };
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
-use std::collections::{HashMap, HashSet};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
+use std::collections::HashMap;
 
 /// What brought an input.
 #[derive(Clone, Copy, Debug)]
 pub enum Origin<'a> {
     /// An event: its type goes into the timeline, and events emitted now name it as their cause.
-    Event { kind: &'a str, meta: &'a EnvelopeMeta },
+    Event { kind: &'static str, meta: &'a EnvelopeMeta },
     /// A request of the reservation's owner (anyone else's reservation is not found).
     Request { user: UserId },
+    /// A deadline passing, or an ending the reservation missed (the sweeper).
+    Sweep,
 }
 
-/// Applies `input` to reservation `id`. Returns the reservation afterwards.
+/// Applies `input` to reservation `id` in `txn`, on the row locked. Returns the reservation
+/// afterwards.
 pub async fn apply(
     txn: &DatabaseTransaction,
     outbox: &Outbox,
@@ -39,10 +42,9 @@ pub async fn apply(
     origin: Origin<'_>,
 ) -> Result<Reservation, Error> {
     let current = store::lock(txn, id).await?.ok_or(Error::NotFound)?;
-    let (seen, cause) = origin.of(&current)?;
-    let decision = domain::decide(&current, input).map_err(Error::Refused)?;
-    persist(txn, outbox, &current, &decision, seen, cause).await?;
-    Ok(decision.next)
+    let planned = decide(outbox, input, origin, current, None)?;
+    save_locked(txn, outbox, &planned).await?;
+    Ok(planned.next)
 }
 
 /// What this process knows beyond the database: the reservations as it (or, told by them, the
@@ -150,13 +152,18 @@ pub async fn apply_requested(
     keep: impl Fn(&Reservation) -> Result<Option<Kept>, Error>,
 ) -> Result<Option<(Reservation, Option<usize>)>, Error> {
     let Saves { db, outbox, local } = saves.batch();
-    let step = Step { position: 1, id, input, origin: Origin::Request { user } };
     // A remembered copy another replica had overtaken (its notice not arrived yet) fails the
     // compare-and-set: read the row and try once more before the caller's transaction.
     // The same for a copy that refuses the input: only the row as it stands may refuse.
     for memory in [true, false] {
-        let (planned, from_memory) = plan_known(db, outbox, local, step.clone(), memory).await?;
-        if let Some(mut planned) = planned {
+        let remembered = memory.then(|| local.recent.take(id)).flatten();
+        let from_memory = remembered.is_some();
+        let (current, version) = match remembered {
+            Some(known) => known,
+            None => store::read(db, id).await?.ok_or(Error::NotFound)?,
+        };
+        let decided = decide(outbox, input.clone(), Origin::Request { user }, current, Some(version));
+        if let Some(mut planned) = local.to_save(decided, from_memory)? {
             planned.kept = keep(&planned.next)?;
             if let Some(saved) = saves.run(planned).await? {
                 return Ok(Some(saved));
@@ -169,24 +176,6 @@ pub async fn apply_requested(
     Ok(None)
 }
 
-/// Decides `step` on the copy of its reservation this process remembers (with `memory`), or
-/// else on the row as read ([`plan`]); answers with it whether the copy came from memory.
-async fn plan_known<'a>(
-    db: &DatabaseConnection,
-    outbox: &Outbox,
-    local: &Local,
-    step: Step<'a>,
-    memory: bool,
-) -> Result<(Option<Planned<'a>>, bool), Error> {
-    let remembered = memory.then(|| local.recent.take(step.id)).flatten();
-    let from_memory = remembered.is_some();
-    let known = match remembered {
-        Some(known) => known,
-        None => store::read(db, step.id).await?.ok_or(Error::NotFound)?,
-    };
-    Ok((plan(outbox, local, step, known, from_memory)?, from_memory))
-}
-
 /// Requests' changes, written together when they arrive together ([`platform::combine`]);
 /// two changes of one reservation never share a statement (the second is decided on the first's
 /// copy, and its compare-and-set needs the first one's version).
@@ -197,181 +186,165 @@ pub struct Saves {
 }
 
 impl Batch for Saves {
-    type Item = Planned<'static>;
+    type Item = Planned;
     type Output = Option<(Reservation, Option<usize>)>;
     type Error = Error;
 
-    fn fits(&self, batch: &[Planned<'static>], item: &Planned<'static>) -> bool {
+    fn fits(&self, batch: &[Planned], item: &Planned) -> bool {
         !batch.iter().any(|p| p.next.id == item.next.id)
     }
 
-    async fn run(&self, batch: &[Planned<'static>]) -> Result<Vec<Self::Output>, Error> {
-        let keyed: Vec<(i64, &Planned<'_>)> = (1..).zip(batch).collect();
+    async fn run(&self, batch: &[Planned]) -> Result<Vec<Self::Output>, Error> {
+        let keyed: Vec<(i64, &Planned)> = (1..).zip(batch).collect();
+        let saved = save(&self.db, &self.outbox, &keyed, None).await?;
         let mut saved: HashMap<i64, (Reservation, Option<usize>)> =
-            save_planned(&self.db, &self.outbox, &self.local, &keyed, None)
-                .await?
-                .into_iter()
-                .map(|(i, r, entries)| (i, (r, entries)))
-                .collect();
+            self.local.saved_each(saved).into_iter().map(|(i, r, entries)| (i, (r, entries))).collect();
         Ok(keyed.iter().map(|(i, _)| saved.remove(i)).collect())
     }
 }
 
-/// An input to apply to a reservation, keyed by a position (from 1, as [`InboxClaims`] counts).
-#[derive(Clone)]
-pub struct Step<'a> {
-    pub position: i64,
-    pub id: ReservationId,
-    pub input: Input,
-    /// What asked for it: an event, or a user's request.
-    pub origin: Origin<'a>,
-}
-
-/// Applies events' inputs outside a transaction, in one statement (a single event is a batch of
-/// one), each with the inbox row of `claims` at its position: for those named by no earlier step, decided on the copy this process
-/// remembers (what it, or another replica, wrote last) or else on the rows read together in one
-/// statement. A copy another writer had overtaken (its notice had not arrived yet) fails its
-/// compare-and-set; those steps are read again and tried once more. Answers the positions
-/// applied; the others (an input only the locked row may refuse, a row moving under a busy
-/// writer) are left to the caller, to apply in a transaction, as are all of them on an error.
-pub async fn apply_each_at_once(
-    db: &DatabaseConnection,
-    outbox: &Outbox,
-    local: &Local,
-    steps: Vec<Step<'_>>,
-    claims: &InboxClaims<'_>,
-) -> Result<Vec<i64>, Error> {
-    let mut named = HashSet::new();
-    let mut pending: Vec<Step<'_>> = steps.into_iter().filter(|step| named.insert(step.id)).collect();
-    let mut applied = Vec::new();
-    for from_memory in [true, false] {
-        if pending.is_empty() {
-            break;
-        }
-        let mut known = Vec::new();
-        let mut unknown = Vec::new();
-        for step in pending.iter().cloned() {
-            match from_memory.then(|| local.recent.take(step.id)).flatten() {
-                Some(copy) => known.push((step, copy)),
-                None => unknown.push(step),
-            }
-        }
-        let ids: Vec<ReservationId> = unknown.iter().map(|s| s.id).collect();
-        let mut read = store::read_each(db, &ids).await?;
-        known.extend(unknown.into_iter().filter_map(|step| read.remove(&step.id).map(|row| (step, row))));
-        let mut planned = Vec::new();
-        for (step, copy) in known {
-            // As if remembered: a refusal is left to the transaction, which decides on the
-            // locked row.
-            planned.extend(plan(outbox, local, step, copy, true)?);
-        }
-        let keyed: Vec<(i64, &Planned<'_>)> = planned.iter().map(|p| (p.position, p)).collect();
-        let saved: HashSet<i64> = save_planned(db, outbox, local, &keyed, Some(claims))
-            .await?
-            .into_iter()
-            .map(|(i, ..)| i)
-            .collect();
-        pending.retain(|step| !saved.contains(&step.position));
-        applied.extend(saved);
-    }
-    applied.sort_unstable();
-    Ok(applied)
-}
-
 /// A decision taken on a known copy of a reservation, ready to save.
-pub struct Planned<'a> {
-    position: i64,
+pub struct Planned {
     current: Reservation,
-    version: String,
-    next: Reservation,
+    /// The row version it was decided on; `None` when on the row locked in a transaction.
+    version: Option<String>,
+    pub next: Reservation,
     events: Vec<OutboxRow>,
-    kinds: Vec<&'a str>,
+    kinds: Vec<&'static str>,
     view: bool,
+    /// Whether it was decided on a copy this process remembers rather than on the row as read.
+    pub remembered: bool,
     /// The request's answer to keep with the change ([`apply_requested`]).
     kept: Option<Kept>,
 }
 
-/// Decides `step` on `known` (a row and its version); `None` when there is nothing to save, or
-/// the copy `from_memory` refuses the step (only the row as it stands may refuse).
-fn plan<'a>(
-    outbox: &Outbox,
-    local: &Local,
-    Step { position, id, input, origin }: Step<'a>,
-    (current, version): (Reservation, String),
-    from_memory: bool,
-) -> Result<Option<Planned<'a>>, Error> {
-    let decided = origin.of(&current).and_then(|(seen, cause)| {
-        let decision = domain::decide(&current, input).map_err(Error::Refused)?;
-        Ok((seen, cause, decision))
-    });
-    let (seen, cause, decision) = match decided {
-        Ok(decided) => decided,
-        Err(Error::NotFound | Error::Refused(_)) if from_memory => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if decision.next == current {
-        return Ok(None);
+impl Planned {
+    /// Whether it was decided on the row locked in a transaction.
+    pub fn locked(&self) -> bool {
+        self.version.is_none()
     }
-    let (events, kinds) = outcome(outbox, &decision, seen, cause)?;
-    let view = local.wants_view(id);
-    Ok(Some(Planned { position, current, version, next: decision.next, events, kinds, view, kept: None }))
+
+    /// Whether it changes nothing, and announces nothing.
+    pub fn is_noop(&self) -> bool {
+        self.events.is_empty() && self.next == self.current
+    }
+
+    /// What [`store::save`] writes of it.
+    fn change(&self) -> store::Change<'_> {
+        store::Change {
+            expected: self.current.status,
+            version: self.version.as_deref(),
+            next: &self.next,
+            kinds: &self.kinds,
+            events: &self.events,
+            view: self.view,
+            kept: self.kept.as_ref(),
+        }
+    }
 }
 
-/// Saves `planned`, each keyed by a position (with `claims`, its message's), in one statement;
-/// remembers each reservation saved and offers its timeline to its waiters. Answers, by
-/// position, the reservations saved and the length of their timelines when answered.
-async fn save_planned(
-    db: &DatabaseConnection,
+/// Decides `input` (which `origin` brought) on `current`, the row at `version` (`None`: locked
+/// in the caller's transaction), with [`domain::decide`]: the plan that saves the decision, its
+/// timeline and its events, or why the input is refused.
+pub fn decide(
     outbox: &Outbox,
-    local: &Local,
-    planned: &[(i64, &Planned<'_>)],
+    input: Input,
+    origin: Origin<'_>,
+    current: Reservation,
+    version: Option<String>,
+) -> Result<Planned, Error> {
+    let (seen, cause) = origin.of(&current)?;
+    let decision = domain::decide(&current, input).map_err(Error::Refused)?;
+    let (events, kinds) = outcome(outbox, &decision, seen, cause)?;
+    Ok(Planned {
+        current,
+        version,
+        next: decision.next,
+        events,
+        kinds,
+        view: false,
+        remembered: false,
+        kept: None,
+    })
+}
+
+impl Local {
+    /// What of `decided` (on a copy remembered when `remembered`) to save outside a
+    /// transaction: `None` when it changes nothing but the timeline (left to the transaction,
+    /// as is a refusal on a remembered copy, which only the row as it stands may make).
+    pub fn to_save(
+        &self,
+        decided: Result<Planned, Error>,
+        remembered: bool,
+    ) -> Result<Option<Planned>, Error> {
+        match decided {
+            Ok(planned) if planned.next == planned.current => Ok(None),
+            Ok(planned) => {
+                let view = self.wants_view(planned.next.id);
+                Ok(Some(Planned { view, remembered, ..planned }))
+            }
+            Err(Error::NotFound | Error::Refused(_)) if remembered => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers each reservation `saved` (outside a transaction) and offers its timeline to its
+    /// waiters. Answers, by position, the reservations and the length of their timelines when
+    /// answered.
+    pub fn saved_each(&self, saved: Vec<(i64, store::Saved)>) -> Vec<(i64, Reservation, Option<usize>)> {
+        saved
+            .into_iter()
+            .map(|(i, saved)| {
+                let entries = saved.timeline.as_ref().map(Vec::len);
+                self.saved(saved.row.clone(), saved.version, saved.timeline);
+                (i, saved.row, entries)
+            })
+            .collect()
+    }
+}
+
+/// Saves `planned`, each keyed by a position (with `claims`, its message's), in one statement.
+/// Answers, by position, what was saved: nothing of a plan whose row moved on from its version.
+pub async fn save(
+    db: &impl ConnectionTrait,
+    outbox: &Outbox,
+    planned: &[(i64, &Planned)],
     claims: Option<&InboxClaims<'_>>,
-) -> Result<Vec<(i64, Reservation, Option<usize>)>, DbErr> {
-    let changes: Vec<(i64, store::Change<'_>)> = planned
-        .iter()
-        .map(|&(position, p)| {
-            let change = store::Change {
-                expected: p.current.status,
-                version: Some(&p.version),
-                next: &p.next,
-                kinds: &p.kinds,
-                events: &p.events,
-                view: p.view,
-                kept: p.kept.as_ref(),
-            };
-            (position, change)
-        })
-        .collect();
-    let saved = store::save(db, &changes, outbox, claims).await?;
-    Ok(saved
-        .into_iter()
-        .map(|(i, saved)| {
-            let entries = saved.timeline.as_ref().map(Vec::len);
-            local.saved(saved.row.clone(), saved.version, saved.timeline);
-            (i, saved.row, entries)
-        })
-        .collect())
+) -> Result<Vec<(i64, store::Saved)>, DbErr> {
+    let changes: Vec<(i64, store::Change<'_>)> = planned.iter().map(|(i, p)| (*i, p.change())).collect();
+    store::save(db, &changes, outbox, claims).await
+}
+
+/// Saves `planned`, decided on a row locked in `txn`, in `txn`.
+pub async fn save_locked(txn: &DatabaseTransaction, outbox: &Outbox, planned: &Planned) -> Result<(), DbErr> {
+    if save(txn, outbox, &[(1, planned)], None).await?.is_empty() {
+        // The row is locked, so its status cannot have moved; fail loudly (the transaction and
+        // the events written in it roll back).
+        return Err(DbErr::Custom(format!("reservation {} changed under its lock", planned.next.id)));
+    }
+    Ok(())
 }
 
 impl<'a> Origin<'a> {
     /// The event type to put into the timeline and the event to name as cause, or `NotFound`
     /// for a request of someone other than the owner of `current`.
-    fn of(self, current: &Reservation) -> Result<(Option<&'a str>, Option<&'a EnvelopeMeta>), Error> {
+    fn of(self, current: &Reservation) -> Result<(Option<&'static str>, Option<&'a EnvelopeMeta>), Error> {
         match self {
             Origin::Event { kind, meta } => Ok((Some(kind), Some(meta))),
             Origin::Request { user } if user == current.user_id => Ok((None, None)),
             Origin::Request { .. } => Err(Error::NotFound),
+            Origin::Sweep => Ok((None, None)),
         }
     }
 }
 
 /// The outbox rows of a decision, and the timeline entries: the event seen, then those emitted.
-fn outcome<'a>(
+fn outcome(
     outbox: &Outbox,
     decision: &Decision,
-    seen: Option<&'a str>,
+    seen: Option<&'static str>,
     cause: Option<&EnvelopeMeta>,
-) -> Result<(Vec<OutboxRow>, Vec<&'a str>), DbErr> {
+) -> Result<(Vec<OutboxRow>, Vec<&'static str>), DbErr> {
     let events = decision
         .emit
         .iter()
@@ -379,37 +352,6 @@ fn outcome<'a>(
         .collect::<Result<Vec<_>, _>>()?;
     let kinds = seen.into_iter().chain(events.iter().map(|e| e.kind)).collect();
     Ok((events, kinds))
-}
-
-/// Saves a decision taken on the locked `current`.
-pub async fn persist(
-    txn: &DatabaseTransaction,
-    outbox: &Outbox,
-    current: &Reservation,
-    decision: &Decision,
-    seen: Option<&str>,
-    cause: Option<&EnvelopeMeta>,
-) -> Result<(), DbErr> {
-    let (events, kinds) = outcome(outbox, decision, seen, cause)?;
-    if decision.next == *current {
-        outbox.push_rows(txn, &events).await?;
-        return store::record(txn, current.id, &kinds).await;
-    }
-    let change = store::Change {
-        expected: current.status,
-        version: None,
-        next: &decision.next,
-        kinds: &kinds,
-        events: &events,
-        view: false,
-        kept: None,
-    };
-    if store::save(txn, &[(1, change)], outbox, None).await?.is_empty() {
-        // The row is locked, so its status cannot have moved; fail loudly (the transaction and
-        // the events written in it roll back).
-        return Err(DbErr::Custom(format!("reservation {} changed under its lock", current.id)));
-    }
-    Ok(())
 }
 
 /// The outbox row of what `emit` announces about `r`.

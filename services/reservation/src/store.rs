@@ -731,8 +731,11 @@ pub async fn save(
             Ok((row.try_get::<i64>("", "i")?, saved))
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
-    for (_, s) in &saved {
-        if s.row.status.is_terminal() {
+    // A saga ends when its row moves into a terminal status; a change of a row already there
+    // (money arriving late, and given back) ends nothing.
+    let expected: HashMap<i64, Status> = changes.iter().map(|(i, c)| (*i, c.expected)).collect();
+    for (i, s) in &saved {
+        if s.row.status.is_terminal() && expected.get(i) != Some(&s.row.status) {
             ended(&s.row);
         }
     }
@@ -740,8 +743,8 @@ pub async fn save(
 }
 
 /// Counts a saga that ended (`saga_outcomes_total` by status and reason) and how long it took
-/// from its request (`saga_duration_seconds`). A save moves a row out of the status it expects,
-/// and no status follows a terminal one, so each saga ends here once.
+/// from its request (`saga_duration_seconds`): once, when a save moves its row into a terminal
+/// status, from which no status follows.
 fn ended(r: &Reservation) {
     let status = r.status.as_str();
     let reason = r.failure_reason.map_or_else(|| "none".to_owned(), reason_str);
@@ -757,22 +760,6 @@ pub struct TimelineEntry {
     #[serde(rename = "type")]
     pub kind: String,
     pub at: DateTime<Utc>,
-}
-
-/// Appends timeline entries (event types seen or emitted) in order. They live in the row, so
-/// its version moves with its timeline: a compare-and-set from an earlier version fails rather
-/// than answer a view that lacks these entries.
-pub async fn record(db: &impl ConnectionTrait, id: ReservationId, kinds: &[&str]) -> Result<(), DbErr> {
-    if kinds.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "UPDATE reservation.reservations SET updated_at = now(), timeline = timeline || {} WHERE id = $1",
-        timeline_entries("$2::text[]")
-    );
-    let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
-    db.execute_raw(stmt(&sql, [id.0.into(), kinds.into()])).await?;
-    Ok(())
 }
 
 /// The timeline entries (a JSON array of `{type, at}`, `at` the transaction's time) of the event

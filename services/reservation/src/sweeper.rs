@@ -3,10 +3,7 @@
 //! cancellation or a user's block missed (started as it ran). Safe with many replicas: due rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, and every change is a compare-and-set through `decide`.
 
-use crate::{
-    domain::{self, Input},
-    saga, store,
-};
+use crate::{domain::Input, error::Error, saga, store};
 use chrono::Utc;
 use messaging::Outbox;
 use platform::{config::SagaClocks, periodic::Pass};
@@ -55,13 +52,18 @@ impl Sweeper {
             }
         }
         let mut changed = Vec::new();
-        for (r, input) in &due {
-            let Ok(decision) = domain::decide(r, input.clone()) else { continue };
-            if decision.is_noop(r) {
+        for (r, input) in due {
+            let planned = match saga::decide(&self.outbox, input, saga::Origin::Sweep, r, None) {
+                Ok(planned) => planned,
+                Err(Error::Db(e)) => return Err(e),
+                // Not due after all (`decide` refuses it).
+                Err(_) => continue,
+            };
+            if planned.is_noop() {
                 continue;
             }
-            saga::persist(&txn, &self.outbox, r, &decision, None, None).await?;
-            changed.push(r.id);
+            saga::save_locked(&txn, &self.outbox, &planned).await?;
+            changed.push(planned.next.id);
         }
         self.outbox.commit(txn).await?;
         for id in &changed {

@@ -9,7 +9,8 @@
 //! - **at once**: each event is planned without reading the tables ([`Reaction::assume`]), and
 //!   every plan of the batch is saved by one statement outside a transaction, with the inbox
 //!   rows of the positions it applied. A plan whose guard fails (the wallet does not cover it,
-//!   a seat was taken) changes nothing, and its event goes the other way;
+//!   a seat was taken) changes nothing, and its event goes the other way. A plan made on a
+//!   copy the process remembers ([`Reaction::may_be_stale`]) is first planned once more;
 //! - **in a transaction** (the events not applied at once, a duplicate, an error): load, with the
 //!   rows the plan will change locked, decide again on what was found, and save the one plan by
 //!   the same statement. Under the locks its guard holds; a plan it still refuses is a
@@ -48,6 +49,33 @@ pub trait Reaction: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Self::Plan>, HandleError>> + Send + 'a {
         let _ = (db, asked, earlier);
         async { Ok(None) }
+    }
+
+    /// The plans for a batch's events made without reading the tables one by one, keyed by
+    /// position: a reaction that reads what it remembers, or all the batch's rows in one
+    /// statement, says so here. By default each event is [`Reaction::assume`]d in turn.
+    fn assume_each<'a>(
+        &'a self,
+        db: &'a DatabaseConnection,
+        asked: &'a [(i64, &'a Self::Asked)],
+    ) -> impl Future<Output = Result<Vec<(i64, Self::Plan)>, HandleError>> + Send + 'a {
+        async move {
+            let mut plans = Vec::new();
+            for (position, asked) in asked {
+                if let Some(plan) = self.assume(db, asked, &plans).await? {
+                    plans.push((*position, plan));
+                }
+            }
+            Ok(plans)
+        }
+    }
+
+    /// Whether `plan` was made on a copy this process remembers rather than on what it read:
+    /// when its guard fails, the copy was only stale, and the event is assumed once more (the
+    /// reaction having forgotten the copy) before it goes to the transaction.
+    fn may_be_stale(&self, plan: &Self::Plan) -> bool {
+        let _ = plan;
+        false
     }
 
     /// Reads in `txn` what deciding `asked` needs, locking the rows its plan would change.
@@ -154,25 +182,34 @@ impl<R: Reaction> Reacting<R> {
         Or(self, other)
     }
 
-    /// The plans assumed for those of `msgs` it handles, by position.
-    async fn assumed(
-        &self,
-        db: &DatabaseConnection,
-        msgs: &[Incoming],
-    ) -> Result<Vec<(i64, R::Plan)>, HandleError> {
-        let mut plans = Vec::new();
-        for (position, msg) in (1i64..).zip(msgs) {
-            if !self.0.handles(msg.kind()) {
-                continue;
-            }
+    /// What those of `msgs` it handles ask, by position.
+    fn asked_of(&self, msgs: &[Incoming]) -> Vec<(i64, R::Asked)> {
+        (1i64..)
+            .zip(msgs)
+            .filter(|(_, msg)| self.0.handles(msg.kind()))
             // An event that does not decode is refused again in the transaction, and
             // dead-lettered.
-            let Ok(asked) = self.0.asked(msg) else { continue };
-            if let Some(plan) = self.0.assume(db, &asked, &plans).await? {
-                plans.push((position, plan));
-            }
+            .filter_map(|(position, msg)| Some((position, self.0.asked(msg).ok()?)))
+            .collect()
+    }
+
+    /// Saves the plans assumed for `asked`, with `claims`' inbox rows; answers the positions
+    /// applied and those of plans [`Reaction::may_be_stale`] that were not.
+    async fn assume_and_save(
+        &self,
+        db: &DatabaseConnection,
+        claims: &InboxClaims<'_>,
+        asked: &[(i64, &R::Asked)],
+    ) -> Result<(Vec<i64>, Vec<i64>), HandleError> {
+        let plans = self.0.assume_each(db, asked).await?;
+        if plans.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
         }
-        Ok(plans)
+        let stale: Vec<i64> =
+            plans.iter().filter(|(_, plan)| self.0.may_be_stale(plan)).map(|(i, _)| *i).collect();
+        let applied = self.0.save(db, plans, Some(claims)).await?;
+        let stale = stale.into_iter().filter(|i| !applied.contains(i)).collect();
+        Ok((applied, stale))
     }
 }
 
@@ -187,11 +224,15 @@ impl<R: Reaction> Handler for Reacting<R> {
         claims: &InboxClaims<'_>,
         msgs: &[Incoming],
     ) -> Result<Vec<i64>, HandleError> {
-        let plans = self.assumed(db, msgs).await?;
-        if plans.is_empty() {
-            return Ok(Vec::new());
+        let asked = self.asked_of(msgs);
+        let asked: Vec<(i64, &R::Asked)> = asked.iter().map(|(i, a)| (*i, a)).collect();
+        let (mut applied, stale) = self.assume_and_save(db, claims, &asked).await?;
+        if !stale.is_empty() {
+            let again: Vec<(i64, &R::Asked)> = asked.into_iter().filter(|(i, _)| stale.contains(i)).collect();
+            applied.extend(self.assume_and_save(db, claims, &again).await?.0);
+            applied.sort_unstable();
         }
-        self.0.save(db, plans, Some(claims)).await
+        Ok(applied)
     }
 
     async fn handle(&self, txn: &DatabaseTransaction, msg: &Incoming) -> Result<(), HandleError> {

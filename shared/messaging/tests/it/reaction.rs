@@ -282,3 +282,107 @@ async fn what_one_reaction_applied_at_once_stays_applied_when_another_of_the_bat
     assert!(matches!(outcomes[0], Err(HandleError::Transient(_))), "{outcomes:?}");
     assert!(matches!(outcomes[1], Ok(Applied::Duplicate)), "{outcomes:?}");
 }
+
+/// [`OnePerReservation`] planning at once on what it remembers of a reservation (that it has
+/// no record yet), or else on what it reads; a copy planned on is forgotten.
+struct Remembering {
+    inner: OnePerReservation,
+    unrecorded: std::sync::Mutex<std::collections::HashSet<ReservationId>>,
+}
+
+/// Whether `reservation` has its record, read without a lock.
+async fn has_record(db: &DatabaseConnection, reservation: ReservationId) -> Result<bool, HandleError> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT EXISTS (SELECT FROM probe.applied WHERE trace_id = $1) AS recorded",
+            [reservation.to_string().into()],
+        ))
+        .await?
+        .ok_or_else(|| HandleError::Transient("no row".into()))?;
+    row.try_get("", "recorded").map_err(|e| HandleError::Transient(e.to_string()))
+}
+
+impl Reaction for Remembering {
+    type Asked = Asked;
+    type Found = bool;
+    /// A plan, and whether it was made on a remembered copy.
+    type Plan = (Plan, bool);
+
+    fn handles(&self, kind: &str) -> bool {
+        self.inner.handles(kind)
+    }
+
+    fn asked(&self, msg: &Incoming) -> Result<Asked, HandleError> {
+        self.inner.asked(msg)
+    }
+
+    async fn assume_each(
+        &self,
+        db: &DatabaseConnection,
+        asked: &[(i64, &Asked)],
+    ) -> Result<Vec<(i64, (Plan, bool))>, HandleError> {
+        let mut plans = Vec::new();
+        for &(position, asked) in asked {
+            let Some(reservation) = asked.reservation else { continue };
+            let remembered = self.unrecorded.lock().unwrap().remove(&reservation);
+            let plan = if remembered || !has_record(db, reservation).await? {
+                Plan::Record { event: asked.event, reservation }
+            } else {
+                Plan::Refuse { event: asked.event }
+            };
+            plans.push((position, (plan, remembered)));
+        }
+        Ok(plans)
+    }
+
+    fn may_be_stale(&self, (_, remembered): &(Plan, bool)) -> bool {
+        *remembered
+    }
+
+    async fn load(
+        &self,
+        txn: &DatabaseTransaction,
+        asked: &Asked,
+        msg: &Incoming,
+    ) -> Result<bool, HandleError> {
+        self.inner.load(txn, asked, msg).await
+    }
+
+    fn decide(&self, asked: &Asked, recorded: bool) -> Result<Option<(Plan, bool)>, HandleError> {
+        Ok(self.inner.decide(asked, recorded)?.map(|plan| (plan, false)))
+    }
+
+    async fn save<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        plans: Vec<(i64, (Plan, bool))>,
+        claims: Option<&InboxClaims<'_>>,
+    ) -> Result<Vec<i64>, HandleError> {
+        self.inner.save(db, plans.into_iter().map(|(i, (plan, _))| (i, plan)).collect(), claims).await
+    }
+}
+
+#[tokio::test]
+async fn a_plan_on_a_stale_remembered_copy_is_planned_again_on_what_is_read_and_saved_at_once() {
+    let env = env().await;
+    let (r1, r2) = (ReservationId::new(), ReservationId::new());
+    let first = on(r1, 1);
+    let inbox = PgInbox::new(env.db.clone(), "probe", react(OnePerReservation { blind: false }));
+    assert_eq!(inbox.apply(INBOX, &first).await.unwrap(), Applied::Done);
+
+    // It remembers both reservations without a record; `r1` has had one since (the copy is
+    // stale), `r2` has none (the copy is right).
+    let unrecorded: std::collections::HashSet<_> = [r1, r2].into_iter().collect();
+    let handler =
+        react(Remembering { inner: OnePerReservation { blind: false }, unrecorded: unrecorded.into() });
+    let (late, other) = (on(r1, 1), on(r2, 1));
+    let claims = InboxClaims::new("probe", INBOX, vec![late.envelope.id.0, other.envelope.id.0]);
+    let batch = [late.clone(), other.clone()];
+    // Both planned on memory; the guard refuses `late`'s record, which is planned again on
+    // what is read (a refusal) and saved at once with its inbox row.
+    assert_eq!(messaging::Handler::at_once_each(&handler, &env.db, &claims, &batch).await.unwrap(), [1, 2]);
+    assert_eq!(recorded_as(&env.db, &late).await, ["refused"]);
+    assert_eq!(recorded_as(&env.db, &other).await, [r2.to_string()]);
+    assert_eq!(applied(&env, late.envelope.id.0).await, 1);
+}
