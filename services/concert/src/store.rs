@@ -71,7 +71,11 @@ pub async fn find_concert_by_name(db: &impl ConnectionTrait, name: &str) -> Resu
             [name.into()],
         ))
         .await?;
-    row.map(|r| r.try_get("", "id")).transpose()
+    #[derive(FromQueryResult)]
+    struct Found {
+        id: ConcertId,
+    }
+    row.map(|r| Ok(Found::from_query_result(&r, "")?.id)).transpose()
 }
 
 /// Concerts in creation order after the cursor, `limit` of them.

@@ -120,14 +120,21 @@ pub async fn claim_due(
             [i64::try_from(limit).unwrap_or(i64::MAX).into(), millis(lease)],
         ))
         .await?;
+    #[derive(FromQueryResult)]
+    struct Due {
+        id: uuid::Uuid,
+        payload: serde_json::Value,
+        attempts: i32,
+        next_attempt_at: DateTime<Utc>,
+    }
     rows.iter()
         .map(|r| {
-            let attempts: i32 = r.try_get("", "attempts")?;
+            let due = Due::from_query_result(r, "")?;
             Ok(Claimed {
-                id: DeliveryId(r.try_get("", "id")?),
-                payload: r.try_get("", "payload")?,
-                attempts: u32::try_from(attempts).unwrap_or(0),
-                lease_until: r.try_get("", "next_attempt_at")?,
+                id: DeliveryId(due.id),
+                payload: due.payload,
+                attempts: u32::try_from(due.attempts).unwrap_or(0),
+                lease_until: due.next_attempt_at,
             })
         })
         .collect()

@@ -52,6 +52,12 @@ struct Row {
 }
 
 /// The reservation in a row that holds [`COLUMNS`] (and perhaps more).
+/// A row's version (`xmin::text AS version`), read beside its columns.
+#[derive(FromQueryResult)]
+struct Versioned {
+    version: String,
+}
+
 fn reservation(r: &QueryResult) -> Result<Reservation, DbErr> {
     let row = Row::from_query_result(r, "")?;
     Ok(Reservation {
@@ -131,13 +137,33 @@ async fn schedule(
             [schedule.0.into()],
         ))
         .await?;
+    #[derive(FromQueryResult)]
+    struct Known {
+        concert_id: ConcertId,
+        seat_nos: Vec<i32>,
+    }
     row.map(|r| {
-        Ok((
-            ConcertId(r.try_get("", "concert_id")?),
-            r.try_get::<Vec<i32>>("", "seat_nos")?.into_iter().map(SeatNo).collect(),
-        ))
+        let known = Known::from_query_result(&r, "")?;
+        Ok((known.concert_id, known.seat_nos.into_iter().map(SeatNo).collect()))
     })
     .transpose()
+}
+
+/// The version of a reservation the insert stored; none when it did not store it.
+#[derive(FromQueryResult)]
+struct MaybeStored {
+    version: Option<String>,
+}
+
+/// What the insert answers of a reservation it did not store: the user's share of the
+/// schedule, and the seat taken (`n`), if one was.
+#[derive(FromQueryResult)]
+struct Refused {
+    user_live: bool,
+    user_seats: i32,
+    user_blocked: bool,
+    user_started: i32,
+    n: Option<i32>,
 }
 
 /// What [`insert_each_unless_taken`] did with one reservation.
@@ -300,29 +326,24 @@ pub async fn insert_each_unless_taken(
     rows.iter()
         .zip(new)
         .map(|(row, n)| {
-            if row.try_get::<Option<uuid::Uuid>>("", "id")?.is_some() {
-                return Ok(Inserted::Stored(Stored {
-                    row: reservation(row)?,
-                    version: row.try_get("", "version")?,
-                    entries: n.events.len(),
-                }));
+            if let Some(version) = MaybeStored::from_query_result(row, "")?.version {
+                let stored = Stored { row: reservation(row)?, version, entries: n.events.len() };
+                return Ok(Inserted::Stored(stored));
             }
+            let refused = Refused::from_query_result(row, "")?;
             let share = Share {
-                live: row.try_get("", "user_live")?,
-                seats: row.try_get::<i32>("", "user_seats")? as u32,
-                blocked: row.try_get("", "user_blocked")?,
-                started: row.try_get::<i32>("", "user_started")? as u32,
+                live: refused.user_live,
+                seats: refused.user_seats as u32,
+                blocked: refused.user_blocked,
+                started: refused.user_started as u32,
             };
-            Ok(
-                match (over_limit(share, n.row.seat_nos.len(), limits), row.try_get::<Option<i32>>("", "n")?)
-                {
-                    (Some(limit), _) => Inserted::Limited(limit),
-                    (None, Some(seat)) => Inserted::Taken(SeatNo(seat)),
-                    // Checked clear, yet not inserted: another statement wrote the user's live
-                    // reservation of the schedule meanwhile.
-                    (None, None) => Inserted::Limited(Limit::OneLive),
-                },
-            )
+            Ok(match (over_limit(share, n.row.seat_nos.len(), limits), refused.n) {
+                (Some(limit), _) => Inserted::Limited(limit),
+                (None, Some(seat)) => Inserted::Taken(SeatNo(seat)),
+                // Checked clear, yet not inserted: another statement wrote the user's live
+                // reservation of the schedule meanwhile.
+                (None, None) => Inserted::Limited(Limit::OneLive),
+            })
         })
         .collect()
 }
@@ -428,7 +449,11 @@ pub async fn ended_by(
             [of.into()],
         ))
         .await?;
-    rows.iter().map(|r| r.try_get::<uuid::Uuid>("", "id").map(ReservationId)).collect()
+    #[derive(FromQueryResult)]
+    struct Ended {
+        id: ReservationId,
+    }
+    rows.iter().map(|r| Ok(Ended::from_query_result(r, "")?.id)).collect()
 }
 
 /// The reservations `ending` ends of schedules cancelled, or users blocked, since `since`,
@@ -552,7 +577,7 @@ pub async fn read(
     else {
         return Ok(None);
     };
-    Ok(Some((reservation(&row)?, row.try_get("", "version")?)))
+    Ok(Some((reservation(&row)?, Versioned::from_query_result(&row, "")?.version)))
 }
 
 /// Several reservations and their row versions, read without a lock in one statement: for
@@ -576,7 +601,7 @@ pub async fn read_each(
     rows.iter()
         .map(|row| {
             let r = reservation(row)?;
-            Ok((r.id, (r, row.try_get("", "version")?)))
+            Ok((r.id, (r, Versioned::from_query_result(row, "")?.version)))
         })
         .collect()
 }
@@ -725,10 +750,15 @@ pub async fn save(
     let saved = rows
         .iter()
         .map(|row| {
-            let timeline =
-                row.try_get::<Option<serde_json::Value>>("", "timeline")?.map(timeline_of).transpose()?;
-            let saved = Saved { row: reservation(row)?, version: row.try_get("", "version")?, timeline };
-            Ok((row.try_get::<i64>("", "i")?, saved))
+            #[derive(FromQueryResult)]
+            struct Changed {
+                i: i64,
+                version: String,
+                timeline: Option<serde_json::Value>,
+            }
+            let Changed { i, version, timeline } = Changed::from_query_result(row, "")?;
+            let timeline = timeline.map(timeline_of).transpose()?;
+            Ok((i, Saved { row: reservation(row)?, version, timeline }))
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
     // A saga ends when its row moves into a terminal status; a change of a row already there
@@ -786,8 +816,14 @@ pub async fn get_with_timeline(
         ))
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let timeline = timeline_of(row.try_get("", "timeline")?)?;
+    let timeline = timeline_of(Timeline::from_query_result(&row, "")?.timeline)?;
     Ok(Some((reservation(&row)?, timeline)))
+}
+
+/// A row's `timeline` column.
+#[derive(FromQueryResult)]
+struct Timeline {
+    timeline: serde_json::Value,
 }
 
 /// Reads a row's `timeline`.
@@ -800,7 +836,7 @@ pub async fn timeline(db: &impl ConnectionTrait, id: ReservationId) -> Result<Ve
     let row = db
         .query_one_raw(stmt("SELECT timeline FROM reservation.reservations WHERE id = $1", [id.0.into()]))
         .await?;
-    row.map_or(Ok(Vec::new()), |r| timeline_of(r.try_get("", "timeline")?))
+    row.map_or(Ok(Vec::new()), |r| timeline_of(Timeline::from_query_result(&r, "")?.timeline))
 }
 
 /// Open reservations whose clock has run out, locked (skipping rows another sweeper holds).

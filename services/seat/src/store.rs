@@ -5,7 +5,7 @@ use crate::domain::{Seat, SeatStatus};
 use chrono::{DateTime, Utc};
 use contracts::{ConcertId, ReservationId, ScheduleId, SeatNo, SeatPrice, Won};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow, When};
-use platform::memo::Memo;
+use platform::{memo::Memo, rows::Count};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
 use std::{collections::HashMap, sync::Arc};
 
@@ -54,6 +54,12 @@ fn seat(r: &sea_orm::QueryResult) -> Result<Seat, DbErr> {
     Seat::from_query_result(r, "")
 }
 
+/// The schedule a row is of.
+#[derive(FromQueryResult)]
+struct OfSchedule {
+    schedule_id: ScheduleId,
+}
+
 /// A schedule as the inventory knows it.
 #[derive(Clone, Debug)]
 pub struct Inventory {
@@ -84,15 +90,25 @@ pub async fn inventory(
             [schedule.0.into(), seats.map(nos).into()],
         ))
         .await?;
+    #[derive(FromQueryResult)]
+    struct Sale {
+        concert_id: ConcertId,
+        sales_open_at: Option<DateTime<Utc>>,
+        cancelled: bool,
+    }
+    /// A row's seat, none where the schedule has none of those asked.
+    #[derive(FromQueryResult)]
+    struct MaybeSeat {
+        seat_no: Option<SeatNo>,
+    }
     let Some(first) = rows.first() else { return Ok(None) };
-    let concert = ConcertId(first.try_get("", "concert_id")?);
-    let sales_open_at = first.try_get("", "sales_open_at")?;
-    let cancelled = first.try_get("", "cancelled")?;
-    let found = rows
-        .iter()
-        .filter(|r| r.try_get::<Option<i32>>("", "seat_no").is_ok_and(|n| n.is_some()))
-        .map(seat)
-        .collect::<Result<_, _>>()?;
+    let Sale { concert_id: concert, sales_open_at, cancelled } = Sale::from_query_result(first, "")?;
+    let mut found = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if MaybeSeat::from_query_result(r, "")?.seat_no.is_some() {
+            found.push(seat(r)?);
+        }
+    }
     Ok(Some(Inventory { concert, sales_open_at, cancelled, seats: found }))
 }
 
@@ -111,7 +127,7 @@ pub async fn maps_of(
         .await?;
     let mut maps: HashMap<ScheduleId, Vec<Seat>> = HashMap::new();
     for r in &rows {
-        let schedule = ScheduleId(r.try_get("", "schedule_id")?);
+        let schedule = OfSchedule::from_query_result(r, "")?.schedule_id;
         maps.entry(schedule).or_default().push(seat(r)?);
     }
     Ok(maps)
@@ -298,13 +314,16 @@ pub async fn sell_each(
         .claims(claims)
         .rows(db)
         .await?;
+    #[derive(FromQueryResult)]
+    struct Sold {
+        i: i64,
+        schedule_id: ScheduleId,
+        seat_no: SeatNo,
+    }
     rows.iter()
         .map(|r| {
-            Ok((
-                r.try_get("", "i")?,
-                ScheduleId(r.try_get("", "schedule_id")?),
-                SeatNo(r.try_get("", "seat_no")?),
-            ))
+            let Sold { i, schedule_id, seat_no } = Sold::from_query_result(r, "")?;
+            Ok((i, schedule_id, seat_no))
         })
         .collect()
 }
@@ -326,12 +345,15 @@ pub async fn sold_out(
             [schedule.0.into()],
         ))
         .await?;
+    #[derive(FromQueryResult)]
+    struct SoldOut {
+        concert_id: ConcertId,
+        first_sold_at: DateTime<Utc>,
+        last_sold_at: DateTime<Utc>,
+    }
     row.map(|r| {
-        Ok((
-            ConcertId(r.try_get("", "concert_id")?),
-            r.try_get("", "first_sold_at")?,
-            r.try_get("", "last_sold_at")?,
-        ))
+        let SoldOut { concert_id, first_sold_at, last_sold_at } = SoldOut::from_query_result(&r, "")?;
+        Ok((concert_id, first_sold_at, last_sold_at))
     })
     .transpose()
 }
@@ -359,7 +381,7 @@ pub async fn mark_sold_out(
             values,
         ))
         .await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()? == Some(1))
+    Ok(Count::of(row)? == 1)
 }
 
 /// Seats of one reservation released together.
@@ -378,7 +400,7 @@ pub async fn held_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> Re
             [cutoff.into()],
         ))
         .await?;
-    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+    Count::of(row)
 }
 
 /// Releases up to `limit` seats HELD until before `cutoff` (seats another transaction has locked
@@ -401,10 +423,15 @@ pub async fn release_held_before(
         ))
         .await?;
     let mut out: Vec<Released> = Vec::new();
+    #[derive(FromQueryResult)]
+    struct Freed {
+        schedule_id: ScheduleId,
+        reservation_id: ReservationId,
+        seat_no: SeatNo,
+    }
     for r in rows {
-        let schedule = ScheduleId(r.try_get("", "schedule_id")?);
-        let reservation = ReservationId(r.try_get("", "reservation_id")?);
-        let seat = SeatNo(r.try_get("", "seat_no")?);
+        let Freed { schedule_id: schedule, reservation_id: reservation, seat_no: seat } =
+            Freed::from_query_result(&r, "")?;
         match out.iter_mut().find(|x| x.reservation == reservation && x.schedule == schedule) {
             Some(x) => x.seats.push(seat),
             None => out.push(Released { schedule, reservation, seats: vec![seat] }),

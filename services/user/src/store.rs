@@ -123,6 +123,10 @@ async fn set(
     let Some(row) = db.query_one_raw(stmt(&sql, [id.0.into(), value.into()])).await? else {
         return Ok(None);
     };
-    let changed: bool = row.try_get("", "changed")?;
+    #[derive(FromQueryResult)]
+    struct Changed {
+        changed: bool,
+    }
+    let Changed { changed } = Changed::from_query_result(&row, "")?;
     Ok(Some((Row::from_query_result(&row, "")?.try_into()?, changed)))
 }

@@ -4,7 +4,9 @@
 use crate::domain::PaymentStatus;
 use contracts::{ChargeId, PaymentId, ReservationId, UserId, Won};
 use messaging::{BatchWrite, InboxClaims, Input, Outbox, OutboxRow};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement, Value};
+
+platform::text_column!(PaymentStatus);
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
@@ -21,7 +23,20 @@ pub async fn credit(db: &impl ConnectionTrait, user: UserId, amount: Won) -> Res
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotInserted)?;
-    Ok(Won(row.try_get("", "balance")?))
+    Ok(Balance::from_query_result(&row, "")?.balance)
+}
+
+/// A wallet's `balance`.
+#[derive(FromQueryResult)]
+struct Balance {
+    balance: Won,
+}
+
+impl Balance {
+    /// The balance `row` answers; 0 without a row (a wallet never charged).
+    fn of(row: Option<sea_orm::QueryResult>) -> Result<Won, DbErr> {
+        row.map_or(Ok(Won(0)), |r| Ok(Self::from_query_result(&r, "")?.balance))
+    }
 }
 
 /// The wallet's balance, locked until the transaction ends (0, and nothing locked, for a
@@ -33,7 +48,7 @@ pub async fn balance_for_update(db: &impl ConnectionTrait, user: UserId) -> Resu
             [user.0.into()],
         ))
         .await?;
-    Ok(Won(row.map(|r| r.try_get("", "balance")).transpose()?.unwrap_or(0)))
+    Balance::of(row)
 }
 
 /// The current balance (0 for a wallet never charged).
@@ -41,7 +56,7 @@ pub async fn balance(db: &impl ConnectionTrait, user: UserId) -> Result<Won, DbE
     let row = db
         .query_one_raw(stmt("SELECT balance FROM wallet.wallets WHERE user_id = $1", [user.0.into()]))
         .await?;
-    Ok(Won(row.map(|r| r.try_get("", "balance")).transpose()?.unwrap_or(0)))
+    Balance::of(row)
 }
 
 /// Records a top-up.
@@ -71,15 +86,11 @@ pub async fn payment_status(
             [reservation.0.into()],
         ))
         .await?;
-    match row {
-        None => Ok(None),
-        Some(r) => {
-            let s: String = r.try_get("", "status")?;
-            PaymentStatus::parse(&s)
-                .map(Some)
-                .ok_or_else(|| DbErr::Custom(format!("unknown payment status {s}")))
-        }
+    #[derive(FromQueryResult)]
+    struct Status {
+        status: PaymentStatus,
     }
+    row.map(|r| Ok(Status::from_query_result(&r, "")?.status)).transpose()
 }
 
 /// A reservation's payment (or its void) as stored.
@@ -170,12 +181,15 @@ pub async fn mark_refunded(
             [reservation.0.into()],
         ))
         .await?;
+    #[derive(FromQueryResult)]
+    struct Refunded {
+        id: PaymentId,
+        user_id: UserId,
+        amount: Won,
+    }
     row.map(|r| {
-        Ok((
-            PaymentId(r.try_get("", "id")?),
-            UserId(r.try_get("", "user_id")?),
-            Won(r.try_get("", "amount")?),
-        ))
+        let Refunded { id, user_id, amount } = Refunded::from_query_result(&r, "")?;
+        Ok((id, user_id, amount))
     })
     .transpose()
 }

@@ -32,8 +32,12 @@ pub(crate) async fn rows(
 /// The schemas with an outbox.
 pub(crate) async fn outbox_schemas(db: &impl ConnectionTrait) -> Result<Vec<String>, Error> {
     let rows = rows(db, checks::OUTBOX_SCHEMAS, "find the outboxes").await?;
+    #[derive(FromQueryResult)]
+    struct Outbox {
+        schema: String,
+    }
     rows.iter()
-        .map(|r| r.try_get::<String>("", "schema").map_err(|e| Error::db("find the outboxes", e)))
+        .map(|r| Ok(Outbox::from_query_result(r, "").map_err(|e| Error::db("find the outboxes", e))?.schema))
         .collect()
 }
 
@@ -64,10 +68,14 @@ pub(crate) async fn outbox_backlog(
 pub(crate) async fn reservations_by_status(db: &impl ConnectionTrait) -> Result<Vec<(String, u64)>, Error> {
     let what = "count the reservations by status";
     let rows = rows(db, checks::RESERVATIONS_BY_STATUS, what).await?;
+    #[derive(FromQueryResult)]
+    struct Counted {
+        status: String,
+        n: i64,
+    }
     rows.iter()
         .map(|r| {
-            let status: String = r.try_get("", "status").map_err(|e| Error::db(what, e))?;
-            let n: i64 = r.try_get("", "n").map_err(|e| Error::db(what, e))?;
+            let Counted { status, n } = Counted::from_query_result(r, "").map_err(|e| Error::db(what, e))?;
             Ok((status, n.unsigned_abs()))
         })
         .collect()

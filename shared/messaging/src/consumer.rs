@@ -189,7 +189,11 @@ impl<'a> InboxClaims<'a> {
 
     /// The positions a statement applied, as it answers them in its `i` column.
     pub(crate) fn positions(rows: &[sea_orm::QueryResult]) -> Result<Vec<i64>, DbErr> {
-        rows.iter().map(|r| r.try_get::<i64>("", "i")).collect()
+        #[derive(sea_orm::FromQueryResult)]
+        struct Position {
+            i: i64,
+        }
+        rows.iter().map(|r| Ok(<Position as sea_orm::FromQueryResult>::from_query_result(r, "")?.i)).collect()
     }
 }
 
@@ -297,6 +301,11 @@ impl<H: Handler> PgInbox<H> {
         if ids.is_empty() {
             return Ok(outcomes);
         }
+        /// An inbox row the statement wrote.
+        #[derive(sea_orm::FromQueryResult)]
+        struct Claimed {
+            event_id: uuid::Uuid,
+        }
         let txn = self.db.begin().await?;
         let mut fresh = txn
             .query_all_raw(Statement::from_sql_and_values(
@@ -310,8 +319,8 @@ impl<H: Handler> PgInbox<H> {
             ))
             .await?
             .iter()
-            .map(|r| r.try_get::<uuid::Uuid>("", "event_id"))
-            .collect::<Result<std::collections::HashSet<_>, _>>()?;
+            .map(|r| Ok(<Claimed as sea_orm::FromQueryResult>::from_query_result(r, "")?.event_id))
+            .collect::<Result<std::collections::HashSet<_>, DbErr>>()?;
         for (msg, outcome) in msgs.iter().zip(outcomes.iter_mut()) {
             if *outcome == Applied::Duplicate && fresh.remove(&msg.envelope.id.0) {
                 self.handler.handle(&txn, msg).await?;

@@ -137,8 +137,14 @@ async fn outbox(db: &DatabaseConnection, schema: &str) -> Result<(i64, f64), DbE
             [COUNTED.into()],
         ))
         .await?;
+    #[derive(sea_orm::FromQueryResult)]
+    struct Backlog {
+        backlog: i64,
+        age: f64,
+    }
     let Some(row) = row else { return Ok((0, 0.0)) };
-    Ok((row.try_get("", "backlog")?, row.try_get::<f64>("", "age")?.max(0.0)))
+    let Backlog { backlog, age } = sea_orm::FromQueryResult::from_query_result(&row, "")?;
+    Ok((backlog, age.max(0.0)))
 }
 
 /// The dead letters kept for each of `services`.

@@ -318,19 +318,25 @@ async fn lookup(
     else {
         return Ok(None);
     };
-    let stored_hash: Vec<u8> = row.try_get("", "request_hash")?;
-    if stored_hash != hash {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Kept {
+        request_hash: Vec<u8>,
+        status: i16,
+        body: serde_json::Value,
+        location: Option<String>,
+    }
+    let kept = <Kept as sea_orm::FromQueryResult>::from_query_result(&row, "")?;
+    if kept.request_hash != hash {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "IDEMPOTENCY_KEY_REUSED",
             "this Idempotency-Key was used for a different request; use a new key",
         ));
     }
-    let status: i16 = row.try_get("", "status")?;
     let answer = StoredResponse {
-        status: u16::try_from(status).unwrap_or(200),
-        body: row.try_get("", "body")?,
-        location: row.try_get("", "location")?,
+        status: u16::try_from(kept.status).unwrap_or(200),
+        body: kept.body,
+        location: kept.location,
     };
     Ok(Some(Answer { stored: answer, replayed: true }))
 }

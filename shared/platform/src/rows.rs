@@ -22,3 +22,17 @@ macro_rules! text_column {
         }
     )*};
 }
+
+/// A statement's `count(*) AS n`.
+#[derive(Debug, sea_orm::FromQueryResult)]
+pub struct Count {
+    pub n: i64,
+}
+
+impl Count {
+    /// The count `row` answers; 0 without a row.
+    pub fn of(row: Option<sea_orm::QueryResult>) -> Result<i64, sea_orm::DbErr> {
+        use sea_orm::FromQueryResult as _;
+        row.map_or(Ok(0), |r| Ok(Self::from_query_result(&r, "")?.n))
+    }
+}
