@@ -15,16 +15,22 @@ pub async fn serve(
     process: &str,
 ) -> anyhow::Result<()> {
     let defs = services::resolve(names)?;
-    // Every service's own settings, before anything starts: each problem, all at once.
+    // Every service's own settings, before anything starts: each problem, all at once (once,
+    // though services share some: the saga's clocks).
     let limits = config.settings::<platform::http::HttpLimits>();
-    let problems: Vec<_> = limits
+    let mut problems: Vec<_> = Vec::new();
+    for problem in limits
         .as_ref()
         .err()
         .cloned()
         .into_iter()
         .chain(defs.iter().filter_map(|d| (d.settings)(&config).err()))
         .flat_map(|e| e.0)
-        .collect();
+    {
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    }
     if !problems.is_empty() {
         return Err(platform::ConfigError(problems).into());
     }
@@ -282,7 +288,7 @@ pub async fn audit(config: &Config, grace_secs: u64, settle_secs: Option<u64>) -
         let opts = ::audit::Options {
             grace: Duration::from_secs(grace_secs),
             settle: settle_secs.map(Duration::from_secs),
-            clocks: config.saga.clone(),
+            clocks: config.settings()?,
         };
         anyhow::Ok(::audit::audit(&db, &bus, &opts).await?)
     }

@@ -317,7 +317,7 @@ impl Deployment {
     /// error is the audit's report.
     pub async fn check(&self) -> anyhow::Result<()> {
         self.api.leave_all().await?;
-        audit_settled(&self.db, &self.bus, &self.config.saga).await
+        audit_settled(&self.db, &self.bus, &self.config.settings()?).await
     }
 }
 

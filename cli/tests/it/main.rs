@@ -52,14 +52,32 @@ fn malformed_variables_are_each_named() {
     let out = ticketing()
         .arg("up")
         .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
-        .env("TICKETING_HOLD_SECS", "five")
+        .env("TICKETING_HTTP_ADDR", "localhost")
         .env("TICKETING_REDIS_URL", "localhost:6379")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TICKETING_HOLD_SECS: expected a whole number of seconds"), "{err}");
+    assert!(err.contains("TICKETING_HTTP_ADDR: expected a socket address"), "{err}");
     assert!(err.contains("TICKETING_REDIS_URL"), "{err}");
+
+    // The services' own settings, the saga's clocks among them, each named too, all at once.
+    let out = ticketing()
+        .arg("up")
+        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+        .env("TICKETING_HOLD_SECS", "five")
+        .env("TICKETING_QUEUE_TICK_MS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TICKETING_HOLD_SECS: expected a whole number of seconds"), "{err}");
+    assert!(err.contains("TICKETING_QUEUE_TICK_MS: must be at least 10"), "{err}");
+    assert_eq!(
+        err.matches("TICKETING_HOLD_SECS").count(),
+        1,
+        "named once, though two services read it: {err}"
+    );
 }
 
 #[test]

@@ -117,6 +117,6 @@ async fn main() {
     line("client: POST .../payment -> CONFIRMED", &pay_client);
     line("server: request committed -> SeatReserved", &hold_server);
     line("server: PaymentRequested -> ReservationCompleted", &pay_server);
-    audit_settled(&env.db, &env.bus, &env.config.saga).await.unwrap();
+    audit_settled(&env.db, &env.bus, &env.config.settings().unwrap()).await.unwrap();
     println!("  invariants hold (ticketing audit)");
 }

@@ -19,7 +19,9 @@ pub use domain::{Limits, Status, decide};
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime, react};
-use platform::{auth::JwtKeys, queue_guard::QueueGate, rate_limit::RateLimit, redis_acl::RedisKeys};
+use platform::{
+    auth::JwtKeys, config::SagaClocks, queue_guard::QueueGate, rate_limit::RateLimit, redis_acl::RedisKeys,
+};
 use servicekit::{Service, StartError};
 use std::time::Duration;
 
@@ -65,6 +67,7 @@ impl Service for Reservations {
     fn settings(config: &platform::Config) -> Result<(), platform::ConfigError> {
         config.settings::<platform::queue_guard::GateSettings>()?;
         config.settings::<platform::rate_limit::RateSettings>()?;
+        config.settings::<SagaClocks>()?;
         config.settings::<Limits>().map(drop)
     }
 
@@ -91,13 +94,10 @@ impl Service for Reservations {
         rt.spawn_relay(SCHEMA);
         rt.spawn_pruner(SCHEMA);
         // Sweep often enough that a short hold (tests use seconds) is noticed promptly.
-        let every = (rt.config.saga.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        let sweeper = sweeper::Sweeper {
-            db: rt.db.clone(),
-            outbox: outbox.clone(),
-            clocks: rt.config.saga.clone(),
-            local: local.clone(),
-        };
+        let clocks: SagaClocks = rt.config.settings()?;
+        let every = (clocks.hold / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let sweeper =
+            sweeper::Sweeper { db: rt.db.clone(), outbox: outbox.clone(), clocks, local: local.clone() };
         let task_rt = rt.clone();
         // After an outage, deadlines that passed while the service was down are settled before the
         // consumers take the answers that queued up meanwhile: a payment whose answer arrives after

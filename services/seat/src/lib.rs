@@ -15,7 +15,7 @@ mod store;
 use axum::Router;
 use contracts::Stream;
 use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
-use platform::{Config, ConfigError};
+use platform::{Config, ConfigError, config::SagaClocks};
 use sea_orm::DatabaseConnection;
 use servicekit::{Service, StartError};
 use std::time::Duration;
@@ -48,6 +48,7 @@ impl Service for Seats {
     type Api = http::Api;
 
     fn settings(config: &Config) -> Result<(), ConfigError> {
+        config.settings::<SagaClocks>()?;
         config.settings::<backstop::BackstopSettings>().map(|_| ())
     }
 
@@ -58,11 +59,12 @@ impl Service for Seats {
         rt.spawn_relay(SCHEMA);
         rt.spawn_pruner(SCHEMA);
         let settings: backstop::BackstopSettings = rt.config.settings()?;
+        let clocks: SagaClocks = rt.config.settings()?;
         let backstop = backstop::Backstop {
             db: rt.db.clone(),
             outbox: outbox.clone(),
             maps: maps.clone(),
-            pay_grace: rt.config.saga.pay_grace,
+            pay_grace: clocks.pay_grace,
             grace: settings.grace,
         };
         let (every, shutdown) = (backstop.every(), rt.shutdown.clone());
@@ -80,7 +82,7 @@ impl Service for Seats {
                 &outbox,
                 handlers::Reservations {
                     outbox: outbox.clone(),
-                    hold: rt.config.saga.hold,
+                    hold: clocks.hold,
                     prices: store::Prices::default(),
                     maps: maps.clone(),
                 }

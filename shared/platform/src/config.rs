@@ -62,7 +62,6 @@ pub struct Config {
     /// (`TICKETING_OPS_ADDR`): a port the ingress does not route, for probes and scrapes only.
     /// Unset (development), they are served on `http_addr`.
     pub ops_addr: Option<SocketAddr>,
-    pub saga: SagaClocks,
     /// Where traces go (OTLP/HTTP); none means spans stay in-process.
     pub otlp_endpoint: Option<String>,
     /// How log lines are written (`TICKETING_LOG_FORMAT`: `text`, the default, or `json`).
@@ -98,7 +97,9 @@ pub trait Settings: Sized {
     fn read(vars: &mut Vars<'_>) -> Self;
 }
 
-/// The reservation saga's clocks.
+/// The reservation saga's clocks: settings of the seat and reservation services that must
+/// agree (the seat service holds for `hold`, the reservation service expires at it), and what
+/// `ticketing audit` judges a reservation's lateness by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SagaClocks {
     /// How long seats stay held for an unpaid reservation.
@@ -107,6 +108,20 @@ pub struct SagaClocks {
     pub pay_grace: Duration,
     /// How long a PENDING reservation waits for the seat service.
     pub request_timeout: Duration,
+}
+
+impl Settings for SagaClocks {
+    fn read(vars: &mut Vars<'_>) -> Self {
+        let clocks = SagaClocks {
+            hold: vars.secs("TICKETING_HOLD_SECS", 300),
+            pay_grace: vars.secs("TICKETING_PAY_GRACE_SECS", 30),
+            request_timeout: vars.secs("TICKETING_REQUEST_TIMEOUT_SECS", 30),
+        };
+        if clocks.hold.is_zero() {
+            vars.fail("TICKETING_HOLD_SECS", "must be at least 1");
+        }
+        clocks
+    }
 }
 
 /// One variable that is missing or malformed.
@@ -328,14 +343,6 @@ impl Config {
                 .map_err(|_| r.fail("TICKETING_OPS_ADDR", "expected a socket address such as 0.0.0.0:9090"))
                 .ok()
         });
-        let saga = SagaClocks {
-            hold: r.secs("TICKETING_HOLD_SECS", 300),
-            pay_grace: r.secs("TICKETING_PAY_GRACE_SECS", 30),
-            request_timeout: r.secs("TICKETING_REQUEST_TIMEOUT_SECS", 30),
-        };
-        if saga.hold.is_zero() {
-            r.fail("TICKETING_HOLD_SECS", "must be at least 1");
-        }
         let otlp_endpoint = r.raw("OTEL_EXPORTER_OTLP_ENDPOINT");
         let log_format = match r.string("TICKETING_LOG_FORMAT", "text").as_str() {
             "text" => crate::telemetry::LogFormat::Text,
@@ -361,7 +368,6 @@ impl Config {
             prefix,
             http_addr,
             ops_addr,
-            saga,
             otlp_endpoint,
             log_format,
             lookup,
@@ -472,7 +478,8 @@ mod tests {
         assert_eq!(c.nats_url, "nats://127.0.0.1:4222");
         assert_eq!(c.nats_replicas, 1);
         assert_eq!(c.http_addr.port(), 8080);
-        assert_eq!(c.saga.hold, Duration::from_secs(300));
+        let clocks: SagaClocks = c.settings().unwrap();
+        assert_eq!(clocks.hold, Duration::from_secs(300));
         assert_eq!(c.prefix, Namespace::default());
         assert!(c.otlp_endpoint.is_none());
     }
@@ -553,20 +560,31 @@ mod tests {
     fn every_malformed_variable_is_named() {
         let e = read(&[
             ("TICKETING_JWT_SECRET", "short"),
-            ("TICKETING_HOLD_SECS", "five minutes"),
             ("TICKETING_HTTP_ADDR", "localhost"),
             ("TICKETING_NATS_URL", "127.0.0.1:4222"),
             ("TICKETING_PREFIX", "a.b"),
         ])
         .unwrap_err();
-        for var in [
-            "TICKETING_JWT_SECRET",
-            "TICKETING_HOLD_SECS",
-            "TICKETING_HTTP_ADDR",
-            "TICKETING_NATS_URL",
-            "TICKETING_PREFIX",
-        ] {
+        for var in ["TICKETING_JWT_SECRET", "TICKETING_HTTP_ADDR", "TICKETING_NATS_URL", "TICKETING_PREFIX"] {
             assert!(e.names(var), "{var} not named in {e}");
+        }
+    }
+
+    #[test]
+    fn the_saga_clocks_hold_for_at_least_a_second() {
+        let read = |vars: &[(&str, &str)]| {
+            let map: HashMap<String, String> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            read_settings::<SagaClocks>(&|k: &str| map.get(k).cloned())
+        };
+        let clocks = read(&[]).unwrap();
+        assert_eq!(
+            (clocks.hold, clocks.pay_grace, clocks.request_timeout),
+            (Duration::from_secs(300), Duration::from_secs(30), Duration::from_secs(30))
+        );
+        for hold in ["five minutes", "0"] {
+            let e = read(&[("TICKETING_HOLD_SECS", hold)]).unwrap_err();
+            assert!(e.names("TICKETING_HOLD_SECS"), "{e}");
         }
     }
 

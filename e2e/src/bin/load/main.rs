@@ -318,7 +318,9 @@ impl System {
     /// `ticketing audit`'s checks once the system has settled; panics with the report if any fails.
     async fn check(&self) {
         match &self.target {
-            Target::Local { env, .. } => audit_settled(&env.db, &env.bus, &env.config.saga).await.unwrap(),
+            Target::Local { env, .. } => {
+                audit_settled(&env.db, &env.bus, &env.config.settings().unwrap()).await.unwrap()
+            }
             Target::Deployment(d) => d.check().await.unwrap(),
         }
         println!("  invariants hold (ticketing audit)");
