@@ -5,7 +5,7 @@ use contracts::{
 };
 use reqwest::Method;
 use std::time::Duration;
-use testkit::eventually;
+use testkit::{eventually, metric};
 
 async fn failures(s: &Service, n: usize) -> Vec<ReservationFailed> {
     eventually(&format!("{n} ReservationFailed"), Duration::from_secs(15), || async {
@@ -66,6 +66,7 @@ async fn a_payment_in_flight_wins_until_the_grace_ends() {
 
 #[tokio::test]
 async fn a_payment_that_never_answers_expires_with_a_refund_and_a_late_one_is_refunded() {
+    let metrics = platform::http::metrics_handle();
     let s = Service::start_with(&[("TICKETING_PAY_GRACE_SECS", "1")]).await;
     let user = UserId::new();
     let id = s.held(user, 1, Span::seconds(1)).await;
@@ -85,10 +86,18 @@ async fn a_payment_that_never_answers_expires_with_a_refund_and_a_late_one_is_re
     s.env.wait_handled("reservation", late.id).await;
     assert_eq!(s.env.events_of::<RefundRequested>().await.unwrap().len(), 2);
     assert_eq!(s.get(user, id).await["status"], "EXPIRED");
+    // The saga ended once: the late payment changed the row, not its end.
+    let text = metrics.render();
+    assert_eq!(
+        metric(&text, r#"saga_outcomes_total{status="EXPIRED",reason="EXPIRED"}"#),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn seats_held_for_a_reservation_that_already_ended_are_released_again() {
+    let metrics = platform::http::metrics_handle();
     let s = Service::start_with(&[("TICKETING_REQUEST_TIMEOUT_SECS", "1")]).await;
     let user = UserId::new();
     let id = s.reserve(user, &[2]).await;
@@ -101,6 +110,12 @@ async fn seats_held_for_a_reservation_that_already_ended_are_released_again() {
     let again = failures(&s, 2).await;
     assert_eq!(again[1].reservation_id, id);
     assert_eq!(s.get(user, id).await["status"], "FAILED");
+    let text = metrics.render();
+    assert_eq!(
+        metric(&text, r#"saga_outcomes_total{status="FAILED",reason="TIMEOUT"}"#),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]
