@@ -51,13 +51,13 @@ struct Row {
     created_at: DateTime<Utc>,
 }
 
-/// The reservation in a row that holds [`COLUMNS`] (and perhaps more).
 /// A row's version (`xmin::text AS version`), read beside its columns.
 #[derive(FromQueryResult)]
 struct Versioned {
     version: String,
 }
 
+/// The reservation in a row that holds [`COLUMNS`] (and perhaps more).
 fn reservation(r: &QueryResult) -> Result<Reservation, DbErr> {
     let row = Row::from_query_result(r, "")?;
     Ok(Reservation {
@@ -763,9 +763,9 @@ pub async fn save(
         .collect::<Result<Vec<_>, DbErr>>()?;
     // A saga ends when its row moves into a terminal status; a change of a row already there
     // (money arriving late, and given back) ends nothing.
-    let expected: HashMap<i64, Status> = changes.iter().map(|(i, c)| (*i, c.expected)).collect();
     for (i, s) in &saved {
-        if s.row.status.is_terminal() && expected.get(i) != Some(&s.row.status) {
+        let expected = || changes.iter().find(|(j, _)| j == i).map(|(_, c)| c.expected);
+        if s.row.status.is_terminal() && expected() != Some(s.row.status) {
             ended(&s.row);
         }
     }
