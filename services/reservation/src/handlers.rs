@@ -163,16 +163,15 @@ impl Reaction for Saga {
         );
         let mut plans = Vec::with_capacity(known.len());
         for (position, asked, (current, version), remembered) in known {
-            let decided =
+            let planned =
                 match saga::decide(&self.outbox, asked.input.clone(), asked.origin(), current, Some(version))
                 {
+                    Ok(planned) => planned,
                     // Left to the transaction, even when the row was read.
                     Err(Error::NotFound | Error::Refused(_)) => continue,
-                    decided => decided,
+                    Err(e) => return Err(failed(e)),
                 };
-            if let Some(planned) = self.local.to_save(decided, remembered).map_err(failed)? {
-                plans.push((position, planned));
-            }
+            plans.extend(self.local.to_save(planned, remembered).map(|planned| (position, planned)));
         }
         Ok(plans)
     }

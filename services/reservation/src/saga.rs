@@ -162,8 +162,13 @@ pub async fn apply_requested(
             Some(known) => known,
             None => store::read(db, id).await?.ok_or(Error::NotFound)?,
         };
-        let decided = decide(outbox, input.clone(), Origin::Request { user }, current, Some(version));
-        if let Some(mut planned) = local.to_save(decided, from_memory)? {
+        let planned = match decide(outbox, input.clone(), Origin::Request { user }, current, Some(version)) {
+            Ok(planned) => local.to_save(planned, from_memory),
+            // Only the row as it stands may refuse.
+            Err(Error::NotFound | Error::Refused(_)) if from_memory => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(mut planned) = planned {
             planned.kept = keep(&planned.next)?;
             if let Some(saved) = saves.run(planned).await? {
                 return Ok(Some(saved));
@@ -269,23 +274,15 @@ pub fn decide(
 }
 
 impl Local {
-    /// What of `decided` (on a copy remembered when `remembered`) to save outside a
-    /// transaction: `None` when it changes nothing but the timeline (left to the transaction,
-    /// as is a refusal on a remembered copy, which only the row as it stands may make).
-    pub fn to_save(
-        &self,
-        decided: Result<Planned, Error>,
-        remembered: bool,
-    ) -> Result<Option<Planned>, Error> {
-        match decided {
-            Ok(planned) if planned.next == planned.current => Ok(None),
-            Ok(planned) => {
-                let view = self.wants_view(planned.next.id);
-                Ok(Some(Planned { view, remembered, ..planned }))
-            }
-            Err(Error::NotFound | Error::Refused(_)) if remembered => Ok(None),
-            Err(e) => Err(e),
+    /// `planned` (decided on a copy remembered when `remembered`) as saved outside a
+    /// transaction, answering its timeline when someone here waits on it: `None` when it
+    /// changes nothing but the timeline (left to the transaction).
+    pub fn to_save(&self, planned: Planned, remembered: bool) -> Option<Planned> {
+        if planned.next == planned.current {
+            return None;
         }
+        let view = self.wants_view(planned.next.id);
+        Some(Planned { view, remembered, ..planned })
     }
 
     /// Remembers each reservation `saved` (outside a transaction) and offers its timeline to its
