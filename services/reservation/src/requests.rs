@@ -186,7 +186,7 @@ impl Requests {
                 let (concert_id, schedule_seats) =
                     self.schedules.get(&self.db, *schedule).await?.ok_or(Error::ScheduleNotFound)?;
                 let row = Reservation {
-                    id: ReservationId::new(),
+                    id: ReservationId::for_schedule(*schedule),
                     user_id: user,
                     schedule_id: *schedule,
                     concert_id,

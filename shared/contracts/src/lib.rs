@@ -5,6 +5,7 @@ mod envelope;
 mod events;
 mod ids;
 mod namespace;
+mod partition;
 
 pub use envelope::{
     DecodeError, Envelope, EnvelopeMeta, HEADER_MSG_ID, HEADER_TRACEPARENT, HEADER_TRACESTATE, HEADER_TYPE,
@@ -12,6 +13,7 @@ pub use envelope::{
 pub use events::*;
 pub use ids::*;
 pub use namespace::{InvalidNamespace, Namespace, Stream};
+pub use partition::Bucket;
 
 /// Where the event contract's document describes the schema `name` (an event's `TYPE`, or
 /// `EnvelopeMeta`): what a dead letter's reason quotes.

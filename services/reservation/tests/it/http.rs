@@ -1,6 +1,6 @@
 use crate::Service;
 use chrono::{Duration as Span, Utc};
-use contracts::{ReservationId, ScheduleId, UserId};
+use contracts::{Bucket, ReservationId, ScheduleId, UserId};
 use reqwest::Method;
 use serde_json::json;
 
@@ -14,6 +14,7 @@ async fn a_request_is_accepted_pending_and_announced() {
     assert_eq!(status, 202);
     assert_eq!(body["status"], "PENDING");
     let id: ReservationId = body["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(id.bucket(), Bucket::of(s.schedule), "the id names its schedule's partition key");
     let r = s.get(user, id).await;
     assert_eq!(r["seatNos"], json!([1, 3]));
     assert_eq!(r["concertId"], json!(s.concert));

@@ -6,6 +6,7 @@ mod consumer;
 mod dlq;
 mod gauges;
 mod outbox;
+mod partition;
 mod peers;
 mod permissions;
 mod prune;
