@@ -24,9 +24,9 @@
 //!   `LOAD_KEYED=1` sends every reservation and payment with an `Idempotency-Key` of its own.
 //! - `waiting-room [users=1000000]`: nobody is admitted; every user joins the global line
 //!   (joins/s, and Redis's memory per waiting user), reads its position once (reads/s, p99), and
-//!   19,000 of them (`LOAD_STREAMS`) hold their token's event stream open (the server's memory
-//!   per stream); then the first 100 in line leave, and every stream must tell its user the new
-//!   place within a refresh (p99 of how soon).
+//!   20,000 of them (`LOAD_STREAMS`) hold their token's event stream open, 10,000 per process on
+//!   each side (the server's memory per stream); then the first 100 in line leave, and every
+//!   stream must tell its user the new place within a refresh (p99 of how soon).
 //! - `soak [minutes=60]`: open-loop reservations at `LOAD_RATE` (1,000/s) for an hour, each a new
 //!   user's, one in ten paid, one in ten cancelled, the rest left to expire; a line a minute with
 //!   the minute's rate and p99 and what the tables hold (see `load/soak.rs`), and at the end the
@@ -45,6 +45,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "a benchmark binary")]
 
+use anyhow::Context;
 use contracts::{ReservationId, ScheduleId, UserId};
 use e2e::{
     api::{Api, id_of},
@@ -307,6 +308,19 @@ async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System
 }
 
 impl System {
+    /// One more process of the queue service beside the system this tool started, with
+    /// `settings` (a deployment runs its own replicas: `None`).
+    fn queue_replica(&self, settings: &[(&str, &str)]) -> Option<Process> {
+        let Target::Local { env, .. } = &self.target else { return None };
+        let mut cmd = command(&binary(), env);
+        cmd.env("RUST_LOG", "warn");
+        for (k, v) in settings {
+            cmd.env(k, std::env::var(k).unwrap_or_else(|_| (*v).to_owned()));
+        }
+        cmd.args(["serve", "queue"]);
+        Some(Process::spawn(cmd).unwrap())
+    }
+
     /// The system's database, when this process started it (a deployment's is its own).
     fn database(&self) -> Option<&sea_orm::DatabaseConnection> {
         match &self.target {
@@ -819,33 +833,41 @@ async fn step(
     p99
 }
 
-/// Event streams `waiting-room` holds open at once (`LOAD_STREAMS` to change): the open-file
-/// limit here is 20,000 per process and cannot be raised, and on one machine the client and the
-/// server each hold one end of every stream besides their other connections.
-const STREAMS: usize = 19_000;
+/// Event streams `waiting-room` holds open at once (`LOAD_STREAMS` to change).
+const STREAMS: usize = 20_000;
+
+/// Streams one process holds at most: the open-file limit here is 20,000 per process and cannot
+/// be raised, and each end of a stream is a file besides the process's other connections. More
+/// streams are spread over processes, as over replicas: a queue process per share on the server
+/// (`ticketing serve queue` beside `ticketing up`), and on the client a `load stream-holder`
+/// per share beside this one.
+const STREAMS_PER_PROCESS: usize = 10_000;
 
 /// Users who leave the line while the streams are open, so that everyone behind them moves up.
 const LEAVERS: usize = 100;
 
+/// The waiting-room scenario's settings: nobody is admitted, and nothing is rate-limited.
+const WAITING_ROOM: [(&str, &str); 5] = [
+    ("TICKETING_QUEUE_ADMIT_PER_TICK", "1"),
+    ("TICKETING_QUEUE_TICK_MS", "3600000"),
+    UNLIMITED[0],
+    UNLIMITED[1],
+    UNLIMITED[2],
+];
+
 async fn waiting_room(users: usize) {
     // Nobody is admitted: every user waits, and every read is a waiting user's position.
-    let sys = start(
-        &[
-            ("TICKETING_QUEUE_ADMIT_PER_TICK", "1"),
-            ("TICKETING_QUEUE_TICK_MS", "3600000"),
-            UNLIMITED[0],
-            UNLIMITED[1],
-            UNLIMITED[2],
-        ],
-        &[],
-    )
-    .await;
+    let sys = start(&WAITING_ROOM, &[]).await;
     let api = &sys.api;
     let streams = std::env::var("LOAD_STREAMS").ok().and_then(|v| v.parse().ok()).unwrap_or(STREAMS);
     let streams = streams.min(users.saturating_sub(LEAVERS));
+    let shares = streams.div_ceil(STREAMS_PER_PROCESS).max(1);
     println!(
-        "waiting-room: {users} users join and read their position; {streams} hold its event stream open"
+        "waiting-room: {users} users join and read their position; {streams} hold its event stream open \
+         ({shares} server and {shares} client processes)"
     );
+    // The other shares' servers: queue processes on the same database, NATS and Redis.
+    let replicas: Vec<Process> = (1..shares).filter_map(|_| sys.queue_replica(&WAITING_ROOM)).collect();
     // Signed in before the clock starts, as an identity provider would have done.
     let bearers: Vec<String> = (0..users).map(|_| format!("Bearer {}", api.token(UserId::new()))).collect();
     let addr = api.base.trim_start_matches("http://").to_owned();
@@ -866,7 +888,11 @@ async fn waiting_room(users: usize) {
     // The first in line leave while the next ones watch: everyone behind them moves up.
     let leavers: Vec<wire::Get> = gets.drain(..LEAVERS.min(gets.len())).collect();
     gets.truncate(streams);
-    event_streams(&addr, gets, leavers).await;
+    let servers: Vec<String> = std::iter::once(addr.clone())
+        .chain(replicas.iter().map(|r| r.url.trim_start_matches("http://").to_owned()))
+        .collect();
+    event_streams(&servers, shares, gets, leavers).await;
+    drop(replicas);
     sys.check().await;
 }
 
@@ -958,36 +984,39 @@ struct Streams {
     moved: AtomicU64,
     moved_after: Mutex<Option<Histogram<u64>>>,
     left_at: Mutex<Option<Instant>>,
+    /// Streams this process set out to open.
+    started: AtomicU64,
 }
 
-/// Opens one event stream per get (256 opening at once), each reading its events until the
-/// end; once all are open, the `leavers` leave the line, and every stream behind them should
-/// say within a position refresh that it moved up. Prints the time to open them, the memory
-/// each costs the server, the CPU of holding them, and how soon they moved.
-async fn event_streams(addr: &str, gets: Vec<wire::Get>, leavers: Vec<wire::Get>) {
+/// Opens one event stream per get (256 opening at once per process), each reading its events
+/// until the end: share 0 in this process against `servers[0]`, each other share `j` in a
+/// `load stream-holder` process against `servers[j]` (or the last server, when there are fewer).
+/// Once all are open, the `leavers` leave the line, and every stream behind them should say
+/// within a position refresh that it moved up. Prints the time to open them, the memory each
+/// costs the server, the CPU of holding them, and how soon they moved.
+async fn event_streams(servers: &[String], shares: usize, gets: Vec<wire::Get>, leavers: Vec<wire::Get>) {
     let n = gets.len();
-    let state = Arc::new(Streams { moved_after: Mutex::new(Some(latencies())), ..Streams::default() });
-    let opening = Arc::new(tokio::sync::Semaphore::new(256));
+    let server = |j: usize| servers[j.min(servers.len() - 1)].as_str();
+    let mut parts: Vec<Vec<wire::Get>> = vec![Vec::new(); shares.max(1)];
+    for (i, get) in gets.into_iter().enumerate() {
+        parts[i % shares.max(1)].push(get);
+    }
+    let mine = parts.remove(0);
     let before = e2e::cpu::memory();
     let started = Instant::now();
-    let tasks: Vec<_> = gets
-        .into_iter()
-        .map(|get| {
-            let (state, opening, addr) = (state.clone(), opening.clone(), addr.to_owned());
-            tokio::spawn(async move {
-                let permit = opening.acquire_owned().await.ok();
-                if let Err(e) = watch(&addr, &get, &state, permit).await {
-                    *state.failed.lock().unwrap().entry(e.to_string()).or_default() += 1;
-                }
-            })
-        })
-        .collect();
-    let settled =
-        |s: &Streams| s.open.load(Ordering::Relaxed) + s.failed.lock().unwrap().values().sum::<u64>();
-    while settled(&state) < n as u64 && started.elapsed() < Duration::from_secs(300) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut holders = Vec::new();
+    for (j, part) in parts.into_iter().enumerate() {
+        holders.push(Holder::start(server(j + 1), &part).await.expect("start a stream holder"));
     }
-    let open = state.open.load(Ordering::Relaxed);
+    let state = Arc::new(Streams { moved_after: Mutex::new(Some(latencies())), ..Streams::default() });
+    let tasks = hold_streams(server(0), mine, &state);
+    let mut open = state.open_all(Duration::from_secs(300)).await;
+    for holder in &mut holders {
+        open += holder.opened().await.unwrap_or_else(|e| {
+            state.fail(format!("stream holder: {e}"));
+            0
+        });
+    }
     println!(
         "  {open} event streams open in {:.1} s (each answered its first event)",
         started.elapsed().as_secs_f64()
@@ -1007,20 +1036,37 @@ async fn event_streams(addr: &str, gets: Vec<wire::Get>, leavers: Vec<wire::Get>
     let cpu = Snapshot::now();
     let held = Instant::now();
     *state.left_at.lock().unwrap() = Some(Instant::now());
-    let pool = wire::Pool::new(addr);
+    for holder in &mut holders {
+        if let Err(e) = holder.left().await {
+            state.fail(format!("stream holder: {e}"));
+        }
+    }
+    let pool = wire::Pool::new(server(0));
     for get in &leavers {
         let auth = [("authorization", get.authorization.as_str())];
         if let Ok((status, _)) = pool.send(Method::DELETE, &get.path, &auth, None).await
             && status >= 300
         {
-            *state.failed.lock().unwrap().entry(format!("leave {status}")).or_default() += 1;
+            state.fail(format!("leave {status}"));
         }
     }
-    // A stream reads its place at least every five seconds: all should have moved by then.
-    while state.moved.load(Ordering::Relaxed) < open && held.elapsed() < Duration::from_secs(15) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut moved = state.moved_all(Duration::from_secs(15)).await;
+    for holder in holders {
+        match holder.finish().await {
+            Ok(report) => {
+                moved += report.moved;
+                if let Some(h) = state.moved_after.lock().unwrap().as_mut() {
+                    for (value, count) in report.latencies {
+                        let _ = h.record_n(value, count);
+                    }
+                }
+                for (kind, count) in report.failed {
+                    *state.failed.lock().unwrap().entry(kind).or_default() += count;
+                }
+            }
+            Err(e) => state.fail(format!("stream holder: {e}")),
+        }
     }
-    let moved = state.moved.load(Ordering::Relaxed);
     let h = state.moved_after.lock().unwrap().take().unwrap_or_else(latencies);
     let s = |q: f64| h.value_at_quantile(q) as f64 / 1e6;
     println!(
@@ -1048,6 +1094,156 @@ async fn event_streams(addr: &str, gets: Vec<wire::Get>, leavers: Vec<wire::Get>
     if moved < open {
         println!("  stream error: {} streams never told their new place", open - moved);
     }
+}
+
+impl Streams {
+    fn fail(&self, kind: String) {
+        *self.failed.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    /// Waits, bounded, until every stream of this process opened or failed; how many opened.
+    async fn open_all(&self, bound: Duration) -> u64 {
+        let (started, n) = (Instant::now(), self.started.load(Ordering::Relaxed));
+        let settled =
+            || self.open.load(Ordering::Relaxed) + self.failed.lock().unwrap().values().sum::<u64>();
+        while settled() < n && started.elapsed() < bound {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Waits, bounded, until every open stream of this process moved; how many did.
+    async fn moved_all(&self, bound: Duration) -> u64 {
+        let started = Instant::now();
+        while self.moved.load(Ordering::Relaxed) < self.open.load(Ordering::Relaxed)
+            && started.elapsed() < bound
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.moved.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens the streams of `gets` against `addr` (256 opening at once), counted in `state`.
+fn hold_streams(addr: &str, gets: Vec<wire::Get>, state: &Arc<Streams>) -> Vec<tokio::task::JoinHandle<()>> {
+    let opening = Arc::new(tokio::sync::Semaphore::new(256));
+    state.started.fetch_add(gets.len() as u64, Ordering::Relaxed);
+    gets.into_iter()
+        .map(|get| {
+            let (state, opening, addr) = (state.clone(), opening.clone(), addr.to_owned());
+            tokio::spawn(async move {
+                let permit = opening.acquire_owned().await.ok();
+                if let Err(e) = watch(&addr, &get, &state, permit).await {
+                    state.fail(e.to_string());
+                }
+            })
+        })
+        .collect()
+}
+
+/// What a `load stream-holder` process reports once its streams were told to move.
+struct HolderReport {
+    moved: u64,
+    /// The moved streams' latencies (µs) and how many had each.
+    latencies: Vec<(u64, u64)>,
+    failed: Vec<(String, u64)>,
+}
+
+/// A `load stream-holder` process: given its gets on its standard input (a line each,
+/// `path<TAB>authorization`, then an empty line), it opens their streams against its address
+/// and prints `open <n>`; given a line `left`, it times each stream's next place from then, and
+/// prints `moved <n>`, a line `latency <µs> <count>` per value and `failed <count> <kind>` per
+/// kind of failure, then `end`.
+struct Holder {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Holder {
+    async fn start(addr: &str, gets: &[wire::Get]) -> anyhow::Result<Self> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["stream-holder", addr])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().context("no stdin")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut listed = String::with_capacity(gets.len() * 200);
+        for get in gets {
+            listed.push_str(&format!("{}\t{}\n", get.path, get.authorization));
+        }
+        listed.push('\n');
+        stdin.write_all(listed.as_bytes()).await?;
+        stdin.flush().await?;
+        Ok(Self { child, stdin, lines: tokio::io::BufReader::new(stdout).lines() })
+    }
+
+    async fn line(&mut self) -> anyhow::Result<String> {
+        self.lines.next_line().await?.context("the stream holder ended early")
+    }
+
+    /// How many of its streams opened (waits for its `open` line).
+    async fn opened(&mut self) -> anyhow::Result<u64> {
+        let line = self.line().await?;
+        Ok(line.strip_prefix("open ").context("expected `open <n>`")?.parse()?)
+    }
+
+    async fn left(&mut self) -> anyhow::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(b"left\n").await?;
+        Ok(self.stdin.flush().await?)
+    }
+
+    async fn finish(mut self) -> anyhow::Result<HolderReport> {
+        let mut report = HolderReport { moved: 0, latencies: Vec::new(), failed: Vec::new() };
+        loop {
+            let line = self.line().await?;
+            let mut words = line.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("moved"), Some(n), None) => report.moved = n.parse()?,
+                (Some("latency"), Some(v), Some(c)) => report.latencies.push((v.parse()?, c.parse()?)),
+                (Some("failed"), Some(c), Some(kind)) => report.failed.push((kind.to_owned(), c.parse()?)),
+                (Some("end"), None, None) => break,
+                _ => anyhow::bail!("unexpected line {line:?}"),
+            }
+        }
+        let _ = self.child.wait().await;
+        Ok(report)
+    }
+}
+
+/// `load stream-holder <addr>`: the other side of [`Holder`].
+async fn stream_holder(addr: &str) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut input = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut gets = Vec::new();
+    while let Some(line) = input.next_line().await? {
+        let Some((path, authorization)) = line.split_once('\t') else { break };
+        gets.push(wire::Get { path: path.to_owned(), authorization: authorization.to_owned() });
+    }
+    let state = Arc::new(Streams { moved_after: Mutex::new(Some(latencies())), ..Streams::default() });
+    let tasks = hold_streams(addr, gets, &state);
+    println!("open {}", state.open_all(Duration::from_secs(300)).await);
+    let said = input.next_line().await?;
+    anyhow::ensure!(said.as_deref() == Some("left"), "expected `left`, got {said:?}");
+    *state.left_at.lock().unwrap() = Some(Instant::now());
+    println!("moved {}", state.moved_all(Duration::from_secs(15)).await);
+    if let Some(h) = state.moved_after.lock().unwrap().as_ref() {
+        for v in h.iter_recorded() {
+            println!("latency {} {}", v.value_iterated_to(), v.count_at_value());
+        }
+    }
+    for (kind, count) in state.failed.lock().unwrap().iter() {
+        println!("failed {count} {}", kind.replace('\n', " "));
+    }
+    println!("end");
+    for task in tasks {
+        task.abort();
+    }
+    Ok(())
 }
 
 /// Reads the event stream of the token `get` reads: counts it open at its first `token` event (and gives the
@@ -1098,6 +1294,13 @@ async fn main() {
         Some("waiting-room") => waiting_room(n(1_000_000)).await,
         Some("soak") => soak::soak(n(60) as u64).await,
         Some("growth") => growth::growth(n(10) as u64).await,
+        Some("stream-holder") => {
+            let addr = args.get(1).map(String::as_str).unwrap_or_default();
+            if let Err(e) = stream_holder(addr).await {
+                eprintln!("stream-holder: {e:#}");
+                std::process::exit(1);
+            }
+        }
         _ => {
             eprintln!(
                 "usage: load flash-sale [users] | throughput [seconds per step] | waiting-room [users] | soak [minutes] \
