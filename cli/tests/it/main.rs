@@ -19,18 +19,25 @@ fn ticketing() -> Command {
     cmd
 }
 
+/// Runs `cmd`, which must stop with exit code 2 (a configuration refused, or a system it cannot
+/// reach); what it printed on standard error.
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 /// Outside a development machine the tests' secret, public in this repository, stops the
 /// process, naming the variable.
 #[test]
 fn a_public_development_secret_stops_a_production_process() {
-    let out = ticketing()
-        .args(["serve", "concert"])
-        .env("TICKETING_ENV", "production")
-        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        ticketing()
+            .args(["serve", "concert"])
+            .env("TICKETING_ENV", "production")
+            .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET),
+    );
     assert!(err.contains("TICKETING_JWT_SECRET: is a development secret"), "{err}");
 }
 
@@ -41,36 +48,30 @@ fn ticketing_for(env: &TestEnv) -> Command {
 
 #[test]
 fn a_missing_required_variable_stops_the_process_naming_it() {
-    let out = ticketing().arg("migrate").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(ticketing().arg("migrate"));
     assert!(err.contains("TICKETING_JWT_PUBLIC_KEY: is required"), "{err}");
 }
 
 #[test]
 fn malformed_variables_are_each_named() {
-    let out = ticketing()
-        .arg("up")
-        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
-        .env("TICKETING_HTTP_ADDR", "localhost")
-        .env("TICKETING_REDIS_URL", "localhost:6379")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        ticketing()
+            .arg("up")
+            .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+            .env("TICKETING_HTTP_ADDR", "localhost")
+            .env("TICKETING_REDIS_URL", "localhost:6379"),
+    );
     assert!(err.contains("TICKETING_HTTP_ADDR: expected a socket address"), "{err}");
     assert!(err.contains("TICKETING_REDIS_URL"), "{err}");
 
     // The services' own settings, the saga's clocks among them, each named too, all at once.
-    let out = ticketing()
-        .arg("up")
-        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
-        .env("TICKETING_HOLD_SECS", "five")
-        .env("TICKETING_QUEUE_TICK_MS", "1")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        ticketing()
+            .arg("up")
+            .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+            .env("TICKETING_HOLD_SECS", "five")
+            .env("TICKETING_QUEUE_TICK_MS", "1"),
+    );
     assert!(err.contains("TICKETING_HOLD_SECS: expected a whole number of seconds"), "{err}");
     assert!(err.contains("TICKETING_QUEUE_TICK_MS: must be at least 10"), "{err}");
     assert_eq!(
@@ -438,21 +439,16 @@ async fn audit_prints_the_table_and_exits_1_on_a_violation_naming_the_check() {
 /// could not reach (and no password).
 #[tokio::test]
 async fn audit_exits_2_naming_the_postgres_or_nats_it_cannot_reach() {
-    let out = ticketing()
-        .arg("audit")
-        .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
-        .env("TICKETING_DATABASE_URL", "postgres://auditor:hunter2@127.0.0.1:1/ticketing")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(
+        ticketing()
+            .arg("audit")
+            .env("TICKETING_JWT_SECRET", TEST_JWT_SECRET)
+            .env("TICKETING_DATABASE_URL", "postgres://auditor:hunter2@127.0.0.1:1/ticketing"),
+    );
     assert!(err.contains("cannot audit: cannot reach Postgres at 127.0.0.1:1/ticketing"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 
     let env = TestEnv::new().await.unwrap();
-    let out =
-        ticketing_for(&env).arg("audit").env("TICKETING_NATS_URL", "nats://127.0.0.1:1").output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(ticketing_for(&env).arg("audit").env("TICKETING_NATS_URL", "nats://127.0.0.1:1"));
     assert!(err.contains("cannot audit: cannot reach NATS at nats://127.0.0.1:1"), "{err}");
 }
