@@ -233,27 +233,39 @@ impl Deployment {
 
     /// Like [`Deployment::events`], each with the stream sequence JetStream stored it under.
     pub async fn stored(&self, stream: Stream) -> anyhow::Result<Vec<(u64, Envelope<serde_json::Value>)>> {
-        self.events_on(stream, self.bus.ns.stream_subjects(stream)).await
+        let stored = self.events_on(stream, self.bus.ns.stream_subjects(stream)).await?;
+        Ok(stored.into_iter().map(|(sequence, _, event)| (sequence, event)).collect())
     }
 
     /// The payloads of every distinct `E` published since the scenario started, oldest first;
     /// a copy published again with the same event id is the same event and counts once.
     pub async fn events_of<E: Event>(&self) -> anyhow::Result<Vec<E>> {
+        Ok(self.published::<E>().await?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Like [`Deployment::events_of`], each with the subject it was published on (unprefixed:
+    /// `seat.1.reserved`).
+    pub async fn published<E: Event>(&self) -> anyhow::Result<Vec<(String, E)>> {
         let mut seen = HashSet::new();
+        let prefix = self.bus.ns.subject("");
         self.events_on(E::STREAM, self.bus.ns.subject(E::SUBJECT))
             .await?
             .into_iter()
-            .map(|(_, e)| e)
-            .filter(|e| e.kind == E::TYPE && seen.insert(e.id))
-            .map(|e| Ok(e.decode::<E>()?.payload))
+            .filter(|(_, _, e)| e.kind == E::TYPE && seen.insert(e.id))
+            .map(|(_, subject, e)| {
+                let subject = subject.strip_prefix(&prefix).unwrap_or(&subject).to_owned();
+                Ok((subject, e.decode::<E>()?.payload))
+            })
             .collect()
     }
 
+    /// The envelopes stored on `subject` since the scenario started, each with its stream
+    /// sequence and the subject it was published on.
     async fn events_on(
         &self,
         stream: Stream,
         subject: String,
-    ) -> anyhow::Result<Vec<(u64, Envelope<serde_json::Value>)>> {
+    ) -> anyhow::Result<Vec<(u64, String, Envelope<serde_json::Value>)>> {
         let start_sequence = self.since.get(&stream).copied().unwrap_or(0) + 1;
         let stream = self.bus.js.get_stream(self.bus.ns.stream(stream)).await?;
         let consumer = stream
@@ -280,10 +292,10 @@ impl Deployment {
             // delivers again is the reader's repeat, not a second copy in the stream. A message
             // that is no envelope is no event: another scenario sharing the deployment published
             // it to see it dead-lettered.
-            if out.last().is_none_or(|(last, _)| sequence > *last)
+            if out.last().is_none_or(|(last, ..)| sequence > *last)
                 && let Ok(event) = serde_json::from_slice(&message.payload)
             {
-                out.push((sequence, event));
+                out.push((sequence, message.subject.to_string(), event));
             }
             if pending == 0 {
                 break;
@@ -309,7 +321,12 @@ impl Deployment {
 
     /// Publishes an event on its subject as another service would (message id = event id).
     pub async fn publish<E: Event>(&self, event: &Envelope<E>) -> anyhow::Result<()> {
-        self.publish_raw(E::SUBJECT, &event.id.to_string(), serde_json::to_vec(event)?).await
+        self.publish_raw(
+            &self.bus.ns.partitions().subject(&event.payload),
+            &event.id.to_string(),
+            serde_json::to_vec(event)?,
+        )
+        .await
     }
 
     /// The end of every scenario: its users leave the waiting room (their tokens no longer hold

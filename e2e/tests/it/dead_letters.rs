@@ -36,7 +36,7 @@ async fn an_operator_sees_replays_and_discards_a_dead_letter() {
 
     // A message the seat service cannot read: it is dead-lettered with its reason.
     let marker = format!("garbage-{}", uuid::Uuid::new_v4().simple());
-    s.publish_raw("reservation.requested", &marker, format!("{{\"{marker}\": true}}").into_bytes())
+    s.publish_raw("reservation.0.requested", &marker, format!("{{\"{marker}\": true}}").into_bytes())
         .await
         .unwrap();
     let first = {

@@ -1,12 +1,20 @@
 use crate::{scenario, scenario_needing};
 use chrono::Utc;
 use contracts::{
-    ConcertId, Envelope, PaymentFailed, PaymentFailureReason, ReservationFailed, ReservationFailureReason,
-    SeatNo, SeatReserved, SeatsReleased, Stream, UserId, Won,
+    ChargeCompleted, ConcertId, Envelope, Event, PaymentCompleted, PaymentFailed, PaymentFailureReason,
+    PaymentRequested, ReservationCompleted, ReservationFailed, ReservationFailureReason,
+    ReservationRequested, SeatNo, SeatReserved, SeatsReleased, Stream, UserId, Won,
 };
 use e2e::api::id_of;
 use e2e::deployment::Need;
 use reqwest::Method;
+
+/// The subject a copy of `event` goes to when it is an `E`: where `E`s are published, with the
+/// partition of its schedule.
+fn copy_subject<E: Event>(s: &crate::Scenario, event: &Envelope<serde_json::Value>) -> Option<String> {
+    let typed = event.clone().decode::<E>().ok()?;
+    Some(s.bus.ns.partitions().subject(&typed.payload))
+}
 
 /// Scenario 8: duplicate and reordered events injected on the subjects: no double debit, no
 /// double release.
@@ -36,19 +44,19 @@ async fn duplicate_and_reordered_events_change_nothing() {
     // ids (a producer that republished after a crash); consumers drop them by event id.
     for stream in [Stream::Reservation, Stream::Seat, Stream::Wallet] {
         for (i, event) in s.events(stream).await.unwrap().into_iter().enumerate() {
-            let subject = match event.kind.as_str() {
-                "ReservationRequested" => "reservation.requested",
-                "PaymentRequested" => "reservation.payment_requested",
-                "ReservationFailed" => "reservation.failed",
-                "ReservationCompleted" => "reservation.completed",
-                "SeatReserved" => "seat.reserved",
-                "SeatsReleased" => "seat.released",
-                "PaymentCompleted" => "wallet.payment.completed",
-                "ChargeCompleted" => "wallet.charge.completed",
-                _ => continue,
+            let Some(subject) = copy_subject::<ReservationRequested>(&s, &event)
+                .or_else(|| copy_subject::<PaymentRequested>(&s, &event))
+                .or_else(|| copy_subject::<ReservationFailed>(&s, &event))
+                .or_else(|| copy_subject::<ReservationCompleted>(&s, &event))
+                .or_else(|| copy_subject::<SeatReserved>(&s, &event))
+                .or_else(|| copy_subject::<SeatsReleased>(&s, &event))
+                .or_else(|| copy_subject::<PaymentCompleted>(&s, &event))
+                .or_else(|| copy_subject::<ChargeCompleted>(&s, &event))
+            else {
+                continue;
             };
             s.publish_raw(
-                subject,
+                &subject,
                 &format!("copy-{stream}-{i}-{}", event.id),
                 serde_json::to_vec(&event).unwrap(),
             )

@@ -13,6 +13,7 @@ mod dead_letters;
 mod faults;
 mod happy;
 mod input;
+mod partitions;
 mod topology;
 mod traces;
 mod waiting_room;

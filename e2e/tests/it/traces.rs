@@ -179,11 +179,11 @@ async fn every_span_of_a_saga_is_in_its_one_trace_while_consumers_batch() {
 
     // Every hop of a saga: the events published, and each consumer that takes one.
     let published = [
-        "reservation.requested",
-        "seat.reserved",
-        "reservation.payment_requested",
-        "wallet.payment.completed",
-        "reservation.completed",
+        "reservation.0.requested",
+        "seat.0.reserved",
+        "reservation.0.payment_requested",
+        "wallet.0.payment.completed",
+        "reservation.0.completed",
     ];
     let consumed = [
         ("seat", "ReservationRequested"),

@@ -1,6 +1,9 @@
 //! Every event of DESIGN §4, with its stream and subject. Payloads are camelCase JSON.
 
-use crate::{ChargeId, ConcertId, Event, PaymentId, ReservationId, ScheduleId, SeatNo, Stream, UserId, Won};
+use crate::{
+    Bucket, ChargeId, ConcertId, Event, PartitionKey, PaymentId, ReservationId, ScheduleId, SeatNo, Stream,
+    UserId, Won, is_partitioned,
+};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{
@@ -8,12 +11,30 @@ use utoipa::{
     openapi::{RefOr, schema::Schema},
 };
 
+/// `event!(Type, stream, "subject")` for an event about no schedule;
+/// `event!(Type, stream, "domain.*.rest", key = field)` for one whose partition is read from
+/// `field` (a schedule or reservation id). The subject must carry the partition exactly when
+/// there is a key: the build fails otherwise.
 macro_rules! event {
     ($name:ident, $stream:expr, $subject:literal) => {
+        event!(@impl $name, $stream, $subject, false, |_e| None);
+    };
+    ($name:ident, $stream:expr, $subject:literal, key = $field:ident) => {
+        event!(@impl $name, $stream, $subject, true, |e: &$name| Some(PartitionKey::bucket(&e.$field)));
+    };
+    (@impl $name:ident, $stream:expr, $subject:literal, $keyed:literal, $bucket:expr) => {
+        const _: () = assert!(
+            is_partitioned($subject) == $keyed,
+            concat!(stringify!($name), ": a subject carries the partition (`domain.*.…`) exactly when the event has a key")
+        );
         impl Event for $name {
             const TYPE: &'static str = stringify!($name);
             const STREAM: Stream = $stream;
             const SUBJECT: &'static str = $subject;
+
+            fn bucket(&self) -> Option<Bucket> {
+                ($bucket)(self)
+            }
         }
     };
 }
@@ -93,7 +114,7 @@ pub struct ScheduleCreated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sales_open_at: Option<DateTime<Utc>>,
 }
-event!(ScheduleCreated, Stream::Catalog, "catalog.schedule.created");
+event!(ScheduleCreated, Stream::Catalog, "catalog.*.schedule.created", key = schedule_id);
 
 /// An organizer moved a schedule: when it starts, and when its sale opens (absent: on sale
 /// now). Its seats and prices never change.
@@ -106,7 +127,7 @@ pub struct ScheduleChanged {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sales_open_at: Option<DateTime<Utc>>,
 }
-event!(ScheduleChanged, Stream::Catalog, "catalog.schedule.changed");
+event!(ScheduleChanged, Stream::Catalog, "catalog.*.schedule.changed", key = schedule_id);
 
 /// An organizer cancelled a schedule: nothing of it is sold any more, every live reservation
 /// of it fails and every confirmed one is refunded.
@@ -117,7 +138,7 @@ pub struct ScheduleCancelled {
     pub concert_id: ConcertId,
     pub cancelled_at: DateTime<Utc>,
 }
-event!(ScheduleCancelled, Stream::Catalog, "catalog.schedule.cancelled");
+event!(ScheduleCancelled, Stream::Catalog, "catalog.*.schedule.cancelled", key = schedule_id);
 
 /// A user asked to hold seats; the saga starts here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -129,7 +150,7 @@ pub struct ReservationRequested {
     pub seat_nos: Vec<SeatNo>,
     pub queue_token: String,
 }
-event!(ReservationRequested, Stream::Reservation, "reservation.requested");
+event!(ReservationRequested, Stream::Reservation, "reservation.*.requested", key = schedule_id);
 
 /// The reservation asks the wallet to pay for held seats before `pay_by`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -140,7 +161,7 @@ pub struct PaymentRequested {
     pub amount: Won,
     pub pay_by: DateTime<Utc>,
 }
-event!(PaymentRequested, Stream::Reservation, "reservation.payment_requested");
+event!(PaymentRequested, Stream::Reservation, "reservation.*.payment_requested", key = reservation_id);
 
 /// How a reservation is paid.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -179,7 +200,12 @@ pub struct CardPaymentRequested {
     pub amount: Won,
     pub pay_by: DateTime<Utc>,
 }
-event!(CardPaymentRequested, Stream::Reservation, "reservation.card.payment_requested");
+event!(
+    CardPaymentRequested,
+    Stream::Reservation,
+    "reservation.*.card.payment_requested",
+    key = reservation_id
+);
 
 /// A card payment taken for a reservation that did not complete must go back through the
 /// gateway (or, not taken yet, must never be).
@@ -190,7 +216,7 @@ pub struct CardRefundRequested {
     pub user_id: UserId,
     pub amount: Won,
 }
-event!(CardRefundRequested, Stream::Reservation, "reservation.card.refund_requested");
+event!(CardRefundRequested, Stream::Reservation, "reservation.*.card.refund_requested", key = reservation_id);
 
 /// The reservation is paid and final.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -204,7 +230,7 @@ pub struct ReservationCompleted {
     pub amount: Won,
     pub queue_token: String,
 }
-event!(ReservationCompleted, Stream::Reservation, "reservation.completed");
+event!(ReservationCompleted, Stream::Reservation, "reservation.*.completed", key = schedule_id);
 
 /// Why a reservation ended without seats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -234,7 +260,7 @@ pub struct ReservationFailed {
     pub reason: ReservationFailureReason,
     pub queue_token: String,
 }
-event!(ReservationFailed, Stream::Reservation, "reservation.failed");
+event!(ReservationFailed, Stream::Reservation, "reservation.*.failed", key = schedule_id);
 
 /// A CONFIRMED reservation was undone (its schedule was cancelled): its seats are no longer
 /// sold, and its money goes back (RefundRequested or CardRefundRequested follows).
@@ -249,7 +275,7 @@ pub struct ReservationCancelled {
     pub amount: Won,
     pub reason: ReservationFailureReason,
 }
-event!(ReservationCancelled, Stream::Reservation, "reservation.cancelled");
+event!(ReservationCancelled, Stream::Reservation, "reservation.*.cancelled", key = schedule_id);
 
 /// Money taken for a reservation that did not complete must go back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -259,7 +285,7 @@ pub struct RefundRequested {
     pub user_id: UserId,
     pub amount: Won,
 }
-event!(RefundRequested, Stream::Reservation, "reservation.refund_requested");
+event!(RefundRequested, Stream::Reservation, "reservation.*.refund_requested", key = reservation_id);
 
 /// Every requested seat is held for the reservation until `held_until`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -272,7 +298,7 @@ pub struct SeatReserved {
     pub amount: Won,
     pub held_until: DateTime<Utc>,
 }
-event!(SeatReserved, Stream::Seat, "seat.reserved");
+event!(SeatReserved, Stream::Seat, "seat.*.reserved", key = schedule_id);
 
 /// Why seats could not be held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -293,7 +319,7 @@ pub struct SeatReservationRejected {
     pub seat_nos: Vec<SeatNo>,
     pub reason: SeatRejectReason,
 }
-event!(SeatReservationRejected, Stream::Seat, "seat.rejected");
+event!(SeatReservationRejected, Stream::Seat, "seat.*.rejected", key = schedule_id);
 
 /// Seats held for the reservation are available again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -303,7 +329,7 @@ pub struct SeatsReleased {
     pub schedule_id: ScheduleId,
     pub seat_nos: Vec<SeatNo>,
 }
-event!(SeatsReleased, Stream::Seat, "seat.released");
+event!(SeatsReleased, Stream::Seat, "seat.*.released", key = schedule_id);
 
 /// The last seat of a schedule was sold.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -314,7 +340,7 @@ pub struct SoldOut {
     pub sold_out_at: DateTime<Utc>,
     pub seconds_to_sell_out: i64,
 }
-event!(SoldOut, Stream::Seat, "seat.sold_out");
+event!(SoldOut, Stream::Seat, "seat.*.sold_out", key = schedule_id);
 
 /// A wallet was topped up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -337,7 +363,7 @@ pub struct PaymentCompleted {
     pub amount: Won,
     pub balance: Won,
 }
-event!(PaymentCompleted, Stream::Wallet, "wallet.payment.completed");
+event!(PaymentCompleted, Stream::Wallet, "wallet.*.payment.completed", key = reservation_id);
 
 /// Why a top-up was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -387,7 +413,7 @@ pub struct PaymentFailed {
     pub amount: Won,
     pub reason: PaymentFailureReason,
 }
-event!(PaymentFailed, Stream::Wallet, "wallet.payment.failed");
+event!(PaymentFailed, Stream::Wallet, "wallet.*.payment.failed", key = reservation_id);
 
 /// A payment was returned to the wallet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -399,7 +425,7 @@ pub struct PaymentRefunded {
     pub amount: Won,
     pub balance: Won,
 }
-event!(PaymentRefunded, Stream::Wallet, "wallet.payment.refunded");
+event!(PaymentRefunded, Stream::Wallet, "wallet.*.payment.refunded", key = reservation_id);
 
 /// A card payment was captured by the gateway for a reservation, in time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -410,7 +436,7 @@ pub struct CardPaymentCompleted {
     pub user_id: UserId,
     pub amount: Won,
 }
-event!(CardPaymentCompleted, Stream::Payment, "payment.completed");
+event!(CardPaymentCompleted, Stream::Payment, "payment.*.completed", key = reservation_id);
 
 /// A card payment was declined, could not start, or was captured too late (and is refunded
 /// through the gateway); nothing stays charged.
@@ -423,7 +449,7 @@ pub struct CardPaymentFailed {
     pub amount: Won,
     pub reason: PaymentFailureReason,
 }
-event!(CardPaymentFailed, Stream::Payment, "payment.failed");
+event!(CardPaymentFailed, Stream::Payment, "payment.*.failed", key = reservation_id);
 
 /// A captured card payment was given back through the gateway.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -434,7 +460,7 @@ pub struct CardPaymentRefunded {
     pub user_id: UserId,
     pub amount: Won,
 }
-event!(CardPaymentRefunded, Stream::Payment, "payment.refunded");
+event!(CardPaymentRefunded, Stream::Payment, "payment.*.refunded", key = reservation_id);
 
 /// A message a consumer could not handle, kept on `dlq.<service>` so nothing is lost.
 /// It is published as-is (not in an envelope): it must be writable even when the original

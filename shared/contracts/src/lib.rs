@@ -13,7 +13,7 @@ pub use envelope::{
 pub use events::*;
 pub use ids::*;
 pub use namespace::{InvalidNamespace, Namespace, Stream};
-pub use partition::Bucket;
+pub use partition::{Bucket, InvalidPartitions, PartitionKey, Partitions};
 
 /// Where the event contract's document describes the schema `name` (an event's `TYPE`, or
 /// `EnvelopeMeta`): what a dead letter's reason quotes.
@@ -29,6 +29,23 @@ pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 
     const VERSION: u32 = 1;
     /// The stream the subject belongs to.
     const STREAM: Stream;
-    /// Subject without the namespace prefix, e.g. `seat.reserved`.
+    /// Subject pattern without the namespace prefix. For an event about one schedule its second
+    /// token is `*`, the partition ([`is_partitioned`]): `seat.*.reserved` is published as
+    /// `seat.0.reserved` ([`Partitions::subject`]), and a consumer of every partition filters on
+    /// the pattern itself. Events about no schedule have plain subjects (`wallet.charge.completed`).
     const SUBJECT: &'static str;
+
+    /// The bucket of the schedule the event is about, which picks its partition; `None` for an
+    /// event about no schedule.
+    fn bucket(&self) -> Option<Bucket>;
+}
+
+/// Whether a subject pattern carries a partition: its second token is `*` (`seat.*.reserved`).
+pub const fn is_partitioned(subject: &str) -> bool {
+    let bytes = subject.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b'.' {
+        i += 1;
+    }
+    i + 2 < bytes.len() && bytes[i + 1] == b'*' && bytes[i + 2] == b'.'
 }

@@ -1,6 +1,8 @@
 //! Subjects and stream names are derived here and nowhere else, so a namespace prefix isolates
-//! an environment (or a test) completely: `P.seat.reserved` on stream `P_SEAT`, Redis keys `P:…`.
+//! an environment (or a test) completely: `P.seat.0.reserved` on stream `P_SEAT`, Redis keys
+//! `P:…`. The namespace also knows how many partitions the events are spread over.
 
+use crate::{Event, Partitions};
 use std::fmt;
 
 /// The JetStream streams of the contract.
@@ -68,9 +70,10 @@ impl fmt::Display for Stream {
     }
 }
 
-/// A namespace prefix (`TICKETING_PREFIX`); empty means none.
+/// A namespace prefix (`TICKETING_PREFIX`; empty means none), and the partitions its events
+/// are spread over (`TICKETING_PARTITION_COUNT`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Namespace(String);
+pub struct Namespace(String, Partitions);
 
 /// A prefix that would not make valid subjects, stream names or Redis keys.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -83,7 +86,25 @@ impl Namespace {
     pub fn new(prefix: &str) -> Result<Self, InvalidNamespace> {
         let ok =
             prefix.len() <= 32 && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if ok { Ok(Self(prefix.to_owned())) } else { Err(InvalidNamespace(prefix.to_owned())) }
+        if ok {
+            Ok(Self(prefix.to_owned(), Partitions::ONE))
+        } else {
+            Err(InvalidNamespace(prefix.to_owned()))
+        }
+    }
+
+    /// The namespace with its events spread over `partitions`.
+    pub fn with_partitions(self, partitions: Partitions) -> Self {
+        Self(self.0, partitions)
+    }
+
+    pub fn partitions(&self) -> Partitions {
+        self.1
+    }
+
+    /// The subject `event` is published on: `P.seat.3.reserved`.
+    pub fn event_subject<E: Event>(&self, event: &E) -> String {
+        self.subject(&self.1.subject(event))
     }
 
     /// The prefix itself (may be empty).
@@ -91,7 +112,7 @@ impl Namespace {
         &self.0
     }
 
-    /// `seat.reserved` → `P.seat.reserved`.
+    /// `seat.0.reserved` → `P.seat.0.reserved`.
     pub fn subject(&self, subject: &str) -> String {
         if self.0.is_empty() { subject.to_owned() } else { format!("{}.{subject}", self.0) }
     }
@@ -144,7 +165,7 @@ mod tests {
     #[test]
     fn prefix_applies_to_subjects_streams_and_keys() {
         let ns = Namespace::new("t42").unwrap();
-        assert_eq!(ns.subject("seat.reserved"), "t42.seat.reserved");
+        assert_eq!(ns.subject("seat.0.reserved"), "t42.seat.0.reserved");
         assert_eq!(ns.stream(Stream::Seat), "t42_SEAT");
         assert_eq!(ns.stream_subjects(Stream::Wallet), "t42.wallet.>");
         assert_eq!(ns.dlq_subject("seat"), "t42.dlq.seat");
@@ -156,9 +177,25 @@ mod tests {
     #[test]
     fn empty_prefix_changes_nothing() {
         let ns = Namespace::default();
-        assert_eq!(ns.subject("seat.reserved"), "seat.reserved");
+        assert_eq!(ns.subject("seat.0.reserved"), "seat.0.reserved");
         assert_eq!(ns.stream(Stream::Dlq), "DLQ");
         assert_eq!(ns.redis_key("k"), "k");
+    }
+
+    #[test]
+    fn an_events_subject_carries_the_prefix_and_its_partition() {
+        let schedule = crate::ScheduleId::new();
+        let sold = crate::SoldOut {
+            schedule_id: schedule,
+            concert_id: crate::ConcertId::new(),
+            sold_out_at: chrono::Utc::now(),
+            seconds_to_sell_out: 1,
+        };
+        let ns = Namespace::new("t42").unwrap();
+        assert_eq!(ns.event_subject(&sold), "t42.seat.0.sold_out");
+        let ns = ns.with_partitions(Partitions::new(1024).unwrap());
+        assert_eq!(ns.event_subject(&sold), format!("t42.seat.{}.sold_out", crate::Bucket::of(schedule)));
+        assert_eq!(ns.partitions().count(), 1024);
     }
 
     #[test]

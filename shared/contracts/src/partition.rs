@@ -9,8 +9,13 @@
 //!
 //! A reservation carries its schedule's bucket in the low ten bits of its id (§2.3), so the
 //! wallet, the routes `/reservations/{id}…` and any tool find its partition from the id alone.
+//!
+//! An event about one schedule carries its partition in its subject (§2.2): its subject
+//! pattern has `*` as the second token (`seat.*.reserved`), which the publisher replaces with
+//! the partition of the event's bucket (`seat.3.reserved`) and a consumer of every partition
+//! keeps as its filter.
 
-use crate::{ReservationId, ScheduleId};
+use crate::{Event, ReservationId, ScheduleId};
 use std::fmt;
 use uuid::Uuid;
 
@@ -40,6 +45,72 @@ impl Bucket {
 impl fmt::Display for Bucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// What an event's partition is read from: the schedule it is about, or a reservation, whose
+/// id carries its schedule's bucket.
+pub trait PartitionKey {
+    fn bucket(&self) -> Bucket;
+}
+
+impl PartitionKey for ScheduleId {
+    fn bucket(&self) -> Bucket {
+        Bucket::of(*self)
+    }
+}
+
+impl PartitionKey for ReservationId {
+    fn bucket(&self) -> Bucket {
+        ReservationId::bucket(*self)
+    }
+}
+
+/// How many partitions the buckets are spread over (`TICKETING_PARTITION_COUNT`, the same in
+/// every process), and which partition holds a bucket: `bucket mod count`, the map of §2.1
+/// before buckets can move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Partitions(u16);
+
+/// A partition count outside `1..=1024`.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid partition count {0}: use 1 to 1024 (there are 1,024 buckets to spread)")]
+pub struct InvalidPartitions(pub u32);
+
+impl Partitions {
+    /// One partition: every event's subject carries partition 0.
+    pub const ONE: Partitions = Partitions(1);
+
+    pub fn new(count: u32) -> Result<Self, InvalidPartitions> {
+        match u16::try_from(count) {
+            Ok(n) if (1..=Bucket::COUNT).contains(&n) => Ok(Self(n)),
+            _ => Err(InvalidPartitions(count)),
+        }
+    }
+
+    pub fn count(self) -> u16 {
+        self.0
+    }
+
+    /// The partition that holds `bucket`, `0..count`.
+    pub fn of(self, bucket: Bucket) -> u16 {
+        bucket.get() % self.0
+    }
+
+    /// The subject `event` is published on, without the namespace prefix: its subject pattern
+    /// with the partition of its bucket in place of the `*` (the pattern as it is for an event
+    /// of no schedule).
+    pub fn subject<E: Event>(self, event: &E) -> String {
+        match event.bucket() {
+            Some(bucket) => E::SUBJECT.replacen('*', &self.of(bucket).to_string(), 1),
+            None => E::SUBJECT.to_owned(),
+        }
+    }
+}
+
+impl Default for Partitions {
+    fn default() -> Self {
+        Self::ONE
     }
 }
 
@@ -111,5 +182,63 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids made one after another sort in that order");
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn a_partition_count_is_one_to_the_number_of_buckets() {
+        assert_eq!(Partitions::new(1), Ok(Partitions::ONE));
+        assert_eq!(Partitions::new(1024).map(Partitions::count), Ok(1024));
+        for bad in [0, 1025, 70_000] {
+            assert_eq!(Partitions::new(bad), Err(InvalidPartitions(bad)));
+        }
+    }
+
+    #[test]
+    fn an_event_is_published_on_the_partition_of_its_schedules_bucket() {
+        let schedule = ScheduleId::new();
+        let bucket = Bucket::of(schedule);
+        let released = crate::SeatsReleased {
+            reservation_id: ReservationId::for_schedule(schedule),
+            schedule_id: schedule,
+            seat_nos: vec![],
+        };
+        let paid = crate::PaymentFailed {
+            reservation_id: ReservationId::for_schedule(schedule),
+            user_id: crate::UserId::new(),
+            amount: crate::Won(1),
+            reason: crate::PaymentFailureReason::DeadlinePassed,
+        };
+        let three = Partitions::new(3).unwrap();
+        let p = bucket.get() % 3;
+        assert_eq!(three.subject(&released), format!("seat.{p}.released"));
+        assert_eq!(
+            three.subject(&paid),
+            format!("wallet.{p}.payment.failed"),
+            "the same partition, from the id"
+        );
+        assert_eq!(Partitions::ONE.subject(&released), "seat.0.released");
+        let charge = crate::ChargeFailed {
+            charge_id: crate::ChargeId::new(),
+            user_id: crate::UserId::new(),
+            amount: crate::Won(1),
+            reason: crate::ChargeFailureReason::BalanceLimit,
+        };
+        assert_eq!(
+            three.subject(&charge),
+            "wallet.charge.failed",
+            "an event of no schedule has no partition"
+        );
+    }
+
+    #[test]
+    fn every_partitioned_subject_has_its_partition_second() {
+        for (kind, _, subject) in crate::ALL_EVENTS {
+            let tokens: Vec<&str> = subject.split('.').collect();
+            assert_eq!(crate::is_partitioned(subject), tokens.get(1) == Some(&"*"), "{kind}");
+            assert!(tokens.iter().skip(2).all(|t| *t != "*" && *t != ">"), "{kind}: one wildcard, second");
+        }
+        assert!(!crate::is_partitioned("seat"));
+        assert!(!crate::is_partitioned("seat.*"));
+        assert!(crate::is_partitioned("seat.*.reserved"));
     }
 }

@@ -7,6 +7,12 @@ use crate::{ConsumerSpec, MessagingError, definitions::declared_consumers, permi
 use contracts::{ALL_EVENTS, HEADER_MSG_ID, HEADER_TRACEPARENT, HEADER_TRACESTATE, HEADER_TYPE, Stream};
 use serde_json::{Map, Value, json};
 
+/// What a channel's `{partition}` is.
+const PARTITION: &str = "The partition of the schedule the event is about: its bucket (FNV-1a 32 of the schedule id \
+                         as lowercase hyphenated text, mod 1024; a reservation id carries it in its ten low bits) \
+                         mod TICKETING_PARTITION_COUNT. 0 with one partition. Consumers of every partition filter \
+                         on `*` there.";
+
 /// The document, the same on every call (its maps are ordered by name).
 pub fn document() -> Result<Value, MessagingError> {
     let consumers = declared_consumers()?;
@@ -28,7 +34,7 @@ pub fn document() -> Result<Value, MessagingError> {
             json!({
                 "name": kind,
                 "title": kind,
-                "summary": format!("{kind}, sent by {producer} on {subject}."),
+                "summary": format!("{kind}, sent by {producer} on {}.", subject.replacen('*', "{partition}", 1)),
                 "contentType": "application/json",
                 "headers": {"$ref": "#/components/schemas/Headers"},
                 "payload": {"$ref": format!("#/components/schemas/{kind}Envelope")},
@@ -36,18 +42,20 @@ pub fn document() -> Result<Value, MessagingError> {
             }),
         );
         let message = format!("#/channels/{kind}/messages/{kind}");
-        channels.insert(
-            kind.to_owned(),
-            json!({
-                "address": subject,
-                "title": kind,
-                "description": format!(
-                    "Stream {} (subjects under the deployment's prefix, e.g. `<prefix>.{subject}`).",
-                    stream.name()
-                ),
-                "messages": {kind: {"$ref": format!("#/components/messages/{kind}")}},
-            }),
-        );
+        let address = subject.replacen('*', "{partition}", 1);
+        let mut channel = json!({
+            "address": address,
+            "title": kind,
+            "description": format!(
+                "Stream {} (subjects under the deployment's prefix, e.g. `<prefix>.{address}`).",
+                stream.name()
+            ),
+            "messages": {kind: {"$ref": format!("#/components/messages/{kind}")}},
+        });
+        if contracts::is_partitioned(subject) {
+            channel["parameters"] = json!({"partition": {"description": PARTITION}});
+        }
+        channels.insert(kind.to_owned(), channel);
         operations.insert(
             format!("{}_sends_{kind}", id(producer)),
             json!({
@@ -229,7 +237,10 @@ mod tests {
             operations.keys()
         );
         assert!(operations.contains_key("wallet_sends_PaymentCompleted"));
-        assert_eq!(doc["channels"]["SeatReserved"]["address"], "seat.reserved");
+        assert_eq!(doc["channels"]["SeatReserved"]["address"], "seat.{partition}.reserved");
+        assert!(doc["channels"]["SeatReserved"]["parameters"]["partition"].is_object());
+        assert_eq!(doc["channels"]["ChargeCompleted"]["address"], "wallet.charge.completed");
+        assert!(doc["channels"]["ChargeCompleted"].get("parameters").is_none());
         assert_eq!(
             doc["components"]["schemas"]["SeatReservedEnvelope"]["allOf"][1]["properties"]["payload"]["$ref"],
             "#/components/schemas/SeatReserved"

@@ -21,7 +21,7 @@ use tracing::Instrument;
 /// An event as a handler sees it: the decoded envelope (payload still raw) and where it came from.
 #[derive(Clone, Debug)]
 pub struct Incoming {
-    /// The subject without namespace prefix, e.g. `seat.reserved`.
+    /// The subject without namespace prefix, e.g. `seat.0.reserved`.
     pub subject: String,
     pub envelope: Envelope<serde_json::Value>,
     pub stream_sequence: u64,
@@ -34,7 +34,7 @@ impl Incoming {
     /// events without the bus.
     pub fn first_delivery<E: Event>(event: &Envelope<E>) -> Result<Self, serde_json::Error> {
         Ok(Self {
-            subject: E::SUBJECT.to_owned(),
+            subject: contracts::Partitions::ONE.subject(&event.payload),
             envelope: serde_json::from_value(serde_json::to_value(event)?)?,
             stream_sequence: 0,
             deliveries: 1,
@@ -570,10 +570,12 @@ impl ConsumerSpec {
 }
 
 /// What tells apart the consumer of `subject` among its service's consumers of the stream:
-/// the subject after the stream's first token, with `_` for dots (`reservation.payment_requested`
-/// -> `payment_requested`); consumer names hold no dots or wildcards.
+/// the subject after the stream's first token and its partition, with `_` for dots
+/// (`reservation.*.payment_requested` -> `payment_requested`); consumer names hold no dots or
+/// wildcards.
 fn part_of(subject: &str) -> String {
     let tail = subject.split_once('.').map_or(subject, |(_, tail)| tail);
+    let tail = if contracts::is_partitioned(subject) { &tail[2..] } else { tail };
     tail.replace('.', "_").replace('>', "all").replace('*', "any")
 }
 

@@ -230,13 +230,15 @@ mod tests {
         );
         assert!(seat.iter().all(|s| s.inbox() == "seat__RESERVATION"));
         assert!(
-            seat[0].receives("reservation.requested") && !seat[0].receives("reservation.payment_requested")
+            seat[0].receives("reservation.0.requested")
+                && seat[0].receives("reservation.41.requested")
+                && !seat[0].receives("reservation.0.payment_requested")
         );
         let one = ConsumerSpec::declared("external-data", Stream::Reservation).unwrap();
         assert_eq!(one.iter().map(ConsumerSpec::name).collect::<Vec<_>>(), ["external-data__RESERVATION"]);
         let reservation = ConsumerSpec::declared("reservation", Stream::Wallet).unwrap();
         assert!(
-            reservation[0].receives("wallet.payment.failed")
+            reservation[0].receives("wallet.0.payment.failed")
                 && !reservation[0].receives("wallet.charge.completed")
         );
         let mut all: Vec<String> = declared_consumers().unwrap().iter().map(ConsumerSpec::name).collect();

@@ -138,7 +138,7 @@ impl Outbox {
         Ok(OutboxRow {
             kind: E::TYPE,
             id: event.id.0,
-            subject: self.ns.subject(E::SUBJECT),
+            subject: self.ns.event_subject(&event.payload),
             headers: serde_json::to_value(&headers).map_err(|e| DbErr::Custom(e.to_string()))?,
             body: serde_json::to_vec(event).map_err(|e| DbErr::Custom(e.to_string()))?,
         })

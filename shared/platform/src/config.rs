@@ -55,7 +55,9 @@ pub struct Config {
     /// What identity tokens are checked (and, by `ticketing token`, signed) with: the identity
     /// provider's public keys, and/or a shared secret for development.
     pub jwt: JwtKeys,
-    /// Namespace prefix for subjects, streams and Redis keys.
+    /// Namespace prefix for subjects, streams and Redis keys, and the number of partitions the
+    /// events of a schedule are spread over (`TICKETING_PARTITION_COUNT`, the same in every
+    /// process; docs/scaling.md §2).
     pub prefix: Namespace,
     pub http_addr: SocketAddr,
     /// Where `/healthz`, `/readyz` and `/metrics` are served instead of beside the API
@@ -333,6 +335,11 @@ impl Config {
             r.fail("TICKETING_PREFIX", e.to_string());
             Namespace::default()
         });
+        let partitions = r.parsed("TICKETING_PARTITION_COUNT", 1_u32, "a whole number");
+        let prefix = prefix.with_partitions(contracts::Partitions::new(partitions).unwrap_or_else(|e| {
+            r.fail("TICKETING_PARTITION_COUNT", e.to_string());
+            contracts::Partitions::ONE
+        }));
         let http_addr = r.parsed(
             "TICKETING_HTTP_ADDR",
             SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -563,9 +570,16 @@ mod tests {
             ("TICKETING_HTTP_ADDR", "localhost"),
             ("TICKETING_NATS_URL", "127.0.0.1:4222"),
             ("TICKETING_PREFIX", "a.b"),
+            ("TICKETING_PARTITION_COUNT", "0"),
         ])
         .unwrap_err();
-        for var in ["TICKETING_JWT_SECRET", "TICKETING_HTTP_ADDR", "TICKETING_NATS_URL", "TICKETING_PREFIX"] {
+        for var in [
+            "TICKETING_JWT_SECRET",
+            "TICKETING_HTTP_ADDR",
+            "TICKETING_NATS_URL",
+            "TICKETING_PREFIX",
+            "TICKETING_PARTITION_COUNT",
+        ] {
             assert!(e.names(var), "{var} not named in {e}");
         }
     }

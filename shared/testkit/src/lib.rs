@@ -214,7 +214,12 @@ impl TestEnv {
 
     /// Publishes an event on its subject as another service would (message id = event id).
     pub async fn publish<E: contracts::Event>(&self, event: &contracts::Envelope<E>) -> anyhow::Result<()> {
-        self.publish_raw(E::SUBJECT, &event.id.to_string(), serde_json::to_vec(event)?).await
+        self.publish_raw(
+            &self.ns.partitions().subject(&event.payload),
+            &event.id.to_string(),
+            serde_json::to_vec(event)?,
+        )
+        .await
     }
 
     /// Every event stored in one of this environment's streams, oldest first.

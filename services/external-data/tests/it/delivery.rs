@@ -156,7 +156,7 @@ async fn the_same_event_twice_is_one_delivery_and_other_events_make_none() {
     svc.env.publish(&event).await.unwrap();
     // Under another message id the stream keeps the copy, so the consumer sees it twice.
     let body = serde_json::to_vec(&event).unwrap();
-    svc.env.publish_raw("reservation.completed", &uuid::Uuid::now_v7().to_string(), body).await.unwrap();
+    svc.env.publish_raw("reservation.0.completed", &uuid::Uuid::now_v7().to_string(), body).await.unwrap();
     let failed = contracts::Envelope::new(
         "reservation",
         contracts::ReservationId::new(),

@@ -99,7 +99,7 @@ async fn a_completed_reservation_spends_the_token_and_frees_its_slot() {
     assert_eq!(status(&env, &a).await.status, TokenStatus::Expired);
     // The same event again (a redelivered copy) changes nothing, and a late failure of an older
     // reservation does not bring a spent token back.
-    env.publish_raw("reservation.completed", "copy", serde_json::to_vec(&done).unwrap()).await.unwrap();
+    env.publish_raw("reservation.0.completed", "copy", serde_json::to_vec(&done).unwrap()).await.unwrap();
     let late = failed(alice, &a);
     env.publish(&late).await.unwrap();
     handled(&env, late.id).await;
@@ -129,7 +129,7 @@ async fn a_failed_reservation_restores_the_token() {
     assert_eq!(t.status, TokenStatus::Active);
     assert!(t.active_until.unwrap() >= now + 59_000, "kept at least a minute");
     let kept = t.active_until;
-    env.publish_raw("reservation.failed", "copy", serde_json::to_vec(&f).unwrap()).await.unwrap();
+    env.publish_raw("reservation.0.failed", "copy", serde_json::to_vec(&f).unwrap()).await.unwrap();
 
     // An expired token goes back to the head of the waiting queue.
     let b = store::join(&mut c, &keys, bob, base_ms()).await.unwrap().token;

@@ -79,7 +79,7 @@ async fn confirmed_seats_move_concerts_up_and_duplicates_count_once() {
     );
 
     // A redelivered copy of Beta's sale changes nothing; two more seats for Alpha move it up.
-    env.publish_raw("reservation.completed", "copy", serde_json::to_vec(&big).unwrap()).await.unwrap();
+    env.publish_raw("reservation.0.completed", "copy", serde_json::to_vec(&big).unwrap()).await.unwrap();
     sold(&env, &sale(a, 2)).await;
     let (status, body) = get(&url, "/rankings/concerts?window=60m&limit=5").await;
     assert_eq!(status, 200);
@@ -203,7 +203,7 @@ async fn a_sale_undone_by_a_cancelled_schedule_counts_no_more_once_and_leaves_th
 
     let cancelled = undone(&lost);
     for copy in ["first", "copy"] {
-        env.publish_raw("reservation.cancelled", copy, serde_json::to_vec(&cancelled).unwrap())
+        env.publish_raw("reservation.0.cancelled", copy, serde_json::to_vec(&cancelled).unwrap())
             .await
             .unwrap();
     }

@@ -147,14 +147,17 @@ async fn duplicate_and_reordered_events_change_nothing() {
     let held = s.seats_held(id, &[1], Utc::now() + Span::minutes(5)).await;
     s.wait_status(user, id, "HELD").await;
     // The same SeatReserved again (a new copy, same event id): the inbox drops it.
-    s.env.publish_raw("seat.reserved", "copy", serde_json::to_vec(&held).unwrap()).await.unwrap();
+    s.env.publish_raw("seat.0.reserved", "copy", serde_json::to_vec(&held).unwrap()).await.unwrap();
     s.seats_rejected(id).await;
     s.call(Method::POST, &format!("/reservations/{id}/payment"), user, None).await;
     let paid = s.paid(id, user).await;
     s.wait_status(user, id, "CONFIRMED").await;
     let dup = s.paid(id, user).await;
     s.env.wait_handled("reservation", dup.id).await;
-    s.env.publish_raw("wallet.payment.completed", "copy", serde_json::to_vec(&paid).unwrap()).await.unwrap();
+    s.env
+        .publish_raw("wallet.0.payment.completed", "copy", serde_json::to_vec(&paid).unwrap())
+        .await
+        .unwrap();
     let r = s.get(user, id).await;
     assert_eq!(r["status"], "CONFIRMED");
     assert!(s.env.events_of::<ReservationFailed>().await.unwrap().is_empty());

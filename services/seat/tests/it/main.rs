@@ -5,7 +5,6 @@
 mod openapi;
 
 use chrono::{Duration as Span, Utc};
-use contracts::Event;
 use contracts::{
     ConcertId, Envelope, ReservationCompleted, ReservationFailed, ReservationFailureReason, ReservationId,
     ReservationRequested, ScheduleCreated, ScheduleId, SeatNo, SeatPrice, SeatRejectReason,
@@ -254,7 +253,7 @@ async fn a_request_delivered_again_after_its_hold_ended_holds_nothing() {
     // The same event again (another message id, so JetStream keeps it): the seats are free, but
     // the event was applied before, so nothing is held and nothing announced.
     let body = serde_json::to_vec(&request).unwrap();
-    s.env.publish_raw(ReservationRequested::SUBJECT, "the-same-request-again", body).await.unwrap();
+    s.env.publish_raw("reservation.0.requested", "the-same-request-again", body).await.unwrap();
     s.env.wait_consumed("seat", contracts::Stream::Reservation).await;
     assert_eq!(s.status_of(schedule, 1).await, "AVAILABLE");
     assert_eq!(s.status_of(schedule, 2).await, "AVAILABLE");

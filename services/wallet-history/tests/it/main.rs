@@ -70,8 +70,8 @@ async fn a_charge_a_payment_and_a_refund_appear_once_each_in_order() {
     // Redelivered copies (new message ids, same events).
     for (subject, body) in [
         ("wallet.charge.completed", serde_json::to_vec(&charge).unwrap()),
-        ("wallet.payment.completed", serde_json::to_vec(&payment).unwrap()),
-        ("wallet.payment.refunded", serde_json::to_vec(&refund).unwrap()),
+        ("wallet.0.payment.completed", serde_json::to_vec(&payment).unwrap()),
+        ("wallet.0.payment.refunded", serde_json::to_vec(&refund).unwrap()),
     ] {
         env.publish_raw(subject, &format!("copy-{subject}"), body).await.unwrap();
     }

@@ -53,7 +53,7 @@ async fn a_busy_system_that_does_not_settle_in_time_is_a_violation_naming_what_w
     seat(&env, sale.schedule, 2, "HELD", Some(held), Some(290.0)).await;
     crate::exec(
         &env,
-        "INSERT INTO seat.outbox (id, subject, body) VALUES ($1, 'seat.reserved', '\\x00'::bytea)",
+        "INSERT INTO seat.outbox (id, subject, body) VALUES ($1, 'seat.0.reserved', '\\x00'::bytea)",
         vec![Uuid::now_v7().into()],
     )
     .await;

@@ -370,7 +370,7 @@ async fn an_outbox_row_older_than_the_grace_is_reported_with_the_backlog() {
 async fn a_dead_letter_is_reported_with_what_and_why() {
     let env = TestEnv::new().await.unwrap();
     let letter = DeadLetter {
-        original_subject: env.ns.subject("reservation.requested"),
+        original_subject: env.ns.subject("reservation.0.requested"),
         stream_sequence: 7,
         event_id: Some(Uuid::now_v7().to_string()),
         event_type: Some("ReservationRequested".into()),
@@ -390,7 +390,7 @@ async fn a_dead_letter_is_reported_with_what_and_why() {
     assert_eq!(check.examples[0].id, "dlq#1");
     let detail = &check.examples[0].detail;
     for part in
-        ["seat__RESERVATION__requested", "reservation.requested", "ReservationRequested", "missing field"]
+        ["seat__RESERVATION__requested", "reservation.0.requested", "ReservationRequested", "missing field"]
     {
         assert!(detail.contains(part), "{part} not in {detail}");
     }

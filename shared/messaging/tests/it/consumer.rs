@@ -88,7 +88,7 @@ async fn a_batching_consumer_applies_every_event_once_and_dead_letters_the_undec
     for (i, event) in events.iter().enumerate() {
         publish_event(&env, event, &event.id.to_string()).await;
         if i == 30 {
-            publish_raw(&env, "seat.released", "garbage", b"{not json".to_vec()).await;
+            publish_raw(&env, "seat.0.released", "garbage", b"{not json".to_vec()).await;
         }
     }
     tokio::spawn(run_consumer(env.bus.clone(), batch_spec(16), inbox, env.shutdown.clone()));

@@ -40,7 +40,7 @@ async fn an_undecodable_message_goes_straight_to_the_dlq_and_replay_republishes_
     let inbox = Arc::new(PgInbox::new(env.db.clone(), "probe", recorder.clone()));
     tokio::spawn(run_consumer(env.bus.clone(), spec(), inbox, env.shutdown.clone()));
 
-    publish_raw(&env, "seat.released", "garbage-1", b"{not json".to_vec()).await;
+    publish_raw(&env, "seat.0.released", "garbage-1", b"{not json".to_vec()).await;
     let letters = eventually("a dead letter", Duration::from_secs(10), || async {
         let l = dlq::list(&env.bus, 10).await.unwrap();
         (!l.is_empty()).then_some(l)
@@ -49,7 +49,7 @@ async fn an_undecodable_message_goes_straight_to_the_dlq_and_replay_republishes_
     let (seq, letter) = &letters[0];
     assert_eq!(letter.deliveries, 1, "undecodable messages are not retried");
     assert!(letter.reason.starts_with("undecodable envelope"), "{}", letter.reason);
-    assert_eq!(letter.original_subject, env.ns.subject("seat.released"));
+    assert_eq!(letter.original_subject, env.ns.subject("seat.0.released"));
 
     let replayed = dlq::replay(&env.bus, *seq).await.unwrap();
     assert_eq!(replayed.original_body, letter.original_body);
@@ -75,7 +75,7 @@ async fn a_payload_of_the_wrong_shape_is_dead_lettered_at_once() {
 
     let mut event = serde_json::to_value(sample()).unwrap();
     event["payload"]["seatNos"] = serde_json::json!("seven");
-    publish_raw(&env, "seat.released", "bad-shape", serde_json::to_vec(&event).unwrap()).await;
+    publish_raw(&env, "seat.0.released", "bad-shape", serde_json::to_vec(&event).unwrap()).await;
     let letters = eventually("a dead letter", Duration::from_secs(10), || async {
         let l = dlq::list(&env.bus, 10).await.unwrap();
         (!l.is_empty()).then_some(l)

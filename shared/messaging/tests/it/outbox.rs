@@ -254,7 +254,7 @@ async fn a_row_jetstream_will_never_take_is_set_aside_and_dead_lettered_and_the_
         .execute_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
             "INSERT INTO probe.outbox (id, subject, headers, body) VALUES ($1, $2, '[[\"Ticketing-Type\",\"SeatsReleased\"]]', $3)",
-            [huge.into(), env.ns.subject("seat.released").into(), vec![b'x'; 2 * 1024 * 1024].into()],
+            [huge.into(), env.ns.subject("seat.0.released").into(), vec![b'x'; 2 * 1024 * 1024].into()],
         ))
         .await
         .unwrap();

@@ -42,3 +42,57 @@ async fn the_servers_partition_transform_puts_every_schedule_in_the_bucket_we_co
     }
     js.delete_stream(&stream).await.unwrap();
 }
+
+/// Deploying the partitioned subjects on a running system (docs/scaling.md §2.7, step 2): a
+/// durable that still has the filter of before (`reservation.requested`) takes the pattern
+/// (`reservation.*.requested`) when the definitions are applied, in place: the same consumer,
+/// which keeps its place in the stream and is given the events of every partition.
+#[tokio::test]
+async fn applying_the_definitions_moves_a_durable_of_before_to_the_partitioned_filter_in_place() {
+    use async_nats::jetstream::{AckKind, consumer::PullConsumer};
+    use futures::StreamExt as _;
+    let env = testkit::TestEnv::new().await.unwrap();
+    let spec = messaging::definitions::declared_consumers()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name() == "seat__RESERVATION__requested")
+        .unwrap();
+    let stream = env.bus.js.get_stream(env.ns.stream(contracts::Stream::Reservation)).await.unwrap();
+    let mut before = stream.consumer_info(spec.name()).await.unwrap().config;
+    assert_eq!(before.filter_subject, env.ns.subject("reservation.*.requested"));
+    before.filter_subject = env.ns.subject("reservation.requested");
+    stream.create_consumer(before).await.unwrap();
+
+    // The durable of before takes an event of before.
+    let publish = |subject: String| {
+        let env = &env;
+        async move { env.publish_raw(&subject, &uuid::Uuid::now_v7().to_string(), b"{}".to_vec()).await.unwrap() }
+    };
+    publish("reservation.requested".into()).await;
+    let durable: PullConsumer = stream.get_consumer(&spec.name()).await.unwrap();
+    let mut batch =
+        durable.fetch().max_messages(10).expires(std::time::Duration::from_secs(2)).messages().await.unwrap();
+    let first = batch.next().await.unwrap().unwrap();
+    assert_eq!(first.subject.as_str(), env.ns.subject("reservation.requested"));
+    first.ack_with(AckKind::Ack).await.unwrap();
+    drop(batch);
+
+    messaging::definitions::apply(&env.bus, 1).await.unwrap();
+    let mut durable: PullConsumer = stream.get_consumer(&spec.name()).await.unwrap();
+    let info = durable.info().await.unwrap().clone();
+    assert_eq!(info.config.filter_subject, env.ns.subject("reservation.*.requested"));
+    assert_eq!(info.ack_floor.stream_sequence, 1, "its place in the stream is kept");
+    for p in ["0", "7"] {
+        publish(format!("reservation.{p}.requested")).await;
+    }
+    publish("reservation.0.completed".into()).await;
+    let mut batch =
+        durable.fetch().max_messages(10).expires(std::time::Duration::from_secs(2)).messages().await.unwrap();
+    let mut given = Vec::new();
+    while let Some(message) = batch.next().await {
+        let message = message.unwrap();
+        given.push(message.subject.to_string());
+        message.ack_with(AckKind::Ack).await.unwrap();
+    }
+    assert_eq!(given, [env.ns.subject("reservation.0.requested"), env.ns.subject("reservation.7.requested")]);
+}

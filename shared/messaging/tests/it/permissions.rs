@@ -119,7 +119,13 @@ async fn the_wallets_nats_user_publishes_and_reads_its_own_subjects_alone() {
     assert_eq!(messages_in(&admin, Stream::Dlq).await, 1);
 
     // Its own consumer: pulled and acknowledged.
-    admin.js.publish(ns.subject("reservation.payment_requested"), "{}".into()).await.unwrap().await.unwrap();
+    admin
+        .js
+        .publish(ns.subject("reservation.0.payment_requested"), "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let own = definitions::declared_consumers().unwrap().into_iter().find(|c| c.service == "wallet").unwrap();
     let consumer = own.ensure(&wallet).await.unwrap();
     let mut batch =
@@ -182,7 +188,7 @@ async fn the_replayer_reads_replays_and_discards_dead_letters_and_makes_no_consu
     // Two dead letters of the seat service, as its consumer writes them.
     for n in 1..=2u64 {
         let letter = contracts::DeadLetter {
-            original_subject: ns.subject("reservation.requested"),
+            original_subject: ns.subject("reservation.0.requested"),
             stream_sequence: n,
             event_id: Some(format!("e{n}")),
             event_type: Some("ReservationRequested".into()),

@@ -88,7 +88,13 @@ pub async fn publish_raw(env: &TestEnv, subject: &str, msg_id: &str, body: Vec<u
 
 /// Publishes an envelope directly (not through the outbox) with the given message id.
 pub async fn publish_event<E: Event>(env: &TestEnv, event: &Envelope<E>, msg_id: &str) {
-    publish_raw(env, E::SUBJECT, msg_id, serde_json::to_vec(event).expect("json")).await;
+    publish_raw(
+        env,
+        &env.ns.partitions().subject(&event.payload),
+        msg_id,
+        serde_json::to_vec(event).expect("json"),
+    )
+    .await;
 }
 
 /// `event` as a consumer receives it.
