@@ -174,7 +174,7 @@ pub async fn nats_apply(config: &Config) -> anyhow::Result<()> {
     for stream in contracts::Stream::ALL {
         println!("stream {} ok replicas={}", bus.ns.stream(stream), config.nats_replicas);
     }
-    for spec in messaging::definitions::declared_consumers()? {
+    for spec in messaging::definitions::declared_consumers(bus.ns.partitions())? {
         println!("consumer {} ok", spec.name());
     }
     Ok(())

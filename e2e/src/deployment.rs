@@ -142,10 +142,12 @@ impl Deployment {
         let api = Api::new(&cluster.base_url, env.jwt());
         let config = env.config_with(&settings);
         let since = last_sequences(&env.bus).await?;
+        // The test environment's bus, with the partitions the scenario's system runs with.
+        let bus = Bus { ns: config.prefix.clone(), ..env.bus.clone() };
         Ok(Some(Self {
             base_url: cluster.base_url.clone(),
             api,
-            bus: env.bus.clone(),
+            bus,
             db: env.db.clone(),
             config,
             since,

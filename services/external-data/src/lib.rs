@@ -19,7 +19,7 @@ pub use domain::{DeliveryId, DeliverySettings, DeliveryStatus};
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, PgInbox, Runtime};
+use messaging::{PgInbox, Runtime};
 use platform::auth::JwtKeys;
 use sea_orm::DatabaseConnection;
 use servicekit::{Service, StartError};
@@ -66,7 +66,7 @@ impl Service for ExternalData {
 pub fn routes_with(rt: &Runtime, settings: DeliverySettings) -> Result<Router, StartError> {
     let Destination(target) = rt.config.settings()?;
     rt.spawn_consumer(
-        ConsumerSpec::declared(NAME, Stream::Reservation)?,
+        rt.declared(NAME, Stream::Reservation)?,
         PgInbox::new(rt.db.clone(), SCHEMA, messaging::react(handlers::Completed)),
     )?;
     rt.spawn_pruner(SCHEMA);

@@ -21,7 +21,7 @@ use axum::Router;
 use contracts::{
     CardPaymentCompleted, CardPaymentFailed, CardPaymentRefunded, EnvelopeMeta, PaymentId, Stream,
 };
-use messaging::{ConsumerSpec, Outbox, OutboxRow, PgInbox, Runtime};
+use messaging::{Outbox, OutboxRow, PgInbox, Runtime};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use servicekit::{Service, StartError};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl Service for Payments {
         rt.spawn_relay(SCHEMA);
         rt.spawn_pruner(SCHEMA);
         rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, Stream::Reservation)?,
+            rt.declared(NAME, Stream::Reservation)?,
             PgInbox::publishing(
                 rt.db.clone(),
                 &state.outbox,

@@ -21,7 +21,7 @@ pub mod ticker;
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, RedisInbox, Runtime};
+use messaging::{RedisInbox, Runtime};
 use platform::{auth::JwtKeys, queue_guard::QueueKeys, rate_limit::RateLimit, redis_acl::RedisKeys};
 use servicekit::{Service, StartError};
 use std::sync::Arc;
@@ -77,7 +77,7 @@ impl Service for Queue {
         let tokens = handlers::Tokens { keys: (*state.keys).clone(), settings: state.settings.clone() };
         for stream in [Stream::Reservation, Stream::Catalog, Stream::Seat, Stream::User] {
             rt.spawn_consumer(
-                ConsumerSpec::declared(NAME, stream)?,
+                rt.declared(NAME, stream)?,
                 RedisInbox::new(state.redis.clone(), rt.config.prefix.clone(), tokens.clone()),
             )?;
         }

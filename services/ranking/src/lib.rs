@@ -12,7 +12,7 @@ mod keys;
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, RedisInbox, Runtime};
+use messaging::{RedisInbox, Runtime};
 use platform::{auth::JwtKeys, redis_acl::RedisKeys};
 use servicekit::{Service, StartError};
 
@@ -44,7 +44,7 @@ impl Service for Ranking {
         let keys = Keys::new(&rt.config.prefix);
         for stream in [Stream::Catalog, Stream::Reservation, Stream::Seat] {
             rt.spawn_consumer(
-                ConsumerSpec::declared(NAME, stream)?,
+                rt.declared(NAME, stream)?,
                 RedisInbox::new(
                     rt.redis.clone(),
                     rt.config.prefix.clone(),

@@ -16,15 +16,16 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use contracts::{
-    ConcertId, PaymentMethod, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId, Won,
+    Bucket, ConcertId, PaymentMethod, ReservationFailureReason, ReservationId, ScheduleId, SeatNo, UserId,
+    Won,
 };
 use platform::{
     Problem,
     auth::Identity,
     idempotency::{self, MaybeKey},
     openapi::{
-        BadRequest, BookingUnauthenticated, Internal, NotFound, QueueNotAdmitted, ServerSentEvent, Shared,
-        Unauthenticated, UnsupportedMediaType,
+        BadRequest, BookingUnauthenticated, Internal, Misdirected, NotFound, QueueNotAdmitted,
+        ServerSentEvent, Shared, Unauthenticated, UnsupportedMediaType,
     },
     paging::{PageQuery, Paged, PreferWait},
     problem::{ApiJson, ApiPath, ApiQuery, PROBLEM_JSON},
@@ -153,6 +154,7 @@ impl View {
             body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "The schedule does not exist (`SCHEDULE_NOT_FOUND`).",
             body = Problem, content_type = PROBLEM_JSON),
+        (status = 421, response = Misdirected),
         (status = 409, description = "The user already has a live reservation of this schedule, or would own more \
             than `TICKETING_MAX_SEATS_PER_USER` of its seats (`LIMIT_REACHED`, the detail saying which); or a seat \
             is in another live reservation (`SEAT_UNAVAILABLE`). A retry sent while its first request is still \
@@ -176,6 +178,7 @@ async fn create_reservation(
     wait: PreferWait,
     ApiJson(body): ApiJson<ReservationRequest>,
 ) -> Result<Response, Problem> {
+    s.kept.check(Bucket::of(body.schedule_id), &format_args!("schedule {}", body.schedule_id))?;
     let request = serde_json::to_vec(&body)?;
     let request: [&[u8]; 2] = [b"POST /reservations", &request];
     let ask = Ask::Hold { schedule: body.schedule_id, seats: body.seat_nos };
@@ -212,6 +215,7 @@ pub struct PaymentRequest {
         (status = 401, response = BookingUnauthenticated),
         (status = 403, response = QueueNotAdmitted),
         (status = 404, response = NotFound),
+        (status = 421, response = Misdirected),
         (status = 409, description = "The hold has ended (`HOLD_EXPIRED`), the reservation is not HELD (`NOT_PAYABLE`), \
             or a request with this Idempotency-Key is still running (`IDEMPOTENCY_IN_PROGRESS`).",
             body = Problem, content_type = PROBLEM_JSON),
@@ -228,6 +232,7 @@ async fn pay_reservation(
     ApiPath(id): ApiPath<ReservationId>,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
+    s.kept.check(id.bucket(), &format_args!("reservation {id}"))?;
     let how: PaymentRequest = if body.iter().all(u8::is_ascii_whitespace) {
         PaymentRequest::default()
     } else {
@@ -268,6 +273,7 @@ fn respond(settled: Settled) -> Response {
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 404, response = NotFound),
+        (status = 421, response = Misdirected),
         (status = 500, response = Internal),
     )
 )]
@@ -276,6 +282,7 @@ async fn get_reservation(
     who: Identity,
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Json<View>, Problem> {
+    s.kept.check(id.bucket(), &format_args!("reservation {id}"))?;
     let (r, timeline) = s.requests.find(who.user_id, id).await?;
     Ok(Json(View::of(r, Some(timeline))))
 }
@@ -296,6 +303,7 @@ async fn get_reservation(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 404, response = NotFound),
+        (status = 421, response = Misdirected),
         (status = 500, response = Internal),
     )
 )]
@@ -305,6 +313,7 @@ async fn reservation_events(
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Response, Problem> {
     use futures::StreamExt;
+    s.kept.check(id.bucket(), &format_args!("reservation {id}"))?;
     let views = s.requests.follow(who.user_id, id).await?;
     let events = views.map(|(r, timeline)| {
         let view = View::of(r, Some(timeline));
@@ -355,6 +364,7 @@ async fn list_reservations(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 404, response = NotFound),
+        (status = 421, response = Misdirected),
         (status = 409, description = "Only a HELD reservation can be cancelled (`NOT_CANCELLABLE`).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 500, response = Internal),
@@ -365,6 +375,7 @@ async fn cancel_reservation(
     who: Identity,
     ApiPath(id): ApiPath<ReservationId>,
 ) -> Result<Json<View>, Problem> {
+    s.kept.check(id.bucket(), &format_args!("reservation {id}"))?;
     let (r, timeline) = s.requests.cancel(who.user_id, id).await?;
     Ok(Json(View::of(r, Some(timeline))))
 }

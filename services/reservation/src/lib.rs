@@ -18,7 +18,7 @@ pub use domain::{Limits, Status, decide};
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime, react};
+use messaging::{Outbox, PgInbox, Runtime, react};
 use platform::{
     auth::JwtKeys, config::SagaClocks, queue_guard::QueueGate, rate_limit::RateLimit, redis_acl::RedisKeys,
 };
@@ -38,6 +38,9 @@ pub struct AppState {
     pub gate: QueueGate,
     /// Users' requests of their reservations.
     pub requests: requests::Requests,
+    /// The partitions this replica keeps: a schedule of another, or a reservation of one, is
+    /// misdirected here.
+    pub kept: platform::partition::Kept,
 }
 
 impl platform::config::Settings for Limits {
@@ -81,14 +84,14 @@ impl Service for Reservations {
         let publishing =
             |saga: &handlers::Saga| PgInbox::publishing(rt.db.clone(), &saga.outbox, react(saga.clone()));
         let catalog = rt.consumer(
-            ConsumerSpec::declared(NAME, Stream::Catalog)?,
+            rt.declared(NAME, Stream::Catalog)?,
             PgInbox::publishing(rt.db.clone(), &outbox, handlers::Catalog { outbox: outbox.clone() }),
         )?;
-        let seat = rt.consumer(ConsumerSpec::declared(NAME, Stream::Seat)?, publishing(&saga))?;
-        let wallet = rt.consumer(ConsumerSpec::declared(NAME, Stream::Wallet)?, publishing(&saga))?;
-        let card = rt.consumer(ConsumerSpec::declared(NAME, Stream::Payment)?, publishing(&saga))?;
+        let seat = rt.consumer(rt.declared(NAME, Stream::Seat)?, publishing(&saga))?;
+        let wallet = rt.consumer(rt.declared(NAME, Stream::Wallet)?, publishing(&saga))?;
+        let card = rt.consumer(rt.declared(NAME, Stream::Payment)?, publishing(&saga))?;
         let accounts = rt.consumer(
-            ConsumerSpec::declared(NAME, Stream::User)?,
+            rt.declared(NAME, Stream::User)?,
             PgInbox::publishing(rt.db.clone(), &outbox, handlers::Accounts { outbox: outbox.clone() }),
         )?;
         rt.spawn_relay(SCHEMA);
@@ -120,6 +123,7 @@ impl Service for Reservations {
             jwt,
             gate,
             requests: requests::Requests::start(rt.db.clone(), outbox, local, limits),
+            kept: rt.config.kept(),
         }))
     }
 }

@@ -8,10 +8,10 @@ use axum::{
     response::{Response, sse::Event},
     routing::get,
 };
-use contracts::{ScheduleId, SeatNo, Won};
+use contracts::{Bucket, ScheduleId, SeatNo, Won};
 use platform::{
     Problem,
-    openapi::{BadRequest, Internal, NotFound, ServerSentEvent, Shared},
+    openapi::{BadRequest, Internal, Misdirected, NotFound, ServerSentEvent, Shared},
     problem::{ApiPath, ApiQuery},
 };
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,7 @@ struct SeatMap {
         (status = 200, description = "The seats.", body = SeatMap),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
+        (status = 421, response = Misdirected),
         (status = 500, response = Internal),
     )
 )]
@@ -77,6 +78,7 @@ async fn list_seats(
     ApiPath(id): ApiPath<ScheduleId>,
     ApiQuery(q): ApiQuery<SeatQuery>,
 ) -> Result<Json<SeatMap>, Problem> {
+    s.kept.check(Bucket::of(id), &format_args!("schedule {id}"))?;
     let status = match q.status.as_deref() {
         None => None,
         Some(raw) => {
@@ -121,6 +123,7 @@ fn view(schedule_id: ScheduleId, seats: &[crate::domain::Seat], status: Option<S
          body = ServerSentEvent, content_type = "text/event-stream"),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
+        (status = 421, response = Misdirected),
         (status = 500, response = Internal),
     )
 )]
@@ -128,6 +131,7 @@ async fn seat_events(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<ScheduleId>,
 ) -> Result<Response, Problem> {
+    s.kept.check(Bucket::of(id), &format_args!("schedule {id}"))?;
     let first = map_of(&s, id).await?;
     let mut maps = s.watched.watch(id, first);
     maps.mark_changed();

@@ -14,7 +14,7 @@ mod store;
 
 use axum::Router;
 use contracts::Stream;
-use messaging::{ConsumerSpec, Outbox, PgInbox, Runtime};
+use messaging::{Outbox, PgInbox, Runtime};
 use platform::{Config, ConfigError, config::SagaClocks};
 use sea_orm::DatabaseConnection;
 use servicekit::{Service, StartError};
@@ -33,6 +33,8 @@ pub struct AppState {
     pub maps: maps::SeatMaps,
     /// The schedules whose maps some stream watches.
     pub watched: live::Watched,
+    /// The partitions this replica keeps: a schedule of another is misdirected here.
+    pub kept: platform::partition::Kept,
 }
 
 /// How long a seat map read from the database is answered again (unless a seat of it changes
@@ -72,11 +74,11 @@ impl Service for Seats {
             platform::periodic::run("backstop[seat]", every, shutdown, || backstop.pass()).await;
         });
         rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, Stream::Catalog)?,
+            rt.declared(NAME, Stream::Catalog)?,
             PgInbox::new(rt.db.clone(), SCHEMA, handlers::Catalog),
         )?;
         rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, Stream::Reservation)?,
+            rt.declared(NAME, Stream::Reservation)?,
             PgInbox::publishing(
                 rt.db.clone(),
                 &outbox,
@@ -92,6 +94,6 @@ impl Service for Seats {
         let watched = live::Watched::default();
         let (live, db, shutdown) = (watched.clone(), rt.db.clone(), rt.shutdown.clone());
         rt.spawn("live[seat]", live.run(db, shutdown));
-        Ok(http::routes().with_state(AppState { db: rt.db.clone(), maps, watched }))
+        Ok(http::routes().with_state(AppState { db: rt.db.clone(), maps, watched, kept: rt.config.kept() }))
     }
 }

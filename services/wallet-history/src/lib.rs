@@ -8,7 +8,7 @@ mod store;
 
 use axum::{Router, extract::FromRef};
 use contracts::Stream;
-use messaging::{ConsumerSpec, PgInbox, Runtime};
+use messaging::{PgInbox, Runtime};
 use platform::auth::JwtKeys;
 use sea_orm::DatabaseConnection;
 use servicekit::{Service, StartError};
@@ -36,7 +36,7 @@ impl Service for WalletHistory {
     /// Starts the WALLET consumer.
     fn routes(rt: &Runtime) -> Result<Router, StartError> {
         rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, Stream::Wallet)?,
+            rt.declared(NAME, Stream::Wallet)?,
             PgInbox::new(rt.db.clone(), SCHEMA, messaging::react(handlers::History)),
         )?;
         rt.spawn_pruner(SCHEMA);

@@ -10,7 +10,7 @@ mod store;
 
 use axum::Router;
 use contracts::Stream;
-use messaging::{ConsumerSpec, PgInbox, Runtime};
+use messaging::{PgInbox, Runtime};
 use servicekit::{Service, StartError};
 
 /// The service name (consumer names, event `source`).
@@ -35,7 +35,7 @@ impl Service for Wallet {
         rt.spawn_relay(SCHEMA);
         rt.spawn_pruner(SCHEMA);
         rt.spawn_consumer(
-            ConsumerSpec::declared(NAME, Stream::Reservation)?,
+            rt.declared(NAME, Stream::Reservation)?,
             PgInbox::publishing(rt.db.clone(), &state.outbox, handlers::payments(state.outbox.clone())),
         )?;
         Ok(http::routes().with_state(state))

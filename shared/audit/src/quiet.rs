@@ -23,7 +23,7 @@ pub(crate) struct ConsumerState {
 
 /// Every declared consumer's pending and unacked messages.
 pub(crate) async fn consumers(bus: &Bus) -> Result<Vec<ConsumerState>, Error> {
-    let specs = messaging::definitions::declared_consumers()
+    let specs = messaging::definitions::declared_consumers(bus.ns.partitions())
         .map_err(|e| Error::nats("read the declared consumers", e))?;
     let mut out = Vec::with_capacity(specs.len());
     for spec in specs {

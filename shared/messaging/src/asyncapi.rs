@@ -15,7 +15,7 @@ const PARTITION: &str = "The partition of the schedule the event is about: its b
 
 /// The document, the same on every call (its maps are ordered by name).
 pub fn document() -> Result<Value, MessagingError> {
-    let consumers = declared_consumers()?;
+    let consumers = declared_consumers(contracts::Partitions::ONE)?;
     let mut schemas: Map<String, Value> = contracts::schemas()
         .into_iter()
         .map(|(name, schema)| Ok((name, serde_json::to_value(schema)?)))

@@ -9,7 +9,7 @@ use async_nats::jetstream::{
     self, AckKind,
     consumer::{PullConsumer, pull},
 };
-use contracts::{DecodeError, Envelope, EnvelopeMeta, Event, Stream};
+use contracts::{DecodeError, Envelope, EnvelopeMeta, Event, Partitions, Stream};
 use futures::{StreamExt, TryStreamExt};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
@@ -433,6 +433,10 @@ pub struct ConsumerSpec {
     /// Set when the service consumes the stream through several consumers, one per subject:
     /// what tells this one's name apart ([`ConsumerSpec::name`]).
     pub part: Option<String>,
+    /// The partition whose events alone this consumer takes (a partitioned service's, with
+    /// several partitions): its filter names it in place of the pattern's `*`. `None`: every
+    /// partition.
+    pub partition: Option<u16>,
     /// JetStream settings (durable name and filter are filled in by [`ConsumerSpec::ensure`]).
     pub config: pull::Config,
     /// NAK delay after the n-th failed delivery (the last entry repeats).
@@ -453,20 +457,32 @@ impl ConsumerSpec {
     /// subject, so that the server delivers only the events the service handles (NATS 2.9 has
     /// no multi-filter consumers, and a wider filter costs a delivery and an ack for each event
     /// the handler would only ignore). Run them with one handler: they share its inbox.
+    /// With one partition; a service takes its own with [`crate::Runtime::declared`].
     pub fn declared(service: &str, stream: Stream) -> Result<Vec<Self>, MessagingError> {
+        Self::declared_in(service, stream, Partitions::ONE)
+    }
+
+    /// The consumers declared for `(service, stream)` with the events spread over `partitions`:
+    /// a partitioned service's, one per partition when there are several.
+    pub fn declared_in(
+        service: &str,
+        stream: Stream,
+        partitions: Partitions,
+    ) -> Result<Vec<Self>, MessagingError> {
         let entry = crate::definitions::consumer_entries()?
             .into_iter()
             .find(|e| e.service == service && e.stream == stream.name())
             .ok_or_else(|| {
                 MessagingError::NotFound(format!("no consumer {service}__{stream} in nats/consumers.json"))
             })?;
-        Self::of_entry(&entry, stream)
+        Self::of_entry(&entry, stream, partitions)
     }
 
     /// The consumers of one `nats/consumers.json` entry, whose stream is `stream`.
     pub(crate) fn of_entry(
         entry: &crate::definitions::ConsumerEntry,
         stream: Stream,
+        partitions: Partitions,
     ) -> Result<Vec<Self>, MessagingError> {
         let service = entry.service.as_str();
         let filters: Vec<Option<&str>> = match entry.filter_subjects.as_slice() {
@@ -474,20 +490,27 @@ impl ConsumerSpec {
             subjects => subjects.iter().map(|s| Some(s.as_str())).collect(),
         };
         let parted = filters.len() > 1;
-        filters
-            .into_iter()
-            .map(|filter| {
-                let mut spec = Self::new(service, stream, filter)?;
+        let each: Vec<Option<u16>> = if entry.partitioned && partitions.count() > 1 {
+            (0..partitions.count()).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let mut specs = Vec::with_capacity(each.len() * filters.len());
+        for partition in each {
+            for filter in &filters {
+                let mut spec = Self::new(service, stream, *filter)?;
                 spec.part = filter.filter(|_| parted).map(part_of);
+                spec.partition = partition;
                 if let Some(batch) = entry.batch {
                     // One batch at a time: what arrives meanwhile makes the next one, so batches
                     // grow with the load instead of each message taking a transaction of its own.
                     spec.batch = batch.max(1);
                     spec.concurrency = 1;
                 }
-                Ok(spec)
-            })
-            .collect()
+                specs.push(spec);
+            }
+        }
+        Ok(specs)
     }
 
     /// A consumer with the shared defaults (for tools and tests; services use [`Self::declared`]).
@@ -497,6 +520,7 @@ impl ConsumerSpec {
             stream,
             filter_subject: filter_subject.map(str::to_owned),
             part: None,
+            partition: None,
             config: crate::definitions::consumer_defaults()?,
             nak_delays: [100, 500, 2_000, 5_000, 10_000].map(Duration::from_millis).to_vec(),
             attempts: crate::definitions::consumer_attempts()?,
@@ -507,12 +531,27 @@ impl ConsumerSpec {
 
     /// The durable consumer's name: `<service>__<STREAM>`, followed by `__<part>` when the
     /// service consumes the stream through one consumer per subject
-    /// (`seat__RESERVATION__requested`).
+    /// (`seat__RESERVATION__requested`), and by `__p<n>` when it takes partition n alone
+    /// (`seat__RESERVATION__requested__p1`).
     pub fn name(&self) -> String {
-        match &self.part {
+        let name = match &self.part {
             None => self.inbox(),
             Some(part) => format!("{}__{part}", self.inbox()),
+        };
+        match self.partition {
+            None => name,
+            Some(p) => format!("{name}__p{p}"),
         }
+    }
+
+    /// The unprefixed filter the server applies: the declared one, with this consumer's
+    /// partition in place of a pattern's `*` (`reservation.1.requested`).
+    pub fn filter(&self) -> Option<String> {
+        let filter = self.filter_subject.as_deref()?;
+        Some(match self.partition {
+            Some(p) if contracts::is_partitioned(filter) => filter.replacen('*', &p.to_string(), 1),
+            _ => filter.to_owned(),
+        })
     }
 
     /// The name the service's inbox records applied events under: `<service>__<STREAM>`, the
@@ -522,9 +561,11 @@ impl ConsumerSpec {
         format!("{}__{}", self.service, self.stream.name())
     }
 
-    /// Whether this consumer is given messages published on `subject` (unprefixed).
+    /// Whether this consumer is given messages published on `subject` (unprefixed). In an event's
+    /// subject pattern, the `*` stands for any partition: a consumer of one partition is given
+    /// some of them.
     pub fn receives(&self, subject: &str) -> bool {
-        self.filter_subject.as_deref().is_none_or(|filter| subject_matches(filter, subject))
+        self.filter().is_none_or(|filter| subject_matches(&filter, subject))
     }
 
     /// Creates the durable consumer if it does not exist, and returns it.
@@ -554,7 +595,7 @@ impl ConsumerSpec {
     ) -> Result<(jetstream::stream::Stream, pull::Config), MessagingError> {
         let mut config = self.config.clone();
         config.durable_name = Some(self.name());
-        config.filter_subject = self.filter_subject.as_deref().map(|f| bus.ns.subject(f)).unwrap_or_default();
+        config.filter_subject = self.filter().map(|f| bus.ns.subject(&f)).unwrap_or_default();
         let stream = bus
             .js
             .get_stream(bus.ns.stream(self.stream))
@@ -579,13 +620,16 @@ fn part_of(subject: &str) -> String {
     tail.replace('.', "_").replace('>', "all").replace('*', "any")
 }
 
-/// NATS subject matching: `*` matches one token, a final `>` one or more.
+/// NATS subject matching: `*` matches one token, a final `>` one or more. A `*` in `subject`
+/// (an event's pattern, where it stands for the partition) also matches a filter's partition
+/// number.
 fn subject_matches(filter: &str, subject: &str) -> bool {
     let (mut filter, mut subject) = (filter.split('.'), subject.split('.'));
     loop {
         match (filter.next(), subject.next()) {
             (Some(">"), Some(_)) => return true,
-            (Some(f), Some(s)) if f == "*" || f == s => {}
+            (Some(f), Some(s))
+                if f == "*" || f == s || (s == "*" && f.bytes().all(|b| b.is_ascii_digit())) => {}
             (None, None) => return true,
             _ => return false,
         }

@@ -3,7 +3,7 @@
 
 use crate::{Bus, ConsumerSpec, MessagingError};
 use async_nats::jetstream::{ErrorCode, consumer, context::GetStreamErrorKind, stream};
-use contracts::{Namespace, Stream};
+use contracts::{Namespace, Partitions, Stream};
 use serde::Deserialize;
 
 /// The stream definition file of `stream`, as committed in `nats/streams/`.
@@ -70,6 +70,11 @@ pub struct ConsumerEntry {
     /// read-side projections: fewer transactions under load, in exchange for latency).
     #[serde(default)]
     pub batch: Option<usize>,
+    /// The service keeps a partition's data (seat, reservation): with more than one partition,
+    /// each partition has durables of its own, whose filters name it, and a replica runs those
+    /// of the partitions it serves (`TICKETING_PARTITIONS`; docs/scaling.md §2.7, step 3).
+    #[serde(default)]
+    pub partitioned: bool,
 }
 
 fn consumers_file() -> Result<ConsumersFile, MessagingError> {
@@ -112,7 +117,7 @@ pub async fn apply(bus: &Bus, replicas: usize) -> Result<(), MessagingError> {
     for stream in Stream::ALL {
         apply_stream(bus, stream, replicas).await?;
     }
-    let declared = declared_consumers()?;
+    let declared = declared_consumers(bus.ns.partitions())?;
     for spec in &declared {
         spec.apply(bus).await?;
     }
@@ -160,11 +165,13 @@ pub async fn require_streams(bus: &Bus) -> Result<(), MessagingError> {
     Ok(())
 }
 
-/// Every durable consumer `nats/consumers.json` declares (one per filter subject).
-pub fn declared_consumers() -> Result<Vec<ConsumerSpec>, MessagingError> {
+/// Every durable consumer `nats/consumers.json` declares with the events spread over
+/// `partitions`: one per filter subject, and of a partitioned service's, one per partition as
+/// well when there are several.
+pub fn declared_consumers(partitions: Partitions) -> Result<Vec<ConsumerSpec>, MessagingError> {
     let mut specs = Vec::new();
     for entry in consumer_entries()? {
-        specs.extend(ConsumerSpec::of_entry(&entry, stream_of(&entry)?)?);
+        specs.extend(ConsumerSpec::of_entry(&entry, stream_of(&entry)?, partitions)?);
     }
     Ok(specs)
 }
@@ -241,11 +248,61 @@ mod tests {
             reservation[0].receives("wallet.0.payment.failed")
                 && !reservation[0].receives("wallet.charge.completed")
         );
-        let mut all: Vec<String> = declared_consumers().unwrap().iter().map(ConsumerSpec::name).collect();
+        let mut all: Vec<String> =
+            declared_consumers(Partitions::ONE).unwrap().iter().map(ConsumerSpec::name).collect();
         let n = all.len();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n, "consumer names are unique");
+    }
+
+    #[test]
+    fn with_several_partitions_a_partitioned_service_has_durables_of_each_partition() {
+        let two = Partitions::new(2).unwrap();
+        let seat = ConsumerSpec::declared_in("seat", Stream::Reservation, two).unwrap();
+        let named: Vec<(String, Option<String>)> = seat.iter().map(|s| (s.name(), s.filter())).collect();
+        let expected = |p: u16, part: &str| {
+            (format!("seat__RESERVATION__{part}__p{p}"), Some(format!("reservation.{p}.{part}")))
+        };
+        assert_eq!(
+            named,
+            [
+                expected(0, "requested"),
+                expected(0, "completed"),
+                expected(0, "failed"),
+                expected(1, "requested"),
+                expected(1, "completed"),
+                expected(1, "failed")
+            ]
+        );
+        assert!(seat[3].receives("reservation.1.requested") && !seat[3].receives("reservation.0.requested"));
+        assert!(seat.iter().all(|s| s.inbox() == "seat__RESERVATION"), "one inbox for every partition");
+        // An event of no schedule reaches every partition's durable.
+        let users = ConsumerSpec::declared_in("reservation", Stream::User, two).unwrap();
+        let users: Vec<(String, Option<String>)> = users.iter().map(|s| (s.name(), s.filter())).collect();
+        let status = Some("user.status_changed".to_owned());
+        assert_eq!(
+            users,
+            [("reservation__USER__p0".into(), status.clone()), ("reservation__USER__p1".into(), status)]
+        );
+        let card = ConsumerSpec::declared_in("reservation", Stream::Payment, two).unwrap();
+        assert_eq!(
+            card[1].filter().as_deref(),
+            Some("payment.1.>"),
+            "a card payment of its own partition alone"
+        );
+        // A service of no partition keeps one durable for them all.
+        let wallet = ConsumerSpec::declared_in("wallet", Stream::Reservation, two).unwrap();
+        assert!(wallet.iter().all(|s| s.partition.is_none()));
+        assert!(wallet[0].receives("reservation.1.payment_requested"));
+        // Each partition's durables alone take every event the handler needs.
+        for p in 0..2 {
+            let own: Vec<ConsumerSpec> = seat.iter().filter(|s| s.partition == Some(p)).cloned().collect();
+            crate::check_filters(&own, |kind| {
+                matches!(kind, "ReservationRequested" | "ReservationCompleted" | "ReservationFailed")
+            })
+            .unwrap();
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn allowed(ns: &Namespace, service: &str) -> Result<(Vec<String>, Vec<String
     publish.push(internal.clone());
     publish.push("$JS.API.INFO".into());
     publish.extend(Stream::ALL.iter().map(|s| format!("$JS.API.STREAM.INFO.{}", ns.stream(*s))));
-    for spec in declared_consumers()?.iter().filter(|c| c.service == service) {
+    for spec in declared_consumers(ns.partitions())?.iter().filter(|c| c.service == service) {
         let consumer = format!("{}.{}", ns.stream(spec.stream), spec.name());
         publish.extend([
             format!("$JS.API.CONSUMER.INFO.{consumer}"),

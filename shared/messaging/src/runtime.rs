@@ -118,6 +118,18 @@ impl Runtime {
         self.spawn(&format!("pruner[{schema}]"), task);
     }
 
+    /// The durable consumers of `(service, stream)` this process runs: those `nats/consumers.json`
+    /// declares with the deployment's partitions, of the partitions it keeps
+    /// (`TICKETING_PARTITIONS`; every one when unset).
+    pub fn declared(
+        &self,
+        service: &str,
+        stream: contracts::Stream,
+    ) -> Result<Vec<ConsumerSpec>, MessagingError> {
+        let specs = ConsumerSpec::declared_in(service, stream, self.config.prefix.partitions())?;
+        Ok(specs.into_iter().filter(|s| s.partition.is_none_or(|p| self.config.serves(p))).collect())
+    }
+
     /// Durable consumers, all with one `apply` (the consumers of one stream that
     /// [`ConsumerSpec::declared`] names), checked before anything runs: their filters must give
     /// `apply` exactly the events it handles ([`crate::check_filters`]).

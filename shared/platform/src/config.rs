@@ -59,6 +59,9 @@ pub struct Config {
     /// events of a schedule are spread over (`TICKETING_PARTITION_COUNT`, the same in every
     /// process; docs/scaling.md §2).
     pub prefix: Namespace,
+    /// The partitions whose data this process's partitioned services (seat, reservation) keep
+    /// (`TICKETING_PARTITIONS`, e.g. `0,1`); `None`, the default: every partition.
+    pub partitions_served: Option<Vec<u16>>,
     pub http_addr: SocketAddr,
     /// Where `/healthz`, `/readyz` and `/metrics` are served instead of beside the API
     /// (`TICKETING_OPS_ADDR`): a port the ingress does not route, for probes and scrapes only.
@@ -340,6 +343,7 @@ impl Config {
             r.fail("TICKETING_PARTITION_COUNT", e.to_string());
             contracts::Partitions::ONE
         }));
+        let partitions_served = read_served(&mut r, prefix.partitions());
         let http_addr = r.parsed(
             "TICKETING_HTTP_ADDR",
             SocketAddr::from(([0, 0, 0, 0], 8080)),
@@ -373,6 +377,7 @@ impl Config {
             redis_url: Secret(redis_url),
             jwt,
             prefix,
+            partitions_served,
             http_addr,
             ops_addr,
             otlp_endpoint,
@@ -385,6 +390,39 @@ impl Config {
     pub fn settings<S: Settings>(&self) -> Result<S, ConfigError> {
         read_settings(&*self.lookup.0)
     }
+
+    /// The partitions this process keeps ([`Config::partitions_served`]).
+    pub fn kept(&self) -> crate::partition::Kept {
+        crate::partition::Kept::new(self.prefix.partitions(), self.partitions_served.clone())
+    }
+
+    /// Whether this process keeps partition `p`'s data.
+    pub fn serves(&self, p: u16) -> bool {
+        self.kept().serves(p)
+    }
+}
+
+/// `TICKETING_PARTITIONS`: distinct partitions below the count, separated by commas.
+fn read_served(r: &mut Vars<'_>, partitions: contracts::Partitions) -> Option<Vec<u16>> {
+    let raw = r.raw("TICKETING_PARTITIONS").filter(|v| !v.trim().is_empty())?;
+    let mut served = Vec::new();
+    for part in raw.split(',').map(str::trim) {
+        match part.parse::<u16>() {
+            Ok(p) if p < partitions.count() && !served.contains(&p) => served.push(p),
+            _ => {
+                r.fail(
+                    "TICKETING_PARTITIONS",
+                    format!(
+                        "expected distinct partitions from 0 to {} (TICKETING_PARTITION_COUNT is {}) separated by commas, got {raw:?}",
+                        partitions.count() - 1,
+                        partitions.count()
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(served)
 }
 
 /// The keys identity tokens are checked with: the identity provider's public keys
@@ -571,6 +609,7 @@ mod tests {
             ("TICKETING_NATS_URL", "127.0.0.1:4222"),
             ("TICKETING_PREFIX", "a.b"),
             ("TICKETING_PARTITION_COUNT", "0"),
+            ("TICKETING_PARTITIONS", "0,x"),
         ])
         .unwrap_err();
         for var in [
@@ -579,9 +618,31 @@ mod tests {
             "TICKETING_NATS_URL",
             "TICKETING_PREFIX",
             "TICKETING_PARTITION_COUNT",
+            "TICKETING_PARTITIONS",
         ] {
             assert!(e.names(var), "{var} not named in {e}");
         }
+    }
+
+    #[test]
+    fn a_process_serves_the_partitions_it_is_given_or_every_one() {
+        let with = |vars: &[(&str, &str)]| {
+            let mut all = vec![("TICKETING_JWT_SECRET", SECRET), ("TICKETING_ENV", "dev")];
+            all.extend_from_slice(vars);
+            read(&all)
+        };
+        let every = with(&[("TICKETING_PARTITION_COUNT", "4")]).unwrap();
+        assert_eq!(every.partitions_served, None);
+        assert!((0..4).all(|p| every.serves(p)));
+        let two = with(&[("TICKETING_PARTITION_COUNT", "4"), ("TICKETING_PARTITIONS", " 3, 1 ")]).unwrap();
+        assert_eq!(two.partitions_served, Some(vec![3, 1]));
+        assert!(two.serves(1) && two.serves(3) && !two.serves(0) && !two.serves(2));
+        for bad in ["4", "1,1", "-1", "one"] {
+            let e = with(&[("TICKETING_PARTITION_COUNT", "4"), ("TICKETING_PARTITIONS", bad)]).unwrap_err();
+            assert!(e.names("TICKETING_PARTITIONS"), "{bad}: {e}");
+        }
+        let e = with(&[("TICKETING_PARTITIONS", "1")]).unwrap_err();
+        assert!(e.to_string().contains("TICKETING_PARTITION_COUNT is 1"), "{e}");
     }
 
     #[test]

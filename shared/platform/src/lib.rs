@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod memo;
 pub mod openapi;
 pub mod paging;
+pub mod partition;
 pub mod periodic;
 pub mod pools;
 pub mod problem;

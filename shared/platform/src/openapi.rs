@@ -115,6 +115,10 @@ problem_responses! {
     /// 403 on a booking route: the waiting room has not admitted this token for this caller.
     QueueNotAdmitted: "The queue token is still waiting (`QUEUE_NOT_ADMITTED`), expired \
         (`QUEUE_TOKEN_EXPIRED`) or another user's (`QUEUE_TOKEN_FOREIGN`).",
+    /// 421: the schedule is kept by a partition this replica does not keep ([`crate::partition`]).
+    Misdirected: "The schedule (or the reservation's schedule) is kept by another partition than \
+        this replica's; the detail names it (`MISDIRECTED_REQUEST`). Only where replicas keep \
+        some partitions (`TICKETING_PARTITIONS`).",
     /// 415.
     UnsupportedMediaType: "The body was not sent as `application/json` (`UNSUPPORTED_MEDIA_TYPE`).",
     /// 500.

@@ -273,6 +273,16 @@ const UNLIMITED: [(&str, &str); 3] = [
     ("TICKETING_MAX_RESERVATIONS_PER_MINUTE", "0"),
 ];
 
+/// `LOAD_SETTINGS` (`NAME=value ...`): settings the system runs with beyond the scenario's.
+fn extra_settings() -> Vec<(String, String)> {
+    let extra = std::env::var("LOAD_SETTINGS").unwrap_or_default();
+    extra
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System {
     if let Some(url) = std::env::var("LOAD_BASE_URL").ok().filter(|u| !u.is_empty()) {
         // A setting given to `load` itself wins over the scenario's own, and `LOAD_SETTINGS`
@@ -282,12 +292,7 @@ async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System
             .iter()
             .map(|(k, v)| ((*k).to_owned(), std::env::var(k).unwrap_or_else(|_| (*v).to_owned())))
             .collect();
-        let extra = std::env::var("LOAD_SETTINGS").unwrap_or_default();
-        settings.extend(
-            extra
-                .split_whitespace()
-                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))),
-        );
+        settings.extend(extra_settings());
         let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let deployment = Deployment::connect(&url, &pairs).await.unwrap();
         println!("against {url}");
@@ -301,6 +306,7 @@ async fn start(settings: &[(&str, &str)], local_only: &[(&str, &str)]) -> System
     for (k, v) in settings.iter().chain(local_only) {
         cmd.env(k, std::env::var(k).unwrap_or_else(|_| (*v).to_owned()));
     }
+    cmd.envs(extra_settings());
     cmd.arg("up");
     let process = Process::spawn(cmd).unwrap();
     let api = Api::new(&process.url, env.jwt());

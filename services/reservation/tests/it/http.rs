@@ -53,6 +53,46 @@ async fn bad_requests_get_problems_and_create_nothing() {
     assert!(s.requested().await.is_empty());
 }
 
+/// A replica that keeps one of two partitions (`TICKETING_PARTITIONS`) answers for the schedules
+/// of its partition, and a request about another's schedule, or one of its reservations, 421,
+/// naming the partition that keeps it; nothing is made.
+#[tokio::test]
+async fn a_request_for_a_schedule_of_another_partition_is_misdirected_and_makes_nothing() {
+    let two = contracts::Partitions::new(2).unwrap();
+    // The test's own events go out as with one partition (partition 0): so the replica keeps 0.
+    let mine = 0;
+    let schedule = std::iter::repeat_with(ScheduleId::new).find(|s| two.of(Bucket::of(*s)) == mine).unwrap();
+    let other = std::iter::repeat_with(ScheduleId::new).find(|s| two.of(Bucket::of(*s)) != mine).unwrap();
+    let env = testkit::TestEnv::new().await.unwrap();
+    let redis = env.redis.clone();
+    let kept = mine.to_string();
+    let overrides = [("TICKETING_PARTITION_COUNT", "2"), ("TICKETING_PARTITIONS", kept.as_str())];
+    let s = Service::start_for(env, redis, &overrides, schedule).await;
+    let user = UserId::new();
+
+    let (status, body) = s
+        .call(Method::POST, "/reservations", user, Some(json!({"scheduleId": schedule, "seatNos": [1]})))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, problem) =
+        s.call(Method::POST, "/reservations", user, Some(json!({"scheduleId": other, "seatNos": [1]}))).await;
+    assert_eq!((status, problem["code"].as_str()), (421, Some("MISDIRECTED_REQUEST")), "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains(&format!("is kept by partition {};", 1 - mine)), "{detail}");
+    let elsewhere = ReservationId::for_schedule(other);
+    for (method, path) in [
+        (Method::GET, format!("/reservations/{elsewhere}")),
+        (Method::GET, format!("/reservations/{elsewhere}/events")),
+        (Method::POST, format!("/reservations/{elsewhere}/payment")),
+        (Method::DELETE, format!("/reservations/{elsewhere}")),
+    ] {
+        let (status, problem) = s.call(method.clone(), &path, user, None).await;
+        assert_eq!(status, 421, "{method} {path}: {problem}");
+    }
+    let (_, list) = s.call(Method::GET, "/reservations", user, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "only the reservation of its own partition");
+}
+
 #[tokio::test]
 async fn other_users_reservations_are_invisible() {
     let s = Service::start().await;

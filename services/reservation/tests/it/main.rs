@@ -49,6 +49,16 @@ impl Service {
     /// [`Service::start_with`] in `env`, reaching Redis through `redis` (such as a connection
     /// as the service's own ACL user).
     pub async fn start_in(env: TestEnv, redis: platform::pools::Redis, overrides: &[(&str, &str)]) -> Self {
+        Self::start_for(env, redis, overrides, ScheduleId::new()).await
+    }
+
+    /// [`Service::start_in`], announcing `schedule`.
+    pub async fn start_for(
+        env: TestEnv,
+        redis: platform::pools::Redis,
+        overrides: &[(&str, &str)],
+        schedule: ScheduleId,
+    ) -> Self {
         // The first setting of a variable wins, so overrides go first.
         let mut all = overrides.to_vec();
         all.push(("TICKETING_DEV_SKIP_QUEUE_TOKEN", "true"));
@@ -61,7 +71,7 @@ impl Service {
         );
         let url =
             env.spawn_app(testkit::start::<reservation::Reservations>(&runtime).unwrap()).await.unwrap();
-        let (schedule, concert) = (ScheduleId::new(), ConcertId::new());
+        let concert = ConcertId::new();
         let seats = (1..=50).map(|n| SeatPrice { seat_no: SeatNo(n), price: Won(1000) }).collect();
         let created = Envelope::new(
             "concert",

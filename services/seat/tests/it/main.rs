@@ -346,3 +346,27 @@ async fn a_seat_map_stream_shows_each_hold_and_release_as_it_happens() {
     s.fail(schedule, r, &[1, 2]).await;
     assert_eq!(statuses(events.next("seats").await.unwrap()), ["AVAILABLE", "AVAILABLE", "AVAILABLE"]);
 }
+
+/// A replica that keeps one of two partitions (`TICKETING_PARTITIONS`) answers for the schedules
+/// of its partition, and a read of another's schedule 421, naming the partition that keeps it.
+#[tokio::test]
+async fn a_schedule_of_another_partition_is_misdirected() {
+    let two = contracts::Partitions::new(2).unwrap();
+    let of = |s: &ScheduleId| two.of(contracts::Bucket::of(*s));
+    let mine = std::iter::repeat_with(ScheduleId::new).find(|s| of(s) == 0).unwrap();
+    let other = std::iter::repeat_with(ScheduleId::new).find(|s| of(s) == 1).unwrap();
+    let env = TestEnv::new().await.unwrap();
+    let overrides = [("TICKETING_PARTITION_COUNT", "2"), ("TICKETING_PARTITIONS", "0")];
+    let rt = env.runtime_as::<seat::Seats>(&overrides).await.unwrap();
+    let url = env.spawn_app(testkit::start::<seat::Seats>(&rt).unwrap()).await.unwrap();
+    let get = |path: String| async move { reqwest::get(path).await.unwrap() };
+    let unknown = get(format!("{url}/schedules/{mine}/seats")).await;
+    assert_eq!(unknown.status(), 404, "its own partition's schedule, never announced");
+    for path in [format!("{url}/schedules/{other}/seats"), format!("{url}/schedules/{other}/seats/events")] {
+        let answer = get(path.clone()).await;
+        assert_eq!(answer.status(), 421, "{path}");
+        let problem: Value = answer.json().await.unwrap();
+        assert_eq!(problem["code"], "MISDIRECTED_REQUEST");
+        assert!(problem["detail"].as_str().unwrap().contains("is kept by partition 1;"), "{problem}");
+    }
+}

@@ -52,7 +52,7 @@ async fn applying_the_definitions_moves_a_durable_of_before_to_the_partitioned_f
     use async_nats::jetstream::{AckKind, consumer::PullConsumer};
     use futures::StreamExt as _;
     let env = testkit::TestEnv::new().await.unwrap();
-    let spec = messaging::definitions::declared_consumers()
+    let spec = messaging::definitions::declared_consumers(contracts::Partitions::ONE)
         .unwrap()
         .into_iter()
         .find(|c| c.name() == "seat__RESERVATION__requested")

@@ -126,7 +126,11 @@ async fn the_wallets_nats_user_publishes_and_reads_its_own_subjects_alone() {
         .unwrap()
         .await
         .unwrap();
-    let own = definitions::declared_consumers().unwrap().into_iter().find(|c| c.service == "wallet").unwrap();
+    let own = definitions::declared_consumers(ns.partitions())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.service == "wallet")
+        .unwrap();
     let consumer = own.ensure(&wallet).await.unwrap();
     let mut batch =
         consumer.fetch().max_messages(10).expires(Duration::from_secs(1)).messages().await.unwrap();
@@ -138,7 +142,7 @@ async fn the_wallets_nats_user_publishes_and_reads_its_own_subjects_alone() {
     assert!(pulled >= 1, "the wallet reads its own consumer");
 
     // Another service's consumer, or a consumer of its own making on another stream: refused.
-    let theirs = definitions::declared_consumers()
+    let theirs = definitions::declared_consumers(ns.partitions())
         .unwrap()
         .into_iter()
         .find(|c| c.service == "seat" && c.stream == Stream::Reservation)
