@@ -59,11 +59,13 @@ async fn bad_requests_get_problems_and_create_nothing() {
 #[tokio::test]
 async fn a_request_for_a_schedule_of_another_partition_is_misdirected_and_makes_nothing() {
     let two = contracts::Partitions::new(2).unwrap();
-    // The test's own events go out as with one partition (partition 0): so the replica keeps 0.
-    let mine = 0;
+    // The replica keeps partition 1: not the one a partition count of 1 would give everything.
+    let mine = 1;
     let schedule = std::iter::repeat_with(ScheduleId::new).find(|s| two.of(Bucket::of(*s)) == mine).unwrap();
     let other = std::iter::repeat_with(ScheduleId::new).find(|s| two.of(Bucket::of(*s)) != mine).unwrap();
-    let env = testkit::TestEnv::new().await.unwrap();
+    let mut env = testkit::TestEnv::new().await.unwrap();
+    // The test publishes the schedule as the catalog of a deployment of two partitions would.
+    env.ns = env.ns.clone().with_partitions(two);
     let redis = env.redis.clone();
     let kept = mine.to_string();
     let overrides = [("TICKETING_PARTITION_COUNT", "2"), ("TICKETING_PARTITIONS", kept.as_str())];
