@@ -249,14 +249,12 @@ impl Deployment {
     /// `seat.1.reserved`).
     pub async fn published<E: Event>(&self) -> anyhow::Result<Vec<(String, E)>> {
         let mut seen = HashSet::new();
-        let prefix = self.bus.ns.subject("");
         self.events_on(E::STREAM, self.bus.ns.subject(E::SUBJECT))
             .await?
             .into_iter()
             .filter(|(_, _, e)| e.kind == E::TYPE && seen.insert(e.id))
             .map(|(_, subject, e)| {
-                let subject = subject.strip_prefix(&prefix).unwrap_or(&subject).to_owned();
-                Ok((subject, e.decode::<E>()?.payload))
+                Ok((self.bus.ns.unprefix_subject(&subject).to_owned(), e.decode::<E>()?.payload))
             })
             .collect()
     }

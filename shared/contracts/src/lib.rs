@@ -49,3 +49,9 @@ pub const fn is_partitioned(subject: &str) -> bool {
     }
     i + 2 < bytes.len() && bytes[i + 1] == b'*' && bytes[i + 2] == b'.'
 }
+
+/// `pattern` with `partition` as its partition token (`seat.*.reserved` and `3` give
+/// `seat.3.reserved`); a pattern that carries no partition, as it is.
+pub fn in_partition(pattern: &str, partition: &str) -> String {
+    if is_partitioned(pattern) { pattern.replacen('*', partition, 1) } else { pattern.to_owned() }
+}

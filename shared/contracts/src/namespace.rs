@@ -132,6 +132,16 @@ impl Namespace {
         if self.0.is_empty() { name.to_owned() } else { format!("{}_{name}", self.0) }
     }
 
+    /// Removes the prefix from a subject: `P.seat.0.reserved` → `seat.0.reserved` (a subject
+    /// without it, as it is).
+    pub fn unprefix_subject<'a>(&self, subject: &'a str) -> &'a str {
+        if self.0.is_empty() {
+            subject
+        } else {
+            subject.strip_prefix(self.0.as_str()).and_then(|rest| rest.strip_prefix('.')).unwrap_or(subject)
+        }
+    }
+
     /// Removes the prefix from a stream name, if it carries this namespace's.
     pub fn unprefix_stream<'a>(&self, name: &'a str) -> Option<&'a str> {
         if self.0.is_empty() {
@@ -172,6 +182,8 @@ mod tests {
         assert_eq!(ns.redis_key("queue:seq"), "t42:queue:seq");
         assert_eq!(ns.unprefix_stream("t42_SEAT"), Some("SEAT"));
         assert_eq!(ns.unprefix_stream("t4_SEAT"), None);
+        assert_eq!(ns.unprefix_subject("t42.seat.0.reserved"), "seat.0.reserved");
+        assert_eq!(ns.unprefix_subject("t4.seat.0.reserved"), "t4.seat.0.reserved");
     }
 
     #[test]

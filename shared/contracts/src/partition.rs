@@ -102,7 +102,7 @@ impl Partitions {
     /// of no schedule).
     pub fn subject<E: Event>(self, event: &E) -> String {
         match event.bucket() {
-            Some(bucket) => E::SUBJECT.replacen('*', &self.of(bucket).to_string(), 1),
+            Some(bucket) => crate::in_partition(E::SUBJECT, &self.of(bucket).to_string()),
             None => E::SUBJECT.to_owned(),
         }
     }
@@ -240,5 +240,11 @@ mod tests {
         assert!(!crate::is_partitioned("seat"));
         assert!(!crate::is_partitioned("seat.*"));
         assert!(crate::is_partitioned("seat.*.reserved"));
+        assert_eq!(crate::in_partition("seat.*.reserved", "3"), "seat.3.reserved");
+        assert_eq!(
+            crate::in_partition("catalog.concert.*", "3"),
+            "catalog.concert.*",
+            "no partition to fill"
+        );
     }
 }

@@ -29,12 +29,13 @@ pub fn document() -> Result<Value, MessagingError> {
         let producer = producer_of(stream)?;
         let receivers: Vec<&ConsumerSpec> = consumers.iter().filter(|c| c.receives(subject)).collect();
         schemas.insert(format!("{kind}Envelope"), envelope(kind));
+        let address = contracts::in_partition(subject, "{partition}");
         messages.insert(
             kind.to_owned(),
             json!({
                 "name": kind,
                 "title": kind,
-                "summary": format!("{kind}, sent by {producer} on {}.", subject.replacen('*', "{partition}", 1)),
+                "summary": format!("{kind}, sent by {producer} on {address}."),
                 "contentType": "application/json",
                 "headers": {"$ref": "#/components/schemas/Headers"},
                 "payload": {"$ref": format!("#/components/schemas/{kind}Envelope")},
@@ -42,7 +43,6 @@ pub fn document() -> Result<Value, MessagingError> {
             }),
         );
         let message = format!("#/channels/{kind}/messages/{kind}");
-        let address = subject.replacen('*', "{partition}", 1);
         let mut channel = json!({
             "address": address,
             "title": kind,

@@ -549,8 +549,8 @@ impl ConsumerSpec {
     pub fn filter(&self) -> Option<String> {
         let filter = self.filter_subject.as_deref()?;
         Some(match self.partition {
-            Some(p) if contracts::is_partitioned(filter) => filter.replacen('*', &p.to_string(), 1),
-            _ => filter.to_owned(),
+            Some(p) => contracts::in_partition(filter, &p.to_string()),
+            None => filter.to_owned(),
         })
     }
 
@@ -799,14 +799,8 @@ async fn receive(
             return None;
         }
     };
-    let subject = bus.ns.subject("");
     let incoming = Incoming {
-        subject: msg
-            .subject
-            .as_str()
-            .strip_prefix(subject.as_str())
-            .unwrap_or(msg.subject.as_str())
-            .to_owned(),
+        subject: bus.ns.unprefix_subject(msg.subject.as_str()).to_owned(),
         envelope,
         stream_sequence,
         deliveries,
